@@ -1,0 +1,73 @@
+"""Encapsulator: TLP stream in, tlpoe frames out."""
+
+from amaranth.hdl import Module
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..models import wire
+from .framer import Framer
+from .packer import FrameDesc, TlpPacker
+from .streams import check_width, frame_stream, tlp_stream
+
+__all__ = ["Encapsulator"]
+
+
+class Encapsulator(wiring.Component):
+    """Packs TLPs into tlpoe DATA frames (see ``docs/wire-format.md``).
+
+    Parameters: ``width`` (datapath bits: 64, 128, 256, 512), ``mtu`` (1500 or
+    9000), ``max_tlps`` per frame, ``flush_timeout`` (cycles a frame may wait
+    for more TLPs after its first), ``ethertype``.
+
+    Ports: ``tlp`` in (TLP stream), ``frame`` out (frame stream, no padding,
+    no FCS: the MAC adds them); ``dst_mac``, ``src_mac``, ``channel``
+    configuration; counters ``frames_sent``, ``oversize_drops`` and
+    ``length_errors`` (see :class:`~tlpoe.rtl.packer.TlpPacker`).
+
+    Store and forward: a frame starts leaving once it is closed (its header
+    carries the TLP count and length), while the next one is being packed;
+    the body FIFO holds two frames at the MTU.  ``frame`` backpressure stalls
+    ``tlp`` once that FIFO is full; nothing is ever dropped for it.
+    """
+
+    def __init__(self, width=256, *, mtu=1500, max_tlps=None, flush_timeout=64,
+                 ethertype=wire.ETHERTYPE):
+        check_width(width)
+        self.packer = TlpPacker(width, mtu=mtu, max_tlps=max_tlps, flush_timeout=flush_timeout)
+        self.framer = Framer(width, ethertype=ethertype)
+        self.width = width
+        self.mtu = mtu
+        frame_words = -(-(wire.ETH_LEN + mtu) // (width // 8))
+        self.body_depth = 2 * frame_words + 2
+        super().__init__({
+            "tlp": In(tlp_stream(width)),
+            "frame": Out(frame_stream(width)),
+            "dst_mac": In(48),
+            "src_mac": In(48),
+            "channel": In(16),
+            "frames_sent": Out(32),
+            "oversize_drops": Out(32),
+            "length_errors": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.packer = packer = self.packer
+        m.submodules.framer = framer = self.framer
+        m.submodules.body = body = fifo.SyncFIFOBuffered(width=self.width, depth=self.body_depth)
+        m.submodules.descs = descs = fifo.SyncFIFOBuffered(width=FrameDesc().size, depth=16)
+        connect(m, flipped(self.tlp), packer.tlp)
+        connect(m, packer.words, body.w_stream)
+        connect(m, body.r_stream, framer.words)
+        connect(m, packer.desc, descs.w_stream)
+        connect(m, descs.r_stream, framer.desc)
+        connect(m, framer.frame, flipped(self.frame))
+        m.d.comb += [
+            framer.dst_mac.eq(self.dst_mac),
+            framer.src_mac.eq(self.src_mac),
+            framer.channel.eq(self.channel),
+            self.frames_sent.eq(framer.frames_sent),
+            self.oversize_drops.eq(packer.oversize_drops),
+            self.length_errors.eq(packer.length_errors),
+        ]
+        return m
