@@ -1,0 +1,68 @@
+"""Decapsulator: tlpoe frames in, TLP stream out."""
+
+from amaranth.hdl import Module
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..models import wire
+from ..models.frame import DropReason
+from .deframer import Deframer, RxDesc
+from .streams import check_width, frame_stream, tlp_stream
+from .unpacker import TlpUnpacker
+
+__all__ = ["Decapsulator"]
+
+
+class Decapsulator(wiring.Component):
+    """Checks tlpoe frames and delivers the TLPs of the good DATA frames.
+
+    Parameters: ``width`` (64, 128, 256, 512), ``mtu`` (1500 or 9000),
+    ``ethertype``.
+
+    Ports: ``frame`` in (frame stream from the MAC, FCS stripped, padding
+    allowed), ``tlp`` out (TLP stream); counters ``drops`` (one 32-bit
+    counter per :class:`~tlpoe.models.frame.DropReason`, indexed by its
+    value), ``good_frames``, ``control_frames``, ``tlps_out``.
+
+    Store and forward: a frame's TLPs leave only after its CRC and structure
+    are checked; a malformed frame is counted and dropped, and the frame after
+    it is unaffected.  ``tlp`` backpressure fills the frame FIFO (two frames
+    at the MTU) and then backpressures ``frame``.
+    """
+
+    def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE):
+        check_width(width)
+        self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype)
+        self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
+        self.width = width
+        self.mtu = mtu
+        super().__init__({
+            "frame": In(frame_stream(width)),
+            "tlp": Out(tlp_stream(width)),
+            "drops": Out(data.ArrayLayout(32, len(DropReason))),
+            "good_frames": Out(32),
+            "control_frames": Out(32),
+            "tlps_out": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.deframer = deframer = self.deframer
+        m.submodules.unpacker = unpacker = self.unpacker
+        depth = 2 * deframer.max_words + 2
+        m.submodules.body = body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
+        m.submodules.descs = descs = fifo.SyncFIFOBuffered(
+            width=RxDesc(deframer.max_words).size, depth=16)
+        connect(m, flipped(self.frame), deframer.frame)
+        connect(m, deframer.words, body.w_stream)
+        connect(m, body.r_stream, unpacker.words)
+        connect(m, deframer.desc, descs.w_stream)
+        connect(m, descs.r_stream, unpacker.desc)
+        connect(m, unpacker.tlp, flipped(self.tlp))
+        m.d.comb += [
+            self.drops.eq(deframer.drops),
+            self.good_frames.eq(deframer.good_frames),
+            self.control_frames.eq(deframer.control_frames),
+            self.tlps_out.eq(unpacker.tlps_out),
+        ]
+        return m
