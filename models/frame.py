@@ -76,6 +76,10 @@ CHECK_ORDER = (
                          f"defines (values {len(FrameType)}..15 are reserved)"),
     (DropReason.TRUNCATED, f"the frame has fewer than {HEADER_LEN} + L + {CRC_LEN} bytes "
                            "(the TLP area or the CRC is cut off)"),
+    (DropReason.PREFIX_OVERRUN, "L is not a multiple of 4: no sequence of whole-DW "
+                                "prefixes and TLPs fills it, and the CRC that follows "
+                                "it is not DW-aligned (checked before the CRC because "
+                                "a receiver that works in DWs cannot place the CRC)"),
     (DropReason.CRC, f"CRC-32 of frame bytes {ETH_LEN} .. {HEADER_LEN}+L-1 differs from "
                      f"the little-endian word at {HEADER_LEN}+L"),
     (DropReason.PREFIX_OVERRUN, "walking the TLP area from its start, a prefix does not "
@@ -273,6 +277,9 @@ def _check_body(frame, bridge):
         raise FrameError(DropReason.TRUNCATED,
                          f"{len(frame)} bytes, fewer than {HEADER_LEN} + payload_length "
                          f"{length} + {CRC_LEN}")
+    if length % 4:
+        raise FrameError(DropReason.PREFIX_OVERRUN,
+                         f"payload_length {length} is not a whole number of DWs")
     crc = int.from_bytes(frame[HEADER_LEN + length:HEADER_LEN + length + CRC_LEN], "little")
     if crc != frame_crc(frame, length):
         raise FrameError(DropReason.CRC, f"CRC 0x{crc:08X} received, "
@@ -294,7 +301,8 @@ def decode_frame(frame, *, ethertype=ETHERTYPE, mtu=None):
     Raises :class:`FrameError` with the first :class:`DropReason` of
     :data:`CHECK_ORDER` that applies, so when several apply the earliest wins:
     TRUNCATED (< 44 bytes) > ETHERTYPE > VERSION (version or reserved
-    frame_type) > TRUNCATED (< 40 + payload_length + 4 bytes) > CRC >
+    frame_type) > TRUNCATED (< 40 + payload_length + 4 bytes) >
+    PREFIX_OVERRUN (payload_length not whole DWs) > CRC >
     PREFIX_OVERRUN > COUNT_MISMATCH > EMPTY_DATA > OVERSIZE (only when ``mtu``
     is given; it compares ``len(frame)`` with ``14 + mtu``). Bytes after the
     CRC (Ethernet padding) are ignored; the Ethernet MAC addresses are not

@@ -86,14 +86,13 @@ class Layout:
         self._check()
 
     def _check(self):
-        covered = [0] * self.length
+        covered = [0] * (8 * self.length)      # per bit, counted from the last byte's LSB
         for f in self.fields:
             if f.offset + f.size > self.length or f.shift + f.width > 8 * f.size:
                 raise ValueError(f"{self.name}.{f.name} does not fit the layout")
             for bit in range(f.shift, f.shift + f.width):
-                byte = f.offset + f.size - 1 - bit // 8
-                covered[byte] += 1
-        if any(c != 8 for c in covered):
+                covered[8 * (self.length - f.offset - f.size) + bit] += 1
+        if any(c != 1 for c in covered):
             raise ValueError(f"{self.name}: fields must cover every bit exactly once")
 
     def __getitem__(self, name):

@@ -190,7 +190,7 @@ def test_drop_reasons_are_numbered_in_the_rtl_order():
         ("TRUNCATED", 0), ("ETHERTYPE", 1), ("VERSION", 2), ("CRC", 3),
         ("PREFIX_OVERRUN", 4), ("COUNT_MISMATCH", 5), ("EMPTY_DATA", 6), ("OVERSIZE", 7)]
     assert [r.name for r, _ in CHECK_ORDER] == [
-        "TRUNCATED", "ETHERTYPE", "VERSION", "TRUNCATED", "CRC", "PREFIX_OVERRUN",
+        "TRUNCATED", "ETHERTYPE", "VERSION", "TRUNCATED", "PREFIX_OVERRUN", "CRC", "PREFIX_OVERRUN",
         "COUNT_MISMATCH", "EMPTY_DATA", "OVERSIZE"]
 
 
