@@ -1,0 +1,211 @@
+"""NetTLP capture reader: classic pcap -> Ethernet -> IPv4 -> UDP -> NetTLP -> TLP.
+
+No capture library: the classic pcap format (microsecond magic 0xa1b2c3d4 or
+nanosecond magic 0xa1b23c4d, either byte order) is read with :mod:`struct`.
+Each packet must be Ethernet II (optionally 802.1Q / 802.1ad tagged), IPv4
+(options allowed, no fragments), UDP, then the 6-byte NetTLP header
+(16-bit sequence, 32-bit timestamp, big-endian) and exactly one TLP.
+
+A packet whose capture length is shorter than its wire length keeps every
+captured payload byte and no invented one: its TLP header is decoded fully,
+``record.truncated`` (and ``record.tlp.truncated``) is True.  A capture cut
+inside the headers, or any other malformed input, raises :class:`PcapError`
+with the packet index (0-based) in its one-line message.
+"""
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlpoe.models.tlp import Tlp, TlpError
+
+__all__ = ["PcapError", "PcapPacket", "NetTlpRecord", "read_pcap", "decode_nettlp",
+           "read_nettlp", "NETTLP_HEADER_LEN"]
+
+#: pcap magic numbers as read in the file's byte order -> timestamp unit in ns.
+_MAGIC_UNITS = {0xA1B2C3D4: 1000, 0xA1B23C4D: 1}
+_PCAPNG_MAGIC = 0x0A0D0D0A
+_LINKTYPE_ETHERNET = 1
+_GLOBAL_HEADER_LEN = 24
+_RECORD_HEADER_LEN = 16
+
+_ETHERTYPE_IPV4 = 0x0800
+_VLAN_ETHERTYPES = (0x8100, 0x88A8)   # 802.1Q tag, 802.1ad service tag
+_IPPROTO_UDP = 17
+_UDP_HEADER_LEN = 8
+#: NetTLP header: 16-bit sequence number, 32-bit timestamp, big-endian.
+NETTLP_HEADER_LEN = 6
+
+
+class PcapError(ValueError):
+    """A capture that cannot be read; the message is one line."""
+
+
+@dataclass(frozen=True)
+class PcapPacket:
+    """One pcap record: ``data`` is the captured bytes, ``wire_length`` the
+    length the packet had on the wire."""
+    index: int
+    timestamp_ns: int
+    data: bytes
+    wire_length: int
+
+    @property
+    def truncated(self):
+        return len(self.data) < self.wire_length
+
+
+@dataclass(frozen=True)
+class NetTlpRecord:
+    """One NetTLP packet decoded; ``truncated`` when the capture holds fewer
+    TLP bytes than the packet carried (then ``tlp.data`` is the captured part).
+    ``tlp_bytes`` are the TLP's bytes as captured (for replay and bit-exact checks)."""
+    index: int
+    timestamp_ns: int
+    seq: int
+    nettlp_timestamp: int
+    src_ip: str
+    dst_ip: str
+    src_port: int
+    dst_port: int
+    tlp: Tlp
+    truncated: bool
+    tlp_bytes: bytes
+
+
+# ---------------------------------------------------------------- pcap
+
+def _read_global_header(stream):
+    """(byte order, ns per timestamp unit) from the 24-byte global header."""
+    header = stream.read(_GLOBAL_HEADER_LEN)
+    if len(header) < 4:
+        raise PcapError(f"not a pcap file: only {len(header)} bytes")
+    for order in ("<", ">"):
+        (magic,) = struct.unpack(order + "I", header[:4])
+        if magic in _MAGIC_UNITS:
+            break
+    else:
+        if magic == _PCAPNG_MAGIC:
+            raise PcapError("pcapng is not supported, only classic pcap")
+        raise PcapError(f"not a pcap file: bad magic 0x{header[:4].hex()}")
+    if len(header) < _GLOBAL_HEADER_LEN:
+        raise PcapError(f"truncated pcap global header ({len(header)} of 24 bytes)")
+    linktype = struct.unpack(order + "I", header[20:24])[0] & 0xFFFF
+    if linktype != _LINKTYPE_ETHERNET:
+        raise PcapError(f"link type {linktype} is not Ethernet (1)")
+    return order, _MAGIC_UNITS[magic]
+
+
+def _read_records(stream):
+    order, unit_ns = _read_global_header(stream)
+    record = struct.Struct(order + "IIII")
+    index = 0
+    while True:
+        header = stream.read(_RECORD_HEADER_LEN)
+        if not header:
+            return
+        if len(header) < _RECORD_HEADER_LEN:
+            raise PcapError(f"packet {index}: truncated record header "
+                            f"({len(header)} of {_RECORD_HEADER_LEN} bytes)")
+        ts_sec, ts_frac, caplen, wire_length = record.unpack(header)
+        data = stream.read(caplen)
+        if len(data) < caplen:
+            raise PcapError(f"packet {index}: record of {caplen} bytes but the file "
+                            f"ends after {len(data)}")
+        yield PcapPacket(index, ts_sec * 1_000_000_000 + ts_frac * unit_ns, data,
+                         max(wire_length, caplen))
+        index += 1
+
+
+def read_pcap(source):
+    """Iterate the :class:`PcapPacket` records of a classic pcap file
+    (a path or a binary file object).  Raises PcapError on a bad magic, a
+    link type other than Ethernet, or a record cut short by the file's end."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as stream:
+            yield from _read_records(stream)
+    else:
+        yield from _read_records(source)
+
+
+# ---------------------------------------------------------------- NetTLP
+
+class _Cursor:
+    """Reads headers off a captured frame; a short read names the header."""
+
+    def __init__(self, data, index):
+        self.data, self.index, self.offset = data, index, 0
+
+    def take(self, n, what):
+        if self.offset + n > len(self.data):
+            raise PcapError(f"packet {self.index}: capture ends inside the {what}")
+        chunk = self.data[self.offset:self.offset + n]
+        self.offset += n
+        return chunk
+
+    def fail(self, reason):
+        raise PcapError(f"packet {self.index}: {reason}")
+
+
+def _ethernet(cur):
+    """Skip Ethernet II and any VLAN tags; require IPv4."""
+    ethertype = struct.unpack("!H", cur.take(14, "Ethernet header")[12:14])[0]
+    while ethertype in _VLAN_ETHERTYPES:
+        ethertype = struct.unpack("!H", cur.take(4, "VLAN tag")[2:4])[0]
+    if ethertype != _ETHERTYPE_IPV4:
+        cur.fail(f"EtherType 0x{ethertype:04x} is not IPv4")
+
+
+def _ipv4(cur):
+    """(src, dst, bytes of IP payload) after honouring IHL; require UDP."""
+    start = cur.offset
+    fixed = cur.take(20, "IPv4 header")
+    version, ihl = fixed[0] >> 4, fixed[0] & 0xF
+    if version != 4 or ihl < 5:
+        cur.fail(f"bad IPv4 version/IHL {version}/{ihl}")
+    cur.take(4 * ihl - 20, "IPv4 options")
+    total_length, flags_fragment, protocol = struct.unpack("!H2xHxB", fixed[2:10])
+    if flags_fragment & 0x3FFF:
+        cur.fail("fragmented IPv4 is not supported")
+    if protocol != _IPPROTO_UDP:
+        cur.fail(f"IP protocol {protocol} is not UDP")
+    if total_length < 4 * ihl:
+        cur.fail(f"IPv4 total length {total_length} shorter than its header")
+    src, dst = (".".join(map(str, fixed[i:i + 4])) for i in (12, 16))
+    return src, dst, total_length - (cur.offset - start)
+
+
+def _udp(cur, ip_payload):
+    """(src port, dst port, bytes of UDP payload)."""
+    src_port, dst_port, length = struct.unpack("!HHH", cur.take(8, "UDP header")[:6])
+    if not _UDP_HEADER_LEN + NETTLP_HEADER_LEN <= length <= ip_payload:
+        cur.fail(f"UDP length {length} does not fit a NetTLP packet "
+                 f"(IP payload {ip_payload} bytes)")
+    return src_port, dst_port, length - _UDP_HEADER_LEN
+
+
+def decode_nettlp(packet):
+    """The :class:`NetTlpRecord` of one :class:`PcapPacket`.  The TLP's wire
+    size comes from the UDP length (Ethernet padding is ignored)."""
+    cur = _Cursor(packet.data, packet.index)
+    _ethernet(cur)
+    src_ip, dst_ip, ip_payload = _ipv4(cur)
+    src_port, dst_port, udp_payload = _udp(cur, ip_payload)
+    seq, nettlp_ts = struct.unpack("!HI", cur.take(NETTLP_HEADER_LEN, "NetTLP header"))
+    tlp_wire = udp_payload - NETTLP_HEADER_LEN
+    tlp_bytes = packet.data[cur.offset:cur.offset + tlp_wire]
+    truncated = len(tlp_bytes) < tlp_wire
+    try:
+        tlp = Tlp.unpack(tlp_bytes, allow_truncated=truncated)
+    except TlpError as err:
+        cur.fail(f"bad TLP ({type(err).__name__}): {err}")
+    return NetTlpRecord(packet.index, packet.timestamp_ns, seq, nettlp_ts, src_ip, dst_ip,
+                        src_port, dst_port, tlp, truncated, tlp_bytes)
+
+
+def read_nettlp(source):
+    """Iterate the :class:`NetTlpRecord` of every packet of a NetTLP capture
+    (a path or a binary file object); raises PcapError on the first packet
+    that is not NetTLP-over-UDP/IPv4 or does not hold one well-formed TLP."""
+    for packet in read_pcap(source):
+        yield decode_nettlp(packet)

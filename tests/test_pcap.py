@@ -1,0 +1,206 @@
+"""The NetTLP pcap reader: the real captures, and synthetic files for every
+format variant and every way a file can be bad."""
+
+import io
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tlpoe.models.pcap import PcapError, read_nettlp, read_pcap
+from tlpoe.models.tlp import PcieId, Tlp, TlpType
+
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
+CAPTURE_FILES = sorted(CAPTURES.glob("*.pcap")) if CAPTURES.is_dir() else []
+needs_captures = pytest.mark.skipif(
+    not CAPTURE_FILES, reason=f"NetTLP captures not found in {CAPTURES}")
+
+
+# ---------------------------------------------------------------- synthetic captures
+
+def ethernet_ipv4_udp(tlp_bytes, *, vlan=False, ip_options=b"", seq=1, nettlp_ts=2,
+                      port=0x3000, protocol=17, ethertype=0x0800):
+    """One NetTLP frame around ``tlp_bytes``, padded to the Ethernet minimum."""
+    udp_payload = struct.pack("!HI", seq, nettlp_ts) + tlp_bytes
+    udp = struct.pack("!HHHH", port, port, 8 + len(udp_payload), 0) + udp_payload
+    ihl = 5 + len(ip_options) // 4
+    ip = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 4 * ihl + len(udp), 0, 0x4000, 64,
+                     protocol, 0, bytes([192, 168, 10, 1]), bytes([192, 168, 10, 3]))
+    tag = struct.pack("!HH", 0x8100, 100) if vlan else b""
+    frame = bytes(6) + bytes.fromhex("001122334455") + tag + struct.pack("!H", ethertype)
+    frame += ip + ip_options + udp
+    return frame.ljust(60, b"\0")
+
+
+def pcap_file(frames, *, nanosecond=True, order="<", snaplen=None, times=None):
+    """Bytes of a classic pcap holding ``frames`` (cut to ``snaplen``)."""
+    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
+    out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen or 65535, 1)
+    for i, frame in enumerate(frames):
+        sec, frac = times[i] if times else (1_600_000_000 + i, 123)
+        captured = frame[:snaplen] if snaplen else frame
+        out += struct.pack(order + "IIII", sec, frac, len(captured), len(frame)) + captured
+    return out
+
+
+def read_all(data):
+    return list(read_nettlp(io.BytesIO(data)))
+
+
+SAMPLE_TLPS = [
+    Tlp.mem_write(0xFEE1A000, b"\x22\x40\x00\x00", requester_id=PcieId(0x1B, 0, 0), tag=3),
+    Tlp.mem_read(0x1_0000_1000, 512, tag=0x3FF, digest=b"\xde\xad\xbe\xef"),
+    Tlp.completion(requester_id=0x1B00, tag=7, completer_id=0x100, data=bytes(range(32))),
+    Tlp.cfg_read(PcieId(2, 0, 1), 0x10),
+]
+
+
+# ---------------------------------------------------------------- real captures
+
+@needs_captures
+@pytest.mark.parametrize("path", CAPTURE_FILES, ids=lambda p: p.name)
+def test_every_packet_of_every_capture_decodes(path):
+    records = list(read_nettlp(path))
+    assert records and [r.index for r in records] == list(range(len(records)))
+    for record in records:
+        assert record.src_port == record.dst_port == 0x3000 + (record.tlp.tag & 0xF)
+        if not record.truncated:
+            assert record.tlp.pack() == record.tlp_bytes      # bit-exact
+
+
+@needs_captures
+@pytest.mark.parametrize("path", [p for p in CAPTURE_FILES if p.name.startswith("p4600")],
+                         ids=lambda p: p.name)
+def test_p4600_payloads_are_flagged_truncated_not_invented(path):
+    records = list(read_nettlp(path))
+    with_data = [r for r in records if r.tlp.type.has_data]
+    assert with_data and all(r.truncated and r.tlp.truncated for r in with_data)
+    for record in with_data:
+        tlp = record.tlp
+        assert tlp.data == record.tlp_bytes[tlp.header_size:]
+        assert len(tlp.data) < 4 * tlp.length
+        # The header is whole: it re-encodes to the captured header bytes.
+        whole = replace(tlp, data=tlp.data.ljust(4 * tlp.length, b"\0"))
+        assert whole.pack()[:tlp.header_size] == record.tlp_bytes[:tlp.header_size]
+    assert not any(r.truncated for r in records if not r.tlp.type.has_data)
+
+
+@needs_captures
+def test_p4600_write_completions_split_a_512_byte_read():
+    records = list(read_nettlp(CAPTURES / "p4600-write-1blk.pcap"))
+    read, first, second = (r.tlp for r in records)
+    assert (read.type, read.length, str(read.requester_id)) == (TlpType.MRd, 128, "19:00.0")
+    assert [(c.type, c.length, c.byte_count) for c in (first, second)] == [
+        (TlpType.CplD, 64, 512), (TlpType.CplD, 64, 256)]
+    assert str(first.completer_id) == "1b:00.0" and first.requester_id == read.requester_id
+
+
+@needs_captures
+def test_microsecond_capture_timestamps_in_nanoseconds():
+    records = list(read_nettlp(CAPTURES / "simple-nic-ping.pcap"))
+    assert records[0].timestamp_ns == 1568818308_210015000
+    assert all(r.timestamp_ns % 1000 == 0 for r in records)
+    assert not any(r.truncated for r in records)
+
+
+@needs_captures
+def test_nanosecond_capture_timestamp():
+    first = next(read_nettlp(CAPTURES / "p4600-read-1blk.pcap"))
+    assert first.timestamp_ns == 0x5D3462A5 * 10**9 + 0x107D944F
+    assert (first.seq, first.nettlp_timestamp) == (0x0317, 0x1FE64C7B)
+
+
+@needs_captures
+def test_capture_cut_short_raises_with_packet_index(tmp_path):
+    data = (CAPTURES / "p4600-read-8blk.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:500])
+    with pytest.raises(PcapError, match="packet 3"):
+        list(read_nettlp(cut))
+
+
+# ---------------------------------------------------------------- format variants
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("nanosecond", [True, False], ids=["ns", "us"])
+def test_both_magics_in_both_byte_orders(order, nanosecond):
+    frames = [ethernet_ipv4_udp(t.pack()) for t in SAMPLE_TLPS]
+    data = pcap_file(frames, nanosecond=nanosecond, order=order, times=[(5, 7)] * 4)
+    records = read_all(data)
+    assert [r.tlp for r in records] == SAMPLE_TLPS
+    assert {r.timestamp_ns for r in records} == {5 * 10**9 + (7 if nanosecond else 7000)}
+
+
+def test_vlan_tag_and_ip_options_are_skipped():
+    frames = [ethernet_ipv4_udp(t.pack(), vlan=True, ip_options=bytes(8), seq=9)
+              for t in SAMPLE_TLPS]
+    records = read_all(pcap_file(frames))
+    assert [r.tlp for r in records] == SAMPLE_TLPS and {r.seq for r in records} == {9}
+
+
+def test_ethernet_padding_is_not_taken_for_tlp_bytes():
+    cpl = Tlp.completion(requester_id=1, tag=2, completer_id=3)   # 46-byte frame, padded
+    (record,) = read_all(pcap_file([ethernet_ipv4_udp(cpl.pack())]))
+    assert record.tlp == cpl and record.tlp_bytes == cpl.pack()
+
+
+def test_snaplen_cut_payload_is_flagged_and_kept():
+    tlp = Tlp.mem_write(0x1000, bytes(range(200)))
+    (record,) = read_all(pcap_file([ethernet_ipv4_udp(tlp.pack())], snaplen=128))
+    assert record.truncated and record.tlp.truncated
+    assert record.tlp.length == 50 and record.tlp.data == bytes(range(128 - 14 - 20 - 8 - 6 - 12))
+
+
+def test_cut_digest_is_flagged():
+    tlp = Tlp.mem_write(0x1000, bytes(16), digest=b"\x01\x02\x03\x04")
+    frame = ethernet_ipv4_udp(tlp.pack())
+    (record,) = read_all(pcap_file([frame], snaplen=14 + 20 + 8 + 6 + 12 + 16 + 2))
+    assert record.truncated and record.tlp.td and record.tlp.digest is None
+
+
+def test_read_pcap_gives_raw_records():
+    frames = [ethernet_ipv4_udp(t.pack()) for t in SAMPLE_TLPS]
+    packets = list(read_pcap(io.BytesIO(pcap_file(frames, snaplen=70))))
+    assert [p.index for p in packets] == [0, 1, 2, 3]
+    assert all(len(p.data) <= 70 for p in packets)
+    assert [p.truncated for p in packets] == [False, False, True, False]
+
+
+# ---------------------------------------------------------------- bad files
+
+GOOD = pcap_file([ethernet_ipv4_udp(t.pack()) for t in SAMPLE_TLPS])
+
+
+@pytest.mark.parametrize("data, why", [
+    (b"", "not a pcap file"),
+    (b"\x00\x01\x02\x03" + GOOD[4:], "bad magic"),
+    (b"\x0a\x0d\x0d\x0a" + GOOD[4:], "pcapng"),
+    (GOOD[:20], "global header"),
+    (GOOD[:20] + b"\x71\x00\x00\x00" + GOOD[24:], "link type 113"),
+    (GOOD[:24 + 10], "packet 0: truncated record header"),
+    (GOOD[:-5], "packet 3: record of"),
+])
+def test_bad_file_raises_pcap_error(data, why):
+    with pytest.raises(PcapError, match=why):
+        read_all(data)
+
+
+@pytest.mark.parametrize("frame, why", [
+    (ethernet_ipv4_udp(SAMPLE_TLPS[0].pack(), ethertype=0x86DD), "EtherType 0x86dd is not IPv4"),
+    (ethernet_ipv4_udp(SAMPLE_TLPS[0].pack(), protocol=6), "IP protocol 6 is not UDP"),
+    (ethernet_ipv4_udp(b"\x03" + SAMPLE_TLPS[0].pack()[1:]), "ReservedTypeError"),
+    (ethernet_ipv4_udp(SAMPLE_TLPS[0].pack() + bytes(4)), "TlpLengthError"),
+    (ethernet_ipv4_udp(SAMPLE_TLPS[0].pack()[:-4]), "TruncatedTlpError"),
+    (bytes(6) + bytes(6) + b"\x08\x00" + b"\x45\x00", "inside the IPv4 header"),
+])
+def test_bad_packet_raises_pcap_error_naming_it(frame, why):
+    frames = [ethernet_ipv4_udp(SAMPLE_TLPS[0].pack()), frame]
+    with pytest.raises(PcapError, match=f"packet 1: .*{why}"):
+        read_all(pcap_file(frames))
+
+
+def test_pcap_error_is_one_line_value_error():
+    with pytest.raises(ValueError) as info:
+        read_all(GOOD[:-5])
+    assert "\n" not in str(info.value)
