@@ -71,7 +71,7 @@ class Framer(wiring.Component):
 
         # The word being produced this cycle.
         from_fifo = Signal()
-        m.d.comb += from_fifo.eq((j >= body_first) & (j <= last_data))
+        m.d.comb += from_fifo.eq(((j >= body_first) if body_first else 1) & (j <= last_data))
         word = Signal(W)
         with m.Switch(j):
             for k in range(hdr_words):

@@ -1,0 +1,112 @@
+"""Emit Verilog for every tlpoe block and lint it with Verilator.
+
+``python -m tlpoe.sim.verilog --out build/verilog [--lint] [--only NAME ...]``
+(``make verilog``) writes one ``<name>.v`` per configuration in
+:data:`CONFIGS`, each a self-contained top module of that name.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from ..rtl.crc import Crc32Update
+from ..rtl.decapsulator import Decapsulator
+from ..rtl.deframer import Deframer
+from ..rtl.encapsulator import Encapsulator
+from ..rtl.framer import Framer
+from ..rtl.loopback import Loopback
+from ..rtl.packer import TlpPacker
+from ..rtl.unpacker import TlpUnpacker
+
+__all__ = ["DEFAULT_WIDTH", "CONFIGS", "emit", "lint", "main"]
+
+DEFAULT_WIDTH = 256
+
+#: name -> factory of the elaboratable. The default configuration is
+#: ``tlpoe_loopback`` (both directions of the TLP path at 256 bits, MTU 1500).
+CONFIGS = {
+    "tlpoe_loopback": lambda: Loopback(DEFAULT_WIDTH),
+    "tlpoe_encapsulator": lambda: Encapsulator(DEFAULT_WIDTH),
+    "tlpoe_decapsulator": lambda: Decapsulator(DEFAULT_WIDTH),
+    "tlpoe_packer": lambda: TlpPacker(DEFAULT_WIDTH),
+    "tlpoe_framer": lambda: Framer(DEFAULT_WIDTH),
+    "tlpoe_deframer": lambda: Deframer(DEFAULT_WIDTH),
+    "tlpoe_unpacker": lambda: TlpUnpacker(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words),
+    "tlpoe_encapsulator_w64": lambda: Encapsulator(64),
+    "tlpoe_decapsulator_w64": lambda: Decapsulator(64),
+    "tlpoe_encapsulator_w512_mtu9000": lambda: Encapsulator(512, mtu=9000),
+    "tlpoe_decapsulator_w512_mtu9000": lambda: Decapsulator(512, mtu=9000),
+}
+
+# Verilator -Wall warnings waived for Amaranth's output, each with its reason.
+LINT_WAIVERS = {
+    # Amaranth's arithmetic rules fix every width before Verilog is written;
+    # Yosys' backend then relies on Verilog's implicit zero extension and
+    # truncation, which match those rules.  (Widths are checked where they
+    # mean something: by the simulation tests against the models.)
+    "WIDTHEXPAND": "implicit extension in Yosys' output matches Amaranth's width rules",
+    "WIDTHTRUNC": "implicit truncation in Yosys' output matches Amaranth's width rules",
+    # Every Amaranth register has an initial value (FPGA power-up state) and a
+    # synchronous reset to the same value.
+    "PROCASSINIT": "registers carry both an initial value and a reset, by design",
+    # Yosys writes a default assignment before every case statement.
+    "CASEINCOMPLETE": "a default assignment precedes each case",
+    # Amaranth keeps named intermediates whose upper bits no logic reads.
+    "UNUSEDSIGNAL": "named intermediates with unread bits",
+    # One emitted file holds the top module and its submodules.
+    "DECLFILENAME": "several modules per emitted file, named after the hierarchy",
+}
+
+
+def emit(name, out_dir):
+    """Write ``out_dir/<name>.v`` for configuration ``name``; returns its path."""
+    component = CONFIGS[name]()
+    text = verilog.convert(component, name=name, emit_src=False)
+    path = Path(out_dir) / f"{name}.v"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def lint(path, top):
+    """Run ``verilator --lint-only -Wall`` on ``path``; returns (ok, output)."""
+    exe = shutil.which("verilator")
+    if exe is None:
+        return False, "verilator is not on PATH (run `make setup`, then use make targets)"
+    waivers = [f"-Wno-{w}" for w in LINT_WAIVERS]
+    result = subprocess.run([exe, "--lint-only", "-Wall", *waivers, "--top-module", top, str(path)],
+                            capture_output=True, text=True)
+    return result.returncode == 0, result.stdout + result.stderr
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tlpoe.sim.verilog", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="build/verilog", help="output folder (default: %(default)s)")
+    parser.add_argument("--lint", action="store_true", help="lint each file with verilator -Wall")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(CONFIGS),
+                        help="configurations to emit (default: all)")
+    args = parser.parse_args(argv)
+    failed = []
+    for name in args.only or CONFIGS:
+        path = emit(name, args.out)
+        status = "written"
+        if args.lint:
+            ok, output = lint(path, name)
+            status = "lint clean" if ok else "LINT FAILED"
+            if not ok:
+                failed.append(name)
+                print(output, file=sys.stderr)
+        print(f"{path}: {status}")
+    if failed:
+        print(f"lint failed for: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
