@@ -174,7 +174,7 @@ class Deframer(wiring.Component):
             self.desc.valid.eq(self.frame.valid & beat.last & (~store | self.words.ready)),
             self.desc.payload.good.eq(~failed & is_data),
             self.desc.payload.count.eq(count),
-            self.desc.payload.words.eq(Mux(store, j + 1, j)),
+            self.desc.payload.words.eq(Mux(store, j + 1, self.max_words)),
             self.frame.ready.eq((~store | self.words.ready) & (~beat.last | self.desc.ready)),
         ]
 

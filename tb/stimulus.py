@@ -1,0 +1,119 @@
+"""Stimulus for the TLP path: lists of TLP byte strings, each list a pure
+function of its parameters and seed (no simulator import), so the same list
+can be replayed on any simulator or through the models alone."""
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..models import wire
+from ..models.frame import body_capacity, largest_tlp
+from ..models.pcap import read_nettlp
+from ..models.tlp import Tlp, TlpType, iter_random_tlps, tlp_size_from_header
+
+__all__ = ["CAPTURES", "random_tlps", "size_extremes", "mtu_boundary", "capture_tlps",
+           "ingress_errors", "mwr_stream", "expected_after_ingress"]
+
+#: The shared NetTLP captures, beside the repository (read in place).
+CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
+
+
+def random_tlps(seed, count, *, mtu=1500, max_payload=512):
+    """``count`` random TLPs of every type (see :func:`~tlpoe.models.tlp.random_tlp`)."""
+    return [t.pack() for t in iter_random_tlps(seed, count, max_payload=max_payload)
+            if t.size <= largest_tlp(mtu)]
+
+
+def _mwr(nbytes_total, seed, *, tag=0):
+    """A 64-bit MWr whose whole TLP is ``nbytes_total`` bytes (4-DW header, no digest)."""
+    payload = nbytes_total - 16
+    if payload < 4 or payload % 4 or payload > 4096:
+        raise ValueError(f"no MWr of {nbytes_total} bytes")
+    data = np.random.default_rng(seed).integers(0, 256, payload, dtype=np.uint8).tobytes()
+    return Tlp.mem_write(0x1_0000_0000, data, requester_id=0x0100, tag=tag).pack()
+
+
+def _mrd_min(tag):
+    """The smallest TLP: a 3-DW MRd of one DW (12 bytes)."""
+    return Tlp.mem_read(0x1000 + 4 * tag, 4, requester_id=0x0100, tag=tag).pack()
+
+
+def size_extremes(mtu, repeat=20):
+    """Alternating smallest (12-byte MRd) and largest TLPs that one frame at
+    ``mtu`` carries (a MWr of ``largest_tlp(mtu)`` bytes, capped at the PCIe
+    maximum of 4 DW + 1024 DW)."""
+    largest = min(largest_tlp(mtu), 16 + 4096)
+    out = []
+    for i in range(repeat):
+        out += [_mrd_min(i % 256), _mwr(largest, i), _mwr(largest, i + 1000), _mrd_min((i + 7) % 256)]
+    return out
+
+
+def mtu_boundary(mtu, seed=0):
+    """TLP sets that fill a frame's TLP area exactly, and one DW more.
+
+    With a long flush timeout and no gaps, the encapsulator's frames must match
+    :func:`tlpoe.models.frame.aggregate`'s greedy split of this list."""
+    full = body_capacity(mtu) // 4 * 4                   # whole-DW capacity
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(8):
+        a = 16 + 4 * int(rng.integers(1, (full - 40) // 8))
+        b = full - 2 * wire.PREFIX_LEN - a                # a + b + 2 prefixes == full
+        out += [_mwr(a, k), _mwr(b, k + 100)]             # exactly one frame
+        out += [_mwr(a, k + 200), _mwr(b + 4, k + 300)]   # one DW too many: two frames
+        out += [_mwr(full - wire.PREFIX_LEN, k + 400)]    # one TLP fills a frame alone
+    return out
+
+
+def capture_tlps(captures=CAPTURES):
+    """Every TLP of every shared capture, in file then packet order.
+
+    The p4600 captures are cut at 128 bytes, so their payloads are
+    incomplete; the bridge carries bytes, not meaning, so the missing payload
+    bytes are filled with a pattern derived from the capture (CRC-32 of the
+    file name and packet index), keeping every captured byte and header as is."""
+    out = []
+    for path in sorted(Path(captures).glob("*.pcap")):
+        for record in read_nettlp(path):
+            data = record.tlp_bytes
+            size = tlp_size_from_header(data[:4])
+            if len(data) < size:
+                fill = zlib.crc32(f"{path.name}:{record.index}".encode())
+                pattern = fill.to_bytes(4, "little") * ((size - len(data)) // 4 + 1)
+                data = data + pattern[:size - len(data)]
+            out.append(bytes(data[:size]))
+    return out
+
+
+def ingress_errors(mtu, seed=0):
+    """Good TLPs mixed with ingress errors: an oversize TLP (dropped), a TLP
+    whose stream is longer than its Length says (cut), one shorter (padded)."""
+    good = random_tlps(seed, 30, mtu=mtu, max_payload=128)
+    over = Tlp.mem_write(0x2000, bytes(range(256)) * 16, requester_id=0x0100).pack()
+    long_ = Tlp.mem_write(0x3000, bytes(16), requester_id=0x0100).pack() + bytes(range(16))
+    short = Tlp.mem_write(0x4000, bytes(range(64)), requester_id=0x0100).pack()[:-48]
+    out = []
+    for i, tlp in enumerate(good):
+        out.append(tlp)
+        if i % 10 == 3:
+            if largest_tlp(mtu) < len(over):
+                out.append(over)
+            out += [long_, short]
+    return out
+
+
+def mwr_stream(count, payload=256):
+    """``count`` 64-bit memory writes of ``payload`` bytes: the bulk DMA case."""
+    return [_mwr(16 + payload, i, tag=i % 256) for i in range(count)]
+
+
+def expected_after_ingress(tlp, mtu):
+    """What the bridge delivers for ``tlp`` offered at its TLP ingress: None
+    for a TLP too large for a frame; otherwise the TLP at the size its header
+    declares (cut, or zero-padded when the stream ended early)."""
+    size = tlp_size_from_header(tlp[:4])
+    if size > largest_tlp(mtu):
+        return None
+    return tlp[:size] + bytes(max(0, size - len(tlp)))
