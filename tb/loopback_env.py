@@ -17,7 +17,7 @@ import collections
 import random
 
 import cocotb
-from pyuvm import uvm_analysis_export, uvm_component, uvm_env
+from pyuvm import uvm_component, uvm_env
 
 from ..models import wire
 from ..models.frame import (DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, encode_frame)
@@ -25,18 +25,12 @@ from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import control_frame, malformed_frame, model_verdict
 from .items import StreamItem
-from .scoreboard import Scoreboard, hex_diff
+from .scoreboard import AnalysisImp, Scoreboard, hex_diff
 from .stimulus import expected_after_ingress
 
-__all__ = ["LoopbackEnv", "FrameChecker", "FrameForwarder", "TlpScoreboard", "read_counters"]
+__all__ = ["AnalysisImp", "LoopbackEnv", "FrameChecker", "FrameForwarder", "TlpScoreboard", "read_counters"]
 
 CHANNEL = 0x00A5
-
-
-class _Imp(uvm_analysis_export):
-    def __init__(self, name, parent, write_fn):
-        super().__init__(name, parent)
-        self.write = write_fn
 
 
 class TlpScoreboard(Scoreboard):
@@ -60,10 +54,11 @@ class FrameChecker(uvm_component):
     def __init__(self, name, parent, mtu):
         super().__init__(name, parent)
         self.mtu = mtu
-        self.tlp_export = _Imp("tlp_export", self, self.write_tlp)
-        self.frame_export = _Imp("frame_export", self, self.write_frame)
+        self.tlp_export = AnalysisImp("tlp_export", self, self.write_tlp)
+        self.frame_export = AnalysisImp("frame_export", self, self.write_frame)
         self.pending = collections.deque()
         self.groups = []
+        self.frame_lengths = []
         self.errors = []
         self.frame_cycles = []         # (first_cycle, last_cycle) of each frame
 
@@ -87,6 +82,7 @@ class FrameChecker(uvm_component):
         if len(frame) > wire.ETH_LEN + self.mtu:
             self._error(f"frame {index} is {len(frame)} bytes, over the MTU {self.mtu}")
         self.groups.append(count)
+        self.frame_lengths.append(len(frame))
         self.frame_cycles.append((item.meta.get("first_cycle"), item.meta.get("last_cycle")))
 
     def _error(self, message):
@@ -118,7 +114,7 @@ class FrameForwarder(uvm_component):
         self.mtu = mtu
         self.inject_every = inject_every
         self.rng = random.Random(f"{seed}:faults")
-        self.frame_export = _Imp("frame_export", self, self.write)
+        self.frame_export = AnalysisImp("frame_export", self, self.write)
         self.forwarded = 0
         self.injected = collections.Counter()
         self.control = 0

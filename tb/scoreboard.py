@@ -17,7 +17,7 @@ import collections
 from cocotb.triggers import Event, SimTimeoutError, with_timeout
 from pyuvm import uvm_analysis_export, uvm_component
 
-__all__ = ["Scoreboard", "hex_diff"]
+__all__ = ["AnalysisImp", "Scoreboard", "hex_diff"]
 
 #: Mismatches logged in full; later ones are only counted.
 LOGGED_MISMATCHES = 5
@@ -41,7 +41,9 @@ def hex_diff(expected, actual, context=8, width=32):
     return "\n".join(lines)
 
 
-class _AnalysisImp(uvm_analysis_export):
+class AnalysisImp(uvm_analysis_export):
+    """An analysis export that calls ``write_fn(item)``."""
+
     def __init__(self, name, parent, write_fn):
         super().__init__(name, parent)
         self.write = write_fn
@@ -64,8 +66,8 @@ class Scoreboard(uvm_component):
 
     def __init__(self, name, parent):
         super().__init__(name, parent)
-        self.expected_export = _AnalysisImp("expected_export", self, self.write_expected)
-        self.actual_export = _AnalysisImp("actual_export", self, self.write_actual)
+        self.expected_export = AnalysisImp("expected_export", self, self.write_expected)
+        self.actual_export = AnalysisImp("actual_export", self, self.write_actual)
         self._expected = collections.deque()
         self._actual = collections.deque()
         self.compared = 0

@@ -50,6 +50,22 @@ def size_extremes(mtu, repeat=20):
     return out
 
 
+def _fill(total, rng, largest=16 + 4096):
+    """Two or more MWr sizes (whole TLPs) that, each behind its prefix, add up
+    to ``total`` bytes."""
+    sizes = []
+    while total:
+        if sizes and total - wire.PREFIX_LEN <= largest:
+            size = total - wire.PREFIX_LEN
+        else:
+            # leave room for at least one more TLP of 20..largest bytes
+            high = min(largest, total - wire.PREFIX_LEN - (wire.PREFIX_LEN + 20))
+            size = 4 * int(rng.integers(5, high // 4 + 1))
+        sizes.append(size)
+        total -= wire.PREFIX_LEN + size
+    return sizes
+
+
 def mtu_boundary(mtu, seed=0):
     """TLP sets that fill a frame's TLP area exactly, and one DW more.
 
@@ -59,11 +75,10 @@ def mtu_boundary(mtu, seed=0):
     rng = np.random.default_rng(seed)
     out = []
     for k in range(8):
-        a = 16 + 4 * int(rng.integers(1, (full - 40) // 8))
-        b = full - 2 * wire.PREFIX_LEN - a                # a + b + 2 prefixes == full
-        out += [_mwr(a, k), _mwr(b, k + 100)]             # exactly one frame
-        out += [_mwr(a, k + 200), _mwr(b + 4, k + 300)]   # one DW too many: two frames
-        out += [_mwr(full - wire.PREFIX_LEN, k + 400)]    # one TLP fills a frame alone
+        exact = _fill(full, rng)                          # exactly one frame
+        over = _fill(full, rng)
+        over[0] += 4                                      # one DW too many: two frames
+        out += [_mwr(size, 1000 * k + i) for i, size in enumerate(exact + over)]
     return out
 
 

@@ -17,11 +17,12 @@ from cocotb.triggers import SimTimeoutError, with_timeout
 from pyuvm import ConfigDB, uvm_test
 
 from tlpoe.models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, aggregate
-from tlpoe.models.frame import largest_tlp
+from tlpoe.models import wire
+from tlpoe.models.frame import body_capacity, largest_tlp
 from tlpoe.models.tlp import tlp_size_from_header
 from tlpoe.tb import stimulus
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
-from tlpoe.tb.loopback_env import CHANNEL, LoopbackEnv, read_counters
+from tlpoe.tb.loopback_env import CHANNEL, AnalysisImp, LoopbackEnv, read_counters
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.sequences import StreamSequence
 
@@ -142,6 +143,9 @@ class MtuBoundaryTest(LoopbackTest):
         want = [len(g) for g in aggregate(self.stimulus, mtu=self.p["mtu"])]
         assert self.env.frame_checker.groups == want, (
             f"frame boundaries {self.env.frame_checker.groups} != model {want}")
+        full = wire.HEADER_LEN + body_capacity(self.p["mtu"]) // 4 * 4 + wire.CRC_LEN
+        assert full in self.env.frame_checker.frame_lengths, (
+            f"no frame filled to the MTU ({full} bytes): {self.env.frame_checker.frame_lengths}")
 
 
 @pyuvm.test()
@@ -191,18 +195,13 @@ class FlushTimeoutTest(LoopbackTest):
 
     async def run_phase(self):
         self.tlp_end_cycles = []
-        self.env.tx.ap.connect(_CycleRecorder(self.tlp_end_cycles))
+        self.env.tx.ap.connect(_cycle_recorder(self.tlp_end_cycles))
         await super().run_phase()
 
 
-class _CycleRecorder:
-    """An analysis target recording each item's last cycle."""
-
-    def __init__(self, into):
-        self.into = into
-
-    def write(self, item):
-        self.into.append(item.meta["last_cycle"])
+def _cycle_recorder(into):
+    """An analysis export appending each item's last cycle to ``into``."""
+    return AnalysisImp("tlp_end_cycles", None, lambda item: into.append(item.meta["last_cycle"]))
 
 
 @pyuvm.test()

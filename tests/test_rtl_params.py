@@ -1,0 +1,33 @@
+"""Wrong parameters raise at elaboration with a message naming the parameter."""
+
+import pytest
+
+from tlpoe.rtl.crc import Crc32Update
+from tlpoe.rtl.decapsulator import Decapsulator
+from tlpoe.rtl.encapsulator import Encapsulator
+from tlpoe.rtl.framer import Framer
+from tlpoe.rtl.loopback import Loopback
+from tlpoe.rtl.packer import TlpPacker
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: Encapsulator(100), "width"),
+    (lambda: Decapsulator(32), "width"),
+    (lambda: Loopback(1024), "width"),
+    (lambda: Encapsulator(256, mtu=1234), "mtu"),
+    (lambda: Decapsulator(256, mtu=4000), "mtu"),
+    (lambda: Encapsulator(256, flush_timeout=0), "flush_timeout"),
+    (lambda: TlpPacker(256, flush_timeout=70000), "flush_timeout"),
+    (lambda: TlpPacker(256, max_tlps=0), "max_tlps"),
+    (lambda: Framer(256, ethertype=0x0100), "ethertype"),
+    (lambda: Crc32Update(96), "width"),
+])
+def test_bad_parameter_names_itself(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+@pytest.mark.parametrize("width", [64, 128, 256, 512])
+def test_every_width_elaborates(width):
+    from amaranth.back import rtlil
+    assert rtlil.convert(Loopback(width, mtu=9000 if width == 512 else 1500))
