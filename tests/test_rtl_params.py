@@ -10,7 +10,7 @@ from tlpoe.rtl.loopback import Loopback
 from tlpoe.rtl.packer import TlpPacker
 
 
-@pytest.mark.filterwarnings("ignore::amaranth._unused.UnusedElaboratable")
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("make, name", [
     (lambda: Encapsulator(100), "width"),
     (lambda: Decapsulator(32), "width"),
