@@ -21,6 +21,11 @@ class RxDesc(data.StructLayout):
             "good": 1,            # a DATA frame whose TLPs are to be delivered
             "count": 16,
             "words": range(max_words + 1),   # words of the frame stored in the FIFO
+            "ok": 1,              # passed every check (any frame type)
+            "frame_type": 4,
+            "flags": 8,
+            "seq": 32,
+            "ack": 32,
         })
 
 
@@ -42,6 +47,8 @@ class Deframer(wiring.Component):
         check_width(width)
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
+        if not 0x600 <= ethertype <= 0xFFFF:
+            raise ValueError(f"ethertype must be an EtherType (0x0600..0xFFFF), not {ethertype!r}")
         self.width = width
         self.mtu = mtu
         self.ethertype = ethertype
@@ -175,6 +182,11 @@ class Deframer(wiring.Component):
             self.desc.payload.good.eq(~failed & is_data),
             self.desc.payload.count.eq(count),
             self.desc.payload.words.eq(Mux(store, j + 1, self.max_words)),
+            self.desc.payload.ok.eq(~failed),
+            self.desc.payload.frame_type.eq(field("frame_type")),
+            self.desc.payload.flags.eq(field("flags")),
+            self.desc.payload.seq.eq(field("seq")),
+            self.desc.payload.ack.eq(field("ack")),
             self.frame.ready.eq((~store | self.words.ready) & (~beat.last | self.desc.ready)),
         ]
 

@@ -1,7 +1,7 @@
 """Encapsulator: TLP stream in, tlpoe frames out."""
 
-from amaranth.hdl import Module
-from amaranth.lib import fifo, wiring
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
@@ -62,7 +62,19 @@ class Encapsulator(wiring.Component):
         connect(m, packer.words, body.w_stream)
         connect(m, body.r_stream, framer.words)
         connect(m, packer.desc, descs.w_stream)
-        connect(m, descs.r_stream, framer.desc)
+        # Without a link layer the sequence number simply counts frames.
+        seq = Signal(32)
+        closed = data.View(FrameDesc(), descs.r_stream.payload)
+        m.d.comb += [
+            framer.desc.valid.eq(descs.r_stream.valid),
+            descs.r_stream.ready.eq(framer.desc.ready),
+            framer.desc.payload.frame_type.eq(wire.FrameType.DATA),
+            framer.desc.payload.seq.eq(seq),
+            framer.desc.payload.count.eq(closed.count),
+            framer.desc.payload.length.eq(closed.length),
+        ]
+        with m.If(framer.desc.valid & framer.desc.ready):
+            m.d.sync += seq.eq(seq + 1)
         connect(m, framer.frame, flipped(self.frame))
         m.d.comb += [
             framer.dst_mac.eq(self.dst_mac),

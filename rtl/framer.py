@@ -1,30 +1,38 @@
 """Framer: the second half of the encapsulator."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from .crc import Crc32Update, reverse_zero_bytes
-from .packer import FrameDesc
 from .streams import check_width, frame_stream
 from .wirefmt import pack_bytes
 
-__all__ = ["Framer"]
+__all__ = ["TxDesc", "Framer"]
+
+
+class TxDesc(data.StructLayout):
+    """One frame to send: the bridge-header fields the framer does not derive.
+    ``length`` 0 (ACK, NAK, ...) means a header-only frame with no body words."""
+
+    def __init__(self):
+        super().__init__({"frame_type": 4, "flags": 8, "seq": 32, "ack": 32,
+                          "count": 16, "length": 16})
 
 
 class Framer(wiring.Component):
-    """Turns each closed frame body into an Ethernet frame.
+    """Turns each frame descriptor and its body words into an Ethernet frame.
 
-    Pops one :class:`FrameDesc`, then that frame's body words (whose first
-    ``HEADER_LEN`` bytes are zero), and sends the frame: Ethernet header,
-    bridge header (DATA, the next sequence number, ``tlp_count`` and
-    ``payload_length`` from the descriptor), the TLP area, and the CRC-32 of
-    bytes ``14 ..`` appended at the DW after the TLP area.
+    Pops one :class:`TxDesc`, then (unless ``length`` is 0) that frame's body
+    words (whose first ``HEADER_LEN`` bytes are zero), and sends the frame:
+    Ethernet header, bridge header (the descriptor's type, flags, sequence
+    number and ack, ``tlp_count`` and ``payload_length``), the TLP area, and
+    the CRC-32 of bytes ``14 ..`` appended at the DW after the TLP area.
 
     Latency: one cycle from a word to the output register. Throughput: one
     beat per cycle, frames back to back. The MAC addresses and channel are
-    sampled when a frame starts. ``seq`` counts frames from 0 and wraps at 2**32.
+    sampled when a frame starts.
     """
 
     def __init__(self, width, *, ethertype=wire.ETHERTYPE):
@@ -34,7 +42,7 @@ class Framer(wiring.Component):
         self.width = width
         self.ethertype = ethertype
         super().__init__({
-            "desc": In(stream.Signature(FrameDesc())),
+            "desc": In(stream.Signature(TxDesc())),
             "words": In(stream.Signature(width)),
             "frame": Out(frame_stream(width)),
             "dst_mac": In(48),
@@ -59,7 +67,7 @@ class Framer(wiring.Component):
         last_bytes = Signal(range(Wb + 1))
         header = Signal(8 * hdr_words * Wb)
         crc_reg = Signal(32)
-        seq = Signal(32)
+        has_body = Signal()
 
         # Frame geometry from a descriptor.
         desc = self.desc.payload
@@ -71,7 +79,8 @@ class Framer(wiring.Component):
 
         # The word being produced this cycle.
         from_fifo = Signal()
-        m.d.comb += from_fifo.eq(((j >= body_first) if body_first else 1) & (j <= last_data))
+        m.d.comb += from_fifo.eq(has_body & ((j >= body_first) if body_first else 1) &
+                                 (j <= last_data))
         word = Signal(W)
         with m.Switch(j):
             for k in range(hdr_words):
@@ -135,9 +144,9 @@ class Framer(wiring.Component):
             last_data_now = (data_end - 1) >> shift
             dws_now = (data_end - (last_data_now << shift)) >> 2
             bridge = pack_bytes(
-                wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=wire.FrameType.DATA,
-                channel=self.channel, seq=seq, tlp_count=desc.count,
-                payload_length=desc.length)
+                wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=desc.frame_type,
+                flags=desc.flags, channel=self.channel, seq=desc.seq, ack=desc.ack,
+                tlp_count=desc.count, payload_length=desc.length)
             eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
                              ethertype=self.ethertype)
             m.d.sync += [
@@ -149,6 +158,6 @@ class Framer(wiring.Component):
                 last_bytes.eq(frame_len - (((frame_len - 1) >> shift) << shift)),
                 header.eq(Cat(eth, bridge)),
                 crc_reg.eq(reverse_zero_bytes(0xFFFFFFFF, wire.ETH_LEN)),
-                seq.eq(seq + 1),
+                has_body.eq(desc.length != 0),
             ]
         return m

@@ -195,8 +195,11 @@ class TlpPacker(wiring.Component):
                         m.d.sync += age.eq(0)
             with m.If(beat.last):
                 m.d.sync += [in_tlp.eq(0), discard.eq(0)]
-                with m.If(~discard & ~(first & oversize) & (rem_now != take)):
-                    m.d.sync += [pad.eq(1), self.length_errors.eq(self.length_errors + 1)]
+                with m.If(~discard & ~(first & oversize)):
+                    with m.If(rem_now != take):         # ended early: pad
+                        m.d.sync += [pad.eq(1), self.length_errors.eq(self.length_errors + 1)]
+                    with m.Elif(n_in > take):           # too long within this beat: cut
+                        m.d.sync += self.length_errors.eq(self.length_errors + 1)
             with m.Else():
                 m.d.sync += in_tlp.eq(1)
                 # Declared size reached but the stream goes on: drop the rest.

@@ -14,13 +14,15 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from ..rtl.crc import Crc32Update
+from ..rtl.bridge import Bridge
 from ..rtl.decapsulator import Decapsulator
 from ..rtl.deframer import Deframer
 from ..rtl.encapsulator import Encapsulator
 from ..rtl.framer import Framer
+from ..rtl.link_rx import LinkReceiver
 from ..rtl.loopback import Loopback
 from ..rtl.packer import TlpPacker
+from ..rtl.replay import ReplayBuffer
 from ..rtl.unpacker import TlpUnpacker
 from .runner import verilator_bin
 from .waivers import WAIVERS
@@ -30,8 +32,12 @@ __all__ = ["DEFAULT_WIDTH", "CONFIGS", "emit", "lint", "main"]
 DEFAULT_WIDTH = 256
 
 #: name -> factory of the elaboratable. The default configuration is
-#: ``tlpoe_loopback`` (both directions of the TLP path at 256 bits, MTU 1500).
+#: ``tlpoe_bridge``: one bridge (both directions of the TLP path and the
+#: go-back-N link layer) at 256 bits, MTU 1500, window 16, 12-bit sequences.
 CONFIGS = {
+    "tlpoe_bridge": lambda: Bridge(DEFAULT_WIDTH),
+    "tlpoe_replay": lambda: ReplayBuffer(DEFAULT_WIDTH),
+    "tlpoe_link_rx": lambda: LinkReceiver(max_words=Deframer(DEFAULT_WIDTH).max_words),
     "tlpoe_loopback": lambda: Loopback(DEFAULT_WIDTH),
     "tlpoe_encapsulator": lambda: Encapsulator(DEFAULT_WIDTH),
     "tlpoe_decapsulator": lambda: Decapsulator(DEFAULT_WIDTH),
@@ -43,6 +49,7 @@ CONFIGS = {
     "tlpoe_decapsulator_w64": lambda: Decapsulator(64),
     "tlpoe_encapsulator_w512_mtu9000": lambda: Encapsulator(512, mtu=9000),
     "tlpoe_decapsulator_w512_mtu9000": lambda: Decapsulator(512, mtu=9000),
+    "tlpoe_bridge_w512_mtu9000": lambda: Bridge(512, mtu=9000, window=32),
 }
 
 

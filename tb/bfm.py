@@ -200,6 +200,10 @@ class StreamDriver:
     ``valid_gap`` is the probability of an idle cycle before each beat
     (0 = back to back), drawn from ``rng`` (default: :func:`seeded_rng`).
     ``valid`` is never withdrawn from a beat before ``ready`` takes it.
+    Call :meth:`send_nowait` from clock-edge context (a coroutine that last
+    awaited a rising edge of ``clock``): woken between edges, the driver
+    would change the bus mid-cycle, which Icarus and Verilator order
+    differently.
     """
 
     def __init__(self, dut, prefix, clock, layout, *, valid_gap=0.0, rng=None, name=None):

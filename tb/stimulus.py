@@ -103,11 +103,13 @@ def capture_tlps(captures=CAPTURES):
 
 
 def ingress_errors(mtu, seed=0):
-    """Good TLPs mixed with ingress errors: an oversize TLP (dropped), a TLP
-    whose stream is longer than its Length says (cut), one shorter (padded)."""
+    """Good TLPs mixed with ingress errors: an oversize TLP (dropped), TLPs
+    whose stream is longer than their Length says (cut: by 4 DWs, and by one
+    DW that shares the final beat), one shorter (padded)."""
     good = random_tlps(seed, 30, mtu=mtu, max_payload=128)
     over = Tlp.mem_write(0x2000, bytes(range(256)) * 16, requester_id=0x0100).pack()
     long_ = Tlp.mem_write(0x3000, bytes(16), requester_id=0x0100).pack() + bytes(range(16))
+    one_dw_long = Tlp.mem_write(0x3800, bytes(12), requester_id=0x0100).pack() + bytes(4)
     short = Tlp.mem_write(0x4000, bytes(range(64)), requester_id=0x0100).pack()[:-48]
     out = []
     for i, tlp in enumerate(good):
@@ -115,7 +117,7 @@ def ingress_errors(mtu, seed=0):
         if i % 10 == 3:
             if largest_tlp(mtu) < len(over):
                 out.append(over)
-            out += [long_, short]
+            out += [long_, one_dw_long, short]
     return out
 
 

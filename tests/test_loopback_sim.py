@@ -61,7 +61,7 @@ def test_capture_replay(sim, config):
 
 
 @pytest.mark.parametrize("sim", SIMS)
-@pytest.mark.parametrize("config", ["w64", "w256"])
+@pytest.mark.parametrize("config", ["w64", "w256", "w512"])
 def test_ingress_errors(sim, config):
     run(sim, config, "IngressErrorTest")
 

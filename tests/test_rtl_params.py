@@ -21,6 +21,7 @@ from tlpoe.rtl.packer import TlpPacker
     (lambda: TlpPacker(256, flush_timeout=70000), "flush_timeout"),
     (lambda: TlpPacker(256, max_tlps=0), "max_tlps"),
     (lambda: Framer(256, ethertype=0x0100), "ethertype"),
+    (lambda: Decapsulator(256, ethertype=0x10000), "ethertype"),
     (lambda: Crc32Update(96), "width"),
 ])
 def test_bad_parameter_names_itself(make, name):

@@ -1,0 +1,138 @@
+"""One bridge: the TLP path of both directions with the reliable link layer."""
+
+from amaranth.hdl import Module
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..models import wire
+from ..models.frame import DropReason
+from .deframer import Deframer, RxDesc
+from .framer import Framer
+from .link_rx import LinkReceiver
+from .packer import TlpPacker
+from .replay import ReplayBuffer
+from .streams import check_width, frame_stream, tlp_stream
+from .unpacker import TlpUnpacker
+
+__all__ = ["Bridge"]
+
+#: Counters of the link layer, each ``Out(32)``: (block, name).
+LINK_COUNTERS = (
+    ("replay", "replays_nak"), ("replay", "replays_timeout"),
+    ("replay", "frames_retransmitted"), ("replay", "link_down_events"),
+    ("replay", "acks_sent"), ("replay", "naks_sent"), ("replay", "window_full_cycles"),
+    ("link_rx", "frames_accepted"), ("link_rx", "duplicates"), ("link_rx", "out_of_order"),
+)
+
+
+class Bridge(wiring.Component):
+    """The bridge's TLP path with a go-back-N reliable link (see ``docs/``).
+
+    Transmit: ``tlp_in`` → :class:`TlpPacker` → :class:`ReplayBuffer` (keeps
+    each frame until acknowledged; replays on NAK or timeout) →
+    :class:`Framer` → ``frame_out``.  Receive: ``frame_in`` →
+    :class:`Deframer` (checks, drops by reason) → :class:`LinkReceiver`
+    (sequence check, duplicate discard, ACK/NAK requests) → :class:`TlpUnpacker`
+    → ``tlp_out``.  Every frame sent carries the receive side's cumulative ack.
+
+    Parameters: those of the blocks (``width``, ``mtu``, ``window``,
+    ``seq_bits``, ``max_retries``, ``replay_timeout``, ``ack_every``,
+    ``ack_delay``, ``flush_timeout``, ``ethertype``).  Run-time inputs:
+    ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
+    ``replay_timeout``, ``ack_delay``.  ``link_down`` is the interrupt output.
+    """
+
+    def __init__(self, width=256, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
+                 replay_timeout=4096, ack_every=8, ack_delay=256, flush_timeout=64,
+                 ethertype=wire.ETHERTYPE):
+        check_width(width)
+        self.width = width
+        self.packer = TlpPacker(width, mtu=mtu, flush_timeout=flush_timeout)
+        self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
+                                   max_retries=max_retries, replay_timeout=replay_timeout)
+        self.framer = Framer(width, ethertype=ethertype)
+        self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype)
+        self.link_rx = LinkReceiver(max_words=self.deframer.max_words, seq_bits=seq_bits,
+                                    ack_every=ack_every, ack_delay=ack_delay)
+        self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
+        super().__init__({
+            "tlp_in": In(tlp_stream(width)),
+            "frame_out": Out(frame_stream(width)),
+            "frame_in": In(frame_stream(width)),
+            "tlp_out": Out(tlp_stream(width)),
+            "dst_mac": In(48),
+            "src_mac": In(48),
+            "channel": In(16),
+            "flush_timeout": In(16, init=flush_timeout),
+            "replay_timeout": In(24, init=replay_timeout),
+            "ack_delay": In(16, init=ack_delay),
+            "link_down": Out(1),
+            "frames_sent": Out(32),
+            "oversize_drops": Out(32),
+            "length_errors": Out(32),
+            "drops": Out(data.ArrayLayout(32, len(DropReason))),
+            "good_frames": Out(32),
+            "control_frames": Out(32),
+            "tlps_out": Out(32),
+            **{name: Out(32) for _, name in LINK_COUNTERS},
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        packer, replay, framer = self.packer, self.replay, self.framer
+        deframer, link_rx, unpacker = self.deframer, self.link_rx, self.unpacker
+        for name in ("packer", "replay", "framer", "deframer", "link_rx", "unpacker"):
+            m.submodules[name] = getattr(self, name)
+
+        connect(m, flipped(self.tlp_in), packer.tlp)
+        connect(m, packer.words, replay.words)
+        connect(m, packer.desc, replay.desc)
+        connect(m, replay.tx_desc, framer.desc)
+        connect(m, replay.tx_words, framer.words)
+        connect(m, framer.frame, flipped(self.frame_out))
+
+        depth = 2 * deframer.max_words + 2
+        m.submodules.rx_body = rx_body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
+        m.submodules.rx_descs = rx_descs = fifo.SyncFIFOBuffered(
+            width=RxDesc(deframer.max_words).size, depth=16)
+        connect(m, flipped(self.frame_in), deframer.frame)
+        connect(m, deframer.words, rx_body.w_stream)
+        connect(m, deframer.desc, link_rx.rx)
+        connect(m, link_rx.out, rx_descs.w_stream)
+        connect(m, rx_body.r_stream, unpacker.words)
+        connect(m, rx_descs.r_stream, unpacker.desc)
+        connect(m, unpacker.tlp, flipped(self.tlp_out))
+
+        m.d.comb += [
+            # receive state and requests -> transmit side
+            replay.rx_ack.eq(link_rx.rx_ack),
+            replay.rx_ack_valid.eq(link_rx.rx_ack_valid),
+            replay.ack_in.eq(link_rx.ack_in),
+            replay.ack_seq.eq(link_rx.ack_seq),
+            replay.nak_in.eq(link_rx.nak_in),
+            replay.nak_seq.eq(link_rx.nak_seq),
+            replay.send_ack.eq(link_rx.send_ack),
+            replay.send_nak.eq(link_rx.send_nak),
+            replay.nak_from.eq(link_rx.nak_from),
+            link_rx.sent_ack.eq(replay.sent_ack),
+            link_rx.sent_nak.eq(replay.sent_nak),
+            # configuration
+            framer.dst_mac.eq(self.dst_mac),
+            framer.src_mac.eq(self.src_mac),
+            framer.channel.eq(self.channel),
+            packer.flush_timeout.eq(self.flush_timeout),
+            replay.replay_timeout.eq(self.replay_timeout),
+            link_rx.ack_delay.eq(self.ack_delay),
+            # status
+            self.link_down.eq(replay.link_down),
+            self.frames_sent.eq(framer.frames_sent),
+            self.oversize_drops.eq(packer.oversize_drops),
+            self.length_errors.eq(packer.length_errors),
+            self.drops.eq(deframer.drops),
+            self.good_frames.eq(deframer.good_frames),
+            self.control_frames.eq(deframer.control_frames),
+            self.tlps_out.eq(unpacker.tlps_out),
+        ]
+        for block, name in LINK_COUNTERS:
+            m.d.comb += getattr(self, name).eq(getattr(getattr(self, block), name))
+        return m

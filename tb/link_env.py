@@ -1,0 +1,162 @@
+"""pyuvm environment for two bridges (:class:`tlpoe.rtl.bridge.Bridge` A and
+B, under :class:`tlpoe.rtl.pair.Pair`) joined by the NIC/PHY model.
+
+    A.tlp_in --> [bridge A] --frame_out--> Phy a->b --frame_in--> [bridge B] --> B.tlp_out
+    A.tlp_out <-- [bridge A] <--frame_in-- Phy b->a <--frame_out-- [bridge B] <-- B.tlp_in
+
+Each direction of the network is a :class:`NetworkWire`: it takes every frame
+a bridge sends (the MAC never backpressures), passes it through its
+:class:`~tlpoe.models.phy.Phy` (line rate, latency, bit errors, drops, link
+down) and hands what survives to the other bridge at its arrival time.  The
+scoreboards check exactly-once, in-order, bit-exact TLP delivery per direction.
+"""
+
+import collections
+import heapq
+
+import cocotb
+from cocotb.triggers import Event, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.utils import get_sim_time
+from pyuvm import uvm_component, uvm_env
+
+from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
+from ..models.phy import Fate, Phy
+from .agents import StreamAgent
+from .bfm import StreamDriver, StreamLayout, StreamMonitor
+from .faults import model_verdict
+from .loopback_env import TlpScoreboard
+from .scoreboard import AnalysisImp
+
+__all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS"]
+
+COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays_nak",
+            "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
+            "naks_sent", "frames_accepted", "duplicates", "out_of_order",
+            "window_full_cycles", "link_down")
+
+
+class NetworkWire(uvm_component):
+    """One direction of the network: frames from ``frame_export`` through
+    ``phy`` to ``driver`` (the far bridge's ``frame_in``), at their arrival time."""
+
+    def __init__(self, name, parent, phy, driver):
+        super().__init__(name, parent)
+        self.phy = phy
+        self.driver = driver
+        self.frame_export = AnalysisImp("frame_export", self, self.write)
+        self._heap = []
+        self._order = 0
+        self._wake = Event()
+        self.fates = {}
+        self.malformed = []
+        self.detectable = collections.Counter()   # corrupted frames the model rejects, by reason
+
+    def check_phase(self):
+        assert not self.malformed, f"{len(self.malformed)} malformed frame(s) sent; first: {self.malformed[0]}"
+
+    def write(self, item):
+        try:                      # what a bridge sends must always be well formed
+            decode_frame(item.data)
+        except FrameError as e:
+            self.malformed.append(f"{get_sim_time('ns')} ns: {e}: {item.data[:48].hex()}")
+            if len(self.malformed) <= 3:
+                self.logger.error(f"bridge sent a malformed frame: {self.malformed[-1]}")
+        delivery = self.phy.transmit(item.data, get_sim_time("ns"))
+        self.fates[delivery.fate.value] = self.fates.get(delivery.fate.value, 0) + 1
+        if delivery.fate is Fate.CORRUPTED:
+            reason = model_verdict(delivery.frame, mtu=None)
+            if reason is not None:
+                self.detectable[reason] += 1
+            elif delivery.frame[12:len(item.data)] != item.data[12:]:
+                self.malformed.append("corruption inside the frame passed the model's checks")
+            # else: only the MAC addresses (a hop's business: the FCS covers them, the
+            # end-to-end CRC does not) or the MAC's padding after the frame were hit
+        if delivery.frame is not None:
+            heapq.heappush(self._heap, (delivery.arrival_ns, self._order, delivery.frame))
+            self._order += 1
+            self._wake.set()
+
+    async def run_phase(self):
+        while True:
+            if not self._heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            arrival, _, frame = self._heap[0]
+            now = get_sim_time("ns")
+            if arrival > now:
+                self._wake.clear()
+                try:
+                    await with_timeout(self._wake.wait(), arrival - now, "ns", round_mode="ceil")
+                except SimTimeoutError:
+                    pass
+                continue
+            heapq.heappop(self._heap)
+            # hand over on a clock edge, as every other BFM acts
+            await RisingEdge(self.driver.clock)
+            self.driver.send_nowait(frame)
+
+
+def read_bridge_counters(dut, side):
+    """Counters of bridge ``side`` ("a" or "b"), ``drops`` as {DropReason: n}."""
+    drops = int(getattr(dut, f"{side}_drops").value)
+    by_reason = {r: (drops >> (32 * r)) & 0xFFFFFFFF for r in DropReason}
+    return {"drops": by_reason,
+            **{f"drops_{r.name}": n for r, n in by_reason.items()},
+            **{name: int(getattr(dut, f"{side}_{name}").value) for name in COUNTERS}}
+
+
+class LinkEnv(uvm_env):
+    """Agents, network and scoreboards around the Pair DUT. ``params``
+    (ConfigDB): ``width``, ``mtu``, ``valid_gap``, ``backpressure``,
+    ``bidirectional``, ``phy`` (keyword arguments of :class:`Phy`, both
+    directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides), ``seed``."""
+
+    def build_phase(self):
+        p = self.cdb_get("params")
+        dut = cocotb.top
+        tlp, frame = StreamLayout.tlp(p["width"]), StreamLayout.frame(p["width"])
+        self.scoreboards = {}
+        self.tx, self.rx = {}, {}
+        directions = [("a", "b")] + ([("b", "a")] if p["bidirectional"] else [])
+        for src, dst in directions:
+            self.tx[src] = StreamAgent(
+                f"{src}_tx", self,
+                driver_bfm=StreamDriver(dut, f"{src}_tlp_in", dut.clk, tlp, valid_gap=p["valid_gap"]),
+                monitor_bfm=StreamMonitor(dut, f"{src}_tlp_in", dut.clk, tlp))
+            self.rx[dst] = StreamAgent(
+                f"{dst}_rx", self,
+                monitor_bfm=StreamMonitor(dut, f"{dst}_tlp_out", dut.clk, tlp, drive_ready=True,
+                                          backpressure=p["backpressure"]))
+            self.scoreboards[src + dst] = TlpScoreboard(f"sb_{src}{dst}", self, p["mtu"])
+        for side in ("a", "b"):                 # a side with no receiver agent still drains
+            if side not in self.rx:
+                getattr(dut, f"{side}_tlp_out__ready").value = 1
+        self.wires = {}
+        for index, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
+            phy = Phy(**{**p["phy"], **p[f"phy_{src}_to_{dst}"]}, seed=p["seed"] * 2 + index)
+            driver = StreamDriver(dut, f"{dst}_frame_in", dut.clk, frame)
+            self.wires[src + dst] = NetworkWire(f"wire_{src}{dst}", self, phy, driver)
+            out = StreamAgent(f"{src}_wire", self, monitor_bfm=StreamMonitor(
+                dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True))
+            setattr(self, f"{src}_wire", out)
+
+    def connect_phase(self):
+        for key, sb in self.scoreboards.items():
+            src, dst = key
+            self.tx[src].ap.connect(sb.expected_export)
+            self.rx[dst].ap.connect(sb.actual_export)
+        for key, wire in self.wires.items():
+            getattr(self, f"{key[0]}_wire").ap.connect(wire.frame_export)
+
+
+def configure(dut, params):
+    """Set both bridges' run-time inputs."""
+    for side, (dst, src) in {"a": (DEFAULT_DST_MAC, DEFAULT_SRC_MAC),
+                             "b": (DEFAULT_SRC_MAC, DEFAULT_DST_MAC)}.items():
+        getattr(dut, f"{side}_dst_mac").value = int.from_bytes(dst, "big")
+        getattr(dut, f"{side}_src_mac").value = int.from_bytes(src, "big")
+        getattr(dut, f"{side}_channel").value = 0
+        getattr(dut, f"{side}_flush_timeout").value = params["flush_timeout"]
+        getattr(dut, f"{side}_replay_timeout").value = params["replay_timeout"]
+        getattr(dut, f"{side}_ack_delay").value = params["ack_delay"]
