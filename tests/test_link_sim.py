@@ -45,6 +45,15 @@ def test_frame_drop_both_directions(sim):
 
 
 @pytest.mark.parametrize("sim", SIMS)
+def test_lost_acks_cause_duplicates_that_are_discarded(sim):
+    """Most ACKs lost (60% of B->A frames dropped): A's replay timer resends
+    frames B already has; B discards the duplicates (and re-acknowledges), so
+    nothing is delivered twice."""
+    run(sim, "dup", count=300, phy_b_to_a={"drop_rate": 0.6}, replay_timeout=600,
+        expect_nonzero=["b.duplicates", "a.replays_timeout", "a.frames_retransmitted"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
 def test_bit_errors_reach_the_crc(sim):
     """Bit errors (BER 5e-5) on NICs that deliver frames with a bad FCS, both
     directions loaded: the end-to-end CRC drops every corrupted frame (data,
