@@ -50,7 +50,7 @@ class FrameType(IntEnum):
     """``frame_type`` field of the bridge header."""
     DATA = 0          #: carries one or more TLPs
     ACK = 1           #: cumulative acknowledgement, no TLPs
-    NAK = 2           #: negative acknowledgement: replay from ``ack + 1``
+    NAK = 2           #: negative acknowledgement: resend from ``seq``, the first frame missing
     CREDIT = 3        #: credit update only
     KEEPALIVE = 4     #: liveness; carries ACK and credits like any header
 

@@ -24,13 +24,14 @@ class ReplayBuffer(wiring.Component):
     unacknowledged, ``words`` is backpressured: nothing is ever dropped.
 
     Read side: ``tx_desc`` (a :class:`~tlpoe.rtl.framer.TxDesc`) then, for a
-    DATA frame, its body on ``tx_words``.  Priority: a NAK or ACK frame the
-    receiver asked for, then the next DATA frame (``send_ptr``); every frame
-    carries the receiver's cumulative ``rx_ack`` (``rx_ack_valid`` sets flag bit 0).
+    DATA frame, its body on ``tx_words``.  Priority: a NAK the receiver asked
+    for, then the next DATA frame (``send_ptr``), then an ACK frame of its own
+    (only when no DATA frame can carry the ack); every frame carries the
+    receiver's cumulative ``rx_ack`` (``rx_ack_valid`` sets flag bit 0).
 
     Acknowledgements (``ack_in``: cumulative, from the peer's frames) release
     slots.  ``nak_in`` (resend from ``nak_seq``) and the replay timer
-    (``replay_timeout`` cycles without progress while frames are unacknowledged)
+    (``replay_timeout`` cycles without progress while sent frames are unacknowledged)
     rewind ``send_ptr`` to replay every unacknowledged frame from there
     (go-back-N).  After ``max_retries`` consecutive timer expiries without
     progress the link goes down: ``link_down`` stays set (and nothing more is
@@ -158,7 +159,8 @@ class ReplayBuffer(wiring.Component):
         timer = Signal(24)
         retries = Signal(8)
         expired = Signal()
-        m.d.comb += expired.eq((tail != new_head) & (timer >= self.replay_timeout))
+        awaiting = Signal()     # frames sent and not yet acknowledged
+        m.d.comb += expired.eq(awaiting & (timer >= self.replay_timeout))
         rewind = Signal()
         rewind_to = Signal(n)
         with m.If(nak_ok & ~self.link_down):
@@ -167,7 +169,7 @@ class ReplayBuffer(wiring.Component):
             m.d.comb += [rewind.eq(1), rewind_to.eq(new_head)]
 
         m.d.sync += head.eq(new_head)
-        with m.If(progress | (tail == new_head) | rewind):
+        with m.If(progress | ~awaiting | rewind):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != (1 << 24) - 1):
             m.d.sync += timer.eq(timer + 1)
@@ -215,9 +217,11 @@ class ReplayBuffer(wiring.Component):
             out.flags.eq(Mux(self.rx_ack_valid, FLAG_ACK_VALID, 0)),
             out.ack.eq(self.rx_ack),
         ]
+        ack_only = Signal()         # an ACK frame of its own: no DATA frame to carry it
+        m.d.comb += ack_only.eq(self.send_ack & ~have_data)
         with m.If(self.send_nak):
             m.d.comb += [out.frame_type.eq(wire.FrameType.NAK), out.seq.eq(self.nak_from)]
-        with m.Elif(self.send_ack):
+        with m.Elif(ack_only):
             m.d.comb += out.frame_type.eq(wire.FrameType.ACK)
         with m.Else():
             m.d.comb += [out.frame_type.eq(wire.FrameType.DATA), out.seq.eq(ptr),
@@ -227,7 +231,7 @@ class ReplayBuffer(wiring.Component):
         sent = Signal()
         m.d.comb += sent.eq(self.tx_desc.valid & self.tx_desc.ready)
         is_data = Signal()
-        m.d.comb += is_data.eq(~self.send_nak & ~self.send_ack)
+        m.d.comb += is_data.eq(~self.send_nak & ~ack_only)
         m.d.comb += [
             self.sent_ack.eq(sent),
             self.sent_nak.eq(sent & self.send_nak),
@@ -236,7 +240,9 @@ class ReplayBuffer(wiring.Component):
         # A frame is a retransmission when it was sent before: ptr below the
         # highest sequence sent so far.
         high = Signal(n)        # one past the highest sequence ever sent
-        m.d.comb += retransmit.eq(within(ptr, new_head, mod(high - new_head, "sent_span")))
+        sent_span = mod(high - new_head, "sent_span")
+        m.d.comb += [retransmit.eq(within(ptr, new_head, sent_span)),
+                     awaiting.eq(sent_span != 0)]
 
         with m.If(rewind):
             m.d.sync += send_ptr.eq(rewind_to)
@@ -255,6 +261,6 @@ class ReplayBuffer(wiring.Component):
                          rd_addr.eq(Cat(Const(0, word_bits), slot(ptr)) if slot_bits else 0)]
         with m.If(sent & self.send_nak):
             m.d.sync += self.naks_sent.eq(self.naks_sent + 1)
-        with m.Elif(sent & self.send_ack):
+        with m.Elif(sent & ack_only):
             m.d.sync += self.acks_sent.eq(self.acks_sent + 1)
         return m
