@@ -2,7 +2,8 @@
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, connect, flipped
+
+from .compose import exposed_members, forward
 
 __all__ = ["Pair"]
 
@@ -16,25 +17,19 @@ class Pair(wiring.Component):
         if a.signature != b.signature:
             raise ValueError("a and b must have the same signature")
         self.a, self.b = a, b
-        super().__init__({f"{side}_{name}": member
-                          for side in ("a", "b")
-                          for name, member in a.signature.members.items()})
+        super().__init__({
+            **exposed_members(a, self._prefixed(a, "a")),
+            **exposed_members(b, self._prefixed(b, "b")),
+        })
+
+    @staticmethod
+    def _prefixed(component, side):
+        return {name: f"{side}_{name}" for name in component.signature.members}
 
     def elaborate(self, platform):
         m = Module()
         for side in ("a", "b"):
             inner = getattr(self, side)
             m.submodules[side] = inner
-            for name, member in inner.signature.members.items():
-                outer = getattr(self, f"{side}_{name}")
-                port = getattr(inner, name)
-                if member.is_signature:
-                    if member.flow == In:
-                        connect(m, flipped(outer), port)
-                    else:
-                        connect(m, port, flipped(outer))
-                elif member.flow == In:
-                    m.d.comb += port.eq(outer)
-                else:
-                    m.d.comb += outer.eq(port)
+            forward(m, self, inner, self._prefixed(inner, side))
         return m
