@@ -1,18 +1,18 @@
 """One bridge: the TLP path of both directions with the reliable link layer."""
 
 from amaranth.hdl import Module
-from amaranth.lib import data, fifo, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
 from ..models.frame import DropReason
-from .deframer import Deframer, RxDesc
+from .decapsulator import Decapsulator
+from .deframer import frame_words
 from .framer import Framer
 from .link_rx import LinkReceiver
 from .packer import TlpPacker
 from .replay import ReplayBuffer
 from .streams import check_width, frame_stream, tlp_stream
-from .unpacker import TlpUnpacker
 
 __all__ = ["Bridge"]
 
@@ -31,9 +31,9 @@ class Bridge(wiring.Component):
     Transmit: ``tlp_in`` → :class:`TlpPacker` → :class:`ReplayBuffer` (keeps
     each frame until acknowledged; replays on NAK or timeout) →
     :class:`Framer` → ``frame_out``.  Receive: ``frame_in`` →
-    :class:`Deframer` (checks, drops by reason) → :class:`LinkReceiver`
-    (sequence check, duplicate discard, ACK/NAK requests) → :class:`TlpUnpacker`
-    → ``tlp_out``.  Every frame sent carries the receive side's cumulative ack.
+    :class:`Decapsulator` (checks, drops by reason), with a
+    :class:`LinkReceiver` on its verdicts (sequence check, duplicate discard,
+    ACK/NAK requests) → ``tlp_out``.  Every frame sent carries the receive side's cumulative ack.
 
     Parameters: those of the blocks (``width``, ``mtu``, ``window``,
     ``seq_bits``, ``max_retries``, ``replay_timeout``, ``ack_every``,
@@ -51,10 +51,9 @@ class Bridge(wiring.Component):
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
                                    max_retries=max_retries, replay_timeout=replay_timeout)
         self.framer = Framer(width, ethertype=ethertype)
-        self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype)
-        self.link_rx = LinkReceiver(max_words=self.deframer.max_words, seq_bits=seq_bits,
+        self.link_rx = LinkReceiver(max_words=frame_words(width, mtu), seq_bits=seq_bits,
                                     ack_every=ack_every, ack_delay=ack_delay)
-        self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
+        self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx)
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "frame_out": Out(frame_stream(width)),
@@ -80,8 +79,8 @@ class Bridge(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         packer, replay, framer = self.packer, self.replay, self.framer
-        deframer, link_rx, unpacker = self.deframer, self.link_rx, self.unpacker
-        for name in ("packer", "replay", "framer", "deframer", "link_rx", "unpacker"):
+        link_rx, decap = self.link_rx, self.decap
+        for name in ("packer", "replay", "framer", "decap"):
             m.submodules[name] = getattr(self, name)
 
         connect(m, flipped(self.tlp_in), packer.tlp)
@@ -90,18 +89,8 @@ class Bridge(wiring.Component):
         connect(m, replay.tx_desc, framer.desc)
         connect(m, replay.tx_words, framer.words)
         connect(m, framer.frame, flipped(self.frame_out))
-
-        depth = 2 * deframer.max_words + 2
-        m.submodules.rx_body = rx_body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
-        m.submodules.rx_descs = rx_descs = fifo.SyncFIFOBuffered(
-            width=RxDesc(deframer.max_words).size, depth=16)
-        connect(m, flipped(self.frame_in), deframer.frame)
-        connect(m, deframer.words, rx_body.w_stream)
-        connect(m, deframer.desc, link_rx.rx)
-        connect(m, link_rx.out, rx_descs.w_stream)
-        connect(m, rx_body.r_stream, unpacker.words)
-        connect(m, rx_descs.r_stream, unpacker.desc)
-        connect(m, unpacker.tlp, flipped(self.tlp_out))
+        connect(m, flipped(self.frame_in), decap.frame)
+        connect(m, decap.tlp, flipped(self.tlp_out))
 
         m.d.comb += [
             # receive state and requests -> transmit side
@@ -128,10 +117,10 @@ class Bridge(wiring.Component):
             self.frames_sent.eq(framer.frames_sent),
             self.oversize_drops.eq(packer.oversize_drops),
             self.length_errors.eq(packer.length_errors),
-            self.drops.eq(deframer.drops),
-            self.good_frames.eq(deframer.good_frames),
-            self.control_frames.eq(deframer.control_frames),
-            self.tlps_out.eq(unpacker.tlps_out),
+            self.drops.eq(decap.drops),
+            self.good_frames.eq(decap.good_frames),
+            self.control_frames.eq(decap.control_frames),
+            self.tlps_out.eq(decap.tlps_out),
         ]
         for block, name in LINK_COUNTERS:
             m.d.comb += getattr(self, name).eq(getattr(getattr(self, block), name))

@@ -24,15 +24,23 @@ class Decapsulator(wiring.Component):
     counter per :class:`~tlpoe.models.frame.DropReason`, indexed by its
     value), ``good_frames``, ``control_frames``, ``tlps_out``.
 
+    ``verdict`` (optional): a stage on each frame's verdict between the checks
+    and delivery, such as the link layer's
+    :class:`~tlpoe.rtl.link_rx.LinkReceiver`.
+
     Store and forward: a frame's TLPs leave only after its CRC and structure
     are checked; a malformed frame is counted and dropped, and the frame after
     it is unaffected.  ``tlp`` backpressure fills the frame FIFO (two frames
     at the MTU) and then backpressures ``frame``.
     """
 
-    def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE):
+    def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE, verdict=None):
         check_width(width)
         self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype)
+        # An optional stage between the checks and delivery that may withdraw a
+        # frame's ``good`` (the link layer's sequence check): a component with
+        # ``rx`` in and ``out`` out, both RxDesc streams.
+        self.verdict = verdict
         self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
         self.width = width
         self.mtu = mtu
@@ -56,7 +64,12 @@ class Decapsulator(wiring.Component):
         connect(m, flipped(self.frame), deframer.frame)
         connect(m, deframer.words, body.w_stream)
         connect(m, body.r_stream, unpacker.words)
-        connect(m, deframer.desc, descs.w_stream)
+        if self.verdict is None:
+            connect(m, deframer.desc, descs.w_stream)
+        else:
+            m.submodules.verdict = self.verdict
+            connect(m, deframer.desc, self.verdict.rx)
+            connect(m, self.verdict.out, descs.w_stream)
         connect(m, descs.r_stream, unpacker.desc)
         connect(m, unpacker.tlp, flipped(self.tlp))
         m.d.comb += [

@@ -10,7 +10,12 @@ from .crc import Crc32Update, reverse_zero_bytes
 from .streams import check_width, frame_stream
 from .wirefmt import unpack_field
 
-__all__ = ["RxDesc", "Deframer"]
+__all__ = ["frame_words", "RxDesc", "Deframer"]
+
+
+def frame_words(width, mtu):
+    """Beats of ``width`` bits that the longest frame at ``mtu`` occupies."""
+    return -(-(wire.ETH_LEN + mtu) // (width // 8))
 
 
 class RxDesc(data.StructLayout):
@@ -52,7 +57,7 @@ class Deframer(wiring.Component):
         self.width = width
         self.mtu = mtu
         self.ethertype = ethertype
-        self.max_words = -(-(wire.ETH_LEN + mtu) // (width // 8))
+        self.max_words = frame_words(width, mtu)
         super().__init__({
             "frame": In(frame_stream(width)),
             "words": Out(stream.Signature(width)),
