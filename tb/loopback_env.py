@@ -34,15 +34,33 @@ CHANNEL = 0x00A5
 
 
 class TlpScoreboard(Scoreboard):
-    """TLPs out of the decapsulator against TLPs into the encapsulator."""
+    """TLPs out of the decapsulator against TLPs into the encapsulator.
+
+    ``latencies`` holds, per matched TLP, the cycles from its first beat
+    accepted at the ingress to its last beat leaving the egress (both
+    monitors count the same clock from the start of the test)."""
 
     def __init__(self, name, parent, mtu):
         super().__init__(name, parent)
         self.mtu = mtu
+        self.latencies = []
+        self.bytes_matched = 0
+        self.first_cycle = self.last_cycle = None
 
     def predict(self, item):
         tlp = expected_after_ingress(item.data, self.mtu)
-        return [] if tlp is None else [StreamItem("expected", tlp)]
+        return [] if tlp is None else [StreamItem("expected", tlp, **item.meta)]
+
+    def compare_items(self, expected, actual):
+        problem = super().compare_items(expected, actual)
+        if problem is None:
+            self.bytes_matched += len(actual.data)
+            start, end = expected.meta.get("first_cycle"), actual.meta.get("last_cycle")
+            if start is not None and end is not None:
+                self.latencies.append(end - start)
+                self.first_cycle = min(start, self.first_cycle or start)
+                self.last_cycle = max(end, self.last_cycle or end)
+        return problem
 
 
 class FrameChecker(uvm_component):

@@ -7,6 +7,9 @@ direction, that no corrupted frame got past the CRC, and the counters each
 scenario must move (replay causes, duplicates, wrap-arounds, window full).
 """
 
+import json
+from pathlib import Path
+
 import cocotb
 import pyuvm
 from cocotb.triggers import Combine, SimTimeoutError, with_timeout
@@ -24,7 +27,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, seed=1, count=300,
               flush_timeout=32, replay_timeout=1500, ack_delay=50,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
-              drain_us=2000)
+              drain_us=2000, clock_ns=10.0, report="")
 
 
 class LinkTest(uvm_test):
@@ -62,6 +65,38 @@ class LinkTest(uvm_test):
             self.logger.info(f"{side}: " + ", ".join(
                 f"{k}={v}" for k, v in counters.items() if v and k != "drops"))
         self.drop_objection()
+
+    def record(self):
+        """One run as a record (what ``make ber`` collects per point): A -> B."""
+        sb, c = self.env.scoreboards["ab"], self.counters
+        latencies = sorted(sb.latencies)
+
+        def percentile(q):
+            return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+        span = (sb.last_cycle - sb.first_cycle + 1) if latencies else 0
+        p50, p99 = percentile(0.50), percentile(0.99)
+        return {
+            "width": P["width"], "phy": P["phy"], "seed": P["seed"],
+            "tlps_sent": self.env.tx["a"].monitor_bfm.packets_seen,
+            "tlps_delivered": sb.compared - sb.mismatched,
+            "lost": sb.pending_expected, "duplicated": sb.pending_actual,
+            "corrupted": sb.mismatched,
+            "replays": c["a"]["replays_nak"] + c["a"]["replays_timeout"],
+            "replays_nak": c["a"]["replays_nak"], "replays_timeout": c["a"]["replays_timeout"],
+            "frames_retransmitted": c["a"]["frames_retransmitted"],
+            "goodput_fraction": sb.bytes_matched / (span * P["width"] / 8) if span else 0.0,
+            "latency_p50_cycles": p50, "latency_p99_cycles": p99,
+            "latency_p50_ns": p50 * P["clock_ns"] if latencies else None,
+            "latency_p99_ns": p99 * P["clock_ns"] if latencies else None,
+            "link_down_events": c["a"]["link_down_events"],
+        }
+
+    def report_phase(self):
+        record = self.record()
+        self.logger.info(f"record: {record}")
+        if P["report"]:
+            Path(P["report"]).write_text(json.dumps(record, indent=2) + "\n")
 
     def check_phase(self):
         c = self.counters
