@@ -20,7 +20,8 @@ Channels
     simulation calls ``transmit`` at most once per frame, in time order, never
     while the previous frame of that direction is still being serialised; the
     NIC/PHY model fits this shape. ``params["channel"]`` names the factory:
-    ``"ideal"``, ``"lossy"`` (:class:`LossyChannel`), a name added with
+    ``"ideal"``, ``"lossy"`` (:class:`LossyChannel`), ``"phy"``
+    (:class:`PhyChannel`, the NIC/PHY model), a name added with
     :func:`register_channel`, or ``"package.module:callable"``. A factory is
     called as ``factory(params, seed, direction)`` with ``direction`` "ab" or
     "ba" and ``params`` the run's parameters updated with ``params[direction]``
@@ -43,10 +44,11 @@ import numpy as np
 
 from .frame import wire_bytes
 from .link import LinkConfig, LinkEndpoint
+from .phy import phy_from_params
 from .wire import CRC_LEN, HEADER_LEN, PREFIX_LEN
 
 __all__ = [
-    "Delivery", "IdealChannel", "LossyChannel", "CHANNELS", "register_channel",
+    "Delivery", "IdealChannel", "LossyChannel", "PhyChannel", "CHANNELS", "register_channel",
     "make_channel", "DEFAULTS", "ADDRESS_BASE", "mwr_tlp", "tlp_index", "make_tlps",
     "frame_time_ns", "default_replay_timeout_ns", "default_nak_timeout_ns", "run_point",
 ]
@@ -128,8 +130,30 @@ def _lossy(params, seed, direction):
                         seed=(seed << 1) | (direction == "ba"))
 
 
+class PhyChannel:
+    """The NIC/PHY model (:class:`tlpoe.models.phy.Phy`) as a channel: line
+    rate, latency, random and burst bit errors, drops, link down; a frame
+    hit by bit errors is dropped by the receiving MAC, or handed up with
+    its errors when ``deliver_bad_fcs`` (a cut-through NIC)."""
+
+    def __init__(self, phy):
+        self.phy = phy
+
+    def transmit(self, frame, t_ns):
+        delivery = self.phy.transmit(frame, t_ns)
+        return Delivery(delivery.arrival_ns, delivery.frame, delivery.fate.value)
+
+
+def _phy(params, seed, direction):
+    settings = {"rate_gbps": params["rate_gbps"], "latency_ns": params["latency_ns"],
+                "ber": params.get("ber", 0.0), "burst": params.get("burst"),
+                "drop_rate": params.get("drop_rate", 0.0),
+                "deliver_bad_fcs": params.get("deliver_bad_fcs", False)}
+    return PhyChannel(phy_from_params(settings, seed=(seed << 1) | (direction == "ba")))
+
+
 #: Channel factories by name: ``factory(params, seed, direction) -> channel``.
-CHANNELS = {"ideal": _ideal, "lossy": _lossy}
+CHANNELS = {"ideal": _ideal, "lossy": _lossy, "phy": _phy}
 
 
 def register_channel(name, factory):
@@ -187,7 +211,9 @@ DEFAULTS = {
     "channel": "ideal",       # channel factory name (see CHANNELS)
     "drop_rate": 0.0,         # lossy channel: frame drop probability
     "corrupt_rate": 0.0,      # lossy channel: frame corruption probability
-    "ber": 0.0,               # lossy channel: bit error rate
+    "ber": 0.0,               # lossy and phy channels: bit error rate
+    "burst": None,            # phy channel: Gilbert-Elliott bursts, {"ber", "mean_burst_bits"}
+    "deliver_bad_fcs": False, # phy channel: hand up frames with bit errors (cut-through)
     "mode": "gbn",
     "window": 128,
     "seq_bits": 12,
@@ -263,7 +289,8 @@ class _Stream:
         self.seen = bytearray(self.n)
         self.delivered = self.duplicated = self.corrupted = self.reordered = 0
         self.expect = 0
-        self.last_ns = 0.0
+        self.first_ns = self.last_ns = None
+        self.payload_after_first = 0      # payload bytes delivered after the first delivery
 
     def top_up(self, endpoint, t):
         k = min(self.queue - len(endpoint.sender.pending), self.n - self.next)
@@ -291,6 +318,10 @@ class _Stream:
                     self.reordered += 1
                 self.expect = i + 1
                 self.latency[i] = t - self.enqueued[i]
+                if self.first_ns is None:
+                    self.first_ns = t
+                elif t > self.first_ns:
+                    self.payload_after_first += len(tlp) - 16
                 self.last_ns = t
 
     @property
@@ -311,10 +342,11 @@ def run_point(params, seed):
     ``tlps_sent``, ``tlps_delivered``, ``lost`` (sent, never delivered),
     ``duplicated``, ``corrupted`` (delivered but not as sent), ``reordered``,
     ``replays`` (and by cause), ``frames_retransmitted``, ``goodput_fraction``
-    (MWr payload bytes delivered * 8 / (rate_gbps * elapsed_ns)),
+    (the steady state: MWr payload bits delivered after the first delivery
+    over ``rate_gbps`` times the time from the first delivery to the last),
     ``latency_p50_ns`` / ``latency_p99_ns`` (TLP enqueued at A to delivered
     at B), ``link_down_events``, ``wraps`` (A's send sequence wrap-arounds),
-    ``elapsed_ns`` (to the last delivery), ``sim_end_ns``, and both
+    ``elapsed_ns`` (from 0 to the last delivery), ``sim_end_ns``, and both
     endpoints' counters (``counters_a``, ``counters_b``); with
     ``tlps_reverse`` the B-to-A stream's ``reverse_*`` results.
     """
@@ -412,7 +444,8 @@ def run_point(params, seed):
 def _record(p, seed, unknown, streams, endpoints, rate, t_end):
     ab, ba = streams
     a, b = endpoints[0].counters, endpoints[1].counters
-    elapsed = ab.last_ns
+    elapsed = ab.last_ns or 0.0
+    steady = elapsed - ab.first_ns if ab.first_ns is not None else 0.0
     record = {k: v for k, v in p.items() if k not in ("ab", "ba")}
     record.update(
         seed=seed,
@@ -427,8 +460,7 @@ def _record(p, seed, unknown, streams, endpoints, rate, t_end):
         replays_timeout=a.replays_timeout,
         frames_retransmitted=a.frames_retransmitted,
         data_frames_sent=a.data_frames_sent,
-        goodput_fraction=(ab.delivered * p["tlp_payload"] * 8 / (rate * elapsed)
-                          if elapsed > 0 else 0.0),
+        goodput_fraction=ab.payload_after_first * 8 / (rate * steady) if steady > 0 else 0.0,
         latency_p50_ns=_percentile(ab.latency, 50),
         latency_p99_ns=_percentile(ab.latency, 99),
         link_down_events=a.link_down_events + b.link_down_events,

@@ -44,7 +44,7 @@ from .wire import MIN_FRAME
 __all__ = [
     "LineRate", "LINE_RATES_GBPS", "serialization_ns", "protected_bits",
     "frame_hit_probability", "flip_bits", "RandomBitErrors", "GilbertElliott",
-    "BurstChannel", "Fate", "Delivery", "PhyCounters", "Phy", "Link",
+    "BurstChannel", "Fate", "Delivery", "PhyCounters", "Phy", "Link", "phy_from_params",
 ]
 
 
@@ -460,6 +460,26 @@ class Phy:
 def _padded(frame):
     frame = bytes(frame)
     return frame + bytes(MIN_FRAME - len(frame)) if len(frame) < MIN_FRAME else frame
+
+
+#: The keyword arguments of :class:`Phy` that :func:`phy_from_params` takes.
+PHY_PARAMS = ("rate_gbps", "latency_ns", "ber", "burst", "drop_rate", "down", "deliver_bad_fcs")
+
+
+def phy_from_params(params, seed=0):
+    """A :class:`Phy` from JSON-ready settings (a testbench parameter, a
+    sweep point): the keyword arguments of :class:`Phy`, except that
+    ``burst`` is None or a dict of :meth:`GilbertElliott.from_ber` arguments
+    (``{"ber": 1e-6, "mean_burst_bits": 100}``) and ``down`` a list of
+    ``[start_ns, end_ns]`` pairs. An unknown key raises ValueError naming it."""
+    unknown = sorted(set(params) - set(PHY_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown PHY setting(s) {unknown}; known: {list(PHY_PARAMS)}")
+    kw = dict(params)
+    burst = kw.get("burst")
+    if isinstance(burst, dict):
+        kw["burst"] = GilbertElliott.from_ber(**burst)
+    return Phy(**kw, seed=seed)
 
 
 class Link:

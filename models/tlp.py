@@ -38,7 +38,8 @@ from tlpoe.models.wire import Field, Layout
 __all__ = [
     "TlpError", "ReservedTypeError", "TruncatedTlpError", "TlpLengthError", "TlpRuleError",
     "Fmt", "TlpType", "OrderingClass", "Attr", "CplStatus", "MsgRouting", "PcieId", "Tlp",
-    "HEADER_LAYOUTS", "tlp_size_from_header", "byte_enables", "byte_enable_violation",
+    "HEADER_LAYOUTS", "tlp_size_from_header", "payload_size_from_header", "byte_enables",
+    "byte_enable_violation",
     "random_tlp", "iter_random_tlps",
 ]
 
@@ -380,6 +381,15 @@ def tlp_size_from_header(first_dw):
     payload = 4 * length if fmt & 2 else 0
     digest = 4 if first_dw[2] & 0x80 else 0
     return header + payload + digest
+
+
+def payload_size_from_header(first_dw):
+    """Data payload bytes of a TLP from its first 4 bytes (Length*4 when Fmt
+    says data, else 0), under the rules of :func:`tlp_size_from_header`."""
+    tlp_size_from_header(first_dw)              # the same checks
+    if not first_dw[0] & 0x40:
+        return 0
+    return 4 * (((first_dw[2] & 0x3) << 8 | first_dw[3]) or 1024)
 
 
 def byte_enables(address, nbytes):

@@ -294,23 +294,27 @@ class StreamMonitor:
     Packets go to ``callback(packet)`` if given, else into a queue read with
     :meth:`get`. ``beat_callback(beat)`` (optional) sees every accepted beat.
     With ``drive_ready`` the monitor is the DUT's sink and drives ``ready``:
-    low with probability ``backpressure`` each cycle (0 = always ready).
+    low with probability ``backpressure`` each cycle (0 = always ready), and
+    low whenever ``ready_fn()`` (optional, asked after every clock edge) is
+    false: a sink with its own notion of room, such as a MAC's transmit FIFO.
     With ``check_stall`` a beat offered but not taken must stay valid and
     unchanged until it is taken.
     """
 
     def __init__(self, dut, prefix, clock, layout, *, drive_ready=False, backpressure=0.0,
-                 rng=None, callback=None, beat_callback=None, check_stall=True, name=None):
+                 rng=None, callback=None, beat_callback=None, check_stall=True, name=None,
+                 ready_fn=None):
         if not 0.0 <= backpressure < 1.0:
             raise ValueError(f"backpressure must be in [0, 1), not {backpressure!r}")
-        if backpressure and not drive_ready:
-            raise ValueError("backpressure needs drive_ready=True")
+        if (backpressure or ready_fn) and not drive_ready:
+            raise ValueError("backpressure and ready_fn need drive_ready=True")
         self.name = name or f"{prefix}_monitor"
         self.layout = layout
         self.valid, self.ready, self.payload = _signals(dut, prefix)
         self.clock = clock
         self.drive_ready = drive_ready
         self.backpressure = backpressure
+        self.ready_fn = ready_fn
         self.rng = rng or seeded_rng(self.name)
         self.callback = callback
         self.beat_callback = beat_callback
@@ -376,8 +380,10 @@ class StreamMonitor:
             elif stalled is not None:
                 raise StreamProtocolError(f"{self.name}: valid withdrawn before ready "
                                           f"took the beat (cycle {self.cycles})")
-            if drive and bp:
-                want = 0 if rng.random() < bp else 1
+            if drive and (bp or self.ready_fn):
+                want = 0 if bp and rng.random() < bp else 1
+                if want and self.ready_fn is not None and not self.ready_fn():
+                    want = 0
                 if want != ready_now:
                     ready.value = want
                     ready_now = want

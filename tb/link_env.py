@@ -5,9 +5,12 @@ B, under :class:`tlpoe.rtl.pair.Pair`) joined by the NIC/PHY model.
     A.tlp_out <-- [bridge A] <--frame_in-- Phy b->a <--frame_out-- [bridge B] <-- B.tlp_in
 
 Each direction of the network is a :class:`NetworkWire`: it takes every frame
-a bridge sends (the MAC never backpressures), passes it through its
+a bridge sends, passes it through its
 :class:`~tlpoe.models.phy.Phy` (line rate, latency, bit errors, drops, link
-down) and hands what survives to the other bridge at its arrival time.  The
+down) and hands what survives to the other bridge at its arrival time. The
+sending MAC has a transmit FIFO of ``mac_fifo_bytes``: while more than that
+is queued for the line, it holds the bridge's ``frame_out`` (ready low), so a
+datapath faster than the line rate runs at the line rate, as on a board. The
 scoreboards check exactly-once, in-order, bit-exact TLP delivery per direction.
 """
 
@@ -20,7 +23,7 @@ from cocotb.utils import get_sim_time
 from pyuvm import uvm_component, uvm_env
 
 from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
-from ..models.phy import Fate, Phy
+from ..models.phy import Fate, phy_from_params
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import model_verdict
@@ -39,10 +42,11 @@ class NetworkWire(uvm_component):
     """One direction of the network: frames from ``frame_export`` through
     ``phy`` to ``driver`` (the far bridge's ``frame_in``), at their arrival time."""
 
-    def __init__(self, name, parent, phy, driver):
+    def __init__(self, name, parent, phy, driver, mac_fifo_bytes=4096):
         super().__init__(name, parent)
         self.phy = phy
         self.driver = driver
+        self.mac_fifo_ns = mac_fifo_bytes * 8 / phy.rate_gbps
         self.frame_export = AnalysisImp("frame_export", self, self.write)
         self._heap = []
         self._order = 0
@@ -53,6 +57,11 @@ class NetworkWire(uvm_component):
 
     def check_phase(self):
         assert not self.malformed, f"{len(self.malformed)} malformed frame(s) sent; first: {self.malformed[0]}"
+
+    def mac_ready(self):
+        """Whether the MAC's transmit FIFO has room: the line is booked less
+        than ``mac_fifo_bytes`` ahead of now."""
+        return self.phy.free_ns - get_sim_time("ns") < self.mac_fifo_ns
 
     def write(self, item):
         try:                      # what a bridge sends must always be well formed
@@ -109,8 +118,9 @@ def read_bridge_counters(dut, side):
 class LinkEnv(uvm_env):
     """Agents, network and scoreboards around the Pair DUT. ``params``
     (ConfigDB): ``width``, ``mtu``, ``valid_gap``, ``backpressure``,
-    ``bidirectional``, ``phy`` (keyword arguments of :class:`Phy`, both
-    directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides), ``seed``."""
+    ``bidirectional``, ``phy`` (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
+    directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides), ``mac_fifo_bytes``,
+    ``seed``."""
 
     def build_phase(self):
         p = self.cdb_get("params")
@@ -134,11 +144,14 @@ class LinkEnv(uvm_env):
                 getattr(dut, f"{side}_tlp_out__ready").value = 1
         self.wires = {}
         for index, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
-            phy = Phy(**{**p["phy"], **p[f"phy_{src}_to_{dst}"]}, seed=p["seed"] * 2 + index)
+            phy = phy_from_params({**p["phy"], **p[f"phy_{src}_to_{dst}"]},
+                                  seed=p["seed"] * 2 + index)
             driver = StreamDriver(dut, f"{dst}_frame_in", dut.clk, frame)
-            self.wires[src + dst] = NetworkWire(f"wire_{src}{dst}", self, phy, driver)
+            wire = NetworkWire(f"wire_{src}{dst}", self, phy, driver, p["mac_fifo_bytes"])
+            self.wires[src + dst] = wire
             out = StreamAgent(f"{src}_wire", self, monitor_bfm=StreamMonitor(
-                dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True))
+                dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True,
+                ready_fn=wire.mac_ready))
             setattr(self, f"{src}_wire", out)
 
     def connect_phase(self):

@@ -21,6 +21,7 @@ from pyuvm import uvm_component, uvm_env
 
 from ..models import wire
 from ..models.frame import (DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, encode_frame)
+from ..models.tlp import payload_size_from_header
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import control_frame, malformed_frame, model_verdict
@@ -38,14 +39,20 @@ class TlpScoreboard(Scoreboard):
 
     ``latencies`` holds, per matched TLP, the cycles from its first beat
     accepted at the ingress to its last beat leaving the egress (both
-    monitors count the same clock from the start of the test)."""
+    monitors count the same clock from the start of the test).
+    ``first_cycle`` is the first ingress beat of the matched TLPs,
+    ``first_out_cycle`` / ``last_cycle`` the egress cycle of the first and
+    last; ``payload_after_first`` the data payload bytes of all matched TLPs
+    but the first out (the steady-state goodput's numerator)."""
 
     def __init__(self, name, parent, mtu):
         super().__init__(name, parent)
         self.mtu = mtu
         self.latencies = []
         self.bytes_matched = 0
-        self.first_cycle = self.last_cycle = None
+        self.payload_matched = 0       # data payload bytes of the matched TLPs
+        self.payload_after_first = 0
+        self.first_cycle = self.first_out_cycle = self.last_cycle = None
 
     def predict(self, item):
         tlp = expected_after_ingress(item.data, self.mtu)
@@ -54,12 +61,18 @@ class TlpScoreboard(Scoreboard):
     def compare_items(self, expected, actual):
         problem = super().compare_items(expected, actual)
         if problem is None:
+            payload = payload_size_from_header(actual.data[:4])
             self.bytes_matched += len(actual.data)
+            self.payload_matched += payload
             start, end = expected.meta.get("first_cycle"), actual.meta.get("last_cycle")
             if start is not None and end is not None:
                 self.latencies.append(end - start)
-                self.first_cycle = min(start, self.first_cycle or start)
-                self.last_cycle = max(end, self.last_cycle or end)
+                if self.first_out_cycle is None:
+                    self.first_cycle, self.first_out_cycle, self.last_cycle = start, end, end
+                else:
+                    self.payload_after_first += payload
+                    self.first_cycle = min(start, self.first_cycle)
+                    self.last_cycle = max(end, self.last_cycle)
         return problem
 
 

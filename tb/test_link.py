@@ -23,15 +23,28 @@ from tlpoe.tb.params import tb_params
 from tlpoe.tb.sequences import StreamSequence
 
 P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, seed=1, count=300,
-              max_payload=256, valid_gap=0.2, backpressure=0.1, bidirectional=False,
+              workload="random", max_payload=256, tlp_payload=256, valid_gap=0.2, backpressure=0.1, bidirectional=False,
               flush_timeout=32, replay_timeout=1500, ack_delay=50,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
+              mac_fifo_bytes=4096,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
               drain_us=2000, clock_ns=10.0, report="")
 
 
+def workload(src):
+    """The TLPs that side ``src`` sends: ``workload`` "random" (every type,
+    sizes up to ``max_payload``) or "mwr" (``tlp_payload``-byte memory
+    writes back to back, the bulk DMA case)."""
+    if P["workload"] == "mwr":
+        return stimulus.mwr_stream(P["count"], P["tlp_payload"])
+    if P["workload"] == "random":
+        return stimulus.random_tlps(P["seed"] * 7 + ord(src), P["count"], mtu=P["mtu"],
+                                    max_payload=P["max_payload"])
+    raise ValueError(f"workload must be 'random' or 'mwr', not {P['workload']!r}")
+
+
 class LinkTest(uvm_test):
-    """Send random TLPs A -> B (and B -> A when bidirectional) over the network."""
+    """Send TLPs A -> B (and B -> A when bidirectional) over the network."""
 
     def build_phase(self):
         ConfigDB().set(self, "env", "params", P)
@@ -40,14 +53,13 @@ class LinkTest(uvm_test):
     async def run_phase(self):
         self.raise_objection()
         dut = cocotb.top
-        start_clock(dut.clk)
+        start_clock(dut.clk, P["clock_ns"])
         configure(dut, P)
         await reset(dut.clk, dut.rst)
         self.stimulus = {}
         sends = []
         for src in self.env.tx:
-            tlps = stimulus.random_tlps(P["seed"] * 7 + ord(src), P["count"], mtu=P["mtu"],
-                                        max_payload=P["max_payload"])
+            tlps = workload(src)
             self.stimulus[src] = tlps
             sends.append(cocotb.start_soon(
                 StreamSequence(f"tlps_{src}", tlps).start(self.env.tx[src].sequencer)))
@@ -67,7 +79,15 @@ class LinkTest(uvm_test):
         self.drop_objection()
 
     def record(self):
-        """One run as a record (what ``make ber`` collects per point): A -> B."""
+        """One run as a record (what ``make ber`` collects per point): A -> B.
+
+        ``goodput_fraction`` is the steady-state goodput, as
+        :func:`tlpoe.models.linksim.run_point` defines it: TLP data payload
+        bits delivered after the first TLP out of B, over what the line
+        (``phy.rate_gbps``) carries from that first delivery to the last
+        (the pipeline's fill latency left out). ``datapath_fraction`` is
+        whole-TLP bytes over the datapath's capacity (``width`` bits per
+        cycle) from the first TLP beat into A to the last out of B."""
         sb, c = self.env.scoreboards["ab"], self.counters
         latencies = sorted(sb.latencies)
 
@@ -75,9 +95,12 @@ class LinkTest(uvm_test):
             return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
 
         span = (sb.last_cycle - sb.first_cycle + 1) if latencies else 0
+        steady_ns = (sb.last_cycle - sb.first_out_cycle) * P["clock_ns"] if latencies else 0
+        rate = P["phy"].get("rate_gbps", 100)
         p50, p99 = percentile(0.50), percentile(0.99)
         return {
-            "width": P["width"], "phy": P["phy"], "seed": P["seed"],
+            "width": P["width"], "phy": P["phy"], "seed": P["seed"], "workload": P["workload"],
+            "clock_ns": P["clock_ns"], "window": P["window"], "seq_bits": P["seq_bits"],
             "tlps_sent": self.env.tx["a"].monitor_bfm.packets_seen,
             "tlps_delivered": sb.compared - sb.mismatched,
             "lost": sb.pending_expected, "duplicated": sb.pending_actual,
@@ -85,7 +108,11 @@ class LinkTest(uvm_test):
             "replays": c["a"]["replays_nak"] + c["a"]["replays_timeout"],
             "replays_nak": c["a"]["replays_nak"], "replays_timeout": c["a"]["replays_timeout"],
             "frames_retransmitted": c["a"]["frames_retransmitted"],
-            "goodput_fraction": sb.bytes_matched / (span * P["width"] / 8) if span else 0.0,
+            "goodput_fraction": sb.payload_after_first * 8 / (rate * steady_ns) if steady_ns else 0.0,
+            "datapath_fraction": sb.bytes_matched / (span * P["width"] / 8) if span else 0.0,
+            "elapsed_ns": span * P["clock_ns"],
+            "wraps": c["b"]["frames_accepted"] >> P["seq_bits"],
+            "frames_sent": c["a"]["frames_sent"],
             "latency_p50_cycles": p50, "latency_p99_cycles": p99,
             "latency_p50_ns": p50 * P["clock_ns"] if latencies else None,
             "latency_p99_ns": p99 * P["clock_ns"] if latencies else None,
