@@ -2,7 +2,6 @@
 
 import pytest
 
-from tlpoe.rtl.bridge import Bridge
 from tlpoe.rtl.crc import Crc32Update
 from tlpoe.rtl.decapsulator import Decapsulator
 from tlpoe.rtl.encapsulator import Encapsulator
@@ -26,7 +25,7 @@ from tlpoe.rtl.packer import TlpPacker
     (lambda: Decapsulator(256, ethertype=0x10000), "ethertype"),
     (lambda: Crc32Update(96), "width"),
     (lambda: LinkReceiver(max_words=8, nak_timeout=-1), "nak_timeout"),
-    (lambda: Bridge(64, nak_timeout=2 ** 24), "nak_timeout"),
+    (lambda: LinkReceiver(max_words=8, nak_timeout=2 ** 24), "nak_timeout"),
 ])
 def test_bad_parameter_names_itself(make, name):
     with pytest.raises(ValueError, match=name):
