@@ -22,6 +22,7 @@ LINK_COUNTERS = (
     ("replay", "frames_retransmitted"), ("replay", "link_down_events"),
     ("replay", "acks_sent"), ("replay", "naks_sent"), ("replay", "window_full_cycles"),
     ("link_rx", "frames_accepted"), ("link_rx", "duplicates"), ("link_rx", "out_of_order"),
+    ("link_rx", "naks_repeated"),
 )
 
 
@@ -36,15 +37,25 @@ class Bridge(wiring.Component):
     ACK/NAK requests) → ``tlp_out``.  Every frame sent carries the receive side's cumulative ack.
 
     Parameters: those of the blocks (``width``, ``mtu``, ``window``,
-    ``seq_bits``, ``max_retries``, ``replay_timeout``, ``ack_every``,
-    ``ack_delay``, ``flush_timeout``, ``ethertype``).  Run-time inputs:
-    ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
-    ``replay_timeout``, ``ack_delay``.  ``link_down`` is the interrupt output.
+    ``seq_bits``, ``max_retries``, ``replay_timeout``, ``nak_timeout``,
+    ``ack_every``, ``ack_delay``, ``flush_timeout``, ``ethertype``).  Run-time
+    inputs: ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
+    ``replay_timeout``, ``nak_timeout``, ``ack_delay``.  ``link_down`` is the
+    interrupt output.
+
+    ``nak_timeout`` (cycles; 0: off) is the receiver's NAK timer: the NAK
+    for a gap still open that long after it was sent goes out again.  It
+    must exceed the time a NAK's replay takes to arrive (a round trip plus
+    about four full frame times, ``linksim.default_nak_timeout_ns``), or
+    NAKs are repeated for replays still on their way; and it is useful only
+    well below ``replay_timeout``, which recovers otherwise.  The default,
+    1024 cycles (a quarter of the default ``replay_timeout``; 4.1 us at
+    250 MHz), covers round trips up to about 3.6 us at 100 Gb/s and MTU 1500.
     """
 
     def __init__(self, width=256, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
-                 replay_timeout=4096, ack_every=8, ack_delay=256, flush_timeout=64,
-                 ethertype=wire.ETHERTYPE):
+                 replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
+                 flush_timeout=64, ethertype=wire.ETHERTYPE):
         check_width(width)
         self.width = width
         self.packer = TlpPacker(width, mtu=mtu, flush_timeout=flush_timeout)
@@ -52,7 +63,8 @@ class Bridge(wiring.Component):
                                    max_retries=max_retries, replay_timeout=replay_timeout)
         self.framer = Framer(width, ethertype=ethertype)
         self.link_rx = LinkReceiver(max_words=frame_words(width, mtu), seq_bits=seq_bits,
-                                    ack_every=ack_every, ack_delay=ack_delay)
+                                    ack_every=ack_every, ack_delay=ack_delay,
+                                    nak_timeout=nak_timeout)
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx)
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
@@ -64,6 +76,7 @@ class Bridge(wiring.Component):
             "channel": In(16),
             "flush_timeout": In(16, init=flush_timeout),
             "replay_timeout": In(24, init=replay_timeout),
+            "nak_timeout": In(24, init=nak_timeout),
             "ack_delay": In(16, init=ack_delay),
             "link_down": Out(1),
             "frames_sent": Out(32),
@@ -111,6 +124,7 @@ class Bridge(wiring.Component):
             framer.channel.eq(self.channel),
             packer.flush_timeout.eq(self.flush_timeout),
             replay.replay_timeout.eq(self.replay_timeout),
+            link_rx.nak_timeout.eq(self.nak_timeout),
             link_rx.ack_delay.eq(self.ack_delay),
             # status
             self.link_down.eq(replay.link_down),

@@ -20,7 +20,17 @@ class LinkReceiver(wiring.Component):
     * A checked DATA frame whose sequence number is ``expected`` is delivered
       (``good`` kept); any other is not: behind ``expected`` it is a
       duplicate (counted, and an ACK is requested so the sender learns),
-      ahead of it a gap (counted, and one NAK per gap is requested).
+      ahead of it a gap (counted, and a NAK is requested).
+    * A gap gets one NAK (``send_nak`` until the replay buffer sends it,
+      ``sent_nak``) and no other while that NAK is outstanding, unless the
+      NAK timer expires: it starts when the NAK is sent and stops when the
+      gap closes (a frame accepted).  ``nak_timeout`` cycles after the NAK
+      was sent, with the gap still open, the timer expires and ``send_nak``
+      rises in the next cycle, so a lost NAK or a lost replay is asked for
+      again; each NAK sent again counts in ``naks_repeated``.  A requested
+      NAK not yet sent when the gap closes is cancelled.  ``nak_timeout``
+      (a 24-bit run-time input) = 0 turns the timer off: one NAK per gap,
+      and only the sender's replay timer recovers a lost one.
     * Every checked frame's cumulative ack and NAK go to the replay buffer
       (``ack_in``/``ack_seq``, ``nak_in``/``nak_seq``).
     * ACKs are coalesced: ``send_ack`` rises after ``ack_every`` delivered
@@ -28,11 +38,14 @@ class LinkReceiver(wiring.Component):
       falls when any frame carrying the ack leaves (``sent_ack``).
     """
 
-    def __init__(self, *, max_words, seq_bits=12, ack_every=8, ack_delay=256):
+    def __init__(self, *, max_words, seq_bits=12, ack_every=8, ack_delay=256, nak_timeout=1024):
         if not 1 <= ack_every <= 255:
             raise ValueError(f"ack_every must be 1..255 frames, not {ack_every!r}")
         if not 1 <= ack_delay < 2 ** 16:
             raise ValueError(f"ack_delay must be 1..65535 cycles, not {ack_delay!r}")
+        if not 0 <= nak_timeout < 2 ** 24:
+            raise ValueError(f"nak_timeout must be 0..2**24-1 cycles (0: no NAK timer), "
+                             f"not {nak_timeout!r}")
         self.seq_bits = seq_bits
         self.ack_every = ack_every
         n = seq_bits
@@ -40,6 +53,7 @@ class LinkReceiver(wiring.Component):
             "rx": In(stream.Signature(RxDesc(max_words))),
             "out": Out(stream.Signature(RxDesc(max_words))),
             "ack_delay": In(16, init=ack_delay),
+            "nak_timeout": In(24, init=nak_timeout),
             "rx_ack": Out(n),
             "rx_ack_valid": Out(1),
             "ack_in": Out(1),
@@ -54,6 +68,7 @@ class LinkReceiver(wiring.Component):
             "frames_accepted": Out(32),
             "duplicates": Out(32),
             "out_of_order": Out(32),
+            "naks_repeated": Out(32),
         })
 
     def elaborate(self, platform):
@@ -113,14 +128,24 @@ class LinkReceiver(wiring.Component):
         m.d.comb += self.send_ack.eq(self.rx_ack_valid & (
             dup_ack | (pending >= self.ack_every) | ((pending != 0) & (age >= self.ack_delay))))
 
-        # one NAK per gap: armed again when the gap closes
-        nak_done = Signal()
+        # one NAK per gap, sent again while the gap stays open after nak_timeout
+        nak_done = Signal()         # a NAK went out for the current gap
+        nak_timer = Signal(24)      # cycles since it went out (held at nak_timeout)
+        nak_expired = Signal()
+        m.d.comb += nak_expired.eq(nak_done & (self.nak_timeout != 0) &
+                                   (nak_timer >= self.nak_timeout))
         with m.If(take & ahead):
             m.d.sync += self.out_of_order.eq(self.out_of_order + 1)
             with m.If(~nak_done):
                 m.d.sync += self.send_nak.eq(1)
+        with m.If(nak_expired):
+            m.d.sync += self.send_nak.eq(1)
+        with m.Elif(nak_done & (nak_timer < self.nak_timeout)):
+            m.d.sync += nak_timer.eq(nak_timer + 1)
         with m.If(self.sent_nak):
-            m.d.sync += [self.send_nak.eq(0), nak_done.eq(1)]
+            m.d.sync += [self.send_nak.eq(0), nak_done.eq(1), nak_timer.eq(1)]
+            with m.If(nak_done):
+                m.d.sync += self.naks_repeated.eq(self.naks_repeated + 1)
         with m.If(accepted):
             m.d.sync += [nak_done.eq(0), self.send_nak.eq(0)]
         return m

@@ -35,7 +35,7 @@ __all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS"]
 COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays_nak",
             "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
             "naks_sent", "frames_accepted", "duplicates", "out_of_order",
-            "window_full_cycles", "link_down")
+            "naks_repeated", "window_full_cycles", "link_down")
 
 
 class NetworkWire(uvm_component):
@@ -172,4 +172,5 @@ def configure(dut, params):
         getattr(dut, f"{side}_channel").value = 0
         getattr(dut, f"{side}_flush_timeout").value = params["flush_timeout"]
         getattr(dut, f"{side}_replay_timeout").value = params["replay_timeout"]
+        getattr(dut, f"{side}_nak_timeout").value = params["nak_timeout"]
         getattr(dut, f"{side}_ack_delay").value = params["ack_delay"]

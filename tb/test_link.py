@@ -22,9 +22,13 @@ from tlpoe.tb.link_env import LinkEnv, configure, read_bridge_counters
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.sequences import StreamSequence
 
+# nak_timeout: a NAK's replay arrives within a round trip (200 cycles) plus
+# about four full frames at the 64-bit datapath (190 cycles each, slower than
+# the 10 Gb/s line), so 1000 cycles, below replay_timeout.
 P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, seed=1, count=300,
-              workload="random", max_payload=256, tlp_payload=256, valid_gap=0.2, backpressure=0.1, bidirectional=False,
-              flush_timeout=32, replay_timeout=1500, ack_delay=50,
+              workload="random", max_payload=256, tlp_payload=256, valid_gap=0.2,
+              backpressure=0.1, bidirectional=False,
+              flush_timeout=32, replay_timeout=1500, nak_timeout=1000, ack_delay=50,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
               mac_fifo_bytes=4096,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,

@@ -62,6 +62,17 @@ def test_frame_drop_both_directions(sim):
 
 
 @pytest.mark.parametrize("sim", SIMS)
+def test_nak_timer_repeats_lost_naks(sim):
+    """20% of frames dropped each way, so NAKs and the replays they ask for
+    get lost, and a replay timer far longer than the NAK timer: the receiver
+    sends the NAK of a gap still open again, and delivery stays exactly once
+    in order."""
+    run(sim, "naktimer", count=300, replay_timeout=20000,
+        phy={"rate_gbps": 10, "latency_ns": 1000.0, "drop_rate": 0.2},
+        expect_nonzero=["b.naks_repeated", "a.replays_nak", "b.out_of_order"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
 def test_lost_acks_cause_duplicates_that_are_discarded(sim):
     """Most ACKs lost (60% of B->A frames dropped): A's replay timer resends
     frames B already has; B discards the duplicates (and re-acknowledges), so

@@ -6,6 +6,7 @@ from tlpoe.rtl.crc import Crc32Update
 from tlpoe.rtl.decapsulator import Decapsulator
 from tlpoe.rtl.encapsulator import Encapsulator
 from tlpoe.rtl.framer import Framer
+from tlpoe.rtl.link_rx import LinkReceiver
 from tlpoe.rtl.loopback import Loopback
 from tlpoe.rtl.packer import TlpPacker
 
@@ -23,6 +24,8 @@ from tlpoe.rtl.packer import TlpPacker
     (lambda: Framer(256, ethertype=0x0100), "ethertype"),
     (lambda: Decapsulator(256, ethertype=0x10000), "ethertype"),
     (lambda: Crc32Update(96), "width"),
+    (lambda: LinkReceiver(max_words=8, nak_timeout=-1), "nak_timeout"),
+    (lambda: LinkReceiver(max_words=8, nak_timeout=2 ** 24), "nak_timeout"),
 ])
 def test_bad_parameter_names_itself(make, name):
     with pytest.raises(ValueError, match=name):
