@@ -45,7 +45,7 @@ from pathlib import Path
 
 from ..models import gbn
 from ..models.frame import wire_bytes
-from ..models.linksim import default_replay_timeout_ns, run_point
+from ..models.linksim import default_nak_timeout_ns, default_replay_timeout_ns, run_point
 from ..models.phy import GilbertElliott
 
 __all__ = ["SETUP", "points", "tasks", "run_task", "rtl_point", "model_point",
@@ -94,10 +94,15 @@ def points(quick=False):
 
 
 def _timers(setup):
-    """The replay and NAK timers (ns) for ``setup``: the model's defaults."""
+    """The replay and NAK timers (ns) for ``setup``: the model's defaults
+    (:func:`~tlpoe.models.linksim.default_replay_timeout_ns` and
+    :func:`~tlpoe.models.linksim.default_nak_timeout_ns`), used by both the
+    RTL (in cycles) and the model."""
     replay = default_replay_timeout_ns(setup["latency_ns"], setup["rate_gbps"], setup["mtu"],
                                        setup["ack_delay_ns"], setup["ack_every"])
-    return replay
+    nak = min(replay, default_nak_timeout_ns(setup["latency_ns"], setup["rate_gbps"],
+                                             setup["mtu"]))
+    return replay, nak
 
 
 def _network(point):
@@ -138,7 +143,8 @@ def rtl_point(point, seed, sim, tlps, out_dir):
         "seed": seed, "count": tlps, "workload": "mwr", "tlp_payload": s["tlp_payload"],
         "valid_gap": 0.0, "backpressure": 0.0, "clock_ns": s["clock_ns"],
         "flush_timeout": _cycles(s["flush_timeout_ns"]),
-        "replay_timeout": _cycles(_timers(s)), "ack_delay": _cycles(s["ack_delay_ns"]),
+        "replay_timeout": _cycles(_timers(s)[0]), "nak_timeout": _cycles(_timers(s)[1]),
+        "ack_delay": _cycles(s["ack_delay_ns"]),
         "phy": _network(point), "mac_fifo_bytes": s["mac_fifo_bytes"],
         "drain_us": drain_us, "report": str(report),
     }
@@ -158,7 +164,8 @@ def model_point(point, seed, tlps):
         **{k: v for k, v in _network(point).items() if k not in ("rate_gbps", "latency_ns")},
         "mode": "gbn", "window": s["window"], "seq_bits": s["seq_bits"],
         "ack_every": s["ack_every"], "ack_delay_ns": s["ack_delay_ns"],
-        "replay_timeout_ns": _timers(s), "max_retries": s["max_retries"], "mtu": s["mtu"],
+        "replay_timeout_ns": _timers(s)[0], "nak_timeout_ns": _timers(s)[1],
+        "max_retries": s["max_retries"], "mtu": s["mtu"],
         "tlps": tlps, "tlp_payload": s["tlp_payload"],
         # the ingress holds about one frame of TLPs, as the RTL's packer does:
         # latency then counts the link, not a deep queue in front of it

@@ -1,0 +1,109 @@
+"""``make ber``: the sweep's points, the analytical engine, the acceptance
+checks and the CLI; and the quick sweep itself on the simulators."""
+
+import json
+
+import pytest
+
+from tlpoe.models.gbn import framing_efficiency
+from tlpoe.sim import ber
+from tlpoe.sim.runner import simulators
+
+
+def test_full_sweep_covers_the_issue_range():
+    names = [p["name"] for p in ber.points()]
+    bers = sorted(p["ber"] for p in ber.points() if p["ber"])
+    assert bers[0] == 1e-12 and bers[-1] == 1e-4
+    assert any(p["burst"] for p in ber.points())
+    assert {p["drop_rate"] for p in ber.points()} >= {0.0, 0.01}
+    assert set(ber.QUICK_POINTS) <= set(names) and set(ber.ICARUS_POINTS) <= set(names)
+
+
+def test_tasks_give_each_point_every_engine():
+    tasks = ber.tasks(quick=False, sims=("verilator",))
+    assert len(tasks) == 2 * len(ber.points())
+    protected = [t for t in tasks if t["point"]["ber"] <= 1e-5 and t["point"]["drop_rate"] <= 0.01]
+    assert all(t["tlps"] >= ber.FULL_TLPS for t in protected)
+    quick = ber.tasks(quick=True, sims=("verilator", "icarus"))
+    assert [t["engine"] for t in quick].count("rtl-icarus") == len(ber.ICARUS_POINTS)
+
+
+def point(name):
+    return next(p for p in ber.points() if p["name"] == name)
+
+
+def test_analytical_engine():
+    clean = ber.analytical_point(point("ber 1e-12"))
+    assert clean["goodput_fraction"] == pytest.approx(framing_efficiency(256, 1500)[0], rel=1e-6)
+    noisy = ber.analytical_point(point("ber 1e-05"))
+    assert noisy["goodput_fraction"] < noisy["goodput_sr_fraction"] < clean["goodput_fraction"]
+    assert noisy["latency_p99_ns"] > clean["latency_p99_ns"]
+    # bursts cluster errors: fewer frames lost than independent errors at the same BER
+    burst = ber.analytical_point(point("burst 1e-05/100b"))
+    assert burst["frame_loss"] < noisy["frame_loss"]
+
+
+def record(**kw):
+    base = {"engine": "rtl-verilator", "point": "ber 1e-05", "ber": 1e-5, "drop_rate": 0.0,
+            "burst": None, "tlps_sent": 10, "tlps_delivered": 10, "lost": 0, "duplicated": 0,
+            "corrupted": 0, "link_down_events": 0, "wraps": 0, "goodput_fraction": 0.2,
+            "analytical": ber.analytical_point(point("ber 1e-05"))}
+    return {**base, **kw}
+
+
+def test_acceptance_fails_on_a_lost_tlp_and_on_low_goodput():
+    ok = ber.acceptance([record()], quick=True)
+    assert all(passed for _, passed, _ in ok)
+    lost = ber.acceptance([record(lost=1, tlps_delivered=9)], quick=True)
+    assert not lost[0][1] and "lost 1" in lost[0][2]
+    clean = record(point="ber 1e-12", ber=1e-12, goodput_fraction=0.80,
+                   analytical=ber.analytical_point(point("ber 1e-12")))
+    slow = ber.acceptance([clean], quick=True)
+    assert [passed for _, passed, _ in slow] == [True, False]
+    full = ber.acceptance([record(tlps_sent=5_000, tlps_delivered=5_000)], quick=False)
+    assert {name: passed for name, passed, _ in full} == {
+        "zero lost, duplicated, corrupted up to BER 1e-5, under bursts, up to 1% drop": True,
+        f"at least {ber.FULL_TLPS:,} TLPs per point on Verilator": False,
+        "at least two sequence wrap-arounds in one run": False}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--tlps", "3"], "--tlps must be at least 10"),
+    (["--sims", "questa"], "invalid choice: 'questa'"),
+])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ber.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.sim
+def test_quick_sweep(tmp_path):
+    """``make ber QUICK=1``: every quick point on the RTL (Verilator, and one
+    short point on Icarus), the model and the analytical engine; zero TLPs
+    lost, duplicated or corrupted; goodput at BER 1e-12 within 2% of the
+    framing limit; the JSON, Markdown and plots written."""
+    sims = simulators()
+    assert ber.main(["--quick", "--out", str(tmp_path), "--jobs", "1", "--sims", *sims]) == 0
+    report = json.loads((tmp_path / "ber.json").read_text())
+    records = report["records"]
+    engines = {(r["point"], r["engine"]) for r in records}
+    for name in ber.QUICK_POINTS:
+        assert (name, "model") in engines
+        if "verilator" in sims:
+            assert (name, "rtl-verilator") in engines
+    if "icarus" in sims:
+        assert ("ber 1e-05", "rtl-icarus") in engines
+    for r in records:
+        assert set(ber.FIELDS) <= set(r)
+        assert r["tlps_delivered"] == r["tlps_sent"] > 0
+        assert r["lost"] == r["duplicated"] == r["corrupted"] == r["link_down_events"] == 0
+    noisy = [r for r in records if r["point"] == "ber 1e-05"]
+    assert all(r["replays"] > 0 for r in noisy)
+    assert all(a["passed"] for a in report["acceptance"])
+    assert len(list((tmp_path / "points").glob("*.json"))) == len(records)
+    assert "| ber 1e-12 |" in (tmp_path / "ber.md").read_text()
+    for png in ("goodput.png", "latency_p99.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
