@@ -1,0 +1,244 @@
+"""PCIe transaction ordering: the base specification's ordering rules table
+as data, :func:`legal_pass`, and a checker of an egress order against an
+ingress order.
+
+The table (PCI Express Base Specification, "Ordering Rules Summary"; the
+cell names A2 .. D5 are the specification's) is read *row passes column*:
+may a TLP that arrived **later** (the row) leave before one that arrived
+**earlier** (the column), both in the same direction and traffic class?
+Each cell holds one of three rules:
+
+``MUST_NOT`` ("No")
+    the later TLP must not pass: a bridge that lets it through breaks
+    software (producer/consumer: data write, flag write, flag read);
+``MAY`` ("Y/N")
+    passing is permitted and not required;
+``MUST`` ("Yes")
+    the later TLP must be *able* to pass (deadlock avoidance: posted
+    requests and completions must get past blocked non-posted requests).
+    For a checker of one order, ``MUST`` and ``MAY`` are both legal; ``MUST``
+    is a liveness requirement on the queues, tested separately.
+
+Rows and columns here are the three ordering classes of
+:class:`tlpoe.models.tlp.OrderingClass` (posted, non-posted, completion):
+the specification's two non-posted columns (read requests, B/3; non-posted
+requests with data, C/4) have the same rules and are merged. The sub-cells
+(``a``/``b``) carry the conditions:
+
+====  ==========  ==========  =========================================================
+Cell  Later       Earlier     Rule
+====  ==========  ==========  =========================================================
+A2a   Posted      Posted      No
+A2b   Posted      Posted      Y/N if the later has RO; or IDO and the Requester IDs differ
+A3    Posted      Non-posted  Yes (A3, A4)
+A5    Posted      Completion  Y/N
+B2a   Non-posted  Posted      No (B2a, C2a)
+B2b   Non-posted  Posted      Y/N if the later has IDO and the Requester IDs differ (B2b, C2b)
+B3    Non-posted  Non-posted  Y/N (B3, B4, C3, C4)
+B5    Non-posted  Completion  Y/N (B5, C5)
+D2a   Completion  Posted      No
+D2b   Completion  Posted      Y/N if the later has RO; or IDO and its Completer ID differs
+                              from the posted request's Requester ID; or it completes an
+                              I/O or Configuration Write
+D3    Completion  Non-posted  Yes (D3, D4)
+D5a   Completion  Completion  Y/N if the Transaction IDs (Requester ID, Tag) differ
+D5b   Completion  Completion  No if the Transaction IDs are the same
+====  ==========  ==========  =========================================================
+
+Relaxed Ordering and ID-Based Ordering are looked at on the *later* TLP
+only, as the specification states them. Not modelled: PASID TLP prefixes
+(the IDO alternative "both carry different PASIDs"), the A5b exception of
+PCI Express to PCI/PCI-X bridges, and traffic classes (the caller checks
+one class at a time). A completion for an I/O or Configuration Write looks
+like any completion without data: D2b applies only when the caller says so
+(``completes`` in :func:`legal_pass`, ``completes_write`` in
+:func:`check_order`).
+"""
+
+from bisect import bisect_left
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from enum import Enum
+
+from .tlp import OrderingClass, Tlp, TlpType
+
+__all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
+           "OrderCheck", "check_order", "table_markdown"]
+
+P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
+
+
+class Rule(Enum):
+    """What a cell allows the later TLP."""
+    MUST_NOT = "No"
+    MAY = "Y/N"
+    MUST = "Yes"
+
+    @property
+    def legal(self):
+        """Whether a pass under this rule is legal."""
+        return self is not Rule.MUST_NOT
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (sub-)cell of the table: ``id`` as in the specification."""
+    id: str
+    later: OrderingClass
+    earlier: OrderingClass
+    rule: Rule
+    condition: str
+
+
+#: Every cell, in table order (rows P, NP, Cpl; columns P, NP, Cpl).
+CELLS = (
+    Cell("A2a", P, P, Rule.MUST_NOT, "posted after posted (no RO, no IDO exception)"),
+    Cell("A2b", P, P, Rule.MAY, "later has RO, or IDO with different Requester IDs"),
+    Cell("A3", P, NP, Rule.MUST, "posted must be able to pass non-posted (deadlock)"),
+    Cell("A5", P, CPL, Rule.MAY, "posted may pass a completion"),
+    Cell("B2a", NP, P, Rule.MUST_NOT, "non-posted after posted (no IDO exception)"),
+    Cell("B2b", NP, P, Rule.MAY, "later has IDO and the Requester IDs differ"),
+    Cell("B3", NP, NP, Rule.MAY, "non-posted may pass non-posted"),
+    Cell("B5", NP, CPL, Rule.MAY, "non-posted may pass a completion"),
+    Cell("D2a", CPL, P, Rule.MUST_NOT, "completion after posted (no exception)"),
+    Cell("D2b", CPL, P, Rule.MAY, "later has RO; or IDO with Completer ID != the posted "
+         "Requester ID; or completes an I/O or Configuration Write"),
+    Cell("D3", CPL, NP, Rule.MUST, "completion must be able to pass non-posted (deadlock)"),
+    Cell("D5a", CPL, CPL, Rule.MAY, "completions of different transactions"),
+    Cell("D5b", CPL, CPL, Rule.MUST_NOT, "completions of the same transaction (Requester ID, "
+         "Tag): split completions stay in order"),
+)
+CELL_IDS = tuple(cell.id for cell in CELLS)
+_BY_ID = {cell.id: cell for cell in CELLS}
+
+#: Request types whose completion may pass posted requests (D2b).
+_WRITE_REQUESTS = frozenset({TlpType.IOWr, TlpType.CfgWr0, TlpType.CfgWr1})
+
+
+def _ido_ids_differ(later: Tlp, earlier: Tlp):
+    """IDO's condition: the later's own ID (Completer ID for a completion,
+    else Requester ID) differs from the earlier request's Requester ID."""
+    own = later.completer_id if later.ordering_class is CPL else later.requester_id
+    return later.ido and int(own) != int(earlier.requester_id)
+
+
+def cell_of(later: Tlp, earlier: Tlp, completes=None):
+    """The :class:`Cell` that governs ``later`` passing ``earlier``.
+    ``completes``: the request type that ``later`` completes, when known."""
+    row, col = later.ordering_class, earlier.ordering_class
+    if row is P:
+        if col is P:
+            return _BY_ID["A2b" if later.ro or _ido_ids_differ(later, earlier) else "A2a"]
+        return _BY_ID["A3" if col is NP else "A5"]
+    if row is NP:
+        if col is P:
+            return _BY_ID["B2b" if _ido_ids_differ(later, earlier) else "B2a"]
+        return _BY_ID["B3" if col is NP else "B5"]
+    if col is P:
+        relaxed = later.ro or _ido_ids_differ(later, earlier) or completes in _WRITE_REQUESTS
+        return _BY_ID["D2b" if relaxed else "D2a"]
+    if col is NP:
+        return _BY_ID["D3"]
+    same = (int(later.requester_id), later.tag) == (int(earlier.requester_id), earlier.tag)
+    return _BY_ID["D5b" if same else "D5a"]
+
+
+def legal_pass(later: Tlp, earlier: Tlp, completes=None):
+    """Whether ``later`` (arrived after ``earlier``) may leave before it."""
+    return cell_of(later, earlier, completes).rule.legal
+
+
+@dataclass(frozen=True)
+class Violation:
+    """``later`` (ingress index) left before ``earlier`` (ingress index)
+    where ``cell`` forbids it; ``egress_index`` is where ``later`` left."""
+    later: int
+    earlier: int
+    egress_index: int
+    cell: str
+
+    def describe(self, tlps):
+        return (f"ingress #{self.later} ({tlps[self.later]}) passed ingress "
+                f"#{self.earlier} ({tlps[self.earlier]}) at egress #{self.egress_index}: "
+                f"cell {self.cell} forbids it")
+
+
+@dataclass
+class OrderCheck:
+    """What :func:`check_order` found. ``cell_hits`` counts, per cell id,
+    the pairs of TLPs that met in that cell: every pair (earlier, later) of
+    ingress TLPs where one passed the other, and every consecutive pair that
+    kept its order. ``missing`` lists ingress indices never seen at the
+    egress, ``unexpected`` egress indices matching no ingress TLP."""
+    violations: list
+    passes: int
+    cell_hits: dict
+    missing: list
+    unexpected: list
+
+    @property
+    def ok(self):
+        return not (self.violations or self.missing or self.unexpected)
+
+
+def check_order(ingress, egress, completes_write=None):
+    """Check the ``egress`` order of TLPs against their ``ingress`` order.
+
+    Both are sequences of :class:`~tlpoe.models.tlp.Tlp` (or of bytes, which
+    are unpacked); an egress TLP is matched to the earliest unmatched equal
+    ingress TLP. For every egress TLP, each earlier-ingress TLP still
+    waiting is one it passed: the pass is checked with :func:`cell_of`.
+    A TLP that never leaves is ``missing``, not a pass: a loss is the
+    scoreboard's finding, not an ordering violation.
+    ``completes_write``: a set of ingress indices of completions that
+    complete an I/O or Configuration Write (D2b). Returns an
+    :class:`OrderCheck`. Cost: O(n) plus the passes and the TLPs missing."""
+    ingress = [t if isinstance(t, Tlp) else Tlp.unpack(t) for t in ingress]
+    egress = [t if isinstance(t, Tlp) else Tlp.unpack(t) for t in egress]
+    completes_write = completes_write or set()
+    by_bytes = defaultdict(deque)
+    for i, tlp in enumerate(ingress):
+        by_bytes[tlp.pack()].append(i)
+    skipped = []        # sorted ingress indices below `high` not out yet
+    high = -1           # the highest ingress index out so far
+    hits = dict.fromkeys(CELL_IDS, 0)
+    violations, unexpected, passes = [], [], 0
+    previous = None
+    for k, tlp in enumerate(egress):
+        queue = by_bytes.get(tlp.pack())
+        if not queue:
+            unexpected.append(k)
+            continue
+        i = queue.popleft()
+        if i > high:                        # everything waiting below i was passed
+            passed = skipped + list(range(high + 1, i))
+            skipped.extend(range(high + 1, i))
+            high = i
+        else:                               # i itself was waiting
+            pos = bisect_left(skipped, i)
+            passed = skipped[:pos]
+            del skipped[pos]
+        later = ingress[i]
+        completes = TlpType.IOWr if i in completes_write else None
+        for j in passed:
+            cell = cell_of(later, ingress[j], completes)
+            hits[cell.id] += 1
+            passes += 1
+            if not cell.rule.legal:
+                violations.append(Violation(i, j, k, cell.id))
+        if previous is not None and previous < i:   # kept its order behind `previous`
+            hits[cell_of(later, ingress[previous], completes).id] += 1
+        previous = i
+    missing = skipped + list(range(high + 1, len(ingress)))
+    return OrderCheck(violations, passes, hits, missing, unexpected)
+
+
+def table_markdown(hits=None):
+    """The table as Markdown, one row per cell, with hit counts if given."""
+    lines = ["| Cell | Later | Earlier | Rule | Condition |" + (" Hits |" if hits else ""),
+             "|---|---|---|---|---|" + ("---|" if hits else "")]
+    for c in CELLS:
+        lines.append(f"| {c.id} | {c.later} | {c.earlier} | {c.rule.value} | {c.condition} |"
+                     + (f" {hits.get(c.id, 0):,} |" if hits else ""))
+    return "\n".join(lines)
+
