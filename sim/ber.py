@@ -133,7 +133,7 @@ def rtl_point(point, seed, sim, tlps, out_dir):
     ``LinkTest.record`` in ``tb/test_link.py``)."""
     from .runner import run_cocotb
     s = SETUP
-    report = Path(out_dir) / "runs" / f"{_slug(point['name'])}-{sim}-s{seed}.json"
+    report = Path(out_dir).resolve() / "runs" / f"{_slug(point['name'])}-{sim}-s{seed}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     line_ns = wire_bytes(s["mtu"] + 14) * 8 / s["rate_gbps"] / 5
     # generous: the whole transfer at 1% of the line rate, plus the retries
