@@ -15,6 +15,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..rtl.bridge import Bridge
+from ..rtl.classq import ClassQueues
 from ..rtl.decapsulator import Decapsulator
 from ..rtl.deframer import Deframer
 from ..rtl.encapsulator import Encapsulator
@@ -45,6 +46,7 @@ CONFIGS = {
     "tlpoe_framer": lambda: Framer(DEFAULT_WIDTH),
     "tlpoe_deframer": lambda: Deframer(DEFAULT_WIDTH),
     "tlpoe_unpacker": lambda: TlpUnpacker(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words),
+    "tlpoe_classq": lambda: ClassQueues(DEFAULT_WIDTH),
     "tlpoe_encapsulator_w64": lambda: Encapsulator(64),
     "tlpoe_decapsulator_w64": lambda: Decapsulator(64),
     "tlpoe_encapsulator_w512_mtu9000": lambda: Encapsulator(512, mtu=9000),

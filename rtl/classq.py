@@ -1,0 +1,234 @@
+"""Per-class transmit queues with an ordering-aware arbiter and credit gates.
+
+Of the PCIe ordering rules (:mod:`tlpoe.models.ordering`) four cells forbid
+a later TLP to pass an earlier one: posted after posted (A2a, unless Relaxed
+Ordering), non-posted after posted (B2a), completion after posted (D2a,
+unless Relaxed Ordering) and completions of one transaction (D5b). Every
+other pass is permitted, and two are required: posted requests and
+completions must be able to pass blocked non-posted requests (A3, D3), or
+the fabric can deadlock. :class:`ClassQueues` keeps one FIFO per class, so
+passes happen only between classes, and holds a non-posted request or a
+completion until every posted request that arrived before it has left.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .streams import TlpBeat, check_width, tlp_stream
+
+__all__ = ["P", "NP", "CPL", "CLASSES", "tlp_class", "CreditLimit", "ClassQueues"]
+
+#: Class numbers on the wires (the order of the bridge header's credit fields).
+P, NP, CPL = 0, 1, 2
+CLASSES = ("p", "np", "cpl")
+
+HDR_BITS, DATA_BITS = 8, 16         # credit counters: as the bridge header carries them
+
+
+def tlp_class(first_dw):
+    """Class (P, NP or CPL) of a TLP from its first DW, lane order (byte 0 =
+    Fmt/Type in bits 7:0): completions are Type 0101x, posted requests are
+    memory writes (Fmt with data, Type 00000) and messages (Type 10xxx),
+    every other request is non-posted (reads, I/O, configuration, atomics)."""
+    fmt, typ = first_dw[5:8], first_dw[0:5]
+    return Mux(typ[1:5] == 0b0101, CPL,
+               Mux(((typ == 0) & fmt[1]) | (typ[3:5] == 0b10), P, NP))
+
+
+class CreditLimit(data.StructLayout):
+    """A class's credit limit as the peer advertises it: cumulative header
+    and data credits (16-byte units), modulo 2**8 and 2**16."""
+
+    def __init__(self):
+        super().__init__({"hdr": HDR_BITS, "data": DATA_BITS})
+
+
+class _Desc(data.StructLayout):
+    def __init__(self, stamp_bits):
+        super().__init__({"stamp": stamp_bits, "ro": 1, "data_credits": 9})
+
+
+def _room(m, limit, consumed, need, bits):
+    """PCIe's flow-control test: whether ``(limit - (consumed + need)) mod
+    2**bits`` is at most ``2**(bits-1)`` (enough credits for ``need``)."""
+    left = Signal(bits)
+    m.d.comb += left.eq(limit - consumed - need)
+    return ~left[bits - 1] | (left == 1 << (bits - 1))
+
+
+class ClassQueues(wiring.Component):
+    """Three queues, posted (P), non-posted (NP) and completion (CPL), between
+    a TLP ingress and a TLP egress, with an arbiter that reorders only where
+    the PCIe ordering rules allow.
+
+    * **Queues.** Each TLP goes whole into its class's beat FIFO
+      (``depth`` beats) with a descriptor (``tlps`` per class): its *stamp*,
+      the number of posted TLPs that arrived before it.
+    * **Arbiter.** Between TLPs it picks, round robin, one class whose head
+      is *eligible*: P always (posted requests never wait for other
+      classes); NP and CPL only when every posted TLP that arrived before
+      them has started to leave (the count of posted TLPs sent has reached
+      the stamp, modulo ``2**stamp_bits``), or, for a completion with Relaxed Ordering while ``ro_enable``
+      is set, at once (D2b). Within a class the FIFO keeps arrival order.
+      A head must also have credits (below).
+    * **Credits.** While ``credits_enable`` is set, a head leaves only if its
+      class's ``credit_limit`` (cumulative, as the peer advertises) covers
+      one more header and its data credits (16-byte units) under PCIe's
+      modular rule; ``credits_consumed`` counts what was sent. With
+      ``credits_enable`` clear credits are not checked (and still counted).
+      ``credit_stall_cycles`` counts, per class, cycles in which the head
+      waited for credits only.
+    * ``reorder_illegally`` (elaboration parameter, tests only): NP and CPL
+      heads ignore the posted stamps, so the arbiter makes illegal passes
+      (B2a, D2a) whenever posted traffic waits; an ordering checker must
+      catch them.
+
+    Throughput: one beat per cycle, TLPs back to back across classes.
+    """
+
+    def __init__(self, width, *, depth=64, tlps=16, stamp_bits=16, reorder_illegally=False):
+        check_width(width)
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be at least 2 beats, not {depth!r}")
+        if not isinstance(tlps, int) or tlps < 1:
+            raise ValueError(f"tlps must be at least 1, not {tlps!r}")
+        if not isinstance(stamp_bits, int) or not 2 ** (stamp_bits - 1) > 3 * tlps:
+            raise ValueError(f"stamp_bits must hold twice the TLPs queued (3 x {tlps}), "
+                             f"not {stamp_bits!r}")
+        self.width, self.depth, self.tlps = width, depth, tlps
+        self.stamp_bits = stamp_bits
+        self.reorder_illegally = bool(reorder_illegally)
+        super().__init__({
+            "tlp_in": In(tlp_stream(width)),
+            "tlp_out": Out(tlp_stream(width)),
+            "ro_enable": In(1, init=1),
+            "credits_enable": In(1),
+            "credit_limit": In(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_consumed": Out(data.ArrayLayout(CreditLimit(), 3)),
+            "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
+            "tlps_sent": Out(data.ArrayLayout(32, 3)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat_bits = TlpBeat(self.width).size
+        desc_layout = _Desc(self.stamp_bits)
+        beats, descs = [], []
+        for name in CLASSES:
+            m.submodules[f"{name}_beats"] = b = fifo.SyncFIFOBuffered(width=beat_bits,
+                                                                      depth=self.depth)
+            m.submodules[f"{name}_descs"] = d = fifo.SyncFIFOBuffered(width=desc_layout.size,
+                                                                      depth=self.tlps)
+            beats.append(b)
+            descs.append(d)
+
+        # --- ingress: classify on the first beat, steer the TLP -------------------------
+        inp = self.tlp_in
+        first = Signal(init=1)              # the next beat starts a TLP
+        cls_now = Signal(2)
+        cls_held = Signal(2)
+        dw0 = inp.payload.data[:32]
+        m.d.comb += cls_now.eq(Mux(first, tlp_class(dw0), cls_held))
+        p_in = Signal(self.stamp_bits)      # posted TLPs in so far
+        length = Cat(dw0[24:32], dw0[16:18])             # Length[9:0]; 0 means 1024
+        has_data = dw0[6]
+        dws = Mux(length == 0, 1024, length)
+        desc_in = Signal(desc_layout)
+        m.d.comb += [
+            desc_in.stamp.eq(p_in),
+            desc_in.ro.eq(dw0[21]),                     # Attr[1], Relaxed Ordering
+            desc_in.data_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
+        ]
+        room = Signal()
+        m.d.comb += room.eq(Array(b.w_rdy for b in beats)[cls_now] &
+                            (~first | Array(d.w_rdy for d in descs)[cls_now]))
+        m.d.comb += inp.ready.eq(room)
+        take = Signal()
+        m.d.comb += take.eq(inp.valid & room)
+        for k, (b, d) in enumerate(zip(beats, descs)):
+            m.d.comb += [
+                b.w_en.eq(take & (cls_now == k)),
+                b.w_data.eq(inp.payload.as_value()),
+                d.w_en.eq(take & first & (cls_now == k)),
+                d.w_data.eq(desc_in.as_value()),
+            ]
+        with m.If(take):
+            m.d.sync += [first.eq(inp.payload.last), cls_held.eq(cls_now)]
+            with m.If(first & (cls_now == P)):
+                m.d.sync += p_in.eq(p_in + 1)
+
+        # --- eligibility and credits ------------------------------------------------------
+        p_out = Signal(self.stamp_bits)     # posted TLPs started out so far
+        heads = [desc_layout(d.r_data) for d in descs]
+        eligible = Signal(3)
+        for k in range(3):
+            head = heads[k]
+            limit, consumed = self.credit_limit[k], self.credits_consumed[k]
+            credit_ok = ~self.credits_enable | (
+                _room(m, limit.hdr, consumed.hdr, 1, HDR_BITS) &
+                _room(m, limit.data, consumed.data, head.data_credits, DATA_BITS))
+            if k == P or self.reorder_illegally:
+                order_ok = Const(1)
+            else:
+                # every earlier posted TLP has started out: p_out >= stamp (modulo)
+                behind = Signal(self.stamp_bits)
+                m.d.comb += behind.eq(p_out - head.stamp)
+                order_ok = ~behind[-1]
+                if k == CPL:
+                    order_ok = order_ok | (self.ro_enable & head.ro)
+            waiting = descs[k].r_rdy & beats[k].r_rdy & order_ok
+            m.d.comb += eligible[k].eq(waiting & credit_ok)
+            with m.If(waiting & ~credit_ok):
+                m.d.sync += self.credit_stall_cycles[k].eq(self.credit_stall_cycles[k] + 1)
+
+        # round robin from `turn`
+        turn = Signal(2)
+        pick = Signal(2)
+        any_eligible = Signal()
+        m.d.comb += any_eligible.eq(eligible != 0)
+        with m.Switch(turn):
+            for t in range(3):
+                with m.Case(t):
+                    order = [(t + i) % 3 for i in range(3)]
+                    with m.If(eligible[order[0]]):
+                        m.d.comb += pick.eq(order[0])
+                    with m.Elif(eligible[order[1]]):
+                        m.d.comb += pick.eq(order[1])
+                    with m.Else():
+                        m.d.comb += pick.eq(order[2])
+
+        # --- egress ---------------------------------------------------------------------
+        busy = Signal()                     # inside a TLP of class `cur`
+        cur = Signal(2)
+        active = Signal(2)
+        m.d.comb += active.eq(Mux(busy, cur, pick))
+        out = self.tlp_out
+        beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[active])
+        m.d.comb += [
+            out.valid.eq(Mux(busy, Array(b.r_rdy for b in beats)[cur], any_eligible)),
+            out.payload.eq(beat),
+        ]
+        sent = Signal()
+        m.d.comb += sent.eq(out.valid & out.ready)
+        starting = Signal()
+        m.d.comb += starting.eq(sent & ~busy)
+        for k, (b, d) in enumerate(zip(beats, descs)):
+            m.d.comb += [
+                b.r_en.eq(sent & (active == k)),
+                d.r_en.eq(starting & (pick == k)),
+            ]
+            with m.If(starting & (pick == k)):
+                consumed = self.credits_consumed[k]
+                m.d.sync += [
+                    consumed.hdr.eq(consumed.hdr + 1),
+                    consumed.data.eq(consumed.data + heads[k].data_credits),
+                    self.tlps_sent[k].eq(self.tlps_sent[k] + 1),
+                ]
+        with m.If(starting):
+            m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick)]
+            with m.If(pick == P):
+                m.d.sync += p_out.eq(p_out + 1)
+        with m.If(sent):
+            m.d.sync += busy.eq(~beat.last)
+        return m
