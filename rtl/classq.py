@@ -84,6 +84,10 @@ class ClassQueues(wiring.Component):
       (B2a, D2a) whenever posted traffic waits; an ordering checker must
       catch them.
 
+    A TLP is granted (descriptor popped, credits charged, ``tlps_sent``
+    counted) in the cycle its first beat is first offered; the offer then
+    stands until taken, as the stream rules require.
+
     Throughput: one beat per cycle, TLPs back to back across classes.
     """
 
@@ -199,7 +203,7 @@ class ClassQueues(wiring.Component):
                         m.d.comb += pick.eq(order[2])
 
         # --- egress ---------------------------------------------------------------------
-        busy = Signal()                     # inside a TLP of class `cur`
+        busy = Signal()                     # a granted TLP of class `cur` is not out yet
         cur = Signal(2)
         active = Signal(2)
         m.d.comb += active.eq(Mux(busy, cur, pick))
@@ -211,24 +215,29 @@ class ClassQueues(wiring.Component):
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
-        starting = Signal()
-        m.d.comb += starting.eq(sent & ~busy)
+        # A grant is committed when first offered, taken or not: a beat on
+        # offer never changes (the stream rule), so a later arrival cannot
+        # displace it.
+        granted = Signal()
+        m.d.comb += granted.eq(~busy & any_eligible)
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [
                 b.r_en.eq(sent & (active == k)),
-                d.r_en.eq(starting & (pick == k)),
+                d.r_en.eq(granted & (pick == k)),
             ]
-            with m.If(starting & (pick == k)):
+            with m.If(granted & (pick == k)):
                 consumed = self.credits_consumed[k]
                 m.d.sync += [
                     consumed.hdr.eq(consumed.hdr + 1),
                     consumed.data.eq(consumed.data + heads[k].data_credits),
                     self.tlps_sent[k].eq(self.tlps_sent[k] + 1),
                 ]
-        with m.If(starting):
+        with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick)]
             with m.If(pick == P):
                 m.d.sync += p_out.eq(p_out + 1)
         with m.If(sent):
             m.d.sync += busy.eq(~beat.last)
+        with m.Elif(granted):
+            m.d.sync += busy.eq(1)
         return m
