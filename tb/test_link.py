@@ -5,6 +5,9 @@ network (drops, bit errors, bursts, link down) through the parameters.
 Every test checks exactly-once, in-order, bit-exact TLP delivery per
 direction, that no corrupted frame got past the CRC, and the counters each
 scenario must move (replay causes, duplicates, wrap-arounds, window full).
+The environment also runs the reference link model beside each bridge
+(receive counters and delivered TLPs exactly as the model predicts, every
+frame sent within the go-back-N rules).
 """
 
 import json
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import cocotb
 import pyuvm
-from cocotb.triggers import Combine, SimTimeoutError, with_timeout
+from cocotb.triggers import Combine, ReadOnly, SimTimeoutError, with_timeout
 from pyuvm import ConfigDB, uvm_test
 
 from tlpoe.models.frame import DropReason
@@ -76,7 +79,9 @@ class LinkTest(uvm_test):
             sb.allow_pending = bool(P["expect_link_down"])
             await sb.wait_drained(timeout=P["drain_us"], unit="us")
         await wait_cycles(dut.clk, 200)
+        await ReadOnly()            # this edge's counts and frames taken both settled
         self.counters = {side: read_bridge_counters(dut, side) for side in ("a", "b")}
+        self.env.settle(self.counters)
         for side, counters in self.counters.items():
             self.logger.info(f"{side}: " + ", ".join(
                 f"{k}={v}" for k, v in counters.items() if v and k != "drops"))
