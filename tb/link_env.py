@@ -17,6 +17,8 @@ Beside each bridge runs the reference link layer (:mod:`tlpoe.tb.link_oracle`):
 a :class:`~tlpoe.tb.link_oracle.ReceiverOracle` on the frames handed to its
 ``frame_in`` (its counters and delivered TLPs must equal the model's) and a
 :class:`~tlpoe.tb.link_oracle.SenderChecker` on the frames it sends.
+:class:`~tlpoe.tb.link_coverage.LinkCoverage` samples the replay causes and
+link events.
 """
 
 import collections
@@ -34,6 +36,7 @@ from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import model_verdict
 from .items import StreamItem
+from .link_coverage import LinkCoverage
 from .link_oracle import ReceiverOracle, SenderChecker
 from .loopback_env import TlpScoreboard
 from .scoreboard import AnalysisImp, Scoreboard
@@ -127,12 +130,13 @@ def read_bridge_counters(dut, side):
 
 
 class LinkEnv(uvm_env):
-    """Agents, network, scoreboards and the model oracles around the Pair
-    DUT. ``params`` (ConfigDB): ``width``, ``mtu``, ``seq_bits``,
+    """Agents, network, scoreboards, the model oracles and coverage around
+    the Pair DUT. ``params`` (ConfigDB): ``width``, ``mtu``, ``seq_bits``,
     ``window``, ``valid_gap``, ``backpressure``, ``bidirectional``, ``phy``
     (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
     directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides),
-    ``mac_fifo_bytes``, ``seed``.
+    ``mac_fifo_bytes``, ``seed``, ``coverage_file`` (where
+    :class:`~tlpoe.tb.link_coverage.LinkCoverage` writes; empty: nowhere).
 
     Per bridge: ``oracles[side]``, ``checkers[side]`` and, where a TLP
     monitor watches its ``tlp_out``, ``oracle_scoreboards[side]`` (the
@@ -178,6 +182,7 @@ class LinkEnv(uvm_env):
             self.checkers[side] = SenderChecker(f"checker_{side}", self, config, oracle)
             if side in self.rx:
                 self.oracle_scoreboards[side] = Scoreboard(f"oracle_sb_{side}", self)
+        self.coverage = LinkCoverage("coverage", self, dut, config.modulus, p["coverage_file"])
 
     def connect_phase(self):
         for key, sb in self.scoreboards.items():
@@ -189,8 +194,10 @@ class LinkEnv(uvm_env):
             oracle = self.oracles[key[1]]
             wire.handed_ap.connect(oracle.frame_export)
             oracle.ap.connect(self.checkers[key[1]].peer_export)
+            oracle.ap.connect(self.coverage.observation_export)
         for side, checker in self.checkers.items():
             getattr(self, f"{side}_wire").ap.connect(checker.frame_export)
+            getattr(self, f"{side}_wire").ap.connect(self.coverage.frame_exports[side])
         for side, sb in self.oracle_scoreboards.items():
             self.oracles[side].tlp_ap.connect(sb.expected_export)
             self.rx[side].ap.connect(sb.actual_export)
@@ -198,9 +205,10 @@ class LinkEnv(uvm_env):
     def settle(self, counters):
         """Hand both bridges' counters ({side: :func:`read_bridge_counters`},
         read in the read-only phase after a clock edge, so that every frame
-        a ``frame_in`` has taken is counted) to the oracles."""
+        a ``frame_in`` has taken is counted) to the oracles and coverage."""
         for side, oracle in self.oracles.items():
             oracle.settle(counters[side])
+        self.coverage.settle(counters)
 
 
 def configure(dut, params):

@@ -7,7 +7,8 @@ direction, that no corrupted frame got past the CRC, and the counters each
 scenario must move (replay causes, duplicates, wrap-arounds, window full).
 The environment also runs the reference link model beside each bridge
 (receive counters and delivered TLPs exactly as the model predicts, every
-frame sent within the go-back-N rules).
+frame sent within the go-back-N rules) and samples the link's functional
+coverage, written to ``coverage_file`` when that is not empty.
 """
 
 import json
@@ -35,7 +36,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, seed=1, count=300,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
               mac_fifo_bytes=4096,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
-              drain_us=2000, clock_ns=10.0, report="")
+              drain_us=2000, clock_ns=10.0, report="", coverage_file="")
 
 
 def workload(src):
