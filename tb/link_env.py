@@ -12,6 +12,13 @@ sending MAC has a transmit FIFO of ``mac_fifo_bytes``: while more than that
 is queued for the line, it holds the bridge's ``frame_out`` (ready low), so a
 datapath faster than the line rate runs at the line rate, as on a board. The
 scoreboards check exactly-once, in-order, bit-exact TLP delivery per direction.
+
+Beside each bridge runs the reference link layer (:mod:`tlpoe.tb.link_oracle`):
+a :class:`~tlpoe.tb.link_oracle.ReceiverOracle` on the frames handed to its
+``frame_in`` (its counters and delivered TLPs must equal the model's) and a
+:class:`~tlpoe.tb.link_oracle.SenderChecker` on the frames it sends.
+:class:`~tlpoe.tb.link_coverage.LinkCoverage` samples the replay causes and
+link events.
 """
 
 import collections
@@ -20,15 +27,19 @@ import heapq
 import cocotb
 from cocotb.triggers import Event, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
-from pyuvm import uvm_component, uvm_env
+from pyuvm import uvm_analysis_port, uvm_component, uvm_env
 
 from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
+from ..models.link import LinkConfig
 from ..models.phy import Fate, phy_from_params
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import model_verdict
+from .items import StreamItem
+from .link_coverage import LinkCoverage
+from .link_oracle import ReceiverOracle, SenderChecker
 from .loopback_env import TlpScoreboard
-from .scoreboard import AnalysisImp
+from .scoreboard import AnalysisImp, Scoreboard
 
 __all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS"]
 
@@ -40,7 +51,8 @@ COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays
 
 class NetworkWire(uvm_component):
     """One direction of the network: frames from ``frame_export`` through
-    ``phy`` to ``driver`` (the far bridge's ``frame_in``), at their arrival time."""
+    ``phy`` to ``driver`` (the far bridge's ``frame_in``), at their arrival
+    time. Each frame handed to ``driver`` is also written to ``handed_ap``."""
 
     def __init__(self, name, parent, phy, driver, mac_fifo_bytes=4096):
         super().__init__(name, parent)
@@ -48,6 +60,7 @@ class NetworkWire(uvm_component):
         self.driver = driver
         self.mac_fifo_ns = mac_fifo_bytes * 8 / phy.rate_gbps
         self.frame_export = AnalysisImp("frame_export", self, self.write)
+        self.handed_ap = uvm_analysis_port("handed_ap", self)
         self._heap = []
         self._order = 0
         self._wake = Event()
@@ -104,6 +117,7 @@ class NetworkWire(uvm_component):
             # hand over on a clock edge, as every other BFM acts
             await RisingEdge(self.driver.clock)
             self.driver.send_nowait(frame)
+            self.handed_ap.write(StreamItem("handed", frame))
 
 
 def read_bridge_counters(dut, side):
@@ -116,11 +130,18 @@ def read_bridge_counters(dut, side):
 
 
 class LinkEnv(uvm_env):
-    """Agents, network and scoreboards around the Pair DUT. ``params``
-    (ConfigDB): ``width``, ``mtu``, ``valid_gap``, ``backpressure``,
-    ``bidirectional``, ``phy`` (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
-    directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides), ``mac_fifo_bytes``,
-    ``seed``."""
+    """Agents, network, scoreboards, the model oracles and coverage around
+    the Pair DUT. ``params`` (ConfigDB): ``width``, ``mtu``, ``seq_bits``,
+    ``window``, ``valid_gap``, ``backpressure``, ``bidirectional``, ``phy``
+    (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
+    directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides),
+    ``mac_fifo_bytes``, ``seed``, ``coverage_file`` (where
+    :class:`~tlpoe.tb.link_coverage.LinkCoverage` writes; empty: nowhere).
+
+    Per bridge: ``oracles[side]``, ``checkers[side]`` and, where a TLP
+    monitor watches its ``tlp_out``, ``oracle_scoreboards[side]`` (the
+    model's TLPs against the bridge's). Call :meth:`settle` with the
+    counters read at the end of the run."""
 
     def build_phase(self):
         p = self.cdb_get("params")
@@ -153,6 +174,15 @@ class LinkEnv(uvm_env):
                 dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True,
                 ready_fn=wire.mac_ready))
             setattr(self, f"{src}_wire", out)
+        config = LinkConfig(mode="gbn", seq_bits=p["seq_bits"], window=p["window"], mtu=p["mtu"])
+        self.oracles, self.checkers, self.oracle_scoreboards = {}, {}, {}
+        for peer, side in (("b", "a"), ("a", "b")):
+            oracle = ReceiverOracle(f"oracle_{side}", self, config, self.wires[peer + side].driver)
+            self.oracles[side] = oracle
+            self.checkers[side] = SenderChecker(f"checker_{side}", self, config, oracle)
+            if side in self.rx:
+                self.oracle_scoreboards[side] = Scoreboard(f"oracle_sb_{side}", self)
+        self.coverage = LinkCoverage("coverage", self, dut, config.modulus, p["coverage_file"])
 
     def connect_phase(self):
         for key, sb in self.scoreboards.items():
@@ -161,6 +191,24 @@ class LinkEnv(uvm_env):
             self.rx[dst].ap.connect(sb.actual_export)
         for key, wire in self.wires.items():
             getattr(self, f"{key[0]}_wire").ap.connect(wire.frame_export)
+            oracle = self.oracles[key[1]]
+            wire.handed_ap.connect(oracle.frame_export)
+            oracle.ap.connect(self.checkers[key[1]].peer_export)
+            oracle.ap.connect(self.coverage.observation_export)
+        for side, checker in self.checkers.items():
+            getattr(self, f"{side}_wire").ap.connect(checker.frame_export)
+            getattr(self, f"{side}_wire").ap.connect(self.coverage.frame_exports[side])
+        for side, sb in self.oracle_scoreboards.items():
+            self.oracles[side].tlp_ap.connect(sb.expected_export)
+            self.rx[side].ap.connect(sb.actual_export)
+
+    def settle(self, counters):
+        """Hand both bridges' counters ({side: :func:`read_bridge_counters`},
+        read in the read-only phase after a clock edge, so that every frame
+        a ``frame_in`` has taken is counted) to the oracles and coverage."""
+        for side, oracle in self.oracles.items():
+            oracle.settle(counters[side])
+        self.coverage.settle(counters)
 
 
 def configure(dut, params):

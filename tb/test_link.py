@@ -5,6 +5,10 @@ network (drops, bit errors, bursts, link down) through the parameters.
 Every test checks exactly-once, in-order, bit-exact TLP delivery per
 direction, that no corrupted frame got past the CRC, and the counters each
 scenario must move (replay causes, duplicates, wrap-arounds, window full).
+The environment also runs the reference link model beside each bridge
+(receive counters and delivered TLPs exactly as the model predicts, every
+frame sent within the go-back-N rules) and samples the link's functional
+coverage, written to ``coverage_file`` when that is not empty.
 """
 
 import json
@@ -12,7 +16,7 @@ from pathlib import Path
 
 import cocotb
 import pyuvm
-from cocotb.triggers import Combine, SimTimeoutError, with_timeout
+from cocotb.triggers import Combine, ReadOnly, SimTimeoutError, with_timeout
 from pyuvm import ConfigDB, uvm_test
 
 from tlpoe.models.frame import DropReason
@@ -32,7 +36,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, seed=1, count=300,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
               mac_fifo_bytes=4096,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
-              drain_us=2000, clock_ns=10.0, report="")
+              drain_us=2000, clock_ns=10.0, report="", coverage_file="")
 
 
 def workload(src):
@@ -76,7 +80,9 @@ class LinkTest(uvm_test):
             sb.allow_pending = bool(P["expect_link_down"])
             await sb.wait_drained(timeout=P["drain_us"], unit="us")
         await wait_cycles(dut.clk, 200)
+        await ReadOnly()            # this edge's counts and frames taken both settled
         self.counters = {side: read_bridge_counters(dut, side) for side in ("a", "b")}
+        self.env.settle(self.counters)
         for side, counters in self.counters.items():
             self.logger.info(f"{side}: " + ", ".join(
                 f"{k}={v}" for k, v in counters.items() if v and k != "drops"))

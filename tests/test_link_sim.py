@@ -1,13 +1,20 @@
 """The reliable link (two bridges, go-back-N) on Icarus and Verilator through
-the NIC/PHY model: loss, corruption, bursts, wrap-around, window full, link down."""
+the NIC/PHY model: loss, corruption, bursts, wrap-around, window full, link down.
+
+Every scenario also runs the reference model beside the RTL (receiver
+oracle and sender checker, tb/link_oracle.py) and writes the link's
+functional coverage (tb/link_coverage.py) to ``coverage.yml`` in its run
+directory, ``build/sim/<sim>/pair-w64-s6-win8/runs/<scenario>/``."""
 
 import json
 
 import pytest
+import yaml
 
 from tlpoe.rtl.bridge import Bridge
 from tlpoe.rtl.pair import Pair
 from tlpoe.sim.runner import run_cocotb, simulators
+from tlpoe.tb.link_coverage import COVER_POINT, EVENTS
 
 MODULE = "tlpoe.tb.test_link"
 SEED = 20261125
@@ -22,7 +29,8 @@ def pair():
 def run(sim, name, **params):
     return run_cocotb(sim, pair, "pair", MODULE, build_key=f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}",
                       testcase="LinkRandomTest", seed=SEED, run_name=name,
-                      params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW, **params})
+                      params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
+                              "coverage_file": "coverage.yml", **params})
 
 
 pytestmark = [pytest.mark.sim]
@@ -107,3 +115,20 @@ def test_link_down(sim):
     run(sim, "down", count=100, drain_us=200, expect_link_down=["a"],
         phy={"rate_gbps": 10, "latency_ns": 1000.0, "down": [(5000.0, 1e12)]},
         expect_nonzero=["a.link_down_events", "a.replays_timeout"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_coverage_hits_every_replay_cause(sim):
+    """One run that hits every bin of the link's cover point: 10% of frames
+    dropped A->B and 30% B->A, replay and NAK timers short enough to fire
+    (800 and 500 cycles), a sequence wrap-around and a full window before
+    the network goes down for good at 120 us, with frames still
+    unacknowledged, so that A declares the link down."""
+    results = run(sim, "coverage", count=600, replay_timeout=800, nak_timeout=500, drain_us=200,
+                  phy={"rate_gbps": 10, "latency_ns": 1000.0, "drop_rate": 0.1,
+                       "down": [(120000.0, 1e12)]},
+                  phy_b_to_a={"drop_rate": 0.3}, expect_link_down=["a"])
+    hits = yaml.safe_load((results.parent / "coverage.yml").read_text())[COVER_POINT]["bins:_hits"]
+    assert set(hits) == set(EVENTS)
+    missed = [event for event, count in hits.items() if not count]
+    assert not missed, f"bins not hit: {missed} (hits: {hits})"
