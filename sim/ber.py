@@ -94,14 +94,19 @@ def points(quick=False):
 
 
 def _timers(setup):
-    """The replay and NAK timers (ns) for ``setup``: the model's defaults
+    """The replay and NAK timers (ns) for ``setup``, used by both the RTL (in
+    cycles) and the model: the model's defaults
     (:func:`~tlpoe.models.linksim.default_replay_timeout_ns` and
-    :func:`~tlpoe.models.linksim.default_nak_timeout_ns`), used by both the
-    RTL (in cycles) and the model."""
+    :func:`~tlpoe.models.linksim.default_nak_timeout_ns`) plus the time the
+    sending MAC's transmit FIFO takes to drain, which a replay waits behind
+    (the model has no such FIFO). Without it the RTL's NAK timer fires
+    while the replay is still on its way, and each repeated NAK resends a
+    round trip of frames again."""
+    fifo_ns = setup["mac_fifo_bytes"] * 8 / setup["rate_gbps"]
     replay = default_replay_timeout_ns(setup["latency_ns"], setup["rate_gbps"], setup["mtu"],
-                                       setup["ack_delay_ns"], setup["ack_every"])
+                                       setup["ack_delay_ns"], setup["ack_every"]) + fifo_ns
     nak = min(replay, default_nak_timeout_ns(setup["latency_ns"], setup["rate_gbps"],
-                                             setup["mtu"]))
+                                             setup["mtu"]) + fifo_ns)
     return replay, nak
 
 
