@@ -44,8 +44,8 @@ sim: ## the cocotb/pyuvm testbenches only (SIM=icarus, SIM=verilator, default bo
 verilog: ## Verilog for every block and the default configuration in build/verilog/, linted by Verilator
 	$(PY) -m tlpoe.sim.verilog --out build/verilog --lint
 
-ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode
-	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(BER_JOBS),--jobs $(BER_JOBS))
+ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
+	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))
 
 clean: ## remove build outputs (keeps the venv)
 	rm -rf build sim_build results.xml .pytest_cache

@@ -30,11 +30,13 @@ handed up by a cut-through NIC (``deliver_bad_fcs``), so the bridge's own
 CRC must catch every corrupted frame; drops model congestion.
 
 Usage: ``python -m tlpoe.sim.ber [--quick] [--out DIR] [--jobs N]
-[--sims verilator icarus] [--tlps N]``; exits 1 when an acceptance check
-fails (the report is still written), 2 on a bad argument.
+[--sims verilator icarus] [--modes gbn sr] [--tlps N] [--resume]``; exits 1
+when an acceptance check fails (the report is still written), 2 on a bad
+argument. ``--resume`` keeps the records already written and runs the rest.
 """
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -82,6 +84,8 @@ FULL_POINTS = [
 QUICK_POINTS = ["ber 1e-12", "ber 1e-05", "burst 0.0001/100b", "drop 0.01"]
 #: The one point Icarus runs in --quick (the slow simulator, a short run).
 ICARUS_POINTS = ["ber 1e-05"]
+#: The points selective repeat runs in --quick.
+QUICK_SR_POINTS = ["ber 1e-05"]
 
 
 def points(quick=False):
@@ -121,24 +125,42 @@ def _network(point):
     return net
 
 
-def _pair():
+#: Retransmission modes: go-back-N, selective repeat.
+MODES = ("gbn", "sr")
+
+
+def available_modes():
+    """The modes the RTL Bridge implements (``mode`` parameter)."""
+    from ..rtl.bridge import Bridge
+    return MODES if "mode" in inspect.signature(Bridge).parameters else ("gbn",)
+
+
+def _pair(mode="gbn"):
     from ..rtl.bridge import Bridge
     from ..rtl.pair import Pair
     kw = dict(window=SETUP["window"], seq_bits=SETUP["seq_bits"],
               max_retries=SETUP["max_retries"], mtu=SETUP["mtu"])
+    if mode != "gbn":
+        kw["mode"] = mode
     return Pair(Bridge(SETUP["width"], **kw), Bridge(SETUP["width"], **kw))
+
+
+def engine_name(kind, mode, sim=None):
+    """``rtl-<sim>`` or ``model``, with ``-sr`` for selective repeat."""
+    return (f"rtl-{sim}" if kind == "rtl" else "model") + ("" if mode == "gbn" else f"-{mode}")
 
 
 def _cycles(ns):
     return max(1, math.ceil(ns / SETUP["clock_ns"]))
 
 
-def rtl_point(point, seed, sim, tlps, out_dir):
-    """Run ``point`` on the RTL: returns the testbench's record (see
-    ``LinkTest.record`` in ``tb/test_link.py``)."""
+def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn"):
+    """Run ``point`` on the RTL in ``mode``: returns the testbench's record
+    (see ``LinkTest.record`` in ``tb/test_link.py``)."""
     from .runner import run_cocotb
     s = SETUP
-    report = Path(out_dir).resolve() / "runs" / f"{_slug(point['name'])}-{sim}-s{seed}.json"
+    engine = engine_name("rtl", mode, sim)
+    report = Path(out_dir).resolve() / "runs" / f"{_slug(point['name'])}-{engine}-s{seed}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     line_ns = wire_bytes(s["mtu"] + 14) * 8 / s["rate_gbps"] / 5
     # generous: the whole transfer at 1% of the line rate, plus the retries
@@ -153,21 +175,22 @@ def rtl_point(point, seed, sim, tlps, out_dir):
         "phy": _network(point), "mac_fifo_bytes": s["mac_fifo_bytes"],
         "drain_us": drain_us, "report": str(report),
     }
-    run_cocotb(sim, _pair, "pair", "tlpoe.tb.test_link",
-               build_key=f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}",
+    suffix = "" if mode == "gbn" else f"-{mode}"
+    run_cocotb(sim, lambda: _pair(mode), "pair", "tlpoe.tb.test_link",
+               build_key=f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}{suffix}",
                testcase="LinkRandomTest", seed=seed,
-               run_name=f"ber-{_slug(point['name'])}-s{seed}", params=params)
+               run_name=f"ber-{_slug(point['name'])}{suffix}-s{seed}", params=params)
     return json.loads(report.read_text())
 
 
-def model_point(point, seed, tlps):
-    """Run ``point`` on the reference model (:func:`linksim.run_point`)."""
+def model_point(point, seed, tlps, mode="gbn"):
+    """Run ``point`` on the reference model (:func:`linksim.run_point`) in ``mode``."""
     s = SETUP
     tlps_per_frame = gbn.framing_efficiency(s["tlp_payload"], s["mtu"])[1]
     return run_point({
         "rate_gbps": float(s["rate_gbps"]), "latency_ns": s["latency_ns"], "channel": "phy",
         **{k: v for k, v in _network(point).items() if k not in ("rate_gbps", "latency_ns")},
-        "mode": "gbn", "window": s["window"], "seq_bits": s["seq_bits"],
+        "mode": mode, "window": s["window"], "seq_bits": s["seq_bits"],
         "ack_every": s["ack_every"], "ack_delay_ns": s["ack_delay_ns"],
         "replay_timeout_ns": _timers(s)[0], "nak_timeout_ns": _timers(s)[1],
         "max_retries": s["max_retries"], "mtu": s["mtu"],
@@ -215,19 +238,26 @@ def _slug(name):
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in name)
 
 
-def tasks(quick=False, sims=("verilator",), tlps=None, seed=1):
-    """Every (engine, point, seed, tlps) of the sweep; ``engine`` is
-    ``"rtl-<sim>"`` or ``"model"`` (analytical values are added to each
-    record, they cost nothing)."""
+def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",)):
+    """Every (engine, mode, point, seed, tlps) of the sweep; ``engine`` is
+    ``"rtl-<sim>"`` or ``"model"``, with ``-sr`` in selective repeat
+    (:func:`engine_name`). Analytical values are added to each record: they
+    cost nothing. In ``quick`` mode, Icarus runs only ``ICARUS_POINTS`` and
+    selective repeat only ``QUICK_SR_POINTS``."""
     out = []
-    for point in points(quick):
-        for sim in sims:
-            if quick and sim == "icarus" and point["name"] not in ICARUS_POINTS:
+    for mode in modes:
+        for point in points(quick):
+            if quick and mode != "gbn" and point["name"] not in QUICK_SR_POINTS:
                 continue
-            n = tlps or (QUICK_TLPS[sim] if quick else point["tlps"] or FULL_TLPS)
-            out.append({"engine": f"rtl-{sim}", "point": point, "seed": seed, "tlps": n})
-        n = tlps or (QUICK_TLPS["model"] if quick else point["tlps"] or FULL_TLPS)
-        out.append({"engine": "model", "point": point, "seed": seed, "tlps": n})
+            for sim in sims:
+                if quick and sim == "icarus" and point["name"] not in ICARUS_POINTS:
+                    continue
+                n = tlps or (QUICK_TLPS[sim] if quick else point["tlps"] or FULL_TLPS)
+                out.append({"engine": engine_name("rtl", mode, sim), "mode": mode,
+                            "point": point, "seed": seed, "tlps": n})
+            n = tlps or (QUICK_TLPS["model"] if quick else point["tlps"] or FULL_TLPS)
+            out.append({"engine": engine_name("model", mode), "mode": mode, "point": point,
+                        "seed": seed, "tlps": n})
     return out
 
 
@@ -237,15 +267,22 @@ FIELDS = ("ber", "drop_rate", "tlps_sent", "tlps_delivered", "lost", "duplicated
           "link_down_events")
 
 
+def _record_path(task, out_dir):
+    name = f"{_slug(task['point']['name'])}-{task['engine']}-s{task['seed']}.json"
+    return Path(out_dir) / "points" / name
+
+
 def run_task(task, out_dir):
     """Run one task; returns its record (a pure function of the task)."""
     point, seed, tlps = task["point"], task["seed"], task["tlps"]
+    mode = task.get("mode", "gbn")
     start = time.monotonic()
-    if task["engine"] == "model":
-        raw = model_point(point, seed, tlps)
+    if task["engine"].startswith("model"):
+        raw = model_point(point, seed, tlps, mode)
     else:
-        raw = rtl_point(point, seed, task["engine"].split("-", 1)[1], tlps, out_dir)
-    record = {"engine": task["engine"], "point": point["name"], "burst": point["burst"],
+        raw = rtl_point(point, seed, task["engine"].split("-")[1], tlps, out_dir, mode)
+    record = {"engine": task["engine"], "mode": mode, "point": point["name"],
+              "burst": point["burst"],
               "seed": seed, "wall_s": round(time.monotonic() - start, 2),
               **{k: raw.get(k) for k in FIELDS if k not in ("ber", "drop_rate")},
               "ber": point["ber"], "drop_rate": point["drop_rate"],
@@ -253,7 +290,7 @@ def run_task(task, out_dir):
               "frames_retransmitted": raw.get("frames_retransmitted"),
               "wraps": raw.get("wraps"), "elapsed_ns": raw.get("elapsed_ns")}
     record["analytical"] = analytical_point(point)
-    path = Path(out_dir) / "points" / f"{_slug(point['name'])}-{task['engine']}-s{seed}.json"
+    path = _record_path(task, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -275,7 +312,7 @@ def acceptance(records, quick):
                    f"{sum(r['tlps_delivered'] or 0 for r in protected):,} TLPs delivered"))
     if not quick:
         short = [r["point"] for r in protected
-                 if r["engine"] == "rtl-verilator" and (r["tlps_sent"] or 0) < FULL_TLPS]
+                 if r["engine"].startswith("rtl-verilator") and (r["tlps_sent"] or 0) < FULL_TLPS]
         checks.append((f"at least {FULL_TLPS:,} TLPs per point on Verilator", not short,
                        ", ".join(short) or "every point"))
         wraps = max((r["wraps"] or 0 for r in rtl), default=0)
@@ -400,18 +437,32 @@ def main(argv=None):
                         help="RTL simulators (default: verilator; --quick: both)")
     parser.add_argument("--tlps", type=int, help="TLPs per point (overrides the mode's counts)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--modes", nargs="+", choices=MODES,
+                        help="link modes (default: every mode the RTL implements)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the records already in OUT/points instead of running them again")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     if args.tlps is not None and args.tlps < 10:
         parser.error(f"--tlps must be at least 10, not {args.tlps}")
     sims = args.sims or (["verilator", "icarus"] if args.quick else ["verilator"])
+    modes = args.modes or available_modes()
+    unsupported = sorted(set(modes) - set(available_modes()))
+    if unsupported:
+        parser.error(f"--modes {' '.join(unsupported)}: the RTL Bridge has no such mode")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = tasks(args.quick, sims, args.tlps, args.seed)
-    print(f"ber: {len(todo)} runs ({len(points(args.quick))} points x engines) on "
-          f"{args.jobs} worker(s), writing {out_dir}/", flush=True)
-    records, failed, start = [], [], time.monotonic()
+    todo = tasks(args.quick, sims, args.tlps, args.seed, modes)
+    records = []
+    if args.resume:
+        done_before = [t for t in todo if _record_path(t, out_dir).exists()]
+        records = [json.loads(_record_path(t, out_dir).read_text()) for t in done_before]
+        todo = [t for t in todo if t not in done_before]
+        print(f"ber: {len(records)} records reused from {out_dir}/points", flush=True)
+    print(f"ber: {len(todo)} runs ({len(points(args.quick))} points, modes {', '.join(modes)}) "
+          f"on {args.jobs} worker(s), writing {out_dir}/", flush=True)
+    failed, start = [], time.monotonic()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(run_task, task, out_dir): task for task in todo}
         for done, future in enumerate(as_completed(futures), 1):

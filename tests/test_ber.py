@@ -28,6 +28,32 @@ def test_tasks_give_each_point_every_engine():
     assert [t["engine"] for t in quick].count("rtl-icarus") == len(ber.ICARUS_POINTS)
 
 
+def test_selective_repeat_engines_are_named_apart():
+    both = ber.tasks(quick=True, sims=("verilator",), modes=("gbn", "sr"))
+    sr = [t for t in both if t["mode"] == "sr"]
+    assert {t["engine"] for t in sr} == {"rtl-verilator-sr", "model-sr"}
+    assert {t["point"]["name"] for t in sr} == set(ber.QUICK_SR_POINTS)
+    full = ber.tasks(quick=False, sims=("verilator",), modes=("gbn", "sr"))
+    assert len(full) == 4 * len(ber.points())
+
+
+def test_resume_reuses_written_records(tmp_path, monkeypatch):
+    """With --resume a record already in points/ is read back, not run again."""
+    task = ber.tasks(quick=True, sims=(), modes=("gbn",))[0]
+    path = ber._record_path(task, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record(engine="model", point=task["point"]["name"],
+                                      ber=task["point"]["ber"], wall_s=0.0, replays=0,
+                                      latency_p50_ns=None, latency_p99_ns=None)))
+    ran = []
+    monkeypatch.setattr(ber, "tasks", lambda *a, **k: [task])
+    monkeypatch.setattr(ber, "run_task", lambda *a, **k: ran.append(a))
+    ber.main(["--quick", "--resume", "--out", str(tmp_path), "--sims", "verilator",
+              "--modes", "gbn", "--jobs", "1"])
+    assert not ran
+    assert json.loads((tmp_path / "ber.json").read_text())["records"][0]["engine"] == "model"
+
+
 def point(name):
     return next(p for p in ber.points() if p["name"] == name)
 
@@ -71,6 +97,7 @@ def test_acceptance_fails_on_a_lost_tlp_and_on_low_goodput():
     (["--jobs", "0"], "--jobs must be at least 1"),
     (["--tlps", "3"], "--tlps must be at least 10"),
     (["--sims", "questa"], "invalid choice: 'questa'"),
+    (["--modes", "arq"], "invalid choice: 'arq'"),
 ])
 def test_cli_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
