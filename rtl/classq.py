@@ -79,6 +79,8 @@ class ClassQueues(wiring.Component):
       ``credits_enable`` clear credits are not checked (and still counted).
       ``credit_stall_cycles`` counts, per class, cycles in which the head
       waited for credits only.
+    * ``tlp_out_stamp`` is the stamp of the TLP on ``tlp_out`` (for the
+      packer's prefix and an :class:`~tlpoe.rtl.order_check.OrderChecker`).
     * ``reorder_illegally`` (elaboration parameter, tests only): NP and CPL
       heads ignore the posted stamps, so the arbiter makes illegal passes
       (B2a, D2a) whenever posted traffic waits; an ordering checker must
@@ -112,6 +114,7 @@ class ClassQueues(wiring.Component):
             "credits_consumed": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
+            "tlp_out_stamp": Out(stamp_bits),
         })
 
     def elaborate(self, platform):
@@ -207,6 +210,13 @@ class ClassQueues(wiring.Component):
         cur = Signal(2)
         active = Signal(2)
         m.d.comb += active.eq(Mux(busy, cur, pick))
+        cur_stamp = Signal(self.stamp_bits)
+        pick_stamp = Signal(self.stamp_bits)
+        with m.Switch(pick):
+            for k in range(3):
+                with m.Case(k):
+                    m.d.comb += pick_stamp.eq(heads[k].stamp)
+        m.d.comb += self.tlp_out_stamp.eq(Mux(busy, cur_stamp, pick_stamp))
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[active])
         m.d.comb += [
@@ -233,7 +243,8 @@ class ClassQueues(wiring.Component):
                     self.tlps_sent[k].eq(self.tlps_sent[k] + 1),
                 ]
         with m.If(granted):
-            m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick)]
+            m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
+                         cur_stamp.eq(pick_stamp)]
             with m.If(pick == P):
                 m.d.sync += p_out.eq(p_out + 1)
         with m.If(sent):

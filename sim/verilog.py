@@ -16,6 +16,7 @@ from amaranth.back import verilog
 
 from ..rtl.bridge import Bridge
 from ..rtl.classq import ClassQueues
+from ..rtl.order_check import OrderChecker
 from ..rtl.decapsulator import Decapsulator
 from ..rtl.deframer import Deframer
 from ..rtl.encapsulator import Encapsulator
@@ -47,6 +48,7 @@ CONFIGS = {
     "tlpoe_deframer": lambda: Deframer(DEFAULT_WIDTH),
     "tlpoe_unpacker": lambda: TlpUnpacker(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words),
     "tlpoe_classq": lambda: ClassQueues(DEFAULT_WIDTH),
+    "tlpoe_order_check": lambda: OrderChecker(DEFAULT_WIDTH),
     "tlpoe_encapsulator_w64": lambda: Encapsulator(64),
     "tlpoe_decapsulator_w64": lambda: Decapsulator(64),
     "tlpoe_encapsulator_w512_mtu9000": lambda: Encapsulator(512, mtu=9000),

@@ -1,5 +1,7 @@
-"""pyuvm testbench for :class:`tlpoe.rtl.classq.ClassQueues`: random TLPs of
-every class in, a credit-limited peer out, the ordering model as the judge.
+"""pyuvm testbench for :class:`tlpoe.rtl.classq.ClassQueues` with the
+:class:`~tlpoe.rtl.order_check.OrderChecker` on its egress
+(:class:`~tlpoe.rtl.order_check.CheckedQueues`): random TLPs of every class
+in, a credit-limited peer out, the ordering model as the judge of both.
 
 * The **peer** (:class:`CreditPeer`) is the far receiver: a buffer of
   ``buffer_hdr`` header and ``buffer_data`` data credits per class, drained
@@ -19,6 +21,11 @@ every class in, a credit-limited peer out, the ordering model as the judge.
   of the egress order against the ingress order; every TLP must leave once.
   With ``reorder_illegally`` (the test-only arbiter) violations must be found
   instead, all of cells B2a or D2a.
+* **The RTL checker** must agree with the model exactly: as many TLPs
+  flagged as the model finds TLPs that made an illegal pass, per cell, and
+  every TLP checked. The checker does not judge ID-Based Ordering (see
+  :mod:`tlpoe.rtl.order_check`), so its model is the same check with the
+  IDO bit cleared: a pass only IDO makes legal counts as flagged.
 """
 
 import collections
@@ -29,7 +36,8 @@ from cocotb.triggers import RisingEdge
 from pyuvm import ConfigDB, uvm_component, uvm_env, uvm_test
 
 from tlpoe.models.ordering import check_order
-from tlpoe.models.tlp import OrderingClass, Tlp, TlpType
+from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
+from tlpoe.rtl.order_check import CELLS as CHECK_CELLS
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
 from tlpoe.tb.params import tb_params
@@ -44,6 +52,13 @@ P = tb_params(width=64, seed=1, count=2000, workload="random", max_payload=128, 
 
 CLASSES = (OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION)
 HDR_BITS, DATA_BITS, LIMIT_BITS = 8, 16, 24
+
+
+def without_ido(raw):
+    """The TLP ``raw`` with Attr[2] (IDO) cleared: as the RTL checker judges it."""
+    tlp = Tlp.unpack(raw)
+    tlp.attr &= ~Attr.IDO
+    return tlp
 
 
 def data_credits(tlp):
@@ -138,6 +153,8 @@ class OrderJudge(uvm_component):
     def check_phase(self):
         result = check_order(self.ingress, self.egress)
         self.result = result
+        self.check_rtl_checker(check_order(*(map(without_ido, tlps)
+                                             for tlps in (self.ingress, self.egress))))
         cells = {c: n for c, n in result.cell_hits.items() if n}
         self.logger.info(f"{len(self.egress)} TLPs out, {result.passes} passes, "
                          f"{len(result.violations)} violations; cells {cells}")
@@ -150,6 +167,24 @@ class OrderJudge(uvm_component):
             tlps = [Tlp.unpack(t) for t in self.ingress]
             assert not result.violations, result.violations[0].describe(tlps)
             assert result.passes >= P["min_passes"], f"only {result.passes} passes"
+
+
+    def check_rtl_checker(self, result):
+        """The RTL OrderChecker's counters against the model's verdicts."""
+        dut = cocotb.top
+        flagged = {}
+        for v in result.violations:
+            flagged.setdefault(v.egress_index, v.cell)
+        by_cell = int(dut.check_by_cell.value)
+        rtl = {cell: (by_cell >> (32 * k)) & 0xFFFFFFFF for k, cell in enumerate(CHECK_CELLS)}
+        model = {cell: list(flagged.values()).count(cell) for cell in CHECK_CELLS}
+        self.logger.info(f"RTL checker: {int(dut.check_violations.value)} flagged {rtl}; "
+                         f"model: {model}")
+        assert int(dut.check_tlps_checked.value) == len(self.egress)
+        assert int(dut.check_violations.value) == len(flagged), (rtl, model)
+        assert rtl == model, (rtl, model)
+        assert int(dut.check_irq.value) == bool(flagged)
+        assert int(dut.check_stamp_errors.value) == 0
 
 
 class ClassqEnv(uvm_env):

@@ -1,9 +1,10 @@
-"""ClassQueues (P/NP/Cpl queues, ordering-aware arbiter, credits) on Icarus
-and Verilator, judged by the ordering model (tb/test_classq.py)."""
+"""ClassQueues (P/NP/Cpl queues, ordering-aware arbiter, credits) with the
+OrderChecker on its egress, on Icarus and Verilator, both judged by the
+ordering model (tb/test_classq.py)."""
 
 import pytest
 
-from tlpoe.rtl.classq import ClassQueues
+from tlpoe.rtl.order_check import CheckedQueues
 from tlpoe.sim.runner import run_cocotb, simulators
 
 MODULE = "tlpoe.tb.test_classq"
@@ -13,8 +14,8 @@ SIMS = simulators()
 
 
 def run(sim, name, illegal=False, **params):
-    return run_cocotb(sim, lambda: ClassQueues(64, depth=64, tlps=16, reorder_illegally=illegal),
-                      "classq", MODULE, build_key="classq-w64" + ("-illegal" if illegal else ""),
+    return run_cocotb(sim, lambda: CheckedQueues(64, depth=64, tlps=16, reorder_illegally=illegal),
+                      "checkedq", MODULE, build_key="checkedq-w64" + ("-illegal" if illegal else ""),
                       testcase="ClassqRandomTest", seed=SEED, run_name=name, params=params)
 
 
@@ -36,5 +37,6 @@ def test_posted_flows_while_np_starved_for_10000_cycles(sim):
 @pytest.mark.parametrize("sim", SIMS)
 def test_illegal_arbiter_is_caught(sim):
     """The test-only arbiter lets reads and completions pass posted writes: the
-    ordering model must find B2a/D2a violations."""
+    ordering model must find B2a/D2a violations, and the RTL checker flag
+    exactly those TLPs."""
     run(sim, "illegal", illegal=True, count=1000, expect_violations=True)

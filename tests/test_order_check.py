@@ -1,0 +1,171 @@
+"""OrderChecker (rtl/order_check.py) in amaranth.sim against the ordering
+model: never a flag on a legal reordering, a flag on every illegal pass, with
+its cell, stamp and tag."""
+
+import gc
+import random
+
+import pytest
+from amaranth.sim import Simulator
+
+from tlpoe.models.ordering import check_order, legal_pass
+from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
+from tlpoe.rtl.order_check import CELLS, OrderChecker
+from tlpoe.tb.bfm import StreamLayout, to_beats
+
+HOST, OTHER, GPU = 0x0100, 0x0300, 0x0200
+
+
+def traffic(seed, n):
+    """Posted writes, reads, and the split completions of earlier reads
+    (Byte Count falling to the final part), without IDO."""
+    rng = random.Random(seed)
+    out, open_reads, tag = [], [], 0
+    while len(out) < n:
+        kind = rng.random()
+        if kind < 0.45:
+            out.append(Tlp(TlpType.MWr, address=0x1000 * len(out), first_be=0xF, last_be=0xF,
+                           attr=Attr.RO if rng.random() < 0.2 else 0,
+                           requester_id=rng.choice([HOST, OTHER]),
+                           data=rng.randbytes(4 * rng.randint(1, 8))))
+        elif kind < 0.65 or not open_reads:
+            tag = (tag + 1) % 1024
+            requester = rng.choice([HOST, OTHER])
+            parts = rng.randint(1, 3)
+            out.append(Tlp(TlpType.MRd, address=0x8000 * tag, tag=tag, requester_id=requester,
+                           first_be=0xF, last_be=0xF, length=16 * parts))
+            open_reads.append([requester, tag, parts])
+        else:
+            read = rng.choice(open_reads)
+            requester, t, parts = read
+            out.append(Tlp(TlpType.CplD, requester_id=requester, tag=t, completer_id=GPU,
+                           attr=Attr.RO if rng.random() < 0.2 else 0,
+                           byte_count=64 * parts, data=rng.randbytes(64)))
+            read[2] -= 1
+            if not read[2]:
+                open_reads.remove(read)
+    return out
+
+
+def stamps(tlps):
+    """Posted TLPs before each one, in arrival order (what ClassQueues writes)."""
+    out, posted = [], 0
+    for tlp in tlps:
+        out.append(posted)
+        posted += tlp.ordering_class is OrderingClass.POSTED
+    return out
+
+
+def legal_shuffle(n, tlps, rng, depth=8):
+    waiting, order = list(range(n)), []
+    while waiting:
+        window = waiting[:depth]
+        choices = [k for k, i in enumerate(window)
+                   if all(legal_pass(tlps[i], tlps[j]) for j in window[:k])]
+        order.append(waiting.pop(rng.choice(choices)))
+    return order
+
+
+def run_checker(tlps, order, width, **kw):
+    """Feed the TLPs in ``order`` with their stamps; return the egress
+    positions flagged, with their cells, and the final outputs."""
+    dut = OrderChecker(width, **kw)
+    layout = StreamLayout.tlp(width)
+    stamp_of = stamps(tlps)
+    flagged, out = [], {}
+
+    async def bench(ctx):
+        for k, i in enumerate(order):
+            beats = to_beats(tlps[i].pack(), layout)
+            before = ctx.get(dut.violations)
+            for b, beat in enumerate(beats):
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.beat.as_value(), layout.pack(beat))
+                ctx.set(dut.stamp, stamp_of[i] if b == 0 else 0xDEAD)
+                await ctx.tick()
+            ctx.set(dut.valid, 0)
+            if ctx.get(dut.violations) != before:
+                flagged.append(k)
+        out.update(violations=ctx.get(dut.violations), irq=ctx.get(dut.irq),
+                   by_cell=[ctx.get(dut.by_cell[c]) for c in range(len(CELLS))],
+                   first=(ctx.get(dut.first_valid), ctx.get(dut.first_stamp),
+                          ctx.get(dut.first_tag), CELLS[ctx.get(dut.first_cell)]),
+                   checked=ctx.get(dut.tlps_checked), stamp_errors=ctx.get(dut.stamp_errors))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return flagged, out
+
+
+def expected_flags(tlps, order):
+    """The egress positions the checker must flag, per the model: the TLP
+    that passed for A2a/B2a/D2a; for D5b the earlier completion, which is
+    where the Byte Count is seen to rise."""
+    result = check_order(tlps, [tlps[i] for i in order])
+    position = {i: k for k, i in enumerate(order)}
+    flags = {}
+    for v in result.violations:
+        k = position[v.earlier] if v.cell == "D5b" else v.egress_index
+        flags.setdefault(k, v.cell)
+    return flags
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_legal_reordering_is_never_flagged(width):
+    rng = random.Random(width)
+    tlps = traffic(width, 600)
+    order = legal_shuffle(len(tlps), tlps, rng)
+    assert check_order(tlps, [tlps[i] for i in order]).ok
+    assert order != sorted(order)
+    flagged, out = run_checker(tlps, order, width)
+    assert flagged == [] and out["violations"] == 0 and not out["irq"]
+    assert out["checked"] == len(tlps) and out["stamp_errors"] == 0
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_every_illegal_pass_is_flagged_with_its_cell(width):
+    rng = random.Random(7 + width)
+    tlps = traffic(100 + width, 600)
+    order = legal_shuffle(len(tlps), tlps, rng)
+    injected = 0
+    for at in range(0, len(order) - 1, 7):           # illegal neighbour swaps
+        i, j = order[at], order[at + 1]
+        if i < j and not legal_pass(tlps[j], tlps[i]):
+            order[at], order[at + 1] = j, i
+            injected += 1
+    expected = expected_flags(tlps, order)
+    assert injected >= 20 and {"A2a", "B2a", "D2a"} <= set(expected.values())
+    flagged, out = run_checker(tlps, order, width)
+    assert flagged == sorted(expected)
+    assert out["by_cell"] == [list(expected.values()).count(c) for c in CELLS]
+    first = min(expected)
+    tlp = tlps[order[first]]
+    assert out["first"] == (1, stamps(tlps)[order[first]], tlp.tag, expected[first])
+    assert out["irq"] == 1
+
+
+def test_split_completions_out_of_order_are_d5b():
+    parts = [Tlp(TlpType.CplD, requester_id=HOST, tag=5, completer_id=GPU, byte_count=192 - 64 * k,
+                 data=bytes([k]) * 64) for k in range(3)]
+    flagged, out = run_checker(parts, [1, 0, 2], 256)
+    assert flagged == [1] and out["by_cell"][CELLS.index("D5b")] == 1
+    flagged, out = run_checker(parts, [0, 1, 2], 256)
+    assert flagged == []
+
+
+def test_irq_clears_and_a_stamp_seen_twice_is_a_stamp_error():
+    write = Tlp(TlpType.MWr, address=0x1000, first_be=0xF, data=bytes(4))
+    tlps = [write, Tlp(TlpType.MWr, address=0x2000, first_be=0xF, data=bytes(4))]
+    _, out = run_checker(tlps, [0, 0, 1], 64)
+    assert out["stamp_errors"] == 1 and out["violations"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("kw, name", [(dict(window=48), "window"), (dict(stamp_bits=6), "stamp_bits"),
+                                      (dict(tag_bits=9), "tag_bits")])
+def test_bad_parameters_name_themselves(kw, name):
+    with pytest.raises(ValueError, match=name):
+        OrderChecker(64, **kw)
+    gc.collect()
