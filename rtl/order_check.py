@@ -129,7 +129,7 @@ class OrderChecker(wiring.Component):
         m.d.comb += bytes_total.eq(Mux(byte_count == 0, 4096, byte_count))
         requester = Cat(dw2[8:16], dw2[0:8])            # completion: Requester ID
         tag = Signal(10)
-        tag_request = Cat(dw1[8:16], dw0[11], dw0[15])  # request: Tag[7:0], T8, T9
+        tag_request = Cat(dw1[16:24], dw0[11], dw0[15]) # request: Tag[7:0], T8, T9
         tag_cpl = Cat(dw2[16:24], dw0[11], dw0[15])
         m.d.comb += tag.eq(Mux(cls == CPL, tag_cpl, tag_request))
 

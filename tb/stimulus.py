@@ -10,10 +10,10 @@ import numpy as np
 from ..models import wire
 from ..models.frame import body_capacity, largest_tlp
 from ..models.pcap import read_nettlp
-from ..models.tlp import Tlp, TlpType, iter_random_tlps, tlp_size_from_header
+from ..models.tlp import Attr, Tlp, TlpType, iter_random_tlps, tlp_size_from_header
 
 __all__ = ["CAPTURES", "random_tlps", "size_extremes", "mtu_boundary", "capture_tlps",
-           "ingress_errors", "mwr_stream", "expected_after_ingress"]
+           "ingress_errors", "mwr_stream", "ordering_traffic", "expected_after_ingress"]
 
 #: The shared NetTLP captures, beside the repository (read in place).
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
@@ -124,6 +124,45 @@ def ingress_errors(mtu, seed=0):
 def mwr_stream(count, payload=256):
     """``count`` 64-bit memory writes of ``payload`` bytes: the bulk DMA case."""
     return [_mwr(16 + payload, i, tag=i % 256) for i in range(count)]
+
+
+def ordering_traffic(seed, count, *, ro=0.2, ido=0.1):
+    """``count`` TLPs (bytes) for the ordering rules: posted writes, reads,
+    and the split completions of earlier reads (up to three parts each,
+    their Byte Count falling to the final part), from two requesters, with
+    Relaxed Ordering and ID-Based Ordering on a fraction ``ro`` / ``ido``
+    of the writes and completions. Every cell of the ordering table occurs
+    between neighbours."""
+    rng = np.random.default_rng(seed)
+    requesters, completer = (0x0100, 0x0300), 0x0200
+    out, open_reads, tag = [], [], 0
+
+    def attr():
+        r = rng.random()
+        return Attr.RO if r < ro else Attr.IDO if r < ro + ido else Attr(0)
+
+    while len(out) < count:
+        kind = rng.random()
+        if kind < 0.45:
+            out.append(Tlp(TlpType.MWr, address=0x1000 * len(out), first_be=0xF, last_be=0xF,
+                           attr=attr(), requester_id=int(rng.choice(requesters)),
+                           data=rng.bytes(4 * int(rng.integers(1, 9)))))
+        elif kind < 0.65 or not open_reads:
+            tag = (tag + 1) % 1024
+            requester, parts = int(rng.choice(requesters)), int(rng.integers(1, 4))
+            out.append(Tlp(TlpType.MRd, address=0x8000 * tag, tag=tag, requester_id=requester,
+                           attr=Attr.IDO if rng.random() < ido else Attr(0),
+                           first_be=0xF, last_be=0xF, length=16 * parts))
+            open_reads.append([requester, tag, parts])
+        else:
+            read = open_reads[int(rng.integers(len(open_reads)))]
+            requester, t, parts = read
+            out.append(Tlp(TlpType.CplD, requester_id=requester, tag=t, completer_id=completer,
+                           attr=attr(), byte_count=64 * parts, data=rng.bytes(64)))
+            read[2] -= 1
+            if not read[2]:
+                open_reads.remove(read)
+    return [t.pack() for t in out]
 
 
 def expected_after_ingress(tlp, mtu):

@@ -29,6 +29,8 @@ in, a credit-limited peer out, the ordering model as the judge of both.
 """
 
 import collections
+import json
+from pathlib import Path
 
 import cocotb
 import pyuvm
@@ -43,15 +45,29 @@ from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.scoreboard import AnalysisImp
 from tlpoe.tb.sequences import StreamSequence
-from tlpoe.tb.stimulus import random_tlps
+from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 
-P = tb_params(width=64, seed=1, count=2000, workload="random", max_payload=128, valid_gap=0.1, backpressure=0.3,
+P = tb_params(width=64, seed=1, count=2000, workload="random", report="", max_payload=128, valid_gap=0.1, backpressure=0.3,
               buffer_hdr=16, buffer_data=256, drain_every=6, credit_delay=20,
               np_block_start=0, np_block_cycles=0, ro_enable=1, expect_violations=False,
               min_passes=1, drain_us=2000)
 
 CLASSES = (OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION)
 HDR_BITS, DATA_BITS, LIMIT_BITS = 8, 16, 24
+
+
+def flagged_per_cell(result):
+    """TLPs that made at least one illegal pass, per cell (of the first)."""
+    first = {}
+    for v in result.violations:
+        first.setdefault(v.egress_index, v.cell)
+    return {cell: list(first.values()).count(cell) for cell in CHECK_CELLS}
+
+
+def rtl_by_cell():
+    """The RTL checker's ``check_by_cell`` counters by cell name."""
+    value = int(cocotb.top.check_by_cell.value)
+    return {cell: (value >> (32 * k)) & 0xFFFFFFFF for k, cell in enumerate(CHECK_CELLS)}
 
 
 def without_ido(raw):
@@ -66,16 +82,21 @@ def data_credits(tlp):
 
 
 def workload():
-    """The TLPs offered: ``random`` (every type) or ``np_blocked``."""
+    """The TLPs offered: ``random`` (every type), ``ordering`` (writes,
+    reads and split completions with RO and IDO: every cell of the ordering
+    table between neighbours) or ``np_blocked``."""
     if P["workload"] == "random":
         return random_tlps(P["seed"], P["count"], max_payload=P["max_payload"])
+    if P["workload"] == "ordering":
+        return ordering_traffic(P["seed"], P["count"])
     if P["workload"] == "np_blocked":
         reads = [Tlp(TlpType.MRd, address=0x1000 * i, tag=i, first_be=0xF, last_be=0xF,
                      length=16).pack() for i in range(8)]
         writes = [Tlp(TlpType.MWr, address=0x10_0000 + 64 * i, first_be=0xF, last_be=0xF,
                       data=bytes([i % 256]) * 64).pack() for i in range(P["count"])]
         return reads + writes + reads
-    raise ValueError(f"workload must be 'random' or 'np_blocked', not {P['workload']!r}")
+    raise ValueError(f"workload must be 'random', 'ordering' or 'np_blocked', "
+                     f"not {P['workload']!r}")
 
 
 class CreditPeer(uvm_component):
@@ -153,8 +174,10 @@ class OrderJudge(uvm_component):
     def check_phase(self):
         result = check_order(self.ingress, self.egress)
         self.result = result
-        self.check_rtl_checker(check_order(*(map(without_ido, tlps)
-                                             for tlps in (self.ingress, self.egress))))
+        as_checked = check_order(*(map(without_ido, tlps) for tlps in (self.ingress, self.egress)))
+        if P["report"]:
+            self.write_report(result, as_checked)
+        self.check_rtl_checker(as_checked)
         cells = {c: n for c, n in result.cell_hits.items() if n}
         self.logger.info(f"{len(self.egress)} TLPs out, {result.passes} passes, "
                          f"{len(result.violations)} violations; cells {cells}")
@@ -169,21 +192,30 @@ class OrderJudge(uvm_component):
             assert result.passes >= P["min_passes"], f"only {result.passes} passes"
 
 
+    def write_report(self, result, as_checked):
+        """One run's record for ``make ordering`` (JSON at ``report``)."""
+        dut = cocotb.top
+        record = {
+            "tlps": len(self.egress), "passes": result.passes, "cell_hits": result.cell_hits,
+            "model_violations": flagged_per_cell(result),
+            "model_violations_without_ido": flagged_per_cell(as_checked),
+            "rtl_violations": int(dut.check_violations.value),
+            "rtl_by_cell": rtl_by_cell(),
+            "rtl_tlps_checked": int(dut.check_tlps_checked.value),
+            "missing": len(result.missing), "unexpected": len(result.unexpected),
+        }
+        Path(P["report"]).write_text(json.dumps(record, indent=2) + "\n")
+
     def check_rtl_checker(self, result):
         """The RTL OrderChecker's counters against the model's verdicts."""
         dut = cocotb.top
-        flagged = {}
-        for v in result.violations:
-            flagged.setdefault(v.egress_index, v.cell)
-        by_cell = int(dut.check_by_cell.value)
-        rtl = {cell: (by_cell >> (32 * k)) & 0xFFFFFFFF for k, cell in enumerate(CHECK_CELLS)}
-        model = {cell: list(flagged.values()).count(cell) for cell in CHECK_CELLS}
+        rtl, model = rtl_by_cell(), flagged_per_cell(result)
         self.logger.info(f"RTL checker: {int(dut.check_violations.value)} flagged {rtl}; "
                          f"model: {model}")
         assert int(dut.check_tlps_checked.value) == len(self.egress)
-        assert int(dut.check_violations.value) == len(flagged), (rtl, model)
+        assert int(dut.check_violations.value) == sum(model.values()), (rtl, model)
         assert rtl == model, (rtl, model)
-        assert int(dut.check_irq.value) == bool(flagged)
+        assert int(dut.check_irq.value) == bool(sum(model.values()))
         assert int(dut.check_stamp_errors.value) == 0
 
 

@@ -1,0 +1,146 @@
+"""``make ordering``: the ordering rules on the RTL, reported cell by cell.
+
+Two runs of the ordering bench (``tb/test_classq.py``: per-class queues
+with the RTL ordering checker on their egress, a credit-limited peer, the
+ordering model as judge), each a pure function of its parameters and seed,
+in a process pool:
+
+``legal``
+    the real arbiter over random writes, reads and split completions with
+    RO and IDO (``ordering`` workload): every cell of the table must be
+    hit, nothing flagged by the model or by the RTL checker;
+``illegal``
+    the test-only arbiter that lets reads and completions pass posted
+    writes: every illegal pass the model finds must be flagged by the RTL
+    checker (which also flags passes that only IDO makes legal: it cannot
+    judge IDO).
+
+Writes ``build/reports/ordering/``: ``ordering.json`` (``cells_total``,
+``cells_hit``, ``violations_injected``, ``violations_caught``,
+``false_positives``, ``tlps_checked`` and both runs' records) and
+``ordering.md`` (the table with hit counts). ``--quick`` (run by ``make
+test``) is the short mode. Exits 1 when a check fails, 2 on a bad argument.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ..models.ordering import CELL_IDS, table_markdown
+
+__all__ = ["RUNS", "run", "summarise", "main"]
+
+#: name -> (illegal arbiter, TLPs in full mode, TLPs in quick mode)
+RUNS = {"legal": (False, 100_000, 4_000), "illegal": (True, 20_000, 2_000)}
+
+
+def run(name, count, seed, sim, out_dir):
+    """One bench run; returns its record (see ``OrderJudge.write_report``)."""
+    from ..rtl.order_check import CheckedQueues
+    from .runner import run_cocotb
+    illegal = RUNS[name][0]
+    report = Path(out_dir).resolve() / f"{name}-{sim}-s{seed}.json"
+    start = time.monotonic()
+    run_cocotb(sim, lambda: CheckedQueues(256, depth=64, tlps=16, reorder_illegally=illegal),
+               "checkedq", "tlpoe.tb.test_classq",
+               build_key="checkedq-w256" + ("-illegal" if illegal else ""),
+               testcase="ClassqRandomTest", seed=seed, run_name=f"ordering-{name}-s{seed}",
+               params={"width": 256, "seed": seed, "count": count, "workload": "ordering",
+                       "drain_every": 2, "valid_gap": 0.05, "backpressure": 0.2,
+                       "expect_violations": illegal, "min_passes": 1, "drain_us": 100_000,
+                       "report": str(report)})
+    record = json.loads(report.read_text())
+    record.update(run=name, sim=sim, seed=seed, wall_s=round(time.monotonic() - start, 1))
+    return record
+
+
+def summarise(legal, illegal):
+    """The report's figures from the two runs' records."""
+    hits = legal["cell_hits"]
+    injected = sum(illegal["model_violations"].values())
+    ido_only = sum(illegal["model_violations_without_ido"].values()) - injected
+    return {
+        "cells_total": len(CELL_IDS),
+        "cells_hit": sum(1 for c in CELL_IDS if hits[c]),
+        "cell_hits": hits,
+        "violations_injected": injected,
+        "violations_caught": min(injected, illegal["rtl_violations"] - ido_only),
+        "flagged_ido_passes": ido_only,
+        "false_positives": legal["rtl_violations"] + sum(legal["model_violations"].values()),
+        "tlps_checked": legal["rtl_tlps_checked"] + illegal["rtl_tlps_checked"],
+        "passes_legal": legal["passes"],
+    }
+
+
+def checks(summary, legal, illegal):
+    return [
+        ("every cell of the ordering table hit",
+         summary["cells_hit"] == summary["cells_total"],
+         f"{summary['cells_hit']}/{summary['cells_total']}"),
+        ("every injected illegal pass caught by the RTL checker",
+         summary["violations_injected"] > 0
+         and summary["violations_caught"] == summary["violations_injected"],
+         f"{summary['violations_caught']}/{summary['violations_injected']}"),
+        ("no false positive over the legal run", summary["false_positives"] == 0,
+         f"{summary['false_positives']} over {legal['tlps']:,} TLPs"),
+        ("every TLP delivered once", not (legal["missing"] or legal["unexpected"]
+                                          or illegal["missing"] or illegal["unexpected"]), ""),
+    ]
+
+
+def markdown(summary, results, quick):
+    lines = ["# Ordering: per-class queues and the RTL checker" + (" (quick mode)" if quick else ""),
+             "", "| Check | Result | Detail |", "|---|---|---|"]
+    lines += [f"| {name} | {'pass' if ok else '**FAIL**'} | {detail} |"
+              for name, ok, detail in results]
+    lines += ["", f"TLPs checked: {summary['tlps_checked']:,}; legal passes made by the queues: "
+              f"{summary['passes_legal']:,}; IDO passes flagged by the checker (which cannot "
+              f"judge IDO): {summary['flagged_ido_passes']}.", "",
+              "## The table, with the pairs of TLPs met in each cell (legal run)", "",
+              table_markdown(summary["cell_hits"]), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tlpoe.sim.ordering",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the short mode `make test` runs")
+    parser.add_argument("--out", default="build/reports/ordering", help="report folder")
+    parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"ordering: {len(RUNS)} runs on {args.sim}, writing {out_dir}/", flush=True)
+    records = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {name: pool.submit(run, name, quick if args.quick else full, args.seed,
+                                     args.sim, out_dir)
+                   for name, (_, full, quick) in RUNS.items()}
+        for name, future in futures.items():
+            records[name] = future.result()
+            print(f"{name}: {records[name]['tlps']:,} TLPs, {records[name]['passes']:,} passes, "
+                  f"RTL flagged {records[name]['rtl_violations']} "
+                  f"({records[name]['wall_s']} s)", flush=True)
+    summary = summarise(records["legal"], records["illegal"])
+    results = checks(summary, records["legal"], records["illegal"])
+    (out_dir / "ordering.json").write_text(json.dumps(
+        {**summary, "quick": args.quick, "runs": records,
+         "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in results]},
+        indent=2) + "\n")
+    (out_dir / "ordering.md").write_text(markdown(summary, results, args.quick))
+    for name, ok, detail in results:
+        print(f"{'pass' if ok else 'FAIL'}: {name}: {detail}")
+    print(f"report: {out_dir / 'ordering.md'}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
