@@ -129,7 +129,9 @@ def mwr_stream(count, payload=256):
 def ordering_traffic(seed, count, *, ro=0.2, ido=0.1):
     """``count`` TLPs (bytes) for the ordering rules: posted writes, reads,
     and the split completions of earlier reads (up to three parts each,
-    their Byte Count falling to the final part), from two requesters, with
+    their Byte Count falling to the final part; at most 64 reads are
+    outstanding and a tag is not reused while its read is), from two
+    requesters, with
     Relaxed Ordering and ID-Based Ordering on a fraction ``ro`` / ``ido``
     of the writes and completions. Every cell of the ordering table occurs
     between neighbours."""
@@ -147,9 +149,12 @@ def ordering_traffic(seed, count, *, ro=0.2, ido=0.1):
             out.append(Tlp(TlpType.MWr, address=0x1000 * len(out), first_be=0xF, last_be=0xF,
                            attr=attr(), requester_id=int(rng.choice(requesters)),
                            data=rng.bytes(4 * int(rng.integers(1, 9)))))
-        elif kind < 0.65 or not open_reads:
-            tag = (tag + 1) % 1024
+        elif (kind < 0.65 and len(open_reads) < 64) or not open_reads:
             requester, parts = int(rng.choice(requesters)), int(rng.integers(1, 4))
+            busy = {t for r, t, _ in open_reads if r == requester}
+            tag = (tag + 1) % 1024
+            while tag in busy:          # a requester never reuses a tag still outstanding
+                tag = (tag + 1) % 1024
             out.append(Tlp(TlpType.MRd, address=0x8000 * tag, tag=tag, requester_id=requester,
                            attr=Attr.IDO if rng.random() < ido else Attr(0),
                            first_be=0xF, last_be=0xF, length=16 * parts))
