@@ -117,10 +117,11 @@ def test_link_down(sim):
 
 NETWORK = {"rate_gbps": 10, "latency_ns": 1000.0}
 
-#: SR's frames_retransmitted over GBN's for the same seed and 5% drops both
-#: ways. Measured 0.xx on both simulators; GBN resends about a round trip of
-#: frames per loss, SR the lost frame (plus those lost again).
-SR_OVER_GBN_RETRANSMITTED = 0.5
+#: The most SR may retransmit, as a fraction of what GBN retransmits for the
+#: same seed and 5% drops both ways. Measured: 7 / 57 = 0.12. GBN resends
+#: everything after the lost frame (here the window's worth in flight), SR
+#: the lost frame (and a timeout's oldest frame).
+SR_OVER_GBN_RETRANSMITTED = 0.3
 
 
 @pytest.mark.parametrize("sim", SIMS)

@@ -3,9 +3,12 @@ NAKs and NAK timer, the ReorderBuffer, and the ReplayBuffer's resend queue."""
 
 import random
 
+import pytest
 from amaranth.sim import Simulator
 
 from tlpoe.models.wire import FrameType
+from tlpoe.rtl.bridge import Bridge
+from tlpoe.rtl.decapsulator import Decapsulator
 from tlpoe.rtl.link_rx import LinkReceiver
 from tlpoe.rtl.reorder import ReorderBuffer
 from tlpoe.rtl.replay import ReplayBuffer
@@ -307,3 +310,22 @@ def test_a_nak_for_a_frame_not_sent_yet_is_ignored():
         assert sends[4:] == [2, 4, 5]           # the resend first
         assert ctx.get(dut.replays_nak) == 1 and ctx.get(dut.frames_retransmitted) == 1
     replay(bench, frames=6)
+
+
+# --- parameters -----------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("make, name", [
+    (lambda: Bridge(64, mode="sw"), "mode"),
+    (lambda: ReplayBuffer(64, mode=None), "mode"),
+    (lambda: LinkReceiver(max_words=8, mode="SR"), "mode"),
+    (lambda: ReplayBuffer(64, window=1, mode="sr"), "window"),
+    (lambda: LinkReceiver(max_words=8, window=6, mode="sr"), "window"),
+    (lambda: LinkReceiver(max_words=8, seq_bits=4, window=8, mode="sr"), "window"),
+    (lambda: ReorderBuffer(64, max_words=8, window=1), "window"),
+    (lambda: Decapsulator(64, reorder=ReorderBuffer(64, max_words=8, window=2)), "reorder"),
+])
+def test_bad_parameter_names_itself(make, name):
+    with pytest.raises(ValueError, match=name):
+        make()
