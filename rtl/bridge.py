@@ -9,7 +9,7 @@ from ..models.frame import DropReason
 from .decapsulator import Decapsulator
 from .deframer import frame_words
 from .framer import Framer
-from .link_params import check_mode
+from .link_common import check_mode
 from .link_rx import LinkReceiver
 from .packer import TlpPacker
 from .reorder import ReorderBuffer

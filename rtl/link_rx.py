@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from .deframer import RxDesc
-from .link_params import check_mode, check_window
+from .link_common import check_mode, check_window, first_of
 from .reorder import ReorderDesc
 
 __all__ = ["LinkReceiver"]
@@ -219,10 +219,7 @@ class LinkReceiver(wiring.Component):
         held = Signal(W)                # bit d: frame expected + d is held (bit 0 stays 0)
         top = Signal(range(W + 1))      # 1 + distance of the highest held frame; 0: none
         release = Signal(range(W))      # held frames right after expected
-        m.d.comb += release.eq(W - 1)
-        for d in reversed(range(1, W)):
-            with m.If(~held[d]):
-                m.d.comb += release.eq(d - 1)
+        m.d.comb += release.eq(first_of(held[1:], 0, W - 1))
         near = Signal()                 # ahead within the window
         again = Signal()                # ... and held already
         store = Signal()

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from .framer import TxDesc
-from .link_params import check_mode, check_window
+from .link_common import check_mode, check_window, first_of
 from .packer import FrameDesc
 from .streams import check_width
 
@@ -235,9 +235,7 @@ class ReplayBuffer(wiring.Component):
             queued = Signal(self.window)    # the same after this cycle's ACK: new_head + i
             m.d.comb += queued.eq(resend >> mod(new_head - head, "released"))
             first = Signal(range(self.window))     # the lowest queued
-            for i in reversed(range(self.window)):
-                with m.If(queued[i]):
-                    m.d.comb += first.eq(i)
+            m.d.comb += first.eq(first_of(queued, 1, 0))
             seq_out = Signal(n)
             m.d.comb += seq_out.eq(Mux(queued != 0, new_head + first, ptr))
         stored = desc_r.data

@@ -1,8 +1,11 @@
-"""Parameter checks shared by the link layer's blocks."""
+"""What the link layer's blocks share: parameter checks and a priority
+encoder."""
+
+from amaranth.hdl import Mux
 
 from ..models.link import MODES
 
-__all__ = ["MODES", "check_mode", "check_window"]
+__all__ = ["MODES", "check_mode", "check_window", "first_of"]
 
 
 def check_mode(mode):
@@ -22,3 +25,15 @@ def check_window(window, seq_bits, mode="gbn"):
         raise ValueError(f"window must be a power of two below 2**(seq_bits-1) = "
                          f"{2 ** (seq_bits - 1)}{least}, not {window!r}")
     return window
+
+
+def first_of(bits, value, none):
+    """The index of the lowest bit of ``bits`` that equals ``value`` (0 or
+    1), or ``none`` when no bit does: a chain of multiplexers, so the
+    emitted Verilog is continuous assignments (an ``always @*`` block whose
+    inputs keep their initial values may never run in Icarus, leaving its
+    output X)."""
+    index = none
+    for i in reversed(range(len(bits))):
+        index = Mux(bits[i] == value, i, index)
+    return index
