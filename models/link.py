@@ -46,7 +46,8 @@ checks (a frame that fails them is dropped and counted by
           ``seq - 1``), NAK ``seq = s``. A NAK still queued when its frame
           arrives is not sent. Each missing number is NAK'd again
           ``nak_timeout_ns`` after its last NAK while it is still missing
-          (the RTL keeps a NAK time per reorder-buffer slot). ``d >= window``
+          (the RTL approximates this with one timer on the lowest missing
+          number: docs/link-layer.md, difference 23). ``d >= window``
           cannot come from a conforming sender: dropped (``out_of_window``).
     The receiver does not check ``channel`` (demultiplexing by channel is the
     decapsulator's job); CREDIT and KEEPALIVE frames only contribute their ack.

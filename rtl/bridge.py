@@ -9,8 +9,10 @@ from ..models.frame import DropReason
 from .decapsulator import Decapsulator
 from .deframer import frame_words
 from .framer import Framer
+from .link_common import check_mode
 from .link_rx import LinkReceiver
 from .packer import TlpPacker
+from .reorder import ReorderBuffer
 from .replay import ReplayBuffer
 from .streams import check_width, frame_stream, tlp_stream
 
@@ -24,10 +26,13 @@ LINK_COUNTERS = (
     ("link_rx", "frames_accepted"), ("link_rx", "duplicates"), ("link_rx", "out_of_order"),
     ("link_rx", "naks_repeated"),
 )
+#: Counters of selective repeat only (``mode="sr"``).
+SR_COUNTERS = (("link_rx", "out_of_order_buffered"),)
 
 
 class Bridge(wiring.Component):
-    """The bridge's TLP path with a go-back-N reliable link (see ``docs/``).
+    """The bridge's TLP path with a reliable link (see ``docs/``), go-back-N
+    or selective repeat.
 
     Transmit: ``tlp_in`` → :class:`TlpPacker` → :class:`ReplayBuffer` (keeps
     each frame until acknowledged; replays on NAK or timeout) →
@@ -35,6 +40,13 @@ class Bridge(wiring.Component):
     :class:`Decapsulator` (checks, drops by reason), with a
     :class:`LinkReceiver` on its verdicts (sequence check, duplicate discard,
     ACK/NAK requests) → ``tlp_out``.  Every frame sent carries the receive side's cumulative ack.
+
+    ``mode`` (elaboration time): ``"gbn"`` (go-back-N: a NAK or the replay
+    timer resends every unacknowledged frame from the one named; frames after
+    a gap are discarded) or ``"sr"`` (selective repeat: only the frame named
+    is resent; frames after a gap wait in a :class:`ReorderBuffer` of
+    ``window`` frames between the Decapsulator's FIFOs and its unpacker, and
+    the ``out_of_order_buffered`` counter counts them).
 
     Parameters: those of the blocks (``width``, ``mtu``, ``window``,
     ``seq_bits``, ``max_retries``, ``replay_timeout``, ``nak_timeout``,
@@ -55,17 +67,24 @@ class Bridge(wiring.Component):
 
     def __init__(self, width=256, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
-                 flush_timeout=64, ethertype=wire.ETHERTYPE):
+                 flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn"):
+        check_mode(mode)
         check_width(width)
-        self.width = width
+        self.width, self.mode = width, mode
         self.packer = TlpPacker(width, mtu=mtu, flush_timeout=flush_timeout)
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
-                                   max_retries=max_retries, replay_timeout=replay_timeout)
+                                   max_retries=max_retries, replay_timeout=replay_timeout,
+                                   mode=mode)
         self.framer = Framer(width, ethertype=ethertype)
-        self.link_rx = LinkReceiver(max_words=frame_words(width, mtu), seq_bits=seq_bits,
+        max_words = frame_words(width, mtu)
+        self.link_rx = LinkReceiver(max_words=max_words, seq_bits=seq_bits,
                                     ack_every=ack_every, ack_delay=ack_delay,
-                                    nak_timeout=nak_timeout)
-        self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx)
+                                    nak_timeout=nak_timeout, mode=mode, window=window)
+        reorder = ReorderBuffer(width, max_words=max_words, window=window) if mode == "sr" \
+            else None
+        self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
+                                  reorder=reorder)
+        self.counters = LINK_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "frame_out": Out(frame_stream(width)),
@@ -86,7 +105,7 @@ class Bridge(wiring.Component):
             "good_frames": Out(32),
             "control_frames": Out(32),
             "tlps_out": Out(32),
-            **{name: Out(32) for _, name in LINK_COUNTERS},
+            **{name: Out(32) for _, name in self.counters},
         })
 
     def elaborate(self, platform):
@@ -136,6 +155,6 @@ class Bridge(wiring.Component):
             self.control_frames.eq(decap.control_frames),
             self.tlps_out.eq(decap.tlps_out),
         ]
-        for block, name in LINK_COUNTERS:
+        for block, name in self.counters:
             m.d.comb += getattr(self, name).eq(getattr(getattr(self, block), name))
         return m

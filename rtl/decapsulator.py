@@ -26,7 +26,10 @@ class Decapsulator(wiring.Component):
 
     ``verdict`` (optional): a stage on each frame's verdict between the checks
     and delivery, such as the link layer's
-    :class:`~tlpoe.rtl.link_rx.LinkReceiver`.
+    :class:`~tlpoe.rtl.link_rx.LinkReceiver`.  ``reorder`` (optional, with a
+    ``verdict``): a stage between the receive FIFOs and the unpacker that
+    acts on the verdict's descriptors, such as the selective-repeat link's
+    :class:`~tlpoe.rtl.reorder.ReorderBuffer`.
 
     Store and forward: a frame's TLPs leave only after its CRC and structure
     are checked; a malformed frame is counted and dropped, and the frame after
@@ -34,13 +37,20 @@ class Decapsulator(wiring.Component):
     at the MTU) and then backpressures ``frame``.
     """
 
-    def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE, verdict=None):
+    def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE, verdict=None,
+                 reorder=None):
         check_width(width)
+        if reorder is not None and verdict is None:
+            raise ValueError("reorder needs a verdict stage")
         self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype)
         # An optional stage between the checks and delivery that may withdraw a
         # frame's ``good`` (the link layer's sequence check): a component with
         # ``rx`` in and ``out`` out, both RxDesc streams.
         self.verdict = verdict
+        # An optional stage between the FIFOs and the unpacker: ``desc`` (the
+        # verdict's descriptors) and ``words`` in, ``out_desc`` (RxDesc) and
+        # ``out_words`` out.
+        self.reorder = reorder
         self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
         self.width = width
         self.mtu = mtu
@@ -59,18 +69,24 @@ class Decapsulator(wiring.Component):
         m.submodules.unpacker = unpacker = self.unpacker
         depth = 2 * deframer.max_words + 2
         m.submodules.body = body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
-        m.submodules.descs = descs = fifo.SyncFIFOBuffered(
-            width=RxDesc(deframer.max_words).size, depth=16)
+        layout = RxDesc(deframer.max_words) if self.verdict is None else \
+            self.verdict.out.payload.shape()
+        m.submodules.descs = descs = fifo.SyncFIFOBuffered(width=layout.size, depth=16)
         connect(m, flipped(self.frame), deframer.frame)
         connect(m, deframer.words, body.w_stream)
-        connect(m, body.r_stream, unpacker.words)
+        sink = unpacker if self.reorder is None else self.reorder    # what the FIFOs feed
+        connect(m, body.r_stream, sink.words)
         if self.verdict is None:
             connect(m, deframer.desc, descs.w_stream)
         else:
             m.submodules.verdict = self.verdict
             connect(m, deframer.desc, self.verdict.rx)
             connect(m, self.verdict.out, descs.w_stream)
-        connect(m, descs.r_stream, unpacker.desc)
+        connect(m, descs.r_stream, sink.desc)
+        if self.reorder is not None:
+            m.submodules.reorder = self.reorder
+            connect(m, self.reorder.out_desc, unpacker.desc)
+            connect(m, self.reorder.out_words, unpacker.words)
         connect(m, unpacker.tlp, flipped(self.tlp))
         m.d.comb += [
             self.drops.eq(deframer.drops),

@@ -1,4 +1,5 @@
-"""Replay buffer and transmit scheduler of the link layer (go-back-N)."""
+"""Replay buffer and transmit scheduler of the link layer (go-back-N or
+selective repeat)."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -7,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from .framer import TxDesc
+from .link_common import check_mode, check_window, first_of
 from .packer import FrameDesc
 from .streams import check_width
 
@@ -30,33 +32,43 @@ class ReplayBuffer(wiring.Component):
     receiver's cumulative ``rx_ack`` (``rx_ack_valid`` sets flag bit 0).
 
     Acknowledgements (``ack_in``: cumulative, from the peer's frames) release
-    slots.  ``nak_in`` (resend from ``nak_seq``) and the replay timer
-    (``replay_timeout`` cycles without progress while sent frames are unacknowledged)
-    rewind ``send_ptr`` to replay every unacknowledged frame from there
-    (go-back-N).  After ``max_retries`` consecutive timer expiries without
-    progress the link goes down: ``link_down`` stays set (and nothing more is
-    sent) until reset, and ``link_down_events`` counts it.
+    slots.  ``nak_in`` (for ``nak_seq``) and the replay timer
+    (``replay_timeout`` cycles without progress while sent frames are
+    unacknowledged) are replay events, which ``mode`` handles:
+
+    * ``"gbn"`` (go-back-N): the NAK for an unacknowledged ``s`` rewinds
+      ``send_ptr`` to ``s``, an expiry to the oldest unacknowledged frame, and
+      every frame from there is sent again in order;
+    * ``"sr"`` (selective repeat): the NAK for a sent, unacknowledged ``s``
+      queues frame ``s`` alone for resending, an expiry the oldest
+      unacknowledged frame alone.  The queue is a bitmap of ``window`` bits,
+      one per unacknowledged frame (a frame is queued at most once); queued
+      frames go before new DATA frames, the lowest sequence number first.
+
+    After ``max_retries`` consecutive timer expiries without progress the link
+    goes down: ``link_down`` stays set (and nothing more is sent) until
+    reset, and ``link_down_events`` counts it.
 
     Sequence numbers are ``seq_bits`` wide and wrap; ``window`` (a power of two
-    below ``2**(seq_bits-1)``) is the replay buffer depth in frames.
+    below ``2**(seq_bits-1)``, at least 2 in selective repeat) is the replay
+    buffer depth in frames.
     """
 
     def __init__(self, width, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
-                 replay_timeout=4096):
+                 replay_timeout=4096, mode="gbn"):
+        check_mode(mode)
         check_width(width)
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
         if not 2 <= seq_bits <= 32:
             raise ValueError(f"seq_bits must be 2..32, not {seq_bits!r}")
-        if window < 1 or window & (window - 1) or window >= 2 ** (seq_bits - 1):
-            raise ValueError(f"window must be a power of two below 2**(seq_bits-1) = "
-                             f"{2 ** (seq_bits - 1)}, not {window!r}")
+        check_window(window, seq_bits, mode)
         if not 1 <= max_retries <= 255:
             raise ValueError(f"max_retries must be 1..255, not {max_retries!r}")
         if not 1 <= replay_timeout < 2 ** 24:
             raise ValueError(f"replay_timeout must be 1..2**24-1 cycles, not {replay_timeout!r}")
         self.width, self.mtu, self.window, self.seq_bits = width, mtu, window, seq_bits
-        self.max_retries = max_retries
+        self.max_retries, self.mode = max_retries, mode
         wb = width // 8
         body_words = -(-(wire.HEADER_LEN + wire.body_capacity(mtu)) // wb)
         self.slot_words = 1 << (body_words - 1).bit_length()
@@ -93,6 +105,7 @@ class ReplayBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, wb, n = self.width, self.width // 8, self.seq_bits
+        gbn = self.mode == "gbn"
         slot_bits = (self.window - 1).bit_length()
         word_bits = (self.slot_words - 1).bit_length()
         first_word = wire.HEADER_LEN // wb
@@ -152,21 +165,27 @@ class ReplayBuffer(wiring.Component):
         m.d.comb += new_head.eq(Mux(ack_ok, self.ack_seq + 1, head))
         progress = Signal()
         m.d.comb += progress.eq(ack_ok)
-        nak_ok = Signal()
+        nak_ok = Signal()       # go-back-N: s unacknowledged; selective repeat: s sent too
         outstanding = mod(tail - new_head, "outstanding")     # after this cycle's ACK
-        m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, outstanding))
+        if gbn:
+            m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, outstanding))
 
         timer = Signal(24)
         retries = Signal(8)
         expired = Signal()
         awaiting = Signal()     # frames sent and not yet acknowledged
         m.d.comb += expired.eq(awaiting & (timer >= self.replay_timeout))
-        rewind = Signal()
-        rewind_to = Signal(n)
+        rewind = Signal()       # a replay event (in go-back-N a rewind to rewind_to)
+        if gbn:
+            rewind_to = Signal(n)
         with m.If(nak_ok & ~self.link_down):
-            m.d.comb += [rewind.eq(1), rewind_to.eq(self.nak_seq)]
+            m.d.comb += rewind.eq(1)
+            if gbn:
+                m.d.comb += rewind_to.eq(self.nak_seq)
         with m.Elif(expired & ~self.link_down):
-            m.d.comb += [rewind.eq(1), rewind_to.eq(new_head)]
+            m.d.comb += rewind.eq(1)
+            if gbn:
+                m.d.comb += rewind_to.eq(new_head)
 
         m.d.sync += head.eq(new_head)
         with m.If(progress | ~awaiting | rewind):
@@ -208,10 +227,21 @@ class ReplayBuffer(wiring.Component):
         # send_ptr never trails head (an ACK may overtake a replay)
         ptr = Signal(n)
         m.d.comb += ptr.eq(Mux(within(send_ptr, new_head, outstanding + 1), send_ptr, new_head))
+        if gbn:
+            seq_out = ptr       # the DATA frame offered
+        else:
+            # selective repeat: frames queued for resending go before new ones
+            resend = Signal(self.window)    # bit i: frame head + i is queued
+            queued = Signal(self.window)    # the same after this cycle's ACK: new_head + i
+            m.d.comb += queued.eq(resend >> mod(new_head - head, "released"))
+            first = Signal(range(self.window))     # the lowest queued
+            m.d.comb += first.eq(first_of(queued, 1, 0))
+            seq_out = Signal(n)
+            m.d.comb += seq_out.eq(Mux(queued != 0, new_head + first, ptr))
         stored = desc_r.data
-        m.d.comb += desc_r.addr.eq(slot(ptr))
+        m.d.comb += desc_r.addr.eq(slot(seq_out))
         have_data = Signal()
-        m.d.comb += have_data.eq(ptr != tail)
+        m.d.comb += have_data.eq(seq_out != tail)
         out = self.tx_desc.payload
         m.d.comb += [
             out.flags.eq(Mux(self.rx_ack_valid, FLAG_ACK_VALID, 0)),
@@ -224,7 +254,7 @@ class ReplayBuffer(wiring.Component):
         with m.Elif(ack_only):
             m.d.comb += out.frame_type.eq(wire.FrameType.ACK)
         with m.Else():
-            m.d.comb += [out.frame_type.eq(wire.FrameType.DATA), out.seq.eq(ptr),
+            m.d.comb += [out.frame_type.eq(wire.FrameType.DATA), out.seq.eq(seq_out),
                          out.count.eq(stored.count), out.length.eq(stored.length)]
         m.d.comb += self.tx_desc.valid.eq(reader_idle & ~self.link_down & ~rewind &
                                           (self.send_nak | self.send_ack | have_data))
@@ -237,28 +267,46 @@ class ReplayBuffer(wiring.Component):
             self.sent_nak.eq(sent & self.send_nak),
         ]
         retransmit = Signal()
-        # A frame is a retransmission when it was sent before: ptr below the
+        # A frame is a retransmission when it was sent before: below the
         # highest sequence sent so far.
         high = Signal(n)        # one past the highest sequence ever sent
         sent_span = mod(high - new_head, "sent_span")
-        m.d.comb += [retransmit.eq(within(ptr, new_head, sent_span)),
+        m.d.comb += [retransmit.eq(within(seq_out, new_head, sent_span)),
                      awaiting.eq(sent_span != 0)]
+        if not gbn:
+            m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, sent_span))
 
+        # In selective repeat nothing is sent in a replay event's cycle (tx_desc
+        # is held off), so its send_ptr keeps still then.
         with m.If(rewind):
-            m.d.sync += send_ptr.eq(rewind_to)
+            if gbn:
+                m.d.sync += send_ptr.eq(rewind_to)
         with m.Elif(sent & is_data):
-            m.d.sync += send_ptr.eq(ptr + 1)
+            if gbn:
+                m.d.sync += send_ptr.eq(ptr + 1)
             with m.If(~retransmit):
-                m.d.sync += high.eq(ptr + 1)
+                m.d.sync += high.eq(seq_out + 1)
+                if not gbn:
+                    m.d.sync += send_ptr.eq(seq_out + 1)
             with m.Else():
                 m.d.sync += self.frames_retransmitted.eq(self.frames_retransmitted + 1)
         with m.Else():
             m.d.sync += send_ptr.eq(ptr)
+        if not gbn:
+            m.d.sync += resend.eq(queued)
+            with m.If(rewind):
+                with m.If(nak_ok):
+                    offset = mod(self.nak_seq - new_head, "nak_offset")[:slot_bits]
+                    m.d.sync += resend.eq(queued | (Const(1, 1) << offset))
+                with m.Else():
+                    m.d.sync += resend.eq(queued | 1)       # the oldest
+            with m.Elif(sent & is_data & retransmit):
+                m.d.sync += resend.eq(queued & ~(Const(1, 1) << first))
         with m.If(sent & is_data):
             body_words = ((wire.HEADER_LEN + stored.length + wb - 1) >> (wb.bit_length() - 1)) \
                 - first_word
             m.d.sync += [words_left.eq(body_words),
-                         rd_addr.eq(Cat(Const(0, word_bits), slot(ptr)) if slot_bits else 0)]
+                         rd_addr.eq(Cat(Const(0, word_bits), slot(seq_out)) if slot_bits else 0)]
         with m.If(sent & self.send_nak):
             m.d.sync += self.naks_sent.eq(self.naks_sent + 1)
         with m.Elif(sent & ack_only):

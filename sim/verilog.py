@@ -24,6 +24,7 @@ from ..rtl.framer import Framer
 from ..rtl.link_rx import LinkReceiver
 from ..rtl.loopback import Loopback
 from ..rtl.packer import TlpPacker
+from ..rtl.reorder import ReorderBuffer
 from ..rtl.replay import ReplayBuffer
 from ..rtl.unpacker import TlpUnpacker
 from .runner import verilator_bin
@@ -35,11 +36,15 @@ DEFAULT_WIDTH = 256
 
 #: name -> factory of the elaboratable. The default configuration is
 #: ``tlpoe_bridge``: one bridge (both directions of the TLP path and the
-#: go-back-N link layer) at 256 bits, MTU 1500, window 16, 12-bit sequences.
+#: go-back-N link layer) at 256 bits, MTU 1500, window 16, 12-bit sequences;
+#: ``tlpoe_bridge_sr`` is the same with selective repeat.
 CONFIGS = {
     "tlpoe_bridge": lambda: Bridge(DEFAULT_WIDTH),
+    "tlpoe_bridge_sr": lambda: Bridge(DEFAULT_WIDTH, mode="sr"),
     "tlpoe_replay": lambda: ReplayBuffer(DEFAULT_WIDTH),
     "tlpoe_link_rx": lambda: LinkReceiver(max_words=Deframer(DEFAULT_WIDTH).max_words),
+    "tlpoe_reorder": lambda: ReorderBuffer(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words,
+                                           window=16),
     "tlpoe_loopback": lambda: Loopback(DEFAULT_WIDTH),
     "tlpoe_encapsulator": lambda: Encapsulator(DEFAULT_WIDTH),
     "tlpoe_decapsulator": lambda: Decapsulator(DEFAULT_WIDTH),

@@ -76,10 +76,10 @@ class LinkCoverage(uvm_component):
     def observe(self, obs):
         if obs.verdict is Verdict.DUPLICATE:
             _cover("duplicate")
-        elif obs.verdict is Verdict.OUT_OF_ORDER:
+        elif obs.verdict in (Verdict.OUT_OF_ORDER, Verdict.BUFFERED):
             _cover("out_of_order")
-        elif obs.verdict is Verdict.ACCEPTED and obs.accepted % self.modulus == 0:
-            _cover("seq_wrap")
+        elif obs.verdict is Verdict.ACCEPTED and obs.accepted % self.modulus < obs.in_order:
+            _cover("seq_wrap")          # expected passed 0 (by 1 + frames released)
 
     def read(self, side):
         return {name: int(getattr(self.dut, f"{side}_{name}").value) for name in self.last[side]}

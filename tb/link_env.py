@@ -41,12 +41,14 @@ from .link_oracle import ReceiverOracle, SenderChecker
 from .loopback_env import TlpScoreboard
 from .scoreboard import AnalysisImp, Scoreboard
 
-__all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS"]
+__all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS", "SR_COUNTERS"]
 
 COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays_nak",
             "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
             "naks_sent", "frames_accepted", "duplicates", "out_of_order",
             "naks_repeated", "window_full_cycles", "link_down")
+#: The counters a selective-repeat bridge (``mode="sr"``) adds.
+SR_COUNTERS = ("out_of_order_buffered",)
 
 
 class NetworkWire(uvm_component):
@@ -120,13 +122,15 @@ class NetworkWire(uvm_component):
             self.handed_ap.write(StreamItem("handed", frame))
 
 
-def read_bridge_counters(dut, side):
-    """Counters of bridge ``side`` ("a" or "b"), ``drops`` as {DropReason: n}."""
+def read_bridge_counters(dut, side, mode="gbn"):
+    """Counters of bridge ``side`` ("a" or "b") in link ``mode``, ``drops`` as
+    {DropReason: n}."""
     drops = int(getattr(dut, f"{side}_drops").value)
     by_reason = {r: (drops >> (32 * r)) & 0xFFFFFFFF for r in DropReason}
+    names = COUNTERS + (SR_COUNTERS if mode == "sr" else ())
     return {"drops": by_reason,
             **{f"drops_{r.name}": n for r, n in by_reason.items()},
-            **{name: int(getattr(dut, f"{side}_{name}").value) for name in COUNTERS}}
+            **{name: int(getattr(dut, f"{side}_{name}").value) for name in names}}
 
 
 class LinkEnv(uvm_env):
@@ -174,7 +178,8 @@ class LinkEnv(uvm_env):
                 dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True,
                 ready_fn=wire.mac_ready))
             setattr(self, f"{src}_wire", out)
-        config = LinkConfig(mode="gbn", seq_bits=p["seq_bits"], window=p["window"], mtu=p["mtu"])
+        config = LinkConfig(mode=p["mode"], seq_bits=p["seq_bits"], window=p["window"],
+                            mtu=p["mtu"])
         self.oracles, self.checkers, self.oracle_scoreboards = {}, {}, {}
         for peer, side in (("b", "a"), ("a", "b")):
             oracle = ReceiverOracle(f"oracle_{side}", self, config, self.wires[peer + side].driver)

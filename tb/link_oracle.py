@@ -40,19 +40,24 @@ class Verdict(enum.Enum):
     DROPPED = "dropped"              #: fails a frame check (``reason``)
     CONTROL = "control"              #: ACK, NAK, CREDIT or KEEPALIVE that passes them
     ACCEPTED = "accepted"            #: DATA in order: its TLPs are delivered
-    DUPLICATE = "duplicate"          #: DATA behind the expected sequence number
-    OUT_OF_ORDER = "out_of_order"    #: DATA ahead of it (after a gap)
+    DUPLICATE = "duplicate"          #: DATA behind the expected sequence number (or held)
+    OUT_OF_ORDER = "out_of_order"    #: DATA ahead of it: after a gap (go-back-N), beyond
+                                     #: the window (selective repeat)
+    BUFFERED = "buffered"            #: selective repeat: DATA ahead of it, held
 
 
 class Observation(NamedTuple):
     """The model receiver's verdict on the ``index``-th frame handed to a
     bridge. ``frame`` is the decoded frame (None when dropped); ``accepted``
-    counts the frames accepted in order up to and including this one."""
+    counts the frames accepted in order up to and including this one, and
+    ``in_order`` those this one accepted (itself and, in selective repeat,
+    the held frames it released)."""
     index: int
     verdict: Verdict
     reason: DropReason | None
     frame: object
     accepted: int
+    in_order: int = 0
 
 
 class _Violations:
@@ -108,25 +113,28 @@ class ReceiverOracle(uvm_component):
 
     def write(self, item):
         mask = self.config.modulus - 1
-        reason, frame, tlps = None, None, []
+        reason, frame, tlps, in_order = None, None, [], 0
         try:
             frame = decode_frame(item.data, ethertype=self.config.ethertype, mtu=self.config.mtu)
         except FrameError as error:
             verdict, reason = Verdict.DROPPED, error.reason
         else:
             if frame.frame_type is FrameType.DATA:
-                duplicates = self.counters.duplicates_discarded
+                c, expected = self.counters, self.receiver.expected
+                before = (c.duplicates_discarded, c.out_of_order_buffered)
                 tlps = self.receiver.on_data(frame.seq & mask, frame.tlps, get_sim_time("ns"))
-                verdict = (Verdict.ACCEPTED if tlps else
-                           Verdict.DUPLICATE if self.counters.duplicates_discarded != duplicates
+                in_order = (self.receiver.expected - expected) & mask   # 1 + frames released
+                verdict = (Verdict.ACCEPTED if in_order else
+                           Verdict.DUPLICATE if c.duplicates_discarded != before[0] else
+                           Verdict.BUFFERED if c.out_of_order_buffered != before[1]
                            else Verdict.OUT_OF_ORDER)
             else:
                 verdict = Verdict.CONTROL
         self.verdicts.append((verdict, reason))
-        self.accepted.append(self.accepted[-1] + (verdict is Verdict.ACCEPTED))
+        self.accepted.append(self.accepted[-1] + in_order)
         self.delivered.append(self.delivered[-1] + len(tlps))
         self.ap.write(Observation(len(self.verdicts) - 1, verdict, reason, frame,
-                                  self.accepted[-1]))
+                                  self.accepted[-1], in_order))
         for tlp in tlps:
             self.tlp_ap.write(StreamItem("model", tlp))
 
@@ -145,16 +153,20 @@ class ReceiverOracle(uvm_component):
         RTL's counter names."""
         verdicts = collections.Counter(v for v, _ in self.verdicts[:frames])
         drops = collections.Counter(r for _, r in self.verdicts[:frames] if r is not None)
-        return {
-            "frames_accepted": verdicts[Verdict.ACCEPTED],
+        totals = {
+            # in selective repeat a frame in order also delivers the held ones it releases
+            "frames_accepted": self.accepted[frames],
             "duplicates": verdicts[Verdict.DUPLICATE],
             "out_of_order": verdicts[Verdict.OUT_OF_ORDER],
-            "good_frames": (verdicts[Verdict.ACCEPTED] + verdicts[Verdict.DUPLICATE]
-                            + verdicts[Verdict.OUT_OF_ORDER]),
+            "good_frames": sum(verdicts[v] for v in (Verdict.ACCEPTED, Verdict.DUPLICATE,
+                                                     Verdict.OUT_OF_ORDER, Verdict.BUFFERED)),
             "control_frames": verdicts[Verdict.CONTROL],
             **{f"drops_{r.name}": drops[r] for r in DropReason},
             "tlps_out": self.delivered[frames],
         }
+        if self.config.mode == "sr":
+            totals["out_of_order_buffered"] = verdicts[Verdict.BUFFERED]
+        return totals
 
     def check_phase(self):
         if self.rtl is None:
@@ -286,7 +298,12 @@ class SenderChecker(uvm_component):
 
     def _check_nak(self, frame, named, where):
         mask = self.config.modulus - 1
-        if frame.seq & mask != (frame.ack + 1) & mask:
+        if self.config.mode == "sr":     # one NAK per missing number, within the window
+            if seq_offset(frame.seq & mask, (frame.ack + 1) & mask,
+                          self.config.seq_bits) >= self.config.window:
+                self.violations.add(f"{where}: a NAK asks for seq {frame.seq}, beyond the window "
+                                    f"of {self.config.window} above ack {frame.ack}")
+        elif frame.seq & mask != (frame.ack + 1) & mask:
             self.violations.add(f"{where}: a NAK asks for seq {frame.seq}, not the expected "
                                 f"{(frame.ack + 1) & mask} (ack + 1)")
         elif named is not None and named not in self.gaps:
@@ -295,5 +312,5 @@ class SenderChecker(uvm_component):
 
     def check_phase(self):
         self.violations.check()
-        self.logger.info(f"{self.sent} frames sent follow the go-back-N rules (largest ack lag "
+        self.logger.info(f"{self.sent} frames sent follow the {self.config.mode} rules (largest ack lag "
                          f"{self.max_lag}, tolerance {self.config.window})")

@@ -29,7 +29,7 @@ from tlpoe.tb.sequences import StreamSequence
 # nak_timeout: a NAK's replay arrives within a round trip (200 cycles) plus
 # about four full frames at the 64-bit datapath (190 cycles each, slower than
 # the 10 Gb/s line), so 1000 cycles, below replay_timeout.
-P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, seed=1, count=300,
+P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, count=300,
               workload="random", max_payload=256, tlp_payload=256, valid_gap=0.2,
               backpressure=0.1, bidirectional=False,
               flush_timeout=32, replay_timeout=1500, nak_timeout=1000, ack_delay=50,
@@ -81,7 +81,7 @@ class LinkTest(uvm_test):
             await sb.wait_drained(timeout=P["drain_us"], unit="us")
         await wait_cycles(dut.clk, 200)
         await ReadOnly()            # this edge's counts and frames taken both settled
-        self.counters = {side: read_bridge_counters(dut, side) for side in ("a", "b")}
+        self.counters = {side: read_bridge_counters(dut, side, P["mode"]) for side in ("a", "b")}
         self.env.settle(self.counters)
         for side, counters in self.counters.items():
             self.logger.info(f"{side}: " + ", ".join(
@@ -111,6 +111,7 @@ class LinkTest(uvm_test):
         return {
             "width": P["width"], "phy": P["phy"], "seed": P["seed"], "workload": P["workload"],
             "clock_ns": P["clock_ns"], "window": P["window"], "seq_bits": P["seq_bits"],
+            "mode": P["mode"],
             "tlps_sent": self.env.tx["a"].monitor_bfm.packets_seen,
             "tlps_delivered": sb.compared - sb.mismatched,
             "lost": sb.pending_expected, "duplicated": sb.pending_actual,
