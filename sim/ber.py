@@ -167,7 +167,7 @@ def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn"):
     drain_us = max(2_000, tlps * line_ns * 100 / 1000)
     params = {
         "width": s["width"], "mtu": s["mtu"], "seq_bits": s["seq_bits"], "window": s["window"],
-        "seed": seed, "count": tlps, "workload": "mwr", "tlp_payload": s["tlp_payload"],
+        "mode": mode, "seed": seed, "count": tlps, "workload": "mwr", "tlp_payload": s["tlp_payload"],
         "valid_gap": 0.0, "backpressure": 0.0, "clock_ns": s["clock_ns"],
         "flush_timeout": _cycles(s["flush_timeout_ns"]),
         "replay_timeout": _cycles(_timers(s)[0]), "nak_timeout": _cycles(_timers(s)[1]),
