@@ -1,7 +1,8 @@
 """``make ber``: the reliable link under bit errors, bursts and frame drops.
 
 Every point of the sweep (a BER, a burst setting or a frame-drop rate) runs
-on three engines, side by side:
+on three engines, side by side, in go-back-N and in selective repeat (the
+Bridge's ``mode``; engines of the latter end in ``-sr``):
 
 ``rtl``
     Two bridge RTL instances (:class:`tlpoe.rtl.pair.Pair` of
@@ -12,8 +13,7 @@ on three engines, side by side:
     The reference link layer in the discrete-event simulation,
     :func:`tlpoe.models.linksim.run_point`, over the same PHY model.
 ``analytical``
-    Go-back-N with a NAK timer (:mod:`tlpoe.models.gbn`) and, for
-    comparison, selective repeat: what a selective-repeat mode would buy.
+    Go-back-N with a NAK timer and selective repeat (:mod:`tlpoe.models.gbn`).
 
 Each point is a pure function of its parameters and seed (:func:`run_task`)
 that returns one JSON record; points run in a process pool and each record
@@ -167,7 +167,8 @@ def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn"):
     drain_us = max(2_000, tlps * line_ns * 100 / 1000)
     params = {
         "width": s["width"], "mtu": s["mtu"], "seq_bits": s["seq_bits"], "window": s["window"],
-        "mode": mode, "seed": seed, "count": tlps, "workload": "mwr", "tlp_payload": s["tlp_payload"],
+        "mode": mode, "seed": seed, "count": tlps, "workload": "mwr",
+        "tlp_payload": s["tlp_payload"],
         "valid_gap": 0.0, "backpressure": 0.0, "clock_ns": s["clock_ns"],
         "flush_timeout": _cycles(s["flush_timeout_ns"]),
         "replay_timeout": _cycles(_timers(s)[0]), "nak_timeout": _cycles(_timers(s)[1]),
