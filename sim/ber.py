@@ -64,8 +64,11 @@ SETUP = {
     "mac_fifo_bytes": 4096,
 }
 
-#: TLPs per point: the acceptance needs 100,000 (on Verilator).
+#: TLPs per point: the acceptance needs 100,000 (on Verilator) in the
+#: default mode (go-back-N); the other modes are the comparison, at most
+#: OTHER_MODE_TLPS per point.
 FULL_TLPS = 100_000
+OTHER_MODE_TLPS = 20_000
 QUICK_TLPS = {"verilator": 1_500, "icarus": 150, "model": 5_000}
 
 #: The sweep: (name, network settings, TLPs in full mode or None for FULL_TLPS).
@@ -250,13 +253,16 @@ def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",)):
         for point in points(quick):
             if quick and mode != "gbn" and point["name"] not in QUICK_SR_POINTS:
                 continue
+            full = point["tlps"] or FULL_TLPS
+            if mode != "gbn":
+                full = min(full, OTHER_MODE_TLPS)
             for sim in sims:
                 if quick and sim == "icarus" and point["name"] not in ICARUS_POINTS:
                     continue
-                n = tlps or (QUICK_TLPS[sim] if quick else point["tlps"] or FULL_TLPS)
+                n = tlps or (QUICK_TLPS[sim] if quick else full)
                 out.append({"engine": engine_name("rtl", mode, sim), "mode": mode,
                             "point": point, "seed": seed, "tlps": n})
-            n = tlps or (QUICK_TLPS["model"] if quick else point["tlps"] or FULL_TLPS)
+            n = tlps or (QUICK_TLPS["model"] if quick else full)
             out.append({"engine": engine_name("model", mode), "mode": mode, "point": point,
                         "seed": seed, "tlps": n})
     return out
