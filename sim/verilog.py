@@ -16,6 +16,7 @@ from amaranth.back import verilog
 
 from ..rtl.bridge import Bridge
 from ..rtl.classq import ClassQueues
+from ..rtl.credits import CreditReturn
 from ..rtl.order_check import OrderChecker
 from ..rtl.decapsulator import Decapsulator
 from ..rtl.deframer import Deframer
@@ -54,6 +55,7 @@ CONFIGS = {
     "tlpoe_unpacker": lambda: TlpUnpacker(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words),
     "tlpoe_classq": lambda: ClassQueues(DEFAULT_WIDTH),
     "tlpoe_order_check": lambda: OrderChecker(DEFAULT_WIDTH),
+    "tlpoe_credit_return": lambda: CreditReturn(DEFAULT_WIDTH),
     "tlpoe_encapsulator_w64": lambda: Encapsulator(64),
     "tlpoe_decapsulator_w64": lambda: Decapsulator(64),
     "tlpoe_encapsulator_w512_mtu9000": lambda: Encapsulator(512, mtu=9000),
