@@ -125,6 +125,8 @@ class Frame:
     reserved: int
     crc: int
     tlps: list = field(default_factory=list)
+    #: each TLP's prefix ``order_stamp``, in the order of ``tlps``
+    stamps: list = field(default_factory=list)
 
     @property
     def credits(self):
@@ -136,7 +138,8 @@ class Frame:
         return encode_frame(
             self.tlps, seq=self.seq, ack=self.ack, channel=self.channel,
             frame_type=self.frame_type, flags=self.flags, credits=self.credits,
-            dst_mac=self.dst_mac, src_mac=self.src_mac, ethertype=self.ethertype)
+            dst_mac=self.dst_mac, src_mac=self.src_mac, ethertype=self.ethertype,
+            stamps=self.stamps or None)
 
 
 # --- encoding -------------------------------------------------------------------
@@ -174,18 +177,23 @@ def _credit_values(credits):
     return {name: credits.get(name, 0) for name in CREDIT_FIELDS}
 
 
-def _tlp_area(tlps):
-    """The TLP area: for each TLP its prefix, then its bytes."""
+def _tlp_area(tlps, stamps=None):
+    """The TLP area: for each TLP its prefix (with its ``order_stamp`` from
+    ``stamps``, default 0), then its bytes."""
+    if stamps is None:
+        stamps = [0] * len(tlps)
+    if len(stamps) != len(tlps):
+        raise ValueError(f"{len(stamps)} order stamps for {len(tlps)} TLPs")
     parts = []
-    for index, tlp in enumerate(tlps):
+    for index, (tlp, stamp) in enumerate(zip(tlps, stamps)):
         _check_tlp(index, tlp)
-        parts += [TLP_PREFIX.pack(tlp_length=len(tlp)), bytes(tlp)]
+        parts += [TLP_PREFIX.pack(tlp_length=len(tlp), order_stamp=stamp), bytes(tlp)]
     return b"".join(parts)
 
 
 def encode_frame(tlps, *, seq=0, ack=0, channel=0, frame_type=FrameType.DATA, flags=0,
                  credits=None, dst_mac=DEFAULT_DST_MAC, src_mac=DEFAULT_SRC_MAC,
-                 ethertype=ETHERTYPE, mtu=None):
+                 ethertype=ETHERTYPE, mtu=None, stamps=None):
     """The frame carrying ``tlps`` (a sequence of TLP ``bytes``), as handed to the MAC.
 
     Ethernet header, bridge header (``version`` = VERSION, ``tlp_count`` and
@@ -193,7 +201,8 @@ def encode_frame(tlps, *, seq=0, ack=0, channel=0, frame_type=FrameType.DATA, fl
     then the CRC (:func:`frame_crc`) little-endian. Not padded to the Ethernet
     minimum (see :func:`pad_to_minimum`). ``flags`` is written as given:
     passing ``credits`` (a dict of some of :data:`CREDIT_FIELDS`, others 0) does
-    not set :data:`FLAG_CREDITS_VALID`.
+    not set :data:`FLAG_CREDITS_VALID`. ``stamps`` gives each TLP's prefix
+    ``order_stamp`` (default 0; see :func:`tlpoe.models.ordering.order_stamps`).
 
     Raises ValueError, naming the problem, for a TLP that is not whole DWs or
     is under 12 bytes, a DATA frame with no TLPs, a non-DATA frame with TLPs,
@@ -205,7 +214,7 @@ def encode_frame(tlps, *, seq=0, ack=0, channel=0, frame_type=FrameType.DATA, fl
         raise ValueError("a DATA frame needs at least one TLP")
     if frame_type != FrameType.DATA and tlps:
         raise ValueError(f"a {frame_type.name} frame carries no TLPs, got {len(tlps)}")
-    area = _tlp_area(tlps)
+    area = _tlp_area(tlps, stamps)
     if mtu is not None and len(area) > body_capacity(mtu):
         raise ValueError(f"{len(tlps)} TLPs need {len(area)} bytes of TLP area, more than "
                          f"the {body_capacity(mtu)} an MTU of {mtu} allows")
@@ -230,7 +239,7 @@ def pad_to_minimum(frame):
 def _walk_prefixes(frame, payload_length):
     """The TLPs of the TLP area, walked prefix by prefix; FrameError
     PREFIX_OVERRUN for a prefix or TLP that does not fit or a bad ``tlp_length``."""
-    tlps, offset = [], 0
+    tlps, stamps, offset = [], [], 0
     while offset < payload_length:
         if payload_length - offset < PREFIX_LEN:
             raise FrameError(DropReason.PREFIX_OVERRUN,
@@ -247,8 +256,9 @@ def _walk_prefixes(frame, payload_length):
                              f"TLP of {tlp_length} bytes at TLP-area offset {start} runs "
                              f"past payload_length {payload_length}")
         tlps.append(bytes(frame[HEADER_LEN + start:HEADER_LEN + start + tlp_length]))
+        stamps.append(TLP_PREFIX["order_stamp"].get(frame, HEADER_LEN + offset))
         offset = start + tlp_length
-    return tlps
+    return tlps, stamps
 
 
 def _check_header(frame, ethertype):
@@ -271,7 +281,7 @@ def _check_header(frame, ethertype):
 
 
 def _check_body(frame, bridge):
-    """Checks 4-8 of :data:`CHECK_ORDER`; returns (crc, tlps)."""
+    """Checks 4-8 of :data:`CHECK_ORDER`; returns (crc, tlps, stamps)."""
     length = bridge["payload_length"]
     if len(frame) < HEADER_LEN + length + CRC_LEN:
         raise FrameError(DropReason.TRUNCATED,
@@ -284,7 +294,7 @@ def _check_body(frame, bridge):
     if crc != frame_crc(frame, length):
         raise FrameError(DropReason.CRC, f"CRC 0x{crc:08X} received, "
                                          f"0x{frame_crc(frame, length):08X} computed")
-    tlps = _walk_prefixes(frame, length)
+    tlps, stamps = _walk_prefixes(frame, length)
     is_data = bridge["frame_type"] == FrameType.DATA
     if bridge["tlp_count"] != len(tlps) or (tlps and not is_data):
         raise FrameError(DropReason.COUNT_MISMATCH,
@@ -292,7 +302,7 @@ def _check_body(frame, bridge):
                          f"{FrameType(bridge['frame_type']).name} frame")
     if is_data and not tlps:
         raise FrameError(DropReason.EMPTY_DATA, "DATA frame with no TLPs")
-    return crc, tlps
+    return crc, tlps, stamps
 
 
 def decode_frame(frame, *, ethertype=ETHERTYPE, mtu=None):
@@ -311,13 +321,13 @@ def decode_frame(frame, *, ethertype=ETHERTYPE, mtu=None):
     """
     frame = bytes(frame)
     eth, bridge = _check_header(frame, ethertype)
-    crc, tlps = _check_body(frame, bridge)
+    crc, tlps, stamps = _check_body(frame, bridge)
     if mtu is not None and len(frame) > ETH_LEN + mtu:
         raise FrameError(DropReason.OVERSIZE,
                          f"{len(frame)} bytes, more than {ETH_LEN} + MTU {mtu}")
     return Frame(dst_mac=frame[0:6], src_mac=frame[6:12], ethertype=eth["ethertype"],
                  **{**bridge, "frame_type": FrameType(bridge["frame_type"])},
-                 crc=crc, tlps=tlps)
+                 crc=crc, tlps=tlps, stamps=stamps)
 
 
 # --- aggregation ----------------------------------------------------------------

@@ -63,7 +63,7 @@ from enum import Enum
 from .tlp import OrderingClass, Tlp, TlpType
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
-           "OrderCheck", "check_order", "table_markdown"]
+           "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -110,6 +110,23 @@ CELLS = (
 )
 CELL_IDS = tuple(cell.id for cell in CELLS)
 _BY_ID = {cell.id: cell for cell in CELLS}
+
+#: Width of the order stamp a bridge carries in each TLP's prefix
+#: (:data:`tlpoe.models.wire.TLP_PREFIX` ``order_stamp``).
+STAMP_BITS = 16
+
+
+def order_stamps(tlps, first=0):
+    """Each TLP's order stamp: the number of posted TLPs before it in
+    ``tlps`` (ingress order; :class:`~tlpoe.models.tlp.Tlp` objects), plus
+    ``first``, modulo ``2**STAMP_BITS``. For a posted TLP this is its own
+    index among the posted TLPs, which is what the ordering checker needs."""
+    stamps, posted = [], first
+    for tlp in tlps:
+        stamps.append(posted % (1 << STAMP_BITS))
+        posted += tlp.ordering_class is P
+    return stamps
+
 
 #: Request types whose completion may pass posted requests (D2b).
 _WRITE_REQUESTS = frozenset({TlpType.IOWr, TlpType.CfgWr0, TlpType.CfgWr1})

@@ -150,7 +150,9 @@ BRIDGE_HEADER = Layout("bridge", 26, [
 
 TLP_PREFIX = Layout("tlp_prefix", 4, [
     Field("tlp_length", 0, 2, "bytes of the TLP that follows (multiple of 4, 12 or more)"),
-    Field("reserved", 2, 2, "0 on send, ignored on receive"),
+    Field("order_stamp", 2, 2, "posted TLPs that entered the sending bridge before this "
+                               "one, modulo 2**16 (read by the receiver's ordering "
+                               "checker; 0 from a sender that does not stamp)"),
 ])
 
 ETH_LEN = ETHERNET.length                 # 14

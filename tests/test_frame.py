@@ -79,12 +79,24 @@ def test_frame_object_re_encodes_to_the_same_bytes():
     assert decoded.encode() == frame
 
 
+def test_order_stamps_ride_in_the_prefixes():
+    frame = encode_frame([tlp(12), tlp(20), tlp(16)], stamps=[7, 0xFFFF, 8])
+    decoded = decode_frame(frame)
+    assert decoded.stamps == [7, 0xFFFF, 8]
+    assert decoded.encode() == frame
+    assert decode_frame(encode_frame([tlp(12)])).stamps == [0]
+    with pytest.raises(ValueError, match="2 order stamps for 3 TLPs"):
+        encode_frame([tlp(12)] * 3, stamps=[1, 2])
+    with pytest.raises(ValueError, match="order_stamp"):
+        encode_frame([tlp(12)], stamps=[1 << 16])
+
+
 # --- byte level -----------------------------------------------------------------
 
 def test_frame_bytes_match_the_layout_built_by_hand():
     t0 = bytes(range(12))
     t1 = bytes(range(100, 120))
-    frame = encode_frame([t0, t1], seq=0x01020304, ack=0x0A0B0C0D, channel=0x0102,
+    frame = encode_frame([t0, t1], stamps=[0, 0x0203], seq=0x01020304, ack=0x0A0B0C0D, channel=0x0102,
                          frame_type=FrameType.DATA, flags=0x03,
                          credits=dict(credit_p_data=0x1112, credit_np_data=0x2122,
                                       credit_cpl_data=0x3132, credit_p_hdr=0x41,
@@ -94,7 +106,7 @@ def test_frame_bytes_match_the_layout_built_by_hand():
     eth = bytes.fromhex("aabbccddeeff020000000001") + b"\x88\xb5"
     bridge = (bytes([0x10, 0x03]) + b"\x01\x02" + b"\x01\x02\x03\x04" + b"\x0a\x0b\x0c\x0d"
               + b"\x00\x02" + b"\x00\x28" + b"\x11\x12\x21\x22\x31\x32" + b"\x41\x51\x61" + b"\x00")
-    area = b"\x00\x0c\x00\x00" + t0 + b"\x00\x14\x00\x00" + t1
+    area = b"\x00\x0c\x00\x00" + t0 + b"\x00\x14\x02\x03" + t1
     assert len(bridge) == 26 and len(area) == 0x28
     expected = eth + bridge + area + struct.pack("<I", zlib.crc32(bridge + area))
     assert frame == expected

@@ -6,6 +6,7 @@ import random
 import pytest
 
 from tlpoe.models.ordering import (
+    order_stamps,
     CELL_IDS, CELLS, Rule, cell_of, check_order, legal_pass, table_markdown,
 )
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
@@ -174,3 +175,9 @@ def test_table_markdown_lists_every_cell_with_hits():
     text = table_markdown({"A2a": 3})
     assert all(f"| {cell_id} |" in text for cell_id in CELL_IDS)
     assert "| 3 |" in text and "Hits" in text
+
+
+def test_order_stamps_count_the_posted_tlps_before_each():
+    tlps = [mwr(0), mrd(4), cpl(), mwr(8), mwr(12), mrd(16)]
+    assert order_stamps(tlps) == [0, 1, 1, 1, 2, 3]
+    assert order_stamps(tlps, first=0xFFFF) == [0xFFFF, 0, 0, 0, 1, 2]
