@@ -60,10 +60,11 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import Enum
 
-from .tlp import OrderingClass, Tlp, TlpType
+from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
-           "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps"]
+           "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps",
+           "CREDIT_CLASSES", "flow_control_need"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -126,6 +127,18 @@ def order_stamps(tlps, first=0):
         stamps.append(posted % (1 << STAMP_BITS))
         posted += tlp.ordering_class is P
     return stamps
+
+
+#: The flow-control classes in the order of the bridge header's credit fields.
+CREDIT_CLASSES = (P, NP, CPL)
+
+
+def flow_control_need(tlp):
+    """``(class, data_credits)`` a TLP (``bytes``) consumes at its receiver:
+    its ordering class and its payload in 16-byte units (PCIe flow control:
+    one header credit per TLP, one data credit per 4 DW of payload)."""
+    payload = payload_size_from_header(tlp[:4])
+    return Tlp.unpack(tlp).ordering_class, -(-payload // 16)
 
 
 #: Request types whose completion may pass posted requests (D2b).

@@ -1,16 +1,20 @@
 """One bridge: the TLP path of both directions with the reliable link layer."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
 from ..models.frame import DropReason
+from .classq import CLASSES, DATA_BITS, HDR_BITS, NP, ClassQueues, CreditLimit
+from .compose import exposed_members
+from .credits import CreditReturn, queue_credits
 from .decapsulator import Decapsulator
 from .deframer import frame_words
 from .framer import Framer
 from .link_common import check_mode
 from .link_rx import LinkReceiver
+from .order_check import CELLS, OrderChecker
 from .packer import TlpPacker
 from .reorder import ReorderBuffer
 from .replay import ReplayBuffer
@@ -26,6 +30,10 @@ LINK_COUNTERS = (
     ("link_rx", "frames_accepted"), ("link_rx", "duplicates"), ("link_rx", "out_of_order"),
     ("link_rx", "naks_repeated"),
 )
+#: The ordering checker's ports on the bridge: (checker name, bridge name).
+ORDER_PORTS = {name: f"order_{name}" for name in (
+    "irq_clear", "violations", "by_cell", "first_stamp", "first_tag", "first_cell",
+    "first_valid", "irq", "stamp_errors", "tlps_checked")}
 #: Counters of selective repeat only (``mode="sr"``).
 SR_COUNTERS = (("link_rx", "out_of_order_buffered"),)
 
@@ -67,10 +75,39 @@ class Bridge(wiring.Component):
 
     def __init__(self, width=256, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
-                 flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn"):
+                 flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn", queue_depth=None,
+                 queue_tlps=32, credit_delay=256, credit_refresh=None,
+                 reorder_illegally=False):
         check_mode(mode)
         check_width(width)
         self.width, self.mode = width, mode
+        if queue_depth is None:
+            queue_depth = 8192 * 8 // width         # 8 KiB per class
+        if not isinstance(queue_tlps, int) or not 1 <= queue_tlps <= 127:
+            raise ValueError(f"queue_tlps must be 1..127 (8-bit header credits), "
+                             f"not {queue_tlps!r}")
+        if not isinstance(queue_depth, int) or queue_depth < 2:
+            raise ValueError(f"queue_depth must be at least 2 beats, not {queue_depth!r}")
+        largest = (wire.max_tlp_bytes(mtu) - 16) // 16      # data credits of the largest TLP
+        self.buffers = (queue_credits(width, queue_depth, queue_tlps),) * 3
+        for name, (hdr, credits) in zip(CLASSES, self.buffers):
+            if credits < largest:
+                raise ValueError(
+                    f"queue_depth={queue_depth} beats with queue_tlps={queue_tlps} leaves "
+                    f"{credits} data credits per class, fewer than the {largest} of the "
+                    f"largest TLP at MTU {mtu}: raise queue_depth")
+        if credit_refresh is None:
+            credit_refresh = replay_timeout
+        if not 1 <= credit_delay < 2 ** 16:
+            raise ValueError(f"credit_delay must be 1..65535 cycles, not {credit_delay!r}")
+        if not 0 <= credit_refresh < 2 ** 24:
+            raise ValueError(f"credit_refresh must be 0..2**24-1 cycles, not {credit_refresh!r}")
+        self.tx_queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps,
+                                     policy="oldest", reorder_illegally=reorder_illegally)
+        self.rx_queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps,
+                                     policy="oldest", carry_stamp=True)
+        self.credit_return = CreditReturn(width, buffers=self.buffers)
+        self.checker = OrderChecker(width, stamp_bits=self.rx_queues.stamp_bits)
         self.packer = TlpPacker(width, mtu=mtu, flush_timeout=flush_timeout)
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
                                    max_retries=max_retries, replay_timeout=replay_timeout,
@@ -85,6 +122,9 @@ class Bridge(wiring.Component):
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
                                   reorder=reorder)
         self.counters = LINK_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
+        order_ports = exposed_members(self.checker, ORDER_PORTS)
+        for name in ("valid", "beat", "stamp"):
+            del order_ports[name]
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "frame_out": Out(frame_stream(width)),
@@ -106,23 +146,72 @@ class Bridge(wiring.Component):
             "control_frames": Out(32),
             "tlps_out": Out(32),
             **{name: Out(32) for _, name in self.counters},
+            # per-class queues, credits and ordering
+            "np_room": Out(1),
+            "np_accept": In(1, init=1),
+            "ro_enable": In(1, init=1),
+            "credits_enable": In(1, init=1),
+            "credit_delay": In(16, init=credit_delay),
+            "credit_refresh": In(24, init=credit_refresh),
+            "credit_limit": Out(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_consumed": Out(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_advertised": Out(data.ArrayLayout(CreditLimit(), 3)),
+            "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
+            "credit_frames": Out(32),
+            "tlps_sent": Out(data.ArrayLayout(32, 3)),
+            "tlp_out_stamp": Out(self.rx_queues.stamp_bits),
+            **order_ports,
         })
 
     def elaborate(self, platform):
         m = Module()
         packer, replay, framer = self.packer, self.replay, self.framer
         link_rx, decap = self.link_rx, self.decap
-        for name in ("packer", "replay", "framer", "decap"):
+        credit_request = Signal()
+        txq, rxq, credit_return, checker = (self.tx_queues, self.rx_queues,
+                                            self.credit_return, self.checker)
+        for name in ("tx_queues", "packer", "replay", "framer", "decap", "rx_queues",
+                     "credit_return", "checker"):
             m.submodules[name] = getattr(self, name)
 
-        connect(m, flipped(self.tlp_in), packer.tlp)
+        connect(m, flipped(self.tlp_in), txq.tlp_in)
+        connect(m, txq.tlp_out, packer.tlp)
         connect(m, packer.words, replay.words)
         connect(m, packer.desc, replay.desc)
         connect(m, replay.tx_desc, framer.desc)
         connect(m, replay.tx_words, framer.words)
         connect(m, framer.frame, flipped(self.frame_out))
         connect(m, flipped(self.frame_in), decap.frame)
-        connect(m, decap.tlp, flipped(self.tlp_out))
+        connect(m, decap.tlp, rxq.tlp_in)
+        connect(m, rxq.tlp_out, flipped(self.tlp_out))
+        out_taken = self.tlp_out.valid & self.tlp_out.ready
+        m.d.comb += [
+            # transmit queues: ordering, the peer's credits, stamps into the prefixes
+            packer.tlp_stamp.eq(txq.tlp_out_stamp),
+            txq.ro_enable.eq(self.ro_enable),
+            txq.credits_enable.eq(self.credits_enable),
+            txq.credit_limit.eq(self.credit_limit),
+            self.np_room.eq(txq.np_room),
+            self.credits_consumed.eq(txq.credits_consumed),
+            self.credit_stall_cycles.eq(txq.credit_stall_cycles),
+            self.tlps_sent.eq(txq.tlps_sent),
+            # receive queues: the sender's stamps ride along; NP waits for np_accept
+            rxq.tlp_in_stamp.eq(decap.tlp_stamp),
+            rxq.ro_enable.eq(self.ro_enable),
+            rxq.class_enable.eq(Cat(1, self.np_accept, 1)),
+            self.tlp_out_stamp.eq(rxq.tlp_out_stamp),
+            # the ordering checker and the credits freed at the egress
+            checker.valid.eq(out_taken),
+            checker.beat.eq(self.tlp_out.payload),
+            checker.stamp.eq(rxq.tlp_out_stamp),
+            checker.irq_clear.eq(self.order_irq_clear),
+            credit_return.valid.eq(out_taken),
+            credit_return.beat.eq(self.tlp_out.payload),
+        ]
+        for name, port in ORDER_PORTS.items():
+            if name != "irq_clear":
+                m.d.comb += getattr(self, port).eq(getattr(checker, name))
+        self._credits(m, credit_request)
 
         m.d.comb += [
             # receive state and requests -> transmit side
@@ -132,7 +221,7 @@ class Bridge(wiring.Component):
             replay.ack_seq.eq(link_rx.ack_seq),
             replay.nak_in.eq(link_rx.nak_in),
             replay.nak_seq.eq(link_rx.nak_seq),
-            replay.send_ack.eq(link_rx.send_ack),
+            replay.send_ack.eq(link_rx.send_ack | credit_request),
             replay.send_nak.eq(link_rx.send_nak),
             replay.nak_from.eq(link_rx.nak_from),
             link_rx.sent_ack.eq(replay.sent_ack),
@@ -158,3 +247,50 @@ class Bridge(wiring.Component):
         for block, name in self.counters:
             m.d.comb += getattr(self, name).eq(getattr(getattr(self, block), name))
         return m
+
+    def _credits(self, m, credit_request):
+        """The credit loop: the peer's limits from received frames into the
+        transmit queues; ours into every frame sent, and a frame of our own
+        (an ACK frame) when half a buffer's headers or data credits are freed
+        and not yet advertised, when freed credits have waited
+        ``credit_delay`` cycles, or when nothing was sent for
+        ``credit_refresh`` cycles (so that a lost update is sent again)."""
+        decap, framer = self.decap, self.framer
+        limit = self.credit_return.limit
+        for k in range(3):
+            new, cur = decap.credits[k], self.credit_limit[k]
+            for part, bits in (("hdr", HDR_BITS), ("data", DATA_BITS)):
+                ahead = Signal(bits, name=f"ahead_{CLASSES[k]}_{part}")
+                m.d.comb += ahead.eq(getattr(new, part) - getattr(cur, part))
+                # cumulative: never go back to an older value (a late frame)
+                with m.If(decap.credits_update & ~ahead[-1]):
+                    m.d.sync += getattr(cur, part).eq(getattr(new, part))
+        m.d.comb += [framer.credits.eq(limit), framer.credits_valid.eq(1)]
+        frame_started = Signal()
+        m.d.comb += frame_started.eq(framer.desc.valid & framer.desc.ready)
+        pending = Signal()
+        m.d.comb += pending.eq(limit.as_value() != self.credits_advertised.as_value())
+        # half a buffer freed and not advertised: send now, the peer may be waiting
+        half = Signal()
+        halves = []
+        for k, (hdr, credits) in enumerate(self.buffers):
+            for part, size, bits in (("hdr", hdr, HDR_BITS), ("data", credits, DATA_BITS)):
+                unsent = Signal(bits, name=f"unsent_{CLASSES[k]}_{part}")
+                m.d.comb += unsent.eq(getattr(limit[k], part) -
+                                      getattr(self.credits_advertised[k], part))
+                halves.append(unsent >= max(1, size // 2))
+        m.d.comb += half.eq(Cat(*halves).any())
+        waited = Signal(16)
+        idle = Signal(24)
+        m.d.comb += credit_request.eq(
+            half | (pending & (waited >= self.credit_delay)) |
+            ((self.credit_refresh != 0) & (idle >= self.credit_refresh)))
+        with m.If(frame_started):
+            m.d.sync += [self.credits_advertised.eq(limit), waited.eq(0), idle.eq(0)]
+            with m.If(credit_request & ~self.link_rx.send_ack):
+                m.d.sync += self.credit_frames.eq(self.credit_frames + 1)
+        with m.Else():
+            with m.If(pending & (waited != 0xFFFF)):
+                m.d.sync += waited.eq(waited + 1)
+            with m.If(idle != 0xFFFFFF):
+                m.d.sync += idle.eq(idle + 1)

@@ -44,9 +44,15 @@ class CreditLimit(data.StructLayout):
         super().__init__({"hdr": HDR_BITS, "data": DATA_BITS})
 
 
+#: The largest non-posted TLP: a 4-DW header and an atomic's 32 bytes of operands.
+NP_MAX_BYTES = 48
+POLICIES = ("oldest", "round_robin")
+
+
 class _Desc(data.StructLayout):
-    def __init__(self, stamp_bits):
-        super().__init__({"stamp": stamp_bits, "ro": 1, "data_credits": 9})
+    def __init__(self, stamp_bits, carry):
+        super().__init__({"stamp": stamp_bits, "ro": 1, "data_credits": 9,
+                          "arrival": stamp_bits, **({"carried": stamp_bits} if carry else {})})
 
 
 def _room(m, limit, consumed, need, bits):
@@ -65,8 +71,11 @@ class ClassQueues(wiring.Component):
     * **Queues.** Each TLP goes whole into its class's beat FIFO
       (``depth`` beats) with a descriptor (``tlps`` per class): its *stamp*,
       the number of posted TLPs that arrived before it.
-    * **Arbiter.** Between TLPs it picks, round robin, one class whose head
-      is *eligible*: P always (posted requests never wait for other
+    * **Arbiter.** Between TLPs it picks one class whose head is
+      *eligible*, by ``policy``: ``"oldest"`` (the head that arrived first,
+      so TLPs leave in arrival order unless a head is held by credits or by
+      ``class_enable``) or ``"round_robin"`` (classes in turn, which
+      reorders whenever it may). Eligible: P always (posted requests never wait for other
       classes); NP and CPL only when every posted TLP that arrived before
       them has started to leave (the count of posted TLPs sent has reached
       the stamp, modulo ``2**stamp_bits``), or, for a completion with Relaxed Ordering while ``ro_enable``
@@ -81,6 +90,15 @@ class ClassQueues(wiring.Component):
       waited for credits only.
     * ``tlp_out_stamp`` is the stamp of the TLP on ``tlp_out`` (for the
       packer's prefix and an :class:`~tlpoe.rtl.order_check.OrderChecker`).
+      With ``carry_stamp`` it is instead the ``tlp_in_stamp`` that came with
+      the TLP's first beat (a receiver keeps the sender's stamps).
+    * ``class_enable`` (per class, default all set): a class whose bit is
+      clear starts no TLP (a consumer that cannot take non-posted requests
+      now); the others pass it where the rules allow.
+    * ``np_room``: the NP queue takes one more non-posted TLP of any size
+      (``NP_MAX_BYTES``) without stalling ``tlp_in``; a source that offers
+      non-posted TLPs only while it is set never blocks posted TLPs behind
+      them (ingress head-of-line blocking).
     * ``reorder_illegally`` (elaboration parameter, tests only): NP and CPL
       heads ignore the posted stamps, so the arbiter makes illegal passes
       (B2a, D2a) whenever posted traffic waits; an ordering checker must
@@ -93,8 +111,11 @@ class ClassQueues(wiring.Component):
     Throughput: one beat per cycle, TLPs back to back across classes.
     """
 
-    def __init__(self, width, *, depth=64, tlps=16, stamp_bits=16, reorder_illegally=False):
+    def __init__(self, width, *, depth=64, tlps=16, stamp_bits=16, policy="round_robin",
+                 carry_stamp=False, reorder_illegally=False):
         check_width(width)
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
         if not isinstance(depth, int) or depth < 2:
             raise ValueError(f"depth must be at least 2 beats, not {depth!r}")
         if not isinstance(tlps, int) or tlps < 1:
@@ -104,6 +125,11 @@ class ClassQueues(wiring.Component):
                              f"not {stamp_bits!r}")
         self.width, self.depth, self.tlps = width, depth, tlps
         self.stamp_bits = stamp_bits
+        self.policy, self.carry_stamp = policy, bool(carry_stamp)
+        self.np_beats = -(-NP_MAX_BYTES * 8 // width)
+        if depth < self.np_beats:
+            raise ValueError(f"depth must hold the largest non-posted TLP "
+                             f"({self.np_beats} beats), not {depth!r}")
         self.reorder_illegally = bool(reorder_illegally)
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
@@ -115,12 +141,15 @@ class ClassQueues(wiring.Component):
             "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
             "tlp_out_stamp": Out(stamp_bits),
+            "tlp_in_stamp": In(stamp_bits),
+            "class_enable": In(3, init=0b111),
+            "np_room": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         beat_bits = TlpBeat(self.width).size
-        desc_layout = _Desc(self.stamp_bits)
+        desc_layout = _Desc(self.stamp_bits, self.carry_stamp)
         beats, descs = [], []
         for name in CLASSES:
             m.submodules[f"{name}_beats"] = b = fifo.SyncFIFOBuffered(width=beat_bits,
@@ -138,6 +167,7 @@ class ClassQueues(wiring.Component):
         dw0 = inp.payload.data[:32]
         m.d.comb += cls_now.eq(Mux(first, tlp_class(dw0), cls_held))
         p_in = Signal(self.stamp_bits)      # posted TLPs in so far
+        n_in = Signal(self.stamp_bits)      # TLPs in so far
         length = Cat(dw0[24:32], dw0[16:18])             # Length[9:0]; 0 means 1024
         has_data = dw0[6]
         dws = Mux(length == 0, 1024, length)
@@ -146,7 +176,13 @@ class ClassQueues(wiring.Component):
             desc_in.stamp.eq(p_in),
             desc_in.ro.eq(dw0[21]),                     # Attr[1], Relaxed Ordering
             desc_in.data_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
+            desc_in.arrival.eq(n_in),
         ]
+        if self.carry_stamp:
+            m.d.comb += desc_in.carried.eq(self.tlp_in_stamp)
+        np_beats, np_descs = beats[NP], descs[NP]
+        m.d.comb += self.np_room.eq(np_descs.w_rdy &
+                                    (np_beats.level <= self.depth - self.np_beats))
         room = Signal()
         m.d.comb += room.eq(Array(b.w_rdy for b in beats)[cls_now] &
                             (~first | Array(d.w_rdy for d in descs)[cls_now]))
@@ -164,6 +200,8 @@ class ClassQueues(wiring.Component):
             m.d.sync += [first.eq(inp.payload.last), cls_held.eq(cls_now)]
             with m.If(first & (cls_now == P)):
                 m.d.sync += p_in.eq(p_in + 1)
+            with m.If(first):
+                m.d.sync += n_in.eq(n_in + 1)
 
         # --- eligibility and credits ------------------------------------------------------
         p_out = Signal(self.stamp_bits)     # posted TLPs started out so far
@@ -184,26 +222,31 @@ class ClassQueues(wiring.Component):
                 order_ok = ~behind[-1]
                 if k == CPL:
                     order_ok = order_ok | (self.ro_enable & head.ro)
-            waiting = descs[k].r_rdy & beats[k].r_rdy & order_ok
+            waiting = descs[k].r_rdy & beats[k].r_rdy & order_ok & self.class_enable[k]
             m.d.comb += eligible[k].eq(waiting & credit_ok)
             with m.If(waiting & ~credit_ok):
                 m.d.sync += self.credit_stall_cycles[k].eq(self.credit_stall_cycles[k] + 1)
 
-        # round robin from `turn`
         turn = Signal(2)
         pick = Signal(2)
         any_eligible = Signal()
         m.d.comb += any_eligible.eq(eligible != 0)
-        with m.Switch(turn):
-            for t in range(3):
-                with m.Case(t):
-                    order = [(t + i) % 3 for i in range(3)]
-                    with m.If(eligible[order[0]]):
-                        m.d.comb += pick.eq(order[0])
-                    with m.Elif(eligible[order[1]]):
-                        m.d.comb += pick.eq(order[1])
-                    with m.Else():
-                        m.d.comb += pick.eq(order[2])
+        if self.policy == "oldest":
+            # the eligible head that arrived first (arrival numbers are unique
+            # and at most 3 * tlps apart: a modular comparison orders them)
+            def before(a, b):
+                diff = Signal(self.stamp_bits)
+                m.d.comb += diff.eq(heads[a].arrival - heads[b].arrival)
+                return diff[-1]
+            for k in range(3):
+                wins = eligible[k]
+                for j in range(3):
+                    if j != k:
+                        wins = wins & (~eligible[j] | before(k, j))
+                with m.If(wins):
+                    m.d.comb += pick.eq(k)
+        else:
+            self._round_robin(m, turn, eligible, pick)
 
         # --- egress ---------------------------------------------------------------------
         busy = Signal()                     # a granted TLP of class `cur` is not out yet
@@ -215,7 +258,8 @@ class ClassQueues(wiring.Component):
         with m.Switch(pick):
             for k in range(3):
                 with m.Case(k):
-                    m.d.comb += pick_stamp.eq(heads[k].stamp)
+                    m.d.comb += pick_stamp.eq(heads[k].carried if self.carry_stamp
+                                              else heads[k].stamp)
         m.d.comb += self.tlp_out_stamp.eq(Mux(busy, cur_stamp, pick_stamp))
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[active])
@@ -252,3 +296,17 @@ class ClassQueues(wiring.Component):
         with m.Elif(granted):
             m.d.sync += busy.eq(1)
         return m
+
+    @staticmethod
+    def _round_robin(m, turn, eligible, pick):
+        """``pick``: the first eligible class from ``turn`` on."""
+        with m.Switch(turn):
+            for t in range(3):
+                with m.Case(t):
+                    order = [(t + i) % 3 for i in range(3)]
+                    with m.If(eligible[order[0]]):
+                        m.d.comb += pick.eq(order[0])
+                    with m.Elif(eligible[order[1]]):
+                        m.d.comb += pick.eq(order[1])
+                    with m.Else():
+                        m.d.comb += pick.eq(order[2])

@@ -15,7 +15,23 @@ from amaranth.lib.wiring import In, Out
 from .classq import DATA_BITS, HDR_BITS, CreditLimit, tlp_class
 from .streams import TlpBeat, check_width
 
-__all__ = ["CreditReturn"]
+__all__ = ["CreditReturn", "queue_credits"]
+
+#: Most header bytes a TLP brings besides its payload: a 4-DW header and a digest.
+TLP_OVERHEAD_BYTES = 20
+
+
+def queue_credits(width, depth, tlps):
+    """The ``(hdr, data)`` credits a receive queue of ``depth`` beats and
+    ``tlps`` descriptors can promise: ``tlps`` headers (at most 127) and as
+    many 16-byte data credits as the beats left over hold in the worst case.
+    A TLP of ``c`` data credits takes at most ``(20 + 16c) / Wb + 1`` beats
+    of ``Wb`` bytes, so ``hdr`` TLPs with ``data`` credits in all fit when
+    ``(20 hdr + 16 data) / Wb + hdr <= depth``."""
+    wb = width // 8
+    hdr = min(tlps, 2 ** (HDR_BITS - 1) - 1)
+    credits = (wb * (depth - hdr) - TLP_OVERHEAD_BYTES * hdr) // 16
+    return hdr, max(0, min(credits, 2 ** (DATA_BITS - 1) - 1))
 
 
 class CreditReturn(wiring.Component):

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
 from ..models.frame import DropReason
+from .classq import CreditLimit
 from .deframer import Deframer, RxDesc
 from .streams import check_width, frame_stream, tlp_stream
 from .unpacker import TlpUnpacker
@@ -22,7 +23,10 @@ class Decapsulator(wiring.Component):
     Ports: ``frame`` in (frame stream from the MAC, FCS stripped, padding
     allowed), ``tlp`` out (TLP stream); counters ``drops`` (one 32-bit
     counter per :class:`~tlpoe.models.frame.DropReason`, indexed by its
-    value), ``good_frames``, ``control_frames``, ``tlps_out``.
+    value), ``good_frames``, ``control_frames``, ``tlps_out``.  Side
+    outputs: ``tlp_stamp``, the prefix's ``order_stamp`` of the TLP whose
+    first beat is on ``tlp``; ``credits`` and a ``credits_update`` pulse
+    from every frame that passed the checks with valid credit fields.
 
     ``verdict`` (optional): a stage on each frame's verdict between the checks
     and delivery, such as the link layer's
@@ -61,6 +65,9 @@ class Decapsulator(wiring.Component):
             "good_frames": Out(32),
             "control_frames": Out(32),
             "tlps_out": Out(32),
+            "tlp_stamp": Out(wire.TLP_PREFIX["order_stamp"].width),
+            "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_update": Out(1),
         })
 
     def elaborate(self, platform):
@@ -93,5 +100,8 @@ class Decapsulator(wiring.Component):
             self.good_frames.eq(deframer.good_frames),
             self.control_frames.eq(deframer.control_frames),
             self.tlps_out.eq(unpacker.tlps_out),
+            self.tlp_stamp.eq(unpacker.tlp_stamp),
+            self.credits.eq(deframer.credits),
+            self.credits_update.eq(deframer.credits_update),
         ]
         return m

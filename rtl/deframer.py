@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from ..models.frame import DropReason
+from .classq import CLASSES, CreditLimit
 from .crc import Crc32Update, reverse_zero_bytes
 from .streams import check_width, frame_stream
 from .wirefmt import unpack_field
@@ -46,6 +47,11 @@ class Deframer(wiring.Component):
     increments ``control_frames``.  A bad frame costs the same cycles as a
     good one: nothing stalls behind it.  ``frame`` is backpressured only when
     ``words`` or ``desc`` are full.
+
+    ``credits`` holds the bridge header's six credit fields (per class P,
+    NP, CPL) while a frame's last beat is taken; ``credits_update`` pulses
+    then if the frame passed every check and its ``flags`` say the credit
+    fields are valid (any frame type: retransmissions and duplicates too).
     """
 
     def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE):
@@ -65,6 +71,8 @@ class Deframer(wiring.Component):
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
             "good_frames": Out(32),
             "control_frames": Out(32),
+            "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_update": Out(1),
         })
 
     def elaborate(self, platform):
@@ -193,7 +201,12 @@ class Deframer(wiring.Component):
             self.desc.payload.seq.eq(field("seq")),
             self.desc.payload.ack.eq(field("ack")),
             self.frame.ready.eq((~store | self.words.ready) & (~beat.last | self.desc.ready)),
+            self.credits_update.eq(self.frame.valid & self.frame.ready & beat.last & ~failed &
+                                   field("flags")[1]),         # FLAG_CREDITS_VALID
         ]
+        for k, name in enumerate(CLASSES):
+            m.d.comb += [self.credits[k].hdr.eq(field(f"credit_{name}_hdr")),
+                         self.credits[k].data.eq(field(f"credit_{name}_data"))]
 
         with m.If(self.frame.valid & self.frame.ready):
             with m.If(beat.last):

@@ -5,6 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
+from ..models.frame import FLAG_CREDITS_VALID
+from .classq import CLASSES, CreditLimit
 from .crc import Crc32Update, reverse_zero_bytes
 from .streams import check_width, frame_stream
 from .wirefmt import pack_bytes
@@ -31,8 +33,10 @@ class Framer(wiring.Component):
     the CRC-32 of bytes ``14 ..`` appended at the DW after the TLP area.
 
     Latency: one cycle from a word to the output register. Throughput: one
-    beat per cycle, frames back to back. The MAC addresses and channel are
-    sampled when a frame starts.
+    beat per cycle, frames back to back. The MAC addresses, channel and
+    ``credits`` (the six credit fields, per class P, NP, CPL) are sampled
+    when a frame starts; while ``credits_valid`` is set every frame carries
+    them with ``flags`` bit 1 (credit fields valid) set.
     """
 
     def __init__(self, width, *, ethertype=wire.ETHERTYPE):
@@ -48,6 +52,8 @@ class Framer(wiring.Component):
             "dst_mac": In(48),
             "src_mac": In(48),
             "channel": In(16),
+            "credits": In(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_valid": In(1),
             "frames_sent": Out(32),
         })
 
@@ -145,8 +151,11 @@ class Framer(wiring.Component):
             dws_now = (data_end - (last_data_now << shift)) >> 2
             bridge = pack_bytes(
                 wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=desc.frame_type,
-                flags=desc.flags, channel=self.channel, seq=desc.seq, ack=desc.ack,
-                tlp_count=desc.count, payload_length=desc.length)
+                flags=desc.flags | Mux(self.credits_valid, FLAG_CREDITS_VALID, 0),
+                channel=self.channel, seq=desc.seq, ack=desc.ack,
+                tlp_count=desc.count, payload_length=desc.length,
+                **{f"credit_{name}_{part}": getattr(self.credits[k], part)
+                   for k, name in enumerate(CLASSES) for part in ("hdr", "data")})
             eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
                              ethertype=self.ethertype)
             m.d.sync += [

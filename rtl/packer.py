@@ -51,6 +51,9 @@ class TlpPacker(wiring.Component):
     disagrees with its header's Length is cut or zero-padded to the header's
     size (``length_errors``), so the prefixes always describe the bytes.
 
+    ``tlp_stamp``, read with a TLP's first beat, goes into its prefix's
+    ``order_stamp`` (0 when not driven).
+
     Throughput: one beat per cycle in, one word per cycle out, except one
     stall per overflow of the two-word packing register (the prefixes add a
     DW per TLP).
@@ -71,6 +74,7 @@ class TlpPacker(wiring.Component):
             "tlp": In(tlp_stream(width)),
             "words": Out(stream.Signature(width)),
             "desc": Out(stream.Signature(FrameDesc())),
+            "tlp_stamp": In(wire.TLP_PREFIX["order_stamp"].width),
             "flush_timeout": In(16, init=flush_timeout),
             "oversize_drops": Out(32),
             "length_errors": Out(32),
@@ -146,7 +150,7 @@ class TlpPacker(wiring.Component):
         m.d.comb += take.eq(Mux(discard | (first & oversize), 0, Mux(n_in < rem_now, n_in, rem_now)))
         pad_take = Signal(range(D + 1))
         m.d.comb += pad_take.eq(Mux(rem < D, rem, D))
-        prefix = pack_bytes(wire.TLP_PREFIX, tlp_length=4 * tlp_dws)
+        prefix = pack_bytes(wire.TLP_PREFIX, tlp_length=4 * tlp_dws, order_stamp=self.tlp_stamp)
         lanes = [Mux(take > i, beat.data[32 * i:32 * (i + 1)], 0) for i in range(D)]
         new = Signal(32 * (D + 1))
         n_new = Signal(range(D + 2))

@@ -32,6 +32,7 @@ class TlpUnpacker(wiring.Component):
             "desc": In(stream.Signature(RxDesc(max_words))),
             "words": In(stream.Signature(width)),
             "tlp": Out(tlp_stream(width)),
+            "tlp_stamp": Out(wire.TLP_PREFIX["order_stamp"].width),
             "tlps_out": Out(32),
         })
 
@@ -55,6 +56,7 @@ class TlpUnpacker(wiring.Component):
         # The beat on offer: after the prefix on a TLP's first beat.
         prefix = buf[:32]
         tlp_dws = Cat(prefix[8:16], prefix[0:8])[2:]        # tlp_length / 4
+        m.d.comb += self.tlp_stamp.eq(Cat(prefix[24:32], prefix[16:24]))   # order_stamp
         rem_now = Signal.like(rem)
         m.d.comb += rem_now.eq(Mux(in_tlp, rem, tlp_dws))
         n_out = Signal(range(D + 1))

@@ -34,19 +34,23 @@ from ..models.link import LinkConfig
 from ..models.phy import Fate, phy_from_params
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
+from .credit_monitor import CreditMonitor
 from .faults import model_verdict
 from .items import StreamItem
 from .link_coverage import LinkCoverage
 from .link_oracle import ReceiverOracle, SenderChecker
 from .loopback_env import TlpScoreboard
-from .scoreboard import AnalysisImp, Scoreboard
+from .scoreboard import AnalysisImp, Scoreboard, tlp_pass_rule
 
 __all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS", "SR_COUNTERS"]
 
 COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays_nak",
             "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
             "naks_sent", "frames_accepted", "duplicates", "out_of_order",
-            "naks_repeated", "window_full_cycles", "link_down")
+            "naks_repeated", "window_full_cycles", "link_down", "credit_frames",
+            "order_violations", "order_stamp_errors", "order_tlps_checked")
+#: Per-class counters (P, NP, CPL), read as ``<name>_p`` ... ``<name>_cpl``.
+CLASS_COUNTERS = ("credit_stall_cycles", "tlps_sent")
 #: The counters a selective-repeat bridge (``mode="sr"``) adds.
 SR_COUNTERS = ("out_of_order_buffered",)
 
@@ -128,7 +132,12 @@ def read_bridge_counters(dut, side, mode="gbn"):
     drops = int(getattr(dut, f"{side}_drops").value)
     by_reason = {r: (drops >> (32 * r)) & 0xFFFFFFFF for r in DropReason}
     names = COUNTERS + (SR_COUNTERS if mode == "sr" else ())
-    return {"drops": by_reason,
+    per_class = {}
+    for name in CLASS_COUNTERS:
+        value = int(getattr(dut, f"{side}_{name}").value)
+        per_class.update({f"{name}_{cls}": (value >> (32 * k)) & 0xFFFFFFFF
+                          for k, cls in enumerate(("p", "np", "cpl"))})
+    return {"drops": by_reason, **per_class,
             **{f"drops_{r.name}": n for r, n in by_reason.items()},
             **{name: int(getattr(dut, f"{side}_{name}").value) for name in names}}
 
@@ -163,7 +172,9 @@ class LinkEnv(uvm_env):
                 f"{dst}_rx", self,
                 monitor_bfm=StreamMonitor(dut, f"{dst}_tlp_out", dut.clk, tlp, drive_ready=True,
                                           backpressure=p["backpressure"]))
-            self.scoreboards[src + dst] = TlpScoreboard(f"sb_{src}{dst}", self, p["mtu"])
+            sb = TlpScoreboard(f"sb_{src}{dst}", self, p["mtu"])
+            sb.pass_rule = tlp_pass_rule    # the bridges may reorder where PCIe allows
+            self.scoreboards[src + dst] = sb
         for side in ("a", "b"):                 # a side with no receiver agent still drains
             if side not in self.rx:
                 getattr(dut, f"{side}_tlp_out__ready").value = 1
@@ -186,7 +197,14 @@ class LinkEnv(uvm_env):
             self.oracles[side] = oracle
             self.checkers[side] = SenderChecker(f"checker_{side}", self, config, oracle)
             if side in self.rx:
-                self.oracle_scoreboards[side] = Scoreboard(f"oracle_sb_{side}", self)
+                sb = Scoreboard(f"oracle_sb_{side}", self)
+                if p["np_block_cycles"]:        # the receive queues reorder too
+                    sb.pass_rule = tlp_pass_rule
+                self.oracle_scoreboards[side] = sb
+        self.credit_monitors = {
+            src + dst: CreditMonitor(f"credits_{src}{dst}", self, p["seq_bits"],
+                                     enabled=bool(p["credits"]))
+            for src, dst in (("a", "b"), ("b", "a"))}
         self.coverage = LinkCoverage("coverage", self, dut, config.modulus, p["coverage_file"])
 
     def connect_phase(self):
@@ -203,6 +221,15 @@ class LinkEnv(uvm_env):
         for side, checker in self.checkers.items():
             getattr(self, f"{side}_wire").ap.connect(checker.frame_export)
             getattr(self, f"{side}_wire").ap.connect(self.coverage.frame_exports[side])
+        self.delivered = {side: [] for side in self.rx}     # items out of tlp_out
+        self._collectors = [AnalysisImp(f"delivered_{side}", self, self.delivered[side].append)
+                            for side in self.rx]
+        for imp, side in zip(self._collectors, self.rx):
+            self.rx[side].ap.connect(imp)
+        for key, monitor in self.credit_monitors.items():
+            src, dst = key
+            self.wires[dst + src].handed_ap.connect(monitor.limit_export)
+            getattr(self, f"{src}_wire").ap.connect(monitor.sent_export)
         for side, sb in self.oracle_scoreboards.items():
             self.oracles[side].tlp_ap.connect(sb.expected_export)
             self.rx[side].ap.connect(sb.actual_export)
@@ -227,3 +254,9 @@ def configure(dut, params):
         getattr(dut, f"{side}_replay_timeout").value = params["replay_timeout"]
         getattr(dut, f"{side}_nak_timeout").value = params["nak_timeout"]
         getattr(dut, f"{side}_ack_delay").value = params["ack_delay"]
+        getattr(dut, f"{side}_credits_enable").value = int(bool(params["credits"]))
+        getattr(dut, f"{side}_credit_delay").value = params["credit_delay"]
+        getattr(dut, f"{side}_credit_refresh").value = params["credit_refresh"]
+        getattr(dut, f"{side}_ro_enable").value = 1
+        getattr(dut, f"{side}_np_accept").value = 1
+        getattr(dut, f"{side}_order_irq_clear").value = 0

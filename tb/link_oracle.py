@@ -23,7 +23,7 @@ from typing import NamedTuple
 from cocotb.utils import get_sim_time
 from pyuvm import uvm_analysis_port, uvm_component
 
-from ..models.frame import FLAG_ACK_VALID, DropReason, FrameError, decode_frame
+from ..models.frame import FLAG_ACK_VALID, FLAG_CREDITS_VALID, DropReason, FrameError, decode_frame
 from ..models.link import LinkCounters, LinkReceiver, seq_offset
 from ..models.wire import FrameType
 from .items import StreamItem
@@ -204,11 +204,12 @@ class SenderChecker(uvm_component):
       skipped) and less than ``window`` after the oldest frame not yet
       acknowledged by a frame the peer sent that reached this bridge intact;
       any other ``seq`` is a retransmission of one of the last ``window``
-      frames sent, with byte-identical TLPs.
+      frames sent, with byte-identical TLPs and order stamps.
     * NAK: ``seq`` is ``ack + 1``, the receiver's expected sequence number,
       and a DATA frame ahead of it reached the model receiver while it
       expected that number (a gap).
-    * ACK: ``seq`` is 0 and flag bit 0 is set.
+    * ACK: ``seq`` is 0 and flag bit 0 (ack valid) or bit 1 (credits
+      valid: a credit update, possibly before anything was received) is set.
 
     An acknowledgement that reaches the bridge while a retransmission is on
     its way leaves that retransmission legal, so retransmissions are not
@@ -254,8 +255,9 @@ class SenderChecker(uvm_component):
             self._check_data(frame, where)
         elif frame.frame_type is FrameType.NAK:
             self._check_nak(frame, named, where)
-        elif frame.frame_type is FrameType.ACK and (frame.seq or not frame.flags & FLAG_ACK_VALID):
-            self.violations.add(f"{where}: an ACK frame must have seq 0 and flag bit 0 set")
+        elif frame.frame_type is FrameType.ACK and (
+                frame.seq or not frame.flags & (FLAG_ACK_VALID | FLAG_CREDITS_VALID)):
+            self.violations.add(f"{where}: an ACK frame must have seq 0 and flag bit 0 or 1 set")
 
     def _ack_named(self, frame, where):
         """The model's in-order count whose ack ``frame`` carries, or None
@@ -287,12 +289,12 @@ class SenderChecker(uvm_component):
             if seq_offset(seq, self.oldest, bits) >= window:
                 self.violations.add(f"{where}: new seq {seq} is not within the window of "
                                     f"{window} from the oldest unacknowledged {self.oldest}")
-            self.bodies[seq] = frame.tlps
+            self.bodies[seq] = (frame.tlps, frame.stamps)
             self.next_new = (seq + 1) & (self.config.modulus - 1)
         elif not 1 <= seq_offset(self.next_new, seq, bits) <= window or seq not in self.bodies:
             self.violations.add(f"{where}: seq {seq} is neither the next new one "
                                 f"({self.next_new}) nor one of the last {window} sent")
-        elif frame.tlps != self.bodies[seq]:
+        elif (frame.tlps, frame.stamps) != self.bodies[seq]:
             self.violations.add(f"{where}: the retransmission of seq {seq} carries other TLPs "
                                 f"than its first transmission")
 

@@ -7,6 +7,13 @@ the stream overrides :meth:`Scoreboard.predict` (input item -> the expected
 output items, e.g. through a reference model) and, if equality is not
 byte-equality, :meth:`Scoreboard.compare_items`.
 
+With a ``pass_rule`` (``pass_rule(later, earlier)``: True where the later
+item may overtake the earlier one) items may arrive out of order: each
+actual item is matched with the first pending expected item equal to it,
+and every pending expected item it overtook must be one it may pass, or it
+is an illegal pass (counted with the mismatches). PCIe TLP ordering
+(:func:`tlpoe.models.ordering.legal_pass`) is one such rule.
+
 Mismatches are logged as they happen (with a hex diff of the first differing
 bytes); ``check_phase`` fails the test if anything mismatched, anything is left
 unmatched on either side, or nothing was compared at all.
@@ -17,7 +24,7 @@ import collections
 from cocotb.triggers import Event, SimTimeoutError, with_timeout
 from pyuvm import uvm_analysis_export, uvm_component
 
-__all__ = ["AnalysisImp", "Scoreboard", "hex_diff"]
+__all__ = ["AnalysisImp", "Scoreboard", "hex_diff", "tlp_pass_rule"]
 
 #: Mismatches logged in full; later ones are only counted.
 LOGGED_MISMATCHES = 5
@@ -39,6 +46,14 @@ def hex_diff(expected, actual, context=8, width=32):
     marker = 3 * (first - start)
     lines.append(" " * (len(f"  expected[{start}:]: ") + marker) + "^^")
     return "\n".join(lines)
+
+
+def tlp_pass_rule(later, earlier):
+    """PCIe ordering as a ``pass_rule``: whether TLP item ``later`` may pass
+    ``earlier`` (:func:`tlpoe.models.ordering.legal_pass`)."""
+    from ..models.ordering import legal_pass
+    from ..models.tlp import Tlp
+    return legal_pass(Tlp.unpack(_data(later)), Tlp.unpack(_data(earlier)))
 
 
 class AnalysisImp(uvm_analysis_export):
@@ -76,6 +91,11 @@ class Scoreboard(uvm_component):
         #: True where losing the tail is the expected outcome (a link declared
         #: down): what did arrive must still match, in order and exactly once.
         self.allow_pending = False
+        #: None: strictly in order; else pass_rule(later_item, earlier_item)
+        self.pass_rule = None
+        self.passes = 0            # expected items overtaken, legally
+        self.illegal_passes = 0
+        self.illegal_items = 0     # actual items that made at least one illegal pass
         self._drained = Event()
         self._drained.set()
 
@@ -108,6 +128,9 @@ class Scoreboard(uvm_component):
         return len(self._actual)
 
     def _match(self):
+        if self.pass_rule is not None:
+            self._match_reordered()
+            return
         expected, actual = self._expected, self._actual
         while expected and actual:
             exp, act = expected.popleft(), actual.popleft()
@@ -119,12 +142,41 @@ class Scoreboard(uvm_component):
         if not expected:
             self._drained.set()
 
+    def _match_reordered(self):
+        expected, unmatched = self._expected, collections.deque()
+        while self._actual:
+            act = self._actual.popleft()
+            data = _data(act)
+            at = next((i for i, exp in enumerate(expected) if _data(exp) == data), None)
+            if at is None:              # equal to no expected item: corrupted or extra
+                unmatched.append(act)
+                continue
+            exp = expected[at]
+            del expected[at]
+            index = self.compared
+            self.compared += 1
+            illegal = False
+            for earlier in list(expected)[:at]:
+                if self.pass_rule(act, earlier):
+                    self.passes += 1
+                else:
+                    illegal = True
+                    self.illegal_passes += 1
+                    self._mismatch(index, earlier, act, "illegal pass: the actual item "
+                                   "overtook this earlier expected one")
+            self.illegal_items += illegal
+            self.compare_items(exp, act)        # equal bytes: for the subclass's tallies
+        self._actual = unmatched
+        if not expected:
+            self._drained.set()
+
     def _mismatch(self, index, exp, act, problem):
         self.mismatched += 1
         if self.mismatched > LOGGED_MISMATCHES:
             return
         hint = ""
-        if self._expected and self.compare_items(self._expected[0], act) is None:
+        if self.pass_rule is None and self._expected and \
+                _data(self._expected[0]) == _data(act):
             hint = "\n  (actual equals the NEXT expected item: one was dropped?)"
         self.logger.error(f"mismatch at item {index}:\n  expected {_describe(exp)}\n"
                           f"  actual   {_describe(act)}\n{problem}{hint}")
@@ -145,7 +197,9 @@ class Scoreboard(uvm_component):
     def check_phase(self):
         problems = [] if self.allow_pending else list(self.errors)
         if self.mismatched:
-            problems.append(f"{self.mismatched} of {self.compared} compared items mismatched")
+            problems.append(f"{self.mismatched} of {self.compared} compared items mismatched"
+                            + (f" ({self.illegal_passes} illegal passes)"
+                               if self.illegal_passes else ""))
         if self._expected and not self.allow_pending:
             problems.append(f"{len(self._expected)} expected item(s) never arrived; first: "
                             f"{_describe(self._expected[0])}")

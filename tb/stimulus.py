@@ -13,7 +13,8 @@ from ..models.pcap import read_nettlp
 from ..models.tlp import Attr, Tlp, TlpType, iter_random_tlps, tlp_size_from_header
 
 __all__ = ["CAPTURES", "random_tlps", "size_extremes", "mtu_boundary", "capture_tlps",
-           "ingress_errors", "mwr_stream", "ordering_traffic", "expected_after_ingress"]
+           "ingress_errors", "mwr_stream", "ordering_traffic", "producer_consumer",
+           "expected_after_ingress"]
 
 #: The shared NetTLP captures, beside the repository (read in place).
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "captures"
@@ -167,6 +168,37 @@ def ordering_traffic(seed, count, *, ro=0.2, ido=0.1):
             read[2] -= 1
             if not read[2]:
                 open_reads.remove(read)
+    return [t.pack() for t in out]
+
+
+def producer_consumer(seed, count, *, data_writes=(1, 6), ro=0.25):
+    """About ``count`` TLPs (bytes) of the producer/consumer pattern that
+    PCIe ordering exists for: a producer writes a buffer (``data_writes``
+    MWr of 64..256 bytes), then a flag (a 4-byte MWr), and reads the flag
+    back (MRd); between rounds the consumer's earlier reads complete
+    (CplD, some with Relaxed Ordering, which may pass the writes). The data
+    writes never carry RO here: the flag must not pass them."""
+    rng = np.random.default_rng(seed)
+    producer, consumer = 0x0100, 0x0200
+    out, reads, tag = [], [], 0
+    while len(out) < count:
+        base = 0x10_0000 * (len(out) + 1)
+        for i in range(int(rng.integers(*data_writes))):
+            out.append(Tlp(TlpType.MWr, address=base + 0x100 * i, requester_id=producer,
+                           first_be=0xF, last_be=0xF,
+                           data=rng.bytes(64 * int(rng.integers(1, 5)))))
+        out.append(Tlp(TlpType.MWr, address=0x1000, requester_id=producer, first_be=0xF,
+                       data=int(len(out)).to_bytes(4, "little")))          # the flag
+        tag = (tag + 1) % 256
+        out.append(Tlp(TlpType.MRd, address=0x1000, requester_id=producer, tag=tag,
+                       first_be=0xF, length=1))                            # poll it
+        reads.append(tag)
+        if len(reads) > 2:                  # a consumer's read of ours completes
+            done = reads.pop(0)
+            out.append(Tlp(TlpType.CplD, requester_id=consumer, tag=done,
+                           completer_id=producer, byte_count=4,
+                           attr=Attr.RO if rng.random() < ro else Attr(0),
+                           data=rng.bytes(4)))
     return [t.pack() for t in out]
 
 

@@ -20,6 +20,7 @@ from cocotb.triggers import Combine, ReadOnly, SimTimeoutError, with_timeout
 from pyuvm import ConfigDB, uvm_test
 
 from tlpoe.models.frame import DropReason
+from tlpoe.models.tlp import OrderingClass, Tlp
 from tlpoe.tb import stimulus
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.link_env import LinkEnv, configure, read_bridge_counters
@@ -34,7 +35,8 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               backpressure=0.1, bidirectional=False,
               flush_timeout=32, replay_timeout=1500, nak_timeout=1000, ack_delay=50,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
-              mac_fifo_bytes=4096,
+              mac_fifo_bytes=4096, credits=1, credit_delay=200, credit_refresh=None,
+              np_block_cycles=0, expect_order_violations=False,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
               drain_us=2000, clock_ns=10.0, report="", coverage_file="")
 
@@ -48,7 +50,12 @@ def workload(src):
     if P["workload"] == "random":
         return stimulus.random_tlps(P["seed"] * 7 + ord(src), P["count"], mtu=P["mtu"],
                                     max_payload=P["max_payload"])
-    raise ValueError(f"workload must be 'random' or 'mwr', not {P['workload']!r}")
+    if P["workload"] == "ordering":
+        return stimulus.ordering_traffic(P["seed"] * 7 + ord(src), P["count"])
+    if P["workload"] == "producer_consumer":
+        return stimulus.producer_consumer(P["seed"] * 7 + ord(src), P["count"])
+    raise ValueError(f"workload must be 'random', 'mwr', 'ordering' or 'producer_consumer', "
+                     f"not {P['workload']!r}")
 
 
 class LinkTest(uvm_test):
@@ -62,7 +69,12 @@ class LinkTest(uvm_test):
         self.raise_objection()
         dut = cocotb.top
         start_clock(dut.clk, P["clock_ns"])
+        if P["credit_refresh"] is None:
+            P["credit_refresh"] = P["replay_timeout"]
         configure(dut, P)
+        if P["np_block_cycles"]:
+            dut.b_np_accept.value = 0       # B's consumer takes no non-posted TLP yet
+            cocotb.start_soon(self.release_np(dut))
         await reset(dut.clk, dut.rst)
         self.stimulus = {}
         sends = []
@@ -87,6 +99,49 @@ class LinkTest(uvm_test):
             self.logger.info(f"{side}: " + ", ".join(
                 f"{k}={v}" for k, v in counters.items() if v and k != "drops"))
         self.drop_objection()
+
+    def check_ordering(self, c):
+        """The receiving bridges' ordering checkers against the scoreboards:
+        every TLP out was checked, and the checker flagged exactly the TLPs
+        the scoreboard saw make an illegal pass (none, unless the sender's
+        test-only illegal arbiter is on). With ``np_block_cycles``: while B
+        took no non-posted TLP, none left B and posted ones kept flowing."""
+        problems = []
+        for key, sb in self.env.scoreboards.items():
+            dst = key[1]
+            delivered = len(self.env.delivered[dst])
+            if c[dst]["order_tlps_checked"] != delivered:
+                problems.append(f"{dst}: the ordering checker saw {c[dst]['order_tlps_checked']} "
+                                f"TLPs, {delivered} left tlp_out")
+            if c[dst]["order_stamp_errors"]:
+                problems.append(f"{dst}: {c[dst]['order_stamp_errors']} order stamp errors")
+            if c[dst]["order_violations"] != sb.illegal_items:
+                problems.append(f"{dst}: the ordering checker flagged "
+                                f"{c[dst]['order_violations']} TLPs, the scoreboard "
+                                f"{sb.illegal_items} that made an illegal pass")
+            if P["expect_order_violations"] and not sb.illegal_items:
+                problems.append(f"{key}: no illegal pass was made (the test-only arbiter?)")
+        if P["np_block_cycles"]:
+            end = self.np_released_at
+            during = [Tlp.unpack(item.data).ordering_class for item in self.env.delivered["b"]
+                      if item.meta["first_cycle"] < end]
+            np_during = during.count(OrderingClass.NON_POSTED)
+            p_during = during.count(OrderingClass.POSTED)
+            np_total = sum(Tlp.unpack(item.data).ordering_class is OrderingClass.NON_POSTED
+                           for item in self.env.delivered["b"])
+            self.logger.info(f"while B blocked non-posted TLPs ({end} cycles): {p_during} "
+                             f"posted out, {np_during} non-posted; {np_total} non-posted "
+                             f"in all; A's NP credit stall {c['a']['credit_stall_cycles_np']} "
+                             f"cycles")
+            if np_during or not p_during or not np_total:
+                problems.append(f"while B blocked non-posted TLPs: {np_during} non-posted "
+                                f"and {p_during} posted left B ({np_total} non-posted in all)")
+        return problems
+
+    async def release_np(self, dut):
+        await wait_cycles(dut.clk, P["np_block_cycles"])
+        self.np_released_at = self.env.rx["b"].monitor_bfm.cycles
+        dut.b_np_accept.value = 1
 
     def record(self):
         """One run as a record (what ``make ber`` collects per point): A -> B.
@@ -163,6 +218,7 @@ class LinkTest(uvm_test):
             if c[dst]["drops"] != expected:
                 problems.append(f"{src}->{dst}: the model rejects corrupted frames as "
                                 f"{expected}, the bridge dropped {c[dst]['drops']}")
+        problems += self.check_ordering(c)
         wraps = c["b"]["frames_accepted"] // (1 << P["seq_bits"])
         if wraps < P["min_wraps"]:
             problems.append(f"{wraps} sequence wrap-arounds, expected >= {P['min_wraps']}")

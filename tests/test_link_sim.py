@@ -85,10 +85,10 @@ def test_nak_timer_repeats_lost_naks(sim):
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_lost_acks_cause_duplicates_that_are_discarded(sim):
-    """Most ACKs lost (60% of B->A frames dropped): A's replay timer resends
+    """Most ACKs lost (80% of B->A frames dropped): A's replay timer resends
     frames B already has; B discards the duplicates (and re-acknowledges), so
     nothing is delivered twice."""
-    run(sim, "dup", count=300, phy_b_to_a={"drop_rate": 0.6}, replay_timeout=600,
+    run(sim, "dup", count=300, phy_b_to_a={"drop_rate": 0.8}, replay_timeout=600,
         expect_nonzero=["b.duplicates", "a.replays_timeout", "a.frames_retransmitted"])
 
 
@@ -167,7 +167,7 @@ def test_sr_frame_drop_resends_only_what_was_lost(sim, tmp_path):
     records = {}
     for mode in ("sr", "gbn"):
         report = tmp_path / f"{mode}.json"
-        run(sim, f"drop5-{mode}-record", mode=mode, count=600,
+        run(sim, f"drop5-{mode}-record", mode=mode, count=700,
             phy={**NETWORK, "drop_rate": 0.05}, min_wraps=2, report=str(report),
             **({"expect_nonzero": ["a.replays_nak", "a.frames_retransmitted",
                                    "b.out_of_order_buffered", "b.naks_sent"],
@@ -190,7 +190,7 @@ def test_sr_nak_timer_repeats_lost_naks(sim):
 def test_sr_lost_acks_cause_duplicates_that_are_discarded(sim):
     """Selective repeat, most ACKs lost: the replay timer resends the oldest
     frame, which B already has; B discards the duplicates."""
-    run(sim, "sr-dup", mode="sr", count=300, phy_b_to_a={"drop_rate": 0.6}, replay_timeout=600,
+    run(sim, "sr-dup", mode="sr", count=300, phy_b_to_a={"drop_rate": 0.8}, replay_timeout=600,
         expect_nonzero=["b.duplicates", "a.replays_timeout", "a.frames_retransmitted"])
 
 
