@@ -76,7 +76,7 @@ class Bridge(wiring.Component):
     def __init__(self, width=256, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
                  flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn", queue_depth=None,
-                 queue_tlps=32, credit_delay=256, credit_refresh=None,
+                 queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
                  reorder_illegally=False):
         check_mode(mode)
         check_width(width)
@@ -102,7 +102,13 @@ class Bridge(wiring.Component):
             raise ValueError(f"credit_delay must be 1..65535 cycles, not {credit_delay!r}")
         if not 0 <= credit_refresh < 2 ** 24:
             raise ValueError(f"credit_refresh must be 0..2**24-1 cycles, not {credit_refresh!r}")
-        self.tx_queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps,
+        largest_beats = -(-(wire.max_tlp_bytes(mtu)) * 8 // width)
+        if tx_queue_depth is None:
+            tx_queue_depth = 2 * largest_beats      # a TLP waiting for credits, one behind
+        if not isinstance(tx_queue_depth, int) or tx_queue_depth < largest_beats:
+            raise ValueError(f"tx_queue_depth must hold the largest TLP ({largest_beats} "
+                             f"beats), not {tx_queue_depth!r}")
+        self.tx_queues = ClassQueues(width, depth=tx_queue_depth, tlps=min(queue_tlps, 16),
                                      policy="oldest", reorder_illegally=reorder_illegally)
         self.rx_queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps,
                                      policy="oldest", carry_stamp=True)
@@ -251,7 +257,7 @@ class Bridge(wiring.Component):
     def _credits(self, m, credit_request):
         """The credit loop: the peer's limits from received frames into the
         transmit queues; ours into every frame sent, and a frame of our own
-        (an ACK frame) when half a buffer's headers or data credits are freed
+        (an ACK frame) when a quarter of a buffer's headers or data credits are freed
         and not yet advertised, when freed credits have waited
         ``credit_delay`` cycles, or when nothing was sent for
         ``credit_refresh`` cycles (so that a lost update is sent again)."""
@@ -270,7 +276,7 @@ class Bridge(wiring.Component):
         m.d.comb += frame_started.eq(framer.desc.valid & framer.desc.ready)
         pending = Signal()
         m.d.comb += pending.eq(limit.as_value() != self.credits_advertised.as_value())
-        # half a buffer freed and not advertised: send now, the peer may be waiting
+        # a quarter of a buffer freed and not advertised: send now, the peer may be waiting
         half = Signal()
         halves = []
         for k, (hdr, credits) in enumerate(self.buffers):
@@ -278,7 +284,7 @@ class Bridge(wiring.Component):
                 unsent = Signal(bits, name=f"unsent_{CLASSES[k]}_{part}")
                 m.d.comb += unsent.eq(getattr(limit[k], part) -
                                       getattr(self.credits_advertised[k], part))
-                halves.append(unsent >= max(1, size // 2))
+                halves.append(unsent >= max(1, size // 4))
         m.d.comb += half.eq(Cat(*halves).any())
         waited = Signal(16)
         idle = Signal(24)

@@ -61,7 +61,7 @@ SETUP = {
     "width": 512, "clock_ns": 3.104, "mtu": 1500, "window": 32, "seq_bits": 12,
     "max_retries": 8, "rate_gbps": 100, "latency_ns": 1000.0, "tlp_payload": 256,
     "ack_every": 8, "ack_delay_ns": 500.0, "flush_timeout_ns": 300.0,
-    "mac_fifo_bytes": 4096,
+    "mac_fifo_bytes": 4096, "queue_tlps": 127, "queue_depth": 1024,
 }
 
 #: TLPs per point: the acceptance needs 100,000 (on Verilator) in the
@@ -142,7 +142,8 @@ def _pair(mode="gbn"):
     from ..rtl.bridge import Bridge
     from ..rtl.pair import Pair
     kw = dict(window=SETUP["window"], seq_bits=SETUP["seq_bits"],
-              max_retries=SETUP["max_retries"], mtu=SETUP["mtu"])
+              max_retries=SETUP["max_retries"], mtu=SETUP["mtu"],
+              queue_tlps=SETUP["queue_tlps"], queue_depth=SETUP["queue_depth"])
     if mode != "gbn":
         kw["mode"] = mode
     return Pair(Bridge(SETUP["width"], **kw), Bridge(SETUP["width"], **kw))
@@ -181,7 +182,7 @@ def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn"):
     }
     suffix = "" if mode == "gbn" else f"-{mode}"
     run_cocotb(sim, lambda: _pair(mode), "pair", "tlpoe.tb.test_link",
-               build_key=f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}{suffix}",
+               build_key=f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}-q{s['queue_tlps']}{suffix}",
                testcase="LinkRandomTest", seed=seed,
                run_name=f"ber-{_slug(point['name'])}{suffix}-s{seed}", params=params)
     return json.loads(report.read_text())

@@ -36,7 +36,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               flush_timeout=32, replay_timeout=1500, nak_timeout=1000, ack_delay=50,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
               mac_fifo_bytes=4096, credits=1, credit_delay=200, credit_refresh=None,
-              np_block_cycles=0, expect_order_violations=False,
+              np_block_cycles=0, expect_order_violations=False, expect_overrun=False, ido=0.1,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
               drain_us=2000, clock_ns=10.0, report="", coverage_file="")
 
@@ -51,7 +51,7 @@ def workload(src):
         return stimulus.random_tlps(P["seed"] * 7 + ord(src), P["count"], mtu=P["mtu"],
                                     max_payload=P["max_payload"])
     if P["workload"] == "ordering":
-        return stimulus.ordering_traffic(P["seed"] * 7 + ord(src), P["count"])
+        return stimulus.ordering_traffic(P["seed"] * 7 + ord(src), P["count"], ido=P["ido"])
     if P["workload"] == "producer_consumer":
         return stimulus.producer_consumer(P["seed"] * 7 + ord(src), P["count"])
     raise ValueError(f"workload must be 'random', 'mwr', 'ordering' or 'producer_consumer', "
@@ -90,6 +90,7 @@ class LinkTest(uvm_test):
             self.stalled = True         # only right when the link went down
         for sb in self.env.scoreboards.values():
             sb.allow_pending = bool(P["expect_link_down"])
+            sb.expect_illegal = bool(P["expect_order_violations"])
             await sb.wait_drained(timeout=P["drain_us"], unit="us")
         await wait_cycles(dut.clk, 200)
         await ReadOnly()            # this edge's counts and frames taken both settled
@@ -183,6 +184,11 @@ class LinkTest(uvm_test):
             "latency_p50_ns": p50 * P["clock_ns"] if latencies else None,
             "latency_p99_ns": p99 * P["clock_ns"] if latencies else None,
             "link_down_events": c["a"]["link_down_events"],
+            "legal_passes": sb.passes, "illegal_passes": sb.illegal_passes,
+            "order_violations": c["b"]["order_violations"],
+            "credit_stall_cycles": {k: c["a"][f"credit_stall_cycles_{k}"]
+                                    for k in ("p", "np", "cpl")},
+            "credit_overruns": self.env.credit_monitors["ab"].overruns,
         }
 
     def report_phase(self):
@@ -219,6 +225,10 @@ class LinkTest(uvm_test):
                 problems.append(f"{src}->{dst}: the model rejects corrupted frames as "
                                 f"{expected}, the bridge dropped {c[dst]['drops']}")
         problems += self.check_ordering(c)
+        monitor = self.env.credit_monitors["ab"]
+        if P["expect_overrun"] and not monitor.overruns:
+            problems.append("credits off and small receive buffers, yet A never sent beyond "
+                            "B's credits: the credit monitor cannot be trusted")
         wraps = c["b"]["frames_accepted"] // (1 << P["seq_bits"])
         if wraps < P["min_wraps"]:
             problems.append(f"{wraps} sequence wrap-arounds, expected >= {P['min_wraps']}")
