@@ -15,6 +15,18 @@ in a process pool:
     checker (which also flags passes that only IDO makes legal: it cannot
     judge IDO).
 
+and two runs across two bridges and the network (``tb/test_link.py``:
+bridge A sends through the NIC/PHY model to bridge B, whose small receive
+queues make the credits bind; a scoreboard that allows exactly PCIe's
+passes; B's ordering checker; the wire-level credit monitor):
+
+``bridge-legal``
+    the ``ordering`` workload through the real queues: no illegal pass,
+    nothing flagged by B's checker, no TLP sent beyond B's credits;
+``bridge-illegal``
+    A's test-only arbiter (no IDO in the traffic): B's checker flags
+    exactly the TLPs the scoreboard sees make an illegal pass.
+
 Writes ``build/reports/ordering/``: ``ordering.json`` (``cells_total``,
 ``cells_hit``, ``violations_injected``, ``violations_caught``,
 ``false_positives``, ``tlps_checked`` and both runs' records) and
@@ -32,10 +44,51 @@ from pathlib import Path
 
 from ..models.ordering import CELL_IDS, table_markdown
 
-__all__ = ["RUNS", "run", "summarise", "main"]
+__all__ = ["RUNS", "BRIDGE_RUNS", "BRIDGE", "bridge_pair", "run", "run_bridges",
+           "summarise", "main"]
 
 #: name -> (illegal arbiter, TLPs in full mode, TLPs in quick mode)
 RUNS = {"legal": (False, 100_000, 4_000), "illegal": (True, 20_000, 2_000)}
+BRIDGE_RUNS = {"bridge-legal": (False, 20_000, 600), "bridge-illegal": (True, 5_000, 400)}
+
+#: The two-bridge setup: 64 bits, window 8, 6-bit sequence numbers; B's
+#: receive queues hold 4 TLPs (4 header credits) and 256 beats per class.
+BRIDGE = {"width": 64, "window": 8, "seq_bits": 6, "max_retries": 6,
+          "queue_depth": 256, "queue_tlps": 4, "phy": {"rate_gbps": 10, "latency_ns": 1000.0}}
+
+
+def bridge_pair(illegal=False):
+    """Bridges A (the sender; ``illegal``: the test-only arbiter) and B under a Pair."""
+    from ..rtl.bridge import Bridge
+    from ..rtl.pair import Pair
+    kw = {k: BRIDGE[k] for k in ("window", "seq_bits", "max_retries", "queue_depth",
+                                 "queue_tlps")}
+    return Pair(Bridge(BRIDGE["width"], reorder_illegally=illegal, **kw),
+                Bridge(BRIDGE["width"], **kw))
+
+
+def bridge_build_key(illegal=False):
+    return f"pair-w{BRIDGE['width']}-small-queues" + ("-illegal" if illegal else "")
+
+
+def run_bridges(name, count, seed, sim, out_dir):
+    """One two-bridge run; returns the link testbench's record."""
+    from .runner import run_cocotb
+    illegal = BRIDGE_RUNS[name][0]
+    report = Path(out_dir).resolve() / f"{name}-{sim}-s{seed}.json"
+    start = time.monotonic()
+    run_cocotb(sim, lambda: bridge_pair(illegal), "pair", "tlpoe.tb.test_link",
+               build_key=bridge_build_key(illegal), testcase="LinkRandomTest", seed=seed,
+               run_name=f"ordering-{name}-s{seed}",
+               params={"width": BRIDGE["width"], "seq_bits": BRIDGE["seq_bits"],
+                       "window": BRIDGE["window"], "phy": BRIDGE["phy"], "seed": seed,
+                       "count": count, "workload": "ordering", "valid_gap": 0.0,
+                       "backpressure": 0.3, "ido": 0.0 if illegal else 0.1,
+                       "expect_order_violations": illegal, "drain_us": 20 * count + 2000,
+                       "report": str(report)})
+    record = json.loads(report.read_text())
+    record.update(run=name, sim=sim, seed=seed, wall_s=round(time.monotonic() - start, 1))
+    return record
 
 
 def run(name, count, seed, sim, out_dir):
@@ -74,6 +127,25 @@ def summarise(legal, illegal):
         "tlps_checked": legal["rtl_tlps_checked"] + illegal["rtl_tlps_checked"],
         "passes_legal": legal["passes"],
     }
+
+
+def bridge_checks(legal, illegal):
+    """The two-bridge runs' checks (records of ``tb/test_link.py``)."""
+    delivered = all(r["lost"] == r["duplicated"] == 0 for r in (legal, illegal))
+    return [
+        ("across two bridges: no illegal pass and nothing flagged (legal run)",
+         legal["illegal_passes"] == 0 and legal["order_violations"] == 0,
+         f"{legal['legal_passes']:,} legal passes over {legal['tlps_delivered']:,} TLPs, "
+         f"{legal['order_violations']} flagged"),
+        ("across two bridges: B's checker flags exactly the TLPs that passed illegally",
+         illegal["illegal_tlps"] > 0 and illegal["order_violations"] == illegal["illegal_tlps"],
+         f"{illegal['order_violations']}/{illegal['illegal_tlps']} TLPs "
+         f"({illegal['illegal_passes']} illegal passes)"),
+        ("across two bridges: the receiver never overruns (no TLP beyond B's credits)",
+         legal["credit_overruns"] == 0 and illegal["credit_overruns"] == 0,
+         f"credit stalls at A (cycles): {legal['credit_stall_cycles']}"),
+        ("across two bridges: every TLP delivered once", delivered, ""),
+    ]
 
 
 def checks(summary, legal, illegal):
@@ -118,19 +190,30 @@ def main(argv=None):
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"ordering: {len(RUNS)} runs on {args.sim}, writing {out_dir}/", flush=True)
+    print(f"ordering: {len(RUNS) + len(BRIDGE_RUNS)} runs on {args.sim}, writing {out_dir}/",
+          flush=True)
     records = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {name: pool.submit(run, name, quick if args.quick else full, args.seed,
                                      args.sim, out_dir)
                    for name, (_, full, quick) in RUNS.items()}
+        futures.update({name: pool.submit(run_bridges, name, quick if args.quick else full,
+                                          args.seed, args.sim, out_dir)
+                        for name, (_, full, quick) in BRIDGE_RUNS.items()})
         for name, future in futures.items():
-            records[name] = future.result()
-            print(f"{name}: {records[name]['tlps']:,} TLPs, {records[name]['passes']:,} passes, "
-                  f"RTL flagged {records[name]['rtl_violations']} "
-                  f"({records[name]['wall_s']} s)", flush=True)
+            r = records[name] = future.result()
+            if name in RUNS:
+                print(f"{name}: {r['tlps']:,} TLPs, {r['passes']:,} passes, "
+                      f"RTL flagged {r['rtl_violations']} ({r['wall_s']} s)", flush=True)
+            else:
+                print(f"{name}: {r['tlps_delivered']:,} TLPs through two bridges, "
+                      f"{r['legal_passes']:,} legal and {r['illegal_passes']} illegal passes, "
+                      f"B's checker flagged {r['order_violations']} ({r['wall_s']} s)", flush=True)
     summary = summarise(records["legal"], records["illegal"])
-    results = checks(summary, records["legal"], records["illegal"])
+    summary["bridge_tlps_checked"] = sum(records[n]["tlps_delivered"] for n in BRIDGE_RUNS)
+    summary["tlps_checked"] += summary["bridge_tlps_checked"]
+    results = checks(summary, records["legal"], records["illegal"]) + bridge_checks(
+        records["bridge-legal"], records["bridge-illegal"])
     (out_dir / "ordering.json").write_text(json.dumps(
         {**summary, "quick": args.quick, "runs": records,
          "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in results]},

@@ -252,6 +252,7 @@ class ClassqRandomTest(uvm_test):
         dut = cocotb.top
         start_clock(dut.clk)
         dut.ro_enable.value = P["ro_enable"]
+        dut.class_enable.value = 0b111      # every class may leave (the port's reset value)
         await reset(dut.clk, dut.rst)
         tlps = workload()
         await StreamSequence("tlps", tlps).start(self.env.tx.sequencer)

@@ -185,6 +185,7 @@ class LinkTest(uvm_test):
             "latency_p99_ns": p99 * P["clock_ns"] if latencies else None,
             "link_down_events": c["a"]["link_down_events"],
             "legal_passes": sb.passes, "illegal_passes": sb.illegal_passes,
+            "illegal_tlps": sb.illegal_items,
             "order_violations": c["b"]["order_violations"],
             "credit_stall_cycles": {k: c["a"][f"credit_stall_cycles_{k}"]
                                     for k in ("p", "np", "cpl")},

@@ -6,37 +6,26 @@ testbench (tb/test_link.py) checks delivery with a scoreboard that allows
 exactly the passes PCIe allows (:func:`tlpoe.models.ordering.legal_pass`),
 B's ordering checker against that scoreboard, and, on the wire, that A never
 sends beyond the credits B advertised (tb/credit_monitor.py). B has small
-receive queues so that the credits bind."""
+receive queues so that the credits bind (``BRIDGE`` in sim/ordering.py)."""
 
-import functools
 import json
 
 import pytest
 
-from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.pair import Pair
+from tlpoe.sim.ordering import BRIDGE, bridge_build_key, bridge_pair
 from tlpoe.sim.runner import run_cocotb, simulators
 
 MODULE = "tlpoe.tb.test_link"
 SEED = 20261126
-WIDTH, SEQ_BITS, WINDOW = 64, 6, 8
-#: B's receive queues: 4 TLPs per class (4 header credits), 256 beats.
-SMALL = dict(queue_depth=256, queue_tlps=4)
-NETWORK = {"rate_gbps": 10, "latency_ns": 1000.0}
-
-
-def pair(illegal=False):
-    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, max_retries=6)
-    return Pair(Bridge(WIDTH, reorder_illegally=illegal, **kw, **SMALL),
-                Bridge(WIDTH, **kw, **SMALL))
 
 
 def run(sim, name, illegal=False, **params):
-    key = f"pair-w{WIDTH}-small-queues" + ("-illegal" if illegal else "")
-    return run_cocotb(sim, functools.partial(pair, illegal), "pair", MODULE, build_key=key,
-                      testcase="LinkRandomTest", seed=SEED, run_name=name,
-                      params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
-                              "phy": NETWORK, **params})
+    """One run of the two-bridge setup of ``make ordering`` (``BRIDGE``)."""
+    return run_cocotb(sim, lambda: bridge_pair(illegal), "pair", MODULE,
+                      build_key=bridge_build_key(illegal), testcase="LinkRandomTest",
+                      seed=SEED, run_name=name,
+                      params={"width": BRIDGE["width"], "seq_bits": BRIDGE["seq_bits"],
+                              "window": BRIDGE["window"], "phy": BRIDGE["phy"], **params})
 
 
 pytestmark = [pytest.mark.sim]

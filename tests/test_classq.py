@@ -41,20 +41,28 @@ def random_tlps(seed, n):
     return out
 
 
-def run(tlps, *, cycles, ready=lambda cycle: True, limits=None, dut=None, ro_enable=1):
+def run(tlps, *, cycles, ready=lambda cycle: True, limits=None, dut=None, ro_enable=1,
+        stamps=None, class_enable=lambda cycle: 0b111):
     """Drive ``tlps`` into a ClassQueues and return (TLPs out in order,
     counters). ``limits(cycle, consumed)`` gives the credit limits ((hdr,
     data) per class) from the credits consumed so far, or None to leave
-    credits off."""
+    credits off. ``stamps``: each TLP's ``tlp_in_stamp``; the stamps out
+    (``tlp_out_stamp`` at each first beat) are ``counters["stamps"]``, and
+    ``counters["np_room"]`` is ``np_room`` per cycle."""
     dut = dut or ClassQueues(WIDTH, depth=32, tlps=8)
     layout = StreamLayout.tlp(WIDTH)
-    beats = [(layout.pack(b), b.last) for t in tlps for b in to_beats(t.pack(), layout)]
-    out, current, counters = [], [], {}
+    beats = [(layout.pack(b), b.last, k) for k, t in enumerate(tlps)
+             for b in to_beats(t.pack(), layout)]
+    out, current, counters = [], [], {"stamps": [], "np_room": []}
 
     async def bench(ctx):
         ctx.set(dut.ro_enable, ro_enable)
         i = 0
         for cycle in range(cycles):
+            ctx.set(dut.class_enable, class_enable(cycle))
+            if stamps is not None and i < len(beats):
+                ctx.set(dut.tlp_in_stamp, stamps[beats[i][2]])
+            counters["np_room"].append(ctx.get(dut.np_room))
             if limits is not None:
                 ctx.set(dut.credits_enable, 1)
                 consumed = [(ctx.get(dut.credits_consumed[k].hdr),
@@ -69,9 +77,12 @@ def run(tlps, *, cycles, ready=lambda cycle: True, limits=None, dut=None, ro_ena
             ctx.set(dut.tlp_out.ready, want)
             took = i < len(beats) and ctx.get(dut.tlp_in.ready)
             if want and ctx.get(dut.tlp_out.valid):
+                if not current:
+                    counters["stamps"].append(ctx.get(dut.tlp_out_stamp))
                 current.append(layout.unpack(ctx.get(dut.tlp_out.payload.as_value())))
                 if current[-1].last:
                     out.append(Tlp.unpack(beats_to_bytes(current, layout)))
+                    counters.setdefault("out_cycles", []).append(cycle)
                     current.clear()
             if took:
                 i += 1
@@ -189,9 +200,63 @@ def test_the_illegal_arbiter_is_caught_by_the_ordering_model():
     assert violations and {v.cell for v in violations} <= {"B2a", "D2a"}
 
 
+def test_oldest_policy_keeps_arrival_order_until_a_class_is_held():
+    """The Bridge's policy: with nothing held, TLPs leave exactly in arrival
+    order (backpressure or not); with NP credits withheld, posted requests
+    and completions pass the waiting reads (legally) and nothing else moves."""
+    tlps = random_tlps(5, 120)
+    oldest = dict(depth=32, tlps=8, policy="oldest")
+    out, _ = run(tlps, cycles=3000, ready=lambda cycle: cycle % 3 == 0,
+                 dut=ClassQueues(WIDTH, **oldest))
+    assert [t.pack() for t in out] == [t.pack() for t in tlps]
+
+    def limits(cycle, consumed):
+        np = plenty(consumed[NP]) if cycle >= 800 else (0, 0)
+        return [plenty(consumed[P]), np, plenty(consumed[CPL])]
+
+    out, counters = run(tlps, cycles=2500, limits=limits, dut=ClassQueues(WIDTH, **oldest))
+    result = check_order(tlps, out)
+    assert result.ok and result.passes > 0, result.violations[:3]
+    assert counters["stalls"][NP] > 500
+    others = [t.pack() for t in tlps if t.ordering_class is not OrderingClass.NON_POSTED]
+    assert [t.pack() for t in out if t.ordering_class is not OrderingClass.NON_POSTED] == others
+
+
+def test_carried_stamps_leave_with_their_tlps():
+    """``carry_stamp``: the stamp given with a TLP's first beat is the one
+    ``tlp_out_stamp`` shows when that TLP leaves, across reordering."""
+    tlps = random_tlps(6, 80)
+    stamps = [(977 * k + 5) % 65536 for k in range(len(tlps))]
+    by_bytes = {t.pack(): s for t, s in zip(tlps, stamps)}
+    out, counters = run(tlps, cycles=2500, ready=lambda cycle: cycle % 2 == 0, stamps=stamps,
+                        class_enable=lambda cycle: 0b101 if cycle < 600 else 0b111,
+                        dut=ClassQueues(WIDTH, depth=32, tlps=8, policy="oldest",
+                                        carry_stamp=True))
+    assert len(out) == len(tlps)
+    assert counters["stamps"] == [by_bytes[t.pack()] for t in out]
+
+
+def test_class_enable_holds_non_posted_and_np_room_falls_when_full():
+    """``class_enable`` NP clear: no non-posted TLP leaves while posted ones
+    and completions pass them; ``np_room`` falls once the NP queue cannot
+    take a largest non-posted TLP, and rises again as it drains."""
+    tlps = random_tlps(7, 150)
+    out, counters = run(tlps, cycles=3000, class_enable=lambda cycle: 0b101 if cycle < 1200
+                        else 0b111, dut=ClassQueues(WIDTH, depth=32, tlps=8, policy="oldest"))
+    assert check_order(tlps, out).ok and len(out) == len(tlps)
+    during = [t for t, c in zip(out, counters["out_cycles"]) if c < 1200]
+    assert len(during) >= 5 and all(t.ordering_class is not OrderingClass.NON_POSTED
+                                    for t in during)
+    assert any(t.ordering_class is OrderingClass.NON_POSTED
+               for t in tlps[:tlps.index(during[-1])])      # they passed waiting reads
+    room = counters["np_room"]
+    assert room[0] == 1 and 0 in room[:1200] and room[-1] == 1
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("kw, name", [(dict(depth=1), "depth"), (dict(tlps=0), "tlps"),
-                                      (dict(stamp_bits=4), "stamp_bits")])
+                                      (dict(stamp_bits=4), "stamp_bits"),
+                                      (dict(policy="fifo"), "policy")])
 def test_bad_parameters_name_themselves(kw, name):
     with pytest.raises(ValueError, match=name):
         ClassQueues(WIDTH, **kw)

@@ -7,7 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from tlpoe.models.tlp import OrderingClass, Tlp
-from tlpoe.rtl.credits import CreditReturn
+from tlpoe.rtl.credits import CreditReturn, queue_credits
 from tlpoe.tb.bfm import StreamLayout, to_beats
 from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 
@@ -63,3 +63,21 @@ def test_bad_buffers_name_themselves(buffers, message):
     with pytest.raises(ValueError, match=message):
         CreditReturn(64, buffers=buffers)
     gc.collect()
+
+
+@pytest.mark.parametrize("width", [64, 256, 512])
+def test_queue_credits_never_promise_more_than_the_beats_hold(width):
+    """The worst case for a queue of ``depth`` beats: ``hdr`` TLPs that
+    together use the promised data credits, each split so that it wastes
+    the most beats (20 header bytes, payload a multiple of 16 bytes)."""
+    wb = width // 8
+    for depth, tlps in ((256, 4), (1024, 32), (128, 127)):
+        hdr, data = queue_credits(width, depth, tlps)
+        assert hdr == min(tlps, 127)
+        if data == 0:
+            continue
+        # two extreme ways to spread `data` credits over `hdr` TLPs:
+        # all of them in one TLP, or evenly over all
+        for spread in ([data] + [0] * (hdr - 1), [data // hdr] * hdr):
+            beats = sum(-(-(20 + 16 * c) // wb) for c in spread)
+            assert beats <= depth, (width, depth, tlps, spread)

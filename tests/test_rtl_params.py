@@ -2,6 +2,7 @@
 
 import pytest
 
+from tlpoe.rtl.bridge import Bridge
 from tlpoe.rtl.crc import Crc32Update
 from tlpoe.rtl.decapsulator import Decapsulator
 from tlpoe.rtl.encapsulator import Encapsulator
@@ -26,6 +27,11 @@ from tlpoe.rtl.packer import TlpPacker
     (lambda: Crc32Update(96), "width"),
     (lambda: LinkReceiver(max_words=8, nak_timeout=-1), "nak_timeout"),
     (lambda: LinkReceiver(max_words=8, nak_timeout=2 ** 24), "nak_timeout"),
+    (lambda: Bridge(64, queue_depth=100), "queue_depth"),
+    (lambda: Bridge(64, queue_tlps=128), "queue_tlps"),
+    (lambda: Bridge(64, tx_queue_depth=10), "tx_queue_depth"),
+    (lambda: Bridge(64, credit_delay=0), "credit_delay"),
+    (lambda: Bridge(64, credit_refresh=2 ** 24), "credit_refresh"),
 ])
 def test_bad_parameter_names_itself(make, name):
     with pytest.raises(ValueError, match=name):
