@@ -240,7 +240,10 @@ local W = {
 }
 -- END GENERATED TABLES
 
-local band, bor, bxor, rshift, lshift = bit32.band, bit32.bor, bit32.bxor, bit32.rshift, bit32.lshift
+-- Wireshark's BitOp library `bit` exists with every Lua it ships (5.1 to 5.4;
+-- bit32 is gone from 5.4); its results are signed 32-bit numbers.
+local band, bxor, rshift = bit.band, bit.bxor, bit.rshift
+local TWO32 = 4294967296
 
 local proto = Proto("tlpoe", "tlpoe: PCIe TLPs over Ethernet")
 
@@ -255,7 +258,7 @@ end
 local FRAME_TYPE = by_name(W.FRAME_TYPES)
 
 local function low_mask(bits)
-    return 2 ^ bits - 1
+    return math.floor(2 ^ bits) - 1
 end
 
 --- The value of layout field `f` at `base` of `tvb`, as models.wire.Field.get
@@ -296,13 +299,14 @@ for i = 0, 255 do
     CRC_TABLE[i] = c
 end
 
---- CRC-32 of the IEEE 802.3 FCS (Python's zlib.crc32) of Lua string `s`.
+--- CRC-32 of the IEEE 802.3 FCS (Python's zlib.crc32) of Lua string `s`,
+--- as an unsigned number.
 local function crc32(s)
     local crc = 0xFFFFFFFF
     for i = 1, #s do
         crc = bxor(CRC_TABLE[band(bxor(crc, s:byte(i)), 0xFF)], rshift(crc, 8))
     end
-    return bxor(crc, 0xFFFFFFFF)
+    return (bxor(crc, 0xFFFFFFFF) + TWO32) % TWO32
 end
 
 -- ------------------------------------------------------------------ fields
@@ -311,7 +315,7 @@ local F = {}
 
 for _, f in ipairs(W.BRIDGE_HEADER) do
     local mask = nil
-    if not f.whole then mask = low_mask(f.bits) * 2 ^ f.shift end
+    if not f.whole then mask = low_mask(f.bits) * math.floor(2 ^ f.shift) end
     local valuestring = nil
     if f.name == "frame_type" then valuestring = W.FRAME_TYPES end
     local display = base.DEC
