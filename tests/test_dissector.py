@@ -35,19 +35,34 @@ from tlpoe.tb.faults import control_frame, malformed_frame, model_verdict
 from tlpoe.tb.params import PCAP_DIR_ENV
 
 TSHARK = shutil.which("tshark")
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_tshark(path, environ):
+    """``path`` (tshark's) if there is one; otherwise skip, or fail when
+    ``environ`` says CI (``CI=true``): CI must run these tests."""
+    if path is not None:
+        return path
+    if environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail("tshark is not installed and CI=true: `make setup` installs it "
+                    "(sim/setup_system.sh)")
+    pytest.skip("tshark is not installed: `make setup` installs it (as root; otherwise "
+                "it prints the apt-get command)")
 
 
 @pytest.fixture
 def tshark():
     """tshark's path; skips without it, fails without it in CI."""
-    if TSHARK is None:
-        if IN_CI:
-            pytest.fail("tshark is not installed and CI=true: `make setup` installs it "
-                        "(sim/setup_system.sh)")
-        pytest.skip("tshark is not installed: `make setup` installs it (as root; "
-                    "otherwise it prints the apt-get command)")
-    return TSHARK
+    return require_tshark(TSHARK, os.environ)
+
+
+def test_missing_tshark_is_skipped_outside_ci_and_fails_in_ci():
+    assert require_tshark("/usr/bin/tshark", {"CI": "true"}) == "/usr/bin/tshark"
+    with pytest.raises(pytest.skip.Exception, match="make setup"):
+        require_tshark(None, {})
+    with pytest.raises(pytest.skip.Exception):
+        require_tshark(None, {"CI": "false"})
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_tshark(None, {"CI": "true"})
 
 
 # --- running tshark ------------------------------------------------------------------

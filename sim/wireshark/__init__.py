@@ -46,10 +46,7 @@ def _lua_bool(value):
 
 
 def _fields(layout, indent="    "):
-    rows = [f"{indent}  {{ name = {_lua_str(f.name)}, offset = {f.offset}, size = {f.size}, "
-            f"bits = {f.width}, shift = {f.shift}, whole = {_lua_bool(not f.bits)}, "
-            f"doc = {_lua_str(f.doc)} }},"
-            for f in layout]
+    rows = [f"{indent}  {_field_row(f)}," for f in layout]
     return "{\n" + "\n".join(rows) + f"\n{indent}}}"
 
 
@@ -59,14 +56,30 @@ def _names(mapping, indent="    "):
     return "{\n" + "\n".join(rows) + f"\n{indent}}}"
 
 
+def _fmt_and_type():
+    """The Fmt and Type fields, the same in every TLP header layout."""
+    fields = {(layout["fmt"], layout["type"]) for layout in tlp.HEADER_LAYOUTS.values()}
+    if len(fields) != 1:
+        raise ValueError("Fmt and Type differ between the TLP header layouts")
+    return fields.pop()
+
+
+def _field_row(f):
+    return (f"{{ name = {_lua_str(f.name)}, offset = {f.offset}, size = {f.size}, "
+            f"bits = {f.width}, shift = {f.shift}, whole = {_lua_bool(not f.bits)}, "
+            f"doc = {_lua_str(f.doc)} }}")
+
+
 def _tlp_types():
-    """``[Fmt * 32 + Type] = { ... }`` for every Fmt/Type pair models.tlp decodes."""
+    """``[Fmt * 2**width(Type) + Type] = { ... }`` for every Fmt/Type pair
+    models.tlp decodes."""
+    type_bits = _fmt_and_type()[1].width
     rows = []
     # models.tlp's own decode table and layout choice: the one definition
     for (fmt, code), tlp_type in sorted(tlp._DECODE.items()):
         four_dw = bool(fmt & 1)
         rows.append(
-            f"      [{fmt * 32 + code}] = {{ name = {_lua_str(tlp_type.value)}, "
+            f"      [{fmt << type_bits | code}] = {{ name = {_lua_str(tlp_type.value)}, "
             f"layout = {_lua_str(tlp._layout_kind(tlp_type, four_dw))}, "
             f"header = {16 if four_dw else 12}, data = {_lua_bool(tlp_type.has_data)}, "
             f"raw_length = {_lua_bool(tlp._length_is_raw(tlp_type))}, "
@@ -105,7 +118,9 @@ def render_tables():
         f"    DROP_REASONS = {_names((r.value, r.name) for r in fm.DropReason)},",
         "    -- TLP header layouts (models.tlp.HEADER_LAYOUTS)",
         "    TLP_HEADERS = {\n" + headers + "\n    },",
-        "    -- Fmt * 32 + Type -> type; a pair not listed is reserved",
+        f"    TLP_FMT = {_field_row(_fmt_and_type()[0])},",
+        f"    TLP_TYPE_CODE = {_field_row(_fmt_and_type()[1])},",
+        "    -- Fmt * 2^bits(Type) + Type -> type; a pair not listed is reserved",
         f"    TLP_TYPES = {_tlp_types()},",
         f"    ATTR = {_names((a.value, a.name) for a in tlp.Attr)},",
         f"    CPL_STATUS = {_names((s.value, s.name) for s in tlp.CplStatus)},",

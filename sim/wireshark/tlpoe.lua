@@ -181,7 +181,9 @@ local W = {
         { name = "lower_address", offset = 11, size = 1, bits = 7, shift = 0, whole = false, doc = "Lower Address[6:0]" },
       }
     },
-    -- Fmt * 32 + Type -> type; a pair not listed is reserved
+    TLP_FMT = { name = "fmt", offset = 0, size = 1, bits = 3, shift = 5, whole = false, doc = "Fmt[2:0]: header size, data present" },
+    TLP_TYPE_CODE = { name = "type", offset = 0, size = 1, bits = 5, shift = 0, whole = false, doc = "Type[4:0]" },
+    -- Fmt * 2^bits(Type) + Type -> type; a pair not listed is reserved
     TLP_TYPES = {
       [0] = { name = "MRd", layout = "mem3", header = 12, data = false, raw_length = false, message = false },
       [1] = { name = "MRdLk", layout = "mem3", header = 12, data = false, raw_length = false, message = false },
@@ -453,16 +455,17 @@ end
 
 --- Decode the TLP of `size` bytes at `t0` into `item`; returns its type name.
 local function dissect_tlp(tvb, t0, size, item)
-    local b0 = tvb:range(t0, 1):uint()
-    local t = W.TLP_TYPES[b0]
+    local fmt, code = get(tvb, t0, W.TLP_FMT), get(tvb, t0, W.TLP_TYPE_CODE)
+    local fmt_type = tvb:range(t0 + W.TLP_FMT.offset, W.TLP_FMT.size)
+    local t = W.TLP_TYPES[fmt * math.floor(2 ^ W.TLP_TYPE_CODE.bits) + code]
     if t == nil then
-        item:add(F["tlp.type"], tvb:range(t0, 1), "reserved")
+        item:add(F["tlp.type"], fmt_type, "reserved")
         item:add_proto_expert_info(E.reserved_type, string.format(
-            "reserved Fmt/Type %d/0x%02x", rshift(b0, 5), band(b0, 0x1F)))
+            "reserved Fmt/Type %d/0x%02x", fmt, code))
         return "reserved"
     end
-    item:add(F["tlp.type"], tvb:range(t0, 1), t.name)
-    item:add(F["tlp.header_dws"], tvb:range(t0, 1), math.floor(t.header / 4))
+    item:add(F["tlp.type"], fmt_type, t.name)
+    item:add(F["tlp.header_dws"], fmt_type, math.floor(t.header / 4))
     if size < t.header then
         item:add_proto_expert_info(E.size_mismatch, string.format(
             "%s TLP of %d bytes is shorter than its %d-byte header", t.name, size, t.header))
@@ -484,8 +487,8 @@ local function dissect_tlp(tvb, t0, size, item)
             end
         end
     end
-    if t.message then
-        item:add(F["tlp.routing"], tvb:range(t0, 1), band(b0, 7))
+    if t.message then      -- routing r[2:0] is Type[2:0], as Tlp.unpack reads it
+        item:add(F["tlp.routing"], fmt_type, band(code, 7))
     end
     local payload = 0
     if t.data then payload = 4 * v.length end
