@@ -260,6 +260,7 @@ def every_tlp_type():
         Tlp.mem_write(0xFEE0_0000, b"\x11\x22\x33", requester_id=rid, tag=0x155,
                       digest=b"\xde\xad\xbe\xef"),
         Tlp.mem_write(0x8_0000_0004, bytes(range(64)), tc=7, ep=True, th=True, ph=3),
+        Tlp.mem_write(0x7000, bytes(range(256)) * 4, requester_id=rid, tag=0x3FE),
         Tlp.io_read(0x3F8, 1, requester_id=rid, tag=9),
         Tlp.io_write(0x3F9, b"\xAB", requester_id=rid, tag=10, digest=b"\x01\x02\x03\x04"),
         Tlp.cfg_read(PcieId(2, 0, 1), 0x3FF, requester_id=rid, tag=0x200),

@@ -364,6 +364,7 @@ local COMPOSED = {
     byte_count = "Byte Count (field 0 = 4096)",
 }
 local COMPOSED_BITS = { length = 11, tag = 10, byte_count = 13, address = 64 }
+local VALUE_NAMES = { status = W.CPL_STATUS }
 local HEX = { fmt = true, type = true, requester_id = true, completer_id = true, dest_id = true,
               address = true, first_be = true, last_be = true, message_code = true, tag = true,
               attr = true, lower_address = true }
@@ -381,10 +382,10 @@ for field_name, bits in pairs(tlp_field_bits) do
     bits = math.max(bits, COMPOSED_BITS[field_name] or 0)
     local size = math.ceil(bits / 8)
     if size > 4 then size = 8 end
-    F["tlp." .. name] = uint_field("tlpoe.tlp." .. name, name, size, display, nil, nil,
+    F["tlp." .. name] = uint_field("tlpoe.tlp." .. name, name, size, display,
+                                   VALUE_NAMES[field_name], nil,
                                    COMPOSED[field_name] or tlp_field_doc[field_name])
 end
-F["tlp.status"] = ProtoField.uint32("tlpoe.tlp.status", "status", base.DEC, W.CPL_STATUS)
 
 local fields = {}
 for _, field in pairs(F) do table.insert(fields, field) end
@@ -478,8 +479,6 @@ local function dissect_tlp(tvb, t0, size, item)
         local sub = item:add(F["tlp." .. name], tvb:range(t0 + f.offset, f.size), v[f.name])
         if name == "requester_id" or name == "completer_id" or name == "dest_id" then
             sub:append_text(" (" .. pcie_id(v[f.name]) .. ")")
-        elseif name == "status" then
-            sub:append_text(" (" .. (W.CPL_STATUS[v.status] or "reserved") .. ")")
         elseif name == "attr" then
             for value = 1, 4 do
                 local attr = W.ATTR[value]
