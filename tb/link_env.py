@@ -34,6 +34,7 @@ from ..models.link import LinkConfig
 from ..models.phy import Fate, phy_from_params
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
+from .capture import link_capture
 from .credit_monitor import CreditMonitor
 from .faults import model_verdict
 from .items import StreamItem
@@ -206,6 +207,7 @@ class LinkEnv(uvm_env):
                                      enabled=bool(p["credits"]))
             for src, dst in (("a", "b"), ("b", "a"))}
         self.coverage = LinkCoverage("coverage", self, dut, config.modulus, p["coverage_file"])
+        self.pcap = link_capture(self, frame)      # PCAP=1: tb/capture.py
 
     def connect_phase(self):
         for key, sb in self.scoreboards.items():

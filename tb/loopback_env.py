@@ -24,6 +24,7 @@ from ..models.frame import (DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, encode
 from ..models.tlp import payload_size_from_header
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
+from .capture import loopback_capture
 from .faults import control_frame, malformed_frame, model_verdict
 from .items import StreamItem
 from .scoreboard import AnalysisImp, Scoreboard, hex_diff
@@ -210,6 +211,7 @@ class LoopbackEnv(uvm_env):
         self.forwarder = FrameForwarder("forwarder", self, self.frame_driver, p["mtu"],
                                         p["inject_every"], p["seed"])
         self.scoreboard = TlpScoreboard("scoreboard", self, p["mtu"])
+        self.pcap = loopback_capture(self, frame)  # PCAP=1: tb/capture.py
 
     def connect_phase(self):
         self.tx.ap.connect(self.scoreboard.expected_export)

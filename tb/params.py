@@ -1,12 +1,16 @@
 """Testbench parameters, passed by :func:`tlpoe.sim.runner.run_cocotb` as one
-JSON object in the environment variable ``TLPOE_TB_PARAMS``."""
+JSON object in the environment variable ``TLPOE_TB_PARAMS``; and the folder
+for link captures, passed (absolute) in ``TLPOE_PCAP_DIR`` when the run was
+asked for them (``PCAP=1``, see :mod:`tlpoe.tb.capture`)."""
 
 import json
 import os
 
-__all__ = ["PARAMS_ENV", "tb_params"]
+__all__ = ["PARAMS_ENV", "PCAP_DIR_ENV", "tb_params"]
 
 PARAMS_ENV = "TLPOE_TB_PARAMS"
+#: Set by the runner to the run's absolute capture folder; unset: no capture.
+PCAP_DIR_ENV = "TLPOE_PCAP_DIR"
 
 
 def tb_params(**defaults):

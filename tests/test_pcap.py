@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tlpoe.models.pcap import PcapError, read_nettlp, read_pcap
+from tlpoe.models.pcap import PcapError, PcapWriter, read_nettlp, read_pcap, write_pcap
 from tlpoe.models.tlp import PcieId, Tlp, TlpType
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
@@ -204,3 +204,53 @@ def test_pcap_error_is_one_line_value_error():
     with pytest.raises(ValueError) as info:
         read_all(GOOD[:-5])
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- the writer
+
+WRITE_TIMES = [0, 1, 999_999_999, 1_000_000_000, 1_000_000_001, 123_456_789_012,
+               (2**32 - 1) * 1_000_000_000 + 999_999_999]
+
+
+def test_written_pcap_reads_back_exact_to_the_nanosecond(tmp_path):
+    frames = [bytes([i]) * (60 + i) for i in range(len(WRITE_TIMES))]
+    path = tmp_path / "sub" / "dir" / "link.pcap"         # folders are created
+    assert write_pcap(path, zip(WRITE_TIMES, frames)) == len(frames)
+    packets = list(read_pcap(path))
+    assert [p.timestamp_ns for p in packets] == WRITE_TIMES
+    assert [p.data for p in packets] == frames
+    assert [p.index for p in packets] == list(range(len(frames)))
+    assert not any(p.truncated for p in packets)
+
+
+def test_writer_header_is_nanosecond_little_endian_ethernet():
+    out = io.BytesIO()
+    with PcapWriter(out) as writer:
+        writer.write(5_000_000_007, b"\xaa" * 64)
+    magic, major, minor, zone, sigfigs, snaplen, linktype = struct.unpack("<IHHiIII", out.getvalue()[:24])
+    assert (magic, major, minor, linktype) == (0xA1B23C4D, 2, 4, 1)
+    assert struct.unpack("<IIII", out.getvalue()[24:40]) == (5, 7, 64, 64)
+
+
+def test_writer_cuts_packets_to_snaplen_and_keeps_the_wire_length():
+    out = io.BytesIO()
+    with PcapWriter(out, snaplen=100) as writer:
+        writer.write(1, bytes(range(150)))
+        writer.write(2, bytes(100))
+    first, second = read_pcap(io.BytesIO(out.getvalue()))
+    assert (first.data, first.wire_length, first.truncated) == (bytes(range(100)), 150, True)
+    assert (len(second.data), second.truncated) == (100, False)
+
+
+def test_writer_file_is_readable_before_close(tmp_path):
+    path = tmp_path / "open.pcap"
+    writer = PcapWriter(path)
+    writer.write(10, b"\x01" * 60)
+    assert [p.timestamp_ns for p in read_pcap(path)] == [10]
+    writer.close()
+
+
+@pytest.mark.parametrize("timestamp", [-1, 2**32 * 1_000_000_000, 1.0, "1"])
+def test_writer_rejects_a_timestamp_it_cannot_store(timestamp):
+    with pytest.raises(ValueError, match="timestamp_ns"):
+        PcapWriter(io.BytesIO()).write(timestamp, b"\0" * 60)
