@@ -85,6 +85,7 @@ def run_bridges(name, count, seed, sim, out_dir):
                        "count": count, "workload": "ordering", "valid_gap": 0.0,
                        "backpressure": 0.3, "ido": 0.0 if illegal else 0.1,
                        "expect_order_violations": illegal, "drain_us": 20 * count + 2000,
+                       "coverage_file": "coverage.yml",
                        "report": str(report)})
     record = json.loads(report.read_text())
     record.update(run=name, sim=sim, seed=seed, wall_s=round(time.monotonic() - start, 1))
@@ -105,6 +106,7 @@ def run(name, count, seed, sim, out_dir):
                params={"width": 256, "seed": seed, "count": count, "workload": "ordering",
                        "drain_every": 2, "valid_gap": 0.05, "backpressure": 0.2,
                        "expect_violations": illegal, "min_passes": 1, "drain_us": 100_000,
+                       "coverage_file": "coverage.yml",
                        "report": str(report)})
     record = json.loads(report.read_text())
     record.update(run=name, sim=sim, seed=seed, wall_s=round(time.monotonic() - start, 1))

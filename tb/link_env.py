@@ -223,11 +223,19 @@ class LinkEnv(uvm_env):
         for side, checker in self.checkers.items():
             getattr(self, f"{side}_wire").ap.connect(checker.frame_export)
             getattr(self, f"{side}_wire").ap.connect(self.coverage.frame_exports[side])
-        self.delivered = {side: [] for side in self.rx}     # items out of tlp_out
-        self._collectors = [AnalysisImp(f"delivered_{side}", self, self.delivered[side].append)
-                            for side in self.rx]
-        for imp, side in zip(self._collectors, self.rx):
+        # what each bridge took in (as the scoreboard predicts it) and put out
+        self.ingress = {src: [] for src in self.tx}
+        self.delivered = {side: [] for side in self.rx}
+        self._collectors = []
+        for (src, _), sb in self.scoreboards.items():
+            imp = AnalysisImp(f"ingress_{src}", self, lambda item, src=src, sb=sb:
+                              self.ingress[src].extend(e.data for e in sb.predict(item)))
+            self.tx[src].ap.connect(imp)
+            self._collectors.append(imp)
+        for side in self.rx:
+            imp = AnalysisImp(f"delivered_{side}", self, self.delivered[side].append)
             self.rx[side].ap.connect(imp)
+            self._collectors.append(imp)
         for key, monitor in self.credit_monitors.items():
             src, dst = key
             self.wires[dst + src].handed_ap.connect(monitor.limit_export)

@@ -42,12 +42,13 @@ from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
 from tlpoe.rtl.order_check import CELLS as CHECK_CELLS
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
+from tlpoe.tb.ordering_coverage import export, sample_cells
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.scoreboard import AnalysisImp
 from tlpoe.tb.sequences import StreamSequence
 from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 
-P = tb_params(width=64, seed=1, count=2000, workload="random", report="", max_payload=128, valid_gap=0.1, backpressure=0.3,
+P = tb_params(width=64, seed=1, count=2000, workload="random", report="", coverage_file="", max_payload=128, valid_gap=0.1, backpressure=0.3,
               buffer_hdr=16, buffer_data=256, drain_every=6, credit_delay=20,
               np_block_start=0, np_block_cycles=0, ro_enable=1, expect_violations=False,
               min_passes=1, drain_us=2000)
@@ -179,6 +180,11 @@ class OrderJudge(uvm_component):
             self.write_report(result, as_checked)
         self.check_rtl_checker(as_checked)
         cells = {c: n for c, n in result.cell_hits.items() if n}
+        hit, missed = sample_cells(result.cell_hits)
+        self.logger.info(f"ordering cells covered: {len(hit)} of {len(hit) + len(missed)}"
+                         + (f"; missed {missed}" if missed else ""))
+        if P["coverage_file"]:
+            export(P["coverage_file"], self.logger)
         self.logger.info(f"{len(self.egress)} TLPs out, {result.passes} passes, "
                          f"{len(result.violations)} violations; cells {cells}")
         assert not result.missing and not result.unexpected, \

@@ -20,10 +20,12 @@ from cocotb.triggers import Combine, ReadOnly, SimTimeoutError, with_timeout
 from pyuvm import ConfigDB, uvm_test
 
 from tlpoe.models.frame import DropReason
+from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import OrderingClass, Tlp
 from tlpoe.tb import stimulus
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.link_env import LinkEnv, configure, read_bridge_counters
+from tlpoe.tb.ordering_coverage import sample_cells
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.sequences import StreamSequence
 
@@ -109,7 +111,16 @@ class LinkTest(uvm_test):
         took no non-posted TLP, none left B and posted ones kept flowing."""
         problems = []
         for key, sb in self.env.scoreboards.items():
-            dst = key[1]
+            src, dst = key
+            # the ordering model over the whole run, for the table's coverage
+            # and as a second opinion on the scoreboard's illegal passes
+            result = check_order(self.env.ingress[src], [i.data for i in self.env.delivered[dst]])
+            hit, missed = sample_cells(result.cell_hits)
+            self.logger.info(f"{key}: {result.passes} passes, ordering cells hit "
+                             f"{sorted(c for c, n in result.cell_hits.items() if n)}")
+            if bool(result.violations) != bool(sb.illegal_items):
+                problems.append(f"{key}: the ordering model finds {len(result.violations)} "
+                                f"violations, the scoreboard {sb.illegal_items} illegal passes")
             delivered = len(self.env.delivered[dst])
             if c[dst]["order_tlps_checked"] != delivered:
                 problems.append(f"{dst}: the ordering checker saw {c[dst]['order_tlps_checked']} "

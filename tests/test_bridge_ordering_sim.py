@@ -11,9 +11,12 @@ receive queues so that the credits bind (``BRIDGE`` in sim/ordering.py)."""
 import json
 
 import pytest
+import yaml
 
 from tlpoe.sim.ordering import BRIDGE, bridge_build_key, bridge_pair
+from tlpoe.models.ordering import CELL_IDS
 from tlpoe.sim.runner import run_cocotb, simulators
+from tlpoe.tb.ordering_coverage import COVER_POINT
 
 MODULE = "tlpoe.tb.test_link"
 SEED = 20261126
@@ -25,7 +28,8 @@ def run(sim, name, illegal=False, **params):
                       build_key=bridge_build_key(illegal), testcase="LinkRandomTest",
                       seed=SEED, run_name=name,
                       params={"width": BRIDGE["width"], "seq_bits": BRIDGE["seq_bits"],
-                              "window": BRIDGE["window"], "phy": BRIDGE["phy"], **params})
+                              "window": BRIDGE["window"], "phy": BRIDGE["phy"],
+                              "coverage_file": "coverage.yml", **params})
 
 
 pytestmark = [pytest.mark.sim]
@@ -34,8 +38,10 @@ SIMS = simulators()
 
 def record_of(tmp_path, sim, name, **params):
     report = tmp_path / f"{name}.json"
-    run(sim, name, report=str(report), **params)
-    return json.loads(report.read_text())
+    results = run(sim, name, report=str(report), **params)
+    record = json.loads(report.read_text())
+    record["coverage"] = yaml.safe_load((results.parent / "coverage.yml").read_text())
+    return record
 
 
 @pytest.mark.parametrize("sim", SIMS)
@@ -50,6 +56,9 @@ def test_credits_bind_and_the_receiver_never_overruns(sim, tmp_path):
     assert sum(record["credit_stall_cycles"].values()) > 0, record
     assert record["legal_passes"] > 0 and record["illegal_passes"] == 0, record
     assert record["order_violations"] == 0 and record["credit_overruns"] == 0, record
+    cells = record["coverage"][COVER_POINT]["bins:_hits"]
+    assert set(cells) == set(CELL_IDS)
+    assert all(cells.values()), f"ordering cells not hit across the bridges: {cells}"
 
 
 @pytest.mark.parametrize("sim", SIMS)

@@ -16,7 +16,8 @@ SIMS = simulators()
 def run(sim, name, illegal=False, **params):
     return run_cocotb(sim, lambda: CheckedQueues(64, depth=64, tlps=16, reorder_illegally=illegal),
                       "checkedq", MODULE, build_key="checkedq-w64" + ("-illegal" if illegal else ""),
-                      testcase="ClassqRandomTest", seed=SEED, run_name=name, params=params)
+                      testcase="ClassqRandomTest", seed=SEED, run_name=name,
+                      params={"coverage_file": "coverage.yml", **params})
 
 
 @pytest.mark.parametrize("sim", SIMS)
