@@ -81,11 +81,13 @@ class Bridge(wiring.Component):
         check_mode(mode)
         check_width(width)
         self.width, self.mode = width, mode
-        if queue_depth is None:
-            queue_depth = 8192 * 8 // width         # 8 KiB per class
         if not isinstance(queue_tlps, int) or not 1 <= queue_tlps <= 127:
             raise ValueError(f"queue_tlps must be 1..127 (8-bit header credits), "
                              f"not {queue_tlps!r}")
+        if queue_depth is None:
+            # 8 KiB per class, or two of the largest TLPs at the MTU, plus headers
+            queue_bytes = max(8192, 2 * wire.max_tlp_bytes(mtu))
+            queue_depth = -(-queue_bytes * 8 // width) + queue_tlps
         if not isinstance(queue_depth, int) or queue_depth < 2:
             raise ValueError(f"queue_depth must be at least 2 beats, not {queue_depth!r}")
         largest = (wire.max_tlp_bytes(mtu) - 16) // 16      # data credits of the largest TLP
