@@ -1,0 +1,252 @@
+"""Address / ID translation and access control: the model's rules
+(models/translate.py) and the RTL against them (rtl/translate.py, in
+amaranth.sim at 64 and 256 bits)."""
+
+import dataclasses
+import gc
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from tlpoe.models.tlp import PcieId, Tlp, TlpType, random_tlp
+from tlpoe.models.translate import (AccessTable, Function, Reason, Window, to_device,
+                                    to_host)
+from tlpoe.rtl.translate import Translator
+from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
+
+HOST_RID, LOCAL_RID = 0x0000, 0x0010
+W32 = Window(host_base=0x8000_0000, size=1 << 24, device_base=0xC000_0000)
+W64 = Window(host_base=0x40_0000_0000, size=1 << 28, device_base=0x380_0000_0000)
+FUNCTIONS = (Function(host_id=0x0100, device_id=0x0300), Function(host_id=0x0108, device_id=0x0400))
+TABLE = AccessTable(HOST_RID, LOCAL_RID, windows=(W32, W64), functions=FUNCTIONS)
+
+
+def mrd(address, nbytes=64, **kw):
+    return Tlp.mem_read(address, nbytes, requester_id=HOST_RID, tag=5, **kw)
+
+
+# --- the model ----------------------------------------------------------------------
+
+def test_memory_requests_inside_a_window_move_into_the_chassis():
+    out, why = to_device(TABLE, mrd(W32.host_base + 0x1230, 64))
+    assert why is Reason.FORWARDED
+    assert out.address == W32.device_base + 0x1230
+    assert int(out.requester_id) == LOCAL_RID and out.tag == 5
+    out, why = to_device(TABLE, mrd(W64.host_base + W64.size - 64, 64))
+    assert why is Reason.FORWARDED and out.address == W64.device_base + W64.size - 64
+
+
+@pytest.mark.parametrize("address, nbytes", [
+    (W32.host_base - 4, 4),                        # just below
+    (W32.host_base + W32.size, 4),                 # just above
+    (W32.host_base + W32.size - 4, 8),             # straddles the end
+    (0x1000, 64),                                  # nowhere near
+])
+def test_memory_requests_outside_every_window_are_denied(address, nbytes):
+    assert to_device(TABLE, mrd(address, nbytes)) == (None, Reason.ADDRESS)
+
+
+def test_config_requests_reach_only_assigned_functions():
+    cfg = Tlp.cfg_read(PcieId.from_int(0x0108), 4, requester_id=HOST_RID, tag=1)
+    out, why = to_device(TABLE, cfg)
+    assert why is Reason.FORWARDED and int(out.dest_id) == 0x0400
+    assert int(out.requester_id) == LOCAL_RID
+    other = dataclasses.replace(cfg, dest_id=PcieId.from_int(0x0200))
+    assert to_device(TABLE, other) == (None, Reason.FUNCTION)
+
+
+def test_completions_find_their_host_and_foreign_ones_are_denied():
+    cpl = Tlp(TlpType.CplD, requester_id=LOCAL_RID, completer_id=0x0300, tag=5,
+              byte_count=4, data=b"\x01\x02\x03\x04")
+    out, why = to_host(TABLE, cpl)
+    assert why is Reason.FORWARDED
+    assert int(out.requester_id) == HOST_RID and int(out.completer_id) == 0x0100
+    stray = dataclasses.replace(cpl, requester_id=PcieId.from_int(0x0020))   # another link's
+    assert to_host(TABLE, stray) == (None, Reason.REQUESTER)
+    unassigned = dataclasses.replace(cpl, completer_id=PcieId.from_int(0x0500))
+    assert to_host(TABLE, unassigned) == (None, Reason.FUNCTION)
+
+
+def test_device_requests_pass_only_from_assigned_functions():
+    dma = Tlp.mem_write(0x1_2345_6000, b"\x00" * 64, requester_id=0x0400, tag=3)
+    out, why = to_host(TABLE, dma)
+    assert why is Reason.FORWARDED and int(out.requester_id) == 0x0108
+    assert out.address == dma.address
+    gpu_b = dataclasses.replace(dma, requester_id=PcieId.from_int(0x0500))
+    assert to_host(TABLE, gpu_b) == (None, Reason.REQUESTER)
+
+
+def test_io_and_messages_are_never_carried():
+    io = Tlp.io_read(0x100, requester_id=HOST_RID, tag=1)
+    assert to_device(TABLE, io) == (None, Reason.TYPE)
+    msg = Tlp(TlpType.Msg, message_code=0x20, requester_id=HOST_RID)
+    assert to_device(TABLE, msg) == (None, Reason.TYPE)
+    assert to_host(TABLE, msg) == (None, Reason.TYPE)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(host_base=0, size=1000, device_base=0), "power of two"),
+    (dict(host_base=0x1800, size=0x1000, device_base=0), "aligned"),
+    (dict(host_base=0x8000_0000, size=1 << 24, device_base=0x1_0000_0000), "4 GiB"),
+    (dict(host_base=0, size=1 << 33, device_base=1 << 33), "4 GiB"),      # crosses it
+])
+def test_bad_windows_name_the_problem(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Window(**kw)
+
+
+# --- the RTL against the model --------------------------------------------------------
+
+def steer(rng, tlp, direction):
+    """``tlp`` with its addresses and IDs pointed at the table most of the
+    time, so that every rule is exercised both ways."""
+    r = rng.random()
+    if tlp.type.is_memory and direction == "to_device":
+        window = W64 if tlp.addr64 else W32
+        nbytes = 4 * tlp.length
+        if r < 0.6:
+            page = rng.randrange(window.size // 4096 - 1)
+            offset = rng.randrange(0, 4096 - nbytes + 1, 4) if nbytes <= 4096 else 0
+            return dataclasses.replace(tlp, address=window.host_base + 4096 * page + offset)
+        if r < 0.7:                         # straddles the window's end
+            return dataclasses.replace(tlp, address=window.host_base + window.size - 4)
+        return tlp
+    if tlp.type.is_config and r < 0.6:
+        return dataclasses.replace(tlp, dest_id=PcieId.from_int(rng.choice(FUNCTIONS).host_id))
+    if tlp.type.is_completion:
+        if direction == "to_device":
+            ids = {"requester_id": rng.choice(FUNCTIONS).device_id} if r < 0.6 else {}
+        else:
+            ids = {"requester_id": LOCAL_RID} if r < 0.7 else {}
+            if rng.random() < 0.7:
+                ids["completer_id"] = rng.choice(FUNCTIONS).device_id
+        return dataclasses.replace(tlp, **{k: PcieId.from_int(v) for k, v in ids.items()})
+    if tlp.type.is_memory and r < 0.6:
+        return dataclasses.replace(
+            tlp, requester_id=PcieId.from_int(rng.choice(FUNCTIONS).device_id))
+    return tlp
+
+
+def traffic(seed, n, direction):
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        tlp = steer(rng, random_tlp(nrng, max_payload=128), direction)
+        try:
+            tlp.pack()
+        except ValueError:
+            continue                        # a steered address the TLP rules reject
+        out.append(tlp)
+    return out
+
+
+def run_rtl(width, to_dev, to_hst, *, seed):
+    """Both directions through a Translator with TABLE written through its
+    ports; returns ({direction: TLPs out}, {direction: counters})."""
+    dut = Translator(width, windows=2, functions=2)
+    layout = StreamLayout.tlp(width)
+    rng = random.Random(seed)
+    paths = {"to_device": (dut.net_in, dut.dev_out, to_dev),
+             "to_host": (dut.dev_in, dut.net_out, to_hst)}
+    results = {name: [] for name in paths}
+    counters = {}
+
+    async def table(ctx):
+        ctx.set(dut.host_rid, HOST_RID)
+        ctx.set(dut.local_rid, LOCAL_RID)
+        for i, w in enumerate(TABLE.windows):
+            for port, value in (("index", i), ("valid", 1), ("host_base", w.host_base),
+                                ("size_log2", w.size.bit_length() - 1),
+                                ("device_base", w.device_base), ("we", 1)):
+                ctx.set(getattr(dut, f"win_{port}"), value)
+            await ctx.tick()
+        ctx.set(dut.win_we, 0)
+        for i, f in enumerate(TABLE.functions):
+            for port, value in (("index", i), ("valid", 1), ("host_id", f.host_id),
+                                ("device_id", f.device_id), ("we", 1)):
+                ctx.set(getattr(dut, f"fn_{port}"), value)
+            await ctx.tick()
+        ctx.set(dut.fn_we, 0)
+
+    def driver(name):
+        source, _, tlps = paths[name]
+
+        async def drive(ctx):
+            await ctx.tick().repeat(len(TABLE.windows) + len(TABLE.functions) + 1)
+            for tlp in tlps:
+                for beat in to_beats(tlp.pack(), layout):
+                    while rng.random() < 0.2:
+                        await ctx.tick()
+                    ctx.set(source.valid, 1)
+                    ctx.set(source.payload.as_value(), layout.pack(beat))
+                    await ctx.tick().until(source.ready)
+                    ctx.set(source.valid, 0)
+        return drive
+
+    def monitor(name):
+        _, sink, tlps = paths[name]
+
+        async def watch(ctx):
+            beats = []
+            for _ in range(40 * sum(len(t.pack()) // 4 + 4 for t in tlps) + 200):
+                ready = rng.random() < 0.7
+                ctx.set(sink.ready, ready)
+                await ctx.delay(1e-9)
+                if ready and ctx.get(sink.valid):
+                    beats.append(layout.unpack(ctx.get(sink.payload.as_value())))
+                    if beats[-1].last:
+                        results[name].append(Tlp.unpack(beats_to_bytes(beats, layout)))
+                        beats = []
+                await ctx.tick()
+            counters[name] = (ctx.get(getattr(dut, f"{name}_forwarded")),
+                              [ctx.get(getattr(dut, f"{name}_denied")[r]) for r in Reason])
+        return watch
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(table)
+    for name in paths:
+        sim.add_testbench(driver(name))
+        sim.add_testbench(monitor(name))
+    sim.run()
+    return results, counters
+
+
+def expected(rule, tlps):
+    out, reasons = [], [0] * len(Reason)
+    for tlp in tlps:
+        translated, why = rule(TABLE, tlp)
+        reasons[why] += 1
+        if translated is not None:
+            out.append(translated)
+    return out, reasons
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_rtl_translates_and_denies_as_the_model_does(width):
+    """Random TLPs of every type, steered at the table, both directions at
+    once under random valid gaps and backpressure: the TLPs out are the
+    model's translations, bit for bit and in order, and the counters are
+    the model's reasons."""
+    to_dev, to_hst = traffic(width, 250, "to_device"), traffic(width + 1, 250, "to_host")
+    results, counters = run_rtl(width, to_dev, to_hst, seed=width)
+    for name, rule, tlps in (("to_device", to_device, to_dev), ("to_host", to_host, to_hst)):
+        want, reasons = expected(rule, tlps)
+        got = results[name]
+        assert [t.pack() for t in got] == [t.pack() for t in want], name
+        forwarded, denied = counters[name]
+        assert forwarded == reasons[Reason.FORWARDED] == len(want)
+        assert denied[1:] == reasons[1:], (name, denied, reasons)
+        possible = set(Reason) - ({Reason.ADDRESS} if name == "to_host" else set())
+        assert all(reasons[r] for r in possible), (name, reasons)    # every rule met
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+@pytest.mark.parametrize("kw, name", [(dict(windows=0), "windows"),
+                                      (dict(functions=65), "functions")])
+def test_bad_parameters_name_themselves(kw, name):
+    with pytest.raises(ValueError, match=name):
+        Translator(64, **kw)
+    gc.collect()
