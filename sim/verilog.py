@@ -26,6 +26,7 @@ from ..rtl.link_rx import LinkReceiver
 from ..rtl.loopback import Loopback
 from ..rtl.packer import TlpPacker
 from ..rtl.reorder import ReorderBuffer
+from ..rtl.translate import Translator
 from ..rtl.replay import ReplayBuffer
 from ..rtl.unpacker import TlpUnpacker
 from .runner import verilator_bin
@@ -61,6 +62,8 @@ CONFIGS = {
     "tlpoe_encapsulator_w512_mtu9000": lambda: Encapsulator(512, mtu=9000),
     "tlpoe_decapsulator_w512_mtu9000": lambda: Decapsulator(512, mtu=9000),
     "tlpoe_bridge_w512_mtu9000": lambda: Bridge(512, mtu=9000, window=32),
+    "tlpoe_translator": lambda: Translator(DEFAULT_WIDTH),
+    "tlpoe_translator_w64": lambda: Translator(64),
 }
 
 

@@ -2,6 +2,8 @@
 function of its parameters and seed (no simulator import), so the same list
 can be replayed on any simulator or through the models alone."""
 
+import dataclasses
+import random
 import zlib
 from pathlib import Path
 
@@ -10,10 +12,13 @@ import numpy as np
 from ..models import wire
 from ..models.frame import body_capacity, largest_tlp
 from ..models.pcap import read_nettlp
-from ..models.tlp import Attr, Tlp, TlpType, iter_random_tlps, tlp_size_from_header
+from ..models.tlp import (Attr, PcieId, Tlp, TlpType, iter_random_tlps, random_tlp,
+                          tlp_size_from_header)
+from ..models.translate import AccessTable, Function, Window
 
 __all__ = ["CAPTURES", "random_tlps", "size_extremes", "mtu_boundary", "capture_tlps",
            "ingress_errors", "mwr_stream", "ordering_traffic", "producer_consumer",
+           "TRANSLATION_TABLE", "translation_traffic",
            "expected_after_ingress"]
 
 #: The shared NetTLP captures, beside the repository (read in place).
@@ -200,6 +205,66 @@ def producer_consumer(seed, count, *, data_writes=(1, 6), ro=0.25):
                            attr=Attr.RO if rng.random() < ro else Attr(0),
                            data=rng.bytes(4)))
     return [t.pack() for t in out]
+
+
+#: A host's table for the translation benches: a 16 MiB window below 4 GiB,
+#: a 256 MiB one above, two assigned functions.
+TRANSLATION_TABLE = AccessTable(
+    host_rid=0x0000, local_rid=0x0010,
+    windows=(Window(host_base=0x8000_0000, size=1 << 24, device_base=0xC000_0000),
+             Window(host_base=0x40_0000_0000, size=1 << 28, device_base=0x380_0000_0000)),
+    functions=(Function(host_id=0x0100, device_id=0x0300),
+               Function(host_id=0x0108, device_id=0x0400)))
+
+
+def _steer(rng, tlp, direction, table):
+    """``tlp`` with its addresses and IDs pointed at ``table`` most of the
+    time, so that every rule is exercised both ways."""
+    w32, w64 = table.windows
+    functions = table.functions
+    r = rng.random()
+    if tlp.type.is_memory and direction == "to_device":
+        window = w64 if tlp.addr64 else w32
+        nbytes = 4 * tlp.length
+        if r < 0.6:
+            page = rng.randrange(window.size // 4096 - 1)
+            offset = rng.randrange(0, 4096 - nbytes + 1, 4) if nbytes <= 4096 else 0
+            return dataclasses.replace(tlp, address=window.host_base + 4096 * page + offset)
+        if r < 0.7:                         # straddles the window's end
+            return dataclasses.replace(tlp, address=window.host_base + window.size - 4)
+        return tlp
+    if tlp.type.is_config and r < 0.6:
+        return dataclasses.replace(tlp, dest_id=PcieId.from_int(rng.choice(functions).host_id))
+    if tlp.type.is_completion:
+        if direction == "to_device":
+            ids = {"requester_id": rng.choice(functions).device_id} if r < 0.6 else {}
+        else:
+            ids = {"requester_id": table.local_rid} if r < 0.7 else {}
+            if rng.random() < 0.7:
+                ids["completer_id"] = rng.choice(functions).device_id
+        return dataclasses.replace(tlp, **{k: PcieId.from_int(v) for k, v in ids.items()})
+    if tlp.type.is_memory and r < 0.6:
+        return dataclasses.replace(
+            tlp, requester_id=PcieId.from_int(rng.choice(functions).device_id))
+    return tlp
+
+
+def translation_traffic(seed, n, direction, table=TRANSLATION_TABLE):
+    """``n`` random TLPs of every type (:class:`~tlpoe.models.tlp.Tlp`) for
+    ``direction`` ("to_device" or "to_host") of a Translator holding
+    ``table`` (two windows, one each side of 4 GiB), steered at the table
+    so that every rule meets TLPs it passes and TLPs it denies."""
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        tlp = _steer(rng, random_tlp(nrng, max_payload=128), direction, table)
+        try:
+            tlp.pack()
+        except ValueError:
+            continue                        # a steered address the TLP rules reject
+        out.append(tlp)
+    return out
+
 
 
 def expected_after_ingress(tlp, mtu):

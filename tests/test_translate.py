@@ -6,21 +6,18 @@ import dataclasses
 import gc
 import random
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from tlpoe.models.tlp import PcieId, Tlp, TlpType, random_tlp
-from tlpoe.models.translate import (AccessTable, Function, Reason, Window, to_device,
-                                    to_host)
+from tlpoe.models.tlp import PcieId, Tlp, TlpType
+from tlpoe.models.translate import Reason, Window, to_device, to_host
 from tlpoe.rtl.translate import Translator
 from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
+from tlpoe.tb.stimulus import TRANSLATION_TABLE, translation_traffic
 
-HOST_RID, LOCAL_RID = 0x0000, 0x0010
-W32 = Window(host_base=0x8000_0000, size=1 << 24, device_base=0xC000_0000)
-W64 = Window(host_base=0x40_0000_0000, size=1 << 28, device_base=0x380_0000_0000)
-FUNCTIONS = (Function(host_id=0x0100, device_id=0x0300), Function(host_id=0x0108, device_id=0x0400))
-TABLE = AccessTable(HOST_RID, LOCAL_RID, windows=(W32, W64), functions=FUNCTIONS)
+TABLE = TRANSLATION_TABLE
+HOST_RID, LOCAL_RID = TABLE.host_rid, TABLE.local_rid
+W32, W64 = TABLE.windows
 
 
 def mrd(address, nbytes=64, **kw):
@@ -98,49 +95,6 @@ def test_bad_windows_name_the_problem(kw, match):
 
 
 # --- the RTL against the model --------------------------------------------------------
-
-def steer(rng, tlp, direction):
-    """``tlp`` with its addresses and IDs pointed at the table most of the
-    time, so that every rule is exercised both ways."""
-    r = rng.random()
-    if tlp.type.is_memory and direction == "to_device":
-        window = W64 if tlp.addr64 else W32
-        nbytes = 4 * tlp.length
-        if r < 0.6:
-            page = rng.randrange(window.size // 4096 - 1)
-            offset = rng.randrange(0, 4096 - nbytes + 1, 4) if nbytes <= 4096 else 0
-            return dataclasses.replace(tlp, address=window.host_base + 4096 * page + offset)
-        if r < 0.7:                         # straddles the window's end
-            return dataclasses.replace(tlp, address=window.host_base + window.size - 4)
-        return tlp
-    if tlp.type.is_config and r < 0.6:
-        return dataclasses.replace(tlp, dest_id=PcieId.from_int(rng.choice(FUNCTIONS).host_id))
-    if tlp.type.is_completion:
-        if direction == "to_device":
-            ids = {"requester_id": rng.choice(FUNCTIONS).device_id} if r < 0.6 else {}
-        else:
-            ids = {"requester_id": LOCAL_RID} if r < 0.7 else {}
-            if rng.random() < 0.7:
-                ids["completer_id"] = rng.choice(FUNCTIONS).device_id
-        return dataclasses.replace(tlp, **{k: PcieId.from_int(v) for k, v in ids.items()})
-    if tlp.type.is_memory and r < 0.6:
-        return dataclasses.replace(
-            tlp, requester_id=PcieId.from_int(rng.choice(FUNCTIONS).device_id))
-    return tlp
-
-
-def traffic(seed, n, direction):
-    rng, nrng = random.Random(seed), np.random.default_rng(seed)
-    out = []
-    while len(out) < n:
-        tlp = steer(rng, random_tlp(nrng, max_payload=128), direction)
-        try:
-            tlp.pack()
-        except ValueError:
-            continue                        # a steered address the TLP rules reject
-        out.append(tlp)
-    return out
-
 
 def run_rtl(width, to_dev, to_hst, *, seed):
     """Both directions through a Translator with TABLE written through its
@@ -230,7 +184,8 @@ def test_rtl_translates_and_denies_as_the_model_does(width):
     once under random valid gaps and backpressure: the TLPs out are the
     model's translations, bit for bit and in order, and the counters are
     the model's reasons."""
-    to_dev, to_hst = traffic(width, 250, "to_device"), traffic(width + 1, 250, "to_host")
+    to_dev = translation_traffic(width, 250, "to_device")
+    to_hst = translation_traffic(width + 1, 250, "to_host")
     results, counters = run_rtl(width, to_dev, to_hst, seed=width)
     for name, rule, tlps in (("to_device", to_device, to_dev), ("to_host", to_host, to_hst)):
         want, reasons = expected(rule, tlps)
