@@ -721,6 +721,12 @@ class SwitchPath:
                 nxt = max(self._cross[port][i + 1][0], self._free[port])
                 heapq.heappush(self._heap, (nxt, port))
 
+    def finish(self):
+        """Feed the switch every cross frame left; returns the PFC frames still due."""
+        self._feed(math.inf)
+        self.control += self.switch.finish()
+        return self.control
+
     def transmit(self, frame, t_ns):
         """Send ``frame`` (as handed to the MAC) offered at ``t_ns``; it
         leaves when the sender's line is free and its port not paused."""
