@@ -42,12 +42,17 @@ class Bridge(wiring.Component):
     """The bridge's TLP path with a reliable link (see ``docs/``), go-back-N
     or selective repeat.
 
-    Transmit: ``tlp_in`` → :class:`TlpPacker` → :class:`ReplayBuffer` (keeps
-    each frame until acknowledged; replays on NAK or timeout) →
-    :class:`Framer` → ``frame_out``.  Receive: ``frame_in`` →
-    :class:`Decapsulator` (checks, drops by reason), with a
-    :class:`LinkReceiver` on its verdicts (sequence check, duplicate discard,
-    ACK/NAK requests) → ``tlp_out``.  Every frame sent carries the receive side's cumulative ack.
+    Transmit: ``tlp_in`` → :class:`ClassQueues` (P / NP / Cpl, ``"oldest"``
+    policy, the peer's credits) → :class:`TlpPacker` (each TLP's order
+    stamp into its prefix) → :class:`ReplayBuffer` (keeps each frame until
+    acknowledged; replays on NAK or timeout) → :class:`Framer` →
+    ``frame_out``.  Receive: ``frame_in`` → :class:`Decapsulator` (checks,
+    drops by reason), with a :class:`LinkReceiver` on its verdicts (sequence
+    check, duplicate discard, ACK/NAK requests) → :class:`ClassQueues` (the
+    receive buffers; the sender's stamps carried) → ``tlp_out``, watched by
+    an :class:`OrderChecker` (ports ``order_*``) and a
+    :class:`CreditReturn`.  Every frame sent carries the receive side's
+    cumulative ack and credit limits (``docs/ordering.md``).
 
     ``mode`` (elaboration time): ``"gbn"`` (go-back-N: a NAK or the replay
     timer resends every unacknowledged frame from the one named; frames after
@@ -58,10 +63,16 @@ class Bridge(wiring.Component):
 
     Parameters: those of the blocks (``width``, ``mtu``, ``window``,
     ``seq_bits``, ``max_retries``, ``replay_timeout``, ``nak_timeout``,
-    ``ack_every``, ``ack_delay``, ``flush_timeout``, ``ethertype``).  Run-time
+    ``ack_every``, ``ack_delay``, ``flush_timeout``, ``ethertype``), and
+    ``queue_depth`` (beats) and ``queue_tlps`` (1..127) of each receive
+    queue, which set the credits advertised; ``tx_queue_depth``;
+    ``credit_delay`` and ``credit_refresh`` (cycles); ``reorder_illegally``
+    (tests only: the transmit arbiter makes illegal passes).  Run-time
     inputs: ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
-    ``replay_timeout``, ``nak_timeout``, ``ack_delay``.  ``link_down`` is the
-    interrupt output.
+    ``replay_timeout``, ``nak_timeout``, ``ack_delay``, ``np_accept``,
+    ``ro_enable``, ``credits_enable``, ``credit_delay``, ``credit_refresh``,
+    ``order_irq_clear``.  ``link_down`` and ``order_irq`` are the interrupt
+    outputs.
 
     ``nak_timeout`` (cycles; 0: off) is the receiver's NAK timer: the NAK
     for a gap still open that long after it was sent goes out again.  It
