@@ -40,7 +40,7 @@ from enum import IntEnum
 
 from .tlp import PcieId, Tlp, TlpType
 
-__all__ = ["Reason", "Window", "Function", "AccessTable", "to_device", "to_host",
+__all__ = ["Reason", "Window", "Function", "AccessTable", "to_device", "to_host", "route",
            "MIN_WINDOW"]
 
 #: Smallest window: one 4 KiB page (BARs are at least that in practice).
@@ -159,3 +159,18 @@ def to_host(table, tlp):
             return None, Reason.REQUESTER
         return replace(tlp, requester_id=PcieId.from_int(function.host_id)), Reason.FORWARDED
     return None, Reason.TYPE
+
+
+def route(tables, tlp):
+    """The index of the link (its table in ``tables``) a TLP from the chassis
+    goes to, or None (dropped, counted as unrouted): a completion goes to
+    the link whose ``local_rid`` is its Requester ID; a memory request to
+    the link that has its requester among its functions; the first such
+    link wins. The link's :func:`to_host` then judges it."""
+    requester = int(tlp.requester_id)
+    for index, table in enumerate(tables):
+        if tlp.type.is_completion and requester == table.local_rid:
+            return index
+        if tlp.type.is_memory and table.function_by_device(requester) is not None:
+            return index
+    return None

@@ -81,20 +81,23 @@ class _HeaderPath(wiring.Component):
     """A TLP stream with each TLP's header judged and rewritten in flight.
 
     ``decide(m, hdr)`` returns ``(forward, reason, new_hdr)`` from the
-    16-byte header vector. The path holds a TLP's first beat until its whole
+    16-byte header vector, or ``(forward, reason, new_hdr, route)`` with
+    ``routes`` > 1: ``route`` (an output, steady from a TLP's first beat
+    to its last) then says where the TLP goes. The path holds a TLP's first beat until its whole
     header is in (the second beat too at 64 bits), then sends the rewritten
     beats or swallows the TLP. One beat per cycle, no bubble between TLPs.
     """
 
-    def __init__(self, width, decide):
+    def __init__(self, width, decide, *, routes=1, reasons=len(Reason)):
         check_width(width)
-        self.width, self.decide = width, decide
+        self.width, self.decide, self.routes, self.reasons = width, decide, routes, reasons
         self.stages = 1 if width >= 8 * HEADER_BYTES else 2
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "tlp_out": Out(tlp_stream(width)),
+            "route": Out(range(max(2, routes))),
             "forwarded": Out(32),
-            "denied": Out(data.ArrayLayout(32, len(Reason))),
+            "denied": Out(data.ArrayLayout(32, reasons)),
         })
 
     def elaborate(self, platform):
@@ -119,7 +122,11 @@ class _HeaderPath(wiring.Component):
             m.d.comb += hdr.eq(Cat(out_b.data, beat[0].data))
         complete = Signal()             # every header byte there is is in
         m.d.comb += complete.eq(Const(1) if n == 1 else (valid[0] | out_b.last))
-        forward, reason, new_hdr = self.decide(m, hdr)
+        decided = self.decide(m, hdr)
+        forward, reason, new_hdr = decided[:3]
+        route_held = Signal.like(self.route)
+        if self.routes > 1:
+            m.d.comb += self.route.eq(Mux(first, decided[3], route_held))
 
         judge = Signal()                # the first beat is judged this cycle
         m.d.comb += judge.eq(out_v & first & complete)
@@ -145,12 +152,13 @@ class _HeaderPath(wiring.Component):
             m.d.sync += [first.eq(out_b.last), index.eq(Mux(out_b.last, 0,
                                                             Mux(index == n, n, index + 1)))]
             with m.If(judge):
-                m.d.sync += [dropping.eq(~forward & ~out_b.last), pending.eq(new_hdr)]
+                m.d.sync += [dropping.eq(~forward & ~out_b.last), pending.eq(new_hdr),
+                             route_held.eq(self.route)]
                 with m.If(forward):
                     m.d.sync += self.forwarded.eq(self.forwarded + 1)
                 with m.Else():
                     with m.Switch(reason):
-                        for why in Reason:
+                        for why in range(self.reasons):
                             with m.Case(why):
                                 m.d.sync += self.denied[why].eq(self.denied[why] + 1)
             with m.Elif(out_b.last):
@@ -322,3 +330,133 @@ class Translator(wiring.Component):
             self._functions = [Signal(_Function(), name=f"function_{i}")
                                for i in range(self.n_functions)]
         return self._functions
+
+
+class TlpMerge(wiring.Component):
+    """``n`` TLP streams (``tlp_in[i]``, ports ``in0`` ...) into one,
+    TLP by TLP, round robin: a TLP once started goes out whole; each input
+    keeps its own order."""
+
+    def __init__(self, width, n):
+        check_width(width)
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be at least 1 input, not {n!r}")
+        self.width, self.n = width, n
+        super().__init__({**{f"in{i}": In(tlp_stream(width)) for i in range(n)},
+                          "tlp_out": Out(tlp_stream(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        inputs = [getattr(self, f"in{i}") for i in range(self.n)]
+        busy = Signal()
+        cur = Signal(range(max(2, self.n)))
+        turn = Signal(range(max(2, self.n)))
+        pick = Signal.like(cur)
+        # the first valid input from `turn` on
+        for t in range(self.n):
+            with m.If(turn == t):
+                order = [(t + k) % self.n for k in range(self.n)]
+                for k, i in enumerate(reversed(order)):
+                    with m.If(inputs[i].valid):
+                        m.d.comb += pick.eq(i)
+        sel = Signal.like(cur)
+        m.d.comb += sel.eq(Mux(busy, cur, pick))
+        out = self.tlp_out
+        with m.Switch(sel):
+            for i, inp in enumerate(inputs):
+                with m.Case(i):
+                    m.d.comb += [out.valid.eq(inp.valid), out.payload.eq(inp.payload),
+                                 inp.ready.eq(out.ready)]
+        with m.If(out.valid & out.ready):
+            m.d.sync += [busy.eq(~out.payload.last), cur.eq(sel)]
+            with m.If(out.payload.last):
+                m.d.sync += turn.eq(Mux(sel == self.n - 1, 0, sel + 1))
+        return m
+
+
+class DeviceFabric(wiring.Component):
+    """The GPU chassis' side of ``hosts`` links: one :class:`Translator`
+    per link, their chassis-bound TLPs merged into ``pcie_out`` (to the
+    PCIe switch's upstream port), and ``pcie_in`` routed to the link it is
+    for:
+
+    * a completion to the link whose ``local_rid`` is its Requester ID;
+    * a request (DMA, MSI-X) to the link that has its requester among its
+      assigned functions;
+    * anything else (a GPU not assigned to any host, a completion for no
+      link) is dropped and counted in ``unrouted``; never delivered.
+
+    Ports: ``net{i}_in`` / ``net{i}_out`` (the TLP side of link *i*'s
+    bridge), ``pcie_out`` / ``pcie_in``; ``tbl_link`` selects the link whose
+    table the ``win_*`` / ``fn_*`` writes go to; ``link{i}_host_rid``,
+    ``link{i}_local_rid``; counters ``link{i}_to_device_forwarded`` etc.
+    (as :class:`Translator`'s), ``routed`` and ``unrouted``.
+    """
+
+    def __init__(self, width, *, hosts=2, windows=4, functions=4):
+        check_width(width)
+        if not isinstance(hosts, int) or not 1 <= hosts <= 16:
+            raise ValueError(f"hosts must be 1..16 links, not {hosts!r}")
+        self.width, self.hosts = width, hosts
+        self.translators = [Translator(width, windows=windows, functions=functions)
+                            for _ in range(hosts)]
+        self.merge = TlpMerge(width, hosts)
+        self.router = _HeaderPath(width, self._route, routes=hosts, reasons=1)
+        table = {name: member for name, member in self.translators[0].signature.members.items()
+                 if name.startswith(("win_", "fn_"))}
+        per_link = {}
+        for i in range(hosts):
+            per_link.update({f"net{i}_in": In(tlp_stream(width)),
+                             f"net{i}_out": Out(tlp_stream(width)),
+                             f"link{i}_host_rid": In(16), f"link{i}_local_rid": In(16)})
+            for name in ("to_device_forwarded", "to_device_denied", "to_host_forwarded",
+                         "to_host_denied"):
+                per_link[f"link{i}_{name}"] = self.translators[0].signature.members[name]
+        super().__init__({
+            "pcie_out": Out(tlp_stream(width)),
+            "pcie_in": In(tlp_stream(width)),
+            "tbl_link": In(range(max(2, hosts))),
+            **table, **per_link,
+            "routed": Out(32), "unrouted": Out(32),
+        })
+
+    def _route(self, m, hdr):
+        d = _Decode(m, hdr)
+        claims = []
+        for t in self.translators:
+            completion_for = d.completion & (d.id_8_9 == t.local_rid)
+            hit, _ = t._function(m, d.id_4_5, by_host=False)
+            claims.append(completion_for | (d.memory & hit))
+        route, forward = Signal(range(max(2, self.hosts))), Signal()
+        _first_match(m, [(claim, [route.eq(i), forward.eq(1)])
+                         for i, claim in enumerate(claims)])
+        return forward, Const(0, 1), hdr, route
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.merge = self.merge
+        m.submodules.router = router = self.router
+        for i, t in enumerate(self.translators):
+            m.submodules[f"translator{i}"] = t
+            wiring.connect(m, wiring.flipped(getattr(self, f"net{i}_in")), t.net_in)
+            wiring.connect(m, t.net_out, wiring.flipped(getattr(self, f"net{i}_out")))
+            wiring.connect(m, t.dev_out, getattr(self.merge, f"in{i}"))
+            m.d.comb += [t.host_rid.eq(getattr(self, f"link{i}_host_rid")),
+                         t.local_rid.eq(getattr(self, f"link{i}_local_rid"))]
+            for name in t.signature.members:
+                if name.startswith(("win_", "fn_")):
+                    value = getattr(self, name)
+                    if name.endswith("_we"):
+                        value = value & (self.tbl_link == i)
+                    m.d.comb += getattr(t, name).eq(value)
+                elif name.startswith(("to_device_", "to_host_")):
+                    m.d.comb += getattr(self, f"link{i}_{name}").eq(getattr(t, name))
+            # the router's output steered to this link
+            m.d.comb += t.dev_in.payload.eq(router.tlp_out.payload)
+            m.d.comb += t.dev_in.valid.eq(router.tlp_out.valid & (router.route == i))
+        wiring.connect(m, self.merge.tlp_out, wiring.flipped(self.pcie_out))
+        wiring.connect(m, wiring.flipped(self.pcie_in), router.tlp_in)
+        ready = Array(t.dev_in.ready for t in self.translators)
+        m.d.comb += [router.tlp_out.ready.eq(ready[router.route]),
+                     self.routed.eq(router.forwarded), self.unrouted.eq(router.denied[0])]
+        return m

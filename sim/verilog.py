@@ -26,7 +26,7 @@ from ..rtl.link_rx import LinkReceiver
 from ..rtl.loopback import Loopback
 from ..rtl.packer import TlpPacker
 from ..rtl.reorder import ReorderBuffer
-from ..rtl.translate import Translator
+from ..rtl.translate import DeviceFabric, Translator
 from ..rtl.replay import ReplayBuffer
 from ..rtl.unpacker import TlpUnpacker
 from .runner import verilator_bin
@@ -64,6 +64,7 @@ CONFIGS = {
     "tlpoe_bridge_w512_mtu9000": lambda: Bridge(512, mtu=9000, window=32),
     "tlpoe_translator": lambda: Translator(DEFAULT_WIDTH),
     "tlpoe_translator_w64": lambda: Translator(64),
+    "tlpoe_device_fabric": lambda: DeviceFabric(DEFAULT_WIDTH, hosts=2),
 }
 
 

@@ -10,8 +10,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from tlpoe.models.tlp import PcieId, Tlp, TlpType
-from tlpoe.models.translate import Reason, Window, to_device, to_host
-from tlpoe.rtl.translate import Translator
+from tlpoe.models.translate import (AccessTable, Function, Reason, Window, route, to_device,
+                                    to_host)
+from tlpoe.rtl.translate import DeviceFabric, Translator
 from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
 from tlpoe.tb.stimulus import TRANSLATION_TABLE, translation_traffic
 
@@ -205,3 +206,141 @@ def test_bad_parameters_name_themselves(kw, name):
     with pytest.raises(ValueError, match=name):
         Translator(64, **kw)
     gc.collect()
+
+
+# --- the chassis side of several links -------------------------------------------------
+
+TABLE_B = AccessTable(host_rid=0x0000, local_rid=0x0011, windows=TABLE.windows,
+                      functions=(Function(host_id=0x0100, device_id=0x0500),))
+
+
+def test_route_sends_each_tlp_to_its_link():
+    cpl = Tlp(TlpType.Cpl, requester_id=0x0011, completer_id=0x0500, tag=1, byte_count=4)
+    assert route([TABLE, TABLE_B], cpl) == 1
+    dma = Tlp.mem_write(0x1000, b"\0" * 4, requester_id=0x0300, tag=1)
+    assert route([TABLE, TABLE_B], dma) == 0
+    stray = Tlp.mem_write(0x1000, b"\0" * 4, requester_id=0x0600, tag=1)
+    assert route([TABLE, TABLE_B], stray) is None
+
+
+def run_fabric(width, net_traffic, pcie_traffic, tables, *, seed):
+    """A DeviceFabric with ``tables`` written through its ports; returns
+    (TLPs out of pcie_out, [TLPs out of net{i}_out], counters)."""
+    dut = DeviceFabric(width, hosts=len(tables), windows=2, functions=2)
+    layout = StreamLayout.tlp(width)
+    rng = random.Random(seed)
+    outputs = {"pcie_out": [], **{f"net{i}_out": [] for i in range(len(tables))}}
+    counters = {}
+    sources = {f"net{i}_in": tlps for i, tlps in enumerate(net_traffic)}
+    sources["pcie_in"] = pcie_traffic
+    setup_cycles = 2 * len(tables) * 4 + 2
+
+    async def table(ctx):
+        for i, t in enumerate(tables):
+            ctx.set(getattr(dut, f"link{i}_host_rid"), t.host_rid)
+            ctx.set(getattr(dut, f"link{i}_local_rid"), t.local_rid)
+            ctx.set(dut.tbl_link, i)
+            for k, w in enumerate(t.windows):
+                for port, value in (("index", k), ("valid", 1), ("host_base", w.host_base),
+                                    ("size_log2", w.size.bit_length() - 1),
+                                    ("device_base", w.device_base), ("we", 1)):
+                    ctx.set(getattr(dut, f"win_{port}"), value)
+                await ctx.tick()
+            ctx.set(dut.win_we, 0)
+            for k, f in enumerate(t.functions):
+                for port, value in (("index", k), ("valid", 1), ("host_id", f.host_id),
+                                    ("device_id", f.device_id), ("we", 1)):
+                    ctx.set(getattr(dut, f"fn_{port}"), value)
+                await ctx.tick()
+            ctx.set(dut.fn_we, 0)
+
+    def driver(name, tlps):
+        port = getattr(dut, name)
+
+        async def drive(ctx):
+            await ctx.tick().repeat(setup_cycles)
+            for tlp in tlps:
+                for beat in to_beats(tlp.pack(), layout):
+                    while rng.random() < 0.3:
+                        await ctx.tick()
+                    ctx.set(port.valid, 1)
+                    ctx.set(port.payload.as_value(), layout.pack(beat))
+                    await ctx.tick().until(port.ready)
+                    ctx.set(port.valid, 0)
+        return drive
+
+    total = sum(len(t.pack()) // 4 + 4 for tlps in sources.values() for t in tlps)
+
+    async def watch(ctx):
+        beats = {name: [] for name in outputs}
+        for _ in range(6 * total + 500):
+            for name in outputs:
+                port = getattr(dut, name)
+                ready = rng.random() < 0.7
+                ctx.set(port.ready, ready)
+            await ctx.delay(1e-9)
+            for name in outputs:
+                port = getattr(dut, name)
+                if ctx.get(port.ready) and ctx.get(port.valid):
+                    beats[name].append(layout.unpack(ctx.get(port.payload.as_value())))
+                    if beats[name][-1].last:
+                        outputs[name].append(Tlp.unpack(beats_to_bytes(beats[name], layout)))
+                        beats[name] = []
+            await ctx.tick()
+        counters["routed"], counters["unrouted"] = ctx.get(dut.routed), ctx.get(dut.unrouted)
+        for i in range(len(tables)):
+            for d in ("to_device", "to_host"):
+                counters[(i, d)] = (ctx.get(getattr(dut, f"link{i}_{d}_forwarded")),
+                                    [ctx.get(getattr(dut, f"link{i}_{d}_denied")[r])
+                                     for r in Reason])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(table)
+    for name, tlps in sources.items():
+        sim.add_testbench(driver(name, tlps))
+    sim.add_testbench(watch)
+    sim.run()
+    return outputs, counters
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_fabric_merges_routes_and_judges_each_link_as_the_model_does(width):
+    """Two links with their own tables: each host's TLPs reach the chassis
+    translated by its own table (each link's order kept in the merge); TLPs
+    from the chassis go to the link the model routes them to and are judged
+    by that link's table; what no link claims is counted, never delivered."""
+    tables = [TABLE, TABLE_B]
+    net = [translation_traffic(width + 10 * i, 120, "to_device", t) for i, t in enumerate(tables)]
+    pcie = [t for pair in zip(*(translation_traffic(width + 20 + i, 120, "to_host", t)
+                                for i, t in enumerate(tables))) for t in pair]
+    outputs, counters = run_fabric(width, net, pcie, tables, seed=width)
+    # chassis-bound: per link, the model's translations in order
+    merged = [t.pack() for t in outputs["pcie_out"]]
+    for i, (table, tlps) in enumerate(zip(tables, net)):
+        want, reasons = expected_with(table, to_device, tlps)
+        mine = {t.pack() for t in want}
+        assert [t for t in merged if t in mine] == [t.pack() for t in want], i
+        assert counters[(i, "to_device")] == (reasons[0], [0] + reasons[1:]), i
+    assert len(merged) == sum(len(expected_with(t, to_device, n)[0])
+                              for t, n in zip(tables, net))
+    # host-bound: routed by the model, then judged by that link's table
+    unrouted = 0
+    for i, table in enumerate(tables):
+        mine = [t for t in pcie if route(tables, t) == i]
+        want, reasons = expected_with(table, to_host, mine)
+        assert [t.pack() for t in outputs[f"net{i}_out"]] == [t.pack() for t in want], i
+        assert counters[(i, "to_host")] == (reasons[0], [0] + reasons[1:]), i
+    unrouted = sum(route(tables, t) is None for t in pcie)
+    assert unrouted and counters["unrouted"] == unrouted
+    assert counters["routed"] == len(pcie) - unrouted
+
+
+def expected_with(table, rule, tlps):
+    out, reasons = [], [0] * len(Reason)
+    for tlp in tlps:
+        translated, why = rule(table, tlp)
+        reasons[why] += 1
+        if translated is not None:
+            out.append(translated)
+    return out, reasons
