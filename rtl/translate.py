@@ -333,9 +333,9 @@ class Translator(wiring.Component):
 
 
 class TlpMerge(wiring.Component):
-    """``n`` TLP streams (``tlp_in[i]``, ports ``in0`` ...) into one,
-    TLP by TLP, round robin: a TLP once started goes out whole; each input
-    keeps its own order."""
+    """``n`` TLP streams (ports ``in0`` ...) into one, TLP by TLP, round
+    robin: a TLP once offered goes out whole before another is offered;
+    each input keeps its own order."""
 
     def __init__(self, width, n):
         check_width(width)
@@ -367,10 +367,13 @@ class TlpMerge(wiring.Component):
                 with m.Case(i):
                     m.d.comb += [out.valid.eq(inp.valid), out.payload.eq(inp.payload),
                                  inp.ready.eq(out.ready)]
-        with m.If(out.valid & out.ready):
-            m.d.sync += [busy.eq(~out.payload.last), cur.eq(sel)]
-            with m.If(out.payload.last):
-                m.d.sync += turn.eq(Mux(sel == self.n - 1, 0, sel + 1))
+        # A TLP is granted when first offered, taken or not: the beat on offer
+        # must not change under backpressure (the stream rule), so a later
+        # arrival on another input cannot displace it.
+        with m.If(~busy & out.valid):
+            m.d.sync += [busy.eq(1), cur.eq(pick)]
+        with m.If(out.valid & out.ready & out.payload.last):
+            m.d.sync += [busy.eq(0), turn.eq(Mux(sel == self.n - 1, 0, sel + 1))]
         return m
 
 

@@ -350,9 +350,16 @@ class StreamMonitor:
         ready_now = 1
         beats, first_cycle = [], 0
         stalled = None          # payload of a beat offered but not yet taken
+        settled = False         # valid has been 0 or 1 once: X from then on is an error
         while True:
             await edge
             self.cycles += 1
+            if not valid.value.is_resolvable:
+                if not settled:         # a 4-state simulator's outputs before reset
+                    continue
+                raise StreamProtocolError(f"{self.name}: valid is {valid.value} at cycle "
+                                          f"{self.cycles} (undriven or unknown)")
+            settled = True
             if valid.value:
                 taken = ready_now if drive else ready.value
                 if taken or check:
