@@ -97,14 +97,18 @@ def build_local_slot(params=None, seed=1):
     return LocalSlot(fabric, host, switch, gpus, links, p)
 
 
-def run_driver(slot, driver, t_ns=None):
-    """Run ``driver`` on the slot's host until it returns; its return value."""
+def run_driver(slot, driver, t_ns=None, *, drain=True):
+    """Run ``driver`` on the slot's host until it returns, then (``drain``)
+    until nothing is in flight (posted writes it left behind have landed);
+    the driver's return value."""
     fabric, host = slot.fabric, slot.host
     t = fabric.kernel.now if t_ns is None else t_ns
     fabric.apply(host, host.start(driver, t))
     fabric.kernel.run_until(until=lambda: host.driver_done)
     if not host.driver_done:
         raise RuntimeError("the driver is stuck: no more events and it has not returned")
+    if drain:
+        fabric.kernel.run_until()
     return host.driver_result
 
 
