@@ -213,6 +213,26 @@ class Translator(wiring.Component):
             "to_host_denied": Out(data.ArrayLayout(32, len(Reason))),
         })
 
+    @staticmethod
+    def table_writes(table):
+        """The port values that program ``table`` (an
+        :class:`~tlpoe.models.translate.AccessTable`): one dict of
+        ``{port name: value}`` per clock cycle, windows then functions,
+        each with its write enable; ``host_rid`` and ``local_rid`` are set
+        with the first. Drive them in order, then clear ``win_we`` and
+        ``fn_we``."""
+        cycles = []
+        for i, w in enumerate(table.windows):
+            cycles.append({"win_index": i, "win_valid": 1, "win_host_base": w.host_base,
+                           "win_size_log2": w.size.bit_length() - 1,
+                           "win_device_base": w.device_base, "win_we": 1, "fn_we": 0})
+        for i, f in enumerate(table.functions):
+            cycles.append({"fn_index": i, "fn_valid": 1, "fn_host_id": f.host_id,
+                           "fn_device_id": f.device_id, "fn_we": 1, "win_we": 0})
+        if cycles:
+            cycles[0].update(host_rid=table.host_rid, local_rid=table.local_rid)
+        return cycles
+
     # --- the rules, as hardware -----------------------------------------------------
     def _to_device(self, m, hdr):
         d = _Decode(m, hdr)

@@ -16,6 +16,7 @@ from pyuvm import ConfigDB, uvm_analysis_port, uvm_component, uvm_env, uvm_test
 
 from tlpoe.models.tlp import Tlp
 from tlpoe.models.translate import AccessTable, Function, Reason, route, to_device, to_host
+from tlpoe.rtl.translate import Translator
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
 from tlpoe.tb.items import StreamItem
@@ -70,22 +71,14 @@ class TranslateEnv(uvm_env):
 
 async def write_table(dut, table, prefix=""):
     """Every window and function of ``table`` through the table ports
-    (``host_rid`` and ``local_rid`` with ``prefix``)."""
-    getattr(dut, f"{prefix}host_rid").value = table.host_rid
-    getattr(dut, f"{prefix}local_rid").value = table.local_rid
-    for i, w in enumerate(table.windows):
-        dut.win_index.value, dut.win_valid.value = i, 1
-        dut.win_host_base.value, dut.win_device_base.value = w.host_base, w.device_base
-        dut.win_size_log2.value = w.size.bit_length() - 1
-        dut.win_we.value = 1
+    (``Translator.table_writes``; ``host_rid`` and ``local_rid`` named with
+    ``prefix``)."""
+    for cycle in Translator.table_writes(table):
+        for port, value in cycle.items():
+            name = prefix + port if port in ("host_rid", "local_rid") else port
+            getattr(dut, name).value = value
         await wait_cycles(dut.clk, 1)
-    dut.win_we.value = 0
-    for i, f in enumerate(table.functions):
-        dut.fn_index.value, dut.fn_valid.value = i, 1
-        dut.fn_host_id.value, dut.fn_device_id.value = f.host_id, f.device_id
-        dut.fn_we.value = 1
-        await wait_cycles(dut.clk, 1)
-    dut.fn_we.value = 0
+    dut.win_we.value = dut.fn_we.value = 0
 
 
 @pyuvm.test()

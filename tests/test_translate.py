@@ -97,6 +97,18 @@ def test_bad_windows_name_the_problem(kw, match):
 
 # --- the RTL against the model --------------------------------------------------------
 
+async def program(ctx, dut, table, prefix=""):
+    """Write ``table`` through the table ports (``Translator.table_writes``;
+    ``host_rid`` and ``local_rid`` named with ``prefix``)."""
+    for cycle in Translator.table_writes(table):
+        for port, value in cycle.items():
+            name = prefix + port if port in ("host_rid", "local_rid") else port
+            ctx.set(getattr(dut, name), value)
+        await ctx.tick()
+    ctx.set(dut.win_we, 0)
+    ctx.set(dut.fn_we, 0)
+
+
 def run_rtl(width, to_dev, to_hst, *, seed):
     """Both directions through a Translator with TABLE written through its
     ports; returns ({direction: TLPs out}, {direction: counters})."""
@@ -109,21 +121,7 @@ def run_rtl(width, to_dev, to_hst, *, seed):
     counters = {}
 
     async def table(ctx):
-        ctx.set(dut.host_rid, HOST_RID)
-        ctx.set(dut.local_rid, LOCAL_RID)
-        for i, w in enumerate(TABLE.windows):
-            for port, value in (("index", i), ("valid", 1), ("host_base", w.host_base),
-                                ("size_log2", w.size.bit_length() - 1),
-                                ("device_base", w.device_base), ("we", 1)):
-                ctx.set(getattr(dut, f"win_{port}"), value)
-            await ctx.tick()
-        ctx.set(dut.win_we, 0)
-        for i, f in enumerate(TABLE.functions):
-            for port, value in (("index", i), ("valid", 1), ("host_id", f.host_id),
-                                ("device_id", f.device_id), ("we", 1)):
-                ctx.set(getattr(dut, f"fn_{port}"), value)
-            await ctx.tick()
-        ctx.set(dut.fn_we, 0)
+        await program(ctx, dut, TABLE)
 
     def driver(name):
         source, _, tlps = paths[name]
@@ -237,22 +235,8 @@ def run_fabric(width, net_traffic, pcie_traffic, tables, *, seed):
 
     async def table(ctx):
         for i, t in enumerate(tables):
-            ctx.set(getattr(dut, f"link{i}_host_rid"), t.host_rid)
-            ctx.set(getattr(dut, f"link{i}_local_rid"), t.local_rid)
             ctx.set(dut.tbl_link, i)
-            for k, w in enumerate(t.windows):
-                for port, value in (("index", k), ("valid", 1), ("host_base", w.host_base),
-                                    ("size_log2", w.size.bit_length() - 1),
-                                    ("device_base", w.device_base), ("we", 1)):
-                    ctx.set(getattr(dut, f"win_{port}"), value)
-                await ctx.tick()
-            ctx.set(dut.win_we, 0)
-            for k, f in enumerate(t.functions):
-                for port, value in (("index", k), ("valid", 1), ("host_id", f.host_id),
-                                    ("device_id", f.device_id), ("we", 1)):
-                    ctx.set(getattr(dut, f"fn_{port}"), value)
-                await ctx.tick()
-            ctx.set(dut.fn_we, 0)
+            await program(ctx, dut, t, prefix=f"link{i}_")
 
     def driver(name, tlps):
         port = getattr(dut, name)
