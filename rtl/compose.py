@@ -12,12 +12,15 @@ def exposed_members(inner, rename=None):
     return {rename.get(name, name): member for name, member in inner.signature.members.items()}
 
 
-def forward(m, outer, inner, rename=None):
-    """Connect every port of ``inner`` to the same-direction port of ``outer``
-    named as in :func:`exposed_members`: streams with ``connect``, inputs
-    driven from outside, outputs driven from inside."""
+def forward(m, outer, inner, rename=None, skip=()):
+    """Connect every port of ``inner`` (but those named in ``skip``, which
+    the caller wires itself) to the same-direction port of ``outer`` named
+    as in :func:`exposed_members`: streams with ``connect``, inputs driven
+    from outside, outputs driven from inside."""
     rename = rename or {}
     for name, member in inner.signature.members.items():
+        if name in skip:
+            continue
         out_port = getattr(outer, rename.get(name, name))
         in_port = getattr(inner, name)
         if member.is_signature:
