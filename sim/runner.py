@@ -176,7 +176,7 @@ def _build(sim, design, toplevel, build_dir, build_key, coverage, waves, build_a
     if sim == "verilator":
         args += [f"-Wno-{w}" for w in VERILATOR_WAIVERS]
         if coverage:
-            args += ["--coverage"]
+            args += ["--coverage-line", "--coverage-toggle"]   # not expression coverage: Verilator 5.048 fails on some concatenations
     stamp_text = json.dumps({
         "sim": sim, "toplevel": toplevel, "args": args, "waves": waves,
         "timescale": TIMESCALE, "cocotb_libs": str(config.libs_dir),
@@ -309,7 +309,7 @@ def run_cocotb(sim, design, toplevel, test_module, build_key, extra_env=None,
 
     if sim == "verilator":
         _put_verilator_first_on_path()
-    coverage = bool(coverage) and sim == "verilator"
+    coverage = (bool(coverage) or _env_flag("RTL_COVERAGE")) and sim == "verilator"
     waves = _env_flag("WAVES")
 
     build_dir = _build_dir(sim, build_key, coverage, waves)
