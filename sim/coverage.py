@@ -237,6 +237,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.jobs != "auto" and not (args.jobs.isdigit() and int(args.jobs) >= 1):
         parser.error(f"--jobs must be a positive number or auto, not {args.jobs!r}")
+    if not args.no_run:
+        for stale in SIM_BUILD.glob("*+cov/runs/*/coverage.*"):
+            stale.unlink()                  # this run's data only, not earlier selections
     if not args.no_run and _run_tests(args.quick, args.jobs) != 0:
         print("coverage: the tests failed", file=sys.stderr)
         return 1
