@@ -53,6 +53,7 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable
 
 __all__ = ["PARTS", "LINE_RATES_GBPS", "configs", "run_config", "parse_yosys_stat",
+           "parse_yosys_memories",
            "parse_nextpnr_report", "parse_nextpnr_log", "throughput", "verdicts",
            "IoShell", "write_report", "main"]
 
@@ -223,6 +224,17 @@ def parse_yosys_stat(stat):
     return {name: int(n) for name, n in cells.items() if not name.startswith("$scopeinfo")}
 
 
+_MEMORY_MAP = re.compile(r"^mapping memory top\.(\S+) via \$__(\w+?)_?$", re.M)
+
+
+def parse_yosys_memories(log):
+    """Where ``memory_libmap`` put each memory, from the Yosys log:
+    ``{memory: cell}`` (``PDPW16KD``/``DP16KD``: block RAM; ``TRELLIS_DPR16X4``:
+    distributed RAM; ``ICE40_RAM4K``: iCE40 block RAM). A memory missing
+    here became flip-flops."""
+    return {name: cell for name, cell in _MEMORY_MAP.findall(log)}
+
+
 def yosys_summary(family, cells):
     """LUT4 sites, flip-flops, block RAMs and distributed RAMs from Yosys's counts."""
     luts = sum(n * cells.get(name, 0) for name, n in _LUT_CELLS[family].items())
@@ -373,6 +385,7 @@ def run_config(config, work_dir):
         return {**record, "status": "error", "reason": "yosys: " + _last_error(out)}
     cells = parse_yosys_stat((work / "stat.json").read_text())
     record["yosys_cells"] = cells
+    record["memories"] = parse_yosys_memories((work / "yosys.log").read_text())
     record["yosys"] = yosys_summary(family, cells)
     over = [f"{record['yosys'][k]} {k.upper()} of {cap}"
             for k, cap in part["capacity"].items() if record["yosys"][k] > cap]
@@ -476,11 +489,16 @@ def markdown(report):
             f"| {_used(r, 'bram')} | {_cell(r.get('fmax_mhz'))} | "
             f"{_cell(r.get('throughput_gbps'))} | {' | '.join(marks)} | {fits} | "
             f"{_cell(r['seconds'].get('yosys'))} | {_cell(r['seconds'].get('nextpnr'))} |")
-    notes = [r for r in report["records"] if r["reason"] or r.get("shell")]
+    notes = [r for r in report["records"] if r["reason"] or r.get("shell") or r.get("memories")]
     if notes:
         lines += ["", "Notes:", ""]
     for r in notes:
         text = r["reason"] or ""
+        lutram = sorted(m for m, cell in (r.get("memories") or {}).items() if "RAM4K" not in cell
+                        and "16KD" not in cell)
+        if lutram:
+            text += (" " if text else "") + "Memories in distributed RAM (not block RAM): " + \
+                ", ".join(lutram) + "."
         if r.get("shell"):
             text += (" " if text else "") + (
                 f"Counts include the I/O shell: {r['shell']['in_bits'] + r['shell']['out_bits']} "

@@ -93,6 +93,30 @@ def test_yosys_stat_counts_the_top_cells_without_scopeinfo():
     assert synth.yosys_summary("ice40", cells) == {"lut": 263, "ff": 285, "bram": 0, "lutram": 0}
 
 
+def test_block_ram_is_the_family_s_own_cell():
+    # synth_ice40 of ReplayBuffer(64): its 16-frame body in SB_RAM40_4K
+    cells = {"SB_LUT4": 1404, "SB_DFF": 60, "SB_DFFE": 344, "SB_RAM40_4K": 64, "SB_CARRY": 198}
+    assert synth.yosys_summary("ice40", cells) == {"lut": 1404, "ff": 404, "bram": 64, "lutram": 0}
+    assert synth.yosys_summary("ecp5", {"DP16KD": 16, "SB_RAM40_4K": 3})["bram"] == 16
+
+
+#: memory_libmap lines of synth_ecp5 on Bridge(64).
+YOSYS_LOG_MEMORIES = """\
+2.28. Executing MEMORY_LIBMAP pass (mapping memories to cells).
+mapping memory top.rx_queues.np_beats.storage via $__PDPW16KD_
+mapping memory top.rx_queues.np_descs.storage via $__TRELLIS_DPR16X4_
+Extracted data FF from read port 0 of top.rx_queues.np_descs.storage: $\\rx_queues.np_descs.storage$rdreg[0]
+mapping memory top.replay.body via $__DP16KD_
+mapping memory top.checker.txns via $__TRELLIS_DPR16X4_
+"""
+
+
+def test_yosys_log_says_where_each_memory_went():
+    assert synth.parse_yosys_memories(YOSYS_LOG_MEMORIES) == {
+        "rx_queues.np_beats.storage": "PDPW16KD", "rx_queues.np_descs.storage": "TRELLIS_DPR16X4",
+        "replay.body": "DP16KD", "checker.txns": "TRELLIS_DPR16X4"}
+
+
 def test_yosys_summary_counts_a_carry_cell_as_two_lut_sites():
     summary = synth.yosys_summary("ecp5", synth.parse_yosys_stat(YOSYS_STAT_ECP5))
     assert summary == {"lut": 10000 + 2 * 1773, "ff": 4530, "bram": 42, "lutram": 632}
