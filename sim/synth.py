@@ -519,20 +519,26 @@ def plot(records, path):
     if not placed:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for family in sorted({r["family"] for r in placed}):
-        rs = sorted((r for r in placed if r["family"] == family), key=lambda r: r["width"])
-        label = f"{rs[0]['design']} on {rs[0]['part']}"
-        ax1.plot([r["width"] for r in rs], [r["fmax_mhz"] for r in rs], "o-", label=label)
-        ax2.plot([r["width"] for r in rs], [r["throughput_gbps"] for r in rs], "o-", label=label)
+    for key in sorted({(r["family"], r["design"]) for r in placed}):
+        rs = sorted((r for r in placed if (r["family"], r["design"]) == key),
+                    key=lambda r: r["width"])
+        label = f"{key[1]} on {rs[0]['part']}"
+        style = "o-" if len(rs) > 1 else "o"
+        ax1.plot([r["width"] for r in rs], [r["fmax_mhz"] for r in rs], style, label=label)
+        ax2.plot([r["width"] for r in rs], [r["throughput_gbps"] for r in rs], style, label=label)
     for rate in LINE_RATES_GBPS:
         ax2.axhline(rate, ls="--", lw=0.8, color="grey")
-        ax2.annotate(f"{rate} GbE", (ax2.get_xlim()[0], rate), fontsize=8, va="bottom")
+        ax2.text(1.01, rate, f"{rate} GbE", transform=ax2.get_yaxis_transform(), fontsize=8,
+                 va="center")
+    widths = sorted({r["width"] for r in placed})
     for ax, ylabel in ((ax1, "Fmax (MHz)"), (ax2, "width × Fmax (Gb/s)")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(widths, [str(w) for w in widths])
+        ax.set_xlim(widths[0] / 1.5, widths[-1] * 1.5)
         ax.set_xlabel("datapath width (bits)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     ax2.set_yscale("log")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
