@@ -224,15 +224,20 @@ def parse_yosys_stat(stat):
     return {name: int(n) for name, n in cells.items() if not name.startswith("$scopeinfo")}
 
 
-_MEMORY_MAP = re.compile(r"^mapping memory top\.(\S+) via \$__(\w+?)_?$", re.M)
+_MEMORY_LIBMAP = re.compile(r"^mapping memory top\.(\S+) via \$__(\w+?)_?$", re.M)
+_MEMORY_TO_FFS = re.compile(r"^Mapping memory \\(\S+) in module \\top:", re.M)
 
 
 def parse_yosys_memories(log):
-    """Where ``memory_libmap`` put each memory, from the Yosys log:
-    ``{memory: cell}`` (``PDPW16KD``/``DP16KD``: block RAM; ``TRELLIS_DPR16X4``:
-    distributed RAM; ``ICE40_RAM4K``: iCE40 block RAM). A memory missing
-    here became flip-flops."""
-    return {name: cell for name, cell in _MEMORY_MAP.findall(log)}
+    """Where each memory went, from the Yosys log: ``{memory: cell}``, the
+    cell ``memory_libmap`` chose (``PDPW16KD``/``DP16KD``: ECP5 block RAM;
+    ``TRELLIS_DPR16X4``: distributed RAM; ``ICE40_RAM4K``: iCE40 block RAM),
+    or ``FF`` for one that ``memory_map`` turned into flip-flops and
+    multiplexers (an asynchronous read port where there is no distributed
+    RAM)."""
+    found = {name: cell for name, cell in _MEMORY_LIBMAP.findall(log)}
+    found.update((name, "FF") for name in _MEMORY_TO_FFS.findall(log))
+    return found
 
 
 def yosys_summary(family, cells):
@@ -497,8 +502,8 @@ def markdown(report):
         lutram = sorted(m for m, cell in (r.get("memories") or {}).items() if "RAM4K" not in cell
                         and "16KD" not in cell)
         if lutram:
-            text += (" " if text else "") + "Memories in distributed RAM (not block RAM): " + \
-                ", ".join(lutram) + "."
+            text += (" " if text else "") + "Memories not in block RAM: " + \
+                ", ".join(f"{m} ({r['memories'][m]})" for m in lutram) + "."
         if r.get("shell"):
             text += (" " if text else "") + (
                 f"Counts include the I/O shell: {r['shell']['in_bits'] + r['shell']['out_bits']} "

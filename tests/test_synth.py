@@ -94,9 +94,11 @@ def test_yosys_stat_counts_the_top_cells_without_scopeinfo():
 
 
 def test_block_ram_is_the_family_s_own_cell():
-    # synth_ice40 of ReplayBuffer(64): its 16-frame body in SB_RAM40_4K
-    cells = {"SB_LUT4": 1404, "SB_DFF": 60, "SB_DFFE": 344, "SB_RAM40_4K": 64, "SB_CARRY": 198}
-    assert synth.yosys_summary("ice40", cells) == {"lut": 1404, "ff": 404, "bram": 64, "lutram": 0}
+    # synth_ice40 of ReplayBuffer(64) in the I/O shell: its 16-frame body in SB_RAM40_4K
+    cells = {"SB_CARRY": 475, "SB_DFF": 77, "SB_DFFE": 578, "SB_DFFESR": 303, "SB_DFFSR": 617,
+             "SB_LUT4": 1606, "SB_RAM40_4K": 64}
+    assert synth.yosys_summary("ice40", cells) == {"lut": 1606, "ff": 1575, "bram": 64,
+                                                   "lutram": 0}
     assert synth.yosys_summary("ecp5", {"DP16KD": 16, "SB_RAM40_4K": 3})["bram"] == 16
 
 
@@ -109,12 +111,20 @@ Extracted data FF from read port 0 of top.rx_queues.np_descs.storage: $\\rx_queu
 mapping memory top.replay.body via $__DP16KD_
 mapping memory top.checker.txns via $__TRELLIS_DPR16X4_
 """
+#: The same memory in synth_ice40, which has no distributed RAM.
+YOSYS_LOG_MEMORY_TO_FFS = """\
+mapping memory top.dut.replay.body via $__ICE40_RAM4K_
+6.29. Executing MEMORY_MAP pass (converting memories to logic and flip-flops).
+Mapping memory \\dut.checker.txns in module \\top:
+"""
 
 
 def test_yosys_log_says_where_each_memory_went():
     assert synth.parse_yosys_memories(YOSYS_LOG_MEMORIES) == {
         "rx_queues.np_beats.storage": "PDPW16KD", "rx_queues.np_descs.storage": "TRELLIS_DPR16X4",
         "replay.body": "DP16KD", "checker.txns": "TRELLIS_DPR16X4"}
+    assert synth.parse_yosys_memories(YOSYS_LOG_MEMORY_TO_FFS) == {
+        "dut.replay.body": "ICE40_RAM4K", "dut.checker.txns": "FF"}
 
 
 def test_yosys_summary_counts_a_carry_cell_as_two_lut_sites():
