@@ -498,7 +498,7 @@ def markdown(report):
     if notes:
         lines += ["", "Notes:", ""]
     for r in notes:
-        text = r["reason"] or ""
+        text = f"{r['reason']}." if r["reason"] else ""
         lutram = sorted(m for m, cell in (r.get("memories") or {}).items() if "RAM4K" not in cell
                         and "16KD" not in cell)
         if lutram:
@@ -511,7 +511,11 @@ def markdown(report):
         lines.append(f"- {r['slug']}: {text}")
     meta = report["meta"]
     lines += ["", "Tools: " + ", ".join(f"{k} {v}" for k, v in meta["tools"].items()) + ".",
-              f"Wall time of the run: {meta['wall_s']} s on {meta['jobs']} job(s)."]
+              f"Wall time of the run: {meta['wall_s']} s on {meta['jobs']} job(s)"
+              + (f", {meta['resumed']} of {len(report['records'])} configurations kept from "
+                 f"an earlier run" if meta.get("resumed") else "")
+              + f"; every configuration's own time (Verilog, Yosys, nextpnr) adds up to "
+              f"{meta.get('tool_s')} s."]
     return "\n".join(lines) + "\n"
 
 
@@ -568,7 +572,11 @@ def _point(config, out_dir, resume):
     if resume and path.exists():
         record = json.loads(path.read_text())
         if all(record.get(k) == v for k, v in config.items()):
-            return record
+            log = Path(out_dir) / "work" / slug(config) / "yosys.log"
+            if "memories" not in record and "yosys" in record and log.exists():
+                # a record written before memories were recorded: read them from its log
+                record["memories"] = parse_yosys_memories(log.read_text())
+            return {**record, "resumed": True}
     try:
         record = run_config(config, Path(out_dir) / "work" / slug(config))
     except Exception as err:            # a broken flow is a record, not a lost run
@@ -623,9 +631,12 @@ def main(argv=None):
             print(f"synth [{k}/{len(todo)}] {r['slug']}: {what} "
                   f"({sum(r['seconds'].values()):.0f} s)", flush=True)
     ordered = [records[slug(c)] for c in todo]
+    resumed = sum(1 for r in ordered if r.pop("resumed", False))
     meta = {"quick": args.quick, "tools": tool_versions(), "target_mhz": TARGET_MHZ,
             "seed": SEED, "parts": {f: PARTS[f]["part"] for f in args.families},
-            "jobs": args.jobs, "wall_s": round(time.monotonic() - start, 1)}
+            "jobs": args.jobs, "wall_s": round(time.monotonic() - start, 1),
+            "resumed": resumed,
+            "tool_s": round(sum(sum(r["seconds"].values()) for r in ordered), 1)}
     write_report(ordered, out, meta)
     print(f"synth: report {out / 'synth.md'}", flush=True)
     return 1 if any(r["status"] == "error" for r in ordered) else 0
