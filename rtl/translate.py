@@ -449,16 +449,17 @@ class Translator(wiring.Component):
         enabled = Cat(*(d.first_be[i].replicate(8) for i in range(4)))
         written = Signal(32)
         m.d.comb += written.eq(shadow & ~(writable & enabled) | d.cfg_data & writable & enabled)
-        ur = Signal()
-        m.d.comb += ur.eq(~forward & ~answer & d.non_posted)
+        ur, with_data = Signal(), Signal()
+        m.d.comb += [ur.eq(~forward & ~answer & d.non_posted),
+                     with_data.eq(answer & ~d.has_data)]
         local = self.local
         m.d.comb += [
             local.reply.eq(answer | ur),
             local.ur.eq(ur),
-            local.with_data.eq(answer & ~d.has_data),
+            local.with_data.eq(with_data),
             local.header.eq(_completion_header(
                 m, d, hdr, completer=Mux(answer, d.id_8_9, self.host_rid), ur=ur,
-                with_data=local.with_data, value=Mux(bar, shadow, 0))),
+                with_data=with_data, value=Mux(bar, shadow, 0))),
             local.shadow_we.eq(answer & bar & d.has_data),
             local.shadow_slot.eq(fn_slot),
             local.shadow_index.eq(index),
