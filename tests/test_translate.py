@@ -361,14 +361,18 @@ def test_rtl_at_the_other_widths(width):
 
 @pytest.mark.parametrize("width", [64, 256])
 def test_rtl_sizes_bars_from_its_shadows(width):
-    """The driver's BAR sizing, register by register, through the RTL: the
-    answers are the model's; nothing reaches the chassis."""
+    """The driver's BAR sizing, register by register, through the RTL, then
+    writes of some bytes only: the answers are the model's; nothing reaches
+    the chassis."""
     to_dev = []
     for dest in (0x0100, 0x0108):
         for register in range(4, 10):
             to_dev += [cfg_read(register, dest), cfg_write(register, 0xFFFF_FFFF, dest),
                        cfg_read(register, dest), cfg_write(register, 0x1234_5678, dest),
                        cfg_read(register, dest)]
+            for first_be in (0b0001, 0b0110, 0b1000, 0b0000):
+                to_dev += [cfg_write(register, 0xA5C3_F00F, dest, first_be=first_be),
+                           cfg_read(register, dest)]
     results, counters = run_rtl(width, to_dev, [], seed=3)
     assert results["dev_out"] == []
     model = check_against_model(results, counters, TABLE, to_dev, [])
