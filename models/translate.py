@@ -235,8 +235,7 @@ def to_device(table, tlp):
         function = table.function_by_host(int(tlp.requester_id))
         if function is None:
             return None, Reason.REQUESTER
-        return replace(tlp, requester_id=PcieId.from_int(function.device_id),
-                       completer_id=PcieId.from_int(table.local_rid)), Reason.FORWARDED
+        return replace(tlp, requester_id=PcieId.from_int(function.device_id)), Reason.FORWARDED
     return None, Reason.TYPE
 
 

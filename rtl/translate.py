@@ -424,10 +424,9 @@ class Translator(wiring.Component):
                 m.d.comb += [forward.eq(1), new[0].eq(1)]       # Type 1 into the chassis
                 _put_be(m, new, 4, 2, self.local_rid)
                 _put_be(m, new, 8, 2, fn_device)
-        with m.Elif(d.completion):
+        with m.Elif(d.completion):      # of a device's read: its requester back to the chassis ID
             with m.If(fn_hit):
                 m.d.comb += forward.eq(1)
-                _put_be(m, new, 4, 2, self.local_rid)
                 _put_be(m, new, 8, 2, fn_device)
             with m.Else():
                 m.d.comb += reason.eq(Reason.REQUESTER)

@@ -97,7 +97,7 @@ def test_completions_of_device_reads_get_the_devices_own_id_back():
               byte_count=4, data=b"\x01\x02\x03\x04")
     out, why = to_device(TABLE, cpl)
     assert why is Reason.FORWARDED
-    assert int(out.requester_id) == 0x0300 and int(out.completer_id) == LOCAL_RID
+    assert int(out.requester_id) == 0x0300 and out.completer_id == cpl.completer_id
     assert out.tag == 7 and out.data == cpl.data
     foreign = dataclasses.replace(cpl, requester_id=PcieId.from_int(0x0300))  # a chassis ID
     assert to_device(TABLE, foreign) == (None, Reason.REQUESTER)
