@@ -21,7 +21,9 @@ translated TLP or ``None`` with a :class:`Reason`:
     space, their Requester ID replaced by ``local_rid``; configuration
     requests to an assigned function are re-addressed to its real
     Bus/Device/Function; completions (of a device's DMA reads of host
-    memory) pass if their Requester ID is an assigned function. Anything
+    memory) pass if their Requester ID is an assigned function as the host
+    knows it (:func:`to_host` gave the device's requests that ID), and get
+    the function's real ID back. Anything
     else is denied: a memory request outside every window, or whose
     translation would change its header format (a 32-bit address moved at
     or above 4 GiB, or a 64-bit one below), a configuration request to a
@@ -136,9 +138,10 @@ def to_device(table, tlp):
         return replace(tlp, dest_id=PcieId.from_int(function.device_id),
                        requester_id=PcieId.from_int(table.local_rid)), Reason.FORWARDED
     if t.is_completion:
-        if table.function_by_device(int(tlp.requester_id)) is None:
+        function = table.function_by_host(int(tlp.requester_id))
+        if function is None:
             return None, Reason.REQUESTER
-        return tlp, Reason.FORWARDED
+        return replace(tlp, requester_id=PcieId.from_int(function.device_id)), Reason.FORWARDED
     return None, Reason.TYPE
 
 

@@ -266,9 +266,12 @@ class Translator(wiring.Component):
                 _put_be(m, new, 8, 2, fn_device)
             with m.Else():
                 m.d.comb += reason.eq(Reason.FUNCTION)
-        with m.Elif(d.completion):
-            dev_hit, _ = self._function(m, d.id_8_9, by_host=False)
-            m.d.comb += [forward.eq(dev_hit), reason.eq(Reason.REQUESTER)]
+        with m.Elif(d.completion):      # of a device's read: its requester back to the chassis ID
+            with m.If(fn_hit):
+                m.d.comb += forward.eq(1)
+                _put_be(m, new, 8, 2, fn_device)
+            with m.Else():
+                m.d.comb += reason.eq(Reason.REQUESTER)
         with m.Else():
             m.d.comb += reason.eq(Reason.TYPE)
         return forward, reason, new

@@ -237,7 +237,8 @@ def _steer(rng, tlp, direction, table):
         return dataclasses.replace(tlp, dest_id=PcieId.from_int(rng.choice(functions).host_id))
     if tlp.type.is_completion:
         if direction == "to_device":
-            ids = {"requester_id": rng.choice(functions).device_id} if r < 0.6 else {}
+            # of a device's read: its requester as the host knows it
+            ids = {"requester_id": rng.choice(functions).host_id} if r < 0.6 else {}
         else:
             ids = {"requester_id": table.local_rid} if r < 0.7 else {}
             if rng.random() < 0.7:

@@ -67,6 +67,20 @@ def test_completions_find_their_host_and_foreign_ones_are_denied():
     assert to_host(TABLE, unassigned) == (None, Reason.FUNCTION)
 
 
+def test_host_completions_of_device_reads_get_the_real_requester_back():
+    """The host completes a GPU's DMA read to the ID to_host gave the read
+    (the function's host_id); into the chassis it must carry the GPU's own
+    ID, or the GPU would not recognise it."""
+    dma = Tlp.mem_read(0x1_2345_6000, 64, requester_id=0x0400, tag=9)
+    seen, _ = to_host(TABLE, dma)
+    cpl = Tlp.completion_for(seen, completer_id=HOST_RID, data=bytes(64))
+    out, why = to_device(TABLE, cpl)
+    assert why is Reason.FORWARDED
+    assert int(out.requester_id) == 0x0400 and out.tag == 9
+    foreign = dataclasses.replace(cpl, requester_id=PcieId.from_int(0x0400))   # a chassis ID
+    assert to_device(TABLE, foreign) == (None, Reason.REQUESTER)
+
+
 def test_device_requests_pass_only_from_assigned_functions():
     dma = Tlp.mem_write(0x1_2345_6000, b"\x00" * 64, requester_id=0x0400, tag=3)
     out, why = to_host(TABLE, dma)
