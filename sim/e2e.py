@@ -157,8 +157,10 @@ def _why(workload, local_ns, remote_ns, net_rtt_ns):
             return (f"small transfer: the DMA's fixed cost (doorbell, the reads' round trips, "
                     f"MSI-X) grows by the network round trips (+{extra:.0f} ns)")
         if extra / local_ns > DXPU_OVERHEAD:
-            return ("bandwidth-bound: the 256-bit datapath at 250 MHz (64 Gb/s) and "
-                    "100 GbE carry less than PCIe Gen3 x16 (126 Gb/s)")
+            return ("bandwidth-bound: the bridges' 256-bit datapath at 250 MHz moves at most "
+                    "8 GB/s of TLP beats (less after partial last beats and framing), 100 GbE "
+                    "12.5 GB/s, against 15.75 GB/s for PCIe Gen3 x16; 512 bits (the 100 GbE "
+                    "configuration) would lift the first limit")
         return "the transfer time hides the round trips"
     return ("end to end: copies in and out are most of the time, so it follows the DMA "
             "overhead at these sizes; the kernel itself runs on the GPU as locally")

@@ -44,6 +44,7 @@ from ..models.events import PcieLink
 from ..models.phy import Phy
 from ..models.tlp import PcieId, Tlp
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
+from .link_env import configure_bridge
 
 __all__ = ["ModelTime", "RtlTlpPort", "EthernetNetwork", "RtlTableWriter", "BoundaryChecker",
            "host_mac", "device_mac", "configure_bridge"]
@@ -57,22 +58,6 @@ def host_mac(i):
 def device_mac(i):
     """The MAC address of the chassis' device bridge for host link ``i``."""
     return bytes([0x02, 0x74, 0x6C, 0x70, 0x01, i])
-
-
-def configure_bridge(dut, prefix, dst_mac, src_mac, params):
-    """Set the run-time inputs of the bridge whose ports are ``{prefix}_*``."""
-    def put(name, value):
-        getattr(dut, f"{prefix}_{name}").value = value
-    put("dst_mac", int.from_bytes(dst_mac, "big"))
-    put("src_mac", int.from_bytes(src_mac, "big"))
-    put("channel", 0)
-    for name in ("flush_timeout", "replay_timeout", "nak_timeout", "ack_delay",
-                 "credit_delay", "credit_refresh"):
-        put(name, params[name])
-    put("credits_enable", int(bool(params["credits"])))
-    put("ro_enable", 1)
-    put("np_accept", 1)
-    put("order_irq_clear", 0)
 
 
 class ModelTime:
