@@ -40,19 +40,33 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["WIDTH", "BRIDGE", "BUILD_KEY", "CLOCK_NS", "NET", "system", "run_system",
+__all__ = ["WIDTH", "FULL_WIDTH", "BRIDGE", "BUILD_KEY", "CLOCK_NS", "NET", "bridge_params",
+           "build_key", "system", "run_system",
            "local_point", "disaggregated_point", "rows", "main", "DXPU_OVERHEAD"]
 
-WIDTH = 256
-CLOCK_NS = 4.0                     # 250 MHz: 256 bits carry 64 Gb/s
+#: The tests' width (256 bits at 250 MHz: 64 Gb/s, below the 100 GbE line)
+#: and the full report's (512 bits: the 100 GbE configuration).
+WIDTH, FULL_WIDTH = 256, 512
+CLOCK_NS = 4.0                     # 250 MHz
 #: The bridges of the end-to-end system: 12-bit sequences and a window of 32
-#: frames (48 KiB at MTU 1500), and receive queues of 64 KiB (2048 beats)
-#: and 127 TLPs per class: both above the bandwidth-delay product of a
-#: 100 GbE round trip of about 2.5 us (31 KiB), so neither the window nor
-#: the credits hold a bulk transfer back. (The Bridge's default, 8 KiB per
-#: class, caps it near 3 GB/s at this round trip.)
-BRIDGE = dict(window=32, seq_bits=12, queue_tlps=127, queue_depth=2048)
-BUILD_KEY = f"system-w{WIDTH}-win32-q2048"
+#: frames (48 KiB at MTU 1500), and receive queues of 64 KiB and 127 TLPs
+#: per class: both above the bandwidth-delay product of a 100 GbE round
+#: trip of about 2.5 us (31 KiB), so neither the window nor the credits
+#: hold a bulk transfer back. (The Bridge's default, 8 KiB per class, caps
+#: it near 3 GB/s at this round trip.)
+QUEUE_BYTES = 64 << 10
+
+
+def bridge_params(width=WIDTH):
+    return dict(window=32, seq_bits=12, queue_tlps=127, queue_depth=QUEUE_BYTES // (width // 8))
+
+
+def build_key(width=WIDTH):
+    return f"system-w{width}-win32-q64k"
+
+
+BRIDGE = bridge_params()
+BUILD_KEY = build_key()
 #: The network: 100 GbE, 250 ns per hop (20 m of fibre, about 100 ns, plus
 #: PCS/FEC), a cut-through switch with 300 ns forwarding latency.
 NET = {"rate_gbps": 100, "cable_ns": 250.0, "ber": 0.0, "switch_mode": "cut-through",
@@ -79,19 +93,20 @@ QUICK_POINTS = {
 }
 
 
-def system():
+def system(width=WIDTH):
     """The disaggregated RTL of the end-to-end bench: two host links."""
     from ..rtl.system import DisaggregatedTop
-    return DisaggregatedTop(WIDTH, hosts=2, **BRIDGE)
+    return DisaggregatedTop(width, hosts=2, **bridge_params(width))
 
 
-def run_system(sim, name, params, report_dir):
+def run_system(sim, name, params, report_dir, width=WIDTH):
     """One end-to-end run (``tb/test_e2e.py``) named ``name``; returns its record."""
     from .runner import run_cocotb
     report = Path(report_dir) / f"{name}.json"
-    run_cocotb(sim, system, "system", "tlpoe.tb.test_e2e", build_key=BUILD_KEY,
-               testcase="E2eRun", seed=SEED, run_name=name,
-               params={"width": WIDTH, "clock_ns": CLOCK_NS, "report": str(report), **params})
+    run_cocotb(sim, functools.partial(system, width), "system", "tlpoe.tb.test_e2e",
+               build_key=build_key(width), testcase="E2eRun", seed=SEED,
+               run_name=f"{name}-w{width}" if width != WIDTH else name,
+               params={"width": width, "clock_ns": CLOCK_NS, "report": str(report), **params})
     return json.loads(report.read_text())
 
 
@@ -100,10 +115,10 @@ def _point_params(point):
                    models={"vram_size": 32 << 20, "host_mem_size": 32 << 20}), **point}
 
 
-def disaggregated_point(name, point, sim="verilator"):
+def disaggregated_point(name, point, sim="verilator", width=WIDTH):
     """Host 0's measurements of one point on the RTL (host 1 idle)."""
     with tempfile.TemporaryDirectory() as tmp:
-        record = run_system(sim, f"e2e-{name}", _point_params(point), tmp)
+        record = run_system(sim, f"e2e-{name}", _point_params(point), tmp, width)
     return dict(name=name, point=point, host0=record["host0"], end_ns=record["end_ns"],
                 counters=record["counters"])
 
@@ -146,7 +161,7 @@ def _extrapolate(dma, direction, size):
     return t2 + per_byte * (size - s2)
 
 
-def _why(workload, local_ns, remote_ns, net_rtt_ns):
+def _why(workload, local_ns, remote_ns, net_rtt_ns, width):
     extra = remote_ns - local_ns
     if workload.startswith("mmio"):
         return (f"a read waits one round trip: +{extra:.0f} ns, of which about "
@@ -157,16 +172,17 @@ def _why(workload, local_ns, remote_ns, net_rtt_ns):
             return (f"small transfer: the DMA's fixed cost (doorbell, the reads' round trips, "
                     f"MSI-X) grows by the network round trips (+{extra:.0f} ns)")
         if extra / local_ns > DXPU_OVERHEAD:
-            return ("bandwidth-bound: the bridges' 256-bit datapath at 250 MHz moves at most "
-                    "8 GB/s of TLP beats (less after partial last beats and framing), 100 GbE "
-                    "12.5 GB/s, against 15.75 GB/s for PCIe Gen3 x16; 512 bits (the 100 GbE "
-                    "configuration) would lift the first limit")
+            datapath = width / 8 / CLOCK_NS
+            return (f"bandwidth-bound: the bridges' {width}-bit datapath at "
+                    f"{1000 / CLOCK_NS:.0f} MHz moves at most {datapath:.0f} GB/s of TLP beats "
+                    f"(less after partial last beats and framing), 100 GbE 12.5 GB/s less "
+                    f"framing, against 15.75 GB/s for PCIe Gen3 x16")
         return "the transfer time hides the round trips"
     return ("end to end: copies in and out are most of the time, so it follows the DMA "
             "overhead at these sizes; the kernel itself runs on the GPU as locally")
 
 
-def rows(local, remote, simulated_max, net_rtt_ns):
+def rows(local, remote, simulated_max, net_rtt_ns, width=WIDTH):
     """The comparison rows (see the module doc)."""
     out = []
 
@@ -176,7 +192,7 @@ def rows(local, remote, simulated_max, net_rtt_ns):
                         disaggregated_ns=round(remote_ns, 1),
                         overhead_fraction=round(overhead, 4), simulated=simulated,
                         under_dxpu_10pct=overhead < DXPU_OVERHEAD,
-                        why=_why(workload, local_ns, remote_ns, net_rtt_ns)))
+                        why=_why(workload, local_ns, remote_ns, net_rtt_ns, width)))
     add("mmio_read_4B", local["mmio_read_latency_ns"]["mean"],
         remote["mmio_read_latency_ns"]["mean"], True)
     ldma, rdma = _dma_ns(local), _dma_ns(remote)
@@ -286,9 +302,15 @@ def main(argv=None):
                         help="simulations at once (default 2)")
     parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"),
                         help="simulator of the disaggregated runs")
+    parser.add_argument("--width", type=int, default=None,
+                        help=f"the bridges' datapath width (default {FULL_WIDTH}, "
+                             f"{WIDTH} with --quick)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    width = args.width or (WIDTH if args.quick else FULL_WIDTH)
+    if width not in (64, 128, 256, 512):
+        parser.error(f"--width must be 64, 128, 256 or 512, not {width}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     points = QUICK_POINTS if args.quick else POINTS
@@ -299,11 +321,13 @@ def main(argv=None):
     probes = points["latency"]["mmio_probes"]
     print(f"e2e: local slot (model), DMA up to {_size_name(max(sizes))} ...", flush=True)
     local = local_point(sizes, saxpy_n, gemm_n, probes)
-    print(f"e2e: {len(points)} disaggregated runs on {args.sim} ({args.jobs} at once) ...",
+    print(f"e2e: {len(points)} disaggregated runs on {args.sim} at {width} bits "
+          f"({args.jobs} at once) ...",
           flush=True)
     records, failed = [], []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {name: pool.submit(functools.partial(disaggregated_point, sim=args.sim),
+        futures = {name: pool.submit(functools.partial(disaggregated_point, sim=args.sim,
+                                                       width=width),
                                      name, point) for name, point in points.items()}
         for name, future in futures.items():
             try:
@@ -320,8 +344,8 @@ def main(argv=None):
         print("e2e: the latency run failed: no MMIO latency to compare", file=sys.stderr)
         return 1
     remote = _merge(records)
-    table = rows(local, remote, max(sim_sizes), net_round_trip_ns())
-    meta = dict(width=WIDTH, clock_ns=CLOCK_NS, bridge=BRIDGE, net=NET, seed=SEED,
+    table = rows(local, remote, max(sim_sizes), net_round_trip_ns(), width)
+    meta = dict(width=width, clock_ns=CLOCK_NS, bridge=bridge_params(width), net=NET, seed=SEED,
                 quick=args.quick, simulated_max=max(sim_sizes), sim=args.sim,
                 dxpu_overhead=DXPU_OVERHEAD, net_round_trip_ns=net_round_trip_ns())
     (out / "e2e.json").write_text(json.dumps(dict(meta=meta, rows=table, local=local,
