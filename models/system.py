@@ -32,7 +32,7 @@ from .host import (
 from .pcie_switch import PcieSwitch
 
 __all__ = ["DEFAULTS", "LocalSlot", "build_local_slot", "run_local_slot", "run_driver",
-           "dma_sizes", "GEMM_RTOL", "gemm_tolerance", "dma_round_trip", "saxpy", "gemm",
+           "dma_sizes", "GEMM_RTOL", "gemm_tolerance", "dma_round_trip", "saxpy", "gemm", "gemm_resident",
            "BUF_BASE"]
 
 DEFAULTS = dict(
@@ -220,6 +220,15 @@ def gemm(gpu, mem, rng, n):
     atol = gemm_tolerance(a, b)
     return dict(n=n, ns=t1 - t0, max_abs_error=float(np.max(np.abs(c - ref))), atol=atol,
                 within_tolerance=bool(np.allclose(c, ref, rtol=GEMM_RTOL, atol=atol)))
+
+
+def gemm_resident(gpu, n):
+    """Driver: one ``n`` x ``n`` x ``n`` GEMM on operands already in VRAM
+    (as a model's weights and activations stay there between kernels):
+    the command, the kernel, the MSI-X. Returns ``n`` and ``ns``."""
+    size = 4 * n * n
+    t0, t1 = yield from run_command(gpu, Opcode.GEMM, a=0, b=size, c=2 * size, size=n, n=n, k=n)
+    return dict(n=n, ns=t1 - t0)
 
 
 def run_local_slot(params=None, seed=1, *, quick=False):

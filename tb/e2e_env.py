@@ -42,7 +42,8 @@ from cocotb.utils import get_sim_time
 from ..models.ethswitch import EthernetSwitch
 from ..models.events import PcieLink
 from ..models.phy import Phy
-from ..models.tlp import PcieId, Tlp
+from ..models.tlp import CplStatus, PcieId, Tlp
+from ..rtl.translate import TABLE_WRITE_ENABLES, Translator
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .link_env import configure_bridge
 
@@ -209,7 +210,10 @@ class EthernetNetwork:
 
 class RtlTableWriter:
     """The pool manager's writer for the RTL (:class:`~tlpoe.sim.pool.PoolManager`):
-    the fabric's table ports, one entry per clock cycle, in the order written."""
+    the fabric's table ports, one cycle per write of
+    :meth:`~tlpoe.rtl.translate.Translator.window_write` /
+    :meth:`~tlpoe.rtl.translate.Translator.function_writes`, in the order
+    written, the write enables cleared after the last."""
 
     def __init__(self, dut, clock, prefix="fabric_"):
         self.dut, self.clock, self.prefix = dut, clock, prefix
@@ -221,22 +225,16 @@ class RtlTableWriter:
         self._task = cocotb.start_soon(self._run())
 
     def write_ids(self, link, host_rid, local_rid):
-        self._queue({f"link{link.index}_host_rid": host_rid,
+        self._queue({**dict.fromkeys(TABLE_WRITE_ENABLES, 0),
+                     f"link{link.index}_host_rid": host_rid,
                      f"link{link.index}_local_rid": local_rid})
 
     def write_window(self, link, slot, window):
-        self._queue({"tbl_link": link.index, "win_index": slot, "win_valid": int(window is not None),
-                     "win_host_base": window.host_base if window else 0,
-                     "win_size_log2": window.size.bit_length() - 1 if window else 12,
-                     "win_device_base": window.device_base if window else 0,
-                     "win_we": 1, "fn_we": 0})
+        self._queue({"tbl_link": link.index, **Translator.window_write(slot, window)})
 
     def write_function(self, link, slot, function):
-        self._queue({"tbl_link": link.index, "fn_index": slot,
-                     "fn_valid": int(function is not None),
-                     "fn_host_id": function.host_id if function else 0,
-                     "fn_device_id": function.device_id if function else 0,
-                     "fn_we": 1, "win_we": 0})
+        for cycle in Translator.function_writes(slot, function):
+            self._queue({"tbl_link": link.index, **cycle})
 
     def _queue(self, cycle):
         self._cycles.append(cycle)
@@ -259,8 +257,10 @@ class RtlTableWriter:
             await edge
             for port, value in self._cycles.popleft().items():
                 getattr(self.dut, self.prefix + port).value = value
+            if self._cycles:            # the next entry follows in the next cycle
+                continue
             await edge
-            for port in ("win_we", "fn_we"):
+            for port in TABLE_WRITE_ENABLES:
                 getattr(self.dut, self.prefix + port).value = 0
 
 
@@ -276,7 +276,9 @@ class BoundaryChecker:
       outstanding reads.
     * Into host ``i`` (``h{i}_tlp_out``): a request must come from a GPU
       assigned to host ``i`` (its host Bus/Device/Function), and a
-      completion from one, or from the host's own view of an assigned GPU.
+      completion from one, except the bridge's own Unsupported Request
+      completions of denied requests (Completer ID the link's ``host_rid``,
+      no data), which carry nothing from the chassis.
 
     ``violations`` lists every breach; a test asserts it is empty."""
 
@@ -314,6 +316,10 @@ class BoundaryChecker:
 
     def into_host(self, index, tlp, t_ns):
         self.checked[f"into_host{index}"] += 1
+        if (tlp.type.is_completion and tlp.status == CplStatus.UR and not tlp.data
+                and int(tlp.completer_id) == self.links[index].host_rid):
+            self.checked[f"local_ur_host{index}"] += 1
+            return                  # the bridge's own answer to a denied request
         mine = {a.host_bdf for a in self._assigned(index)}
         source = tlp.completer_id if tlp.type.is_completion else tlp.requester_id
         if int(source) not in mine:

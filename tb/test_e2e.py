@@ -40,11 +40,12 @@ from pyuvm import uvm_test
 from tlpoe.models.events import EventKernel, Fabric
 from tlpoe.models.gpu import CQ_OFFSET, Reg
 from tlpoe.models.host import (
-    MSI_BASE, GpuHandle, Host, MemRead, MemWrite, Now, bring_up, mmio_read_latency,
+    CfgRead, CfgWrite, Host, MemRead, MemWrite, Now, bring_up, mmio_read_latency,
 )
-from tlpoe.models.system import build_local_slot, dma_round_trip, gemm, saxpy
+from tlpoe.models.system import build_local_slot, dma_round_trip, gemm, gemm_resident, saxpy
 from tlpoe.models.tlp import PcieId
 from tlpoe.models.translate import Reason
+from tlpoe.rtl.translate import TABLE_WRITE_ENABLES
 from tlpoe.sim.pool import Bar, Gpu, HostLink, PoolManager
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.e2e_env import (
@@ -64,7 +65,8 @@ P = tb_params(
     # models (models/system.py DEFAULTS names)
     models={"vram_size": 16 << 20, "host_mem_size": 16 << 20},
     # workload
-    mmio_probes=4, dma_sizes=[4096, 65536], saxpy_n=1024, gemm_n=0, peer_saxpy_n=1024,
+    mmio_probes=4, dma_sizes=[4096, 65536], saxpy_n=1024, gemm_n=0, gemm_resident_n=0,
+    peer_saxpy_n=1024,
     congestion=False, congestion_bytes=65536, attacks=True, reassign=True,
     timeout_us=2000, report="")
 
@@ -84,17 +86,21 @@ def gpu_settings(p):
                 rcb=p["gpu_rcb"], ten_bit_tags=p["ten_bit_tags"])
 
 
-def attach(template, assignment, msi_data):
-    """Driver: map a GPU assigned by the pool: its BARs at the assignment's
-    host bases, MSI-X vector 0 pointed at this host (an MMIO write to the
-    table in BAR0), the command queue's tail read back."""
-    bar0, vram = assignment.bar_bases[0], assignment.bar_bases[1]
-    gpu = GpuHandle(PcieId.from_int(assignment.host_bdf), bar0, template.bar0_size, vram,
-                    template.vram_size, bar0 + template.msix_table - template.bar0, msi_data)
-    entry = (MSI_BASE.to_bytes(8, "little") + msi_data.to_bytes(4, "little")
-             + (0).to_bytes(4, "little"))
-    yield MemWrite(gpu.msix_table, entry)
-    gpu.tail = (yield MemRead(gpu.bar0 + Reg.CQ_TAIL, 4))[0]
+def attach(link, assignment, settings):
+    """Driver: what a host does when a GPU is hot-added on its link: scan its
+    bus with configuration requests (the bridge answers UR for the empty
+    slots), size and place the GPU's BARs (the bridge answers from its
+    virtual BARs; the host's aperture is the link's, so it places them where
+    the pool's windows are), set up MPS/MRRS and MSI-X, and return the one
+    GPU it found."""
+    _, gpus = yield from bring_up(root_bus=link.host_bus, **settings, **link.resources())
+    if [int(g.id) for g in gpus] != [assignment.host_bdf]:
+        raise AssertionError(f"host on {link.name} found GPUs {[str(g.id) for g in gpus]}, "
+                             f"expected {PcieId.from_int(assignment.host_bdf)}")
+    gpu = gpus[0]
+    if (gpu.bar0, gpu.vram) != (assignment.bar_bases[0], assignment.bar_bases[1]):
+        raise AssertionError(f"host placed the BARs at {gpu.bar0:#x}, {gpu.vram:#x}; the "
+                             f"pool's windows are at {assignment.bar_bases}")
     return gpu
 
 
@@ -189,7 +195,7 @@ class E2eTest(uvm_test):
     def main_work(self, i, assignment):
         p, mem = P, self.hosts[0].memory
         rng = np.random.default_rng(p["seed"] * 31 + i)
-        gpu = yield from attach(self.templates[0], assignment, 0x4000)
+        gpu = yield from attach(self.pool_links[i], assignment, gpu_settings(self.mp))
         out = {}
         lat = yield from mmio_read_latency(gpu, p["mmio_probes"])
         out["mmio_read_latency_ns"] = dict(mean=float(np.mean(lat)), min=min(lat), max=max(lat))
@@ -200,13 +206,15 @@ class E2eTest(uvm_test):
             out["saxpy"] = yield from saxpy(gpu, mem, rng, p["saxpy_n"])
         if p["gemm_n"]:
             out["gemm"] = yield from gemm(gpu, mem, rng, p["gemm_n"])
+        if p["gemm_resident_n"]:
+            out["gemm_resident"] = yield from gemm_resident(gpu, p["gemm_resident_n"])
         return out
 
     def peer_work(self, i, assignment, flag):
         """Host ``i``: SAXPY, or bulk DMA round trips until ``flag["stop"]``."""
         mem = self.hosts[i].memory
         rng = np.random.default_rng(P["seed"] * 31 + i)
-        gpu = yield from attach(self.templates[1], assignment, 0x4000)
+        gpu = yield from attach(self.pool_links[i], assignment, gpu_settings(self.mp))
         out = dict(round_trips=0)
         if P["congestion"]:
             t0 = yield Now()
@@ -222,17 +230,33 @@ class E2eTest(uvm_test):
     def attacks(self, own, victim, victim_view):
         """Driver (host 0): writes and reads at GPU 1's real chassis
         addresses and at host 1's view of them, none of which host 0's
-        windows cover. Returns how many requests it made."""
-        made = 0
+        windows cover, and configuration reads and writes of the slots on
+        its bus that hold no GPU of its own (where GPU 1 sits on host 1's).
+        Returns (requests made, reads answered other than by UR)."""
+        made, answered = 0, []
         for base in (victim.bar0, victim.vram, victim_view.bar_bases[0],
                      victim_view.bar_bases[1]):
             if own.bar_bases[0] <= base < own.bar_bases[0] + self.templates[0].bar0_size or \
                own.bar_bases[1] <= base < own.bar_bases[1] + self.templates[0].vram_size:
                 continue            # the same host address is this host's own GPU: not an attack
-            yield MemWrite(base + 0x100 if base in (victim.vram, victim_view.bar_bases[1])
-                           else base + CQ_OFFSET, b"\xde\xad\xbe\xef" * 16)
-            made += 1
-        return made
+            target = base + (0x100 if base in (victim.vram, victim_view.bar_bases[1])
+                             else CQ_OFFSET)
+            yield MemWrite(target, b"\xde\xad\xbe\xef" * 16)
+            data = yield MemRead(target, 16)
+            if bytes(data) != b"\xff" * 16:      # UR: the host reads all ones
+                answered.append(f"MRd {target:#x}: {bytes(data).hex()}")
+            made += 2
+        bus = self.pool_links[0].host_bus
+        for device in (victim_view.host_bdf >> 3 & 0x1F, 1, 31):
+            if PcieId(bus, device, 0) == PcieId.from_int(own.host_bdf):
+                continue
+            fid = PcieId(bus, device, 0)
+            ids = yield CfgRead(fid, 0x00)
+            if ids is not None:
+                answered.append(f"CfgRd {fid}: {ids:#x}")
+            yield CfgWrite(fid, 0x10, 0xFFFF_FFFF)
+            made += 2
+        return made, answered
 
     # ---------------------------------------------------------------- the run
     async def run_phase(self):
@@ -245,7 +269,8 @@ class E2eTest(uvm_test):
             configure_bridge(dut, f"h{i}", device_mac(i), host_mac(i), p)
             configure_bridge(dut, f"d{i}", host_mac(i), device_mac(i), p)
         dut.fabric_tbl_link.value = 0
-        dut.fabric_win_we.value = dut.fabric_fn_we.value = 0
+        for port in TABLE_WRITE_ENABLES:
+            getattr(dut, f"fabric_{port}").value = 0
         await reset(dut.clk, dut.rst)
         t0 = get_sim_time("ns")
         first = await self.assign([("gpu0", "host0"), ("gpu1", "host1")])
@@ -278,11 +303,11 @@ class E2eTest(uvm_test):
         gpu1 = self.gpu_models[1]
         before = gpu1.vram.copy(), bytes(gpu1.regs)
         denied_before = self.denied(0)
-        made = (await self.run_drivers({0: self.attacks(first["gpu0"], self.templates[1],
-                                                        first["gpu1"])}))[0]
+        made, answered = (await self.run_drivers({0: self.attacks(
+            first["gpu0"], self.templates[1], first["gpu1"])}))[0]
         await wait_cycles(cocotb.top.clk, 2000)     # let the writes get wherever they would
         self.record["attacks"] = dict(
-            made=made, denied=self.denied(0) - denied_before,
+            made=made, denied=self.denied(0) - denied_before, answered=answered,
             gpu1_vram_unchanged=bool(np.array_equal(before[0], gpu1.vram)),
             gpu1_regs_unchanged=before[1] == bytes(gpu1.regs))
 
@@ -292,7 +317,7 @@ class E2eTest(uvm_test):
         swapped = await self.assign([("gpu1", "host0"), ("gpu0", "host1")])
 
         def work(i, assignment, template):
-            gpu = yield from attach(template, assignment, 0x4000)
+            gpu = yield from attach(self.pool_links[i], assignment, gpu_settings(self.mp))
             rng = np.random.default_rng(P["seed"] * 77 + i)
             return (yield from saxpy(gpu, self.hosts[i].memory, rng, P["peer_saxpy_n"] or 256))
         results = await self.run_drivers({0: work(0, swapped["gpu1"], self.templates[1]),
@@ -302,17 +327,20 @@ class E2eTest(uvm_test):
     def denied(self, link):
         dut = cocotb.top
         value = int(getattr(dut, f"fabric_link{link}_to_device_denied").value)
-        return sum((value >> (32 * r)) & 0xFFFFFFFF for r in Reason if r)
+        return sum((value >> (32 * r)) & 0xFFFFFFFF for r in Reason
+                   if r not in (Reason.FORWARDED, Reason.LOCAL))
 
     def read_counters(self, dut):
         out = {"unrouted": int(dut.fabric_unrouted.value), "routed": int(dut.fabric_routed.value)}
         for i in range(P["hosts"]):
-            for name in ("to_device_forwarded", "to_host_forwarded"):
+            for name in ("to_device_forwarded", "to_host_forwarded", "to_device_local",
+                         "to_device_unsupported"):
                 out[f"link{i}_{name}"] = int(getattr(dut, f"fabric_link{i}_{name}").value)
             for name in ("to_device_denied", "to_host_denied"):
                 value = int(getattr(dut, f"fabric_link{i}_{name}").value)
                 out[f"link{i}_{name}"] = {r.name: (value >> (32 * r)) & 0xFFFFFFFF
-                                          for r in Reason if r}
+                                          for r in Reason
+                                          if r not in (Reason.FORWARDED, Reason.LOCAL)}
             for side in (f"h{i}", f"d{i}"):
                 for name in ("frames_sent", "replays_nak", "replays_timeout",
                              "frames_retransmitted", "tlps_out", "order_violations"):
@@ -339,7 +367,7 @@ class E2eTest(uvm_test):
             assert r["host1"]["round_trips"] > 0, "host 1 made no congestion traffic"
         if P["attacks"]:
             a = r["attacks"]
-            assert a["made"] > 0 and a["denied"] == a["made"], a
+            assert a["made"] > 0 and a["denied"] == a["made"] and not a["answered"], a
             assert a["gpu1_vram_unchanged"] and a["gpu1_regs_unchanged"], a
         if P["reassign"]:
             for name, result in r["reassigned"].items():

@@ -1,7 +1,7 @@
 """The end-to-end bench's own judges, without a simulator: the boundary
 checker must flag every TLP that crosses an access table, and only those."""
 
-from tlpoe.models.tlp import PcieId, Tlp
+from tlpoe.models.tlp import CplStatus, PcieId, Tlp
 from tlpoe.sim.pool import Bar, Gpu, HostLink, ModelWriter, PoolManager
 from tlpoe.tb.e2e_env import BoundaryChecker, device_mac, host_mac
 
@@ -39,6 +39,18 @@ def test_every_crossing_is_flagged():
     b.into_host(1, Tlp.mem_write(0xFEE0_0000, b"\0" * 4,
                                  requester_id=pool.assignments["gpu0"].host_bdf + 1), 5.0)
     assert len(b.violations) == 5, b.violations
+
+
+def test_the_bridges_own_unsupported_request_completions_pass():
+    pool, b = checker()
+    read = Tlp.cfg_read(PcieId(1, 5, 0), 0, requester_id=0x0000, tag=3)
+    b.into_host(0, Tlp.completion_for(read, completer_id=LINKS[0].host_rid,
+                                      status=CplStatus.UR), 1.0)
+    assert b.violations == []
+    # with data, or successful, it would be the chassis' answer: judged as such
+    b.into_host(0, Tlp.completion_for(read, completer_id=LINKS[0].host_rid,
+                                      data=b"\x00" * 4), 2.0)
+    assert len(b.violations) == 1
 
 
 def test_a_release_takes_effect_at_once():

@@ -15,17 +15,19 @@ def _dma(direction, size, ns):
 
 LOCAL = dict(mmio_read_latency_ns={"mean": 600.0},
              dma=[_dma(d, s, 1000 + s / 10) for s in (4096, 65536, 1 << 20) for d in ("read", "write")],
-             saxpy={"n": 1024, "ns": 10_000.0}, gemm={"n": 256, "ns": 50_000.0})
+             saxpy={"n": 1024, "ns": 10_000.0}, gemm={"n": 256, "ns": 50_000.0},
+             gemm_resident={"n": 1024, "ns": 160_000.0})
 REMOTE = dict(mmio_read_latency_ns={"mean": 2600.0},
               dma=[_dma(d, s, 3000 + s / 8) for s in (4096, 65536) for d in ("read", "write")],
-              saxpy={"n": 1024, "ns": 10_500.0}, gemm={"n": 256, "ns": 80_000.0})
+              saxpy={"n": 1024, "ns": 10_500.0}, gemm={"n": 256, "ns": 80_000.0},
+              gemm_resident={"n": 1024, "ns": 163_000.0})
 
 
 def test_rows_compare_extrapolate_and_label():
     rows = {r["workload"]: r for r in e2e.rows(LOCAL, REMOTE, 65536, 1600.0)}
     assert set(rows) == {"mmio_read_4B", "dma_read_4KiB", "dma_write_4KiB", "dma_read_64KiB",
                          "dma_write_64KiB", "dma_read_1MiB", "dma_write_1MiB", "saxpy_1024",
-                         "gemm_256"}
+                         "gemm_256", "gemm_resident_1024"}
     for r in rows.values():
         assert set(r) >= {"workload", "local_ns", "disaggregated_ns", "overhead_fraction",
                           "simulated"}
@@ -38,6 +40,9 @@ def test_rows_compare_extrapolate_and_label():
     assert big["simulated"] is False and rows["dma_read_64KiB"]["simulated"] is True
     assert big["disaggregated_ns"] == pytest.approx(3000 + (1 << 20) / 8, rel=1e-6)
     assert rows["saxpy_1024"]["under_dxpu_10pct"] and not rows["gemm_256"]["under_dxpu_10pct"]
+    assert rows["gemm_resident_1024"]["under_dxpu_10pct"]
+    assert "compute-bound" in rows["gemm_resident_1024"]["why"]
+    assert "bandwidth-bound" in rows["dma_read_1MiB"]["why"]
 
 
 def test_network_round_trip_counts_both_hops_and_the_switch_each_way():

@@ -24,14 +24,24 @@ SIMS = simulators()
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_remote_gpu_small(sim, tmp_path):
-    """Both hosts each use their GPU at once (DMA round trips, SAXPY), host 0's
-    attempts on GPU 1 are denied, then the GPUs are swapped and used again."""
-    r = run(sim, "small", tmp_path, dma_sizes=[4096], saxpy_n=512, peer_saxpy_n=256)
+    """Both hosts bring their GPU up through the bridge and use it at once
+    (DMA round trips, SAXPY); host 0's attempts on GPU 1 are denied; on
+    Verilator the GPUs are then swapped and used again (on Icarus, whose
+    run is several times slower, the full and reassignment cases are left
+    to Verilator)."""
+    reassign = sim == "verilator"
+    r = run(sim, "small", tmp_path, dma_sizes=[4096], saxpy_n=512, peer_saxpy_n=256,
+            reassign=reassign)
     assert r["host0"]["saxpy"]["bit_exact"] and r["host1"]["saxpy"]["bit_exact"]
-    assert r["attacks"]["denied"] == r["attacks"]["made"] > 0
+    assert r["attacks"]["denied"] == r["attacks"]["made"] > 0 and not r["attacks"]["answered"]
     assert r["attacks"]["gpu1_vram_unchanged"]
-    assert all(x["bit_exact"] for x in r["reassigned"].values())
-    assert r["counters"]["unrouted"] == 0
+    if reassign:
+        assert all(x["bit_exact"] for x in r["reassigned"].values())
+    c = r["counters"]
+    assert c["unrouted"] == 0
+    # the hosts' scans: 31 empty slots each answered Unsupported Request, the
+    # BAR sizing answered from the virtual BARs
+    assert c["link0_to_device_unsupported"] >= 31 and c["link0_to_device_local"] > 0
 
 
 def check_full(r):
