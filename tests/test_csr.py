@@ -355,3 +355,16 @@ def test_a_field_driving_no_port_raises(tmp_path):
     path.write_text("addrmap top { reg { field { sw = rw; hw = r; } no_such_port[4]; } A; };")
     with pytest.raises(CsrError, match="no_such_port"):
         bind(Module(), CsrBlock(load(path)), Translator(64))
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def test_disaggregated_top_can_put_the_fabric_and_bridges_behind_csrs():
+    from tlpoe.rtl.system import DisaggregatedTop
+    plain = DisaggregatedTop(64, hosts=2).signature.members
+    top = DisaggregatedTop(64, hosts=2, fabric_csr=True, bridge_csr=True).signature.members
+    assert {"fabric_csr", "h0_csr", "d1_csr"} <= set(top)
+    gone = {"fabric_win_we", "fabric_tbl_link", "fabric_link1_local_rid", "h0_dst_mac",
+            "d1_replay_timeout"}
+    assert gone <= set(plain) and not gone & set(top)
+    kept = {"fabric_pcie_out", "fabric_link0_to_device_denied", "h0_frame_out", "d0_drops"}
+    assert kept <= set(top)
