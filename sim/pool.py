@@ -155,6 +155,11 @@ class CsrWriter:
         self._put("fn.ENTRY", index=slot, valid=0)
         if function is not None:
             # a function entry's BAR shadows (where the RDL has them), before its valid
+            shadows = any(getattr(function, "bar_values", ())) or any(
+                getattr(function, "bar_masks", ()))
+            if shadows and "fn_bar_we" not in self.regmap.ports:
+                raise PoolError(f"{self.regmap.name}: the function entry has BAR shadows "
+                                "but the CSR description has no fn.BAR_* registers")
             if "fn_bar_we" in self.regmap.ports and hasattr(function, "bar_values"):
                 for bar, (value, mask) in enumerate(zip(function.bar_values,
                                                          function.bar_masks)):
