@@ -5,27 +5,27 @@ links, writing each table through :class:`~tlpoe.sim.pool.CsrWriter` on the
 fabric's AXI4-Lite port (cocotbext-axi's ``AxiLiteMaster``) and, in step,
 into a :class:`~tlpoe.sim.pool.ModelWriter`. Then random TLPs, steered at
 the tables the pool wrote, go in from both hosts and from the chassis; each
-is judged by the translation model (models/translate.py) on the model's
-copy of the tables: what leaves each side must be the model's translation,
-in order, bit for bit, and nothing denied may leave. At the end every
+is judged by the translation model (models/translate.py,
+``LinkTranslator``, in tb/fabric_env.py's ``FabricEnv``) on the model's
+copy of the tables: what enters the chassis must be the model's
+translation, in order, bit for bit; what reaches each host an interleaving
+of the chassis' translated TLPs and the completions the bridge makes
+itself (virtual BARs, Unsupported Request); nothing denied may leave. At the end every
 counter read through the CSRs must equal the fabric's counter ports and
 the model's reasons.
 """
 
 import cocotb
 import pyuvm
-from pyuvm import uvm_analysis_port, uvm_component, uvm_env, uvm_test
+from pyuvm import uvm_test
 
-from tlpoe.models.tlp import Tlp
-from tlpoe.models.translate import Reason, route, to_device, to_host
+from tlpoe.models.translate import LinkTranslator, Reason
 from tlpoe.rtl.csr.regmap import load
 from tlpoe.sim.pool import Bar, CsrWriter, Gpu, HostLink, ModelWriter, PoolManager, TeeWriter
-from tlpoe.tb.agents import StreamAgent
-from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
+from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.csr_bus import AxilCsr
-from tlpoe.tb.items import StreamItem
+from tlpoe.tb.fabric_env import FabricEnv, check_counters, read_counters
 from tlpoe.tb.params import tb_params
-from tlpoe.tb.scoreboard import AnalysisImp, Scoreboard
 from tlpoe.tb.sequences import StreamSequence
 from tlpoe.tb.stimulus import translation_traffic
 
@@ -55,89 +55,6 @@ def run_pool(pool):
     pool.release("g2")
 
 
-class LinkScoreboard(Scoreboard):
-    """The model's translation (``rule`` on link ``index``'s table in
-    ``tables``, filled once the pool has written them) of each TLP in;
-    tallies reasons."""
-
-    def __init__(self, name, parent, rule, tables, index):
-        super().__init__(name, parent)
-        self.rule, self.tables, self.index = rule, tables, index
-        self.reasons = [0] * len(Reason)
-
-    def predict(self, item):
-        translated, why = self.rule(self.tables[self.index], Tlp.unpack(item.data))
-        self.reasons[why] += 1
-        return [] if translated is None else [StreamItem("expected", translated.pack())]
-
-
-class RoutedScoreboard(LinkScoreboard):
-    """Link ``index``'s host-bound side: the TLPs the model routes to it."""
-
-    def __init__(self, name, parent, tables, index):
-        super().__init__(name, parent, to_host, tables, index)
-        self.unrouted = 0
-
-    def predict(self, item):
-        where = route(self.tables, Tlp.unpack(item.data))
-        self.unrouted += where is None
-        return super().predict(item) if where == self.index else []
-
-
-class Splitter(uvm_component):
-    """Each TLP out of ``pcie_out`` to the scoreboard of the link it came from."""
-
-    def __init__(self, name, parent, tables):
-        super().__init__(name, parent)
-        self.tables = tables
-
-    def build_phase(self):
-        self.export = AnalysisImp("export", self, self.write)
-        self.aps = [uvm_analysis_port(f"ap{i}", self) for i in range(len(LINKS))]
-
-    def write(self, item):
-        requester = int(Tlp.unpack(item.data).requester_id)
-        link = next(i for i, t in enumerate(self.tables)
-                    if requester == t.local_rid or t.function_by_device(requester))
-        self.aps[link].write(item)
-
-
-class CsrFabricEnv(uvm_env):
-    def __init__(self, name, parent, tables, hosts):
-        super().__init__(name, parent)
-        self.tables, self.hosts = tables, hosts
-
-    def build_phase(self):
-        dut = cocotb.top
-        layout = StreamLayout.tlp(P["width"])
-
-        def agent(name, drive):
-            kw = dict(driver_bfm=StreamDriver(dut, name, dut.clk, layout,
-                                              valid_gap=P["valid_gap"])) if drive else {}
-            monitor = StreamMonitor(dut, name, dut.clk, layout, **(
-                {} if drive else dict(drive_ready=True, backpressure=P["backpressure"])))
-            return StreamAgent(name, self, monitor_bfm=monitor, **kw)
-
-        n = self.hosts
-        self.net_in = [agent(f"net{i}_in", True) for i in range(n)]
-        self.net_out = [agent(f"net{i}_out", False) for i in range(n)]
-        self.pcie_in = agent("pcie_in", True)
-        self.pcie_out = agent("pcie_out", False)
-        self.splitter = Splitter("splitter", self, self.tables)
-        self.to_device = [LinkScoreboard(f"sb_to_device{i}", self, to_device, self.tables, i)
-                          for i in range(n)]
-        self.to_host = [RoutedScoreboard(f"sb_to_host{i}", self, self.tables, i)
-                        for i in range(n)]
-
-    def connect_phase(self):
-        self.pcie_out.ap.connect(self.splitter.export)
-        for i in range(self.hosts):
-            self.net_in[i].ap.connect(self.to_device[i].expected_export)
-            self.splitter.aps[i].connect(self.to_device[i].actual_export)
-            self.pcie_in.ap.connect(self.to_host[i].expected_export)
-            self.net_out[i].ap.connect(self.to_host[i].actual_export)
-
-
 @pyuvm.test()
 class PoolThroughCsrTest(uvm_test):
     """The pool programs the fabric through its CSRs; traffic judged by the
@@ -147,7 +64,7 @@ class PoolThroughCsrTest(uvm_test):
         self.regmap = load("fabric", HOSTS=P["hosts"], WINDOWS=P["windows"],
                            FUNCTIONS=P["functions"])
         self.tables = []                    # the pool's, once written (run_phase)
-        self.env = CsrFabricEnv("env", self, self.tables, len(LINKS))
+        self.env = FabricEnv("env", self, P, self.tables, links=len(LINKS))
 
     async def run_phase(self):
         self.raise_objection()
@@ -162,6 +79,8 @@ class PoolThroughCsrTest(uvm_test):
         run_pool(PoolManager(GPUS, LINKS, TeeWriter(model, CsrWriter(self.csr, self.regmap))))
         await self.csr.flush()
         self.tables.extend(model.table(link) for link in LINKS)
+        for predictor, table in zip(self.env.predictors, self.tables):
+            predictor.model = LinkTranslator(table)
         self.logger.info(f"pool: {self.csr.writes} register writes; tables {self.tables}")
         sends = [cocotb.start_soon(StreamSequence(f"net{i}", [
             t.pack() for t in translation_traffic(P["seed"] * 4 + i, P["count"], "to_device",
@@ -174,7 +93,7 @@ class PoolThroughCsrTest(uvm_test):
             StreamSequence("pcie", chassis).start(self.env.pcie_in.sequencer)))
         for send in sends:
             await send
-        for sb in self.env.to_device + self.env.to_host:
+        for sb in self.env.sb_dev_out + self.env.sb_net_out:
             await sb.wait_drained(timeout=10_000, unit="us")
         await wait_cycles(dut.clk, 20)
         self.through_csr, self.on_ports = {}, {}
@@ -183,27 +102,27 @@ class PoolThroughCsrTest(uvm_test):
             self.through_csr[port] = await self.csr.read_register(reg)
             self.on_ports[port] = int(getattr(dut, port).value)
         for i in range(len(self.tables)):
-            for side in ("to_device", "to_host"):
-                reg, _ = self.regmap.port_field(f"link_{side}_forwarded", i)
-                self.through_csr[i, side, 0] = await self.csr.read_register(reg)
-                self.on_ports[i, side, 0] = int(getattr(dut, f"link{i}_{side}_forwarded").value)
-                packed = int(getattr(dut, f"link{i}_{side}_denied").value)
-                for r in list(Reason)[1:]:
-                    reg, _ = self.regmap.port_field(f"link_{side}_denied", i, r)
-                    self.through_csr[i, side, r] = await self.csr.read_register(reg)
-                    self.on_ports[i, side, r] = (packed >> 32 * r) & 0xFFFF_FFFF
+            for name, value in read_counters(dut, prefix=f"link{i}_").items():
+                if isinstance(value, list):         # denied, by Reason
+                    for r in list(Reason)[1:]:
+                        reg, _ = self.regmap.port_field(f"link_{name}", i, r)
+                        self.through_csr[i, name, r] = await self.csr.read_register(reg)
+                        self.on_ports[i, name, r] = value[r]
+                else:
+                    reg, _ = self.regmap.port_field(f"link_{name}", i)
+                    self.through_csr[i, name] = await self.csr.read_register(reg)
+                    self.on_ports[i, name] = value
         self.drop_objection()
 
     def check_phase(self):
         assert self.through_csr == self.on_ports, (self.through_csr, self.on_ports)
-        unrouted = self.env.to_host[0].unrouted
+        unrouted = self.env.router.unrouted
         self.logger.info(f"unrouted: CSR {self.through_csr['unrouted']}, model {unrouted}")
         assert unrouted and self.through_csr["unrouted"] == unrouted
-        for i in range(len(self.tables)):
-            for side, sb in (("to_device", self.env.to_device[i]),
-                             ("to_host", self.env.to_host[i])):
-                got = [self.through_csr[i, side, r] for r in Reason]
-                self.logger.info(f"link {i} {side}: CSR {got}, model {sb.reasons}")
-                assert got[0] == sb.reasons[Reason.FORWARDED], (i, side)
-                assert got[1:] == sb.reasons[1:], (i, side, got, sb.reasons)
-                assert sb.reasons[Reason.FORWARDED], (i, side, "nothing forwarded")
+        for i, predictor in enumerate(self.env.predictors):
+            model = predictor.model.counters
+            got = {name: ([0] + [self.through_csr[i, name, r] for r in list(Reason)[1:]]
+                          if isinstance(value, list) else self.through_csr[i, name])
+                   for name, value in model.items()}
+            check_counters(self.logger, f"link {i} through the CSRs", got, model)
+            assert model["to_device_forwarded"] and model["to_host_forwarded"], (i, model)

@@ -23,17 +23,15 @@ been met.
 
 import cocotb
 import pyuvm
-from pyuvm import ConfigDB, uvm_analysis_port, uvm_component, uvm_env, uvm_test
+from pyuvm import ConfigDB, uvm_env, uvm_test
 
-from tlpoe.models.tlp import Tlp
-from tlpoe.models.translate import (AccessTable, Function, LinkTranslator, Reason, VirtualBar,
-                                    route)
+from tlpoe.models.translate import AccessTable, Function, Reason, VirtualBar
 from tlpoe.rtl.translate import TABLE_WRITE_ENABLES, table_writes
-from tlpoe.tb.agents import StreamAgent
-from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
-from tlpoe.tb.items import StreamItem
+from tlpoe.tb.bfm import StreamLayout, reset, start_clock, wait_cycles
+from tlpoe.tb.fabric_env import (FabricEnv, LinkPredictor, check_counters, make_agent,
+                                 read_counters)
 from tlpoe.tb.params import tb_params
-from tlpoe.tb.scoreboard import AnalysisImp, InterleavedScoreboard, Scoreboard
+from tlpoe.tb.scoreboard import InterleavedScoreboard, Scoreboard
 from tlpoe.tb.sequences import StreamSequence
 from tlpoe.tb.stimulus import TRANSLATION_TABLE, translation_traffic
 
@@ -41,50 +39,6 @@ P = tb_params(width=64, seed=1, count=500, valid_gap=0.2, backpressure=0.3)
 
 #: direction -> (input port, output port)
 PATHS = {"to_device": ("net_in", "dev_out"), "to_host": ("dev_in", "net_out")}
-
-
-class LinkPredictor(uvm_component):
-    """The model of one link: TLPs from the host (``host_export``) and from
-    the chassis (``chassis_export``) through a :class:`LinkTranslator`;
-    publishes what it predicts for the chassis (``dev_out_ap``), for the
-    host from the chassis (``to_host_ap``) and the completions the bridge
-    makes (``reply_ap``)."""
-
-    def __init__(self, name, parent, table=TRANSLATION_TABLE):
-        super().__init__(name, parent)
-        self.model = LinkTranslator(table)
-        self.host_export = AnalysisImp("host_export", self, self.from_host)
-        self.chassis_export = AnalysisImp("chassis_export", self, self.from_chassis)
-        self.dev_out_ap = uvm_analysis_port("dev_out_ap", self)
-        self.to_host_ap = uvm_analysis_port("to_host_ap", self)
-        self.reply_ap = uvm_analysis_port("reply_ap", self)
-
-    def from_host(self, item):
-        out, reply, _ = self.model.from_host(Tlp.unpack(item.data))
-        if out is not None:
-            self.dev_out_ap.write(StreamItem("expected", out.pack()))
-        if reply is not None:
-            self.reply_ap.write(StreamItem("reply", reply.pack()))
-
-    def from_chassis(self, item):
-        out, _ = self.model.from_chassis(Tlp.unpack(item.data))
-        if out is not None:
-            self.to_host_ap.write(StreamItem("expected", out.pack()))
-
-
-def read_counters(dut, prefix=""):
-    """The counter ports, as ``LinkTranslator.counters``."""
-    out = {}
-    for name in LinkTranslator(TRANSLATION_TABLE).counters:
-        value = int(getattr(dut, prefix + name).value)
-        out[name] = ([(value >> (32 * r)) & 0xFFFF_FFFF for r in Reason]
-                     if name.endswith("_denied") else value)
-    return out
-
-
-def check_counters(logger, what, rtl, model):
-    logger.info(f"{what}: RTL {rtl}")
-    assert rtl == model, f"{what}: RTL counters {rtl}, model {model}"
 
 
 def check_every_rule_met(counters):
@@ -98,21 +52,13 @@ def check_every_rule_met(counters):
                                      "to_device_unsupported", "to_host_forwarded")), counters
 
 
-def _agent(env, dut, layout, name, port, drive):
-    kw = dict(driver_bfm=StreamDriver(dut, port, dut.clk, layout,
-                                      valid_gap=P["valid_gap"])) if drive else {}
-    monitor = StreamMonitor(dut, port, dut.clk, layout, **(
-        {} if drive else dict(drive_ready=True, backpressure=P["backpressure"])))
-    return StreamAgent(name, env, monitor_bfm=monitor, **kw)
-
-
 class TranslateEnv(uvm_env):
     def build_phase(self):
         dut = cocotb.top
         layout = StreamLayout.tlp(P["width"])
-        self.inputs = {name: _agent(self, dut, layout, f"{name}_in", source, True)
+        self.inputs = {name: make_agent(self, dut, layout, f"{name}_in", source, True, P)
                        for name, (source, _) in PATHS.items()}
-        self.outputs = {name: _agent(self, dut, layout, f"{name}_out", sink, False)
+        self.outputs = {name: make_agent(self, dut, layout, f"{name}_out", sink, False, P)
                         for name, (_, sink) in PATHS.items()}
         self.predictor = LinkPredictor("predictor", self)
         self.sb_dev_out = Scoreboard("sb_dev_out", self)
@@ -189,74 +135,6 @@ TABLE_B = AccessTable(host_rid=0x0000, local_rid=0x0011, windows=TRANSLATION_TAB
 TABLES = (TRANSLATION_TABLE, TABLE_B)
 
 
-def source_link(tlp):
-    """Which link's host sent a chassis-bound TLP: its Requester ID is the
-    link's ``local_rid`` (requests) or one of its functions' (completions of
-    a device's reads, given the device's own ID back)."""
-    requester = int(tlp.requester_id)
-    return next(i for i, t in enumerate(TABLES)
-                if requester == t.local_rid or t.function_by_device(requester))
-
-
-class Splitter(uvm_component):
-    """Hands each TLP out of ``pcie_out`` to the scoreboard of the link it came from."""
-
-    def build_phase(self):
-        self.export = AnalysisImp("export", self, self.write)
-        self.aps = [uvm_analysis_port(f"ap{i}", self) for i in range(len(TABLES))]
-
-    def write(self, item):
-        self.aps[source_link(Tlp.unpack(item.data))].write(item)
-
-
-class ChassisRouter(uvm_component):
-    """The model of the fabric's router: each TLP from the chassis to the
-    predictor of the link it routes to (``aps``); counts what no link claims."""
-
-    def build_phase(self):
-        self.export = AnalysisImp("export", self, self.write)
-        self.aps = [uvm_analysis_port(f"ap{i}", self) for i in range(len(TABLES))]
-        self.unrouted = 0
-
-    def write(self, item):
-        where = route(TABLES, Tlp.unpack(item.data))
-        if where is None:
-            self.unrouted += 1
-        else:
-            self.aps[where].write(item)
-
-
-class FabricEnv(uvm_env):
-    def build_phase(self):
-        dut = cocotb.top
-        layout = StreamLayout.tlp(P["width"])
-        links = range(len(TABLES))
-        self.net_in = [_agent(self, dut, layout, f"net{i}_in", f"net{i}_in", True) for i in links]
-        self.net_out = [_agent(self, dut, layout, f"net{i}_out", f"net{i}_out", False)
-                        for i in links]
-        self.pcie_in = _agent(self, dut, layout, "pcie_in", "pcie_in", True)
-        self.pcie_out = _agent(self, dut, layout, "pcie_out", "pcie_out", False)
-        self.splitter = Splitter("splitter", self)
-        self.router = ChassisRouter("router", self)
-        self.predictors = [LinkPredictor(f"predictor{i}", self, table)
-                           for i, table in enumerate(TABLES)]
-        self.sb_dev_out = [Scoreboard(f"sb_dev_out{i}", self) for i in links]
-        self.sb_net_out = [InterleavedScoreboard(f"sb_net_out{i}", self, sources=2)
-                           for i in links]
-
-    def connect_phase(self):
-        self.pcie_out.ap.connect(self.splitter.export)
-        self.pcie_in.ap.connect(self.router.export)
-        for i, predictor in enumerate(self.predictors):
-            self.net_in[i].ap.connect(predictor.host_export)
-            self.router.aps[i].connect(predictor.chassis_export)
-            predictor.dev_out_ap.connect(self.sb_dev_out[i].expected_export)
-            self.splitter.aps[i].connect(self.sb_dev_out[i].actual_export)
-            predictor.to_host_ap.connect(self.sb_net_out[i].expected_exports[0])
-            predictor.reply_ap.connect(self.sb_net_out[i].expected_exports[1])
-            self.net_out[i].ap.connect(self.sb_net_out[i].actual_export)
-
-
 @pyuvm.test()
 class FabricRandomTest(uvm_test):
     """Two links' tables in a DeviceFabric; random TLPs from both hosts and
@@ -264,7 +142,7 @@ class FabricRandomTest(uvm_test):
     completions and routing)."""
 
     def build_phase(self):
-        self.env = FabricEnv("env", self)
+        self.env = FabricEnv("env", self, P, TABLES)
 
     async def run_phase(self):
         self.raise_objection()

@@ -177,7 +177,7 @@ def test_counters_and_status_read_as_the_ports_hold_them(name):
 def test_strobes_pulse_one_cycle_and_read_zero():
     dut = CsrBlock("fabric", HOSTS=2)
     strobes = [(reg, f) for reg in dut.regmap for f in reg.fields if f.kind == "strobe"]
-    assert {f.port for _, f in strobes} == {"win_we", "fn_we"}
+    assert {f.port for _, f in strobes} == {"win_we", "fn_we", "fn_bar_we"}
 
     async def bench(ctx, axil):
         for reg, f in strobes:
