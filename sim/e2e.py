@@ -62,7 +62,7 @@ def bridge_params(width=WIDTH):
 
 
 def build_key(width=WIDTH):
-    return f"system-w{width}-win32-q64k"
+    return f"system-w{width}-win32-q64k-csr"
 
 
 BRIDGE = bridge_params()
@@ -96,9 +96,10 @@ QUICK_POINTS = {
 
 
 def system(width=WIDTH):
-    """The disaggregated RTL of the end-to-end bench: two host links."""
+    """The disaggregated RTL of the end-to-end bench: two host links, the
+    fabric's tables behind its CSRs."""
     from ..rtl.system import DisaggregatedTop
-    return DisaggregatedTop(width, hosts=2, **bridge_params(width))
+    return DisaggregatedTop(width, hosts=2, fabric_csr=True, **bridge_params(width))
 
 
 def run_system(sim, name, params, report_dir, width=WIDTH):

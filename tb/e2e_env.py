@@ -26,8 +26,8 @@ MAC entries: no flooding), and each egress port's Phy hands the frame to
 the receiving bridge at its arrival time. The device bridges share the
 chassis' one uplink, so one host's traffic congests the other's.
 
-:class:`RtlTableWriter` is the pool manager's writer for the RTL: each
-window and function entry is one clock cycle on the fabric's table ports.
+The pool manager writes the device fabric's tables through its CSRs
+(:class:`~tlpoe.sim.pool.CsrWriter`, AXI4-Lite; ``tb/test_e2e.py``).
 :class:`BoundaryChecker` judges every TLP that enters the chassis or reaches
 a host against the pool's assignments at that moment.
 """
@@ -36,19 +36,17 @@ import collections
 import heapq
 
 import cocotb
-from cocotb.triggers import Event, RisingEdge
+from cocotb.triggers import RisingEdge
 from cocotb.utils import get_sim_time
 
 from ..models.ethswitch import EthernetSwitch
 from ..models.events import PcieLink
 from ..models.phy import Phy
 from ..models.tlp import CplStatus, PcieId, Tlp
-from ..rtl.translate import TABLE_WRITE_ENABLES, Translator
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
-from .link_env import configure_bridge
 
-__all__ = ["ModelTime", "RtlTlpPort", "EthernetNetwork", "RtlTableWriter", "BoundaryChecker",
-           "host_mac", "device_mac", "configure_bridge"]
+__all__ = ["ModelTime", "RtlTlpPort", "EthernetNetwork", "BoundaryChecker",
+           "host_mac", "device_mac"]
 
 
 def host_mac(i):
@@ -206,62 +204,6 @@ class EthernetNetwork:
         for phy in self.ingress + self.egress:
             total.update({k: v for k, v in phy.counters.as_dict().items() if v})
         return dict(total)
-
-
-class RtlTableWriter:
-    """The pool manager's writer for the RTL (:class:`~tlpoe.sim.pool.PoolManager`):
-    the fabric's table ports, one cycle per write of
-    :meth:`~tlpoe.rtl.translate.Translator.window_write` /
-    :meth:`~tlpoe.rtl.translate.Translator.function_writes`, in the order
-    written, the write enables cleared after the last."""
-
-    def __init__(self, dut, clock, prefix="fabric_"):
-        self.dut, self.clock, self.prefix = dut, clock, prefix
-        self._cycles = collections.deque()
-        self._idle = Event()
-        self._idle.set()
-        self._wake = Event()
-        self.writes = 0
-        self._task = cocotb.start_soon(self._run())
-
-    def write_ids(self, link, host_rid, local_rid):
-        self._queue({**dict.fromkeys(TABLE_WRITE_ENABLES, 0),
-                     f"link{link.index}_host_rid": host_rid,
-                     f"link{link.index}_local_rid": local_rid})
-
-    def write_window(self, link, slot, window):
-        self._queue({"tbl_link": link.index, **Translator.window_write(slot, window)})
-
-    def write_function(self, link, slot, function):
-        for cycle in Translator.function_writes(slot, function):
-            self._queue({"tbl_link": link.index, **cycle})
-
-    def _queue(self, cycle):
-        self._cycles.append(cycle)
-        self.writes += 1
-        self._idle.clear()
-        self._wake.set()
-
-    async def flush(self):
-        """Return once every write has been applied."""
-        await self._idle.wait()
-
-    async def _run(self):
-        edge = RisingEdge(self.clock)
-        while True:
-            if not self._cycles:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await edge
-            for port, value in self._cycles.popleft().items():
-                getattr(self.dut, self.prefix + port).value = value
-            if self._cycles:            # the next entry follows in the next cycle
-                continue
-            await edge
-            for port in TABLE_WRITE_ENABLES:
-                getattr(self.dut, self.prefix + port).value = 0
 
 
 class BoundaryChecker:

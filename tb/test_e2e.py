@@ -8,7 +8,8 @@ One run (``E2eTest``), each phase chosen by a parameter:
    ``bring_up`` on the chassis' PCIe switch, model only, before the run):
    the GPUs' real BARs and IDs.
 2. **Assign**: the pool manager gives GPU i to host i, writing the fabric's
-   tables through its ports (:class:`~tlpoe.tb.e2e_env.RtlTableWriter`).
+   tables through its CSRs (:class:`~tlpoe.sim.pool.CsrWriter` on the
+   fabric's AXI4-Lite port, ``fabric_csr``).
 3. **Attach and work**, both hosts at once: each host's driver maps its GPU
    (MSI-X vector by MMIO in BAR0), then host 0 measures MMIO read latency,
    DMA round trips (``dma_sizes``), SAXPY (``saxpy_n``, bit-exact to numpy)
@@ -45,17 +46,18 @@ from tlpoe.models.host import (
 from tlpoe.models.system import build_local_slot, dma_round_trip, gemm, gemm_resident, saxpy
 from tlpoe.models.tlp import PcieId
 from tlpoe.models.translate import Reason
-from tlpoe.rtl.translate import TABLE_WRITE_ENABLES
-from tlpoe.sim.pool import Bar, Gpu, HostLink, PoolManager
+from tlpoe.rtl.csr.regmap import load
+from tlpoe.sim.pool import Bar, CsrWriter, Gpu, HostLink, PoolManager
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
+from tlpoe.tb.csr_bus import AxilCsr
 from tlpoe.tb.e2e_env import (
-    BoundaryChecker, EthernetNetwork, ModelTime, RtlTableWriter, RtlTlpPort, configure_bridge,
-    device_mac, host_mac, pcie_link,
+    BoundaryChecker, EthernetNetwork, ModelTime, RtlTlpPort, device_mac, host_mac, pcie_link,
 )
+from tlpoe.tb.link_env import configure_bridge
 from tlpoe.tb.params import tb_params
 
 P = tb_params(
-    width=256, clock_ns=4.0, hosts=2, seed=1,
+    width=256, clock_ns=4.0, hosts=2, windows=4, functions=4, seed=1,
     # bridges (run-time inputs, in cycles)
     flush_timeout=16, replay_timeout=2000, nak_timeout=1000, ack_delay=32, credits=1,
     credit_delay=128, credit_refresh=2000,
@@ -148,12 +150,19 @@ class E2eTest(uvm_test):
                                     aperture=(0xC000_0000, 0x1000_0000),
                                     aperture64=(0x40_0000_0000, 0x10_0000_0000),
                                     host_bus=HOST_BUS) for i in range(p["hosts"])]
-        self.writer = RtlTableWriter(dut, dut.clk)
-        self.pool = PoolManager(self.pool_gpus, self.pool_links, self.writer)
-        self.boundary = BoundaryChecker(self.pool, {lk.index: lk for lk in self.pool_links})
-        chassis_port.taps.append(self.boundary.into_chassis)
+        # the pool writes the fabric's tables through its CSRs (AXI4-Lite)
+        self.csr = AxilCsr(dut, "fabric_csr", dut.clk, dut.rst)
+        self.regmap = load("fabric", HOSTS=p["hosts"], WINDOWS=p["windows"],
+                           FUNCTIONS=p["functions"])
+        chassis_port.taps.append(lambda tlp, t: self.boundary.into_chassis(tlp, t))
         for i, port in enumerate(self.host_ports):
             port.taps.append(lambda tlp, t, i=i: self.boundary.into_host(i, tlp, t))
+
+    def start_pool(self):
+        """The pool manager (after reset: its first writes are the links' IDs)."""
+        self.pool = PoolManager(self.pool_gpus, self.pool_links,
+                                CsrWriter(self.csr, self.regmap))
+        self.boundary = BoundaryChecker(self.pool, {lk.index: lk for lk in self.pool_links})
 
     async def run_drivers(self, drivers):
         """Start ``{host index: driver}`` now; return their results once all
@@ -188,7 +197,7 @@ class E2eTest(uvm_test):
     async def assign(self, pairs):
         for gpu, link in pairs:
             self.pool.assign(gpu, link)
-        await self.writer.flush()
+        await self.csr.flush()
         return {gpu: self.pool.assignments[gpu] for gpu, _ in pairs}
 
     # ---------------------------------------------------------------- the drivers
@@ -268,10 +277,8 @@ class E2eTest(uvm_test):
         for i in range(p["hosts"]):
             configure_bridge(dut, f"h{i}", device_mac(i), host_mac(i), p)
             configure_bridge(dut, f"d{i}", host_mac(i), device_mac(i), p)
-        dut.fabric_tbl_link.value = 0
-        for port in TABLE_WRITE_ENABLES:
-            getattr(dut, f"fabric_{port}").value = 0
         await reset(dut.clk, dut.rst)
+        self.start_pool()
         t0 = get_sim_time("ns")
         first = await self.assign([("gpu0", "host0"), ("gpu1", "host1")])
         self.record["assign_ns"] = get_sim_time("ns") - t0
