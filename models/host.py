@@ -526,12 +526,14 @@ def setup_gpu(f, *, max_payload=256, max_read_request=512, rcb=64, ten_bit_tags=
     return gpu
 
 
-def bring_up(root_bus=1, *, vendor_id=None, **gpu_settings):
-    """Driver: enumerate, assign, and set up every display/3D controller
+def bring_up(root_bus=1, *, vendor_id=None, mem32_base=0xC0000000, pref_base=0x40_0000_0000,
+             **gpu_settings):
+    """Driver: enumerate, assign (``mem32_base``, ``pref_base``: see
+    :func:`assign_resources`), and set up every display/3D controller
     (class 0x03xxxx) found; each GPU gets MSI data 0x4000 + its index.
     Returns (tree, [GpuHandle])."""
     tree = yield from enumerate_bus(root_bus)
-    yield from assign_resources(tree)
+    yield from assign_resources(tree, mem32_base=mem32_base, pref_base=pref_base)
     gpus = []
     for f in walk(tree):
         if f.class_code >> 16 == 0x03 and (vendor_id is None or f.vendor_id == vendor_id):

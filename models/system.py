@@ -32,7 +32,8 @@ from .host import (
 from .pcie_switch import PcieSwitch
 
 __all__ = ["DEFAULTS", "LocalSlot", "build_local_slot", "run_local_slot", "run_driver",
-           "dma_sizes", "GEMM_RTOL", "gemm_tolerance"]
+           "dma_sizes", "GEMM_RTOL", "gemm_tolerance", "dma_round_trip", "saxpy", "gemm", "gemm_resident",
+           "BUF_BASE"]
 
 DEFAULTS = dict(
     # links: PCIe Gen3 x16 (8 GT/s, 128b/130b), as a Tesla V100 PCIe card uses
@@ -145,26 +146,40 @@ def _benchmark(slot, p, rng, quick):
 
     record["dma"] = []
     for size in dma_sizes(p, quick):
-        src, dst = BUF_BASE, BUF_BASE + size
-        mem[src:src + size] = rng.integers(0, 256, size, dtype=np.uint8)
-        mem[dst:dst + size] = 0
-        for direction, run in (("read", lambda: dma_to_vram(gpu, src, 0, size)),
-                               ("write", lambda: dma_from_vram(gpu, 0, dst, size))):
-            t0, t1 = yield from run()
-            _, start, end = slot.gpus[0].command_log[-1]
-            record["dma"].append(dict(direction=direction, bytes=size, ns=t1 - t0,
-                                      gbytes_per_s=size / (t1 - t0),
-                                      engine_ns=end - start if direction == "read" else None))
-        if not np.array_equal(mem[src:src + size], mem[dst:dst + size]):
-            raise AssertionError(f"DMA round trip of {size} bytes corrupted the data")
+        record["dma"] += yield from dma_round_trip(gpu, mem, rng, size, slot.gpus[0])
 
     n = p["quick_saxpy_n"] if quick else p["saxpy_n"]
-    record["saxpy"] = yield from _saxpy(gpu, mem, rng, n)
-    record["gemm"] = yield from _gemm(gpu, mem, rng, p["gemm_n"])
+    record["saxpy"] = yield from saxpy(gpu, mem, rng, n)
+    record["gemm"] = yield from gemm(gpu, mem, rng, p["gemm_n"])
     return record
 
 
-def _saxpy(gpu, mem, rng, n):
+def dma_round_trip(gpu, mem, rng, size, model=None):
+    """Driver: ``size`` random bytes host -> VRAM by the GPU's DMA (``read``)
+    and back to another host buffer (``write``); raises if the copy differs.
+    Returns one record per direction (``engine_ns`` from the GPU ``model``'s
+    command log, when given, for reads)."""
+    src, dst = BUF_BASE, BUF_BASE + size
+    mem[src:src + size] = rng.integers(0, 256, size, dtype=np.uint8)
+    mem[dst:dst + size] = 0
+    records = []
+    for direction, run in (("read", lambda: dma_to_vram(gpu, src, 0, size)),
+                           ("write", lambda: dma_from_vram(gpu, 0, dst, size))):
+        t0, t1 = yield from run()
+        engine = None
+        if model is not None and direction == "read":
+            _, start, end = model.command_log[-1]
+            engine = end - start
+        records.append(dict(direction=direction, bytes=size, ns=t1 - t0,
+                            gbytes_per_s=size / (t1 - t0), engine_ns=engine))
+    if not np.array_equal(mem[src:src + size], mem[dst:dst + size]):
+        raise AssertionError(f"DMA round trip of {size} bytes corrupted the data")
+    return records
+
+
+def saxpy(gpu, mem, rng, n):
+    """Driver: y' = alpha*x + y on ``n`` random fp32 by DMA in, the kernel,
+    DMA out; ``bit_exact`` against numpy."""
     x = rng.standard_normal(n, dtype=np.float32)
     y = rng.standard_normal(n, dtype=np.float32)
     alpha = np.float32(rng.standard_normal())
@@ -184,7 +199,9 @@ def _saxpy(gpu, mem, rng, n):
                                                                expected.view(np.uint32))))
 
 
-def _gemm(gpu, mem, rng, n):
+def gemm(gpu, mem, rng, n):
+    """Driver: C = A @ B of random ``n`` x ``n`` fp32, in and out by DMA;
+    ``within_tolerance`` of numpy's by :func:`gemm_tolerance`."""
     a = rng.uniform(-1, 1, (n, n)).astype(np.float32)
     b = rng.uniform(-1, 1, (n, n)).astype(np.float32)
     size = 4 * n * n
@@ -203,6 +220,15 @@ def _gemm(gpu, mem, rng, n):
     atol = gemm_tolerance(a, b)
     return dict(n=n, ns=t1 - t0, max_abs_error=float(np.max(np.abs(c - ref))), atol=atol,
                 within_tolerance=bool(np.allclose(c, ref, rtol=GEMM_RTOL, atol=atol)))
+
+
+def gemm_resident(gpu, n):
+    """Driver: one ``n`` x ``n`` x ``n`` GEMM on operands already in VRAM
+    (as a model's weights and activations stay there between kernels):
+    the command, the kernel, the MSI-X. Returns ``n`` and ``ns``."""
+    size = 4 * n * n
+    t0, t1 = yield from run_command(gpu, Opcode.GEMM, a=0, b=size, c=2 * size, size=n, n=n, k=n)
+    return dict(n=n, ns=t1 - t0)
 
 
 def run_local_slot(params=None, seed=1, *, quick=False):

@@ -21,7 +21,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import connect
 
 from .bridge import Bridge
+from .bridge_csr import BridgeCsr
 from .compose import exposed_members, forward
+from .fabric_csr import FabricCsr
 from .translate import DeviceFabric
 
 __all__ = ["DisaggregatedTop"]
@@ -29,13 +31,23 @@ __all__ = ["DisaggregatedTop"]
 
 class DisaggregatedTop(wiring.Component):
     """``hosts`` links, each two :class:`Bridge` s (``bridge_kw``), and the
-    :class:`DeviceFabric` (``windows``, ``functions`` per link)."""
+    :class:`DeviceFabric` (``windows``, ``functions`` per link).
 
-    def __init__(self, width=64, *, hosts=2, windows=4, functions=4, **bridge_kw):
+    ``fabric_csr``: the fabric's tables and IDs behind its CSRs
+    (:class:`~tlpoe.rtl.fabric_csr.FabricCsr`, AXI4-Lite port ``fabric_csr``)
+    instead of the ``fabric_tbl_link`` / ``fabric_win_*`` / ``fabric_fn_*`` /
+    ``fabric_link{i}_*_rid`` ports; ``bridge_csr``: each bridge's run-time
+    inputs behind its CSRs (:class:`~tlpoe.rtl.bridge_csr.BridgeCsr`, ports
+    ``h{i}_csr`` and ``d{i}_csr``)."""
+
+    def __init__(self, width=64, *, hosts=2, windows=4, functions=4, fabric_csr=False,
+                 bridge_csr=False, **bridge_kw):
         self.width, self.hosts = width, hosts
-        self.fabric = DeviceFabric(width, hosts=hosts, windows=windows, functions=functions)
-        self.host_bridges = [Bridge(width, **bridge_kw) for _ in range(hosts)]
-        self.device_bridges = [Bridge(width, **bridge_kw) for _ in range(hosts)]
+        fabric = FabricCsr if fabric_csr else DeviceFabric
+        bridge = BridgeCsr if bridge_csr else Bridge
+        self.fabric = fabric(width, hosts=hosts, windows=windows, functions=functions)
+        self.host_bridges = [bridge(width, **bridge_kw) for _ in range(hosts)]
+        self.device_bridges = [bridge(width, **bridge_kw) for _ in range(hosts)]
         members = {}
         for prefix, component in self._parts():
             members.update(exposed_members(component, self._names(prefix, component)))

@@ -3,28 +3,37 @@
 
 :class:`Translator` sits in the device-side bridge between the link and
 the GPU chassis' PCIe switch: ``net_in`` → ``dev_out`` applies
-:func:`~tlpoe.models.translate.to_device` to what the host sends,
-``dev_in`` → ``net_out`` applies :func:`~tlpoe.models.translate.to_host` to
-what goes back. Denied TLPs are consumed whole, never delivered, and
-counted by :class:`~tlpoe.models.translate.Reason`.
+:meth:`LinkTranslator.from_host <tlpoe.models.translate.LinkTranslator.from_host>`
+to what the host sends, ``dev_in`` → ``net_out`` applies ``from_chassis``
+to what goes back, and the completions the bridge makes itself (answers to
+the host's accesses of BAR registers, Unsupported Request for its denied
+non-posted requests) join ``net_out``. Denied TLPs are consumed whole,
+never delivered to the other side, and counted by
+:class:`~tlpoe.models.translate.Reason`.
 
-The table (``windows`` address windows, ``functions`` assigned functions,
-``host_rid``, ``local_rid``) is written one entry at a time through the
-``win_*`` and ``fn_*`` ports (a CSR block or the pool manager drives them).
+The table (``windows`` address windows, ``functions`` assigned functions
+with their BAR shadows, ``host_rid``, ``local_rid``) is written one entry
+at a time through the ``win_*``, ``fn_*`` and ``fn_bar_*`` ports (a CSR
+block or the pool manager drives them; :func:`table_writes`).
 Bases are expected aligned to their window's size, as
 :class:`~tlpoe.models.translate.Window` checks; the RTL ignores the low bits.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.translate import Reason
+from ..models.translate import BAR_REGISTERS, ROM_REGISTER, Reason
 from .streams import TlpBeat, check_width, tlp_stream
 
-__all__ = ["Translator"]
+__all__ = ["Translator", "TlpMerge", "DeviceFabric", "table_writes", "TABLE_WRITE_ENABLES"]
 
 HEADER_BYTES = 16
+#: The table ports' write enables: each cycle of :func:`table_writes` sets
+#: all of them; clear them all after the last.
+TABLE_WRITE_ENABLES = ("win_we", "fn_we", "fn_bar_we")
+#: Completions the bridge may hold for the host before it stalls ``net_in``.
+REPLY_DEPTH = 2
 
 
 class _Window(data.StructLayout):
@@ -35,6 +44,23 @@ class _Window(data.StructLayout):
 class _Function(data.StructLayout):
     def __init__(self):
         super().__init__({"valid": 1, "host_id": 16, "device_id": 16})
+
+
+class _LocalReply(data.StructLayout):
+    """What the to-device path's verdict asks of the completion generator
+    and the BAR shadows."""
+
+    def __init__(self, functions):
+        super().__init__({
+            "reply": 1,                  # the bridge completes this request itself
+            "ur": 1,                     # ... with Unsupported Request
+            "with_data": 1,              # ... with one DW of data (CplD)
+            "header": 8 * HEADER_BYTES,  # the completion (3-DW header, then the DW)
+            "shadow_we": 1,              # a BAR write: the shadow takes shadow_value
+            "shadow_slot": range(max(2, functions)),
+            "shadow_index": 3,
+            "shadow_value": 32,
+        })
 
 
 def _be(vector, first, size):
@@ -56,36 +82,107 @@ def _first_match(m, cases):
             m.d.comb += statements
 
 
+def _set_bit(m, bits, *, highest):
+    """The index of the lowest (or ``highest``) set bit of 4-bit ``bits``, 0 if none."""
+    index = Signal(2)
+    for i in (range(4) if highest else reversed(range(4))):
+        with m.If(bits[i]):                 # the last that holds wins
+            m.d.comb += index.eq(i)
+    return index
+
+
 class _Decode:
     """Fields of a TLP header (a 16-byte vector, byte 0 = Fmt/Type)."""
 
     def __init__(self, m, hdr):
         byte0 = hdr[0:8]
         self.fmt4 = byte0[5]                     # Fmt[0]: 4-DW header
+        self.has_data = byte0[6]                 # Fmt[1]
         typ = byte0[0:5]
-        self.memory = (typ == 0b00000) | (typ == 0b00001) | (typ[2:5] == 0b011) & (typ[0:2] != 0b11)
+        self.atomic = (typ[2:5] == 0b011) & (typ[0:2] != 0b11)
+        self.memory = (typ == 0b00000) | (typ == 0b00001) | self.atomic
         self.config = typ[1:5] == 0b0010
         self.completion = typ[1:5] == 0b0101
-        length = Cat(hdr[24:32], hdr[16:18])
+        self.read = (typ == 0b00000) & ~self.has_data     # MRd
+        self.locked = typ == 0b00001                      # MRdLk
+        self.cas = typ == 0b01110
+        self.non_posted = (self.read | self.locked | (typ == 0b00010) | self.config
+                           | self.atomic)                 # + IORd, IOWr
+        self.length = Cat(hdr[24:32], hdr[16:18])
         self.nbytes = Signal(13)
-        m.d.comb += self.nbytes.eq(Mux(length == 0, 1024, length) << 2)
+        m.d.comb += self.nbytes.eq(Mux(self.length == 0, 1024, self.length) << 2)
+        self.first_be, self.last_be = hdr[56:60], hdr[60:64]
         self.id_4_5 = _be(hdr, 4, 2)             # Requester ID (requests), Completer ID (cpl)
         self.id_8_9 = _be(hdr, 8, 2)             # Cfg target, or a completion's Requester ID
+        self.register = Cat(hdr[8 * 11 + 2:8 * 12], hdr[8 * 10:8 * 10 + 4])  # Cfg DW number
+        self.cfg_data = hdr[8 * 12:8 * 16]       # a CfgWr's DW (little-endian)
         self.address = Signal(64)
         addr32 = _be(hdr, 8, 4)
         addr64 = _be(hdr, 8, 8)
         m.d.comb += self.address.eq(Mux(self.fmt4, addr64, addr32) & ~3)    # not the PH bits
 
 
+def _completion_header(m, d, hdr, *, completer, ur, with_data, value):
+    """The 16-byte completion (3-DW header, then ``value`` as its data DW)
+    answering the request ``hdr`` decoded as ``d``, as
+    :meth:`~tlpoe.models.tlp.Tlp.completion_for` makes it: Requester ID,
+    tag, TC and Attr (RO, IDO) the request's; Byte Count and Lower Address
+    by the completion rules."""
+    length = Signal(11)
+    m.d.comb += length.eq(Mux(d.length == 0, 1024, d.length))
+    first = _set_bit(m, d.first_be, highest=False)
+    first_last = _set_bit(m, d.first_be, highest=True)
+    last = _set_bit(m, d.last_be, highest=True)
+    byte_count, lower = Signal(13), Signal(7)
+    with m.If(d.read | d.locked):
+        with m.If(length == 1):
+            m.d.comb += byte_count.eq(Mux(d.first_be == 0, 1, first_last - first + 1))
+        with m.Else():
+            m.d.comb += byte_count.eq((length << 2) - first - (3 - last))
+        m.d.comb += lower.eq(Cat(first, d.address[2:7]))
+    with m.Elif(d.atomic):
+        m.d.comb += [byte_count.eq(Mux(d.cas, length << 1, length << 2)),
+                     lower.eq(Cat(Const(0, 2), d.address[2:7]))]
+    with m.Else():
+        m.d.comb += byte_count.eq(4)
+    header = Signal(8 * HEADER_BYTES)
+    byte = [header[8 * i:8 * (i + 1)] for i in range(HEADER_BYTES)]
+    m.d.comb += [
+        byte[0].eq(Cat(d.locked, Const(0b0101, 4), Const(0, 1), with_data, Const(0, 1))),
+        byte[1].eq(hdr[8:16] & 0b1111_1100),         # T9, TC, T8, Attr[2]
+        byte[2].eq(hdr[16:24] & 0b0010_0000),        # Attr[1] (RO)
+        byte[3].eq(with_data),                       # Length
+        byte[6].eq(Cat(byte_count[8:12], Const(0, 1), ur, Const(0, 2))),   # BCM, Status
+        byte[7].eq(byte_count[0:8]),
+        byte[8].eq(hdr[32:40]), byte[9].eq(hdr[40:48]),   # Requester ID
+        byte[10].eq(hdr[48:56]),                     # Tag[7:0]
+        byte[11].eq(lower),
+        header[96:128].eq(Mux(with_data, value, 0)),
+    ]
+    _put_be(m, header, 4, 2, completer)
+    return header
+
+
+class _Verdict:
+    """A path's judgement of the TLP at its head: ``forward`` it (with
+    ``header``) or not, the ``reason`` counted, and optionally its ``route``
+    and a ``stall`` (judge it later)."""
+
+    def __init__(self, forward, reason, header, *, route=None, stall=None):
+        self.forward, self.reason, self.header = forward, reason, header
+        self.route, self.stall = route, stall
+
+
 class _HeaderPath(wiring.Component):
     """A TLP stream with each TLP's header judged and rewritten in flight.
 
-    ``decide(m, hdr)`` returns ``(forward, reason, new_hdr)`` from the
-    16-byte header vector, or ``(forward, reason, new_hdr, route)`` with
-    ``routes`` > 1: ``route`` (an output, steady from a TLP's first beat
-    to its last) then says where the TLP goes. The path holds a TLP's first beat until its whole
-    header is in (the second beat too at 64 bits), then sends the rewritten
-    beats or swallows the TLP. One beat per cycle, no bubble between TLPs.
+    ``decide(m, hdr)`` returns a :class:`_Verdict` from the 16-byte header
+    vector; with ``routes`` > 1, ``route`` (an output, steady from a TLP's
+    first beat to its last) says where the TLP goes. The path holds a TLP's
+    first beat until its whole header is in (the second beat too at 64
+    bits), and while the verdict's ``stall`` holds; then it sends the
+    rewritten beats or swallows the TLP, and pulses ``commit`` (the cycle a
+    verdict takes effect). One beat per cycle, no bubble between TLPs.
     """
 
     def __init__(self, width, decide, *, routes=1, reasons=len(Reason)):
@@ -96,6 +193,7 @@ class _HeaderPath(wiring.Component):
             "tlp_in": In(tlp_stream(width)),
             "tlp_out": Out(tlp_stream(width)),
             "route": Out(range(max(2, routes))),
+            "commit": Out(1),
             "forwarded": Out(32),
             "denied": Out(data.ArrayLayout(32, reasons)),
         })
@@ -122,14 +220,17 @@ class _HeaderPath(wiring.Component):
             m.d.comb += hdr.eq(Cat(out_b.data, beat[0].data))
         complete = Signal()             # every header byte there is is in
         m.d.comb += complete.eq(Const(1) if n == 1 else (valid[0] | out_b.last))
-        decided = self.decide(m, hdr)
-        forward, reason, new_hdr = decided[:3]
+        verdict = self.decide(m, hdr)
+        forward, reason, new_hdr = verdict.forward, verdict.reason, verdict.header
         route_held = Signal.like(self.route)
         if self.routes > 1:
-            m.d.comb += self.route.eq(Mux(first, decided[3], route_held))
+            m.d.comb += self.route.eq(Mux(first, verdict.route, route_held))
 
         judge = Signal()                # the first beat is judged this cycle
-        m.d.comb += judge.eq(out_v & first & complete)
+        ready_to_judge = out_v & first & complete
+        if verdict.stall is not None:
+            ready_to_judge = ready_to_judge & ~verdict.stall
+        m.d.comb += judge.eq(ready_to_judge)
         swallow = Signal()
         m.d.comb += swallow.eq(out_v & ((judge & ~forward) | (~first & dropping)))
         header_now = Signal(8 * HEADER_BYTES)
@@ -148,6 +249,7 @@ class _HeaderPath(wiring.Component):
         ]
         leave = Signal()                # the output stage's beat goes (sent or swallowed)
         m.d.comb += leave.eq(swallow | (self.tlp_out.valid & self.tlp_out.ready))
+        m.d.comb += self.commit.eq(judge & leave)
         with m.If(leave):
             m.d.sync += [first.eq(out_b.last), index.eq(Mux(out_b.last, 0,
                                                             Mux(index == n, n, index + 1)))]
@@ -178,15 +280,32 @@ class _HeaderPath(wiring.Component):
 
 
 class Translator(wiring.Component):
-    """Both directions of one host's link (see the module doc).
+    """Both directions of one host's link (see the module doc and
+    :class:`~tlpoe.models.translate.LinkTranslator`, its reference).
 
-    Ports: ``net_in`` → ``dev_out``, ``dev_in`` → ``net_out`` (TLP
-    streams); the table writes ``win_we`` with ``win_index``, ``win_valid``,
-    ``win_host_base``, ``win_size_log2`` (12..63), ``win_device_base``, and
-    ``fn_we`` with ``fn_index``, ``fn_valid``, ``fn_host_id``,
-    ``fn_device_id``; ``host_rid``, ``local_rid``; counters per direction
-    ``to_device_forwarded``, ``to_device_denied`` (per Reason),
-    ``to_host_forwarded``, ``to_host_denied``.
+    Ports:
+
+    * TLP streams ``net_in`` → ``dev_out`` and ``dev_in`` → ``net_out``;
+      ``net_out`` also carries the bridge's own completions (merged TLP by
+      TLP, round robin, with what comes from ``dev_in``; each keeps its
+      order). ``net_in`` stalls while :data:`REPLY_DEPTH` completions wait
+      for ``net_out`` and the next TLP needs one.
+    * The table: ``win_we`` with ``win_index``, ``win_valid``,
+      ``win_host_base``, ``win_size_log2`` (12..63), ``win_device_base``;
+      ``fn_we`` with ``fn_index``, ``fn_valid``, ``fn_host_id``,
+      ``fn_device_id``; ``fn_bar_we`` with ``fn_index`` (the function slot),
+      ``fn_bar_index`` (0..5), ``fn_bar_value`` (the shadow's value from
+      now on) and ``fn_bar_mask`` (its bits the host's writes change);
+      ``host_rid``, ``local_rid``. :func:`table_writes` gives the cycles.
+    * Counters: ``to_device_forwarded``, ``to_device_denied`` (per Reason;
+      its FORWARDED and LOCAL entries stay 0), ``to_device_local`` (BAR and
+      Expansion ROM accesses answered), ``to_device_unsupported`` (denied
+      non-posted requests answered with UR), ``to_host_forwarded``,
+      ``to_host_denied``.
+
+    Latency: a forwarded TLP's first beat leaves one cycle after it came
+    (two at 64 bits); a completion the bridge makes enters ``net_out``'s
+    merge two cycles after the request's first beat was judged.
     """
 
     def __init__(self, width, *, windows=4, functions=4):
@@ -195,8 +314,11 @@ class Translator(wiring.Component):
             if not isinstance(value, int) or not 1 <= value <= 64:
                 raise ValueError(f"{name} must be 1..64 table entries, not {value!r}")
         self.width, self.n_windows, self.n_functions = width, windows, functions
+        self.local = Signal(_LocalReply(functions))
+        self.replies = fifo.SyncFIFO(width=8 * HEADER_BYTES + 1, depth=REPLY_DEPTH)
         self.to_device = _HeaderPath(width, self._to_device)
         self.to_host = _HeaderPath(width, self._to_host)
+        self.merge = TlpMerge(width, 2)
         super().__init__({
             "net_in": In(tlp_stream(width)),
             "dev_out": Out(tlp_stream(width)),
@@ -206,29 +328,59 @@ class Translator(wiring.Component):
             "win_host_base": In(64), "win_size_log2": In(6), "win_device_base": In(64),
             "fn_we": In(1), "fn_index": In(range(functions)), "fn_valid": In(1),
             "fn_host_id": In(16), "fn_device_id": In(16),
+            "fn_bar_we": In(1), "fn_bar_index": In(range(6)), "fn_bar_value": In(32),
+            "fn_bar_mask": In(32),
             "host_rid": In(16), "local_rid": In(16),
             "to_device_forwarded": Out(32),
             "to_device_denied": Out(data.ArrayLayout(32, len(Reason))),
+            "to_device_local": Out(32),
+            "to_device_unsupported": Out(32),
             "to_host_forwarded": Out(32),
             "to_host_denied": Out(data.ArrayLayout(32, len(Reason))),
         })
+
+    # --- the table's programming sequence ------------------------------------------
+    @staticmethod
+    def window_write(slot, window):
+        """The port values writing ``window`` (None: clearing) into ``slot``."""
+        cycle = dict.fromkeys(TABLE_WRITE_ENABLES, 0)
+        cycle.update(win_we=1, win_index=slot, win_valid=int(window is not None))
+        if window is not None:
+            cycle.update(win_host_base=window.host_base, win_device_base=window.device_base,
+                         win_size_log2=window.size.bit_length() - 1)
+        return cycle
+
+    @staticmethod
+    def function_writes(slot, function):
+        """The cycles writing ``function`` (None: clearing) into ``slot``: its
+        six BAR shadows first (value and writable mask), then the entry with
+        ``valid``, so the host never meets a half-written function."""
+        cycles = []
+        if function is not None:
+            for index, (value, mask) in enumerate(zip(function.bar_values, function.bar_masks)):
+                cycle = dict.fromkeys(TABLE_WRITE_ENABLES, 0)
+                cycle.update(fn_bar_we=1, fn_index=slot, fn_bar_index=index,
+                             fn_bar_value=value, fn_bar_mask=mask)
+                cycles.append(cycle)
+        cycle = dict.fromkeys(TABLE_WRITE_ENABLES, 0)
+        cycle.update(fn_we=1, fn_index=slot, fn_valid=int(function is not None))
+        if function is not None:
+            cycle.update(fn_host_id=function.host_id, fn_device_id=function.device_id)
+        return cycles + [cycle]
 
     @staticmethod
     def table_writes(table):
         """The port values that program ``table`` (an
         :class:`~tlpoe.models.translate.AccessTable`): one dict of
-        ``{port name: value}`` per clock cycle, windows then functions,
-        each with its write enable; ``host_rid`` and ``local_rid`` are set
-        with the first. Drive them in order, then clear ``win_we`` and
-        ``fn_we``."""
-        cycles = []
-        for i, w in enumerate(table.windows):
-            cycles.append({"win_index": i, "win_valid": 1, "win_host_base": w.host_base,
-                           "win_size_log2": w.size.bit_length() - 1,
-                           "win_device_base": w.device_base, "win_we": 1, "fn_we": 0})
+        ``{port name: value}`` per clock cycle, windows first, then each
+        function (its BAR shadows, then its entry); every cycle sets all of
+        :data:`TABLE_WRITE_ENABLES`, and ``host_rid`` and ``local_rid`` are
+        set with the first. Drive them in order, then clear the enables.
+        (Writing a function slot reloads its shadows: the host's earlier
+        BAR writes to it are forgotten.)"""
+        cycles = [Translator.window_write(i, w) for i, w in enumerate(table.windows)]
         for i, f in enumerate(table.functions):
-            cycles.append({"fn_index": i, "fn_valid": 1, "fn_host_id": f.host_id,
-                           "fn_device_id": f.device_id, "fn_we": 1, "win_we": 0})
+            cycles += Translator.function_writes(i, f)
         if cycles:
             cycles[0].update(host_rid=table.host_rid, local_rid=table.local_rid)
         return cycles
@@ -248,7 +400,11 @@ class Translator(wiring.Component):
              [hit.eq(1), translated.eq((d.address & ~w.mask) | (w.device_base & w.mask))])
             for w in self.windows])
         high = translated[32:] != 0
-        fn_hit, fn_device = self._function(m, d.id_8_9, by_host=True)
+        # a configuration request's target, or a completion's requester, as the host knows it
+        fn_hit, fn_device, fn_slot = self._function(m, d.id_8_9, by_host=True)
+        bar = (d.register >= BAR_REGISTERS.start) & (d.register < BAR_REGISTERS.stop)
+        answer = Signal()
+        m.d.comb += answer.eq(d.config & fn_hit & (bar | (d.register == ROM_REGISTER)))
         with m.If(d.memory):
             with m.If(hit & (high == d.fmt4)):
                 m.d.comb += forward.eq(1)
@@ -260,18 +416,55 @@ class Translator(wiring.Component):
             with m.Else():
                 m.d.comb += reason.eq(Reason.ADDRESS)
         with m.Elif(d.config):
-            with m.If(fn_hit):
-                m.d.comb += forward.eq(1)
+            with m.If(~fn_hit):
+                m.d.comb += reason.eq(Reason.FUNCTION)
+            with m.Elif(answer):
+                m.d.comb += reason.eq(Reason.LOCAL)
+            with m.Else():
+                m.d.comb += [forward.eq(1), new[0].eq(1)]       # Type 1 into the chassis
                 _put_be(m, new, 4, 2, self.local_rid)
                 _put_be(m, new, 8, 2, fn_device)
+        with m.Elif(d.completion):      # of a device's read: its requester back to the chassis ID
+            with m.If(fn_hit):
+                m.d.comb += forward.eq(1)
+                _put_be(m, new, 8, 2, fn_device)
             with m.Else():
-                m.d.comb += reason.eq(Reason.FUNCTION)
-        with m.Elif(d.completion):
-            dev_hit, _ = self._function(m, d.id_8_9, by_host=False)
-            m.d.comb += [forward.eq(dev_hit), reason.eq(Reason.REQUESTER)]
+                m.d.comb += reason.eq(Reason.REQUESTER)
         with m.Else():
             m.d.comb += reason.eq(Reason.TYPE)
-        return forward, reason, new
+
+        # the BAR shadow addressed, and what a write makes of it
+        index = Signal(3)
+        m.d.comb += index.eq(d.register - BAR_REGISTERS.start)
+        shadow, writable = Signal(32), Signal(32)
+        with m.Switch(fn_slot):
+            for slot in range(self.n_functions):
+                with m.Case(slot):
+                    with m.Switch(index):
+                        for i in range(6):
+                            with m.Case(i):
+                                m.d.comb += [shadow.eq(self.shadow_values[slot][i]),
+                                             writable.eq(self.shadow_masks[slot][i])]
+        enabled = Cat(*(d.first_be[i].replicate(8) for i in range(4)))
+        written = Signal(32)
+        m.d.comb += written.eq(shadow & ~(writable & enabled) | d.cfg_data & writable & enabled)
+        ur, with_data = Signal(), Signal()
+        m.d.comb += [ur.eq(~forward & ~answer & d.non_posted),
+                     with_data.eq(answer & ~d.has_data)]
+        local = self.local
+        m.d.comb += [
+            local.reply.eq(answer | ur),
+            local.ur.eq(ur),
+            local.with_data.eq(with_data),
+            local.header.eq(_completion_header(
+                m, d, hdr, completer=Mux(answer, d.id_8_9, self.host_rid), ur=ur,
+                with_data=with_data, value=Mux(bar, shadow, 0))),
+            local.shadow_we.eq(answer & bar & d.has_data),
+            local.shadow_slot.eq(fn_slot),
+            local.shadow_index.eq(index),
+            local.shadow_value.eq(written),
+        ]
+        return _Verdict(forward, reason, new, stall=local.reply & ~self.replies.w_rdy)
 
     def _to_host(self, m, hdr):
         d = _Decode(m, hdr)
@@ -279,7 +472,7 @@ class Translator(wiring.Component):
         m.d.comb += new.eq(hdr)
         forward, reason = Signal(), Signal(range(len(Reason)))
         with m.If(d.completion):
-            completer_hit, completer_host = self._function(m, d.id_4_5, by_host=False)
+            completer_hit, completer_host, _ = self._function(m, d.id_4_5, by_host=False)
             with m.If(d.id_8_9 != self.local_rid):
                 m.d.comb += reason.eq(Reason.REQUESTER)
             with m.Elif(~completer_hit):
@@ -289,7 +482,7 @@ class Translator(wiring.Component):
                 _put_be(m, new, 8, 2, self.host_rid)
                 _put_be(m, new, 4, 2, completer_host)
         with m.Elif(d.memory):
-            requester_hit, requester_host = self._function(m, d.id_4_5, by_host=False)
+            requester_hit, requester_host, _ = self._function(m, d.id_4_5, by_host=False)
             with m.If(requester_hit):
                 m.d.comb += forward.eq(1)
                 _put_be(m, new, 4, 2, requester_host)
@@ -297,18 +490,19 @@ class Translator(wiring.Component):
                 m.d.comb += reason.eq(Reason.REQUESTER)
         with m.Else():
             m.d.comb += reason.eq(Reason.TYPE)
-        return forward, reason, new
+        return _Verdict(forward, reason, new)
 
     def _function(self, m, ident, *, by_host):
-        """(hit, the other ID) of the first valid function whose host ID
-        (``by_host``) or device ID equals ``ident``."""
+        """(hit, the other ID, slot) of the first valid function whose host
+        ID (``by_host``) or device ID equals ``ident``."""
         hit, other = Signal(), Signal(16)
+        slot = Signal(range(max(2, self.n_functions)))
         cases = []
-        for f in self.functions:
+        for i, f in enumerate(self.functions):
             key, value = (f.host_id, f.device_id) if by_host else (f.device_id, f.host_id)
-            cases.append((f.valid & (key == ident), [hit.eq(1), other.eq(value)]))
+            cases.append((f.valid & (key == ident), [hit.eq(1), other.eq(value), slot.eq(i)]))
         _first_match(m, cases)
-        return hit, other
+        return hit, other, slot
 
     def elaborate(self, platform):
         m = Module()
@@ -323,15 +517,51 @@ class Translator(wiring.Component):
             with m.If(self.fn_we & (self.fn_index == i)):
                 m.d.sync += [f.valid.eq(self.fn_valid), f.host_id.eq(self.fn_host_id),
                              f.device_id.eq(self.fn_device_id)]
+        # BAR shadows: the host's writes, then the table's (which win)
+        local, commit = self.local, self.to_device.commit
+        for slot in range(self.n_functions):
+            for i in range(6):
+                value, mask = self.shadow_values[slot][i], self.shadow_masks[slot][i]
+                with m.If(commit & local.shadow_we & (local.shadow_slot == slot) &
+                          (local.shadow_index == i)):
+                    m.d.sync += value.eq(local.shadow_value)
+                with m.If(self.fn_bar_we & (self.fn_index == slot) & (self.fn_bar_index == i)):
+                    m.d.sync += [value.eq(self.fn_bar_value), mask.eq(self.fn_bar_mask)]
         m.submodules.to_device = self.to_device
         m.submodules.to_host = self.to_host
+        m.submodules.replies = replies = self.replies
+        m.submodules.merge = merge = self.merge
         wiring.connect(m, wiring.flipped(self.net_in), self.to_device.tlp_in)
         wiring.connect(m, self.to_device.tlp_out, wiring.flipped(self.dev_out))
         wiring.connect(m, wiring.flipped(self.dev_in), self.to_host.tlp_in)
-        wiring.connect(m, self.to_host.tlp_out, wiring.flipped(self.net_out))
+        wiring.connect(m, self.to_host.tlp_out, merge.in0)
+        wiring.connect(m, merge.tlp_out, wiring.flipped(self.net_out))
+        # the completions the bridge makes, one TLP each, into the merge
+        m.d.comb += [replies.w_data.eq(Cat(local.header, local.with_data)),
+                     replies.w_en.eq(commit & local.reply)]
+        header, with_data = replies.r_data[:8 * HEADER_BYTES], replies.r_data[-1]
+        out = merge.in1
+        sent = Signal()
+        m.d.comb += [out.valid.eq(replies.r_rdy), sent.eq(out.valid & out.ready)]
+        if self.width >= 8 * HEADER_BYTES:
+            m.d.comb += [out.payload.data.eq(header), out.payload.last.eq(1),
+                         out.payload.keep.eq(Cat(Const(0b111, 3), with_data)),
+                         replies.r_en.eq(sent)]
+        else:                           # 64 bits: two beats
+            second = Signal()
+            m.d.comb += [out.payload.data.eq(Mux(second, header[64:], header[:64])),
+                         out.payload.keep.eq(Mux(second, Cat(Const(1, 1), with_data), 0b11)),
+                         out.payload.last.eq(second),
+                         replies.r_en.eq(sent & second)]
+            with m.If(sent):
+                m.d.sync += second.eq(~second)
+        with m.If(commit & local.ur):
+            m.d.sync += self.to_device_unsupported.eq(self.to_device_unsupported + 1)
         m.d.comb += [
             self.to_device_forwarded.eq(self.to_device.forwarded),
             self.to_device_denied.eq(self.to_device.denied),
+            self.to_device_denied[Reason.LOCAL].eq(0),
+            self.to_device_local.eq(self.to_device.denied[Reason.LOCAL]),
             self.to_host_forwarded.eq(self.to_host.forwarded),
             self.to_host_denied.eq(self.to_host.denied),
         ]
@@ -350,6 +580,26 @@ class Translator(wiring.Component):
             self._functions = [Signal(_Function(), name=f"function_{i}")
                                for i in range(self.n_functions)]
         return self._functions
+
+    @property
+    def shadow_values(self):
+        """``[slot][BAR]``: the BAR registers as the host reads them."""
+        if not hasattr(self, "_shadow_values"):
+            self._shadow_values = [[Signal(32, name=f"bar_{s}_{i}") for i in range(6)]
+                                   for s in range(self.n_functions)]
+        return self._shadow_values
+
+    @property
+    def shadow_masks(self):
+        """``[slot][BAR]``: the bits of each the host's writes change."""
+        if not hasattr(self, "_shadow_masks"):
+            self._shadow_masks = [[Signal(32, name=f"bar_mask_{s}_{i}") for i in range(6)]
+                                  for s in range(self.n_functions)]
+        return self._shadow_masks
+
+
+#: The cycles that program a table (see :meth:`Translator.table_writes`).
+table_writes = Translator.table_writes
 
 
 class TlpMerge(wiring.Component):
@@ -410,8 +660,9 @@ class DeviceFabric(wiring.Component):
       link) is dropped and counted in ``unrouted``; never delivered.
 
     Ports: ``net{i}_in`` / ``net{i}_out`` (the TLP side of link *i*'s
-    bridge), ``pcie_out`` / ``pcie_in``; ``tbl_link`` selects the link whose
-    table the ``win_*`` / ``fn_*`` writes go to; ``link{i}_host_rid``,
+    bridge; it also carries the completions link *i*'s translator makes),
+    ``pcie_out`` / ``pcie_in``; ``tbl_link`` selects the link whose
+    table the ``win_*`` / ``fn_*`` / ``fn_bar_*`` writes go to; ``link{i}_host_rid``,
     ``link{i}_local_rid``; counters ``link{i}_to_device_forwarded`` etc.
     (as :class:`Translator`'s), ``routed`` and ``unrouted``.
     """
@@ -432,8 +683,8 @@ class DeviceFabric(wiring.Component):
             per_link.update({f"net{i}_in": In(tlp_stream(width)),
                              f"net{i}_out": Out(tlp_stream(width)),
                              f"link{i}_host_rid": In(16), f"link{i}_local_rid": In(16)})
-            for name in ("to_device_forwarded", "to_device_denied", "to_host_forwarded",
-                         "to_host_denied"):
+            for name in ("to_device_forwarded", "to_device_denied", "to_device_local",
+                         "to_device_unsupported", "to_host_forwarded", "to_host_denied"):
                 per_link[f"link{i}_{name}"] = self.translators[0].signature.members[name]
         super().__init__({
             "pcie_out": Out(tlp_stream(width)),
@@ -448,12 +699,12 @@ class DeviceFabric(wiring.Component):
         claims = []
         for t in self.translators:
             completion_for = d.completion & (d.id_8_9 == t.local_rid)
-            hit, _ = t._function(m, d.id_4_5, by_host=False)
+            hit, _, _ = t._function(m, d.id_4_5, by_host=False)
             claims.append(completion_for | (d.memory & hit))
         route, forward = Signal(range(max(2, self.hosts))), Signal()
         _first_match(m, [(claim, [route.eq(i), forward.eq(1)])
                          for i, claim in enumerate(claims)])
-        return forward, Const(0, 1), hdr, route
+        return _Verdict(forward, Const(0, 1), hdr, route=route)
 
     def elaborate(self, platform):
         m = Module()

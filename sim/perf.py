@@ -5,7 +5,11 @@ other, so they do not share the cores:
 
 * ``loopback``: encapsulator and decapsulator at 256 bits, random TLPs;
 * ``link``: two bridges at 64 bits through the PHY model, random TLPs;
-* ``translator``: the Translator, both directions.
+* ``translator``: the Translator, both directions;
+* ``e2e``: the whole system (``tb/test_e2e.py``: two host links, four
+  bridges at 256 bits, the device fabric, and the host, PCIe switch, GPU and
+  Ethernet models) running SAXPY on a remote GPU; its TLPs are those the
+  fabric passed both ways.
 
 For each run it measures the simulated cycles (the simulated time over the
 clock period, as cocotb's ``results.xml`` reports it), the wall time of
@@ -42,10 +46,17 @@ BENCHES = {
              {"width": 64, "seq_bits": 6, "window": 8}, 1000, 100),
     "translator": ("translator-w64", "translator", "tlpoe.tb.test_translate",
                    "TranslateRandomTest", 10.0, {"width": 64}, 2000, 200),
+    # the whole system (tb/test_e2e.py): two host links, four bridges, the
+    # fabric, with the host, switch, GPU and network models; its count is
+    # SAXPY's elements on host 0's remote GPU, its TLPs those the fabric passed
+    "e2e": (None, "system", "tlpoe.tb.test_e2e", "E2eRun", None, {}, 16384, 512),
 }
 
 
 def _design(name):
+    if name == "e2e":
+        from .e2e import system
+        return system()
     if name == "loopback":
         from ..rtl.loopback import Loopback
         return Loopback(256, mtu=1500)
@@ -62,11 +73,24 @@ def run_bench(name, sim, count, seed=1):
     """One bench on ``sim``: its record (cycles, wall seconds, cycles/s)."""
     from .runner import run_cocotb
     key, top, module, testcase, clock_ns, params, _, _ = BENCHES[name]
+    params = {**params, "count": count, "seed": seed}
+    report = None
+    if name == "e2e":
+        from . import e2e
+        key, clock_ns = e2e.BUILD_KEY, e2e.CLOCK_NS
+        report = Path("build") / "reports" / "perf" / f"e2e-{sim}-{count}.json"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        params = dict(width=e2e.WIDTH, clock_ns=clock_ns, seed=seed, saxpy_n=count,
+                      dma_sizes=[], mmio_probes=1, attacks=False, reassign=False,
+                      peer_saxpy_n=0, report=str(report.resolve()))
     start = time.monotonic()
     results = run_cocotb(sim, lambda: _design(name), top, module, build_key=key,
                          testcase=testcase, seed=seed, run_name=f"perf-{name}-{count}",
-                         params={**params, "count": count, "seed": seed})
+                         params=params)
     total_s = time.monotonic() - start
+    if report is not None:
+        c = json.loads(report.read_text())["counters"]
+        count = sum(c[f"link{i}_{d}_forwarded"] for i in range(2) for d in ("to_device", "to_host"))
     case = next(ElementTree.parse(results).getroot().iter("testcase"))
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     sim_ns = float(props["sim_time_duration"])
@@ -154,7 +178,8 @@ def main(argv=None):
     for name, spec in BENCHES.items():
         count = spec[7] if args.quick else spec[6]
         for sim in sims:
-            print(f"perf: {name} on {sim}, {count} TLPs ...", flush=True)
+            print(f"perf: {name} on {sim}, {count} {'SAXPY elements' if name == 'e2e' else 'TLPs'}"
+                  " ...", flush=True)
             benches.append(run_bench(name, sim, count))
             print(f"perf: {name} on {sim}: {benches[-1]['cycles_per_s']:,} cycles/s", flush=True)
     print("perf: models ...", flush=True)

@@ -8,9 +8,22 @@ addresses in the chassis) and one link per host. Assigning a GPU to a host:
   (``host_bdf``) and, for each BAR, an address range in the host's
   aperture for remote GPUs, aligned to the BAR's size;
 * writes the link's table (:class:`~tlpoe.models.translate.AccessTable`):
-  one window per BAR, one function entry, through a *writer* (the RTL's
-  table ports or CSRs in a testbench, or :class:`ModelWriter`, which keeps
-  the tables as the translation model uses them).
+  one window per BAR, one function entry with the host's view of its BAR
+  registers (their sizes and flags, and the host addresses chosen here, as
+  the shadows' initial values), through a *writer* (the RTL's table ports
+  in a testbench, :class:`CsrWriter` through the device fabric's CSRs, or
+  :class:`ModelWriter`, which keeps the tables as the translation model
+  uses them; :class:`TeeWriter` writes to several).
+
+The host must place each BAR where the pool did, since the windows are
+fixed by the pool: its driver's resource assignment is given the link's
+apertures (:meth:`HostLink.resources`) and, placing BARs in the same way
+(each at the lowest address of its aperture aligned to its size, 64-bit
+prefetchable BARs in the 64-bit aperture, the rest in the 32-bit one), it
+picks the same addresses as long as it places the link's GPUs in the order
+the pool assigned them. A host that programs a BAR elsewhere reads its own
+value back, but its accesses there fall outside every window: reads are
+answered with Unsupported Request, writes dropped.
 
 Releasing a GPU clears those entries first (``valid`` 0), so from the
 moment :meth:`PoolManager.release` returns, nothing of that host reaches
@@ -19,9 +32,10 @@ the GPU. A GPU is assigned to at most one host at a time.
 
 from dataclasses import dataclass, field
 
-from ..models.translate import AccessTable, Function, Window
+from ..models.translate import AccessTable, Function, VirtualBar, Window
 
-__all__ = ["Bar", "Gpu", "HostLink", "Assignment", "PoolError", "ModelWriter", "PoolManager"]
+__all__ = ["Bar", "Gpu", "HostLink", "Assignment", "PoolError", "ModelWriter", "CsrWriter",
+           "TeeWriter", "PoolManager"]
 
 
 class PoolError(ValueError):
@@ -30,10 +44,25 @@ class PoolError(ValueError):
 
 @dataclass(frozen=True)
 class Bar:
-    """A memory BAR of a GPU: ``index``, its chassis address and size."""
+    """A memory BAR of a GPU: ``index`` (its register, 0..5: offset 0x10 +
+    4 * index; a 64-bit BAR also takes the next one), its chassis address
+    and size, whether it is 64-bit and prefetchable (both default to
+    whether the chassis placed it above 4 GiB)."""
     index: int
     device_base: int
     size: int
+    bits64: bool = None
+    prefetchable: bool = None
+
+    def __post_init__(self):
+        for name in ("bits64", "prefetchable"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.device_base >= 1 << 32)
+
+    @property
+    def high(self):
+        """Whether a host places it above 4 GiB (64-bit and prefetchable)."""
+        return self.bits64 and self.prefetchable
 
 
 @dataclass(frozen=True)
@@ -66,17 +95,25 @@ class HostLink:
     windows: int = 4
     functions: int = 4
 
+    def resources(self):
+        """The host driver's resource-assignment parameters
+        (:func:`~tlpoe.models.host.assign_resources`) that make it place
+        BARs where the pool does: the bases of the link's apertures."""
+        return dict(mem32_base=self.aperture[0], pref_base=self.aperture64[0])
+
 
 @dataclass
 class Assignment:
     """Where a GPU appears to its host: ``host_bdf`` and the host address of
-    each BAR (``{index: host_base}``), with the table entries it uses."""
+    each BAR (``{index: host_base}``), with the table entries it uses and
+    the function entry written (``function``, its BAR shadows included)."""
     gpu: Gpu
     link: HostLink
     host_bdf: int
     bar_bases: dict
     window_slots: list = field(default_factory=list)
     function_slot: int = 0
+    function: Function = None
 
 
 class ModelWriter:
@@ -103,6 +140,9 @@ class ModelWriter:
         self.writes += 1
 
     def write_function(self, link, slot, function):
+        """``function`` (a :class:`Function`, its BAR shadows' initial values
+        and masks with it) into ``slot``, or None to clear it. A writer for
+        the RTL writes the shadows before the entry's ``valid``."""
         self._slots(link)["functions"][slot] = function
         self.writes += 1
 
@@ -112,6 +152,81 @@ class ModelWriter:
         return AccessTable(host_rid, local_rid,
                            windows=tuple(w for w in slots["windows"] if w is not None),
                            functions=tuple(f for f in slots["functions"] if f is not None))
+
+
+class CsrWriter:
+    """A writer through the device fabric's CSRs (``rtl/csr/fabric.rdl``):
+    each call becomes 32-bit register writes ``bus.write(address, value)``
+    (``bus``: anything with that method; a testbench's AXI4-Lite master, a
+    host driver's MMIO), in order. Addresses and field positions come from
+    ``regmap`` (:func:`tlpoe.rtl.csr.regmap.load` of ``"fabric"``), never
+    from numbers written here.
+
+    An entry: ``TBL_LINK``, the entry's registers, then its ``COMMIT``; a
+    64-bit register low word first. ``writes`` counts register writes."""
+
+    def __init__(self, bus, regmap):
+        self.bus, self.regmap = bus, regmap
+        self.writes = 0
+
+    def _put(self, name, **fields):
+        reg = self.regmap[name]
+        value = reg.encode(**fields)
+        for k in range(reg.words):
+            self.bus.write(reg.address + 4 * k, (value >> 32 * k) & 0xFFFF_FFFF)
+            self.writes += 1
+
+    def write_ids(self, link, host_rid, local_rid):
+        self._put(f"link[{link.index}].RID", host_rid=host_rid, local_rid=local_rid)
+
+    def write_window(self, link, slot, window):
+        self._put("TBL_LINK", tbl_link=link.index)
+        if window is not None:
+            self._put("win.HOST_BASE", host_base=window.host_base)
+            self._put("win.DEVICE_BASE", device_base=window.device_base)
+        size_log2 = window.size.bit_length() - 1 if window else 12
+        self._put("win.ENTRY", index=slot, valid=int(window is not None), size_log2=size_log2)
+        self._put("win.COMMIT", we=1)
+
+    def write_function(self, link, slot, function):
+        self._put("TBL_LINK", tbl_link=link.index)
+        self._put("fn.ENTRY", index=slot, valid=0)
+        if function is not None:
+            # a function entry's BAR shadows (where the RDL has them), before its valid
+            shadows = any(getattr(function, "bar_values", ())) or any(
+                getattr(function, "bar_masks", ()))
+            if shadows and "fn_bar_we" not in self.regmap.ports:
+                raise PoolError(f"{self.regmap.name}: the function entry has BAR shadows "
+                                "but the CSR description has no fn.BAR_* registers")
+            if "fn_bar_we" in self.regmap.ports and hasattr(function, "bar_values"):
+                for bar, (value, mask) in enumerate(zip(function.bar_values,
+                                                         function.bar_masks)):
+                    self._put("fn.BAR_INDEX", bar_index=bar)
+                    self._put("fn.BAR_VALUE", bar_value=value)
+                    self._put("fn.BAR_MASK", bar_mask=mask)
+                    self._put("fn.BAR_COMMIT", bar_we=1)
+            self._put("fn.IDS", host_id=function.host_id, device_id=function.device_id)
+            self._put("fn.ENTRY", index=slot, valid=1)
+        self._put("fn.COMMIT", we=1)
+
+
+class TeeWriter:
+    """A writer that passes every call to each of ``writers`` in turn."""
+
+    def __init__(self, *writers):
+        self.writers = writers
+
+    def write_ids(self, link, host_rid, local_rid):
+        for w in self.writers:
+            w.write_ids(link, host_rid, local_rid)
+
+    def write_window(self, link, slot, window):
+        for w in self.writers:
+            w.write_window(link, slot, window)
+
+    def write_function(self, link, slot, function):
+        for w in self.writers:
+            w.write_function(link, slot, function)
 
 
 class PoolManager:
@@ -183,22 +298,27 @@ class PoolManager:
         self.assignments[gpu_name] = assignment           # later BARs avoid earlier ones
         try:
             for bar in gpu.bars:
-                host_base = self._allocate(link, bar.size, bar.device_base >= 1 << 32)
+                host_base = self._allocate(link, bar.size, bar.high)
                 try:
                     windows.append(Window(host_base=host_base, size=bar.size,
                                           device_base=bar.device_base))
                 except ValueError as err:
                     raise PoolError(f"{gpu.name} BAR{bar.index}: {err}") from None
                 assignment.bar_bases[bar.index] = host_base
+            try:
+                assignment.function = Function.with_bars(
+                    assignment.host_bdf, gpu.device_id,
+                    [VirtualBar(bar.index, bar.size, assignment.bar_bases[bar.index],
+                                bar.bits64, bar.prefetchable) for bar in gpu.bars])
+            except ValueError as err:
+                raise PoolError(f"{gpu.name}: {err}") from None
         except PoolError:
             del self.assignments[gpu_name]                # nothing written yet
             raise
         # the function entry last: nothing reaches the GPU before its windows are in
         for slot, window in zip(assignment.window_slots, windows):
             self.writer.write_window(link, slot, window)
-        self.writer.write_function(link, assignment.function_slot,
-                                   Function(host_id=assignment.host_bdf,
-                                            device_id=gpu.device_id))
+        self.writer.write_function(link, assignment.function_slot, assignment.function)
         return assignment
 
     def release(self, gpu_name):

@@ -7,6 +7,7 @@ line before and after each:
 * ``ordering``: the ordering rules (`make ordering`);
 * ``coverage``: code and functional coverage (`make coverage`);
 * ``perf``: simulation and model speed (`make perf`);
+* ``e2e``: the local slot against the disaggregated path (`make e2e`);
 * ``synth``: synthesis, utilisation and Fmax on ECP5 and iCE40 (`make synth`).
 
 The index links each report's Markdown, JSON and HTML files, shows its
@@ -34,6 +35,7 @@ STEPS = {
     "ordering": ("tlpoe.sim.ordering", "PCIe ordering rules, cell by cell"),
     "coverage": ("tlpoe.sim.coverage", "Code and functional coverage"),
     "perf": ("tlpoe.sim.perf", "Simulation and model speed"),
+    "e2e": ("tlpoe.sim.e2e", "End to end: local slot vs disaggregated"),
     "synth": ("tlpoe.sim.synth", "Synthesis: utilisation, Fmax and throughput on FPGAs"),
 }
 

@@ -15,12 +15,14 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ..rtl.bridge import Bridge
+from ..rtl.bridge_csr import BridgeCsr
 from ..rtl.classq import ClassQueues
 from ..rtl.credits import CreditReturn
 from ..rtl.order_check import OrderChecker
 from ..rtl.decapsulator import Decapsulator
 from ..rtl.deframer import Deframer
 from ..rtl.encapsulator import Encapsulator
+from ..rtl.fabric_csr import FabricCsr
 from ..rtl.framer import Framer
 from ..rtl.link_rx import LinkReceiver
 from ..rtl.loopback import Loopback
@@ -65,6 +67,9 @@ CONFIGS = {
     "tlpoe_translator": lambda: Translator(DEFAULT_WIDTH),
     "tlpoe_translator_w64": lambda: Translator(64),
     "tlpoe_device_fabric": lambda: DeviceFabric(DEFAULT_WIDTH, hosts=2),
+    # the same behind their CSR blocks (rtl/csr/*.rdl), AXI4-Lite port `csr`
+    "tlpoe_bridge_csr": lambda: BridgeCsr(DEFAULT_WIDTH),
+    "tlpoe_device_fabric_csr": lambda: FabricCsr(DEFAULT_WIDTH, hosts=2),
 }
 
 

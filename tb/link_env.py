@@ -43,7 +43,8 @@ from .link_oracle import ReceiverOracle, SenderChecker
 from .loopback_env import TlpScoreboard
 from .scoreboard import AnalysisImp, Scoreboard, tlp_pass_rule
 
-__all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "COUNTERS", "SR_COUNTERS"]
+__all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "configure", "configure_bridge",
+           "COUNTERS", "SR_COUNTERS"]
 
 COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays_nak",
             "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
@@ -253,20 +254,24 @@ class LinkEnv(uvm_env):
         self.coverage.settle(counters)
 
 
+def configure_bridge(dut, prefix, dst_mac, src_mac, params):
+    """Set the run-time inputs of the bridge whose ports are ``{prefix}_*``
+    (``params``: the timeouts and delays in cycles, ``credits``)."""
+    def put(name, value):
+        getattr(dut, f"{prefix}_{name}").value = value
+    put("dst_mac", int.from_bytes(dst_mac, "big"))
+    put("src_mac", int.from_bytes(src_mac, "big"))
+    put("channel", 0)
+    for name in ("flush_timeout", "replay_timeout", "nak_timeout", "ack_delay",
+                 "credit_delay", "credit_refresh"):
+        put(name, params[name])
+    put("credits_enable", int(bool(params["credits"])))
+    put("ro_enable", 1)
+    put("np_accept", 1)
+    put("order_irq_clear", 0)
+
+
 def configure(dut, params):
     """Set both bridges' run-time inputs."""
-    for side, (dst, src) in {"a": (DEFAULT_DST_MAC, DEFAULT_SRC_MAC),
-                             "b": (DEFAULT_SRC_MAC, DEFAULT_DST_MAC)}.items():
-        getattr(dut, f"{side}_dst_mac").value = int.from_bytes(dst, "big")
-        getattr(dut, f"{side}_src_mac").value = int.from_bytes(src, "big")
-        getattr(dut, f"{side}_channel").value = 0
-        getattr(dut, f"{side}_flush_timeout").value = params["flush_timeout"]
-        getattr(dut, f"{side}_replay_timeout").value = params["replay_timeout"]
-        getattr(dut, f"{side}_nak_timeout").value = params["nak_timeout"]
-        getattr(dut, f"{side}_ack_delay").value = params["ack_delay"]
-        getattr(dut, f"{side}_credits_enable").value = int(bool(params["credits"]))
-        getattr(dut, f"{side}_credit_delay").value = params["credit_delay"]
-        getattr(dut, f"{side}_credit_refresh").value = params["credit_refresh"]
-        getattr(dut, f"{side}_ro_enable").value = 1
-        getattr(dut, f"{side}_np_accept").value = 1
-        getattr(dut, f"{side}_order_irq_clear").value = 0
+    configure_bridge(dut, "a", DEFAULT_DST_MAC, DEFAULT_SRC_MAC, params)
+    configure_bridge(dut, "b", DEFAULT_SRC_MAC, DEFAULT_DST_MAC, params)

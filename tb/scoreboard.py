@@ -17,6 +17,12 @@ is an illegal pass (counted with the mismatches). PCIe TLP ordering
 Mismatches are logged as they happen (with a hex diff of the first differing
 bytes); ``check_phase`` fails the test if anything mismatched, anything is left
 unmatched on either side, or nothing was compared at all.
+
+Where one output merges several in-order sources whose interleaving the
+model cannot predict (a Translator's ``net_out``: the chassis' TLPs and the
+bridge's own completions), :class:`InterleavedScoreboard` checks that the
+output is some interleaving of the sources, each whole, exact and in its
+own order (:func:`match_interleaved`).
 """
 
 import collections
@@ -24,7 +30,8 @@ import collections
 from cocotb.triggers import Event, SimTimeoutError, with_timeout
 from pyuvm import uvm_analysis_export, uvm_component
 
-__all__ = ["AnalysisImp", "Scoreboard", "hex_diff", "tlp_pass_rule"]
+__all__ = ["AnalysisImp", "Scoreboard", "InterleavedScoreboard", "hex_diff", "tlp_pass_rule",
+           "match_interleaved"]
 
 #: Mismatches logged in full; later ones are only counted.
 LOGGED_MISMATCHES = 5
@@ -218,3 +225,105 @@ class Scoreboard(uvm_component):
         if problems:
             raise AssertionError(f"{self.get_full_name()}: " + "; ".join(problems))
         self.logger.info(f"{self.compared} items compared, all matched")
+
+
+def match_interleaved(sources, actual):
+    """None if ``actual`` (byte strings) is an interleaving of ``sources``
+    (lists of byte strings), each consumed whole and in its own order;
+    else a sentence saying where it fails. Equal items in several sources
+    are followed both ways, so the answer never depends on a guess."""
+    states = {(0,) * len(sources)}
+    for k, item in enumerate(actual):
+        following = set()
+        for state in states:
+            for i, source in enumerate(sources):
+                if state[i] < len(source) and source[state[i]] == item:
+                    following.add(state[:i] + (state[i] + 1,) + state[i + 1:])
+        if not following:
+            state = min(states)
+            heads = "; ".join(
+                f"source {i} item {state[i]}: "
+                + (source[state[i]].hex(" ")[:48] if state[i] < len(source) else "(none left)")
+                for i, source in enumerate(sources))
+            return (f"actual item {k} ({item.hex(' ')[:48]}...) is the next item of no source "
+                    f"(next expected: {heads})")
+        states = following
+    done = tuple(len(source) for source in sources)
+    if done not in states:
+        state = max(states)
+        missing = [f"source {i}: {len(s) - state[i]} of {len(s)}" for i, s in enumerate(sources)
+                   if state[i] < len(s)]
+        return "expected items never arrived: " + ", ".join(missing)
+    return None
+
+
+class InterleavedScoreboard(uvm_component):
+    """One output that merges ``sources`` in-order streams: connect each
+    source's predictions to ``expected_exports[i]`` (items whose ``data`` is
+    the expected bytes; a subclass may override :meth:`predict`, input item
+    -> ``[(source index, expected item)]``, and connect inputs to
+    ``input_export`` instead) and the output monitor to ``actual_export``.
+    ``check_phase`` runs :func:`match_interleaved` over everything seen."""
+
+    def __init__(self, name, parent, sources=2):
+        super().__init__(name, parent)
+        self.expected = [[] for _ in range(sources)]
+        self.actual = []
+        self.expected_exports = [AnalysisImp(f"expected_export{i}", self,
+                                             lambda item, i=i: self._expect(i, item))
+                                 for i in range(sources)]
+        self.input_export = AnalysisImp("input_export", self, self.write_input)
+        self.actual_export = AnalysisImp("actual_export", self, self.write_actual)
+        self.errors = []
+        self._drained = Event()
+        self._drained.set()
+
+    def predict(self, item):
+        """``[(source index, expected item)]`` for an input item."""
+        return []
+
+    def write_input(self, item):
+        for source, expected in self.predict(item):
+            self._expect(source, expected)
+
+    def _expect(self, source, item):
+        self.expected[source].append(_data(item))
+        self._update()
+
+    def write_actual(self, item):
+        self.actual.append(_data(item))
+        self._update()
+
+    @property
+    def pending(self):
+        return sum(map(len, self.expected)) - len(self.actual)
+
+    def _update(self):
+        if self.pending > 0:
+            self._drained.clear()
+        else:
+            self._drained.set()
+
+    async def wait_drained(self, timeout=None, unit="ns"):
+        """Return once as many items came out as are expected (or ``timeout``,
+        recorded as a failure)."""
+        try:
+            if timeout is None:
+                await self._drained.wait()
+            else:
+                await with_timeout(self._drained.wait(), timeout, unit)
+        except SimTimeoutError:
+            self.errors.append(f"timeout after {timeout} {unit}: {self.pending} expected "
+                               f"item(s) never arrived")
+
+    def check_phase(self):
+        problems = list(self.errors)
+        problem = match_interleaved(self.expected, self.actual)
+        if problem:
+            problems.append(problem)
+        if not self.actual:
+            problems.append("no item was compared")
+        if problems:
+            raise AssertionError(f"{self.get_full_name()}: " + "; ".join(problems))
+        self.logger.info(f"{len(self.actual)} items compared, an interleaving of "
+                         f"{[len(e) for e in self.expected]} in order")

@@ -14,7 +14,8 @@ from ..models.frame import body_capacity, largest_tlp
 from ..models.pcap import read_nettlp
 from ..models.tlp import (Attr, PcieId, Tlp, TlpType, iter_random_tlps, random_tlp,
                           tlp_size_from_header)
-from ..models.translate import AccessTable, Function, Window
+from ..models.translate import (BAR_REGISTERS, ROM_REGISTER, AccessTable, Function, VirtualBar,
+                                Window)
 
 __all__ = ["CAPTURES", "random_tlps", "size_extremes", "mtu_boundary", "capture_tlps",
            "ingress_errors", "mwr_stream", "ordering_traffic", "producer_consumer",
@@ -208,13 +209,19 @@ def producer_consumer(seed, count, *, data_writes=(1, 6), ro=0.25):
 
 
 #: A host's table for the translation benches: a 16 MiB window below 4 GiB,
-#: a 256 MiB one above, two assigned functions.
+#: a 256 MiB one above, two assigned functions with BARs of every kind
+#: (32- and 64-bit, prefetchable or not, 128 bytes to 256 MiB, gaps between).
 TRANSLATION_TABLE = AccessTable(
     host_rid=0x0000, local_rid=0x0010,
     windows=(Window(host_base=0x8000_0000, size=1 << 24, device_base=0xC000_0000),
              Window(host_base=0x40_0000_0000, size=1 << 28, device_base=0x380_0000_0000)),
-    functions=(Function(host_id=0x0100, device_id=0x0300),
-               Function(host_id=0x0108, device_id=0x0400)))
+    functions=(Function.with_bars(0x0100, 0x0300, [
+                   VirtualBar(0, 1 << 24, 0x8000_0000),
+                   VirtualBar(1, 1 << 28, 0x40_0000_0000, bits64=True, prefetchable=True)]),
+               Function.with_bars(0x0108, 0x0400, [
+                   VirtualBar(0, 1 << 16, 0x8100_0000, bits64=True),
+                   VirtualBar(3, 4096, 0x8200_0000),
+                   VirtualBar(5, 128, 0x8300_0000, prefetchable=True)])))
 
 
 def _steer(rng, tlp, direction, table):
@@ -233,11 +240,21 @@ def _steer(rng, tlp, direction, table):
         if r < 0.7:                         # straddles the window's end
             return dataclasses.replace(tlp, address=window.host_base + window.size - 4)
         return tlp
-    if tlp.type.is_config and r < 0.6:
-        return dataclasses.replace(tlp, dest_id=PcieId.from_int(rng.choice(functions).host_id))
+    if tlp.type.is_config and r < 0.75:
+        # an assigned function: its BARs (sized with all ones at times), its
+        # Expansion ROM BAR, or another register (forwarded)
+        fields = dict(dest_id=PcieId.from_int(rng.choice(functions).host_id))
+        k = rng.random()
+        if k < 0.55:
+            fields["register"] = rng.choice(BAR_REGISTERS)
+            if tlp.type.has_data and rng.random() < 0.3:
+                fields.update(data=b"\xff" * 4, first_be=0xF)
+        elif k < 0.65:
+            fields["register"] = ROM_REGISTER
+        return dataclasses.replace(tlp, **fields)
     if tlp.type.is_completion:
         if direction == "to_device":
-            ids = {"requester_id": rng.choice(functions).device_id} if r < 0.6 else {}
+            ids = {"requester_id": rng.choice(functions).host_id} if r < 0.6 else {}
         else:
             ids = {"requester_id": table.local_rid} if r < 0.7 else {}
             if rng.random() < 0.7:
@@ -249,15 +266,21 @@ def _steer(rng, tlp, direction, table):
     return tlp
 
 
+_CONFIG = [TlpType.CfgRd0, TlpType.CfgWr0, TlpType.CfgRd1, TlpType.CfgWr1]
+
+
 def translation_traffic(seed, n, direction, table=TRANSLATION_TABLE):
     """``n`` random TLPs of every type (:class:`~tlpoe.models.tlp.Tlp`) for
     ``direction`` ("to_device" or "to_host") of a Translator holding
     ``table`` (two windows, one each side of 4 GiB), steered at the table
-    so that every rule meets TLPs it passes and TLPs it denies."""
+    so that every rule meets TLPs it passes and TLPs it denies. A fifth
+    more configuration requests go to the device than chance gives, most
+    of them at the assigned functions' BAR registers."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
     out = []
     while len(out) < n:
-        tlp = _steer(rng, random_tlp(nrng, max_payload=128), direction, table)
+        types = _CONFIG if direction == "to_device" and rng.random() < 0.2 else None
+        tlp = _steer(rng, random_tlp(nrng, max_payload=128, types=types), direction, table)
         try:
             tlp.pack()
         except ValueError:

@@ -129,3 +129,26 @@ def test_links_need_their_own_local_rid():
     with pytest.raises(PoolError, match="local_rid"):
         PoolManager(GPUS, [LINKS[0], LINKS[0].__class__(**{**LINKS[1].__dict__,
                                                           "local_rid": 0x0010})], ModelWriter())
+
+
+def test_the_function_entry_carries_the_hosts_view_of_its_bars():
+    """Each BAR's size and flags, and the host address the pool chose as
+    the shadow's initial value: what the host reads before writing."""
+    manager, writer = pool()
+    a = manager.assign("gpu0", "hostA")
+    assert writer.table(LINKS[0]).functions == (a.function,)
+    low, high = a.bar_bases[0], a.bar_bases[1]
+    assert a.function.bar_values == (low, (high & 0xFFFF_FFFF) | 0xC, high >> 32, 0, 0, 0)
+    assert a.function.bar_masks == (0xFF00_0000, 0xF000_0000, 0xFFFF_FFFF, 0, 0, 0)
+    assert LINKS[0].resources() == dict(mem32_base=0x8000_0000, pref_base=0x40_0000_0000)
+
+
+def test_a_bar_the_host_would_place_across_4_gib_from_the_chassis_is_refused():
+    """A 64-bit BAR that is not prefetchable goes below 4 GiB in the host's
+    view; its window cannot reach a chassis address above 4 GiB without
+    changing the TLPs' header format."""
+    odd = Gpu("odd", 0x0500, (Bar(0, 0x38_0000_0000, 16 * MIB, bits64=True, prefetchable=False),))
+    manager = PoolManager([odd], LINKS, ModelWriter())
+    with pytest.raises(PoolError, match="4 GiB"):
+        manager.assign("odd", "hostA")
+    assert manager.owner("odd") is None

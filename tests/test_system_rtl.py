@@ -14,13 +14,15 @@ def test_device_bridges_are_wired_to_the_fabric_and_the_rest_is_exposed():
         # the testbench's ends: host TLPs, both bridges' frames
         for name in (f"h{i}_tlp_in", f"h{i}_tlp_out", f"h{i}_frame_out", f"h{i}_frame_in",
                      f"d{i}_frame_out", f"d{i}_frame_in", f"d{i}_link_down",
-                     f"d{i}_order_violations", f"fabric_link{i}_to_device_denied"):
+                     f"d{i}_order_violations", f"fabric_link{i}_to_device_denied",
+                     f"fabric_link{i}_to_device_local", f"fabric_link{i}_to_device_unsupported"):
             assert name in ports, name
         # wired inside
         for name in (f"d{i}_tlp_in", f"d{i}_tlp_out", f"fabric_net{i}_in", f"fabric_net{i}_out"):
             assert name not in ports, name
     for name in ("fabric_pcie_out", "fabric_pcie_in", "fabric_tbl_link", "fabric_win_we",
-                 "fabric_unrouted"):
+                 "fabric_fn_bar_we", "fabric_fn_bar_index", "fabric_fn_bar_value",
+                 "fabric_fn_bar_mask", "fabric_unrouted"):
         assert name in ports, name
     assert len(top.host_bridges) == len(top.device_bridges) == 2
 

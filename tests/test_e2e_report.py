@@ -1,0 +1,78 @@
+"""``make e2e`` (sim/e2e.py): the comparison rows, the extrapolation, the
+report files, and a bad argument."""
+
+import json
+
+import pytest
+
+from tlpoe.sim import e2e
+from tlpoe.sim.runner import simulators
+
+
+def _dma(direction, size, ns):
+    return dict(direction=direction, bytes=size, ns=ns, gbytes_per_s=size / ns)
+
+
+LOCAL = dict(mmio_read_latency_ns={"mean": 600.0},
+             dma=[_dma(d, s, 1000 + s / 10) for s in (4096, 65536, 1 << 20) for d in ("read", "write")],
+             saxpy={"n": 1024, "ns": 10_000.0}, gemm={"n": 256, "ns": 50_000.0},
+             gemm_resident={"n": 1024, "ns": 160_000.0})
+REMOTE = dict(mmio_read_latency_ns={"mean": 2600.0},
+              dma=[_dma(d, s, 3000 + s / 8) for s in (4096, 65536) for d in ("read", "write")],
+              saxpy={"n": 1024, "ns": 10_500.0}, gemm={"n": 256, "ns": 80_000.0},
+              gemm_resident={"n": 1024, "ns": 163_000.0})
+
+
+def test_rows_compare_extrapolate_and_label():
+    rows = {r["workload"]: r for r in e2e.rows(LOCAL, REMOTE, 65536, 1600.0)}
+    assert set(rows) == {"mmio_read_4B", "dma_read_4KiB", "dma_write_4KiB", "dma_read_64KiB",
+                         "dma_write_64KiB", "dma_read_1MiB", "dma_write_1MiB", "saxpy_1024",
+                         "gemm_256", "gemm_resident_1024"}
+    for r in rows.values():
+        assert set(r) >= {"workload", "local_ns", "disaggregated_ns", "overhead_fraction",
+                          "simulated"}
+        assert r["overhead_fraction"] == pytest.approx(r["disaggregated_ns"] / r["local_ns"] - 1,
+                                                       abs=1e-4)
+        assert r["under_dxpu_10pct"] == (r["overhead_fraction"] < 0.10)
+    assert rows["mmio_read_4B"]["overhead_fraction"] == pytest.approx(2600 / 600 - 1, abs=1e-4)
+    # 1 MiB was not simulated: the line through the two largest simulated sizes
+    big = rows["dma_read_1MiB"]
+    assert big["simulated"] is False and rows["dma_read_64KiB"]["simulated"] is True
+    assert big["disaggregated_ns"] == pytest.approx(3000 + (1 << 20) / 8, rel=1e-6)
+    assert rows["saxpy_1024"]["under_dxpu_10pct"] and not rows["gemm_256"]["under_dxpu_10pct"]
+    assert rows["gemm_resident_1024"]["under_dxpu_10pct"]
+    assert "compute-bound" in rows["gemm_resident_1024"]["why"]
+    assert "bandwidth-bound" in rows["dma_read_1MiB"]["why"]
+
+
+def test_network_round_trip_counts_both_hops_and_the_switch_each_way():
+    net = dict(e2e.NET, cable_ns=100.0, switch_latency_ns=200.0, rate_gbps=100)
+    hop = 100.0 + 84 * 8 / 100
+    assert e2e.net_round_trip_ns(net) == pytest.approx(2 * (2 * hop + 200.0))
+
+
+def test_a_bad_argument_says_what_is_wrong(capsys):
+    with pytest.raises(SystemExit) as exc:
+        e2e.main(["--jobs", "0"])
+    assert exc.value.code == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.sim
+@pytest.mark.skipif("verilator" not in simulators(), reason="make e2e runs on Verilator")
+def test_quick_report(tmp_path):
+    """The short mode end to end: local slot and two RTL runs, every row
+    with the fields the issue asks for, the disaggregated path slower than
+    the local slot wherever it was simulated, and the files written."""
+    assert e2e.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "e2e.json").read_text())
+    rows = report["rows"]
+    names = {r["workload"] for r in rows}
+    assert {"mmio_read_4B", "dma_read_4KiB", "dma_write_16KiB", "saxpy_1024"} <= names
+    for r in rows:
+        assert r["simulated"] is True
+        assert r["disaggregated_ns"] > r["local_ns"] > 0, r
+    assert report["disaggregated"]["saxpy"]["bit_exact"]
+    for name in ("e2e.md", "overhead.png", "dma_bandwidth.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "DxPU" in (tmp_path / "e2e.md").read_text()
