@@ -15,7 +15,8 @@ from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .items import StreamItem
 from .scoreboard import AnalysisImp, InterleavedScoreboard, Scoreboard
-from .stimulus import TRANSLATION_TABLE
+from .sequences import StreamSequence
+from .stimulus import TRANSLATION_TABLE, translation_traffic
 
 __all__ = ["LinkPredictor", "read_counters", "check_counters", "make_agent", "source_link",
            "Splitter", "ChassisRouter", "FabricEnv"]
@@ -160,3 +161,20 @@ class FabricEnv(uvm_env):
             predictor.to_host_ap.connect(self.sb_net_out[i].expected_exports[0])
             predictor.reply_ap.connect(self.sb_net_out[i].expected_exports[1])
             self.net_out[i].ap.connect(self.sb_net_out[i].actual_export)
+
+    async def run_traffic(self, seed, count):
+        """``count`` random TLPs steered at each link's table from every host,
+        and as many per link from the chassis (interleaved), all at once;
+        returns once every scoreboard has drained."""
+        sends = [cocotb.start_soon(StreamSequence(f"net{i}", [
+            t.pack() for t in translation_traffic(seed * 4 + i, count, "to_device", table)
+        ]).start(self.net_in[i].sequencer)) for i, table in enumerate(self.tables)]
+        chassis = [t.pack() for pair in zip(*(
+            translation_traffic(seed * 4 + 2 + i, count, "to_host", table)
+            for i, table in enumerate(self.tables))) for t in pair]
+        sends.append(cocotb.start_soon(
+            StreamSequence("pcie", chassis).start(self.pcie_in.sequencer)))
+        for send in sends:
+            await send
+        for sb in self.sb_dev_out + self.sb_net_out:
+            await sb.wait_drained(timeout=10_000, unit="us")

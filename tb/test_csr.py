@@ -26,8 +26,6 @@ from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.csr_bus import AxilCsr
 from tlpoe.tb.fabric_env import FabricEnv, check_counters, read_counters
 from tlpoe.tb.params import tb_params
-from tlpoe.tb.sequences import StreamSequence
-from tlpoe.tb.stimulus import translation_traffic
 
 P = tb_params(width=64, seed=1, count=200, valid_gap=0.2, backpressure=0.3, hosts=2,
               windows=3, functions=2)
@@ -82,19 +80,7 @@ class PoolThroughCsrTest(uvm_test):
         for predictor, table in zip(self.env.predictors, self.tables):
             predictor.model = LinkTranslator(table)
         self.logger.info(f"pool: {self.csr.writes} register writes; tables {self.tables}")
-        sends = [cocotb.start_soon(StreamSequence(f"net{i}", [
-            t.pack() for t in translation_traffic(P["seed"] * 4 + i, P["count"], "to_device",
-                                                  table)]).start(self.env.net_in[i].sequencer))
-            for i, table in enumerate(self.tables)]
-        chassis = [t.pack() for pair in zip(*(
-            translation_traffic(P["seed"] * 4 + 2 + i, P["count"], "to_host", table)
-            for i, table in enumerate(self.tables))) for t in pair]
-        sends.append(cocotb.start_soon(
-            StreamSequence("pcie", chassis).start(self.env.pcie_in.sequencer)))
-        for send in sends:
-            await send
-        for sb in self.env.sb_dev_out + self.env.sb_net_out:
-            await sb.wait_drained(timeout=10_000, unit="us")
+        await self.env.run_traffic(P["seed"], P["count"])
         await wait_cycles(dut.clk, 20)
         self.through_csr, self.on_ports = {}, {}
         for port in ("routed", "unrouted"):

@@ -154,19 +154,7 @@ class FabricRandomTest(uvm_test):
         for i, table in enumerate(TABLES):
             dut.tbl_link.value = i
             await write_table(dut, table, prefix=f"link{i}_")
-        sends = [cocotb.start_soon(StreamSequence(f"net{i}", [
-            t.pack() for t in translation_traffic(P["seed"] * 4 + i, P["count"], "to_device",
-                                                  table)]).start(self.env.net_in[i].sequencer))
-            for i, table in enumerate(TABLES)]
-        chassis = [t.pack() for pair in zip(*(
-            translation_traffic(P["seed"] * 4 + 2 + i, P["count"], "to_host", table)
-            for i, table in enumerate(TABLES))) for t in pair]
-        sends.append(cocotb.start_soon(
-            StreamSequence("pcie", chassis).start(self.env.pcie_in.sequencer)))
-        for send in sends:
-            await send
-        for sb in self.env.sb_dev_out + self.env.sb_net_out:
-            await sb.wait_drained(timeout=10_000, unit="us")
+        await self.env.run_traffic(P["seed"], P["count"])
         await wait_cycles(dut.clk, 20)
         self.unrouted = int(dut.unrouted.value)
         self.counters = [read_counters(dut, prefix=f"link{i}_") for i in range(len(TABLES))]
