@@ -227,7 +227,12 @@ def gemm_resident(gpu, n):
     (as a model's weights and activations stay there between kernels):
     the command, the kernel, the MSI-X. Returns ``n`` and ``ns``."""
     size = 4 * n * n
-    t0, t1 = yield from run_command(gpu, Opcode.GEMM, a=0, b=size, c=2 * size, size=n, n=n, k=n)
+    base = gpu.vram_size - 3 * size       # the top of VRAM, clear of the copies' buffers
+    if base < 0:
+        raise ValueError(f"a {n}x{n} GEMM needs {3 * size} bytes of VRAM, the GPU has "
+                         f"{gpu.vram_size}")
+    t0, t1 = yield from run_command(gpu, Opcode.GEMM, a=base, b=base + size, c=base + 2 * size,
+                                    size=n, n=n, k=n)
     return dict(n=n, ns=t1 - t0)
 
 

@@ -160,3 +160,23 @@ def test_out_of_order_completions_across_tags_reassembled_in_the_system():
 def test_unknown_parameter_is_refused():
     with pytest.raises(ValueError, match="link_gtz"):
         build_local_slot(dict(link_gtz=16.0))
+
+
+def test_resident_gemm_costs_the_kernel_plus_the_command():
+    """A GEMM on operands already in VRAM: the FLOPs at the GPU's rate, plus
+    the command's and the launch's fixed costs and the MSI-X trip, and
+    nothing for copies; too large for VRAM is refused by name."""
+    from tlpoe.models.system import gemm_resident
+    slot = build_local_slot({"vram_size": 16 << 20, "host_mem_size": 4 << 20})
+    p = slot.params
+
+    def driver(n):
+        _, gpus = yield from bring_up()
+        return (yield from gemm_resident(gpus[0], n))
+    r = run_driver(slot, driver(512))
+    kernel_ns = 2 * 512 ** 3 / p["gpu_fp32_gflops"]
+    fixed = p["gpu_command_ns"] + p["gpu_kernel_launch_ns"]
+    assert r["n"] == 512 and kernel_ns + fixed < r["ns"] < kernel_ns + fixed + 5000
+    with pytest.raises(ValueError, match="VRAM"):
+        run_driver(build_local_slot({"vram_size": 16 << 20, "host_mem_size": 4 << 20}),
+                   driver(2048))
