@@ -74,7 +74,8 @@ class TlpUnpacker(wiring.Component):
         sent = Signal()
         m.d.comb += sent.eq(self.tlp.valid & self.tlp.ready)
 
-        consumed = Signal(range(D + 2))
+        # up to all 2·D DWs held: the words after a frame's last TLP go in one step
+        consumed = Signal(range(2 * D + 1))
         with m.If(sent):
             m.d.comb += consumed.eq(offset + n_out)
         with m.Elif(busy & (skip != 0)):
