@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.frame import decode_frame, encode_frame
 from tlpoe.rtl.decapsulator import Decapsulator
-from tlpoe.tb.bfm import frame_to_beats, tlp_to_beats
+from tlpoe.tb.bfm import frame_to_beats
 
 #: (width, TLP bytes, bytes after the CRC): the two reproductions of the issue.
 REPRODUCTIONS = [(64, 12, 8), (256, 52, 32)]
