@@ -12,9 +12,22 @@ Each packet must be Ethernet II (optionally 802.1Q / 802.1ad tagged), IPv4
 
 A packet whose capture length is shorter than its wire length keeps every
 captured payload byte and no invented one: its TLP header is decoded fully,
-``record.truncated`` (and ``record.tlp.truncated``) is True.  A capture cut
-inside the headers, or any other malformed input, raises :class:`PcapError`
-with the packet index (0-based) in its one-line message.
+``record.truncated`` (and ``record.tlp.truncated``) is True.
+
+Errors are :class:`PcapError`, one line, naming the packet index (0-based;
+Wireshark's frame number is index + 1).  They come in two kinds:
+
+* file errors (not a pcap, bad global header, a record header cut short or
+  claiming more captured bytes than the file's snaplen or
+  :data:`MAX_RECORD_LEN`, a record cut by the end of the file): the records
+  after them cannot be found, so reading ends there;
+* packet errors, :class:`PacketError` (a frame that is not
+  NetTLP-over-UDP/IPv4 or does not hold one well-formed TLP): the next record
+  is still readable.  :func:`iter_nettlp` yields them and goes on;
+  :func:`read_nettlp` raises the first one.
+
+A record's captured length is checked before it is read, so a corrupt record
+header never makes the reader allocate more than :data:`MAX_RECORD_LEN` bytes.
 """
 
 import struct
@@ -23,8 +36,9 @@ from pathlib import Path
 
 from tlpoe.models.tlp import Tlp, TlpError
 
-__all__ = ["PcapError", "PcapPacket", "NetTlpRecord", "PcapWriter", "write_pcap", "read_pcap",
-           "decode_nettlp", "read_nettlp", "NETTLP_HEADER_LEN"]
+__all__ = ["PcapError", "PacketError", "PcapPacket", "NetTlpRecord", "PcapWriter", "write_pcap",
+           "read_pcap", "decode_nettlp", "iter_nettlp", "read_nettlp", "NETTLP_HEADER_LEN",
+           "MAX_RECORD_LEN"]
 
 #: pcap magic numbers as read in the file's byte order -> timestamp unit in ns.
 _MAGIC_UNITS = {0xA1B2C3D4: 1000, 0xA1B23C4D: 1}
@@ -34,6 +48,9 @@ _PCAPNG_MAGIC = 0x0A0D0D0A
 _LINKTYPE_ETHERNET = 1
 _GLOBAL_HEADER_LEN = 24
 _RECORD_HEADER_LEN = 16
+#: The largest captured length a record may claim, whatever the file's
+#: snaplen says: libpcap's and Wireshark's maximum snapshot length.
+MAX_RECORD_LEN = 262_144
 
 _ETHERTYPE_IPV4 = 0x0800
 _VLAN_ETHERTYPES = (0x8100, 0x88A8)   # 802.1Q tag, 802.1ad service tag
@@ -45,6 +62,15 @@ NETTLP_HEADER_LEN = 6
 
 class PcapError(ValueError):
     """A capture that cannot be read; the message is one line."""
+
+
+class PacketError(PcapError):
+    """One packet that does not decode; the records after it are still
+    readable.  ``index`` is the packet's 0-based index in the file."""
+
+    def __init__(self, index, reason):
+        super().__init__(f"packet {index}: {reason}")
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -82,7 +108,8 @@ class NetTlpRecord:
 # ---------------------------------------------------------------- pcap
 
 def _read_global_header(stream):
-    """(byte order, ns per timestamp unit) from the 24-byte global header."""
+    """(byte order, ns per timestamp unit, largest captured length a record
+    may claim) from the 24-byte global header."""
     header = stream.read(_GLOBAL_HEADER_LEN)
     if len(header) < 4:
         raise PcapError(f"not a pcap file: only {len(header)} bytes")
@@ -96,14 +123,22 @@ def _read_global_header(stream):
         raise PcapError(f"not a pcap file: bad magic 0x{header[:4].hex()}")
     if len(header) < _GLOBAL_HEADER_LEN:
         raise PcapError(f"truncated pcap global header ({len(header)} of 24 bytes)")
-    linktype = struct.unpack(order + "I", header[20:24])[0] & 0xFFFF
-    if linktype != _LINKTYPE_ETHERNET:
-        raise PcapError(f"link type {linktype} is not Ethernet (1)")
-    return order, _MAGIC_UNITS[magic]
+    snaplen, linktype = struct.unpack(order + "II", header[16:24])
+    if linktype & 0xFFFF != _LINKTYPE_ETHERNET:
+        raise PcapError(f"link type {linktype & 0xFFFF} is not Ethernet (1)")
+    return order, _MAGIC_UNITS[magic], _record_limit(snaplen)
+
+
+def _record_limit(snaplen):
+    """(limit, what it is) for a record's captured length.  A snaplen of 0
+    says nothing (some writers leave it so): then only MAX_RECORD_LEN holds."""
+    if 0 < snaplen < MAX_RECORD_LEN:
+        return snaplen, "the file's snaplen"
+    return MAX_RECORD_LEN, "the maximum"
 
 
 def _read_records(stream):
-    order, unit_ns = _read_global_header(stream)
+    order, unit_ns, (limit, limit_name) = _read_global_header(stream)
     record = struct.Struct(order + "IIII")
     index = 0
     while True:
@@ -114,6 +149,11 @@ def _read_records(stream):
             raise PcapError(f"packet {index}: truncated record header "
                             f"({len(header)} of {_RECORD_HEADER_LEN} bytes)")
         ts_sec, ts_frac, caplen, wire_length = record.unpack(header)
+        # Checked before reading: a buffered read allocates the size it is
+        # asked for, so a corrupt header (0x7fffffff) would allocate 2 GiB.
+        if caplen > limit:
+            raise PcapError(f"packet {index}: record header claims {caplen} captured bytes "
+                            f"(0x{caplen:x}), more than {limit_name} of {limit}")
         data = stream.read(caplen)
         if len(data) < caplen:
             raise PcapError(f"packet {index}: record of {caplen} bytes but the file "
@@ -182,8 +222,10 @@ def write_pcap(dest, packets, **kw):
 
 def read_pcap(source):
     """Iterate the :class:`PcapPacket` records of a classic pcap file
-    (a path or a binary file object).  Raises PcapError on a bad magic, a
-    link type other than Ethernet, or a record cut short by the file's end."""
+    (a path or a binary file object), one at a time.  Raises PcapError on a
+    bad magic, a link type other than Ethernet, a record header claiming
+    more captured bytes than the file's snaplen or MAX_RECORD_LEN (before
+    reading them), or a record cut short by the file's end."""
     if isinstance(source, (str, Path)):
         with open(source, "rb") as stream:
             yield from _read_records(stream)
@@ -201,13 +243,13 @@ class _Cursor:
 
     def take(self, n, what):
         if self.offset + n > len(self.data):
-            raise PcapError(f"packet {self.index}: capture ends inside the {what}")
+            raise PacketError(self.index, f"capture ends inside the {what}")
         chunk = self.data[self.offset:self.offset + n]
         self.offset += n
         return chunk
 
     def fail(self, reason):
-        raise PcapError(f"packet {self.index}: {reason}")
+        raise PacketError(self.index, reason)
 
 
 def _ethernet(cur):
@@ -248,8 +290,9 @@ def _udp(cur, ip_payload):
 
 
 def decode_nettlp(packet):
-    """The :class:`NetTlpRecord` of one :class:`PcapPacket`.  The TLP's wire
-    size comes from the UDP length (Ethernet padding is ignored)."""
+    """The :class:`NetTlpRecord` of one :class:`PcapPacket`, or PacketError
+    saying why it is not one.  The TLP's wire size comes from the UDP length
+    (Ethernet padding is ignored)."""
     cur = _Cursor(packet.data, packet.index)
     _ethernet(cur)
     src_ip, dst_ip, ip_payload = _ipv4(cur)
@@ -266,9 +309,22 @@ def decode_nettlp(packet):
                         src_port, dst_port, tlp, truncated, tlp_bytes)
 
 
+def iter_nettlp(source):
+    """For every packet of a NetTLP capture (a path or a binary file object),
+    in file order, yield its :class:`NetTlpRecord`, or the :class:`PacketError`
+    saying why it does not decode, and go on with the next packet.  A file
+    error raises PcapError and ends the iteration."""
+    for packet in read_pcap(source):
+        try:
+            yield decode_nettlp(packet)
+        except PacketError as err:
+            yield err
+
+
 def read_nettlp(source):
     """Iterate the :class:`NetTlpRecord` of every packet of a NetTLP capture
-    (a path or a binary file object); raises PcapError on the first packet
-    that is not NetTLP-over-UDP/IPv4 or does not hold one well-formed TLP."""
+    (a path or a binary file object); raises PcapError on a file error and
+    PacketError on the first packet that is not NetTLP-over-UDP/IPv4 or does
+    not hold one well-formed TLP."""
     for packet in read_pcap(source):
         yield decode_nettlp(packet)

@@ -2,9 +2,20 @@
 
 ``tlpoe dump FILE.pcap`` prints one tcpdump-like line per TLP of a NetTLP
 capture; ``tlpoe dump --json FILE.pcap`` prints one JSON object per line.
-Errors (unreadable or malformed capture, bad arguments) print one line on
-stderr and exit with status 2, never a traceback.  New subcommands register
-in :func:`build_parser`.
+A packet that does not decode (not NetTLP, a reserved Fmt, ...) is named in
+one line on stderr and the listing goes on with the next packet.
+
+Exit status (every error is one line on stderr, never a traceback):
+
+* 0: every packet decoded;
+* 1: some packets could not be decoded (each named on stderr), the others
+  were printed;
+* 2: a file error (unreadable, not a pcap, a bad or truncated header, a
+  record claiming more bytes than the file's snaplen or 262,144), which ends
+  the listing after the TLPs before it; a bad argument; or, with
+  ``--strict``, the first packet that does not decode.
+
+New subcommands register in :func:`build_parser`.
 """
 
 import argparse
@@ -12,10 +23,19 @@ import json
 import os
 import sys
 
-from tlpoe.models.pcap import PcapError, read_nettlp
+from tlpoe.models.pcap import PacketError, PcapError, iter_nettlp
 from tlpoe.models.tlp import CplStatus
 
+EXIT_OK = 0
+EXIT_BAD_PACKETS = 1
 EXIT_ERROR = 2
+
+DUMP_EPILOG = """\
+exit status:
+  0  every packet decoded
+  1  some packets could not be decoded (each named on stderr, the others listed)
+  2  file error (unreadable, not a pcap, bad record header), bad arguments,
+     or with --strict the first packet that does not decode"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,11 +95,28 @@ def record_json(record):
 
 
 def cmd_dump(args, out):
-    """Print every TLP of ``args.pcap``; PcapError ends the listing."""
-    for record in read_nettlp(args.pcap):
-        text = json.dumps(record_json(record)) if args.json else record_line(record)
+    """Print every TLP of ``args.pcap``.  A packet that does not decode is
+    named on stderr and skipped (with ``args.strict``, raised: status 2);
+    returns EXIT_BAD_PACKETS if any was, else EXIT_OK.  A file error
+    (PcapError) ends the listing."""
+    bad = 0
+    for item in iter_nettlp(args.pcap):
+        if isinstance(item, PacketError):
+            if args.strict:
+                raise item
+            bad += 1
+            _report_bad_packet(item, out)
+            continue
+        text = json.dumps(record_json(item)) if args.json else record_line(item)
         print(text, file=out)
-    return 0
+    return EXIT_BAD_PACKETS if bad else EXIT_OK
+
+
+def _report_bad_packet(err, out):
+    # Flushed first so that, with stdout and stderr in one file, the line
+    # sits between the TLPs before and after the bad packet.
+    out.flush()
+    print(f"tlpoe: {_one_line(err)}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- main
@@ -88,9 +125,13 @@ def build_parser():
     parser = _Parser(prog="tlpoe", description="tlpoe tools")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dump = commands.add_parser("dump", help="decode the TLPs of a NetTLP pcap capture",
-                               description="decode the TLPs of a NetTLP pcap capture")
+                               description="decode the TLPs of a NetTLP pcap capture",
+                               epilog=DUMP_EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     dump.add_argument("pcap", metavar="FILE.pcap", help="classic pcap of NetTLP packets")
     dump.add_argument("--json", action="store_true", help="one JSON object per line")
+    dump.add_argument("--strict", action="store_true",
+                      help="stop at the first packet that does not decode (status 2)")
     dump.set_defaults(run=cmd_dump)
     return parser
 

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+# The synthetic-capture builders of the reader's tests (tests/ is on sys.path).
+from test_pcap import SAMPLE_TLPS, ethernet_ipv4_udp, pcap_file, record_header, with_fmt
 
-from tlpoe.models.pcap import read_nettlp
+from tlpoe.models.pcap import MAX_RECORD_LEN, read_nettlp, read_pcap
 from tlpoe.sim.cli import main
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
@@ -161,3 +163,127 @@ def test_module_entry_point_has_no_traceback(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_help_documents_the_exit_statuses(capsys):
+    with pytest.raises(SystemExit):
+        main(["dump", "--help"])
+    out = capsys.readouterr().out
+    assert "--strict" in out
+    assert "1  some packets could not be decoded" in out and "2  file error" in out
+
+
+# ---------------------------------------------------------------- bad packets
+
+RESERVED_FMT = 0b101
+GOOD_BEFORE, GOOD_AFTER = 2, 3
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """A capture of good TLPs with one reserved-Fmt packet at index 2, three
+    good ones after it; each packet's NetTLP seq is its index."""
+    tlps = [t.pack() for t in SAMPLE_TLPS[:GOOD_BEFORE]]
+    tlps += [with_fmt(SAMPLE_TLPS[0].pack(), RESERVED_FMT)]
+    tlps += [t.pack() for t in SAMPLE_TLPS[1:1 + GOOD_AFTER]]
+    path = tmp_path / "mixed.pcap"
+    path.write_bytes(pcap_file([ethernet_ipv4_udp(t, seq=i) for i, t in enumerate(tlps)]))
+    return path
+
+
+def check_bad_packet_named(err, index):
+    """One stderr line, naming the packet and the reserved Fmt."""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"tlpoe: packet {index}: ") and "reserved Fmt 101b" in err
+
+
+def test_bad_packet_is_named_and_the_listing_goes_on(capsys, mixed):
+    assert main(["dump", str(mixed)]) == 1
+    captured = capsys.readouterr()
+    seqs = [int(line.split(" seq ")[1].split()[0]) for line in captured.out.splitlines()]
+    assert seqs == [0, 1, 3, 4, 5]
+    check_bad_packet_named(captured.err, GOOD_BEFORE)
+
+
+def test_json_bad_packet_is_named_and_the_listing_goes_on(capsys, mixed):
+    assert main(["dump", "--json", str(mixed)]) == 1
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1, 3, 4, 5]
+    check_bad_packet_named(captured.err, GOOD_BEFORE)
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"]], ids=["text", "json"])
+def test_strict_stops_at_the_bad_packet_with_status_2(capsys, mixed, mode):
+    err = check_one_line_error(capsys, ["dump", "--strict", *mode, str(mixed)],
+                               decoded_before=GOOD_BEFORE)
+    assert f"packet {GOOD_BEFORE}: " in err and "reserved Fmt 101b" in err
+
+
+def reserve_fmt_in_capture(source, dest, index):
+    """Copy the capture ``source`` to ``dest`` with packet ``index``'s TLP
+    given the reserved Fmt 101b; every other byte unchanged."""
+    data = bytearray(source.read_bytes())
+    packets = list(read_pcap(source))
+    record = list(read_nettlp(source))[index]
+    frame_start = 24 + sum(16 + len(p.data) for p in packets[:index]) + 16
+    nettlp = bytes(packets[index].data).find(
+        record.seq.to_bytes(2, "big") + record.nettlp_timestamp.to_bytes(4, "big")
+        + record.tlp_bytes)
+    assert nettlp >= 0
+    tlp_start = frame_start + nettlp + 6
+    data[tlp_start] = RESERVED_FMT << 5 | data[tlp_start] & 0x1F
+    dest.write_bytes(bytes(data))
+
+
+@needs_captures
+def test_real_capture_with_a_reserved_fmt_packet_lists_the_rest(capsys, tmp_path):
+    # None of the shared captures holds a reserved Fmt, so one is made in a
+    # copy: the 128-packet P4600 read, packet 97 (30 good TLPs after it).
+    source = CAPTURES / "p4600-read-64blk.pcap"
+    total = len(list(read_nettlp(source)))
+    bad = total - 31
+    spoiled = tmp_path / "p4600-read-64blk-fmt101.pcap"
+    reserve_fmt_in_capture(source, spoiled, bad)
+    assert main(["dump", "--json", str(spoiled)]) == 1
+    captured = capsys.readouterr()
+    indices = [json.loads(line)["index"] for line in captured.out.splitlines()]
+    assert indices == [i for i in range(total) if i != bad]
+    assert len([i for i in indices if i > bad]) == 30
+    check_bad_packet_named(captured.err, bad)
+
+
+# ---------------------------------------------------------------- bad record headers
+
+HOLD_AS = """
+import resource, sys
+from tlpoe.sim.cli import main
+# What the interpreter needs once the CLI is imported, plus 1 GiB: a 2 GiB
+# allocation for the record's claimed length cannot fit.
+needed = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (needed + 2**30, needed + 2**30))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_huge_record_length_is_refused_without_allocating_it(tmp_path):
+    path = tmp_path / "huge.pcap"
+    good = [ethernet_ipv4_udp(t.pack()) for t in SAMPLE_TLPS[:2]]
+    path.write_bytes(pcap_file(good, snaplen=MAX_RECORD_LEN) + record_header(0x7FFFFFFF)
+                     + bytes(100))
+    result = subprocess.run([sys.executable, "-c", HOLD_AS, "dump", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stdout.splitlines()) == 2                  # the TLPs before it
+    assert result.stderr.count("\n") == 1
+    assert "packet 2: " in result.stderr and "2147483647" in result.stderr
+
+
+def test_record_longer_than_the_snaplen_exits_2(capsys, tmp_path):
+    path = tmp_path / "over-snaplen.pcap"
+    good = [ethernet_ipv4_udp(t.pack()) for t in SAMPLE_TLPS[:2]]
+    path.write_bytes(pcap_file(good, snaplen=128) + record_header(200) + bytes(200)
+                     + pcap_file(good)[24:])              # readable records follow, unread
+    err = check_one_line_error(capsys, ["dump", str(path)], decoded_before=2)
+    assert "packet 2: " in err and "200 captured bytes" in err and "snaplen of 128" in err

@@ -3,12 +3,14 @@ format variant and every way a file can be bad."""
 
 import io
 import struct
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tlpoe.models.pcap import PcapError, PcapWriter, read_nettlp, read_pcap, write_pcap
+from tlpoe.models.pcap import (MAX_RECORD_LEN, PacketError, PcapError, PcapWriter, iter_nettlp,
+                               read_nettlp, read_pcap, write_pcap)
 from tlpoe.models.tlp import PcieId, Tlp, TlpType
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "captures"
@@ -46,6 +48,16 @@ def pcap_file(frames, *, nanosecond=True, order="<", snaplen=None, times=None):
 
 def read_all(data):
     return list(read_nettlp(io.BytesIO(data)))
+
+
+def with_fmt(tlp_bytes, fmt):
+    """``tlp_bytes`` with its Fmt field (byte 0, bits 7:5) set to ``fmt``."""
+    return bytes([fmt << 5 | tlp_bytes[0] & 0x1F]) + tlp_bytes[1:]
+
+
+def record_header(caplen, wire_length=None, order="<"):
+    """A 16-byte pcap record header claiming ``caplen`` captured bytes."""
+    return struct.pack(order + "IIII", 1_600_000_000, 0, caplen, wire_length or caplen)
 
 
 SAMPLE_TLPS = [
@@ -198,6 +210,65 @@ def test_bad_packet_raises_pcap_error_naming_it(frame, why):
     frames = [ethernet_ipv4_udp(SAMPLE_TLPS[0].pack()), frame]
     with pytest.raises(PcapError, match=f"packet 1: .*{why}"):
         read_all(pcap_file(frames))
+
+
+def test_iter_nettlp_yields_a_bad_packet_and_goes_on():
+    frames = [ethernet_ipv4_udp(t.pack(), seq=i) for i, t in enumerate(SAMPLE_TLPS)]
+    frames.insert(2, ethernet_ipv4_udp(with_fmt(SAMPLE_TLPS[0].pack(), 0b101), seq=99))
+    items = list(iter_nettlp(io.BytesIO(pcap_file(frames))))
+    assert [type(i).__name__ for i in items] == ["NetTlpRecord"] * 2 + ["PacketError"] + [
+        "NetTlpRecord"] * 2
+    assert items[2].index == 2 and "reserved Fmt 101b" in str(items[2])
+    assert [r.tlp for r in items if not isinstance(r, PacketError)] == SAMPLE_TLPS
+
+
+def test_iter_nettlp_raises_a_file_error():
+    with pytest.raises(PcapError, match="packet 3: record of"):
+        list(iter_nettlp(io.BytesIO(GOOD[:-5])))
+
+
+def huge_record_file(path):
+    """A capture of one good packet then a record header claiming 0x7fffffff
+    captured bytes, followed by a few bytes only.  A real file, not BytesIO:
+    a buffered file's read(n) allocates n bytes up front, BytesIO's does not."""
+    good = pcap_file([ethernet_ipv4_udp(SAMPLE_TLPS[0].pack())], snaplen=MAX_RECORD_LEN)
+    path.write_bytes(good + record_header(0x7FFFFFFF) + bytes(100))
+    return path
+
+
+def test_oversized_record_is_refused_before_reading(tmp_path):
+    path = huge_record_file(tmp_path / "huge.pcap")
+    packets = read_pcap(path)
+    assert next(packets).index == 0                    # the packet before it is read
+    with pytest.raises(PcapError, match=f"packet 1: .*2147483647 .*maximum of {MAX_RECORD_LEN}"):
+        next(packets)
+
+
+def test_oversized_record_allocates_nothing_large(tmp_path):
+    path = huge_record_file(tmp_path / "huge.pcap")
+    tracemalloc.start()
+    try:
+        with pytest.raises(PcapError):
+            list(read_pcap(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+def test_record_longer_than_the_snaplen_is_refused():
+    frames = [ethernet_ipv4_udp(t.pack()) for t in SAMPLE_TLPS[:2]]
+    data = pcap_file(frames, snaplen=128) + record_header(200) + bytes(200)
+    with pytest.raises(PcapError, match="packet 2: .*200 captured bytes.*snaplen of 128"):
+        read_all(data)
+
+
+def test_snaplen_zero_sets_no_limit_below_the_maximum():
+    big = ethernet_ipv4_udp(Tlp.mem_write(0x1000, bytes(4096)).pack())
+    data = bytearray(pcap_file([big]))
+    data[16:20] = bytes(4)                              # snaplen 0, as some writers leave it
+    (record,) = read_all(bytes(data))
+    assert not record.truncated and len(record.tlp.data) == 4096
 
 
 def test_pcap_error_is_one_line_value_error():
