@@ -69,9 +69,13 @@ Sender
     with the current ack.
 
     * Ack ``a`` (bit 0 set, any frame type): if ``offset(a, base) < n``
-      (``base`` the oldest unacknowledged, ``n`` frames outstanding), release
-      ``base .. a``: progress. Otherwise the ack is old: ignored.
-    * NAK ``s`` (after its ack is applied), if ``s`` is outstanding:
+      (``base`` the oldest unacknowledged, ``n`` frames outstanding, all of
+      them sent), release ``base .. a``: progress. If ``a`` is behind
+      ``base`` the ack is old: ignored. Otherwise it names a frame never sent
+      (a buggy or hostile peer): ignored and counted (``acks_invalid``).
+    * NAK ``s`` (after its ack is applied), if ``s`` is behind ``base``: old,
+      ignored; if ahead of every frame sent: ignored and counted
+      (``naks_invalid``); if ``s`` is outstanding:
       go-back-N resends every outstanding frame from ``s`` in order (a replay
       counted as cause NAK unless ``s`` was not sent yet since the last
       rewind); selective repeat resends ``s`` only (unless already queued).
@@ -203,6 +207,8 @@ class LinkCounters:
     acks_received: int = 0           #: ACK frames received
     naks_received: int = 0
     link_down_events: int = 0
+    acks_invalid: int = 0            #: acks naming a frame not sent (ignored)
+    naks_invalid: int = 0            #: NAKs naming a frame not sent (ignored)
     drops: dict = field(default_factory=lambda: {r.name: 0 for r in DropReason})
 
     @property
@@ -342,11 +348,13 @@ class LinkSender:
     def on_ack(self, ack, now):
         """Apply a cumulative ack (low ``seq_bits`` bits of the field)."""
         n = len(self.outstanding)
-        if not n:
-            return
-        released = seq_offset(ack, self.outstanding[0].seq, self.config.seq_bits) + 1
-        if released > n:
-            return      # names nothing outstanding: an old ack
+        base = self.outstanding[0].seq if n else self.next_seq
+        offset = seq_offset(ack, base, self.config.seq_bits)
+        if offset >= n:
+            if offset < self.config.modulus >> 1:
+                self.counters.acks_invalid += 1     # ahead of every frame sent
+            return      # else behind base: an old ack
+        released = offset + 1
         popleft = self.outstanding.popleft
         for _ in range(released):
             popleft().acked = True
@@ -357,10 +365,12 @@ class LinkSender:
 
     def on_nak(self, seq, now):
         """Replay on a NAK for ``seq`` (after its ack was applied)."""
-        index = seq_offset(seq, self.outstanding[0].seq, self.config.seq_bits) \
-            if self.outstanding else 0
+        base = self.outstanding[0].seq if self.outstanding else self.next_seq
+        index = seq_offset(seq, base, self.config.seq_bits)
         if index >= len(self.outstanding):
-            return
+            if index < self.config.modulus >> 1:
+                self.counters.naks_invalid += 1     # ahead of every frame sent
+            return      # else behind base: an old NAK
         if self.config.mode == "gbn":
             if index < self.resend_index:
                 self.resend_index = index

@@ -27,6 +27,7 @@ LINK_COUNTERS = (
     ("replay", "replays_nak"), ("replay", "replays_timeout"),
     ("replay", "frames_retransmitted"), ("replay", "link_down_events"),
     ("replay", "acks_sent"), ("replay", "naks_sent"), ("replay", "window_full_cycles"),
+    ("replay", "acks_invalid"), ("replay", "naks_invalid"),
     ("link_rx", "frames_accepted"), ("link_rx", "duplicates"), ("link_rx", "out_of_order"),
     ("link_rx", "naks_repeated"),
 )

@@ -32,11 +32,14 @@ class ReplayBuffer(wiring.Component):
     receiver's cumulative ``rx_ack`` (``rx_ack_valid`` sets flag bit 0).
 
     Acknowledgements (``ack_in``: cumulative, from the peer's frames) release
-    slots.  ``nak_in`` (for ``nak_seq``) and the replay timer
+    slots.  An ACK or NAK may name only a frame that was sent: one ahead of
+    the highest sent (stored but still waiting for the MAC, or never stored)
+    is ignored and counted in ``acks_invalid`` / ``naks_invalid``; one behind
+    ``head`` is old and ignored.  ``nak_in`` (for ``nak_seq``) and the replay timer
     (``replay_timeout`` cycles without progress while sent frames are
     unacknowledged) are replay events, which ``mode`` handles:
 
-    * ``"gbn"`` (go-back-N): the NAK for an unacknowledged ``s`` rewinds
+    * ``"gbn"`` (go-back-N): the NAK for a sent, unacknowledged ``s`` rewinds
       ``send_ptr`` to ``s``, an expiry to the oldest unacknowledged frame, and
       every frame from there is sent again in order;
     * ``"sr"`` (selective repeat): the NAK for a sent, unacknowledged ``s``
@@ -100,6 +103,8 @@ class ReplayBuffer(wiring.Component):
             "acks_sent": Out(32),
             "naks_sent": Out(32),
             "window_full_cycles": Out(32),
+            "acks_invalid": Out(32),
+            "naks_invalid": Out(32),
         })
 
     def elaborate(self, platform):
@@ -159,16 +164,28 @@ class ReplayBuffer(wiring.Component):
             """``seq`` in [low, low + span) modulo 2**n (``span`` <= 2**n - 1)."""
             return mod(seq - low, "offset") < span
 
+        def ahead(seq, low):
+            """``seq`` in the half of the sequence space after ``low`` (or at it)."""
+            return ~mod(seq - low, "distance")[n - 1]
+
+        # An ACK or NAK may name only a frame that was sent: one stored but not
+        # sent yet (the MAC holding frame_out) or never stored is counted and
+        # ignored; one behind head is old and ignored silently.
+        high = Signal(n)        # one past the highest sequence ever sent
         ack_ok = Signal()
-        m.d.comb += ack_ok.eq(self.ack_in & within(self.ack_seq, head, in_flight))
+        m.d.comb += ack_ok.eq(self.ack_in & within(self.ack_seq, head, mod(high - head, "sent")))
+        with m.If(self.ack_in & ~ack_ok & ahead(self.ack_seq, head)):
+            m.d.sync += self.acks_invalid.eq(self.acks_invalid + 1)
         new_head = Signal(n)
         m.d.comb += new_head.eq(Mux(ack_ok, self.ack_seq + 1, head))
         progress = Signal()
         m.d.comb += progress.eq(ack_ok)
-        nak_ok = Signal()       # go-back-N: s unacknowledged; selective repeat: s sent too
+        nak_ok = Signal()       # s sent and unacknowledged (after this cycle's ACK)
         outstanding = mod(tail - new_head, "outstanding")     # after this cycle's ACK
-        if gbn:
-            m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, outstanding))
+        sent_span = mod(high - new_head, "sent_span")        # ... of which sent
+        m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, sent_span))
+        with m.If(self.nak_in & ~nak_ok & ahead(self.nak_seq, new_head)):
+            m.d.sync += self.naks_invalid.eq(self.naks_invalid + 1)
 
         timer = Signal(24)
         retries = Signal(8)
@@ -269,12 +286,8 @@ class ReplayBuffer(wiring.Component):
         retransmit = Signal()
         # A frame is a retransmission when it was sent before: below the
         # highest sequence sent so far.
-        high = Signal(n)        # one past the highest sequence ever sent
-        sent_span = mod(high - new_head, "sent_span")
         m.d.comb += [retransmit.eq(within(seq_out, new_head, sent_span)),
                      awaiting.eq(sent_span != 0)]
-        if not gbn:
-            m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, sent_span))
 
         # In selective repeat nothing is sent in a replay event's cycle (tx_desc
         # is held off), so its send_ptr keeps still then.

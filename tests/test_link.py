@@ -227,6 +227,37 @@ def test_sr_nak_resends_only_that_seq():
     assert a.counters.frames_retransmitted == 2
 
 
+def control(frame_type, seq=0, ack=0):
+    return encode_frame([], frame_type=frame_type, seq=seq, ack=ack, flags=FLAG_ACK_VALID)
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_acks_and_naks_naming_frames_not_sent_are_counted_and_ignored(mode):
+    """Issue 16: only a frame that was sent may be acknowledged or NAKed."""
+    a, _ = pair(mode=mode, seq_bits=6, window=8)
+    a.submit([tlp(i) for i in range(3)])
+    a.drain(0.0)                                    # 0, 1, 2 sent
+    a.receive(control(FrameType.ACK, ack=3), 1.0)   # one past the highest sent
+    a.receive(control(FrameType.ACK, ack=20), 1.0)
+    a.receive(control(FrameType.NAK, seq=5, ack=63), 1.0)
+    assert (a.counters.acks_invalid, a.counters.naks_invalid) == (2, 1)
+    assert a.sender.in_flight == 3 and a.counters.replays_nak == 0
+    a.receive(control(FrameType.ACK, ack=63), 1.0)  # behind: old, not invalid
+    a.receive(control(FrameType.NAK, seq=63, ack=1), 1.0)    # releases 0, 1; NAK old
+    assert (a.counters.acks_invalid, a.counters.naks_invalid) == (2, 1)
+    assert a.sender.in_flight == 1
+
+
+def test_an_ack_with_nothing_outstanding_is_judged_against_the_next_number():
+    a, _ = pair(seq_bits=6, window=8)
+    a.submit([tlp(0)])
+    a.drain(0.0)
+    a.receive(control(FrameType.ACK, ack=0), 1.0)
+    a.receive(control(FrameType.ACK, ack=0), 1.0)   # old now
+    a.receive(control(FrameType.ACK, ack=1), 1.0)   # frame 1 was never sent
+    assert a.counters.acks_invalid == 1 and a.sender.in_flight == 0
+
+
 @pytest.mark.parametrize("mode, replayed", [("gbn", [0, 1, 2]), ("sr", [0])])
 def test_replay_timer_replays(mode, replayed):
     a, b = pair(mode=mode)

@@ -1,5 +1,7 @@
-"""amaranth.sim unit tests of selective repeat: the LinkReceiver's verdicts,
-NAKs and NAK timer, the ReorderBuffer, and the ReplayBuffer's resend queue."""
+"""amaranth.sim unit tests of selective repeat (the LinkReceiver's verdicts,
+NAKs and NAK timer, the ReorderBuffer, and the ReplayBuffer's resend queue),
+and of the ReplayBuffer in both modes with ACKs and NAKs that name frames not
+sent."""
 
 import gc
 import random
@@ -310,6 +312,7 @@ def test_a_nak_for_a_frame_not_sent_yet_is_ignored():
         await ctx.tick().repeat(100)
         assert sends[4:] == [2, 4, 5]           # the resend first
         assert ctx.get(dut.replays_nak) == 1 and ctx.get(dut.frames_retransmitted) == 1
+        assert ctx.get(dut.naks_invalid) == 1
     replay(bench, frames=6)
 
 
@@ -331,3 +334,86 @@ def test_bad_parameter_names_itself(make, name):
     with pytest.raises(ValueError, match=name):
         make()
     gc.collect()        # the half-built components warn here, where it is filtered
+
+
+# --- ACKs and NAKs naming frames not sent (issue 16, defect 2) -------------------
+
+
+def held_replay(mode, bench):
+    """A ReplayBuffer (window 4) holding three frames of two words that the
+    MAC has not taken yet (``tx_desc.ready`` low); ``bench(ctx, dut, sends)``
+    then drives it, ``sends`` being every DATA frame sent (sequence numbers)."""
+    dut = ReplayBuffer(64, window=4, seq_bits=4, replay_timeout=60, max_retries=3, mode=mode)
+    sends = []
+
+    async def packer(ctx):
+        for seq in range(3):
+            for i in range(2):
+                await put(ctx, dut.words, word(seq, i))
+            await put(ctx, dut.desc, {"count": 1, "length": 16})
+
+    async def framer(ctx):
+        ctx.set(dut.tx_words.ready, 1)
+        async for _, _, valid, ready, desc in ctx.tick().sample(
+                dut.tx_desc.valid, dut.tx_desc.ready, dut.tx_desc.payload):
+            if valid and ready and desc.frame_type == FrameType.DATA:
+                sends.append(desc.seq)
+
+    async def testbench(ctx):
+        await ctx.tick().repeat(30)
+        assert ctx.get(dut.unacked) == 3 and sends == []
+        await bench(ctx, dut, sends)
+
+    simulate(dut, testbench, background=(packer, framer))
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_an_ack_for_frames_stored_but_not_sent_is_counted_and_ignored(mode):
+    async def bench(ctx, dut, sends):
+        await pulse(ctx, dut, "ack", 1)         # names frames 0 and 1: never sent
+        await ctx.tick()
+        assert ctx.get(dut.unacked) == 3 and ctx.get(dut.acks_invalid) == 1
+        await pulse(ctx, dut, "ack", 6)         # beyond anything stored (ahead of head)
+        assert ctx.get(dut.acks_invalid) == 2
+        ctx.set(dut.tx_desc.ready, 1)
+        await ctx.tick().repeat(40)
+        assert sends == [0, 1, 2]               # every frame sent, once
+        assert ctx.get(dut.frames_retransmitted) == 0
+        await pulse(ctx, dut, "ack", 2)         # now they were sent: released
+        await ctx.tick().repeat(5 * 60)         # an idle link: no timer runs
+        assert ctx.get(dut.unacked) == 0
+        assert ctx.get(dut.replays_timeout) == 0 and not ctx.get(dut.link_down)
+        assert ctx.get(dut.acks_invalid) == 2
+    held_replay(mode, bench)
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_an_old_ack_is_not_counted(mode):
+    async def bench(ctx, dut, sends):
+        ctx.set(dut.tx_desc.ready, 1)
+        await ctx.tick().repeat(40)
+        await pulse(ctx, dut, "ack", 1)
+        await pulse(ctx, dut, "ack", 0)         # behind head: old, not invalid
+        await pulse(ctx, dut, "ack", 15)
+        await ctx.tick()
+        assert ctx.get(dut.unacked) == 1 and ctx.get(dut.acks_invalid) == 0
+    held_replay(mode, bench)
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_a_nak_for_a_frame_not_sent_is_counted_and_ignored(mode):
+    async def bench(ctx, dut, sends):
+        ctx.set(dut.tx_desc.ready, 1)
+        await ctx.tick().until(dut.tx_desc.valid & dut.tx_desc.ready)
+        ctx.set(dut.tx_desc.ready, 0)           # frame 0 sent; 1 and 2 wait
+        await ctx.tick().repeat(5)
+        await pulse(ctx, dut, "nak", 2)         # stored, not sent
+        await pulse(ctx, dut, "nak", 7)         # never stored
+        await ctx.tick()
+        assert ctx.get(dut.naks_invalid) == 2 and ctx.get(dut.replays_nak) == 0
+        ctx.set(dut.tx_desc.ready, 1)
+        await pulse(ctx, dut, "ack", 0)
+        await ctx.tick().repeat(40)
+        assert sends == [0, 1, 2]               # no rewind, nothing skipped
+        assert ctx.get(dut.frames_retransmitted) == 0
+    held_replay(mode, bench)
