@@ -1,0 +1,235 @@
+"""The hostile-input bench: frames that lie in every field, fed into a
+receive path whose every verdict the models predict, frame by frame.
+
+:class:`ReceivePort` is the only code here that touches the DUT: it drives
+``frame_in`` as a MAC does (one beat per cycle whenever ``ready`` allows,
+never withdrawing ``valid``), collects the TLPs on the TLP output (always
+ready), and after every frame's last beat is taken reads the counters in the
+read-only phase of that very clock edge, so each frame's counter movements are
+its own even when one-beat frames follow each other every cycle.
+
+What is checked per frame (:class:`FrameJudge`):
+
+* the verdict of the frame model (``decode_frame``: a
+  :class:`~tlpoe.models.frame.DropReason`, or a good DATA or control frame)
+  and, with a link layer, of the reference receiver
+  (:class:`~tlpoe.models.link.LinkReceiver`: accepted, duplicate, out of
+  order, held);
+* exactly the counters that verdict names moved, by exactly one (a frame
+  accepted in selective repeat moves ``frames_accepted`` by one plus the held
+  frames it releases), and no other counter of the set moved;
+* the TLPs delivered are exactly those the models deliver, in order, bit
+  exact (none from a dropped, duplicate or out-of-order frame), each with the
+  order stamp of its prefix;
+* ``ready`` on ``frame_in`` never stays low for more than ``stall_bound``
+  cycles while a beat waits, and at the end every TLP is out within
+  ``drain_bound`` cycles.
+
+The Bridge's transmit side and its peer are in :mod:`tlpoe.tb.fuzz_bridge`.
+"""
+
+import collections
+
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from ..models.frame import FrameError, decode_frame
+from ..models.wire import FrameType
+from .bfm import StreamLayout, StreamProtocolError, frame_to_beats
+
+__all__ = ["Prediction", "predict_frame", "ReceivePort", "FrameJudge", "FuzzFailure",
+           "FATE_COUNTERS"]
+
+#: The receive counters whose movements a frame's verdict names: the
+#: deframer's (exactly one per frame) and the link receiver's (at most one).
+FATE_COUNTERS = ("good_frames", "control_frames")
+LINK_FATES = ("frames_accepted", "duplicates", "out_of_order", "out_of_order_buffered")
+
+
+class FuzzFailure(AssertionError):
+    """The RTL did something the models did not predict."""
+
+
+class Prediction:
+    """What the models say one frame does: ``moves`` (counter name ->
+    increment) and ``tlps`` ((bytes, stamp) delivered, in order)."""
+
+    __slots__ = ("moves", "tlps", "frame", "label")
+
+    def __init__(self, label, moves, tlps=(), frame=None):
+        self.label, self.moves, self.tlps, self.frame = label, moves, list(tlps), frame
+
+
+def predict_frame(data, mtu):
+    """The frame model's verdict on ``data``: (:class:`Prediction` of the
+    deframer's counters, the decoded frame or None)."""
+    try:
+        frame = decode_frame(data, mtu=mtu)
+    except FrameError as error:
+        return Prediction(f"drop {error.reason.name}", {f"drops_{error.reason.name}": 1}), None
+    if frame.frame_type is FrameType.DATA:
+        return Prediction("data", {"good_frames": 1},
+                          zip(frame.tlps, frame.stamps), frame), frame
+    return Prediction(f"control {frame.frame_type.name}", {"control_frames": 1}), frame
+
+
+class ReceivePort:
+    """Drives ``frame_in`` (``frame_port``) and watches the TLP output
+    (``tlp_port``, held ready) of ``dut``; ``counters`` are the names read
+    after each frame (``drops`` is split into ``drops_<REASON>``).
+
+    A beat that waits more than ``stall_bound`` cycles fails the test at
+    once (a jammed receive path). :meth:`send` queues a frame with a callback ``on_done(counters)`` called
+    in the read-only phase of the edge that took its last beat. Delivered TLPs
+    go to ``on_tlp(bytes, stamp)``. ``stamp_port`` (optional) is read with a
+    TLP's first beat."""
+
+    def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
+                 stall_bound, stamp_port=None, drop_reasons=()):
+        self.dut, self.clock, self.width = dut, clock, width
+        self.frame_layout = StreamLayout.frame(width)
+        self.tlp_layout = StreamLayout.tlp(width)
+        self.f_valid = getattr(dut, f"{frame_port}__valid")
+        self.f_ready = getattr(dut, f"{frame_port}__ready")
+        self.f_payload = getattr(dut, f"{frame_port}__payload")
+        self.t_valid = getattr(dut, f"{tlp_port}__valid")
+        self.t_payload = getattr(dut, f"{tlp_port}__payload")
+        getattr(dut, f"{tlp_port}__ready").value = 1
+        self.stamp = getattr(dut, stamp_port) if stamp_port else None
+        self.counter_names = counters
+        self.drop_reasons = drop_reasons
+        self.on_tlp = on_tlp
+        self.queue = collections.deque()      # [beats, on_done]
+        self.cycles = 0
+        self.stall = 0                        # cycles the current beat has waited
+        self.max_stall = 0
+        self.stall_bound = stall_bound
+        self.frames_taken = 0
+        self.f_valid.value = 0
+        self._wake = cocotb.triggers.Event()
+        self._task = cocotb.start_soon(self._run())
+
+    def send(self, data, on_done=None):
+        beats = [self.frame_layout.pack(b) for b in frame_to_beats(data, self.width)]
+        self.queue.append((beats, on_done))
+        self._wake.set()
+
+    @property
+    def pending(self):
+        return len(self.queue)
+
+    def read_counters(self):
+        out = {}
+        for name in self.counter_names:
+            value = int(getattr(self.dut, name).value)
+            if name == "drops":
+                for reason in self.drop_reasons:
+                    out[f"drops_{reason.name}"] = (value >> (32 * reason)) & 0xFFFFFFFF
+            else:
+                out[name] = value
+        return out
+
+    async def _run(self):
+        edge, read_only = RisingEdge(self.clock), ReadOnly()
+        f_valid, f_ready, f_payload = self.f_valid, self.f_ready, self.f_payload
+        t_valid, t_payload, unpack = self.t_valid, self.t_payload, self.tlp_layout.unpack
+        beat_bytes = self.width // 8
+        queue = self.queue
+        index = 0                   # next beat of queue[0] to offer
+        offered = False
+        tlp, stamp = bytearray(), 0
+        while True:
+            await edge
+            self.cycles += 1
+            done = None
+            if offered and f_ready.value:
+                self.stall = 0
+                index += 1
+                if index == len(queue[0][0]):
+                    done = queue.popleft()[1]
+                    self.frames_taken += 1
+                    index = 0
+            elif offered:
+                self.stall += 1
+                self.max_stall = max(self.max_stall, self.stall)
+                if self.stall > self.stall_bound:
+                    raise FuzzFailure(f"frame_in stalled for over {self.stall_bound} cycles "
+                                      f"(frame {self.frames_taken}, beat {index}): the "
+                                      f"receive path is jammed")
+            if t_valid.value:
+                data, keep, last = unpack(int(t_payload.value))
+                if not tlp and self.stamp is not None:
+                    stamp = int(self.stamp.value)
+                if keep == 0 or keep & (keep + 1):
+                    raise StreamProtocolError(f"TLP beat keep={keep:#x} not contiguous")
+                tlp += data.to_bytes(beat_bytes, "little")[:4 * keep.bit_length()]
+                if last:
+                    self.on_tlp(bytes(tlp), stamp)
+                    tlp = bytearray()
+            offered = bool(queue)
+            if offered:
+                f_payload.value = queue[0][0][index]
+            f_valid.value = int(offered)
+            if done is not None:
+                await read_only
+                done(self.read_counters())
+
+
+class FrameJudge:
+    """Compares each frame's counter movements and the TLPs delivered with
+    the predictions. ``watched``: the counter names whose movements must be
+    exactly the predicted ones (others are read but not judged per frame)."""
+
+    def __init__(self, watched, log, *, max_errors=5):
+        self.watched = tuple(watched)
+        self.log = log
+        self.before = None
+        self.expected = collections.deque()   # (bytes, stamp, frame index)
+        self.delivered = 0
+        self.errors = []
+        self.max_errors = max_errors
+        self.verdicts = collections.Counter()
+        self.kinds = collections.Counter()
+        self.frames = 0
+
+    def start(self, counters):
+        self.before = counters
+
+    def error(self, message):
+        self.errors.append(message)
+        self.log.error(message)
+        if len(self.errors) >= self.max_errors:
+            raise FuzzFailure("; ".join(self.errors))
+
+    def frame_done(self, index, kind, prediction, counters):
+        """Frame ``index`` (``kind``) finished: its counter movements."""
+        self.frames += 1
+        self.kinds[kind] += 1
+        self.verdicts[prediction.label] += 1
+        moved = {n: (counters[n] - self.before[n]) & 0xFFFFFFFF for n in self.watched}
+        moved = {n: v for n, v in moved.items() if v}
+        want = {n: v for n, v in prediction.moves.items() if v}
+        if moved != want:
+            self.error(f"frame {index} ({kind}, {prediction.label}): counters moved {moved}, "
+                       f"the models say {want}")
+        self.before = counters
+        for tlp, stamp in prediction.tlps:
+            self.expected.append((tlp, stamp, index))
+
+    def tlp_out(self, data, stamp):
+        if not self.expected:
+            self.error(f"TLP {self.delivered} delivered that no good frame carried: "
+                       f"{data[:16].hex()}... ({len(data)} bytes)")
+            return
+        want, want_stamp, index = self.expected.popleft()
+        if data != want or stamp != want_stamp:
+            self.error(f"TLP {self.delivered} (of frame {index}): delivered {len(data)} bytes "
+                       f"{data[:16].hex()}... stamp {stamp}, expected {len(want)} bytes "
+                       f"{want[:16].hex()}... stamp {want_stamp}")
+        self.delivered += 1
+
+    def summary(self):
+        return {"frames": self.frames, "tlps_delivered": self.delivered,
+                "verdicts": dict(sorted(self.verdicts.items())),
+                "kinds": dict(sorted(self.kinds.items())), "errors": list(self.errors)}
+
