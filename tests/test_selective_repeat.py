@@ -214,14 +214,11 @@ def test_reorder_buffer_releases_held_frames_after_the_gap():
 # --- ReplayBuffer -------------------------------------------------------------
 
 
-def replay(bench, frames=4):
-    """A selective-repeat ReplayBuffer (window 4) holding ``frames`` frames of
-    two words; ``bench(ctx, dut, sends)`` sees every DATA frame sent as its
-    sequence number in ``sends`` (the framer takes everything at once unless
-    the bench lowers ``tx_desc.ready``)."""
-    dut = ReplayBuffer(64, window=4, seq_bits=4, replay_timeout=4000, mode="sr")
-    sends = []
-
+def packer_and_framer(dut, frames, sends):
+    """Background benches around a ReplayBuffer: a packer storing ``frames``
+    frames of two words, and a framer taking every frame offered (unless the
+    test lowers ``tx_desc.ready``), appending each DATA frame's sequence
+    number to ``sends``."""
     async def packer(ctx):
         for seq in range(frames):
             for i in range(2):
@@ -234,6 +231,18 @@ def replay(bench, frames=4):
                 dut.tx_desc.valid, dut.tx_desc.ready, dut.tx_desc.payload):
             if valid and ready and desc.frame_type == FrameType.DATA:
                 sends.append(desc.seq)
+
+    return packer, framer
+
+
+def replay(bench, frames=4):
+    """A selective-repeat ReplayBuffer (window 4) holding ``frames`` frames of
+    two words; ``bench(ctx, dut, sends)`` sees every DATA frame sent as its
+    sequence number in ``sends`` (the framer takes everything at once unless
+    the bench lowers ``tx_desc.ready``)."""
+    dut = ReplayBuffer(64, window=4, seq_bits=4, replay_timeout=4000, mode="sr")
+    sends = []
+    packer, framer = packer_and_framer(dut, frames, sends)
 
     async def testbench(ctx):
         ctx.set(dut.tx_desc.ready, 1)
@@ -345,19 +354,7 @@ def held_replay(mode, bench):
     then drives it, ``sends`` being every DATA frame sent (sequence numbers)."""
     dut = ReplayBuffer(64, window=4, seq_bits=4, replay_timeout=60, max_retries=3, mode=mode)
     sends = []
-
-    async def packer(ctx):
-        for seq in range(3):
-            for i in range(2):
-                await put(ctx, dut.words, word(seq, i))
-            await put(ctx, dut.desc, {"count": 1, "length": 16})
-
-    async def framer(ctx):
-        ctx.set(dut.tx_words.ready, 1)
-        async for _, _, valid, ready, desc in ctx.tick().sample(
-                dut.tx_desc.valid, dut.tx_desc.ready, dut.tx_desc.payload):
-            if valid and ready and desc.frame_type == FrameType.DATA:
-                sends.append(desc.seq)
+    packer, framer = packer_and_framer(dut, 3, sends)
 
     async def testbench(ctx):
         await ctx.tick().repeat(30)
