@@ -178,6 +178,7 @@ class Bridge(wiring.Component):
             "credits_advertised": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
             "credit_frames": Out(32),
+            "credits_invalid": Out(32),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
             "tlp_out_stamp": Out(self.rx_queues.stamp_bits),
             **order_ports,
@@ -277,14 +278,30 @@ class Bridge(wiring.Component):
         ``credit_refresh`` cycles (so that a lost update is sent again)."""
         decap, framer = self.decap, self.framer
         limit = self.credit_return.limit
+        # Cumulative: a limit never goes back to an older value (a late
+        # frame's), and never more than half the counter past what was
+        # consumed: the flow-control test (rtl/classq.py _room) would read
+        # such a limit as exhausted, and every honest advertisement after it
+        # as older, so the class would stall for good. Those are counted.
+        # (With credits_enable clear, consumed runs past the limits: only the
+        # first rule holds.)
+        invalid = []
         for k in range(3):
             new, cur = decap.credits[k], self.credit_limit[k]
+            consumed = self.credits_consumed[k]
             for part, bits in (("hdr", HDR_BITS), ("data", DATA_BITS)):
-                ahead = Signal(bits, name=f"ahead_{CLASSES[k]}_{part}")
-                m.d.comb += ahead.eq(getattr(new, part) - getattr(cur, part))
-                # cumulative: never go back to an older value (a late frame)
-                with m.If(decap.credits_update & ~ahead[-1]):
+                name = f"{CLASSES[k]}_{part}"
+                ahead = Signal(bits, name=f"ahead_{name}")
+                room = Signal(bits, name=f"room_{name}")
+                legal = Signal(name=f"legal_{name}")
+                m.d.comb += [ahead.eq(getattr(new, part) - getattr(cur, part)),
+                             room.eq(getattr(new, part) - getattr(consumed, part)),
+                             legal.eq((room <= 1 << (bits - 1)) | ~self.credits_enable)]
+                with m.If(decap.credits_update & ~ahead[-1] & legal):
                     m.d.sync += getattr(cur, part).eq(getattr(new, part))
+                invalid.append(~ahead[-1] & ~legal)
+        with m.If(decap.credits_update & Cat(*invalid).any()):
+            m.d.sync += self.credits_invalid.eq(self.credits_invalid + 1)
         m.d.comb += [framer.credits.eq(limit), framer.credits_valid.eq(1)]
         frame_started = Signal()
         m.d.comb += frame_started.eq(framer.desc.valid & framer.desc.ready)

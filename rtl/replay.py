@@ -133,8 +133,18 @@ class ReplayBuffer(wiring.Component):
             return seq[:slot_bits] if slot_bits else Const(0, 1)
 
         # --- store --------------------------------------------------------------
+        # The slot the reader is fetching stays until its last word is read,
+        # even when an ACK released it meanwhile (a frame resent, or a lie):
+        # a new frame written there would go out as part of the old one.
         full = Signal()
-        m.d.comb += full.eq(in_flight == self.window)
+        words_left = Signal(word_bits + 1)      # body words still to fetch (the reader)
+        rd_addr = Signal(word_bits + slot_bits)
+        reading = Signal()
+        if slot_bits:
+            m.d.comb += reading.eq((words_left != 0) & (rd_addr[word_bits:] == slot(tail)))
+        else:
+            m.d.comb += reading.eq(words_left != 0)
+        m.d.comb += full.eq((in_flight == self.window) | reading)
         m.d.comb += [
             self.words.ready.eq(~full),
             self.desc.ready.eq(~full),
@@ -222,8 +232,6 @@ class ReplayBuffer(wiring.Component):
                                  self.link_down_events.eq(self.link_down_events + 1)]
 
         # --- transmit scheduler and body reader -----------------------------------------
-        words_left = Signal(word_bits + 1)      # body words still to fetch
-        rd_addr = Signal(word_bits + slot_bits)
         out_valid = Signal()
         fetch = Signal()
         m.d.comb += [

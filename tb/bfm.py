@@ -363,7 +363,12 @@ class StreamMonitor:
             if valid.value:
                 taken = ready_now if drive else ready.value
                 if taken or check:
-                    value = int(payload.value)
+                    try:
+                        value = int(payload.value)
+                    except ValueError:
+                        raise StreamProtocolError(
+                            f"{self.name}: payload has unknown bits while valid (cycle "
+                            f"{self.cycles}): {payload.value}") from None
                     if stalled is not None and value != stalled:
                         raise StreamProtocolError(
                             f"{self.name}: payload changed from {stalled:#x} to {value:#x} "

@@ -25,12 +25,13 @@ exactly once, in order, and the link is up.
 
 import random
 
-from cocotb.triggers import RisingEdge
+import cocotb
+from cocotb.triggers import ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
 from ..models import wire
 from ..models.frame import (
-    CREDIT_FIELDS, FLAG_ACK_VALID, FLAG_CREDITS_VALID, DropReason, encode_frame,
+    DEFAULT_DST_MAC, DEFAULT_SRC_MAC, FLAG_ACK_VALID, FLAG_CREDITS_VALID, DropReason, encode_frame,
 )
 from ..models.link import LinkConfig, LinkCounters, LinkEndpoint, LinkReceiver
 from ..models.tlp import Tlp
@@ -39,6 +40,7 @@ from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import _refresh_crc, _set
 from .fuzz import FATE_COUNTERS, FrameJudge, Prediction, ReceivePort, predict_frame
 from .hostile import hostile_frame
+from .link_env import configure_bridge
 
 __all__ = ["BridgeFuzz", "LIES", "mwr_tlps"]
 
@@ -83,6 +85,7 @@ class BridgeFuzz:
 
     def __init__(self, dut, p, clock_ns, log):
         self.dut, self.p, self.log = dut, p, log
+        configure_bridge(dut, None, DEFAULT_DST_MAC, DEFAULT_SRC_MAC, p)
         self.rng = random.Random(f"fuzz-bridge:{p['seed']}")
         self.clock_ns = clock_ns
         self.bits = p["seq_bits"]
@@ -101,17 +104,21 @@ class BridgeFuzz:
         self.sent_frames = []           # every frame the peer sent (for duplicates)
         self.limits = [[0, 0] for _ in CLASSES]   # the bridge's credit_limit, modelled
         self.advertised = None          # the peer's last honest advertisement
+        self.credits_sent_ns = 0
+        self.consumed_history = []      # [(time, credits_consumed)], the last few edges
         self.to_bridge = mwr_tlps(self.rng, p["tlps"])
         self.from_bridge = mwr_tlps(self.rng, p["tlps"])
         self.peer_got = []
         self.lies = {name: 0 for name in LIES}
+        self.lost = 0                   # the peer's frames lost on the wire
         watched = FATE_COUNTERS + tuple(f"drops_{r.name}" for r in DropReason) + (
-            "frames_accepted", "duplicates", "out_of_order", "acks_invalid", "naks_invalid")
+            "frames_accepted", "duplicates", "out_of_order", "acks_invalid", "naks_invalid",
+            "credits_invalid")
         if p["mode"] == "sr":
             watched += ("out_of_order_buffered",)
         self.judge = FrameJudge(watched, log)
         counters = ("drops", "good_frames", "control_frames", "tlps_out", "frames_accepted",
-                    "duplicates", "out_of_order", "acks_invalid", "naks_invalid",
+                    "duplicates", "out_of_order", "acks_invalid", "naks_invalid", "credits_invalid",
                     "credit_limit", "link_down", "replays_nak", "replays_timeout",
                     "frames_sent", "frames_retransmitted") + (
             ("out_of_order_buffered",) if p["mode"] == "sr" else ())
@@ -178,7 +185,10 @@ class BridgeFuzz:
             expected = self.rx_model.expected
             seq = (expected + rng.randrange(self.p["window"], m // 2)) % m
             return encode_frame(mwr_tlps(rng, 1, max_payload=32), seq=seq)
-        unsent = (self.seen + SENT_SLACK + 1 + rng.randrange(m // 4)) % m
+        # mostly just past the frames sent, where frames stored for the MAC
+        # wait (the defect of an ack releasing one of them), else anywhere ahead
+        reach = self.p["window"] if rng.random() < 0.75 else m // 4
+        unsent = (self.seen + rng.randrange(reach)) % m
         if kind == "ack_unsent":
             return self._control(wire.FrameType.ACK, ack=unsent)
         if kind == "nak_unsent":
@@ -207,9 +217,16 @@ class BridgeFuzz:
         if self.peer.next_deadline() is not None and now >= self.peer.next_deadline():
             self.peer.on_timer(now)
         honest = self.peer.poll(now)
+        if honest is None and now - self.credits_sent_ns >= self.p["credit_refresh"] * self.clock_ns:
+            # like the bridge's credit_refresh: an idle peer still advertises
+            honest = self._control(wire.FrameType.ACK)
         if honest is not None:
             honest = with_credits(honest, self._honest_credits())
             self.sent_frames.append(honest)
+            self.credits_sent_ns = now
+            if self.rng.random() < self.p["loss"]:     # lost on the wire: a gap
+                self.lost += 1
+                honest = None
         if self.hostile_sent >= self.p["count"]:
             return ("good", honest) if honest is not None else None
         if honest is not None and self.rng.random() < 0.5:
@@ -217,6 +234,8 @@ class BridgeFuzz:
         self.hostile_sent += 1
         if self.rng.random() < self.p["lie_share"]:
             kind = self.rng.choice(LIES)
+            if self.hold > 64 and self.rng.random() < 0.5:   # frames stored for the MAC
+                kind = self.rng.choice(("ack_unsent", "nak_unsent"))
             self.lies[kind] += 1
             frame = self._lie(kind)
         else:
@@ -256,7 +275,7 @@ class BridgeFuzz:
             if frame.frame_type is wire.FrameType.NAK:
                 self._nak(frame.seq % self.modulus, moves, fuzzy, counters)
             if frame.flags & FLAG_CREDITS_VALID:
-                self._credits(frame)
+                self._credits(frame, moves)
         for name in fuzzy:      # undecided: the RTL's answer, if it moved by one at most
             moves[name] = min(1, (counters[name] - self.judge.before[name]) & 0xFFFFFFFF)
         self.judge.frame_done(index, kind, Prediction(prediction.label, moves,
@@ -297,12 +316,43 @@ class BridgeFuzz:
     def _nak(self, seq, moves, fuzzy, counters):
         self._judge_name(seq, "naks_invalid", moves, fuzzy, counters)
 
-    def _credits(self, frame):
+    def _credits(self, frame, moves):
+        """The cumulative rule: a limit moves only forward, and (credits
+        enabled) never more than half the counter past the credits consumed
+        in the cycle the frame ended; a frame with such a limit is counted."""
+        consumed = self.consumed_before()
+        invalid = False
         for k, cls in enumerate(CLASSES):
             for part, bits in ((0, HDR_BITS), (1, DATA_BITS)):
                 new = getattr(frame, f"credit_{cls}_{'hdr' if part == 0 else 'data'}")
-                if _ahead(new, self.limits[k][part], bits):
+                if not _ahead(new, self.limits[k][part], bits):
+                    continue
+                room = (new - consumed[k][part]) % (1 << bits)
+                if room <= 1 << (bits - 1) or not self.p["credits"]:
                     self.limits[k][part] = new
+                else:
+                    invalid = True
+        if invalid:
+            moves["credits_invalid"] = 1
+
+    def consumed_before(self):
+        """``credits_consumed`` during the cycle that ended at this edge
+        (what the RTL compared the frame's limits with), per class
+        [hdr, data]: the value read after the previous edge."""
+        now = self._now()
+        value = next((v for t, v in reversed(self.consumed_history) if t < now), 0)
+        return [[(value >> (24 * k)) & 0xFF, (value >> (24 * k + 8)) & 0xFFFF]
+                for k in range(3)]
+
+    async def _watch_consumed(self):
+        """``credits_consumed`` after every edge, with the edge's time (the
+        judge, in the same read-only phase, may run before or after this)."""
+        edge, settle = RisingEdge(self.dut.clk), ReadOnly()
+        while True:
+            await edge
+            await settle
+            self.consumed_history = self.consumed_history[-3:] + [
+                (self._now(), int(self.dut.credits_consumed.value))]
 
     # --- the run ---------------------------------------------------------------------
 
@@ -310,22 +360,26 @@ class BridgeFuzz:
         p, port = self.p, self.port
         self.hostile_sent = 0
         self.backlog = []
-        self.dut.credits_enable.value = self.p.get("credits", 1)
         self.judge.start(port.read_counters())
-        for tlp in self.from_bridge:
-            self.tlp_driver.send_nowait(tlp)
-        self.peer.submit(self.to_bridge, self._now())
+        cocotb.start_soon(self._watch_consumed())
+        bursts = self._bursts()
         edge = RisingEdge(self.dut.clk)
         index = 0
-        idle = 0
+        idle, last = 0, None
         while True:
+            while bursts and bursts[0][0] <= index:
+                _, out, back = bursts.pop(0)
+                for tlp in out:
+                    self.tlp_driver.send_nowait(tlp)
+                self.peer.submit(back, self._now())
+                # the MAC holds while the burst is framed: frames stored, not sent
+                self.hold = max(self.hold, self.p["burst_hold"])
             if port.pending < 4:
                 item = self.backlog.pop(0) if self.backlog else self.next_frame()
                 if item is not None:
                     kind, data = item
                     port.send(data, lambda c, i=index, k=kind, d=data: self.judge_frame(i, k, d, c))
                     index += 1
-                    idle = 0
             for _ in range(4):
                 await edge
             done = (self.hostile_sent >= p["count"] and not self.backlog and not port.pending
@@ -335,12 +389,29 @@ class BridgeFuzz:
                     and not self.peer.sender.pending)
             if done:
                 break
-            idle += 4
-            if idle > p["drain_cycles"]:
+            progress = (index if self.hostile_sent < p["count"] else 0,
+                        len(self.peer_got), self.judge.delivered)
+            idle = idle + 4 if progress == last else 0
+            last = progress
+            if idle > p["drain_cycles"]:        # no TLP delivered either way for so long
                 break
         for _ in range(200):
             await edge
         return self.report(port.read_counters())
+
+    def _bursts(self):
+        """When the TLPs go in, each way: bursts of 1 to 32 spread over the
+        hostile frames, so that lies meet a window full of frames sent and
+        frames stored for the MAC. [(frame index, to tlp_in, to the peer)]."""
+        rng, out, back = self.rng, list(self.from_bridge), list(self.to_bridge)
+        bursts = []
+        count = max(1, self.p["count"])
+        while out or back:
+            size = rng.randrange(1, 33)
+            bursts.append((rng.randrange(count), out[:size], back[:size]))
+            out, back = out[size:], back[size:]
+        starts = sorted(index for index, _, _ in bursts)
+        return [(start, o, b) for start, (_, o, b) in zip(starts, bursts)]
 
     def report(self, counters):
         errors = self.judge.errors
@@ -356,13 +427,19 @@ class BridgeFuzz:
                           f"left tlp_out")
         if self.peer.sender.outstanding or self.peer.sender.pending:
             errors.append("the peer's TLPs were not all acknowledged by the bridge")
+        if counters["tlps_out"] != self.judge.delivered:
+            errors.append(f"tlps_out {counters['tlps_out']}, {self.judge.delivered} TLPs seen")
+        bad = {reason: n for reason, n in self.peer.counters.as_dict()["drops"].items() if n}
+        if bad:
+            errors.append(f"the peer dropped frames the bridge sent: {bad}")
         if counters["link_down"]:
             errors.append("the bridge took the link down")
         return self.judge.summary() | {
             "cycles": self.port.cycles, "max_stall": self.port.max_stall,
             "stall_bound": self.p["stall_bound"], "hostile_frames": self.hostile_sent,
-            "lies": self.lies, "tlps_to_peer": len(got), "counters": counters,
+            "lies": self.lies, "peer_frames_lost": self.lost, "tlps_to_peer": len(got), "counters": counters,
             "frames_out_seen": self.frame_monitor.packets_seen,
             "transmit": {n: int(getattr(self.dut, n).value) for n in (
-                "window_full_cycles", "oversize_drops", "length_errors")},
+                "window_full_cycles", "oversize_drops", "length_errors", "credits_consumed",
+                "credit_limit", "credit_stall_cycles", "tlps_sent")},
             "peer": self.peer.counters.as_dict()}

@@ -256,9 +256,11 @@ class LinkEnv(uvm_env):
 
 def configure_bridge(dut, prefix, dst_mac, src_mac, params):
     """Set the run-time inputs of the bridge whose ports are ``{prefix}_*``
-    (``params``: the timeouts and delays in cycles, ``credits``)."""
+    (``prefix`` None: a Bridge at the top level; ``params``: the timeouts and
+    delays in cycles, ``credits``).  A top-level input has no reset value in
+    Verilog: every one must be driven."""
     def put(name, value):
-        getattr(dut, f"{prefix}_{name}").value = value
+        getattr(dut, name if prefix is None else f"{prefix}_{name}").value = value
     put("dst_mac", int.from_bytes(dst_mac, "big"))
     put("src_mac", int.from_bytes(src_mac, "big"))
     put("channel", 0)

@@ -414,3 +414,54 @@ def test_a_nak_for_a_frame_not_sent_is_counted_and_ignored(mode):
         assert sends == [0, 1, 2]               # no rewind, nothing skipped
         assert ctx.get(dut.frames_retransmitted) == 0
     held_replay(mode, bench)
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_a_slot_released_while_its_frame_is_read_is_not_overwritten(mode):
+    """An ACK for the frame being read out (a resend after the timer, the
+    original since acknowledged) frees its slot with the window full and the
+    next frame waiting: that frame is written only after the last word was
+    fetched, and the frame on ``tx_words`` is the one stored, word for word."""
+    dut = ReplayBuffer(64, window=4, seq_bits=4, replay_timeout=4000, mode=mode)
+    words, frames = 8, 6            # length 64: eight body words of 64 bits
+    out = []                        # (seq, words) of every DATA frame sent
+
+    async def packer(ctx):
+        for seq in range(frames):
+            for i in range(words):
+                await put(ctx, dut.words, word(seq, i))
+            await put(ctx, dut.desc, {"count": 1, "length": 8 * words})
+
+    async def mac(ctx):             # a slow MAC: one word in four cycles
+        cycle = 0
+        async for _, _, valid, ready, desc, wvalid, wready, payload in ctx.tick().sample(
+                dut.tx_desc.valid, dut.tx_desc.ready, dut.tx_desc.payload,
+                dut.tx_words.valid, dut.tx_words.ready, dut.tx_words.payload):
+            if valid and ready and desc.frame_type == FrameType.DATA:
+                out.append((desc.seq, []))
+            if wvalid and wready:
+                out[-1][1].append(payload)
+            cycle += 1
+            ctx.set(dut.tx_words.ready, cycle % 4 == 0)
+
+    async def testbench(ctx):
+        ctx.set(dut.tx_desc.ready, 1)
+        await ctx.tick().until(dut.unacked == 4)
+        await ctx.tick().repeat(200)            # frames 0..3 sent; 4 waits for a slot
+        assert [seq for seq, _ in out] == [0, 1, 2, 3]
+        await pulse(ctx, dut, "nak", 0)         # frame 0 is read out again ...
+        await ctx.tick().until(dut.tx_words.valid)
+        await ctx.tick().repeat(3)
+        await pulse(ctx, dut, "ack", 0)         # ... and acknowledged half way through
+        await ctx.tick().repeat(400)
+        await pulse(ctx, dut, "ack", 3)         # frees the rest: frame 5 goes too
+        await ctx.tick().repeat(400)
+        await pulse(ctx, dut, "ack", 5)
+        await ctx.tick().repeat(50)
+        assert [seq for seq, _ in out][:5] == [0, 1, 2, 3, 0]
+        for seq, body in out:
+            assert body == [word(seq, i) for i in range(words)], f"frame {seq} garbled"
+        assert {seq for seq, _ in out} == set(range(frames))
+        assert ctx.get(dut.unacked) == 0
+
+    simulate(dut, testbench, background=(packer, mac))
