@@ -66,10 +66,10 @@ e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): 
 synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))
 
-fuzz: ## hostile-input bench: 100,000 seeded lying frames per width (64, 512) into the Decapsulator on Verilator, each judged by the frame model, in build/reports/fuzz/; QUICK=1: 10,000
+fuzz: ## hostile-input bench: 100,000 seeded lying frames per width (64, 512) into the Decapsulator and per width and link mode into a Bridge whose peer is the bench, on Verilator, each judged by the frame model, in build/reports/fuzz/; QUICK=1: 10,000
 	$(PY) -m tlpoe.sim.fuzz $(if $(QUICK),--quick) $(if $(FUZZ_JOBS),--jobs $(FUZZ_JOBS))
 
-report: ## every report (ber, ordering, coverage, perf, e2e, synth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
+report: ## every report (ber, ordering, coverage, perf, e2e, fuzz, synth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)

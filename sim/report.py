@@ -8,6 +8,7 @@ line before and after each:
 * ``coverage``: code and functional coverage (`make coverage`);
 * ``perf``: simulation and model speed (`make perf`);
 * ``e2e``: the local slot against the disaggregated path (`make e2e`);
+* ``fuzz``: the hostile-input bench (`make fuzz`);
 * ``synth``: synthesis, utilisation and Fmax on ECP5 and iCE40 (`make synth`).
 
 The index links each report's Markdown, JSON and HTML files, shows its
@@ -36,6 +37,7 @@ STEPS = {
     "coverage": ("tlpoe.sim.coverage", "Code and functional coverage"),
     "perf": ("tlpoe.sim.perf", "Simulation and model speed"),
     "e2e": ("tlpoe.sim.e2e", "End to end: local slot vs disaggregated"),
+    "fuzz": ("tlpoe.sim.fuzz", "Hostile input: lying frames into the Decapsulator and a Bridge"),
     "synth": ("tlpoe.sim.synth", "Synthesis: utilisation, Fmax and throughput on FPGAs"),
 }
 
