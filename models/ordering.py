@@ -64,7 +64,7 @@ from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
            "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps",
-           "CREDIT_CLASSES", "flow_control_need"]
+           "CREDIT_CLASSES", "flow_control_need", "take_credit_limit"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -139,6 +139,26 @@ def flow_control_need(tlp):
     one header credit per TLP, one data credit per 4 DW of payload)."""
     payload = payload_size_from_header(tlp[:4])
     return Tlp.unpack(tlp).ordering_class, -(-payload // 16)
+
+
+def take_credit_limit(limit, advertised, consumed, bits, enforce=True):
+    """The bridge's rule for one credit field of a received frame, as the RTL
+    applies it (``rtl/bridge.py`` ``_credits``): ``(new limit, invalid)``.
+
+    All values are modulo ``2**bits``. An ``advertised`` limit behind the
+    current ``limit`` (in the half of the counter before it) is an older
+    value from a late frame and is ignored. One ahead of it is taken, unless
+    (``enforce``: credits enabled) it runs more than half the counter past
+    ``consumed``, the credits sent so far: no receiver's buffer gives that
+    much, and PCIe's test ``(limit - consumed - need) mod 2**bits <=
+    2**(bits-1)`` would read such a limit as exhausted and every later one as
+    older. Such a limit is ignored and ``invalid`` is True."""
+    half, mask = 1 << (bits - 1), (1 << bits) - 1
+    if (advertised - limit) & mask >= half:
+        return limit, False
+    if enforce and (advertised - consumed) & mask > half:
+        return limit, True
+    return advertised, False
 
 
 #: Request types whose completion may pass posted requests (D2b).

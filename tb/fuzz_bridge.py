@@ -34,6 +34,7 @@ from ..models.frame import (
     DEFAULT_DST_MAC, DEFAULT_SRC_MAC, FLAG_ACK_VALID, FLAG_CREDITS_VALID, DropReason, encode_frame,
 )
 from ..models.link import LinkConfig, LinkCounters, LinkEndpoint, LinkReceiver
+from ..models.ordering import take_credit_limit
 from ..models.tlp import Tlp
 from ..rtl.classq import CLASSES, DATA_BITS, HDR_BITS
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
@@ -70,11 +71,6 @@ def with_credits(frame, limits):
     for name, value in limits.items():
         frame = _set(frame, header[name], value)
     return _refresh_crc(frame)
-
-
-def _ahead(a, b, bits):
-    """``a`` at or after ``b`` in modular arithmetic of ``bits`` bits."""
-    return (a - b) % (1 << bits) < 1 << (bits - 1)
 
 
 class BridgeFuzz:
@@ -325,13 +321,9 @@ class BridgeFuzz:
         for k, cls in enumerate(CLASSES):
             for part, bits in ((0, HDR_BITS), (1, DATA_BITS)):
                 new = getattr(frame, f"credit_{cls}_{'hdr' if part == 0 else 'data'}")
-                if not _ahead(new, self.limits[k][part], bits):
-                    continue
-                room = (new - consumed[k][part]) % (1 << bits)
-                if room <= 1 << (bits - 1) or not self.p["credits"]:
-                    self.limits[k][part] = new
-                else:
-                    invalid = True
+                self.limits[k][part], bad = take_credit_limit(
+                    self.limits[k][part], new, consumed[k][part], bits, bool(self.p["credits"]))
+                invalid |= bad
         if invalid:
             moves["credits_invalid"] = 1
 
