@@ -39,14 +39,20 @@ from pathlib import Path
 __all__ = ["BLOCKS", "BUDGETS", "CHECKED", "longest_path", "run_point", "main"]
 
 #: Cells that start and end paths (sequential, memories, DSPs, clock buffers).
-_BOUNDARY = re.compile(r"^(FD[A-Z]*|RAM.*|RAMB.*|URAM.*|SRL.*|DSP.*|BUFG.*|IBUF|OBUF|"
-                       r"\$_DFF.*)$")
+_BOUNDARY = re.compile(r"^(FD[A-Z]*|RAMB.*|URAM.*|DSP.*|BUFG.*|IBUF|OBUF|\$_DFF.*)$")
+#: Distributed RAM and shift registers: written on the clock, but read
+#: combinationally from their address ports, a LUT level on the path; their
+#: other inputs end paths.
+_LUTRAM = re.compile(r"^(RAM\d+(M\d*|X\d+[SD])|SRL(16E|C16E|C32E))$")
+_READ_ADDRESS = re.compile(r"^(ADDR[A-Z]|A\d*|DPRA\d*)$")
 _LUT = re.compile(r"^LUT[1-6]$")
 _FREE = re.compile(r"^(MUXF[789]|CARRY[48]|INV|BUF)$")
 _CARRY = re.compile(r"^CARRY[48]$")
-#: Outputs of boundary cells that are combinational from their inputs (none
-#: of the cells above has one in the way synth_xilinx maps: RAM reads are
-#: registered or LUTRAM, which counts as a boundary like the others).
+
+
+def _starts(kind):
+    """Whether a cell of type ``kind`` starts paths (its outputs are registered)."""
+    return bool(_BOUNDARY.match(kind))
 
 
 def _blocks():
@@ -113,9 +119,12 @@ def longest_path(netlist, top):
     memo = {}                                       # comb cell -> (levels, carry, prev)
 
     def comb_inputs(name):
-        """The combinational cells driving ``name``'s inputs."""
-        return [driver[b] for _, b in _bits(cells[name], "input")
-                if b in driver and not _BOUNDARY.match(cells[driver[b]]["type"])]
+        """The combinational cells driving ``name``'s inputs (a LUTRAM's read
+        address only)."""
+        ram = _LUTRAM.match(cells[name]["type"])
+        return [driver[b] for port, b in _bits(cells[name], "input")
+                if b in driver and not _starts(cells[driver[b]]["type"])
+                and (not ram or _READ_ADDRESS.match(port))]
 
     def cell_depth(name):
         """(LUT levels, carry cells, previous cell) of the deepest path
@@ -140,7 +149,7 @@ def longest_path(netlist, top):
                     if (levels, carry) > best[:2]:
                         best = (levels, carry, src)
                 kind = cells[current]["type"]
-                memo[current] = (best[0] + bool(_LUT.match(kind)),
+                memo[current] = (best[0] + bool(_LUT.match(kind) or _LUTRAM.match(kind)),
                                  best[1] + bool(_CARRY.match(kind)), best[2])
                 on_path.discard(current)
                 stack.pop()
@@ -151,13 +160,13 @@ def longest_path(netlist, top):
         kind = cell["type"]
         if kind == "$scopeinfo":            # hierarchy names, no logic
             continue
-        if not _BOUNDARY.match(kind):
+        if not (_starts(kind) or _LUTRAM.match(kind)):
             if not (_LUT.match(kind) or _FREE.match(kind)):
                 raise ValueError(f"cell type {kind} of {name} is not known to the depth walk")
             continue
         for port, bit in _bits(cell, "input"):
             src = driver.get(bit)
-            if src is None or _BOUNDARY.match(cells[src]["type"]):
+            if src is None or _starts(cells[src]["type"]):
                 levels, carry, last = 0, 0, None
             else:
                 levels, carry, _ = cell_depth(src)
@@ -169,7 +178,7 @@ def longest_path(netlist, top):
             continue
         for bit in port["bits"]:
             src = driver.get(bit) if isinstance(bit, int) else None
-            if src is not None and not _BOUNDARY.match(cells[src]["type"]):
+            if src is not None and not _starts(cells[src]["type"]):
                 levels, carry, _ = cell_depth(src)
                 if (levels, carry) > best[:2]:
                     best = (levels, carry, src, (None, port_name))
@@ -184,7 +193,7 @@ def longest_path(netlist, top):
         first = cells[path[0]]
         for _, bit in _bits(first, "input"):
             src = driver.get(bit)
-            if src is not None and _BOUNDARY.match(cells[src]["type"]):
+            if src is not None and _starts(cells[src]["type"]):
                 start = src
                 break
     cell, port = end if end else (None, None)

@@ -79,3 +79,21 @@ def test_a_bad_argument_exits_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2 and capsys.readouterr().err
+
+
+def test_a_distributed_ram_read_is_a_level_and_its_write_ends_a_path():
+    """ff1 -> lut a -> RAM32M16 read address -> lut b -> ff2; lut a also
+    drives the RAM's data input (a path that ends there)."""
+    ram_dirs = {"ADDRA": "input", "DIA": "input", "WE": "input", "WCLK": "input",
+                "DOA": "output"}
+    cells = {
+        "ff1": cell("FDRE", D=2, Q=10),
+        "a": cell("LUT2", I0=10, I1=10, O=11),
+        "ram": {"type": "RAM32M16", "port_directions": ram_dirs,
+                "connections": {"ADDRA": [11], "DIA": [11], "WE": [10], "WCLK": [1],
+                                "DOA": [12]}, "attributes": {}},
+        "b": cell("LUT3", I0=12, I1=12, O=13),
+        "ff2": cell("FDRE", D=13, Q=14),
+    }
+    path = longest_path(netlist(cells), "top")
+    assert path["lut_levels"] == 3 and path["cells"] == ["LUT2", "RAM32M16", "LUT3"]
