@@ -67,12 +67,12 @@ synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..51
 	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))
 
 depth: ## logic depth of every block after Yosys synth_xilinx for UltraScale+ (the 100 GbE parts open tools cannot place): LUT levels of the longest register-to-register path at 64 and 512 bits and the rtl/ lines at its ends, in build/reports/depth/
-	$(PY) -m tlpoe.sim.depth $(if $(DEPTH_JOBS),--jobs $(DEPTH_JOBS))
+	$(PY) -m tlpoe.sim.depth $(if $(QUICK),--quick) $(if $(DEPTH_JOBS),--jobs $(DEPTH_JOBS))
 
 fuzz: ## hostile-input bench: 100,000 seeded lying frames per width (64, 512) into the Decapsulator and per width and link mode into a Bridge whose peer is the bench, on Verilator, each judged by the frame model, in build/reports/fuzz/; QUICK=1: 10,000
 	$(PY) -m tlpoe.sim.fuzz $(if $(QUICK),--quick) $(if $(FUZZ_JOBS),--jobs $(FUZZ_JOBS))
 
-report: ## every report (ber, ordering, coverage, perf, e2e, fuzz, synth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
+report: ## every report (ber, ordering, coverage, perf, e2e, fuzz, synth, depth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)

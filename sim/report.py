@@ -9,7 +9,8 @@ line before and after each:
 * ``perf``: simulation and model speed (`make perf`);
 * ``e2e``: the local slot against the disaggregated path (`make e2e`);
 * ``fuzz``: the hostile-input bench (`make fuzz`);
-* ``synth``: synthesis, utilisation and Fmax on ECP5 and iCE40 (`make synth`).
+* ``synth``: synthesis, utilisation and Fmax on ECP5 and iCE40 (`make synth`);
+* ``depth``: the logic depth of every block for UltraScale+ (`make depth`).
 
 The index links each report's Markdown, JSON and HTML files, shows its
 plots, and says which reports are missing or failed. ``--quick`` runs each
@@ -39,6 +40,7 @@ STEPS = {
     "e2e": ("tlpoe.sim.e2e", "End to end: local slot vs disaggregated"),
     "fuzz": ("tlpoe.sim.fuzz", "Hostile input: lying frames into the Decapsulator and a Bridge"),
     "synth": ("tlpoe.sim.synth", "Synthesis: utilisation, Fmax and throughput on FPGAs"),
+    "depth": ("tlpoe.sim.depth", "Logic depth of every block (synth_xilinx, UltraScale+)"),
 }
 
 __all__ = ["STEPS", "run_step", "write_index", "main"]
