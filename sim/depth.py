@@ -23,7 +23,9 @@ LUT levels, the carry cells and the cells on the path, and the ``rtl/``
 lines of the registers where it starts and ends.
 
 Usage: ``python -m tlpoe.sim.depth [--blocks NAME ...] [--widths 64 512]
-[--jobs N] [--out DIR]``; exits 1 when a point failed, 2 on a bad argument.
+[--quick] [--index-only] [--jobs N] [--out DIR]``: points already in
+``DIR/points`` are kept in the summary (``--index-only`` runs none); exits 1
+when a point failed, 2 on a bad argument.
 """
 
 import argparse
@@ -222,6 +224,15 @@ _SCRIPT_ABC = (f"{_SYNTH} -run :map_luts; opt_expr -mux_undef -noclkinv; "
                "select top; write_json -selected net.json")
 
 
+#: The flows tried in turn: (name, script).
+_FLOWS = (
+    ("synth_xilinx", _SCRIPT),
+    ("synth_xilinx, abc for abc9", _SCRIPT_ABC),
+    ("synth_xilinx -nolutram", _SCRIPT.replace("-noiopad", "-noiopad -nolutram")),
+    ("synth_xilinx -nolutram, abc for abc9", _SCRIPT_ABC.replace("-noiopad", "-noiopad -nolutram")),
+)
+
+
 def _yosys(work, script):
     from .synth import _tool
     (work / "yosys.log").unlink(missing_ok=True)
@@ -233,7 +244,8 @@ def _error(work):
     """The ERROR line of the last Yosys run's log, or ''."""
     log = work / "yosys.log"
     lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
-    return next((line.strip() for line in reversed(lines) if line.startswith("ERROR")), "")
+    return next((line[line.index("ERROR"):].strip() for line in reversed(lines)
+                 if "ERROR" in line), "")
 
 
 def point_name(point):
@@ -255,13 +267,17 @@ def run_point(point, out_dir):
     start = time.monotonic()
     (work / "top.v").write_text(verilog.convert(blocks[point["block"]](point["width"]),
                                                 name="top", emit_src=True))
-    record["flow"] = "synth_xilinx"
-    proc = _yosys(work, _SCRIPT)
-    if proc.returncode:
-        # Yosys 0.70's abc9 reintegration asserts on some blocks (the
-        # Deframer): map the LUTs with abc instead, the rest as synth_xilinx
-        record["flow"] = f"synth_xilinx with abc for abc9 ({_error(work)})"
-        proc = _yosys(work, _SCRIPT_ABC)
+    # Yosys 0.70 fails on some blocks: abc9's reintegration asserts (the
+    # Deframer), and the LUTRAM mapper refuses some shapes (the
+    # ReorderBuffer at 64 bits, the OrderChecker). Then the next flow is
+    # tried, and the record says which ran and why.
+    failures = []
+    for flow, script in _FLOWS:
+        proc = _yosys(work, script)
+        if not proc.returncode:
+            break
+        failures.append(f"{flow}: {_error(work)}")
+    record["flow"] = flow + (f" (after {'; '.join(failures)})" if failures else "")
     record["yosys_s"] = round(time.monotonic() - start, 1)
     if proc.returncode:
         record["error"] = [_error(work) or (proc.stderr or proc.stdout).strip()[-200:]]
@@ -306,6 +322,8 @@ def main(argv=None):
     parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=BLOCKS)
     parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS),
                         choices=(64, 128, 256, 512))
+    parser.add_argument("--index-only", action="store_true",
+                        help="write depth.json and depth.md from the points already there")
     parser.add_argument("--quick", action="store_true",
                         help="only the points make test checks against their budgets")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -316,6 +334,8 @@ def main(argv=None):
     out = Path(args.out)
     todo = ([{"block": b, "width": w} for b, w in CHECKED] if args.quick else
             [{"block": b, "width": w} for b in args.blocks for w in args.widths])
+    if args.index_only:         # the summary of every point already there
+        todo = []
     records = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_point, p, out) for p in todo]
@@ -325,6 +345,12 @@ def main(argv=None):
             what = r.get("error") or f"{r['lut_levels']} LUT levels, {r['carry_cells']} carry"
             print(f"[{len(records)}/{len(todo)}] {point_name(r)}: {what} ({r['yosys_s']} s)",
                   flush=True)
+    done = {point_name(r) for r in records}
+    for path in sorted((out / "points").glob("*.json")):    # earlier points kept
+        record = json.loads(path.read_text())
+        if point_name(record) not in done:
+            records.append(record)
+    out.mkdir(parents=True, exist_ok=True)
     records.sort(key=lambda r: (BLOCKS.index(r["block"]), r["width"]))
     (out / "depth.json").write_text(json.dumps({"records": records}, indent=1))
     (out / "depth.md").write_text(_markdown(records))
