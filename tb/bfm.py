@@ -128,6 +128,17 @@ def frame_to_beats(payload, width):
     return to_beats(payload, StreamLayout.frame(width))
 
 
+async def put_frame(ctx, stream, frame, width):
+    """amaranth.sim: drive ``frame`` (bytes) on frame stream ``stream`` of a
+    ``width``-bit component, a beat per cycle as ``ready`` allows; ``valid``
+    is low again when it returns."""
+    for beat in frame_to_beats(frame, width):
+        ctx.set(stream.payload, {"data": beat.data, "keep": beat.keep, "last": beat.last})
+        ctx.set(stream.valid, 1)
+        await ctx.tick().until(stream.ready)
+    ctx.set(stream.valid, 0)
+
+
 def beats_to_bytes(beats, layout, where=""):
     """Join the beats of one packet back into bytes, checking that keep is
     non-empty and contiguous from lane 0, that only the final beat is partial

@@ -13,7 +13,7 @@ from tlpoe.models.frame import FLAG_CREDITS_VALID, FrameType, encode_frame
 from tlpoe.models.ordering import take_credit_limit
 from tlpoe.rtl.bridge import Bridge
 from tlpoe.rtl.classq import CLASSES, DATA_BITS, HDR_BITS
-from tlpoe.tb.bfm import frame_to_beats
+from tlpoe.tb.bfm import put_frame
 
 
 @pytest.mark.parametrize("limit, advertised, consumed, bits, expected", [
@@ -71,12 +71,7 @@ def test_the_rtl_applies_the_models_rule(enabled):
         ctx.set(dut.frame_out.ready, 1)
         ctx.set(dut.tlp_out.ready, 1)
         for frame, (want, want_invalid) in zip(frames, expected):
-            for beat in frame_to_beats(frame, width):
-                ctx.set(dut.frame_in.payload, {"data": beat.data, "keep": beat.keep,
-                                               "last": beat.last})
-                ctx.set(dut.frame_in.valid, 1)
-                await ctx.tick().until(dut.frame_in.ready)
-            ctx.set(dut.frame_in.valid, 0)
+            await put_frame(ctx, dut.frame_in, frame, width)
             await ctx.tick().repeat(2)
             got = [[ctx.get(dut.credit_limit[k].hdr), ctx.get(dut.credit_limit[k].data)]
                    for k in range(3)]

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.frame import decode_frame, encode_frame
 from tlpoe.rtl.decapsulator import Decapsulator
-from tlpoe.tb.bfm import frame_to_beats
+from tlpoe.tb.bfm import put_frame
 
 #: (width, TLP bytes, bytes after the CRC): the two reproductions of the issue.
 REPRODUCTIONS = [(64, 12, 8), (256, 52, 32)]
@@ -32,12 +32,7 @@ def run_decap(width, frames, *, limit=4000):
 
     async def driver(ctx):
         for frame in frames:
-            for beat in frame_to_beats(frame, width):
-                ctx.set(dut.frame.payload, {"data": beat.data, "keep": beat.keep,
-                                            "last": beat.last})
-                ctx.set(dut.frame.valid, 1)
-                await ctx.tick().until(dut.frame.ready)
-        ctx.set(dut.frame.valid, 0)
+            await put_frame(ctx, dut.frame, frame, width)
 
     async def monitor(ctx):
         ctx.set(dut.tlp.ready, 1)
