@@ -202,6 +202,7 @@ class Bridge(wiring.Component):
         connect(m, replay.tx_desc, framer.desc)
         connect(m, replay.tx_words, framer.words)
         connect(m, framer.frame, flipped(self.frame_out))
+        connect(m, link_rx.feedback, replay.feedback)       # receive state and requests
         connect(m, flipped(self.frame_in), decap.frame)
         connect(m, decap.tlp, rxq.tlp_in)
         connect(m, rxq.tlp_out, flipped(self.tlp_out))
@@ -235,18 +236,7 @@ class Bridge(wiring.Component):
         self._credits(m, credit_request)
 
         m.d.comb += [
-            # receive state and requests -> transmit side
-            replay.rx_ack.eq(link_rx.rx_ack),
-            replay.rx_ack_valid.eq(link_rx.rx_ack_valid),
-            replay.ack_in.eq(link_rx.ack_in),
-            replay.ack_seq.eq(link_rx.ack_seq),
-            replay.nak_in.eq(link_rx.nak_in),
-            replay.nak_seq.eq(link_rx.nak_seq),
-            replay.send_ack.eq(link_rx.send_ack | credit_request),
-            replay.send_nak.eq(link_rx.send_nak),
-            replay.nak_from.eq(link_rx.nak_from),
-            link_rx.sent_ack.eq(replay.sent_ack),
-            link_rx.sent_nak.eq(replay.sent_nak),
+            replay.send_credit.eq(credit_request),
             # configuration
             framer.dst_mac.eq(self.dst_mac),
             framer.src_mac.eq(self.src_mac),
@@ -324,7 +314,7 @@ class Bridge(wiring.Component):
             ((self.credit_refresh != 0) & (idle >= self.credit_refresh)))
         with m.If(frame_started):
             m.d.sync += [self.credits_advertised.eq(limit), waited.eq(0), idle.eq(0)]
-            with m.If(credit_request & ~self.link_rx.send_ack):
+            with m.If(credit_request & ~self.link_rx.feedback.send_ack):
                 m.d.sync += self.credit_frames.eq(self.credit_frames + 1)
         with m.Else():
             with m.If(pending & (waited != 0xFFFF)):

@@ -1,11 +1,43 @@
-"""What the link layer's blocks share: parameter checks and a priority
-encoder."""
+"""What the link layer's blocks share: the feedback signature from the
+receiver to the sender, parameter checks and a priority encoder."""
 
 from amaranth.hdl import Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from ..models.link import MODES
 
-__all__ = ["MODES", "check_mode", "check_window", "first_of"]
+__all__ = ["MODES", "LinkFeedback", "check_mode", "check_window", "first_of"]
+
+
+class LinkFeedback(wiring.Signature):
+    """What one end's receiver tells its own sender (the
+    :class:`~tlpoe.rtl.link_rx.LinkReceiver` drives it, the
+    :class:`~tlpoe.rtl.replay.ReplayBuffer` takes it flipped).
+
+    * ``rx_ack`` / ``rx_ack_valid``: the cumulative ack every frame sent
+      carries (the receiver's state, read when a frame is taken);
+    * ``ack_in`` / ``ack_seq``, ``nak_in`` / ``nak_seq``: one-cycle pulses
+      from each checked frame of the peer: its cumulative ack, its NAK;
+    * ``send_ack``, ``send_nak`` / ``nak_from``: requests for an ACK frame
+      (when no DATA frame carries the ack) and for a NAK frame, held until
+      ``sent_ack`` / ``sent_nak`` pulse back (a frame carrying the ack, or
+      the NAK, was taken by the framer).
+
+    The sender registers every input but ``rx_ack`` / ``rx_ack_valid``: an
+    ACK or NAK acts one cycle after the frame that carried it, and the
+    receive path's checks never chain into the transmit path's choices.
+    """
+
+    def __init__(self, seq_bits):
+        n = seq_bits
+        super().__init__({
+            "rx_ack": Out(n), "rx_ack_valid": Out(1),
+            "ack_in": Out(1), "ack_seq": Out(n),
+            "nak_in": Out(1), "nak_seq": Out(n),
+            "send_ack": Out(1), "send_nak": Out(1), "nak_from": Out(n),
+            "sent_ack": In(1), "sent_nak": In(1),
+        })
 
 
 def check_mode(mode):

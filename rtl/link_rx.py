@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from .deframer import RxDesc
-from .link_common import check_mode, check_window, first_of
+from .link_common import LinkFeedback, check_mode, check_window, first_of
 from .reorder import ReorderDesc
 
 __all__ = ["LinkReceiver"]
@@ -63,7 +63,8 @@ class LinkReceiver(wiring.Component):
     Both modes:
 
     * Every checked frame's cumulative ack and NAK go to the replay buffer
-      (``ack_in``/``ack_seq``, ``nak_in``/``nak_seq``).
+      (``feedback``, a :class:`~tlpoe.rtl.link_common.LinkFeedback`:
+      ``ack_in``/``ack_seq``, ``nak_in``/``nak_seq``).
     * ACKs are coalesced: ``send_ack`` rises after ``ack_every`` delivered
       frames or ``ack_delay`` cycles after the first unacknowledged one, and
       falls when any frame carrying the ack leaves (``sent_ack``).
@@ -92,17 +93,7 @@ class LinkReceiver(wiring.Component):
             "out": Out(stream.Signature(verdict)),
             "ack_delay": In(16, init=ack_delay),
             "nak_timeout": In(24, init=nak_timeout),
-            "rx_ack": Out(n),
-            "rx_ack_valid": Out(1),
-            "ack_in": Out(1),
-            "ack_seq": Out(n),
-            "nak_in": Out(1),
-            "nak_seq": Out(n),
-            "send_ack": Out(1),
-            "send_nak": Out(1),
-            "nak_from": Out(n),
-            "sent_ack": In(1),
-            "sent_nak": In(1),
+            "feedback": Out(LinkFeedback(n)),
             "frames_accepted": Out(32),
             "duplicates": Out(32),
             "out_of_order": Out(32),
@@ -113,6 +104,7 @@ class LinkReceiver(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = self.seq_bits
+        fb = self.feedback
         gbn = self.mode == "gbn"
         expected = Signal(n)
         desc = self.rx.payload
@@ -137,14 +129,14 @@ class LinkReceiver(wiring.Component):
         m.d.comb += [
             verdict.eq(desc),
             verdict.good.eq(desc.good & in_order),
-            self.ack_in.eq(take & desc.ok & desc.flags[0]),
-            self.ack_seq.eq(desc.ack[:n]),
-            self.nak_in.eq(take & desc.ok & (desc.frame_type == wire.FrameType.NAK)),
-            self.nak_seq.eq(desc.seq[:n]),
-            self.rx_ack.eq(expected - 1),
+            fb.ack_in.eq(take & desc.ok & desc.flags[0]),
+            fb.ack_seq.eq(desc.ack[:n]),
+            fb.nak_in.eq(take & desc.ok & (desc.frame_type == wire.FrameType.NAK)),
+            fb.nak_seq.eq(desc.seq[:n]),
+            fb.rx_ack.eq(expected - 1),
         ]
         if gbn:
-            m.d.comb += self.nak_from.eq(expected)
+            m.d.comb += fb.nak_from.eq(expected)
 
         accepted = Signal()
         m.d.comb += accepted.eq(take & in_order)
@@ -154,14 +146,14 @@ class LinkReceiver(wiring.Component):
             delivered, advance = self._selective_repeat(m, expected, take, distance, in_order,
                                                         ahead, accepted)
         with m.If(accepted):
-            m.d.sync += [expected.eq(expected + delivered), self.rx_ack_valid.eq(1),
+            m.d.sync += [expected.eq(expected + delivered), fb.rx_ack_valid.eq(1),
                          self.frames_accepted.eq(self.frames_accepted + delivered)]
 
         # ACK coalescing
         pending = Signal(8)
         age = Signal(16)
         pending_now = Signal(8)
-        m.d.comb += pending_now.eq(Mux(self.sent_ack, 0, pending))
+        m.d.comb += pending_now.eq(Mux(fb.sent_ack, 0, pending))
         m.d.sync += pending.eq(pending_now + advance)
         with m.If((pending_now == 0) & ~accepted):
             m.d.sync += age.eq(0)
@@ -170,9 +162,9 @@ class LinkReceiver(wiring.Component):
         dup_ack = Signal()          # a duplicate arrived: acknowledge soon
         with m.If(take & behind):
             m.d.sync += [self.duplicates.eq(self.duplicates + 1), dup_ack.eq(1)]
-        with m.Elif(self.sent_ack):
+        with m.Elif(fb.sent_ack):
             m.d.sync += dup_ack.eq(0)
-        m.d.comb += self.send_ack.eq(self.rx_ack_valid & (
+        m.d.comb += fb.send_ack.eq(fb.rx_ack_valid & (
             dup_ack | (pending >= self.ack_every) | ((pending != 0) & (age >= self.ack_delay))))
 
         if gbn:
@@ -182,21 +174,22 @@ class LinkReceiver(wiring.Component):
     def _go_back_n_naks(self, m, take, ahead, accepted):
         """One NAK per gap, sent again while the gap stays open after
         ``nak_timeout``."""
+        fb = self.feedback
         nak_done, nak_timer, nak_expired = self._nak_timer(m)
         with m.If(take & ahead):
             m.d.sync += self.out_of_order.eq(self.out_of_order + 1)
             with m.If(~nak_done):
-                m.d.sync += self.send_nak.eq(1)
+                m.d.sync += fb.send_nak.eq(1)
         with m.If(nak_expired):
-            m.d.sync += self.send_nak.eq(1)
+            m.d.sync += fb.send_nak.eq(1)
         with m.Elif(nak_done & (nak_timer < self.nak_timeout)):
             m.d.sync += nak_timer.eq(nak_timer + 1)
-        with m.If(self.sent_nak):
-            m.d.sync += [self.send_nak.eq(0), nak_done.eq(1), nak_timer.eq(1)]
+        with m.If(fb.sent_nak):
+            m.d.sync += [fb.send_nak.eq(0), nak_done.eq(1), nak_timer.eq(1)]
             with m.If(nak_done):
                 m.d.sync += self.naks_repeated.eq(self.naks_repeated + 1)
         with m.If(accepted):
-            m.d.sync += [nak_done.eq(0), self.send_nak.eq(0)]
+            m.d.sync += [nak_done.eq(0), fb.send_nak.eq(0)]
 
     def _nak_timer(self, m):
         """The NAK timer's state: ``nak_done`` (the NAK watched went out: the
@@ -213,6 +206,7 @@ class LinkReceiver(wiring.Component):
         """The reorder verdicts, the NAK per missing number and the NAK timer
         of selective repeat; returns (frames delivered by an acceptance,
         frames delivered this cycle)."""
+        fb = self.feedback
         W = self.window
         k = W.bit_length() - 1
         out = self.out.payload
@@ -249,14 +243,14 @@ class LinkReceiver(wiring.Component):
         m.d.comb += [
             scan_due.eq(scan < top),
             scan_held.eq(held.bit_select(scan[:k], 1)),
-            self.send_nak.eq(repeat | (scan_due & ~scan_held)),
-            self.nak_from.eq(Mux(repeat, expected, expected + scan)),
+            fb.send_nak.eq(repeat | (scan_due & ~scan_held)),
+            fb.nak_from.eq(Mux(repeat, expected, expected + scan)),
         ]
         top_next = Signal(range(W + 1))
         scan_next = Signal(range(W + 1))
         m.d.comb += [
             top_next.eq(Mux(take & store & (distance >= top), distance + 1, top)),
-            scan_next.eq(scan + (scan_due & (scan_held | (self.sent_nak & ~repeat)))),
+            scan_next.eq(scan + (scan_due & (scan_held | (fb.sent_nak & ~repeat)))),
         ]
 
         def moved(value):
@@ -273,7 +267,7 @@ class LinkReceiver(wiring.Component):
             m.d.sync += repeat.eq(1)
         with m.Elif(nak_done & (nak_timer < self.nak_timeout)):
             m.d.sync += nak_timer.eq(nak_timer + 1)
-        with m.If(self.sent_nak & (repeat | (scan == 0))):
+        with m.If(fb.sent_nak & (repeat | (scan == 0))):
             m.d.sync += [repeat.eq(0), nak_done.eq(1), nak_timer.eq(1)]
             with m.If(repeat):
                 m.d.sync += self.naks_repeated.eq(self.naks_repeated + 1)

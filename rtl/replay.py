@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from .framer import TxDesc
-from .link_common import check_mode, check_window, first_of
+from .link_common import LinkFeedback, check_mode, check_window, first_of
 from .packer import FrameDesc
 from .streams import check_width
 
@@ -26,11 +26,19 @@ class ReplayBuffer(wiring.Component):
     unacknowledged, ``words`` is backpressured: nothing is ever dropped.
 
     Read side: ``tx_desc`` (a :class:`~tlpoe.rtl.framer.TxDesc`) then, for a
-    DATA frame, its body on ``tx_words``.  Priority: a NAK the receiver asked
-    for, then the next DATA frame (``send_ptr``), then an ACK frame of its own
-    (only when no DATA frame can carry the ack); every frame carries the
-    receiver's cumulative ``rx_ack`` (``rx_ack_valid`` sets flag bit 0).
+    DATA frame, its body on ``tx_words``.  The next frame is chosen from
+    registers only and committed to a register one cycle before it can be
+    offered; a frame committed goes out before anything chosen later.
+    Priority: a NAK the receiver asked for, then a DATA frame (``send_ptr``),
+    then an ACK frame of its own (only when no DATA frame can carry the ack:
+    ``feedback.send_ack``, or ``send_credit`` for the credit loop); every
+    frame carries the receiver's cumulative ``rx_ack`` as it is when the
+    framer takes the frame (``rx_ack_valid`` sets flag bit 0).  In
+    go-back-N a replay event withdraws a DATA frame committed and not yet
+    taken, so that the replay starts with the frame it names.
 
+    ``feedback`` (:class:`~tlpoe.rtl.link_common.LinkFeedback`) is the local
+    receiver's; its inputs act one cycle late (they are registered here).
     Acknowledgements (``ack_in``: cumulative, from the peer's frames) release
     slots.  An ACK or NAK may name only a frame that was sent: one ahead of
     the highest sent (stored but still waiting for the MAC, or never stored)
@@ -45,8 +53,9 @@ class ReplayBuffer(wiring.Component):
     * ``"sr"`` (selective repeat): the NAK for a sent, unacknowledged ``s``
       queues frame ``s`` alone for resending, an expiry the oldest
       unacknowledged frame alone.  The queue is a bitmap of ``window`` bits,
-      one per unacknowledged frame (a frame is queued at most once); queued
-      frames go before new DATA frames, the lowest sequence number first.
+      one per unacknowledged frame (a frame is queued at most once, and not
+      while it is the frame committed); queued frames go before new DATA
+      frames, the lowest sequence number first.
 
     After ``max_retries`` consecutive timer expiries without progress the link
     goes down: ``link_down`` stays set (and nothing more is sent) until
@@ -81,18 +90,8 @@ class ReplayBuffer(wiring.Component):
             "desc": In(stream.Signature(FrameDesc())),
             "tx_desc": Out(stream.Signature(TxDesc())),
             "tx_words": Out(stream.Signature(width)),
-            # from the local receiver
-            "rx_ack": In(seq),
-            "rx_ack_valid": In(1),
-            "ack_in": In(1),            # pulse: the peer acknowledged ...
-            "ack_seq": In(seq),         # ... every frame up to this one
-            "nak_in": In(1),            # pulse: the peer asks to resend from ...
-            "nak_seq": In(seq),
-            "send_ack": In(1),          # the receiver wants an ACK frame sent
-            "send_nak": In(1),          # ... or a NAK frame asking from nak_from
-            "nak_from": In(seq),
-            "sent_ack": Out(1),         # pulse: a frame carrying rx_ack was queued
-            "sent_nak": Out(1),         # pulse: the NAK frame was queued
+            "feedback": In(LinkFeedback(seq)),
+            "send_credit": In(1),       # an ACK frame is due for the credit advertisement
             "replay_timeout": In(24, init=replay_timeout),
             "link_down": Out(1),
             "unacked": Out(range(window + 1)),
@@ -114,6 +113,7 @@ class ReplayBuffer(wiring.Component):
         slot_bits = (self.window - 1).bit_length()
         word_bits = (self.slot_words - 1).bit_length()
         first_word = wire.HEADER_LEN // wb
+        fb = self.feedback
 
         m.submodules.body = body = Memory(shape=W, depth=self.window * self.slot_words, init=[])
         m.submodules.descs = descs = Memory(shape=FrameDesc(), depth=self.window, init=[])
@@ -124,7 +124,8 @@ class ReplayBuffer(wiring.Component):
 
         head = Signal(n)        # oldest unacknowledged frame
         tail = Signal(n)        # next frame to store
-        send_ptr = Signal(n)    # next frame to send
+        send_ptr = Signal(n)    # next frame to send (go-back-N) / next new frame (selective repeat)
+        high = Signal(n)        # one past the highest sequence ever taken by the framer
         wr_word = Signal(word_bits + 1)
         in_flight = Signal(n)
         m.d.comb += [in_flight.eq(tail - head), self.unacked.eq(in_flight)]
@@ -132,18 +133,72 @@ class ReplayBuffer(wiring.Component):
         def slot(seq):
             return seq[:slot_bits] if slot_bits else Const(0, 1)
 
+        def mod(value, name):
+            """``value`` modulo 2**n, as an n-bit unsigned signal (differences
+            of sequence numbers are only meaningful modulo the sequence space)."""
+            sig = Signal(n, name=name)
+            m.d.comb += sig.eq(value)
+            return sig
+
+        def within(seq, low, span):
+            """``seq`` in [low, low + span) modulo 2**n (``span`` <= 2**n - 1)."""
+            return mod(seq - low, "offset") < span
+
+        def ahead(seq, low):
+            """``seq`` in the half of the sequence space after ``low`` (or at it)."""
+            return ~mod(seq - low, "distance")[n - 1]
+
+        # --- the committed frame: the next one the framer takes ------------------------
+        # ``held`` is chosen one cycle or more before the framer takes it (a
+        # register between the choice and the Framer); its ``flags`` and
+        # ``ack`` are read live when it is taken.
+        held = Signal(TxDesc())
+        held_valid = Signal()
+        held_data = Signal()            # a DATA frame ...
+        held_resend = Signal()          # ... sent before
+        held_nak = Signal()
+        held_words = Signal(word_bits + 1)      # its body words
+        words_left = Signal(word_bits + 1)      # body words still to fetch (the reader)
+        out_valid = Signal()                    # tx_words holds a word
+        reader_idle = Signal()
+        m.d.comb += reader_idle.eq((words_left == 0) & ~out_valid)
+        taken = Signal()
+        m.d.comb += [
+            self.tx_desc.payload.eq(held),
+            self.tx_desc.payload.flags.eq(Mux(fb.rx_ack_valid, FLAG_ACK_VALID, 0)),
+            self.tx_desc.payload.ack.eq(fb.rx_ack),
+            self.tx_desc.valid.eq(held_valid & reader_idle & ~self.link_down),
+            taken.eq(self.tx_desc.valid & self.tx_desc.ready),
+            fb.sent_ack.eq(taken),
+            fb.sent_nak.eq(taken & held_nak),
+        ]
+
+        # --- the receiver's feedback, one cycle late ------------------------------------
+        # A request is dropped in the cycle its frame is taken: the receiver
+        # withdraws it in the same edge, and the register would repeat it.
+        ack_in, nak_in, send_ack, send_nak = Signal(), Signal(), Signal(), Signal()
+        ack_seq, nak_seq, nak_from = Signal(n), Signal(n), Signal(n)
+        m.d.sync += [
+            ack_in.eq(fb.ack_in), ack_seq.eq(fb.ack_seq),
+            nak_in.eq(fb.nak_in), nak_seq.eq(fb.nak_seq),
+            send_ack.eq((fb.send_ack | self.send_credit) & ~taken),
+            send_nak.eq(fb.send_nak & ~(taken & held_nak)),
+            nak_from.eq(fb.nak_from),
+        ]
+
         # --- store --------------------------------------------------------------
-        # The slot the reader is fetching stays until its last word is read,
+        # A slot stays taken while its frame is committed or being read out,
         # even when an ACK released it meanwhile (a frame resent, or a lie):
         # a new frame written there would go out as part of the old one.
         full = Signal()
-        words_left = Signal(word_bits + 1)      # body words still to fetch (the reader)
         rd_addr = Signal(word_bits + slot_bits)
         reading = Signal()
         if slot_bits:
-            m.d.comb += reading.eq((words_left != 0) & (rd_addr[word_bits:] == slot(tail)))
+            m.d.comb += reading.eq(
+                ((words_left != 0) & (rd_addr[word_bits:] == slot(tail))) |
+                (held_valid & held_data & (slot(held.seq) == slot(tail))))
         else:
-            m.d.comb += reading.eq(words_left != 0)
+            m.d.comb += reading.eq((words_left != 0) | (held_valid & held_data))
         m.d.comb += full.eq((in_flight == self.window) | reading)
         m.d.comb += [
             self.words.ready.eq(~full),
@@ -163,65 +218,42 @@ class ReplayBuffer(wiring.Component):
             m.d.sync += [tail.eq(tail + 1), wr_word.eq(0)]
 
         # --- acknowledgements, NAKs and the replay timer -----------------------------
-        def mod(value, name):
-            """``value`` modulo 2**n, as an n-bit unsigned signal (differences
-            of sequence numbers are only meaningful modulo the sequence space)."""
-            sig = Signal(n, name=name)
-            m.d.comb += sig.eq(value)
-            return sig
-
-        def within(seq, low, span):
-            """``seq`` in [low, low + span) modulo 2**n (``span`` <= 2**n - 1)."""
-            return mod(seq - low, "offset") < span
-
-        def ahead(seq, low):
-            """``seq`` in the half of the sequence space after ``low`` (or at it)."""
-            return ~mod(seq - low, "distance")[n - 1]
-
         # An ACK or NAK may name only a frame that was sent: one stored but not
         # sent yet (the MAC holding frame_out) or never stored is counted and
-        # ignored; one behind head is old and ignored silently.
-        high = Signal(n)        # one past the highest sequence ever sent
+        # ignored; one behind head is old and ignored silently.  An ACK moves
+        # head at once; a replay event (a NAK, the timer) is found in that
+        # cycle and carried out in the next (``replay``, ``replay_to``).
+        sent_span = mod(high - head, "sent_span")       # frames sent, not acknowledged
         ack_ok = Signal()
-        m.d.comb += ack_ok.eq(self.ack_in & within(self.ack_seq, head, mod(high - head, "sent")))
-        with m.If(self.ack_in & ~ack_ok & ahead(self.ack_seq, head)):
+        m.d.comb += ack_ok.eq(ack_in & within(ack_seq, head, sent_span))
+        with m.If(ack_in & ~ack_ok & ahead(ack_seq, head)):
             m.d.sync += self.acks_invalid.eq(self.acks_invalid + 1)
         new_head = Signal(n)
-        m.d.comb += new_head.eq(Mux(ack_ok, self.ack_seq + 1, head))
-        progress = Signal()
-        m.d.comb += progress.eq(ack_ok)
-        nak_ok = Signal()       # s sent and unacknowledged (after this cycle's ACK)
-        outstanding = mod(tail - new_head, "outstanding")     # after this cycle's ACK
-        sent_span = mod(high - new_head, "sent_span")        # ... of which sent
-        m.d.comb += nak_ok.eq(self.nak_in & within(self.nak_seq, new_head, sent_span))
-        with m.If(self.nak_in & ~nak_ok & ahead(self.nak_seq, new_head)):
+        m.d.comb += new_head.eq(Mux(ack_ok, ack_seq + 1, head))
+        m.d.sync += head.eq(new_head)
+        nak_ok = Signal()
+        m.d.comb += nak_ok.eq(nak_in & within(nak_seq, head, sent_span))
+        with m.If(nak_in & ~nak_ok & ahead(nak_seq, head)):
             m.d.sync += self.naks_invalid.eq(self.naks_invalid + 1)
 
         timer = Signal(24)
         retries = Signal(8)
         expired = Signal()
         awaiting = Signal()     # frames sent and not yet acknowledged
-        m.d.comb += expired.eq(awaiting & (timer >= self.replay_timeout))
-        rewind = Signal()       # a replay event (in go-back-N a rewind to rewind_to)
-        if gbn:
-            rewind_to = Signal(n)
-        with m.If(nak_ok & ~self.link_down):
-            m.d.comb += rewind.eq(1)
-            if gbn:
-                m.d.comb += rewind_to.eq(self.nak_seq)
-        with m.Elif(expired & ~self.link_down):
-            m.d.comb += rewind.eq(1)
-            if gbn:
-                m.d.comb += rewind_to.eq(new_head)
-
-        m.d.sync += head.eq(new_head)
-        with m.If(progress | ~awaiting | rewind):
+        m.d.comb += [awaiting.eq(sent_span != 0),
+                     expired.eq(awaiting & ~ack_in & (timer >= self.replay_timeout))]
+        event = Signal()        # a replay event found this cycle
+        m.d.comb += event.eq((nak_ok | expired) & ~self.link_down)
+        replay = Signal()       # ... carried out this cycle
+        replay_to = Signal(n)   # the frame it names: the NAK's, or the oldest
+        m.d.sync += [replay.eq(event), replay_to.eq(Mux(nak_ok, nak_seq, head))]
+        with m.If(ack_ok | ~awaiting | event):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != (1 << 24) - 1):
             m.d.sync += timer.eq(timer + 1)
-        with m.If(progress):
+        with m.If(ack_ok):
             m.d.sync += retries.eq(0)
-        with m.If(rewind):
+        with m.If(event):
             with m.If(nak_ok):
                 m.d.sync += self.replays_nak.eq(self.replays_nak + 1)
             with m.Else():
@@ -231,8 +263,103 @@ class ReplayBuffer(wiring.Component):
                     m.d.sync += [self.link_down.eq(1),
                                  self.link_down_events.eq(self.link_down_events + 1)]
 
-        # --- transmit scheduler and body reader -----------------------------------------
-        out_valid = Signal()
+        # --- the choice of the next frame, from registers only -----------------------
+        unsent = Signal()       # send_ptr names a stored frame at or after head
+        m.d.comb += unsent.eq(within(send_ptr, head, in_flight))
+        if gbn:
+            seq_out = send_ptr
+            resend_now = Signal()
+            m.d.comb += resend_now.eq(send_ptr != high)
+        else:
+            # selective repeat: frames queued for resending go before new ones
+            resend = Signal(self.window)    # bit i: frame head + i is queued
+            first = Signal(range(self.window))     # the lowest queued
+            m.d.comb += first.eq(first_of(resend, 1, 0))
+            resend_now = Signal()
+            m.d.comb += resend_now.eq(resend != 0)
+            seq_out = Signal(n)
+            m.d.comb += seq_out.eq(Mux(resend_now, head + first, send_ptr))
+        have_data = Signal()
+        m.d.comb += [have_data.eq(resend_now | unsent) if not gbn else have_data.eq(unsent),
+                     desc_r.addr.eq(slot(seq_out))]
+        stored = desc_r.data
+        load = Signal()                 # the register is free: commit a frame
+        commit_data = Signal()
+        m.d.comb += [load.eq(~held_valid & ~self.link_down & ~replay),
+                     commit_data.eq(load & ~send_nak & have_data)]
+        with m.If(load & (send_nak | have_data | send_ack)):
+            m.d.sync += [held_valid.eq(1), held_nak.eq(send_nak), held_data.eq(commit_data),
+                         held_resend.eq(resend_now)]
+            with m.If(send_nak):
+                m.d.sync += [held.frame_type.eq(wire.FrameType.NAK), held.seq.eq(nak_from),
+                             held.count.eq(0), held.length.eq(0)]
+            with m.Elif(have_data):
+                m.d.sync += [held.frame_type.eq(wire.FrameType.DATA), held.seq.eq(seq_out),
+                             held.count.eq(stored.count), held.length.eq(stored.length),
+                             held_words.eq(((wire.HEADER_LEN + stored.length + wb - 1)
+                                            >> (wb.bit_length() - 1)) - first_word)]
+            with m.Else():
+                m.d.sync += [held.frame_type.eq(wire.FrameType.ACK), held.seq.eq(0),
+                             held.count.eq(0), held.length.eq(0)]
+        with m.If(taken):
+            m.d.sync += held_valid.eq(0)
+
+        # A DATA frame committed and not taken is withdrawn when another
+        # choice is now right: it is behind head (an ACK covered it: a resend
+        # no longer needed); in go-back-N a replay (it starts with the frame
+        # named); in selective repeat a replay while it is a new frame
+        # (resends go first).
+        behind = Signal()
+        m.d.comb += behind.eq(mod(held.seq[:n] - head, "held_offset")[n - 1])
+        if not gbn:
+            # a resend committed and not yet taken goes out anyway: not queued again
+            committed = Signal()
+            m.d.comb += committed.eq(held_valid & held_data & (held.seq[:n] == replay_to))
+        withdraw = Signal()
+        m.d.comb += withdraw.eq(held_valid & held_data & ~taken & (
+            behind | (replay if gbn else replay & ~held_resend)))
+        with m.If(withdraw):
+            m.d.sync += held_valid.eq(0)
+
+        # send_ptr: one past the frame committed; the frame a go-back-N replay
+        # names; back to a new frame withdrawn; never behind head (an ACK may
+        # overtake a replay: one cycle late, unsent keeps it from being sent).
+        ptr_next = Signal(n)
+        advance = commit_data if gbn else commit_data & ~resend_now
+        m.d.comb += ptr_next.eq(Mux(advance, send_ptr + 1, send_ptr))
+        if gbn:
+            with m.If(replay):
+                m.d.comb += ptr_next.eq(replay_to)
+        else:
+            with m.If(withdraw & ~held_resend):
+                m.d.comb += ptr_next.eq(held.seq[:n])
+        m.d.sync += send_ptr.eq(Mux(within(ptr_next, head, mod(in_flight + 1, "stored_span")),
+                                    ptr_next, head))
+        if not gbn:
+            # the queue after this cycle's resend and replay, from head, then
+            # moved to the new head
+            kept = Signal(self.window)
+            m.d.comb += kept.eq(Mux(commit_data & resend_now,
+                                    resend & ~(Const(1, 1) << first), resend))
+            named = mod(replay_to - head, "queued_offset")
+            queue = Signal()
+            m.d.comb += queue.eq(replay & ~committed & ~named[n - 1])
+            queued = Mux(queue, kept | (Const(1, 1) << named[:slot_bits]), kept)
+            m.d.sync += resend.eq(queued >> mod(new_head - head, "released"))
+
+        # --- the framer takes the committed frame; the body reader --------------------
+        with m.If(taken & held_data):
+            with m.If(~held_resend):
+                m.d.sync += high.eq(held.seq[:n] + 1)
+            with m.Else():
+                m.d.sync += self.frames_retransmitted.eq(self.frames_retransmitted + 1)
+            m.d.sync += [words_left.eq(held_words),
+                         rd_addr.eq(Cat(Const(0, word_bits), slot(held.seq)) if slot_bits
+                                    else 0)]
+        with m.If(taken & held_nak):
+            m.d.sync += self.naks_sent.eq(self.naks_sent + 1)
+        with m.Elif(taken & ~held_data):
+            m.d.sync += self.acks_sent.eq(self.acks_sent + 1)
         fetch = Signal()
         m.d.comb += [
             fetch.eq((words_left != 0) & (~out_valid | self.tx_words.ready)),
@@ -246,90 +373,4 @@ class ReplayBuffer(wiring.Component):
                          out_valid.eq(1)]
         with m.Elif(self.tx_words.ready):
             m.d.sync += out_valid.eq(0)
-        reader_idle = Signal()
-        m.d.comb += reader_idle.eq((words_left == 0) & ~out_valid)
-
-        # send_ptr never trails head (an ACK may overtake a replay)
-        ptr = Signal(n)
-        m.d.comb += ptr.eq(Mux(within(send_ptr, new_head, outstanding + 1), send_ptr, new_head))
-        if gbn:
-            seq_out = ptr       # the DATA frame offered
-        else:
-            # selective repeat: frames queued for resending go before new ones
-            resend = Signal(self.window)    # bit i: frame head + i is queued
-            queued = Signal(self.window)    # the same after this cycle's ACK: new_head + i
-            m.d.comb += queued.eq(resend >> mod(new_head - head, "released"))
-            first = Signal(range(self.window))     # the lowest queued
-            m.d.comb += first.eq(first_of(queued, 1, 0))
-            seq_out = Signal(n)
-            m.d.comb += seq_out.eq(Mux(queued != 0, new_head + first, ptr))
-        stored = desc_r.data
-        m.d.comb += desc_r.addr.eq(slot(seq_out))
-        have_data = Signal()
-        m.d.comb += have_data.eq(seq_out != tail)
-        out = self.tx_desc.payload
-        m.d.comb += [
-            out.flags.eq(Mux(self.rx_ack_valid, FLAG_ACK_VALID, 0)),
-            out.ack.eq(self.rx_ack),
-        ]
-        ack_only = Signal()         # an ACK frame of its own: no DATA frame to carry it
-        m.d.comb += ack_only.eq(self.send_ack & ~have_data)
-        with m.If(self.send_nak):
-            m.d.comb += [out.frame_type.eq(wire.FrameType.NAK), out.seq.eq(self.nak_from)]
-        with m.Elif(ack_only):
-            m.d.comb += out.frame_type.eq(wire.FrameType.ACK)
-        with m.Else():
-            m.d.comb += [out.frame_type.eq(wire.FrameType.DATA), out.seq.eq(seq_out),
-                         out.count.eq(stored.count), out.length.eq(stored.length)]
-        m.d.comb += self.tx_desc.valid.eq(reader_idle & ~self.link_down & ~rewind &
-                                          (self.send_nak | self.send_ack | have_data))
-        sent = Signal()
-        m.d.comb += sent.eq(self.tx_desc.valid & self.tx_desc.ready)
-        is_data = Signal()
-        m.d.comb += is_data.eq(~self.send_nak & ~ack_only)
-        m.d.comb += [
-            self.sent_ack.eq(sent),
-            self.sent_nak.eq(sent & self.send_nak),
-        ]
-        retransmit = Signal()
-        # A frame is a retransmission when it was sent before: below the
-        # highest sequence sent so far.
-        m.d.comb += [retransmit.eq(within(seq_out, new_head, sent_span)),
-                     awaiting.eq(sent_span != 0)]
-
-        # In selective repeat nothing is sent in a replay event's cycle (tx_desc
-        # is held off), so its send_ptr keeps still then.
-        with m.If(rewind):
-            if gbn:
-                m.d.sync += send_ptr.eq(rewind_to)
-        with m.Elif(sent & is_data):
-            if gbn:
-                m.d.sync += send_ptr.eq(ptr + 1)
-            with m.If(~retransmit):
-                m.d.sync += high.eq(seq_out + 1)
-                if not gbn:
-                    m.d.sync += send_ptr.eq(seq_out + 1)
-            with m.Else():
-                m.d.sync += self.frames_retransmitted.eq(self.frames_retransmitted + 1)
-        with m.Else():
-            m.d.sync += send_ptr.eq(ptr)
-        if not gbn:
-            m.d.sync += resend.eq(queued)
-            with m.If(rewind):
-                with m.If(nak_ok):
-                    offset = mod(self.nak_seq - new_head, "nak_offset")[:slot_bits]
-                    m.d.sync += resend.eq(queued | (Const(1, 1) << offset))
-                with m.Else():
-                    m.d.sync += resend.eq(queued | 1)       # the oldest
-            with m.Elif(sent & is_data & retransmit):
-                m.d.sync += resend.eq(queued & ~(Const(1, 1) << first))
-        with m.If(sent & is_data):
-            body_words = ((wire.HEADER_LEN + stored.length + wb - 1) >> (wb.bit_length() - 1)) \
-                - first_word
-            m.d.sync += [words_left.eq(body_words),
-                         rd_addr.eq(Cat(Const(0, word_bits), slot(seq_out)) if slot_bits else 0)]
-        with m.If(sent & self.send_nak):
-            m.d.sync += self.naks_sent.eq(self.naks_sent + 1)
-        with m.Elif(sent & ack_only):
-            m.d.sync += self.acks_sent.eq(self.acks_sent + 1)
         return m

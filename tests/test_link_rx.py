@@ -32,10 +32,10 @@ async def data_frame(ctx, dut, seq):
 
 async def nak_sent(ctx, dut):
     """The replay buffer sends the requested NAK (a one-cycle ``sent_nak``)."""
-    assert ctx.get(dut.send_nak)
-    ctx.set(dut.sent_nak, 1)
+    assert ctx.get(dut.feedback.send_nak)
+    ctx.set(dut.feedback.sent_nak, 1)
     await ctx.tick()
-    ctx.set(dut.sent_nak, 0)
+    ctx.set(dut.feedback.sent_nak, 0)
 
 
 async def cycles_until_nak(ctx, dut, limit):
@@ -43,7 +43,7 @@ async def cycles_until_nak(ctx, dut, limit):
     is 1 (None if it stays 0 for ``limit`` cycles). Right after
     :func:`nak_sent` that is the number of cycles since the NAK was sent."""
     for cycles in range(1, limit + 1):
-        if ctx.get(dut.send_nak):
+        if ctx.get(dut.feedback.send_nak):
             return cycles
         await ctx.tick()
     return None
@@ -53,18 +53,18 @@ async def open_gap(ctx, dut):
     """Frame 0 accepted, frame 2 arrives: a gap at 1, its NAK requested."""
     await data_frame(ctx, dut, 0)
     await data_frame(ctx, dut, 2)
-    assert ctx.get(dut.send_nak) and ctx.get(dut.nak_from) == 1
+    assert ctx.get(dut.feedback.send_nak) and ctx.get(dut.feedback.nak_from) == 1
 
 
 def test_nak_repeated_while_the_gap_stays_open():
     async def bench(ctx, dut):
         await open_gap(ctx, dut)
         await nak_sent(ctx, dut)
-        assert not ctx.get(dut.send_nak)
+        assert not ctx.get(dut.feedback.send_nak)
         await data_frame(ctx, dut, 3)       # outstanding NAK, timer running: no new NAK
-        assert not ctx.get(dut.send_nak)
+        assert not ctx.get(dut.feedback.send_nak)
         assert await cycles_until_nak(ctx, dut, 100) == TIMEOUT    # 1 cycle gone above
-        assert ctx.get(dut.nak_from) == 1 and ctx.get(dut.naks_repeated) == 0
+        assert ctx.get(dut.feedback.nak_from) == 1 and ctx.get(dut.naks_repeated) == 0
         await nak_sent(ctx, dut)            # the repeat is counted when sent
         assert ctx.get(dut.naks_repeated) == 1
         assert await cycles_until_nak(ctx, dut, 100) == TIMEOUT + 1    # and repeats again
@@ -80,7 +80,7 @@ def test_gap_closed_stops_the_timer():
         await data_frame(ctx, dut, 1)       # the replay arrives: the gap closes
         assert await cycles_until_nak(ctx, dut, 5 * TIMEOUT) is None
         await data_frame(ctx, dut, 4)       # a new gap: its first NAK at once ...
-        assert ctx.get(dut.send_nak) and ctx.get(dut.nak_from) == 2
+        assert ctx.get(dut.feedback.send_nak) and ctx.get(dut.feedback.nak_from) == 2
         await nak_sent(ctx, dut)
         assert ctx.get(dut.naks_repeated) == 0      # ... which is not a repeat
         assert await cycles_until_nak(ctx, dut, 100) == TIMEOUT + 1
@@ -93,7 +93,7 @@ def test_repeat_not_yet_sent_is_cancelled_when_the_gap_closes():
         await nak_sent(ctx, dut)
         assert await cycles_until_nak(ctx, dut, 100) == TIMEOUT + 1
         await data_frame(ctx, dut, 1)
-        assert not ctx.get(dut.send_nak)
+        assert not ctx.get(dut.feedback.send_nak)
         assert await cycles_until_nak(ctx, dut, 5 * TIMEOUT) is None
         assert ctx.get(dut.naks_repeated) == 0
     simulate(bench)

@@ -63,18 +63,18 @@ async def data_frame(ctx, dut, seq):
 
 async def nak_sent(ctx, dut):
     """The replay buffer sends the requested NAK; returns its sequence number."""
-    assert ctx.get(dut.send_nak)
-    seq = ctx.get(dut.nak_from)
-    ctx.set(dut.sent_nak, 1)
+    assert ctx.get(dut.feedback.send_nak)
+    seq = ctx.get(dut.feedback.nak_from)
+    ctx.set(dut.feedback.sent_nak, 1)
     await ctx.tick()
-    ctx.set(dut.sent_nak, 0)
+    ctx.set(dut.feedback.sent_nak, 0)
     return seq
 
 
 async def cycles_until_nak(ctx, dut, limit):
     """As in test_link_rx: the cycle (from 1) in which ``send_nak`` is 1, or None."""
     for cycles in range(1, limit + 1):
-        if ctx.get(dut.send_nak):
+        if ctx.get(dut.feedback.send_nak):
             return cycles
         await ctx.tick()
     return None
@@ -85,18 +85,18 @@ def test_frames_after_a_gap_are_held_and_released_in_order():
         assert await data_frame(ctx, dut, 0) == (1, 0, 0)
         assert await data_frame(ctx, dut, 3) == (0, 1, 0)       # held
         assert [await nak_sent(ctx, dut), await nak_sent(ctx, dut)] == [1, 2]   # one per number
-        assert not ctx.get(dut.send_nak)
+        assert not ctx.get(dut.feedback.send_nak)
         assert await data_frame(ctx, dut, 2) == (0, 1, 0)
         assert await data_frame(ctx, dut, 2) == (0, 0, 0)       # held already: a duplicate
-        assert ctx.get(dut.rx_ack) == 0
+        assert ctx.get(dut.feedback.rx_ack) == 0
         assert await data_frame(ctx, dut, 1) == (1, 0, 2)       # delivered with 2 and 3
-        assert ctx.get(dut.rx_ack) == 3 and ctx.get(dut.frames_accepted) == 4
+        assert ctx.get(dut.feedback.rx_ack) == 3 and ctx.get(dut.frames_accepted) == 4
         assert await data_frame(ctx, dut, 12) == (0, 0, 0)      # 8 ahead: beyond the window
         assert await data_frame(ctx, dut, 1) == (0, 0, 0)       # behind: a duplicate
         assert ctx.get(dut.out_of_order_buffered) == 2
         assert ctx.get(dut.duplicates) == 2 and ctx.get(dut.out_of_order) == 1
         assert await data_frame(ctx, dut, 4) == (1, 0, 0)
-        assert ctx.get(dut.rx_ack) == 4 and not ctx.get(dut.send_nak)
+        assert ctx.get(dut.feedback.rx_ack) == 4 and not ctx.get(dut.feedback.send_nak)
     receiver(bench)
 
 
@@ -121,7 +121,7 @@ def test_nak_timer_repeats_the_lowest_missing_number():
         assert await nak_sent(ctx, dut) == 1                    # the timer starts
         assert await nak_sent(ctx, dut) == 2
         assert await cycles_until_nak(ctx, dut, 100) == TIMEOUT    # 1 cycle gone above
-        assert ctx.get(dut.nak_from) == 1 and ctx.get(dut.naks_repeated) == 0
+        assert ctx.get(dut.feedback.nak_from) == 1 and ctx.get(dut.naks_repeated) == 0
         assert await nak_sent(ctx, dut) == 1
         assert ctx.get(dut.naks_repeated) == 1
         await data_frame(ctx, dut, 1)       # expected moves on to 2, NAKed already:
@@ -129,7 +129,7 @@ def test_nak_timer_repeats_the_lowest_missing_number():
         assert await nak_sent(ctx, dut) == 2
         assert ctx.get(dut.naks_repeated) == 2
         await data_frame(ctx, dut, 2)       # no number missing: the timer stops
-        assert ctx.get(dut.rx_ack) == 3
+        assert ctx.get(dut.feedback.rx_ack) == 3
         assert await cycles_until_nak(ctx, dut, 5 * TIMEOUT) is None
     receiver(bench)
 
@@ -255,7 +255,7 @@ def replay(bench, frames=4):
 
 async def pulse(ctx, dut, kind, seq):
     """One ``ack_in`` or ``nak_in`` pulse for ``seq``."""
-    valid, seq_port = (dut.ack_in, dut.ack_seq) if kind == "ack" else (dut.nak_in, dut.nak_seq)
+    valid, seq_port = (dut.feedback.ack_in, dut.feedback.ack_seq) if kind == "ack" else (dut.feedback.nak_in, dut.feedback.nak_seq)
     ctx.set(valid, 1)
     ctx.set(seq_port, seq)
     await ctx.tick()
@@ -283,12 +283,31 @@ def test_queued_resends_go_lowest_first_and_once():
     replay(bench)
 
 
+def test_a_resend_committed_goes_first_and_is_not_queued_again():
+    """A resend committed while the framer is busy goes out before the
+    frames NAKed after it (lowest first); a NAK for it while it waits does
+    not queue it again."""
+    async def bench(ctx, dut, sends):
+        ctx.set(dut.tx_desc.ready, 0)
+        await pulse(ctx, dut, "nak", 3)
+        await ctx.tick().repeat(5)              # 3 is committed
+        for seq in (2, 1, 3, 2):
+            await pulse(ctx, dut, "nak", seq)
+        await ctx.tick().repeat(5)
+        ctx.set(dut.tx_desc.ready, 1)
+        await ctx.tick().repeat(100)
+        assert sends[4:] == [3, 1, 2]
+        assert ctx.get(dut.frames_retransmitted) == 3
+    replay(bench)
+
+
 def test_acknowledged_frames_are_not_resent():
     async def bench(ctx, dut, sends):
         ctx.set(dut.tx_desc.ready, 0)
         await pulse(ctx, dut, "nak", 1)
         await pulse(ctx, dut, "nak", 3)
         await pulse(ctx, dut, "ack", 1)         # releases 0 and 1: 1 leaves the queue
+        await ctx.tick()                        # (the ACK acts one cycle late)
         ctx.set(dut.tx_desc.ready, 1)
         await ctx.tick().repeat(100)
         assert sends[4:] == [3]
@@ -299,6 +318,7 @@ def test_acknowledged_frames_are_not_resent():
 def test_timer_expiry_resends_the_oldest_only():
     async def bench(ctx, dut, sends):
         await pulse(ctx, dut, "ack", 0)
+        await ctx.tick()                        # the ACK acts one cycle late
         ctx.set(dut.replay_timeout, 50)
         await ctx.tick().repeat(75)
         assert sends[4:] == [1]                 # the oldest unacknowledged
@@ -317,6 +337,7 @@ def test_a_nak_for_a_frame_not_sent_yet_is_ignored():
         assert ctx.get(dut.unacked) == 4
         await pulse(ctx, dut, "nak", 5)         # stored, not sent yet
         await pulse(ctx, dut, "nak", 2)
+        await ctx.tick().repeat(2)              # (the replay comes two cycles late)
         ctx.set(dut.tx_desc.ready, 1)
         await ctx.tick().repeat(100)
         assert sends[4:] == [2, 4, 5]           # the resend first
@@ -371,6 +392,7 @@ def test_an_ack_for_frames_stored_but_not_sent_is_counted_and_ignored(mode):
         await ctx.tick()
         assert ctx.get(dut.unacked) == 3 and ctx.get(dut.acks_invalid) == 1
         await pulse(ctx, dut, "ack", 6)         # beyond anything stored (ahead of head)
+        await ctx.tick()                        # the ACK acts one cycle late
         assert ctx.get(dut.acks_invalid) == 2
         ctx.set(dut.tx_desc.ready, 1)
         await ctx.tick().repeat(40)
