@@ -74,7 +74,8 @@ class NetworkWire(uvm_component):
         self._wake = Event()
         self.fates = {}
         self.malformed = []
-        self.detectable = collections.Counter()   # corrupted frames the model rejects, by reason
+        self.detectable = collections.Counter()   # corrupted frames handed over that the model rejects, by reason
+        self.frozen = False
 
     def check_phase(self):
         assert not self.malformed, f"{len(self.malformed)} malformed frame(s) sent; first: {self.malformed[0]}"
@@ -93,16 +94,15 @@ class NetworkWire(uvm_component):
                 self.logger.error(f"bridge sent a malformed frame: {self.malformed[-1]}")
         delivery = self.phy.transmit(item.data, get_sim_time("ns"))
         self.fates[delivery.fate.value] = self.fates.get(delivery.fate.value, 0) + 1
+        reason = None
         if delivery.fate is Fate.CORRUPTED:
             reason = model_verdict(delivery.frame, mtu=None)
-            if reason is not None:
-                self.detectable[reason] += 1
-            elif delivery.frame[12:len(item.data)] != item.data[12:]:
+            if reason is None and delivery.frame[12:len(item.data)] != item.data[12:]:
                 self.malformed.append("corruption inside the frame passed the model's checks")
             # else: only the MAC addresses (a hop's business: the FCS covers them, the
             # end-to-end CRC does not) or the MAC's padding after the frame were hit
         if delivery.frame is not None:
-            heapq.heappush(self._heap, (delivery.arrival_ns, self._order, delivery.frame))
+            heapq.heappush(self._heap, (delivery.arrival_ns, self._order, delivery.frame, reason))
             self._order += 1
             self._wake.set()
 
@@ -112,7 +112,9 @@ class NetworkWire(uvm_component):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            arrival, _, frame = self._heap[0]
+            if self.frozen:
+                return
+            arrival, _, frame, reason = self._heap[0]
             now = get_sim_time("ns")
             if arrival > now:
                 self._wake.clear()
@@ -124,8 +126,21 @@ class NetworkWire(uvm_component):
             heapq.heappop(self._heap)
             # hand over on a clock edge, as every other BFM acts
             await RisingEdge(self.driver.clock)
+            if self.frozen:
+                return
             self.driver.send_nowait(frame)
+            if reason is not None:
+                self.detectable[reason] += 1
             self.handed_ap.write(StreamItem("handed", frame))
+
+    async def freeze(self):
+        """Stop handing frames over (those still on the way are never
+        delivered) and wait until the driver has put the last one on
+        ``frame_in``: from then on every frame handed over is in the far
+        bridge's counters once its checks are done."""
+        self.frozen = True
+        self._wake.set()
+        await self.driver.wait_idle()
 
 
 def read_bridge_counters(dut, side, mode="gbn"):

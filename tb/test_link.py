@@ -94,6 +94,8 @@ class LinkTest(uvm_test):
             sb.allow_pending = bool(P["expect_link_down"])
             sb.expect_illegal = bool(P["expect_order_violations"])
             await sb.wait_drained(timeout=P["drain_us"], unit="us")
+        for wire in self.env.wires.values():    # the network stops: every frame handed
+            await wire.freeze()                 # over is counted once checked
         await wait_cycles(dut.clk, 200)
         await ReadOnly()            # this edge's counts and frames taken both settled
         self.counters = {side: read_bridge_counters(dut, side, P["mode"]) for side in ("a", "b")}
