@@ -7,7 +7,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..models.link import MODES
 
-__all__ = ["MODES", "LinkFeedback", "check_mode", "check_window", "first_of"]
+__all__ = ["MODES", "FEEDBACK_LATENCY", "FEEDBACK_COUNTERS", "LinkFeedback", "check_mode", "check_window", "first_of"]
+
+
+#: Cycles from the edge where the receiver takes a frame's verdict to the
+#: edge where its ACK or NAK acts in the sender (the feedback register).
+FEEDBACK_LATENCY = 1
+#: The sender's counters that a received frame moves, FEEDBACK_LATENCY late.
+FEEDBACK_COUNTERS = ("acks_invalid", "naks_invalid", "replays_nak")
 
 
 class LinkFeedback(wiring.Signature):

@@ -82,11 +82,20 @@ class ReceivePort:
     once (a jammed receive path). :meth:`send` queues a frame with a callback ``on_done(counters)`` called
     in the read-only phase of the edge that took its last beat. Delivered TLPs
     go to ``on_tlp(bytes, stamp)``. ``stamp_port`` (optional) is read with a
-    TLP's first beat."""
+    TLP's first beat.  ``latency`` (optional: name -> cycles) gives the
+    counters that move that many edges after the frame's last beat (the
+    link feedback's): each is read then, the others at the last beat's
+    edge, and ``on_done`` is called once all are read."""
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
-                 stall_bound, stamp_port=None, drop_reasons=()):
+                 stall_bound, stamp_port=None, drop_reasons=(), latency=None):
         self.dut, self.clock, self.width = dut, clock, width
+        self.latency = dict(latency or {})
+        unknown = set(self.latency) - set(counters)
+        if unknown:
+            raise ValueError(f"latency names counters not read: {sorted(unknown)}")
+        self.lags = sorted(set(self.latency.values()) | {0})
+        self.waiting = collections.deque()    # [cycle of the last beat, on_done, counters]
         self.frame_layout = StreamLayout.frame(width)
         self.tlp_layout = StreamLayout.tlp(width)
         self.f_valid = getattr(dut, f"{frame_port}__valid")
@@ -171,8 +180,24 @@ class ReceivePort:
                 f_payload.value = queue[0][0][index]
             f_valid.value = int(offered)
             if done is not None:
+                self.waiting.append([self.cycles, done, {}])
+            if any(cycle + lag == self.cycles for cycle, _, _ in self.waiting
+                   for lag in self.lags):
                 await read_only
-                done(self.read_counters())
+                self._settle(self.read_counters())
+
+    def _settle(self, now):
+        """Counters read at this edge: each waiting frame takes those whose
+        latency ends here; a frame with all of them is done (in order)."""
+        for frame in self.waiting:
+            cycle, _, got = frame
+            for name, value in now.items():
+                lag = self.latency.get(name.split("_")[0] if name.startswith("drops_") else name, 0)
+                if cycle + lag == self.cycles:
+                    got[name] = value
+        while self.waiting and len(self.waiting[0][2]) == len(now):
+            _, done, got = self.waiting.popleft()
+            done(got)
 
 
 class FrameJudge:

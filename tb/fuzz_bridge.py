@@ -37,6 +37,7 @@ from ..models.link import LinkConfig, LinkCounters, LinkEndpoint, LinkReceiver
 from ..models.ordering import take_credit_limit
 from ..models.tlp import Tlp
 from ..rtl.classq import CLASSES, DATA_BITS, HDR_BITS
+from ..rtl.link_common import FEEDBACK_COUNTERS, FEEDBACK_LATENCY
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import _refresh_crc, _set
 from .fuzz import FATE_COUNTERS, FrameJudge, Prediction, ReceivePort, predict_frame
@@ -121,7 +122,8 @@ class BridgeFuzz:
         self.port = ReceivePort(dut, dut.clk, p["width"], frame_port="frame_in",
                                 tlp_port="tlp_out", counters=counters,
                                 drop_reasons=tuple(DropReason), stall_bound=p["stall_bound"],
-                                on_tlp=self.judge.tlp_out)
+                                on_tlp=self.judge.tlp_out,
+                                latency={name: FEEDBACK_LATENCY for name in FEEDBACK_COUNTERS})
         self.tlp_driver = StreamDriver(dut, "tlp_in", dut.clk, StreamLayout.tlp(p["width"]),
                                        valid_gap=0.3, rng=random.Random(p["seed"]))
         self.mac_rng = random.Random(f"mac:{p['seed']}")
