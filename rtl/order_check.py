@@ -32,6 +32,8 @@ further ahead (or behind it: a stamp seen twice) is counted in
 ``stamp_errors``, not judged.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -52,6 +54,24 @@ class _Txn(data.StructLayout):
         super().__init__({"valid": 1, "requester": 16, "byte_count": 13})
 
 
+def _cpl_tag(dw0, dw2):
+    """A completion's Tag: Tag[7:0] in DW 2, T8 and T9 in DW 0."""
+    return Cat(dw2[16:24], dw0[11], dw0[15])
+
+
+def _fields(dw0, dw1, dw2):
+    """The fields the checker judges, from the header's DWs 0..2 (lane order)."""
+    f = SimpleNamespace(cls=tlp_class(dw0), ro=dw0[21])             # Attr[1]
+    f.length = Cat(dw0[24:32], dw0[16:18])
+    byte_count = Cat(dw1[24:32], dw1[16:20])                        # completion: Byte Count[11:0]
+    f.bytes_total = Mux(byte_count == 0, 4096, byte_count)
+    f.requester = Cat(dw2[8:16], dw2[0:8])                          # completion: Requester ID
+    tag_request = Cat(dw1[16:24], dw0[11], dw0[15])                 # request: Tag[7:0], T8, T9
+    f.tag = Mux(f.cls == CPL, _cpl_tag(dw0, dw2), tag_request)
+    f.final = f.bytes_total <= (Mux(f.length == 0, 1024, f.length) << 2)
+    return f
+
+
 class OrderChecker(wiring.Component):
     """Watches one TLP stream beat by beat: ``valid`` marks a beat taken
     (the stream's valid and ready), ``stamp`` is read on a TLP's first beat.
@@ -62,6 +82,10 @@ class OrderChecker(wiring.Component):
     ``first_valid``), ``irq`` (set by a violation, held until
     ``irq_clear``), ``stamp_errors`` and ``tlps_checked``.
     """
+
+    #: A TLP whose last beat is taken in cycle ``c`` is in the outputs from
+    #: cycle ``c + latency`` on.
+    latency = 3
 
     def __init__(self, width, *, window=64, stamp_bits=16, tag_bits=10):
         check_width(width)
@@ -91,54 +115,91 @@ class OrderChecker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        W, D = self.width, self.width // 32
-        n = self.stamp_bits
+        hdr = self._header(m)
+        txns, look = self._table(m, hdr)
 
-        # --- the header: DWs 0..2, from the beats they arrive in --------------------------
-        first = Signal(init=1)
-        index = Signal(range(3 + 1))            # beat number within the TLP, saturating
-        held = [Signal(32, name=f"dw{i}") for i in range(3)]
-        stamp_held = Signal(n)
+        # --- stage 1: the TLP's header, registered on its last beat ----------------------
+        v1 = Signal()
+        h = [Signal(32, name=f"hdr{i}") for i in range(3)]
+        s1 = Signal(self.stamp_bits)
+        m.d.sync += v1.eq(hdr.done)
+        with m.If(hdr.done):
+            m.d.sync += [r.eq(dw) for r, dw in zip(h, hdr.dws)] + [s1.eq(hdr.stamp)]
+        f = _fields(*h)
+
+        known = self._write_table(m, txns, look, v1 & (f.cls == CPL), f)
+        passed_posted, in_window = self._posted(m, v1 & (f.cls == P), s1)
+        same = Signal()
+        m.d.comb += same.eq(known.valid & (known.requester == f.requester))
+        cell = Signal(2)
+        bad = Signal()
+        with m.If(f.cls == P):
+            m.d.comb += [bad.eq(passed_posted & in_window & ~f.ro), cell.eq(A2A)]
+        with m.Elif(f.cls == NP):
+            m.d.comb += [bad.eq(passed_posted), cell.eq(B2A)]
+        with m.Elif(passed_posted & ~f.ro):
+            m.d.comb += [bad.eq(1), cell.eq(D2A)]
+        with m.Else():
+            m.d.comb += [bad.eq(same & (f.bytes_total > known.byte_count)), cell.eq(D5B)]
+
+        # --- stage 2: the verdict, registered; the counters --------------------------------
+        v2, bad2, cell2 = Signal(), Signal(), Signal(2)
+        stamp2, tag2, stamp_error2 = Signal(self.stamp_bits), Signal(10), Signal()
+        m.d.sync += [v2.eq(v1), bad2.eq(v1 & bad), stamp_error2.eq(v1 & (f.cls == P) & ~in_window)]
+        with m.If(v1):
+            m.d.sync += [cell2.eq(cell), stamp2.eq(s1), tag2.eq(f.tag)]
+        with m.If(v2):
+            m.d.sync += self.tlps_checked.eq(self.tlps_checked + 1)
+        with m.If(stamp_error2):
+            m.d.sync += self.stamp_errors.eq(self.stamp_errors + 1)
+        with m.If(bad2):
+            m.d.sync += [self.violations.eq(self.violations + 1), self.irq.eq(1)]
+            for k in range(len(CELLS)):
+                with m.If(cell2 == k):
+                    m.d.sync += self.by_cell[k].eq(self.by_cell[k] + 1)
+            with m.If(~self.first_valid):
+                m.d.sync += [self.first_valid.eq(1), self.first_stamp.eq(stamp2),
+                             self.first_tag.eq(tag2), self.first_cell.eq(cell2)]
+        with m.If(self.irq_clear & ~bad2):
+            m.d.sync += self.irq.eq(0)
+        return m
+
+    def _header(self, m):
+        """Stage 0: DWs 0..2 of the TLP from the beats they arrive in; its stamp."""
+        D = self.width // 32
+        hdr = SimpleNamespace(first=Signal(init=1), index=Signal(range(3 + 1)),
+                              held=[Signal(32, name=f"dw{i}") for i in range(3)],
+                              lane=lambda i: self.beat.data[32 * (i % D):32 * (i % D + 1)])
+        stamp_held = Signal(self.stamp_bits)
         dws = []
         for i in range(3):
-            lane = self.beat.data[32 * (i % D):32 * (i % D + 1)]
-            here = self.valid & (index == i // D)
-            dws.append(Mux(here, lane, held[i]))
+            here = self.valid & (hdr.index == i // D)
+            dws.append(Mux(here, hdr.lane(i), hdr.held[i]))
             with m.If(here):
-                m.d.sync += held[i].eq(lane)
+                m.d.sync += hdr.held[i].eq(hdr.lane(i))
         with m.If(self.valid):
-            m.d.sync += first.eq(self.beat.last)
+            m.d.sync += hdr.first.eq(self.beat.last)
             with m.If(self.beat.last):
-                m.d.sync += index.eq(0)
-            with m.Elif(index != 3):
-                m.d.sync += index.eq(index + 1)
-            with m.If(first):
+                m.d.sync += hdr.index.eq(0)
+            with m.Elif(hdr.index != 3):
+                m.d.sync += hdr.index.eq(hdr.index + 1)
+            with m.If(hdr.first):
                 m.d.sync += stamp_held.eq(self.stamp)
-        stamp = Signal(n)
-        m.d.comb += stamp.eq(Mux(first, self.stamp, stamp_held))
-        dw0, dw1, dw2 = dws
-        done = Signal()                          # the TLP's last beat: judge it
-        m.d.comb += done.eq(self.valid & self.beat.last)
+        hdr.dws = dws
+        hdr.stamp = Mux(hdr.first, self.stamp, stamp_held)
+        hdr.done = self.valid & self.beat.last
+        return hdr
 
-        cls = Signal(2)
-        m.d.comb += cls.eq(tlp_class(dw0))
-        ro = dw0[21]                            # Attr[1]
-        length = Cat(dw0[24:32], dw0[16:18])
-        byte_count = Cat(dw1[24:32], dw1[16:20])        # completion: Byte Count[11:0]
-        bytes_total = Signal(13)
-        m.d.comb += bytes_total.eq(Mux(byte_count == 0, 4096, byte_count))
-        requester = Cat(dw2[8:16], dw2[0:8])            # completion: Requester ID
-        tag = Signal(10)
-        tag_request = Cat(dw1[16:24], dw0[11], dw0[15]) # request: Tag[7:0], T8, T9
-        tag_cpl = Cat(dw2[16:24], dw0[11], dw0[15])
-        m.d.comb += tag.eq(Mux(cls == CPL, tag_cpl, tag_request))
-
-        # --- posted indices out: p_low and the bitmap above it -------------------------------
+    def _posted(self, m, mark, stamp):
+        """The posted indices out: ``p_low`` and the bitmap above it. ``mark``:
+        a posted TLP with ``stamp`` leaves. Returns (an earlier posted TLP is
+        still inside, ``stamp`` is within the window)."""
+        n = self.stamp_bits
         p_low = Signal(n)
         out_above = Signal(self.window)          # bit j: posted index p_low + j is out
         ahead = Signal(n)
         m.d.comb += ahead.eq(stamp - p_low)
-        passed_posted = Signal()                 # an earlier posted TLP is still inside
+        passed_posted = Signal()
         m.d.comb += passed_posted.eq((ahead != 0) & ~ahead[-1])
         in_window = Signal()
         m.d.comb += in_window.eq(ahead < self.window)
@@ -150,55 +211,44 @@ class OrderChecker(wiring.Component):
                 m.d.comb += run.eq(j)
         with m.If(marked.all()):
             m.d.comb += run.eq(self.window)
-        with m.If(done & (cls == P)):
-            with m.If(~in_window):
-                m.d.sync += self.stamp_errors.eq(self.stamp_errors + 1)
-            with m.Else():
-                m.d.sync += [p_low.eq(p_low + run), out_above.eq(marked >> run)]
+        with m.If(mark & in_window):
+            m.d.sync += [p_low.eq(p_low + run), out_above.eq(marked >> run)]
+        return passed_posted, in_window
 
-        # --- completions of one transaction: Byte Count only falls ----------------------------
+    def _table(self, m, hdr):
+        """The per-tag table, read synchronously: the address on the beat
+        that brings the completion's Tag (DW 2: beat 0, or beat 1 at 64
+        bits), the entry a cycle later and held until the next TLP's."""
         m.submodules.txns = txns = memory.Memory(shape=_Txn(), depth=2 ** self.tag_bits, init=[])
-        look = txns.read_port(domain="comb")
-        keep = txns.write_port()
-        m.d.comb += look.addr.eq(tag[:self.tag_bits])
-        known = look.data
-        same = Signal()
-        m.d.comb += same.eq(known.valid & (known.requester == requester))
-        final = Signal()
-        m.d.comb += final.eq(bytes_total <= (Mux(length == 0, 1024, length) << 2))
+        look = txns.read_port()
+        tag_beat = 2 // (self.width // 32)
+        dw0 = hdr.lane(0) if tag_beat == 0 else hdr.held[0]
         m.d.comb += [
-            keep.addr.eq(tag[:self.tag_bits]),
-            keep.en.eq(done & (cls == CPL)),
-            keep.data.valid.eq(~final),
-            keep.data.requester.eq(requester),
-            keep.data.byte_count.eq(bytes_total),
+            look.en.eq(self.valid & (hdr.index == tag_beat)),
+            look.addr.eq(_cpl_tag(dw0, hdr.lane(2))[:self.tag_bits]),
         ]
+        return txns, look
 
-        # --- the verdict ------------------------------------------------------------------
-        cell = Signal(2)
-        bad = Signal()
-        with m.If(cls == P):
-            m.d.comb += [bad.eq(passed_posted & in_window & ~ro), cell.eq(A2A)]
-        with m.Elif(cls == NP):
-            m.d.comb += [bad.eq(passed_posted), cell.eq(B2A)]
-        with m.Elif(passed_posted & ~ro):
-            m.d.comb += [bad.eq(1), cell.eq(D2A)]
-        with m.Else():
-            m.d.comb += [bad.eq(same & (bytes_total > known.byte_count)), cell.eq(D5B)]
-        with m.If(done):
-            m.d.sync += self.tlps_checked.eq(self.tlps_checked + 1)
-            with m.If(bad):
-                m.d.sync += [self.violations.eq(self.violations + 1), self.irq.eq(1)]
-                for k in range(len(CELLS)):
-                    with m.If(cell == k):
-                        m.d.sync += self.by_cell[k].eq(self.by_cell[k] + 1)
-                with m.If(~self.first_valid):
-                    m.d.sync += [self.first_valid.eq(1), self.first_stamp.eq(stamp),
-                                 self.first_tag.eq(tag), self.first_cell.eq(cell)]
-        with m.If(self.irq_clear & ~(done & bad)):
-            m.d.sync += self.irq.eq(0)
-        return m
-
+    def _write_table(self, m, txns, look, write, f):
+        """Writes the completion of stage 1 (``write``) and returns the entry
+        its read found, with the write forwarded: at 128 bits and wider the
+        next TLP's read is issued in the same cycle as this write and sees
+        the entry before it."""
+        keep = txns.write_port()
+        m.d.comb += [
+            keep.addr.eq(f.tag[:self.tag_bits]),
+            keep.en.eq(write),
+            keep.data.valid.eq(~f.final),
+            keep.data.requester.eq(f.requester),
+            keep.data.byte_count.eq(f.bytes_total),
+        ]
+        forward = Signal()
+        written = Signal(_Txn())
+        with m.If(look.en):
+            m.d.sync += [forward.eq(keep.en & (keep.addr == look.addr)), written.eq(keep.data)]
+        known = Signal(_Txn())
+        m.d.comb += known.eq(Mux(forward, written, look.data))
+        return known
 
 class CheckedQueues(wiring.Component):
     """:class:`~tlpoe.rtl.classq.ClassQueues` with an :class:`OrderChecker`

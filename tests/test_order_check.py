@@ -42,24 +42,31 @@ def legal_shuffle(n, tlps, rng, depth=8):
 
 
 def run_checker(tlps, order, width, **kw):
-    """Feed the TLPs in ``order`` with their stamps; return the egress
-    positions flagged, with their cells, and the final outputs."""
+    """Feed the TLPs in ``order`` back to back with their stamps; return the
+    egress positions flagged, with their cells, and the final outputs."""
     dut = OrderChecker(width, **kw)
     layout = StreamLayout.tlp(width)
     stamp_of = stamps(tlps)
     flagged, out = [], {}
 
     async def bench(ctx):
-        for k, i in enumerate(order):
+        last_beat, seen = [], []               # cycle of each TLP's last beat; violations per cycle
+        for i in order:
             beats = to_beats(tlps[i].pack(), layout)
-            before = ctx.get(dut.violations)
             for b, beat in enumerate(beats):
                 ctx.set(dut.valid, 1)
                 ctx.set(dut.beat.as_value(), layout.pack(beat))
                 ctx.set(dut.stamp, stamp_of[i] if b == 0 else 0xDEAD)
                 await ctx.tick()
-            ctx.set(dut.valid, 0)
-            if ctx.get(dut.violations) != before:
+                seen.append(ctx.get(dut.violations))
+            last_beat.append(len(seen) - 1)
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.latency):
+            await ctx.tick()
+            seen.append(ctx.get(dut.violations))
+        seen.insert(0, 0)                      # seen[c]: in cycle c, before the clock edge
+        for k, c in enumerate(last_beat):      # counted from cycle c + latency on
+            if seen[c + dut.latency] != seen[c + dut.latency - 1]:
                 flagged.append(k)
         out.update(violations=ctx.get(dut.violations), irq=ctx.get(dut.irq),
                    by_cell=[ctx.get(dut.by_cell[c]) for c in range(len(CELLS))],
