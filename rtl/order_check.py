@@ -59,6 +59,12 @@ def _cpl_tag(dw0, dw2):
     return Cat(dw2[16:24], dw0[11], dw0[15])
 
 
+def _encode(one_hot):
+    """The index of the one bit set in ``one_hot``."""
+    return Cat(Cat(one_hot[j] for j in range(len(one_hot)) if j >> b & 1).any()
+               for b in range(max(1, (len(one_hot) - 1).bit_length())))
+
+
 def _fields(dw0, dw1, dw2):
     """The fields the checker judges, from the header's DWs 0..2 (lane order)."""
     f = SimpleNamespace(cls=tlp_class(dw0), ro=dw0[21])             # Attr[1]
@@ -196,23 +202,24 @@ class OrderChecker(wiring.Component):
         still inside, ``stamp`` is within the window)."""
         n = self.stamp_bits
         p_low = Signal(n)
-        out_above = Signal(self.window)          # bit j: posted index p_low + j is out
+        out_above = Signal(self.window)          # bit j: posted index p_low + j is out (never bit 0)
         ahead = Signal(n)
         m.d.comb += ahead.eq(stamp - p_low)
         passed_posted = Signal()
         m.d.comb += passed_posted.eq((ahead != 0) & ~ahead[-1])
         in_window = Signal()
         m.d.comb += in_window.eq(ahead < self.window)
-        marked = Signal(self.window)
-        m.d.comb += marked.eq(out_above | (Const(1, self.window) << ahead[:self.window.bit_length() - 1]))
-        run = Signal(range(self.window + 1))     # trailing ones of `marked`: indices now out in a row
-        for j in reversed(range(self.window)):
-            with m.If(~marked[j]):
-                m.d.comb += run.eq(j)
-        with m.If(marked.all()):
-            m.d.comb += run.eq(self.window)
+        # p_low itself leaves: p_low and the run of indices out above it go
+        ones = Cat(out_above | 1, Const(0, 1))
+        first_in = Signal(self.window + 1)     # one-hot: the lowest index above the run
+        m.d.comb += first_in.eq(~ones & (ones + 1))
+        run = Signal(range(self.window + 1))
+        m.d.comb += run.eq(_encode(first_in))
         with m.If(mark & in_window):
-            m.d.sync += [p_low.eq(p_low + run), out_above.eq(marked >> run)]
+            with m.If(ahead == 0):
+                m.d.sync += [p_low.eq(p_low + run), out_above.eq(ones >> run)]
+            with m.Else():
+                m.d.sync += out_above.eq(out_above | (Const(1, self.window) << ahead[:self.window.bit_length() - 1]))
         return passed_posted, in_window
 
     def _table(self, m, hdr):

@@ -137,6 +137,17 @@ def test_split_completions_out_of_order_are_d5b():
     assert flagged == []
 
 
+@pytest.mark.parametrize("width", [64, 512])
+def test_the_oldest_posted_write_out_last_frees_the_whole_window(width):
+    """The window's other 63 writes pass the first one (each A2a), then it
+    leaves: ``p_low`` moves past all 64, and the writes after them are in
+    order again."""
+    writes = [Tlp(TlpType.MWr, address=0x1000 + 4 * k, first_be=0xF, data=bytes(4)) for k in range(70)]
+    flagged, out = run_checker(writes, list(range(1, 64)) + [0] + list(range(64, 70)), width)
+    assert flagged == list(range(63)) and out["by_cell"] == [63, 0, 0, 0]
+    assert out["stamp_errors"] == 0 and out["checked"] == 70
+
+
 def test_irq_clears_and_a_stamp_seen_twice_is_a_stamp_error():
     write = Tlp(TlpType.MWr, address=0x1000, first_be=0xF, data=bytes(4))
     tlps = [write, Tlp(TlpType.MWr, address=0x2000, first_be=0xF, data=bytes(4))]
