@@ -65,16 +65,28 @@ def _encode(one_hot):
                for b in range(max(1, (len(one_hot) - 1).bit_length())))
 
 
-def _fields(dw0, dw1, dw2):
-    """The fields the checker judges, from the header's DWs 0..2 (lane order)."""
-    f = SimpleNamespace(cls=tlp_class(dw0), ro=dw0[21])             # Attr[1]
-    f.length = Cat(dw0[24:32], dw0[16:18])
+class _Fields(data.StructLayout):
+    """The fields the checker judges a TLP by, registered on its last beat."""
+
+    def __init__(self):
+        super().__init__({"cls": 2, "ro": 1, "length": 10, "bytes_total": 13,
+                          "requester": 16, "tag": 10})
+
+
+def _fields(m, dw0, dw1, dw2):
+    """The fields of :class:`_Fields` from the header's DWs 0..2 (lane order)."""
+    f = Signal(_Fields())
     byte_count = Cat(dw1[24:32], dw1[16:20])                        # completion: Byte Count[11:0]
-    f.bytes_total = Mux(byte_count == 0, 4096, byte_count)
-    f.requester = Cat(dw2[8:16], dw2[0:8])                          # completion: Requester ID
+    cls = tlp_class(dw0)
     tag_request = Cat(dw1[16:24], dw0[11], dw0[15])                 # request: Tag[7:0], T8, T9
-    f.tag = Mux(f.cls == CPL, _cpl_tag(dw0, dw2), tag_request)
-    f.final = f.bytes_total <= (Mux(f.length == 0, 1024, f.length) << 2)
+    m.d.comb += [
+        f.cls.eq(cls),
+        f.ro.eq(dw0[21]),                                           # Attr[1]
+        f.length.eq(Cat(dw0[24:32], dw0[16:18])),
+        f.bytes_total.eq(Mux(byte_count == 0, 4096, byte_count)),
+        f.requester.eq(Cat(dw2[8:16], dw2[0:8])),                   # completion: Requester ID
+        f.tag.eq(Mux(cls == CPL, _cpl_tag(dw0, dw2), tag_request)),
+    ]
     return f
 
 
@@ -125,13 +137,10 @@ class OrderChecker(wiring.Component):
         txns, look = self._table(m, hdr)
 
         # --- stage 1: the TLP's header, registered on its last beat ----------------------
-        v1 = Signal()
-        h = [Signal(32, name=f"hdr{i}") for i in range(3)]
-        s1 = Signal(self.stamp_bits)
+        v1, f, s1 = Signal(), Signal(_Fields()), Signal(self.stamp_bits)
         m.d.sync += v1.eq(hdr.done)
         with m.If(hdr.done):
-            m.d.sync += [r.eq(dw) for r, dw in zip(h, hdr.dws)] + [s1.eq(hdr.stamp)]
-        f = _fields(*h)
+            m.d.sync += [f.eq(_fields(m, *hdr.dws)), s1.eq(hdr.stamp)]
 
         known = self._write_table(m, txns, look, v1 & (f.cls == CPL), f)
         passed_posted, in_window = self._posted(m, v1 & (f.cls == P), s1)
@@ -240,12 +249,13 @@ class OrderChecker(wiring.Component):
         """Writes the completion of stage 1 (``write``) and returns the entry
         its read found, with the write forwarded: at 128 bits and wider the
         next TLP's read is issued in the same cycle as this write and sees
-        the entry before it."""
+        the entry before it. A final completion (Byte Count within its
+        payload) closes the entry."""
         keep = txns.write_port()
         m.d.comb += [
             keep.addr.eq(f.tag[:self.tag_bits]),
             keep.en.eq(write),
-            keep.data.valid.eq(~f.final),
+            keep.data.valid.eq(f.bytes_total > (Mux(f.length == 0, 1024, f.length) << 2)),
             keep.data.requester.eq(f.requester),
             keep.data.byte_count.eq(f.bytes_total),
         ]
