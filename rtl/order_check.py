@@ -142,27 +142,29 @@ class OrderChecker(wiring.Component):
         with m.If(hdr.done):
             m.d.sync += [f.eq(_fields(m, *hdr.dws)), s1.eq(hdr.stamp)]
 
-        known = self._write_table(m, txns, look, v1 & (f.cls == CPL), f)
+        rises = self._byte_count_rises(m, txns, look, v1 & (f.cls == CPL), f)
         passed_posted, in_window = self._posted(m, v1 & (f.cls == P), s1)
-        same = Signal()
-        m.d.comb += same.eq(known.valid & (known.requester == f.requester))
-        cell = Signal(2)
-        bad = Signal()
-        with m.If(f.cls == P):
-            m.d.comb += [bad.eq(passed_posted & in_window & ~f.ro), cell.eq(A2A)]
-        with m.Elif(f.cls == NP):
-            m.d.comb += [bad.eq(passed_posted), cell.eq(B2A)]
-        with m.Elif(passed_posted & ~f.ro):
-            m.d.comb += [bad.eq(1), cell.eq(D2A)]
-        with m.Else():
-            m.d.comb += [bad.eq(same & (f.bytes_total > known.byte_count)), cell.eq(D5B)]
 
-        # --- stage 2: the verdict, registered; the counters --------------------------------
-        v2, bad2, cell2 = Signal(), Signal(), Signal(2)
-        stamp2, tag2, stamp_error2 = Signal(self.stamp_bits), Signal(10), Signal()
-        m.d.sync += [v2.eq(v1), bad2.eq(v1 & bad), stamp_error2.eq(v1 & (f.cls == P) & ~in_window)]
+        # --- stage 2: the comparisons, registered; the verdict and the counters -------------
+        v2, cls2, ro2, passed2, in_window2, rises2 = (Signal(), Signal(2), Signal(), Signal(),
+                                                     Signal(), Signal())
+        stamp2, tag2 = Signal(self.stamp_bits), Signal(10)
+        m.d.sync += v2.eq(v1)
         with m.If(v1):
-            m.d.sync += [cell2.eq(cell), stamp2.eq(s1), tag2.eq(f.tag)]
+            m.d.sync += [cls2.eq(f.cls), ro2.eq(f.ro), passed2.eq(passed_posted),
+                         in_window2.eq(in_window), rises2.eq(rises), stamp2.eq(s1), tag2.eq(f.tag)]
+        cell2 = Signal(2)
+        bad = Signal()
+        with m.If(cls2 == P):
+            m.d.comb += [bad.eq(passed2 & in_window2 & ~ro2), cell2.eq(A2A)]
+        with m.Elif(cls2 == NP):
+            m.d.comb += [bad.eq(passed2), cell2.eq(B2A)]
+        with m.Elif(passed2 & ~ro2):
+            m.d.comb += [bad.eq(1), cell2.eq(D2A)]
+        with m.Else():
+            m.d.comb += [bad.eq(rises2), cell2.eq(D5B)]
+        bad2, stamp_error2 = Signal(), Signal()
+        m.d.comb += [bad2.eq(v2 & bad), stamp_error2.eq(v2 & (cls2 == P) & ~in_window2)]
         with m.If(v2):
             m.d.sync += self.tlps_checked.eq(self.tlps_checked + 1)
         with m.If(stamp_error2):
@@ -206,29 +208,64 @@ class OrderChecker(wiring.Component):
         return hdr
 
     def _posted(self, m, mark, stamp):
-        """The posted indices out: ``p_low`` and the bitmap above it. ``mark``:
-        a posted TLP with ``stamp`` leaves. Returns (an earlier posted TLP is
-        still inside, ``stamp`` is within the window)."""
-        n = self.stamp_bits
-        p_low = Signal(n)
-        out_above = Signal(self.window)          # bit j: posted index p_low + j is out (never bit 0)
-        ahead = Signal(n)
-        m.d.comb += ahead.eq(stamp - p_low)
-        passed_posted = Signal()
-        m.d.comb += passed_posted.eq((ahead != 0) & ~ahead[-1])
-        in_window = Signal()
-        m.d.comb += in_window.eq(ahead < self.window)
-        # p_low itself leaves: p_low and the run of indices out above it go
-        ones = Cat(out_above | 1, Const(0, 1))
-        first_in = Signal(self.window + 1)     # one-hot: the lowest index above the run
-        m.d.comb += first_in.eq(~ones & (ones + 1))
-        run = Signal(range(self.window + 1))
-        m.d.comb += run.eq(_encode(first_in))
+        """The posted indices out. ``mark``: a posted TLP with ``stamp``
+        leaves. Returns (an earlier posted TLP is still inside, ``stamp`` is
+        within the window).
+
+        ``p_low`` is kept as its epoch ``p_low // window`` and its position
+        ``p_low % window`` (one-hot, and as a mask of the positions at or
+        above it); ``out`` has bit ``i % window`` set for each index ``i`` in
+        ``p_low + 1 .. p_low + window - 1`` already out. Nothing moves when
+        ``p_low`` leaves: its new position is the first one not out after
+        it, found with one add (a carry chain), not a shift."""
+        W, k, n = self.window, self.window.bit_length() - 1, self.stamp_bits
+        epoch, epoch_next = Signal(n - k), Signal(n - k, init=1)    # p_low // W, and + 1
+        at = Signal(W, init=1)                   # one-hot: p_low % W
+        at_or_above = Signal(W, init=(1 << W) - 1)                  # positions >= p_low % W
+        out = Signal(W)
+        s_epoch, s_pos = stamp[k:], stamp[:k]
+        same_epoch = Signal()
+        next_epoch = Signal()
+        m.d.comb += [same_epoch.eq(s_epoch == epoch), next_epoch.eq(s_epoch == epoch_next)]
+        ge, eq = at_or_above.bit_select(s_pos, 1), at.bit_select(s_pos, 1)
+        d = Signal(n - k)                        # epochs ahead
+        m.d.comb += d.eq(s_epoch - epoch)
+        half = 1 << (n - k - 1)
+        # ahead = stamp - p_low is in 1 .. 2**(n-1) - 1: an earlier posted TLP is still inside
+        passed_posted, in_window, is_low = Signal(), Signal(), Signal()
+        m.d.comb += [
+            passed_posted.eq((same_epoch & ge & ~eq) | ((d != 0) & ~d[-1])
+                             | ((d == half) & ~ge)),
+            in_window.eq((same_epoch & ge) | (next_epoch & ~ge)),
+            is_low.eq(same_epoch & eq),
+        ]
+
+        # p_low leaves: the first position not out after it, above it or
+        # (wrapping into the next epoch) from 0
+        taken = out | at
+        above = Cat(taken | ~at_or_above, Const(0, 1))
+        below = Cat(taken, Const(0, 1))
+        run_above, run_below = Signal(W), Signal(W)  # the ones a +1 carries through
+        first_above, first_below = Signal(W + 1), Signal(W + 1)     # one-hot: where it stops
+        m.d.comb += [
+            run_above.eq(above & ~(above + 1)), first_above.eq(~above & (above + 1)),
+            run_below.eq(below & ~(below + 1)), first_below.eq(~below & (below + 1)),
+        ]
+        wraps, all_out = first_above[W], first_below[W]
         with m.If(mark & in_window):
-            with m.If(ahead == 0):
-                m.d.sync += [p_low.eq(p_low + run), out_above.eq(ones >> run)]
+            with m.If(is_low):
+                with m.If(~wraps):
+                    m.d.sync += [at.eq(first_above), at_or_above.eq(~run_above),
+                                 out.eq(out & ~(at_or_above & run_above))]
+                with m.Else():
+                    m.d.sync += [epoch.eq(epoch_next), epoch_next.eq(epoch_next + 1)]
+                    with m.If(~all_out):
+                        m.d.sync += [at.eq(first_below), at_or_above.eq(~run_below),
+                                     out.eq(out & ~at_or_above & ~run_below)]
+                    with m.Else():               # the whole window was out
+                        m.d.sync += out.eq(0)
             with m.Else():
-                m.d.sync += out_above.eq(out_above | (Const(1, self.window) << ahead[:self.window.bit_length() - 1]))
+                m.d.sync += out.eq(out | (Const(1, W) << s_pos))
         return passed_posted, in_window
 
     def _table(self, m, hdr):
@@ -245,12 +282,13 @@ class OrderChecker(wiring.Component):
         ]
         return txns, look
 
-    def _write_table(self, m, txns, look, write, f):
-        """Writes the completion of stage 1 (``write``) and returns the entry
-        its read found, with the write forwarded: at 128 bits and wider the
-        next TLP's read is issued in the same cycle as this write and sees
-        the entry before it. A final completion (Byte Count within its
-        payload) closes the entry."""
+    def _byte_count_rises(self, m, txns, look, write, f):
+        """Writes the completion of stage 1 (``write``) and returns whether
+        its Byte Count is above the one its transaction's entry holds (D5b).
+        At 128 bits and wider the next TLP's read is issued in the cycle of
+        this write and finds the entry before it: the write is forwarded
+        (compared apart, so that no multiplexer follows the block RAM). A
+        final completion (Byte Count within its payload) closes the entry."""
         keep = txns.write_port()
         m.d.comb += [
             keep.addr.eq(f.tag[:self.tag_bits]),
@@ -263,9 +301,10 @@ class OrderChecker(wiring.Component):
         written = Signal(_Txn())
         with m.If(look.en):
             m.d.sync += [forward.eq(keep.en & (keep.addr == look.addr)), written.eq(keep.data)]
-        known = Signal(_Txn())
-        m.d.comb += known.eq(Mux(forward, written, look.data))
-        return known
+
+        def rises(known):
+            return known.valid & (known.requester == f.requester) & (f.bytes_total > known.byte_count)
+        return Mux(forward, rises(written), rises(look.data))
 
 class CheckedQueues(wiring.Component):
     """:class:`~tlpoe.rtl.classq.ClassQueues` with an :class:`OrderChecker`

@@ -148,6 +148,24 @@ def test_the_oldest_posted_write_out_last_frees_the_whole_window(width):
     assert out["stamp_errors"] == 0 and out["checked"] == 70
 
 
+def test_posted_writes_scrambled_within_the_window_are_judged_as_the_model_does():
+    """Runs of every length out of order, across many wraps of the window:
+    each write that passed an earlier one is A2a, and none is a stamp error."""
+    rng = random.Random(17)
+    writes = [Tlp(TlpType.MWr, address=0x1000 + 4 * k, first_be=0xF, data=bytes(4)) for k in range(600)]
+    order, start = [], 0
+    while start < len(writes):
+        size = min(rng.choice([1, 2, 5, 17, 40, 64]), len(writes) - start)
+        block = list(range(start, start + size))
+        rng.shuffle(block)
+        order += block
+        start += size
+    expected = expected_flags(writes, order)
+    flagged, out = run_checker(writes, order, 128)
+    assert flagged == sorted(expected) and out["by_cell"] == [len(expected), 0, 0, 0]
+    assert out["stamp_errors"] == 0 and out["checked"] == len(writes)
+
+
 def test_irq_clears_and_a_stamp_seen_twice_is_a_stamp_error():
     write = Tlp(TlpType.MWr, address=0x1000, first_be=0xF, data=bytes(4))
     tlps = [write, Tlp(TlpType.MWr, address=0x2000, first_be=0xF, data=bytes(4))]
