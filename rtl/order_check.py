@@ -27,6 +27,21 @@ own payload) closes it, so a final completion that overtakes an earlier one
 of its request goes unseen; a per-tag table (``2**tag_bits`` entries) keeps
 one transaction per tag.
 
+The table is in block RAM (DP16KD on ECP5, RAMB on UltraScale+): it is
+read synchronously, with the address taken from the beat that brings the
+completion's Tag (the first beat, or the second at 64 bits) and the entry
+used one cycle after the TLP's last beat. A completion's entry is written
+in that cycle too; when the next TLP is a single beat right behind it (at
+128 bits and wider) its read is issued in the same cycle, and the write is
+forwarded to it.
+
+The TLP is judged in three steps: its header fields are registered on its
+last beat (stage 1), the comparisons (posted indices, Byte Count) one cycle
+later (stage 2), and the counters the cycle after: a TLP whose last beat is
+taken in cycle ``c`` is in the outputs from cycle ``c + 3`` (``latency``).
+One TLP per cycle is judged at every width; the checker only watches and
+never holds the stream back.
+
 ``window`` bounds how far a posted TLP may run ahead of ``p_low``; one
 further ahead (or behind it: a stamp seen twice) is counted in
 ``stamp_errors``, not judged.
@@ -57,12 +72,6 @@ class _Txn(data.StructLayout):
 def _cpl_tag(dw0, dw2):
     """A completion's Tag: Tag[7:0] in DW 2, T8 and T9 in DW 0."""
     return Cat(dw2[16:24], dw0[11], dw0[15])
-
-
-def _encode(one_hot):
-    """The index of the one bit set in ``one_hot``."""
-    return Cat(Cat(one_hot[j] for j in range(len(one_hot)) if j >> b & 1).any()
-               for b in range(max(1, (len(one_hot) - 1).bit_length())))
 
 
 class _Fields(data.StructLayout):
@@ -98,7 +107,10 @@ class OrderChecker(wiring.Component):
     ``by_cell`` (per cell of :data:`CELLS`), the first violation's
     ``first_stamp``, ``first_tag`` and ``first_cell`` (valid once
     ``first_valid``), ``irq`` (set by a violation, held until
-    ``irq_clear``), ``stamp_errors`` and ``tlps_checked``.
+    ``irq_clear``), ``stamp_errors`` and ``tlps_checked``. Latency: a TLP
+    whose last beat is taken in cycle ``c`` is counted from cycle
+    ``c + latency`` on (3; it was 1 while the table was read
+    combinationally). No backpressure: it has no ``ready``.
     """
 
     #: A TLP whose last beat is taken in cycle ``c`` is in the outputs from
