@@ -315,8 +315,10 @@ class OrderChecker(wiring.Component):
             m.d.sync += [forward.eq(keep.en & (keep.addr == look.addr)), written.eq(keep.data)]
 
         def rises(known):
-            return known.valid & (known.requester == f.requester) & (f.bytes_total > known.byte_count)
+            return (known.valid & (known.requester == f.requester)
+                    & (f.bytes_total > known.byte_count))
         return Mux(forward, rises(written), rises(look.data))
+
 
 class CheckedQueues(wiring.Component):
     """:class:`~tlpoe.rtl.classq.ClassQueues` with an :class:`OrderChecker`

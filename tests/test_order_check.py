@@ -31,6 +31,10 @@ def stamps(tlps):
     return out
 
 
+def posted_writes(n):
+    return [Tlp(TlpType.MWr, address=0x1000 + 4 * k, first_be=0xF, data=bytes(4)) for k in range(n)]
+
+
 def legal_shuffle(n, tlps, rng, depth=8):
     waiting, order = list(range(n)), []
     while waiting:
@@ -142,7 +146,7 @@ def test_the_oldest_posted_write_out_last_frees_the_whole_window(width):
     """The window's other 63 writes pass the first one (each A2a), then it
     leaves: ``p_low`` moves past all 64, and the writes after them are in
     order again."""
-    writes = [Tlp(TlpType.MWr, address=0x1000 + 4 * k, first_be=0xF, data=bytes(4)) for k in range(70)]
+    writes = posted_writes(70)
     flagged, out = run_checker(writes, list(range(1, 64)) + [0] + list(range(64, 70)), width)
     assert flagged == list(range(63)) and out["by_cell"] == [63, 0, 0, 0]
     assert out["stamp_errors"] == 0 and out["checked"] == 70
@@ -152,7 +156,7 @@ def test_posted_writes_scrambled_within_the_window_are_judged_as_the_model_does(
     """Runs of every length out of order, across many wraps of the window:
     each write that passed an earlier one is A2a, and none is a stamp error."""
     rng = random.Random(17)
-    writes = [Tlp(TlpType.MWr, address=0x1000 + 4 * k, first_be=0xF, data=bytes(4)) for k in range(600)]
+    writes = posted_writes(600)
     order, start = [], 0
     while start < len(writes):
         size = min(rng.choice([1, 2, 5, 17, 40, 64]), len(writes) - start)
