@@ -31,6 +31,10 @@ def stamps(tlps):
     return out
 
 
+def posted_writes(n):
+    return [Tlp(TlpType.MWr, address=0x1000 + 4 * k, first_be=0xF, data=bytes(4)) for k in range(n)]
+
+
 def legal_shuffle(n, tlps, rng, depth=8):
     waiting, order = list(range(n)), []
     while waiting:
@@ -42,24 +46,31 @@ def legal_shuffle(n, tlps, rng, depth=8):
 
 
 def run_checker(tlps, order, width, **kw):
-    """Feed the TLPs in ``order`` with their stamps; return the egress
-    positions flagged, with their cells, and the final outputs."""
+    """Feed the TLPs in ``order`` back to back with their stamps; return the
+    egress positions flagged, with their cells, and the final outputs."""
     dut = OrderChecker(width, **kw)
     layout = StreamLayout.tlp(width)
     stamp_of = stamps(tlps)
     flagged, out = [], {}
 
     async def bench(ctx):
-        for k, i in enumerate(order):
+        last_beat, seen = [], []               # cycle of each TLP's last beat; violations per cycle
+        for i in order:
             beats = to_beats(tlps[i].pack(), layout)
-            before = ctx.get(dut.violations)
             for b, beat in enumerate(beats):
                 ctx.set(dut.valid, 1)
                 ctx.set(dut.beat.as_value(), layout.pack(beat))
                 ctx.set(dut.stamp, stamp_of[i] if b == 0 else 0xDEAD)
                 await ctx.tick()
-            ctx.set(dut.valid, 0)
-            if ctx.get(dut.violations) != before:
+                seen.append(ctx.get(dut.violations))
+            last_beat.append(len(seen) - 1)
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.latency):
+            await ctx.tick()
+            seen.append(ctx.get(dut.violations))
+        seen.insert(0, 0)                      # seen[c]: in cycle c, before the clock edge
+        for k, c in enumerate(last_beat):      # counted from cycle c + latency on
+            if seen[c + dut.latency] != seen[c + dut.latency - 1]:
                 flagged.append(k)
         out.update(violations=ctx.get(dut.violations), irq=ctx.get(dut.irq),
                    by_cell=[ctx.get(dut.by_cell[c]) for c in range(len(CELLS))],
@@ -128,6 +139,35 @@ def test_split_completions_out_of_order_are_d5b():
     assert flagged == [1] and out["by_cell"][CELLS.index("D5b")] == 1
     flagged, out = run_checker(parts, [0, 1, 2], 256)
     assert flagged == []
+
+
+@pytest.mark.parametrize("width", [64, 512])
+def test_the_oldest_posted_write_out_last_frees_the_whole_window(width):
+    """The window's other 63 writes pass the first one (each A2a), then it
+    leaves: ``p_low`` moves past all 64, and the writes after them are in
+    order again."""
+    writes = posted_writes(70)
+    flagged, out = run_checker(writes, list(range(1, 64)) + [0] + list(range(64, 70)), width)
+    assert flagged == list(range(63)) and out["by_cell"] == [63, 0, 0, 0]
+    assert out["stamp_errors"] == 0 and out["checked"] == 70
+
+
+def test_posted_writes_scrambled_within_the_window_are_judged_as_the_model_does():
+    """Runs of every length out of order, across many wraps of the window:
+    each write that passed an earlier one is A2a, and none is a stamp error."""
+    rng = random.Random(17)
+    writes = posted_writes(600)
+    order, start = [], 0
+    while start < len(writes):
+        size = min(rng.choice([1, 2, 5, 17, 40, 64]), len(writes) - start)
+        block = list(range(start, start + size))
+        rng.shuffle(block)
+        order += block
+        start += size
+    expected = expected_flags(writes, order)
+    flagged, out = run_checker(writes, order, 128)
+    assert flagged == sorted(expected) and out["by_cell"] == [len(expected), 0, 0, 0]
+    assert out["stamp_errors"] == 0 and out["checked"] == len(writes)
 
 
 def test_irq_clears_and_a_stamp_seen_twice_is_a_stamp_error():
