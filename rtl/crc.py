@@ -163,13 +163,19 @@ class Crc32Pipelined(Elaboratable):
         D = width // 32
         self.unadvance_stages = (D - 1).bit_length()
         #: Cycles from a beat on the inputs to its register on ``crc``.
-        self.latency = 4 + self.unadvance_stages
+        self.latency = self.latency_at(width)
         self.valid = Signal()
         self.first = Signal()
         self.data = Signal(width)
         self.dws = Signal(range(D + 1))
         self.crc = Signal(32)
         self.out_valid = Signal()
+
+    @staticmethod
+    def latency_at(width):
+        """:attr:`latency` at ``width``: four stages, then one per power of two
+        of zero DWs to undo."""
+        return 4 + (width // 32 - 1).bit_length()
 
     def elaborate(self, platform):
         m = Module()
