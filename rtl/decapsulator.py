@@ -100,7 +100,7 @@ class Decapsulator(wiring.Component):
             self.verdict.out.payload.shape()
         desc_depth = 16 + in_flight + 1
         m.submodules.descs = descs = fifo.SyncFIFOBuffered(width=layout.size, depth=desc_depth)
-        room = Signal()
+        room = Signal(init=1)                   # the FIFOs are empty after reset
         m.d.sync += room.eq((body.level <= depth - 1 - 2 - words) &
                             (descs.level <= desc_depth - 1 - in_flight))
         # The Deframer pushes without waiting; its `ready`s promise room for a frame.

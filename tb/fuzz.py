@@ -35,6 +35,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..models.frame import FrameError, decode_frame
 from ..models.wire import FrameType
+from ..rtl.deframer import verdict_latency
 from .bfm import StreamLayout, StreamProtocolError, frame_to_beats
 
 __all__ = ["Prediction", "predict_frame", "ReceivePort", "FrameJudge", "FuzzFailure",
@@ -80,13 +81,17 @@ class ReceivePort:
 
     A beat that waits more than ``stall_bound`` cycles fails the test at
     once (a jammed receive path). :meth:`send` queues a frame with a callback ``on_done(counters)`` called
-    in the read-only phase of the edge that took its last beat. Delivered TLPs
+    in the read-only phase of the edge ``counter_lag`` edges after the one
+    that took its last beat (default: the Deframer's verdict latency at
+    ``width``, when its counters move). Delivered TLPs
     go to ``on_tlp(bytes, stamp)``. ``stamp_port`` (optional) is read with a
     TLP's first beat."""
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
-                 stall_bound, stamp_port=None, drop_reasons=()):
+                 stall_bound, stamp_port=None, drop_reasons=(), counter_lag=None):
         self.dut, self.clock, self.width = dut, clock, width
+        self.counter_lag = verdict_latency(width) if counter_lag is None else counter_lag
+        self.due = collections.deque()        # (cycle, on_done) of frames taken
         self.frame_layout = StreamLayout.frame(width)
         self.tlp_layout = StreamLayout.tlp(width)
         self.f_valid = getattr(dut, f"{frame_port}__valid")
@@ -116,7 +121,7 @@ class ReceivePort:
 
     @property
     def pending(self):
-        return len(self.queue)
+        return len(self.queue) + len(self.due)
 
     def read_counters(self):
         out = {}
@@ -141,12 +146,12 @@ class ReceivePort:
         while True:
             await edge
             self.cycles += 1
-            done = None
+            due = self.due
             if offered and f_ready.value:
                 self.stall = 0
                 index += 1
                 if index == len(queue[0][0]):
-                    done = queue.popleft()[1]
+                    due.append((self.cycles + self.counter_lag, queue.popleft()[1]))
                     self.frames_taken += 1
                     index = 0
             elif offered:
@@ -170,9 +175,13 @@ class ReceivePort:
             if offered:
                 f_payload.value = queue[0][0][index]
             f_valid.value = int(offered)
-            if done is not None:
+            if due and due[0][0] <= self.cycles:
                 await read_only
-                done(self.read_counters())
+                counters = self.read_counters()
+                while due and due[0][0] <= self.cycles:
+                    done = due.popleft()[1]
+                    if done is not None:
+                        done(counters)
 
 
 class FrameJudge:
