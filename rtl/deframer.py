@@ -22,7 +22,7 @@ def frame_words(width, mtu):
 def _walk_doublings(width):
     """Pointer-doubling stages of the prefix walk: a prefix and the smallest
     TLP take 16 bytes, so a beat holds up to ``width/128`` prefixes."""
-    return max(0, (width // 128 - 1).bit_length())
+    return (max(1, width // 128) - 1).bit_length()
 
 
 #: Stage (cycles after a beat is taken) at which the prefix walk's per-beat
