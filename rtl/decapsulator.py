@@ -1,6 +1,6 @@
 """Decapsulator: tlpoe frames in, TLP stream out."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
@@ -37,12 +37,24 @@ class Decapsulator(wiring.Component):
 
     Store and forward: a frame's TLPs leave only after its CRC and structure
     are checked; a malformed frame is counted and dropped, and the frame after
-    it is unaffected.  ``tlp`` backpressure fills the frame FIFO (two frames
-    at the MTU) and then backpressures ``frame``.
+    it is unaffected.  Frames are taken back to back, a beat every cycle,
+    while the FIFOs have room; the verdict, the descriptor and the counters
+    follow a frame's last beat by the Deframer's ``latency`` cycles.
+
+    Room: a frame is admitted at its first beat only when the body FIFO has
+    room for the largest frame at the MTU and the descriptor FIFO for one
+    more descriptor than can be in flight in the Deframer (registered from
+    the FIFO levels: no ``ready`` runs through the Decapsulator).  ``hold``
+    (default) holds ``frame`` between frames until there is room (``tlp``
+    backpressure fills the FIFOs, about two frames at the MTU, then holds
+    ``frame``): ``frame.ready`` is a register, and low only between
+    frames.  ``hold=False`` is for a MAC, which cannot wait: ``frame.ready``
+    is always 1 and a frame that finds no room is dropped whole and counted
+    in ``overflows``.
     """
 
     def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE, verdict=None,
-                 reorder=None):
+                 reorder=None, hold=True):
         check_width(width)
         if reorder is not None and verdict is None:
             raise ValueError("reorder needs a verdict stage")
@@ -58,12 +70,14 @@ class Decapsulator(wiring.Component):
         self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
         self.width = width
         self.mtu = mtu
+        self.hold = hold
         super().__init__({
             "frame": In(frame_stream(width)),
             "tlp": Out(tlp_stream(width)),
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
             "good_frames": Out(32),
             "control_frames": Out(32),
+            "overflows": Out(32),
             "tlps_out": Out(32),
             "tlp_stamp": Out(wire.TLP_PREFIX["order_stamp"].width),
             "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
@@ -74,20 +88,50 @@ class Decapsulator(wiring.Component):
         m = Module()
         m.submodules.deframer = deframer = self.deframer
         m.submodules.unpacker = unpacker = self.unpacker
-        depth = 2 * deframer.max_words + 2
+        words = deframer.max_words
+        # Admission reads levels registered one cycle earlier, and the frame
+        # before may still have words (2) and descriptors (one per frame
+        # whose verdict is pending) on their way; one entry more because a
+        # SyncFIFOBuffered's write side is full with its output register empty.
+        in_flight = deframer.latency + 2
+        depth = 2 * words + 2 + 3
         m.submodules.body = body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
         layout = RxDesc(deframer.max_words) if self.verdict is None else \
             self.verdict.out.payload.shape()
-        m.submodules.descs = descs = fifo.SyncFIFOBuffered(width=layout.size, depth=16)
-        connect(m, flipped(self.frame), deframer.frame)
-        connect(m, deframer.words, body.w_stream)
+        desc_depth = 16 + in_flight + 1
+        m.submodules.descs = descs = fifo.SyncFIFOBuffered(width=layout.size, depth=desc_depth)
+        room = Signal(init=1)                   # the FIFOs are empty after reset
+        m.d.sync += room.eq((body.level <= depth - 1 - 2 - words) &
+                            (descs.level <= desc_depth - 1 - in_flight))
+        # The Deframer pushes without waiting; its `ready`s promise room for a frame.
+        m.d.comb += [
+            deframer.words.ready.eq(room),
+            deframer.desc.ready.eq(room),
+            body.w_stream.valid.eq(deframer.words.valid),
+            body.w_stream.payload.eq(deframer.words.payload),
+        ]
+        if self.hold:
+            # Between frames, hold `frame` until there is room: a register's
+            # worth of decision, and a frame once started is taken whole.
+            in_frame = Signal()
+            with m.If(self.frame.valid & self.frame.ready):
+                m.d.sync += in_frame.eq(~self.frame.payload.last)
+            m.d.comb += [
+                self.frame.ready.eq(in_frame | room),
+                deframer.frame.valid.eq(self.frame.valid & self.frame.ready),
+                deframer.frame.payload.eq(self.frame.payload),
+            ]
+        else:
+            connect(m, flipped(self.frame), deframer.frame)
         sink = unpacker if self.reorder is None else self.reorder    # what the FIFOs feed
         connect(m, body.r_stream, sink.words)
         if self.verdict is None:
-            connect(m, deframer.desc, descs.w_stream)
+            m.d.comb += [descs.w_stream.valid.eq(deframer.desc.valid),
+                         descs.w_stream.payload.eq(deframer.desc.payload)]
         else:
             m.submodules.verdict = self.verdict
-            connect(m, deframer.desc, self.verdict.rx)
+            m.d.comb += [self.verdict.rx.valid.eq(deframer.desc.valid),
+                         self.verdict.rx.payload.eq(deframer.desc.payload)]
             connect(m, self.verdict.out, descs.w_stream)
         connect(m, descs.r_stream, sink.desc)
         if self.reorder is not None:
@@ -99,6 +143,7 @@ class Decapsulator(wiring.Component):
             self.drops.eq(deframer.drops),
             self.good_frames.eq(deframer.good_frames),
             self.control_frames.eq(deframer.control_frames),
+            self.overflows.eq(deframer.overflows),
             self.tlps_out.eq(unpacker.tlps_out),
             self.tlp_stamp.eq(unpacker.tlp_stamp),
             self.credits.eq(deframer.credits),

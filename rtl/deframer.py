@@ -1,22 +1,41 @@
-"""Deframer: the receive checks of the decapsulator."""
+"""Deframer: the receive checks of the decapsulator, pipelined."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from ..models.frame import DropReason
 from .classq import CLASSES, CreditLimit
-from .crc import Crc32Update, reverse_zero_bytes
+from .crc import Crc32Pipelined, reverse_zero_bytes
 from .streams import check_width, frame_stream
 from .wirefmt import unpack_field
 
-__all__ = ["frame_words", "RxDesc", "Deframer"]
+__all__ = ["frame_words", "RxDesc", "Deframer", "verdict_latency"]
 
 
 def frame_words(width, mtu):
     """Beats of ``width`` bits that the longest frame at ``mtu`` occupies."""
     return -(-(wire.ETH_LEN + mtu) // (width // 8))
+
+
+def _walk_doublings(width):
+    """Pointer-doubling stages of the prefix walk: a prefix and the smallest
+    TLP take 16 bytes, so a beat holds up to ``width/128`` prefixes."""
+    return (max(1, width // 128) - 1).bit_length()
+
+
+#: Stage (cycles after a beat is taken) at which the prefix walk's per-beat
+#: results, the counted prefixes and their checks are registered.
+_WALK_STAGE = 6
+_WALK_DONE = _WALK_STAGE + 3
+
+
+def verdict_latency(width):
+    """Clock edges from the edge that takes a frame's last beat to the edge
+    that pushes its descriptor and moves its counters (:class:`Deframer`)."""
+    crc_done = 3 + Crc32Pipelined.latency_at(width)       # the CRC compare, registered
+    return max(_WALK_DONE, crc_done) + 1
 
 
 class RxDesc(data.StructLayout):
@@ -36,22 +55,37 @@ class RxDesc(data.StructLayout):
 
 
 class Deframer(wiring.Component):
-    """Checks every received frame in one pass, in the order of
-    :data:`tlpoe.models.frame.CHECK_ORDER`, while storing its words.
+    """Checks every received frame, in the order of
+    :data:`tlpoe.models.frame.CHECK_ORDER`, while storing its words; a
+    pipeline that takes a beat every cycle and never backpressures
+    (``frame.ready`` is always 1).
 
-    Each beat of ``frame`` goes to ``words`` (up to the largest frame the MTU
-    allows; the rest of an oversize frame is not stored); after the last beat
-    one :class:`RxDesc` goes to ``desc``, ``good`` only for a DATA frame that
-    passed every check.  A dropped frame increments ``drops[reason]`` for the
-    first failing check; a well-formed ACK/NAK/CREDIT/KEEPALIVE frame
-    increments ``control_frames``.  A bad frame costs the same cycles as a
-    good one: nothing stalls behind it.  ``frame`` is backpressured only when
-    ``words`` or ``desc`` are full.
+    Admission: a frame is taken in when, at its first beat, ``words.ready``
+    and ``desc.ready`` are both high.  Here ``ready`` is a promise of room
+    for a whole frame: the Deframer then pushes the frame's words (up to the
+    largest frame the MTU allows; the rest of an oversize frame is not
+    stored), one cycle after each beat, and its :class:`RxDesc`,
+    :attr:`latency` cycles after its last beat, without looking at ``ready``
+    again (the :class:`~tlpoe.rtl.decapsulator.Decapsulator` drives them
+    from its FIFOs' levels).  A frame that finds either low is not stored,
+    gets no descriptor and counts in ``overflows``, not in ``drops``: a MAC
+    cannot wait.
+
+    Verdict: ``desc.good`` only for a DATA frame that passed every check.
+    A dropped frame increments ``drops[reason]`` for the first failing
+    check; a well-formed ACK/NAK/CREDIT/KEEPALIVE frame increments
+    ``control_frames``; a good DATA frame ``good_frames``.  Latency: the
+    descriptor is valid, and the counters move at the end of, the cycle
+    :attr:`latency` (:func:`verdict_latency`: 10 at 64 and 128 bits, 11 at
+    256, 12 at 512) edges after the edge that took the last beat; the next
+    frame may start the very next cycle, so up to :attr:`latency` frames
+    are being checked at once.  A bad frame costs the same cycles as a good
+    one.
 
     ``credits`` holds the bridge header's six credit fields (per class P,
-    NP, CPL) while a frame's last beat is taken; ``credits_update`` pulses
-    then if the frame passed every check and its ``flags`` say the credit
-    fields are valid (any frame type: retransmissions and duplicates too).
+    NP, CPL) while ``credits_update`` pulses, in the descriptor's cycle, if
+    the frame passed every check and its ``flags`` say the credit fields are
+    valid (any frame type: retransmissions and duplicates too).
     """
 
     def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE):
@@ -64,6 +98,8 @@ class Deframer(wiring.Component):
         self.mtu = mtu
         self.ethertype = ethertype
         self.max_words = frame_words(width, mtu)
+        #: Edges from the one taking a frame's last beat to the one pushing its verdict.
+        self.latency = verdict_latency(width)
         super().__init__({
             "frame": In(frame_stream(width)),
             "words": Out(stream.Signature(width)),
@@ -71,6 +107,7 @@ class Deframer(wiring.Component):
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
             "good_frames": Out(32),
             "control_frames": Out(32),
+            "overflows": Out(32),
             "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credits_update": Out(1),
         })
@@ -80,166 +117,278 @@ class Deframer(wiring.Component):
         W, Wb, D = self.width, self.width // 8, self.width // 32
         shift = Wb.bit_length() - 1
         beat = self.frame.payload
-        m.submodules.crc = crc = Crc32Update(W)
+        j_max = 2 ** 17 // Wb                   # beat index saturates past any length check
+        stage = {}                              # (name, stage) -> value
 
-        j_max = 2 ** 16 // Wb
-        j = Signal(range(j_max + 1))            # word index in the frame (saturates)
-        received = Signal(17)                   # bytes before this beat (saturates)
+        def reg(name, value, at, *, reset_less=True):
+            """``value`` (of stage ``at - 1``) registered as stage ``at``."""
+            sig = Signal(len(value), name=f"{name}_s{at}", reset_less=reset_less)
+            m.d.sync += sig.eq(value)
+            stage[name, at] = sig
+            return sig
+
+        def at(name, to):
+            """Value ``name`` at stage ``to``: delayed from its last stage."""
+            have = max(s for n, s in stage if n == name and s <= to)
+            value = stage[name, have]
+            for s in range(have + 1, to + 1):
+                value = reg(name, value, s, reset_less=name not in ("v",))
+            return value
+
+        # ---- Stage 1: the beat, its index, the admission.
+        jin = Signal(range(j_max + 1))
+        admitted = Signal()
+        first_in = Signal()
+        room = Signal()
+        m.d.comb += [
+            self.frame.ready.eq(1),
+            first_in.eq(jin == 0),
+            room.eq(self.words.ready & self.desc.ready),
+        ]
+        admit = Mux(first_in, room, admitted)
+        with m.If(self.frame.valid):
+            m.d.sync += jin.eq(Mux(beat.last, 0, Mux(jin == j_max, jin, jin + 1)))
+            with m.If(first_in):
+                m.d.sync += admitted.eq(room)
+        reg("v", self.frame.valid, 1, reset_less=False)
+        reg("data", beat.data, 1)
+        reg("keep", beat.keep, 1)
+        reg("last", beat.last, 1)
+        reg("j", jin, 1)
+        reg("first", first_in, 1)
+        reg("adm", admit, 1)
+        fits = jin < self.max_words
+        reg("store", admit & fits, 1)
+        reg("nwords", Mux(fits, jin + 1, self.max_words), 1)
+        m.d.comb += [
+            self.words.valid.eq(stage["v", 1] & stage["store", 1]),
+            self.words.payload.eq(stage["data", 1]),
+        ]
+
+        # ---- Stage 2: the header words and the TLP area's end, as captured.
         hdr_words = -(-wire.HEADER_LEN // Wb)
-        hdr_reg = Signal(8 * hdr_words * Wb)
-        crc_reg = Signal(32)
-        rx_crc_reg = Signal(32)
-        next_prefix = Signal(17, init=wire.HEADER_LEN)
-        chain_bad = Signal()
-        chain_count = Signal(16)
-
-        # The 40 header bytes as known after this beat (unseen bytes read as 0).
-        hdr = Signal(8 * wire.HEADER_LEN)
-        parts = []
+        hdr_reg = Signal(8 * hdr_words * Wb, reset_less=True)
         for k in range(hdr_words):
-            word_bits = min(W, 8 * wire.HEADER_LEN - k * W)
-            parts.append(Mux(j == k, beat.data[:word_bits], hdr_reg[k * W:k * W + word_bits]))
-        m.d.comb += hdr.eq(Cat(*parts))
+            with m.If(stage["v", 1] & (stage["j", 1] == k)):
+                m.d.sync += hdr_reg[k * W:(k + 1) * W].eq(stage["data", 1])
+        length_at = (wire.ETH_LEN + wire.BRIDGE_HEADER["payload_length"].offset) // Wb
+        # 40 + L, valid from beat `length_at` on; before it, the frame before's or
+        # 40: at least 40 either way, which is all the beats before need to know
+        data_end = Signal(17, init=wire.HEADER_LEN)
+        with m.If(stage["v", 1] & (stage["j", 1] == length_at)):
+            length = unpack_field(wire.BRIDGE_HEADER, "payload_length", stage["data", 1],
+                                  base=wire.ETH_LEN - length_at * Wb)
+            m.d.sync += data_end.eq(wire.HEADER_LEN + length)
+        for name in ("v", "data", "keep", "last", "j", "first"):
+            at(name, 2)
+        d2, j2 = stage["data", 2], stage["j", 2]
+        end_beat, end_lane = data_end[shift:], data_end[2:shift]
 
         def field(name):
-            return unpack_field(wire.BRIDGE_HEADER, name, hdr, base=wire.ETH_LEN)
+            return unpack_field(wire.BRIDGE_HEADER, name, hdr_reg, base=wire.ETH_LEN)
 
-        length = field("payload_length")
-        data_end = Signal(17)
-        m.d.comb += data_end.eq(wire.HEADER_LEN + length)
-        n_beat = Signal(range(Wb + 1))
-        m.d.comb += n_beat.eq(sum(beat.keep[i] for i in range(Wb)))
-        total = Signal(18)
-        m.d.comb += total.eq(received + n_beat)
-        word_start = Signal(18)
-        m.d.comb += word_start.eq(j << shift)
-
-        # CRC over bytes 14 .. data_end-1, whole DWs.
-        crc_dws = Signal(range(D + 1))
-        with m.If(word_start + Wb <= data_end):
-            m.d.comb += crc_dws.eq(D)
-        with m.Elif(word_start < data_end):
-            m.d.comb += crc_dws.eq((data_end - word_start) >> 2)
+        # The CRC over bytes 14 .. data_end-1, whole DWs; bytes 0..13 read as zero.
+        m.submodules.crc = crc = Crc32Pipelined(W, init=reverse_zero_bytes(0xFFFFFFFF,
+                                                                           wire.ETH_LEN))
         masked = Signal(W)
-        with m.Switch(j):
-            for k in range(-(-wire.ETH_LEN // Wb)):
-                with m.Case(k):
-                    keep_from = max(0, wire.ETH_LEN - k * Wb)
-                    m.d.comb += masked.eq(beat.data & ~Const((1 << (8 * keep_from)) - 1, W))
-            with m.Default():
-                m.d.comb += masked.eq(beat.data)
+        m.d.comb += masked.eq(d2)
+        for k in range(-(-wire.ETH_LEN // Wb)):
+            keep_from = max(0, wire.ETH_LEN - k * Wb)
+            with m.If(j2 == k):
+                m.d.comb += masked.eq(d2 & ~Const((1 << (8 * keep_from)) - 1, W))
         m.d.comb += [
-            crc.crc_in.eq(Mux(j == 0, reverse_zero_bytes(0xFFFFFFFF, wire.ETH_LEN), crc_reg)),
+            crc.valid.eq(stage["v", 2]),
+            crc.first.eq(stage["first", 2]),
             crc.data.eq(masked),
-            crc.dws.eq(crc_dws),
+            crc.dws.eq(Mux(j2 < end_beat, D, Mux(j2 == end_beat, end_lane, 0))),
         ]
-        dw_at = [beat.data[32 * i:32 * (i + 1)] for i in range(D)]
+        crc_at = 2 + crc.latency                # the register after the beat, at this stage
+        stage["crc", crc_at] = crc.crc
 
-        def lane(offset):
-            return _select(m, dw_at, offset[2:shift])
+        # The received CRC: the DW at data_end, in the beat that holds it.
+        dw_at = Array(d2[32 * i:32 * (i + 1)] for i in range(D))
+        reg("rx_crc", dw_at[end_lane], 3)
+        reg("crc_here", j2 == end_beat, 3)
 
-        rx_crc = Signal(32)
-        crc_here = Signal()
-        m.d.comb += crc_here.eq((data_end >> shift) == j)
-        m.d.comb += rx_crc.eq(Mux(crc_here, lane(data_end), rx_crc_reg))
+        # The bytes of the last beat (keep is contiguous from lane 0).
+        keep = stage["keep", 2]
+        n_beat = Const(0, shift + 1)
+        for i in range(Wb):             # the one lane where the ones end gives the count
+            edge = keep[i] & ~keep[i + 1] if i + 1 < Wb else keep[i]
+            n_beat = n_beat | Mux(edge, i + 1, 0)
+        reg("n", n_beat, 3)
 
-        # Prefix walk: up to one prefix per 16 bytes of the word.
-        off = next_prefix
-        bad = chain_bad
-        count = chain_count
-        for _ in range(max(1, Wb // 16)):
-            here = Signal()
-            m.d.comb += here.eq(((off >> shift) == j) & (off < data_end) & ~bad)
-            dw = lane(off)
+        # The header fields, as the frame's last beat leaves stage 2.
+        reg("end", data_end, 3)
+        for name in ("frame_type", "flags", "seq", "ack", "tlp_count", "version"):
+            reg(name, field(name), 3)
+        reg("ethertype", unpack_field(wire.ETHERNET, "ethertype", hdr_reg), 3)
+        for name in CLASSES:
+            reg(f"credit_{name}_hdr", field(f"credit_{name}_hdr"), 3)
+            reg(f"credit_{name}_data", field(f"credit_{name}_data"), 3)
+
+        # Prefix walk, per lane: where a prefix here would lead.
+        for p in range(D):
+            dw = d2[32 * p:32 * (p + 1)]
             tlp_length = Cat(dw[8:16], dw[0:8])
-            step_end = Signal(18)
-            m.d.comb += step_end.eq(off + wire.PREFIX_LEN + tlp_length)
-            wrong = Signal()
-            m.d.comb += wrong.eq((tlp_length[:2] != 0) | (tlp_length < wire.MIN_TLP) |
-                                 (step_end > data_end))
-            off_n, bad_n, count_n = Signal(18), Signal(), Signal(16)
-            m.d.comb += [
-                off_n.eq(Mux(here & ~wrong, step_end, off)),
-                bad_n.eq(bad | (here & wrong)),
-                count_n.eq(Mux(here & ~wrong, count + 1, count)),
-            ]
-            off, bad, count = off_n, bad_n, count_n
+            step = Signal(17, name=f"step{p}")
+            m.d.comb += step.eq(4 * p + wire.PREFIX_LEN + tlp_length)
+            reg(f"next{p}", Cat(Const(0, shift), j2) + step, 3)
+            reg(f"in_beat{p}", step < Wb, 3)
+            reg(f"tlp_ok{p}", (tlp_length[:2] == 0) & (tlp_length >= wire.MIN_TLP), 3)
+        for name in ("v", "last", "j", "first"):
+            at(name, 3)
 
-        # Verdict at the last beat, first failing check wins.
-        is_data = field("frame_type") == wire.FrameType.DATA
+        # ---- Stage 3: per-lane step records; the frame's received CRC; header checks.
+        j3, end3 = stage["j", 3], stage["end", 3]
+        end3_beat = end3[shift:]
+        before, same = Signal(), Signal()
+        m.d.comb += [before.eq(j3 < end3_beat), same.eq(j3 == end3_beat)]
+        steps = []
+        for p in range(D):
+            nxt = stage[f"next{p}", 3]
+            active = before | (same & (4 * p < end3[:shift]))
+            wrong = ~stage[f"tlp_ok{p}", 3] | (nxt > end3)
+            steps.append({
+                "cont": active & ~wrong & stage[f"in_beat{p}", 3],
+                "lane": nxt[2:shift],
+                "off": Mux(active, nxt, Cat(Const(4 * p, shift), j3)),
+                "cnt": active & ~wrong,
+                "bad": active & wrong,
+            })
+        records = [{k: reg(f"g{p}_{k}", v, 4) for k, v in rec.items()} for p, rec in enumerate(steps)]
+
+        rx_hold = Signal(32, reset_less=True)
+        with m.If(stage["v", 3] & stage["crc_here", 3]):
+            m.d.sync += rx_hold.eq(stage["rx_crc", 3])
+        reg("rx_frame", Mux(stage["crc_here", 3], stage["rx_crc", 3], rx_hold), 4)
+        reg("total", Cat(Const(0, shift), j3) + stage["n", 3], 4)
+        ftype = stage["frame_type", 3]
+        reg("is_data", ftype == wire.FrameType.DATA, 4)
+        reg("bad_ethertype", stage["ethertype", 3] != self.ethertype, 4)
+        reg("bad_version", (stage["version", 3] != wire.VERSION) | (ftype >= len(wire.FrameType)),
+            4)
+        reg("misaligned", end3[:2] != 0, 4)
+
+        # ---- Stages 4..6: pointer doubling, each lane's record walked to the beat's end.
+        for s in range(4, _WALK_STAGE):
+            if s - 4 < _walk_doublings(W):
+                table = {k: Array(r[k] for r in records) for k in records[0]}
+                new = []
+                for p, r in enumerate(records):
+                    q = r["lane"]
+                    new.append({
+                        "cont": Mux(r["cont"], table["cont"][q], 0),
+                        "lane": Mux(r["cont"], table["lane"][q], r["lane"]),
+                        "off": Mux(r["cont"], table["off"][q], r["off"]),
+                        "cnt": Mux(r["cont"], r["cnt"] + table["cnt"][q], r["cnt"]),
+                        "bad": Mux(r["cont"], table["bad"][q], r["bad"]),
+                    })
+            else:
+                new = records
+            records = [{k: reg(f"g{p}_{k}", v, s + 1) for k, v in rec.items()}
+                       for p, rec in enumerate(new)]
+        total4, end4 = stage["total", 4], at("end", 4)
+        reg("short", total4 < wire.HEADER_LEN + wire.CRC_LEN, 5)
+        reg("cut", total4 < end4 + wire.CRC_LEN, 5)
+        reg("oversize", total4 > wire.ETH_LEN + self.mtu, 5)
+
+        # ---- Stage 6, the walk's loop: the next prefix's offset from beat to beat.
+        S = _WALK_STAGE
+        v6, j6, first6 = at("v", S), at("j", S), at("first", S)
+        woff = Signal(19, reset_less=True)
+        wbad = Signal(reset_less=True)
+        add = Signal(range(D + 1))
+        table = {k: Array(r[k] for r in records) for k in records[0]}
+        if wire.HEADER_LEN < Wb:              # the TLP area starts in the first beat
+            first_lane = wire.HEADER_LEN // 4
+            first_step = (records[first_lane]["off"], records[first_lane]["bad"],
+                          records[first_lane]["cnt"])
+        else:
+            first_step = (Const(wire.HEADER_LEN, 19), Const(0, 1), Const(0, 1))
+        enter = ~wbad & (woff[shift:] == j6)
+        lane = woff[2:shift]
+        with m.If(v6):
+            with m.If(first6):
+                m.d.sync += [woff.eq(first_step[0]), wbad.eq(first_step[1]),
+                             add.eq(first_step[2])]
+            with m.Elif(enter):
+                m.d.sync += [woff.eq(table["off"][lane]), wbad.eq(table["bad"][lane]),
+                             add.eq(table["cnt"][lane])]
+            with m.Else():
+                m.d.sync += add.eq(0)
+        stage["off", S + 1], stage["walk_bad", S + 1], stage["add", S + 1] = woff, wbad, add
+        count = Signal(16, reset_less=True)
+        v7, first7 = at("v", S + 1), at("first", S + 1)
+        with m.If(v7):
+            m.d.sync += count.eq(Mux(first7, 0, count) + add)
+        stage["count", S + 2] = count
+        at("off", S + 2)
+        at("walk_bad", S + 2)
+        count8, off8, end8 = count, stage["off", S + 2], at("end", S + 2)
+        is_data8 = at("is_data", S + 2)
+        reg("walk_failed", stage["walk_bad", S + 2] | (off8 != end8), _WALK_DONE)
+        reg("count_mismatch", (count8 != at("tlp_count", S + 2)) | (~is_data8 & (count8 != 0)),
+            _WALK_DONE)
+        reg("empty", is_data8 & (count8 == 0), _WALK_DONE)
+        reg("count", count8, _WALK_DONE)
+
+        # ---- The CRC compare.
+        rx_at = at("rx_frame", crc_at)
+        reg("bad_crc", rx_at != ~stage["crc", crc_at], crc_at + 1)
+
+        # ---- Verdict: the first failing check, then the descriptor and counters.
+        V = self.latency - 1                    # every check registered by this stage
         checks = [
-            (DropReason.TRUNCATED, total < wire.HEADER_LEN + wire.CRC_LEN),
-            (DropReason.ETHERTYPE, unpack_field(wire.ETHERNET, "ethertype", hdr) != self.ethertype),
-            (DropReason.VERSION, (field("version") != wire.VERSION) |
-                                 (field("frame_type") >= len(wire.FrameType))),
-            (DropReason.TRUNCATED, total < data_end + wire.CRC_LEN),
-            (DropReason.PREFIX_OVERRUN, length[:2] != 0),
-            (DropReason.CRC, rx_crc != ~crc.crc_out),
-            (DropReason.PREFIX_OVERRUN, bad | (off != data_end)),
-            (DropReason.COUNT_MISMATCH, (count != field("tlp_count")) | (~is_data & (count != 0))),
-            (DropReason.EMPTY_DATA, is_data & (count == 0)),
-            (DropReason.OVERSIZE, total > wire.ETH_LEN + self.mtu),
+            (DropReason.TRUNCATED, at("short", V)),
+            (DropReason.ETHERTYPE, at("bad_ethertype", V)),
+            (DropReason.VERSION, at("bad_version", V)),
+            (DropReason.TRUNCATED, at("cut", V)),
+            (DropReason.PREFIX_OVERRUN, at("misaligned", V)),
+            (DropReason.CRC, at("bad_crc", V)),
+            (DropReason.PREFIX_OVERRUN, at("walk_failed", V)),
+            (DropReason.COUNT_MISMATCH, at("count_mismatch", V)),
+            (DropReason.EMPTY_DATA, at("empty", V)),
+            (DropReason.OVERSIZE, at("oversize", V)),
         ]
         failed = Signal()
         reason = Signal(range(len(DropReason)))
         for why, cond in reversed(checks):
             with m.If(cond):
                 m.d.comb += [failed.eq(1), reason.eq(why)]
-
-        store = Signal()
-        m.d.comb += store.eq(j < self.max_words)
+        E = V + 1
+        v, last, adm = at("v", E), at("last", E), at("adm", E)
+        failed_e = reg("failed", failed, E)
+        reason_e = reg("reason", reason, E)
+        is_data = at("is_data", E)
+        flags = at("flags", E)
+        done = Signal()
+        m.d.comb += done.eq(v & last)
         m.d.comb += [
-            self.words.payload.eq(beat.data),
-            self.words.valid.eq(self.frame.valid & store & (~beat.last | self.desc.ready)),
-            self.desc.valid.eq(self.frame.valid & beat.last & (~store | self.words.ready)),
-            self.desc.payload.good.eq(~failed & is_data),
-            self.desc.payload.count.eq(count),
-            self.desc.payload.words.eq(Mux(store, j + 1, self.max_words)),
-            self.desc.payload.ok.eq(~failed),
-            self.desc.payload.frame_type.eq(field("frame_type")),
-            self.desc.payload.flags.eq(field("flags")),
-            self.desc.payload.seq.eq(field("seq")),
-            self.desc.payload.ack.eq(field("ack")),
-            self.frame.ready.eq((~store | self.words.ready) & (~beat.last | self.desc.ready)),
-            self.credits_update.eq(self.frame.valid & self.frame.ready & beat.last & ~failed &
-                                   field("flags")[1]),         # FLAG_CREDITS_VALID
+            self.desc.valid.eq(done & adm),
+            self.desc.payload.good.eq(~failed_e & is_data),
+            self.desc.payload.count.eq(at("count", E)),
+            self.desc.payload.words.eq(at("nwords", E)),
+            self.desc.payload.ok.eq(~failed_e),
+            self.desc.payload.frame_type.eq(at("frame_type", E)),
+            self.desc.payload.flags.eq(flags),
+            self.desc.payload.seq.eq(at("seq", E)),
+            self.desc.payload.ack.eq(at("ack", E)),
+            self.credits_update.eq(done & adm & ~failed_e & flags[1]),   # FLAG_CREDITS_VALID
         ]
         for k, name in enumerate(CLASSES):
-            m.d.comb += [self.credits[k].hdr.eq(field(f"credit_{name}_hdr")),
-                         self.credits[k].data.eq(field(f"credit_{name}_data"))]
-
-        with m.If(self.frame.valid & self.frame.ready):
-            with m.If(beat.last):
-                m.d.sync += [j.eq(0), received.eq(0), next_prefix.eq(wire.HEADER_LEN),
-                             chain_bad.eq(0), chain_count.eq(0)]
-                with m.If(failed):
-                    with m.Switch(reason):
-                        for why in DropReason:
-                            with m.Case(why):
-                                m.d.sync += self.drops[why].eq(self.drops[why] + 1)
-                with m.Elif(is_data):
-                    m.d.sync += self.good_frames.eq(self.good_frames + 1)
-                with m.Else():
-                    m.d.sync += self.control_frames.eq(self.control_frames + 1)
+            m.d.comb += [self.credits[k].hdr.eq(at(f"credit_{name}_hdr", E)),
+                         self.credits[k].data.eq(at(f"credit_{name}_data", E))]
+        with m.If(done):
+            with m.If(~adm):
+                m.d.sync += self.overflows.eq(self.overflows + 1)
+            with m.Elif(failed_e):
+                with m.Switch(reason_e):
+                    for why in DropReason:
+                        with m.Case(why):
+                            m.d.sync += self.drops[why].eq(self.drops[why] + 1)
+            with m.Elif(is_data):
+                m.d.sync += self.good_frames.eq(self.good_frames + 1)
             with m.Else():
-                m.d.sync += [
-                    j.eq(Mux(j == j_max, j, j + 1)),
-                    received.eq(Mux(total > 0xFFFF, 0x1FFFF, total)),
-                    hdr_reg.eq(hdr),
-                    crc_reg.eq(crc.crc_out),
-                    rx_crc_reg.eq(rx_crc),
-                    next_prefix.eq(off),
-                    chain_bad.eq(bad),
-                    chain_count.eq(count),
-                ]
+                m.d.sync += self.control_frames.eq(self.control_frames + 1)
         return m
-
-
-def _select(m, items, index):
-    """``items[index]`` as a mux (``index`` a value)."""
-    out = Signal(len(items[0]))
-    with m.Switch(index):
-        for i, item in enumerate(items):
-            with m.Case(i):
-                m.d.comb += out.eq(item)
-    return out

@@ -35,6 +35,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..models.frame import FrameError, decode_frame
 from ..models.wire import FrameType
+from ..rtl.deframer import verdict_latency
 from .bfm import StreamLayout, StreamProtocolError, frame_to_beats
 
 __all__ = ["Prediction", "predict_frame", "ReceivePort", "FrameJudge", "FuzzFailure",
@@ -80,21 +81,25 @@ class ReceivePort:
 
     A beat that waits more than ``stall_bound`` cycles fails the test at
     once (a jammed receive path). :meth:`send` queues a frame with a callback ``on_done(counters)`` called
-    in the read-only phase of the edge that took its last beat. Delivered TLPs
+    in the read-only phase of the edge ``counter_lag`` edges after the one
+    that took its last beat (default: the Deframer's verdict latency at
+    ``width``, when its counters move). Delivered TLPs
     go to ``on_tlp(bytes, stamp)``. ``stamp_port`` (optional) is read with a
     TLP's first beat.  ``latency`` (optional: name -> cycles) gives the
-    counters that move that many edges after the frame's last beat (the
-    link feedback's): each is read then, the others at the last beat's
-    edge, and ``on_done`` is called once all are read."""
+    counters that move that many edges later still (the link feedback's):
+    each is read then, and ``on_done`` is called once all are read."""
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
-                 stall_bound, stamp_port=None, drop_reasons=(), latency=None):
+                 stall_bound, stamp_port=None, drop_reasons=(), counter_lag=None,
+                 latency=None):
         self.dut, self.clock, self.width = dut, clock, width
+        self.counter_lag = verdict_latency(width) if counter_lag is None else counter_lag
         self.latency = dict(latency or {})
         unknown = set(self.latency) - set(counters)
         if unknown:
             raise ValueError(f"latency names counters not read: {sorted(unknown)}")
-        self.lags = sorted(set(self.latency.values()) | {0})
+        self.lags = sorted({self.counter_lag + extra for extra in self.latency.values()} |
+                           {self.counter_lag})
         self.waiting = collections.deque()    # [cycle of the last beat, on_done, counters]
         self.frame_layout = StreamLayout.frame(width)
         self.tlp_layout = StreamLayout.tlp(width)
@@ -125,7 +130,7 @@ class ReceivePort:
 
     @property
     def pending(self):
-        return len(self.queue)
+        return len(self.queue) + len(self.waiting)
 
     def read_counters(self):
         out = {}
@@ -150,12 +155,11 @@ class ReceivePort:
         while True:
             await edge
             self.cycles += 1
-            done = None
             if offered and f_ready.value:
                 self.stall = 0
                 index += 1
                 if index == len(queue[0][0]):
-                    done = queue.popleft()[1]
+                    self.waiting.append([self.cycles, queue.popleft()[1], {}])
                     self.frames_taken += 1
                     index = 0
             elif offered:
@@ -179,8 +183,6 @@ class ReceivePort:
             if offered:
                 f_payload.value = queue[0][0][index]
             f_valid.value = int(offered)
-            if done is not None:
-                self.waiting.append([self.cycles, done, {}])
             if any(cycle + lag == self.cycles for cycle, _, _ in self.waiting
                    for lag in self.lags):
                 await read_only
@@ -188,16 +190,16 @@ class ReceivePort:
 
     def _settle(self, now):
         """Counters read at this edge: each waiting frame takes those whose
-        latency ends here; a frame with all of them is done (in order)."""
-        for frame in self.waiting:
-            cycle, _, got = frame
+        lag ends here; a frame with all of them is done (in order)."""
+        for cycle, _, got in self.waiting:
             for name, value in now.items():
-                lag = self.latency.get(name.split("_")[0] if name.startswith("drops_") else name, 0)
-                if cycle + lag == self.cycles:
+                base = "drops" if name.startswith("drops_") else name
+                if cycle + self.counter_lag + self.latency.get(base, 0) == self.cycles:
                     got[name] = value
         while self.waiting and len(self.waiting[0][2]) == len(now):
             _, done, got = self.waiting.popleft()
-            done(got)
+            if done is not None:
+                done(got)
 
 
 class FrameJudge:
