@@ -236,7 +236,7 @@ class Framer(wiring.Component):
             new.beats.eq(beats),
             new.crc_dw.eq(crc_dw),
             new.crc_onehot.eq(Cat(crc_dw == i for i in range(D))),
-            new.keep_dws.eq(Cat(crc_dw >= i for i in range(D))),
+            new.keep_dws.eq(Cat(Const(1, 1), *(crc_dw >= i for i in range(1, D)))),
         ]
 
         head = SimpleNamespace(entry=Signal(_Entry(W), name="head"), valid=Signal(name="head_valid"),
