@@ -90,7 +90,8 @@ def _run(width, frames, *, mac_ready=1.0, desc_gap=0.0, word_gap=0.0, seed=0, cy
     dut = Framer(width)
     rng = random.Random(seed)
     Wb = width // 8
-    result = {"beats": [], "sampled": [], "desc_cycles": [], "frames": []}
+    result = {"beats": [], "sampled": [], "desc_cycles": [], "word_cycles": [], "frames": [],
+              "latency": dut.latency}
     descs = [desc for desc, _, _ in frames]
     words = [w for _, _, ws in frames for w in ws]
     limit = cycles or 50 + 2 * sum(len(ws) + 2 + (HEADER_LEN + 4 + len(area)) // Wb
@@ -126,6 +127,7 @@ def _run(width, frames, *, mac_ready=1.0, desc_gap=0.0, word_gap=0.0, seed=0, cy
                 result["desc_cycles"].append(cycle)
                 di += 1
             if w_valid and ctx.get(dut.words.ready):
+                result["word_cycles"].append(cycle)
                 wi += 1
             if ctx.get(dut.frame.valid) and ctx.get(dut.frame.ready):
                 beat = ctx.get(dut.frame.payload)
@@ -186,6 +188,13 @@ def test_back_to_back_frames_of_every_length_class(width):
     beats = result["beats"]
     assert len(beats) == sum(_beats(width, len(area)) for _, area, _ in frames)
     assert beats == list(range(beats[0], beats[0] + len(beats))), "a gap in the output"
+    # each body word leaves `latency` cycles after its handshake
+    body_first, start, word = HEADER_LEN // (width // 8), 0, 0
+    for _, area, words in frames:
+        for k in range(len(words)):
+            assert beats[start + body_first + k] - result["word_cycles"][word] == result["latency"]
+            word += 1
+        start += _beats(width, len(area))
 
 
 @pytest.mark.parametrize("width", [64, 512])
