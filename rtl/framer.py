@@ -77,8 +77,9 @@ class Framer(wiring.Component):
     ``words.ready`` come from registers.
 
     Latency: :attr:`latency` cycles (``crc_latency + 2``: 7 at 64 bits, 10
-    at 512) from a body word's handshake to its beat on ``frame``, a cycle
-    more for the first beat after an idle descriptor queue.  Throughput: one
+    at 512) from a body word's handshake to its beat on ``frame``; a frame's
+    first beat leaves ``latency + 2`` cycles after its descriptor's
+    handshake when the Framer was idle (the old Framer: 2).  Throughput: one
     beat per cycle, frames back to back while descriptors are waiting.
     ``frames_sent`` counts frames whose last beat the MAC took.
     """

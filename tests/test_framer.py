@@ -188,7 +188,9 @@ def test_back_to_back_frames_of_every_length_class(width):
     beats = result["beats"]
     assert len(beats) == sum(_beats(width, len(area)) for _, area, _ in frames)
     assert beats == list(range(beats[0], beats[0] + len(beats))), "a gap in the output"
-    # each body word leaves `latency` cycles after its handshake
+    # the first beat, from an idle Framer, 2 cycles more than `latency` after its
+    # descriptor; each body word `latency` cycles after its handshake
+    assert beats[0] - result["desc_cycles"][0] == result["latency"] + 2
     body_first, start, word = HEADER_LEN // (width // 8), 0, 0
     for _, area, words in frames:
         for k in range(len(words)):
