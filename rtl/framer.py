@@ -1,14 +1,16 @@
 """Framer: the second half of the encapsulator."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from ..models.frame import FLAG_CREDITS_VALID
 from .classq import CLASSES, CreditLimit
-from .crc import Crc32Update, reverse_zero_bytes
-from .streams import check_width, frame_stream
+from .crc import Crc32Pipelined, reverse_zero_bytes
+from .streams import FrameBeat, check_width, frame_stream
 from .wirefmt import pack_bytes
 
 __all__ = ["TxDesc", "Framer"]
@@ -23,6 +25,35 @@ class TxDesc(data.StructLayout):
                           "count": 16, "length": 16})
 
 
+def _geometry(width, length):
+    """The shape of a frame with a TLP area of ``length`` bytes (a multiple
+    of 4): its beats, and the DW of its last beat that holds the CRC (when
+    that is DW 0, the TLP area filled the beat before and the last beat
+    carries the CRC alone)."""
+    Wb, D = width // 8, width // 32
+    beats = (length + wire.HEADER_LEN + wire.CRC_LEN + Wb - 1) >> (Wb.bit_length() - 1)
+    crc_dw = ((length >> 2) + wire.HEADER_LEN // 4)[:(D - 1).bit_length()]
+    return beats, crc_dw
+
+
+class _Entry(data.StructLayout):
+    """A descriptor accepted and waiting: the frame's header bytes (Ethernet
+    and bridge header, the configuration sampled at the handshake) and its
+    geometry."""
+
+    def __init__(self, width):
+        D = width // 32
+        beats_max = -(-(wire.HEADER_LEN + 0xFFFF + wire.CRC_LEN) // (width // 8))
+        super().__init__({
+            "header": 8 * wire.HEADER_LEN,
+            "has_body": 1,
+            "beats": range(beats_max + 1),
+            "crc_dw": range(D),
+            "crc_onehot": D,            # the last beat's CRC DW
+            "keep_dws": D,              # the last beat's DWs up to the CRC's
+        })
+
+
 class Framer(wiring.Component):
     """Turns each frame descriptor and its body words into an Ethernet frame.
 
@@ -31,12 +62,26 @@ class Framer(wiring.Component):
     Ethernet header, bridge header (the descriptor's type, flags, sequence
     number and ack, ``tlp_count`` and ``payload_length``), the TLP area, and
     the CRC-32 of bytes ``14 ..`` appended at the DW after the TLP area.
+    The MAC addresses, channel and ``credits`` (the six credit fields, per
+    class P, NP, CPL) are sampled at the descriptor's handshake; while
+    ``credits_valid`` is set every frame carries them with ``flags`` bit 1
+    (credit fields valid) set.
 
-    Latency: one cycle from a word to the output register. Throughput: one
-    beat per cycle, frames back to back. The MAC addresses, channel and
-    ``credits`` (the six credit fields, per class P, NP, CPL) are sampled
-    when a frame starts; while ``credits_valid`` is set every frame carries
-    them with ``flags`` bit 1 (credit fields valid) set.
+    Pipeline: a two-entry descriptor queue (``desc.ready`` is "not full"),
+    a sequencer that issues one beat per cycle, the CRC
+    (:class:`~tlpoe.rtl.crc.Crc32Pipelined`, :attr:`crc_latency` cycles)
+    beside a delay line of the same length, the CRC inserted into the last
+    beat, and an output FIFO of :attr:`fifo_depth` beats.  The sequencer
+    issues a beat only when the FIFO has room for it counting every beat in
+    flight, so ``frame.ready`` reaches registers only; ``desc.ready`` and
+    ``words.ready`` come from registers.
+
+    Latency: :attr:`latency` cycles (``crc_latency + 2``: 7 at 64 bits, 10
+    at 512) from a body word's handshake to its beat on ``frame``; a frame's
+    first beat leaves ``latency + 2`` cycles after its descriptor's
+    handshake when the Framer was idle (the old Framer: 2).  Throughput: one
+    beat per cycle, frames back to back while descriptors are waiting.
+    ``frames_sent`` counts frames whose last beat the MAC took.
     """
 
     def __init__(self, width, *, ethertype=wire.ETHERTYPE):
@@ -45,6 +90,13 @@ class Framer(wiring.Component):
             raise ValueError(f"ethertype must be an EtherType (0x0600..0xFFFF), not {ethertype!r}")
         self.width = width
         self.ethertype = ethertype
+        self.crc = Crc32Pipelined(width, init=reverse_zero_bytes(0xFFFFFFFF, wire.ETH_LEN))
+        #: Cycles of the CRC pipeline, and of the data's delay line beside it.
+        self.crc_latency = self.crc.latency
+        #: Cycles from a word's handshake to its beat on ``frame``.
+        self.latency = self.crc_latency + 2
+        #: Output FIFO beats: enough for the credit round trip at one beat per cycle.
+        self.fifo_depth = self.crc_latency + 4
         super().__init__({
             "desc": In(stream.Signature(TxDesc())),
             "words": In(stream.Signature(width)),
@@ -60,113 +112,154 @@ class Framer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, Wb, D = self.width, self.width // 8, self.width // 32
-        hdr_words = -(-wire.HEADER_LEN // Wb)       # words holding header bytes
-        body_first = wire.HEADER_LEN // Wb          # first word that comes from the FIFO
-        max_words = -(-(wire.ETH_LEN + max(wire.MTUS)) // Wb) + 1
-        m.submodules.crc = crc = Crc32Update(W)
+        head = self._descriptors(m)
 
-        busy = Signal()
-        j = Signal(range(max_words + 1))            # word index within the frame
-        last_data = Signal.like(j)                  # word holding the last TLP-area byte
-        dws_last = Signal(range(D + 1))             # TLP-area DWs in that word (1..D)
-        last_word = Signal.like(j)
-        last_bytes = Signal(range(Wb + 1))
-        header = Signal(8 * hdr_words * Wb)
-        crc_reg = Signal(32)
-        has_body = Signal()
+        # --- sequencer: one beat per cycle from the head descriptor and the words ----
+        body_first = wire.HEADER_LEN // Wb          # beats before the first body word
+        header = Signal(8 * wire.HEADER_LEN)        # shifts one beat out per beat
+        eth_bytes = Signal(wire.ETH_LEN)            # bytes of this beat outside the CRC
+        pre_body = Signal(max(1, body_first))       # bit 0: this beat takes no body word
+        busy, first, is_last, has_body = Signal(), Signal(), Signal(), Signal()
+        left = Signal.like(head.entry.beats)        # beats left, this one included
+        crc_dw = Signal.like(head.entry.crc_dw)
+        crc_onehot, keep_dws = Signal(D), Signal(D)
+        trailing = Signal()                         # the last beat carries the CRC alone
+        credit = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
 
-        # Frame geometry from a descriptor.
-        desc = self.desc.payload
-        data_end = Signal(17)                       # bytes up to the end of the TLP area
-        m.d.comb += data_end.eq(wire.HEADER_LEN + desc.length)
-        frame_len = Signal(17)
-        m.d.comb += frame_len.eq(data_end + wire.CRC_LEN)
-        shift = Wb.bit_length() - 1
-
-        # The word being produced this cycle.
-        from_fifo = Signal()
-        m.d.comb += from_fifo.eq(has_body & ((j >= body_first) if body_first else 1) &
-                                 (j <= last_data))
-        word = Signal(W)
-        with m.Switch(j):
-            for k in range(hdr_words):
-                with m.Case(k):
-                    m.d.comb += word.eq(header[k * W:(k + 1) * W] |
-                                        Mux(from_fifo, self.words.payload, 0))
-            with m.Default():
-                m.d.comb += word.eq(Mux(from_fifo, self.words.payload, 0))
-        crc_in = Signal(W)                          # bytes before 14 are not covered
-        zero_words = -(-wire.ETH_LEN // Wb)
-        with m.Switch(j):
-            for k in range(zero_words):
-                with m.Case(k):
-                    keep_from = max(0, wire.ETH_LEN - k * Wb)
-                    m.d.comb += crc_in.eq(word & ~Const((1 << (8 * keep_from)) - 1, W))
-            with m.Default():
-                m.d.comb += crc_in.eq(word)
-        m.d.comb += [
-            crc.crc_in.eq(crc_reg),
-            crc.data.eq(crc_in),
-            crc.dws.eq(Mux(j < last_data, D, Mux(j == last_data, dws_last, 0))),
-        ]
-        fcs = Signal(32)
-        m.d.comb += fcs.eq(~crc.crc_out)
-        out_data = Signal(W)
-        with m.If(j == last_data):
-            # The CRC shares the word when the TLP area leaves a DW free.
-            m.d.comb += out_data.eq(word | Mux(dws_last < D, fcs << Cat(Const(0, 5), dws_last), 0))
-        with m.Elif(j > last_data):
-            m.d.comb += out_data.eq(~crc_reg)
-        with m.Else():
-            m.d.comb += out_data.eq(word)
-
-        out_free = Signal()
-        m.d.comb += out_free.eq(~self.frame.valid | self.frame.ready)
+        from_words = Signal()
+        m.d.comb += from_words.eq(has_body & ~pre_body[0] & ~(is_last & trailing))
         advance = Signal()
-        m.d.comb += advance.eq(busy & out_free & (~from_fifo | self.words.valid))
-        is_last = Signal()
-        m.d.comb += is_last.eq(j == last_word)
+        m.d.comb += advance.eq(busy & (credit != 0) & (~from_words | self.words.valid))
+        load = Signal()
         m.d.comb += [
-            self.words.ready.eq(advance & from_fifo),
-            self.desc.ready.eq(~busy | (advance & is_last)),
+            load.eq(head.valid & (~busy | (advance & is_last))),
+            head.pop.eq(load),
+            self.words.ready.eq(busy & (credit != 0) & from_words),
         ]
+        beat_data = Signal(W)
+        m.d.comb += beat_data.eq(header[:W] | Mux(from_words, self.words.payload, 0))
+        outside_crc = Signal(W)                     # the Ethernet header's bits in this beat
+        m.d.comb += outside_crc.eq(Cat(eth_bytes[b].replicate(8)
+                                       for b in range(min(wire.ETH_LEN, Wb))))
+        crc_data = Signal(W)
+        m.d.comb += crc_data.eq(beat_data & ~outside_crc)
 
-        with m.If(advance):
+        entry = head.entry
+        with m.If(load):
             m.d.sync += [
-                self.frame.valid.eq(1),
-                self.frame.payload.data.eq(out_data),
-                self.frame.payload.last.eq(is_last),
-                self.frame.payload.keep.eq(Mux(is_last, (Const(1, Wb + 1) << last_bytes) - 1,
-                                               (1 << Wb) - 1)),
-                crc_reg.eq(crc.crc_out),
-                j.eq(j + 1),
+                busy.eq(1), first.eq(1),
+                header.eq(entry.header),
+                eth_bytes.eq((1 << wire.ETH_LEN) - 1),
+                pre_body.eq((1 << body_first) - 1),
+                left.eq(entry.beats),
+                is_last.eq(entry.beats == 1),
+                has_body.eq(entry.has_body),
+                crc_dw.eq(entry.crc_dw), crc_onehot.eq(entry.crc_onehot),
+                keep_dws.eq(entry.keep_dws), trailing.eq(entry.crc_dw == 0),
+            ]
+        with m.Elif(advance):
+            m.d.sync += [
+                first.eq(0),
+                header.eq(header >> W),
+                eth_bytes.eq(eth_bytes >> Wb),
+                pre_body.eq(pre_body >> 1),
+                left.eq(left - 1),
+                is_last.eq(left == 2),
             ]
             with m.If(is_last):
-                m.d.sync += [busy.eq(0), self.frames_sent.eq(self.frames_sent + 1)]
-        with m.Elif(self.frame.ready):
-            m.d.sync += self.frame.valid.eq(0)
+                m.d.sync += busy.eq(0)
 
-        with m.If(self.desc.valid & self.desc.ready):
-            last_data_now = (data_end - 1) >> shift
-            dws_now = (data_end - (last_data_now << shift)) >> 2
-            bridge = pack_bytes(
-                wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=desc.frame_type,
-                flags=desc.flags | Mux(self.credits_valid, FLAG_CREDITS_VALID, 0),
-                channel=self.channel, seq=desc.seq, ack=desc.ack,
-                tlp_count=desc.count, payload_length=desc.length,
-                **{f"credit_{name}_{part}": getattr(self.credits[k], part)
-                   for k, name in enumerate(CLASSES) for part in ("hdr", "data")})
-            eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
-                             ethertype=self.ethertype)
-            m.d.sync += [
-                busy.eq(1),
-                j.eq(0),
-                last_data.eq(last_data_now),
-                dws_last.eq(dws_now),
-                last_word.eq((frame_len - 1) >> shift),
-                last_bytes.eq(frame_len - (((frame_len - 1) >> shift) << shift)),
-                header.eq(Cat(eth, bridge)),
-                crc_reg.eq(reverse_zero_bytes(0xFFFFFFFF, wire.ETH_LEN)),
-                has_body.eq(desc.length != 0),
-            ]
+        # --- the CRC beside a delay line of the data -------------------------------
+        m.submodules.crc = crc = self.crc
+        m.d.comb += [
+            crc.valid.eq(advance), crc.first.eq(first), crc.data.eq(crc_data),
+            crc.dws.eq(Mux(is_last, crc_dw, D)),
+        ]
+        line = data.StructLayout({"valid": 1, "beat": FrameBeat(W), "crc_at": D})
+        stage = Signal(line)
+        m.d.comb += [
+            stage.valid.eq(advance),
+            stage.beat.data.eq(beat_data),
+            stage.beat.last.eq(is_last),
+            stage.beat.keep.eq(Mux(is_last, Cat(k.replicate(4) for k in keep_dws),
+                                   (1 << Wb) - 1)),
+            stage.crc_at.eq(Mux(is_last, crc_onehot, 0)),
+        ]
+        for i in range(self.crc_latency):
+            delayed = Signal(line, name=f"delay{i + 1}")
+            m.d.sync += delayed.eq(stage)
+            stage = delayed
+
+        # --- the CRC into its DW, then the output FIFO -------------------------------
+        m.submodules.out = out = fifo.SyncFIFOBuffered(width=FrameBeat(W).size,
+                                                       depth=self.fifo_depth)
+        fcs = Signal(32)
+        m.d.comb += fcs.eq(~crc.crc)
+        beat = Signal(FrameBeat(W))
+        m.d.comb += [
+            beat.eq(stage.beat),
+            beat.data.eq(stage.beat.data |
+                         Cat(fcs & stage.crc_at[i].replicate(32) for i in range(D))),
+            out.w_en.eq(stage.valid),
+            out.w_data.eq(beat),
+            self.frame.valid.eq(out.r_rdy),
+            self.frame.payload.eq(out.r_data),
+            out.r_en.eq(self.frame.ready),
+        ]
+        popped = Signal()
+        m.d.comb += popped.eq(self.frame.valid & self.frame.ready)
+        m.d.sync += credit.eq(credit - advance + popped)
+        with m.If(popped & self.frame.payload.last):
+            m.d.sync += self.frames_sent.eq(self.frames_sent + 1)
         return m
+
+    def _descriptors(self, m):
+        """The descriptor queue (two entries, so that ``desc.ready``, "not
+        full", is a register and a descriptor can pass every cycle): each
+        entry the frame's header bytes and geometry, worked out at the
+        handshake."""
+        W, D = self.width, self.width // 32
+        desc = self.desc.payload
+        bridge = pack_bytes(
+            wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=desc.frame_type,
+            flags=desc.flags | Mux(self.credits_valid, FLAG_CREDITS_VALID, 0),
+            channel=self.channel, seq=desc.seq, ack=desc.ack,
+            tlp_count=desc.count, payload_length=desc.length,
+            **{f"credit_{name}_{part}": getattr(self.credits[k], part)
+               for k, name in enumerate(CLASSES) for part in ("hdr", "data")})
+        eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
+                         ethertype=self.ethertype)
+        new = Signal(_Entry(W))
+        beats, crc_dw = _geometry(W, desc.length)
+        m.d.comb += [
+            new.header.eq(Cat(eth, bridge)),
+            new.has_body.eq(desc.length != 0),
+            new.beats.eq(beats),
+            new.crc_dw.eq(crc_dw),
+            new.crc_onehot.eq(Cat(crc_dw == i for i in range(D))),
+            new.keep_dws.eq(Cat(Const(1, 1), *(crc_dw >= i for i in range(1, D)))),
+        ]
+
+        head = SimpleNamespace(entry=Signal(_Entry(W), name="head"), valid=Signal(name="head_valid"),
+                               pop=Signal(name="head_pop"))
+        spare = Signal(_Entry(W))                   # the second entry, behind the head
+        count = Signal(range(3))
+        m.d.comb += self.desc.ready.eq(count != 2)
+        push = Signal()
+        m.d.comb += [push.eq(self.desc.valid & self.desc.ready), head.valid.eq(count != 0)]
+        m.d.sync += count.eq(count + push - head.pop)
+        # The head is the older entry; a push goes to the head when it is free
+        # (empty, or popped with no spare behind it), else to the spare.
+        with m.If(head.pop):
+            with m.If(count == 2):
+                m.d.sync += head.entry.eq(spare)
+            with m.Elif(push):
+                m.d.sync += head.entry.eq(new)
+            with m.If(push & (count == 2)):
+                m.d.sync += spare.eq(new)
+        with m.Elif(push):
+            with m.If(count == 0):
+                m.d.sync += head.entry.eq(new)
+            with m.Else():
+                m.d.sync += spare.eq(new)
+        return head
