@@ -13,7 +13,13 @@ from .crc import Crc32Pipelined, reverse_zero_bytes
 from .streams import FrameBeat, check_width, frame_stream
 from .wirefmt import pack_bytes
 
-__all__ = ["TxDesc", "Framer"]
+__all__ = ["TxDesc", "Framer", "framer_latency"]
+
+
+def framer_latency(width):
+    """:attr:`Framer.latency` at ``width`` without building one: cycles from
+    a body word's handshake to its beat on ``frame``."""
+    return Crc32Pipelined.latency_at(width) + 2
 
 
 class TxDesc(data.StructLayout):
@@ -94,7 +100,7 @@ class Framer(wiring.Component):
         #: Cycles of the CRC pipeline, and of the data's delay line beside it.
         self.crc_latency = self.crc.latency
         #: Cycles from a word's handshake to its beat on ``frame``.
-        self.latency = self.crc_latency + 2
+        self.latency = framer_latency(width)
         #: Output FIFO beats: enough for the credit round trip at one beat per cycle.
         self.fifo_depth = self.crc_latency + 4
         super().__init__({

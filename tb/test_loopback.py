@@ -20,6 +20,7 @@ from tlpoe.models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, agg
 from tlpoe.models import wire
 from tlpoe.models.frame import body_capacity, largest_tlp
 from tlpoe.models.tlp import tlp_size_from_header
+from tlpoe.rtl.framer import framer_latency
 from tlpoe.tb import stimulus
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.loopback_env import CHANNEL, AnalysisImp, LoopbackEnv, read_counters
@@ -185,7 +186,7 @@ class FlushTimeoutTest(LoopbackTest):
         groups = self.env.frame_checker.groups
         assert groups == [1] * len(self.stimulus), f"frames held {groups}, expected one TLP each"
         beats = -(-(40 + 4 + 4 + 64 + 16) // (self.p["width"] // 8))
-        slack = 2 * beats + 8
+        slack = 2 * beats + 8 + framer_latency(self.p["width"]) + 2     # the Framer's CRC pipeline
         for (tlp_end, _), (frame_start, _) in zip(
                 [(t, None) for t in self.tlp_end_cycles], self.env.frame_checker.frame_cycles):
             latency = frame_start - tlp_end
