@@ -33,12 +33,16 @@ class ReplayBuffer(wiring.Component):
     then an ACK frame of its own (only when no DATA frame can carry the ack:
     ``feedback.send_ack``, or ``send_credit`` for the credit loop); every
     frame carries the receiver's cumulative ``rx_ack`` as it is when the
-    framer takes the frame (``rx_ack_valid`` sets flag bit 0).  In
-    go-back-N a replay event withdraws a DATA frame committed and not yet
-    taken, so that the replay starts with the frame it names.
+    framer takes the frame (``rx_ack_valid`` sets flag bit 0).  A DATA frame
+    committed and not yet taken is withdrawn when an ACK covered it, in
+    go-back-N by a replay (which starts with the frame it names), and in
+    selective repeat, when it is a new frame, by a resend queued.
 
     ``feedback`` (:class:`~tlpoe.rtl.link_common.LinkFeedback`) is the local
     receiver's; its inputs act one cycle late (they are registered here).
+    A replay event (a NAK accepted, an expiry) is found in that cycle and
+    carried out in the next; nothing is committed while it is.
+
     Acknowledgements (``ack_in``: cumulative, from the peer's frames) release
     slots.  An ACK or NAK may name only a frame that was sent: one ahead of
     the highest sent (stored but still waiting for the MAC, or never stored)
@@ -222,7 +226,7 @@ class ReplayBuffer(wiring.Component):
         # sent yet (the MAC holding frame_out) or never stored is counted and
         # ignored; one behind head is old and ignored silently.  An ACK moves
         # head at once; a replay event (a NAK, the timer) is found in that
-        # cycle and carried out in the next (``replay``, ``replay_to``).
+        # cycle and carried out in the next (``replaying``, ``replay_to``).
         sent_span = mod(high - head, "sent_span")       # frames sent, not acknowledged
         ack_ok = Signal()
         m.d.comb += ack_ok.eq(ack_in & within(ack_seq, head, sent_span))
@@ -244,9 +248,9 @@ class ReplayBuffer(wiring.Component):
                      expired.eq(awaiting & ~ack_in & (timer >= self.replay_timeout))]
         event = Signal()        # a replay event found this cycle
         m.d.comb += event.eq((nak_ok | expired) & ~self.link_down)
-        replay = Signal()       # ... carried out this cycle
+        replaying = Signal()    # ... carried out this cycle
         replay_to = Signal(n)   # the frame it names: the NAK's, or the oldest
-        m.d.sync += [replay.eq(event), replay_to.eq(Mux(nak_ok, nak_seq, head))]
+        m.d.sync += [replaying.eq(event), replay_to.eq(Mux(nak_ok, nak_seq, head))]
         with m.If(ack_ok | ~awaiting | event):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != (1 << 24) - 1):
@@ -285,7 +289,7 @@ class ReplayBuffer(wiring.Component):
         stored = desc_r.data
         load = Signal()                 # the register is free: commit a frame
         commit_data = Signal()
-        m.d.comb += [load.eq(~held_valid & ~self.link_down & ~replay),
+        m.d.comb += [load.eq(~held_valid & ~self.link_down & ~replaying),
                      commit_data.eq(load & ~send_nak & have_data)]
         with m.If(load & (send_nak | have_data | send_ack)):
             m.d.sync += [held_valid.eq(1), held_nak.eq(send_nak), held_data.eq(commit_data),
@@ -317,7 +321,7 @@ class ReplayBuffer(wiring.Component):
             m.d.comb += committed.eq(held_valid & held_data & (held.seq[:n] == replay_to))
         withdraw = Signal()
         m.d.comb += withdraw.eq(held_valid & held_data & ~taken & (
-            behind | (replay if gbn else replay & ~held_resend)))
+            behind | (replaying if gbn else replaying & ~held_resend)))
         with m.If(withdraw):
             m.d.sync += held_valid.eq(0)
 
@@ -328,7 +332,7 @@ class ReplayBuffer(wiring.Component):
         advance = commit_data if gbn else commit_data & ~resend_now
         m.d.comb += ptr_next.eq(Mux(advance, send_ptr + 1, send_ptr))
         if gbn:
-            with m.If(replay):
+            with m.If(replaying):
                 m.d.comb += ptr_next.eq(replay_to)
         else:
             with m.If(withdraw & ~held_resend):
@@ -343,7 +347,7 @@ class ReplayBuffer(wiring.Component):
                                     resend & ~(Const(1, 1) << first), resend))
             named = mod(replay_to - head, "queued_offset")
             queue = Signal()
-            m.d.comb += queue.eq(replay & ~committed & ~named[n - 1])
+            m.d.comb += queue.eq(replaying & ~committed & ~named[n - 1])
             queued = Mux(queue, kept | (Const(1, 1) << named[:slot_bits]), kept)
             m.d.sync += resend.eq(queued >> mod(new_head - head, "released"))
 
