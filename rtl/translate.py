@@ -366,9 +366,14 @@ class Translator(wiring.Component):
       non-posted requests answered with UR), ``to_host_forwarded``,
       ``to_host_denied``.
 
-    Latency: a forwarded TLP's first beat leaves one cycle after it came
-    (two at 64 bits); a completion the bridge makes enters ``net_out``'s
-    merge two cycles after the request's first beat was judged.
+    Latency (each path a pipeline, :class:`_HeaderPath`): a forwarded
+    TLP's first beat leaves ``dev_out`` five cycles after it came in
+    (header, decode and function lookup, windows, verdict, output queue),
+    ``net_out`` four after it came in on ``dev_in``; a completion the bridge
+    makes is offered to ``net_out``'s merge five cycles after its request.
+    At 64 bits each is one more, counted from the first beat when the
+    second follows it at once. ``net_in.ready`` and ``dev_in.ready`` come
+    from registers, never from ``dev_out.ready`` or ``net_out.ready``.
     """
 
     def __init__(self, width, *, windows=4, functions=4):
