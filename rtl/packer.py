@@ -21,14 +21,26 @@ class FrameDesc(data.StructLayout):
         super().__init__({"count": 16, "length": 16})
 
 
-def tlp_dws_from_header(dw0):
-    """Total DWs of a TLP (header, payload, digest) from its first DW, given
-    as 32 bits in stream lane order (byte 0 = Fmt/Type in bits 7:0)."""
+def tlp_dws_from_header(dw0, *, extra=0):
+    """Total DWs of a TLP (header, payload, digest), plus ``extra``, from its
+    first DW, given as 32 bits in stream lane order (byte 0 = Fmt/Type in
+    bits 7:0)."""
     fmt_4dw, fmt_data = dw0[5], dw0[6]
     digest = dw0[23]                                  # TD, byte 2 bit 7
     length = Cat(dw0[24:32], dw0[16:18])              # Length[7:0] in byte 3, [9:8] in byte 2
-    payload = Mux(length == 0, 1024, length)
-    return Mux(fmt_4dw, 4, 3) + Mux(fmt_data, payload, 0) + digest
+    payload = Cat(length, length == 0)                # 0 means 1024
+    # one adder: the small terms are one operand
+    small = Mux(fmt_4dw, Mux(digest, 5, 4), Mux(digest, 4, 3)) + extra
+    return Mux(fmt_data, payload, 0) + small
+
+
+def _count_contiguous(keep):
+    """How many bits of ``keep`` are set, its set bits contiguous from bit 0
+    (a thermometer code): the binary of the one position where it ends."""
+    n = len(keep)
+    ends = [keep[i] & (~keep[i + 1] if i + 1 < n else 1) for i in range(n)]
+    return Cat(*(Cat(*(ends[i] for i in range(n) if (i + 1) >> b & 1)).any()
+                 for b in range(n.bit_length())))
 
 
 class _Beat(data.StructLayout):
@@ -128,18 +140,22 @@ class TlpPacker(wiring.Component):
         with m.If(taken):
             m.d.sync += first.eq(self.tlp.payload.last)
         w = Signal(layout)
-        tlp_dws = Signal(range(MAX_TLP_DWS + 1))
-        m.d.comb += tlp_dws.eq(tlp_dws_from_header(beat.data[:32]))
-        keep_first = Cat(*(beat.keep[i] & (tlp_dws > i) for i in range(D)))
+        # each figure from the header by its own adder, none after another
+        tlp_dws, dws_and_prefix = Signal(range(MAX_TLP_DWS + 1)), Signal(range(MAX_TLP_DWS + 2))
+        m.d.comb += [tlp_dws.eq(tlp_dws_from_header(beat.data[:32])),
+                     dws_and_prefix.eq(tlp_dws_from_header(beat.data[:32], extra=1))]
+        n_in = Signal(range(D + 1))
+        m.d.comb += n_in.eq(_count_contiguous(beat.keep))
         m.d.comb += [
             w.data.eq(beat.data), w.keep.eq(beat.keep), w.last.eq(beat.last),
             w.first.eq(beat_first),
-            w.n_in.eq(sum(beat.keep[i] for i in range(D))),
+            w.n_in.eq(n_in),
             w.tlp_dws.eq(tlp_dws),
-            w.need.eq(4 * tlp_dws + wire.PREFIX_LEN),
-            w.oversize.eq(4 * tlp_dws + wire.PREFIX_LEN > capacity),
-            w.n_first.eq(Mux(w.oversize, 0, sum(keep_first[i] for i in range(D)) + 1)),
-            w.keep_first.eq(Mux(w.oversize, 0, keep_first)),
+            w.need.eq(4 * dws_and_prefix),
+            w.oversize.eq(4 * dws_and_prefix > capacity),
+            w.n_first.eq(Mux(w.oversize, 0, Mux(tlp_dws >= n_in, n_in + 1, dws_and_prefix))),
+            w.keep_first.eq(Mux(w.oversize, 0,
+                                Cat(*(beat.keep[i] & (tlp_dws > i) for i in range(D))))),
             w.prefix.eq(Mux(w.oversize, 0, pack_bytes(wire.TLP_PREFIX, tlp_length=4 * tlp_dws,
                                                       order_stamp=stamp))),
             queue.w_data.eq(w.as_value()),
