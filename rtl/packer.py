@@ -91,8 +91,8 @@ class TlpPacker(wiring.Component):
     queue (``tlp.ready`` is that queue's room, registered), packed by a
     control stage whose decisions a data stage carries out a cycle later
     into the two-word packing register, and each word and descriptor goes
-    out through a four-entry queue. A TLP's first DW leaves five cycles
-    after it came in, at the earliest. Throughput: one beat per cycle in,
+    out through a four-entry queue. A word full with a TLP's first beat
+    leaves six cycles after the beat came in. Throughput: one beat per cycle in,
     one word or descriptor per cycle out, except one stall per overflow of
     the packing register (the prefixes add a DW per TLP) and the cycle in
     which a frame closes (the next TLP waits for it).

@@ -154,3 +154,32 @@ def test_oversize_and_length_errors_never_corrupt_a_frame(width):
     fixed_long = long_[:-12]
     assert frames == expect([good[0], good[1], fixed_short, good[2], fixed_long, good[3]])
     assert counters == {"oversize": 1, "length": 2}
+
+
+@pytest.mark.parametrize("width", [64, 512])
+def test_a_word_full_with_a_tlps_first_beat_leaves_six_cycles_after_it(width):
+    """The documented latency, outputs always ready."""
+    dut = TlpPacker(width, flush_timeout=5000)
+    layout = StreamLayout.tlp(width)
+    beats = to_beats(mwr(256), layout)
+    seen = {}
+
+    async def bench(ctx):
+        ctx.set(dut.words.ready, 1)
+        for cycle in range(40):
+            ctx.set(dut.tlp.valid, bool(beats))
+            if beats:
+                ctx.set(dut.tlp.payload.as_value(), layout.pack(beats[0]))
+            await ctx.delay(1e-9)
+            if beats and ctx.get(dut.tlp.ready):
+                beats.pop(0)
+                seen.setdefault("in", cycle)
+            if ctx.get(dut.words.valid):
+                seen.setdefault("out", cycle)
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen["out"] - seen["in"] == 6
