@@ -133,7 +133,8 @@ class TlpPacker(wiring.Component):
         # room for this beat once the one in the register is queued
         m.d.comb += self.tlp.ready.eq(queue.level <= self.IN_DEPTH - 3)
         valid, beat, stamp = Signal(), Signal.like(self.tlp.payload), Signal.like(self.tlp_stamp)
-        first, beat_first = Signal(init=1), Signal()    # the next beat in / the registered one starts a TLP
+        first = Signal(init=1)               # the next beat in starts a TLP
+        beat_first = Signal()                # the registered beat does
         taken = self.tlp.valid & self.tlp.ready
         m.d.sync += [valid.eq(taken), beat.eq(self.tlp.payload), stamp.eq(self.tlp_stamp),
                      beat_first.eq(first)]

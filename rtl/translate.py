@@ -205,12 +205,12 @@ class _Stages:
         regs = {}
         for name, value in values.items():
             if isinstance(value, (list, tuple)):
-                regs[name] = [self._register(f"{name}{i}", v) for i, v in enumerate(value)]
+                regs[name] = [self.register(f"{name}{i}", v) for i, v in enumerate(value)]
             else:
-                regs[name] = self._register(name, value)
+                regs[name] = self.register(name, value)
         return SimpleNamespace(**regs)
 
-    def _register(self, name, value):
+    def register(self, name, value):
         if not isinstance(value, data.View):
             value = Value.cast(value)
         reg = Signal(value.shape(), name=f"p{self.count}_{name}")
@@ -287,7 +287,7 @@ class _HeaderPath(wiring.Component):
         stages = _Stages(m, advance)
         verdict = self.decide(stages, hdr)
         for _ in range(stages.count):       # the beats, to the judging stage
-            valid, beat, first = (stages._register(name, value) for name, value in
+            valid, beat, first = (stages.register(name, value) for name, value in
                                   (("valid", valid), ("beat", beat), ("first", first)))
         forward, reason = verdict.forward, verdict.reason
         new_hdr = hdr if verdict.header is None else verdict.header
@@ -791,7 +791,8 @@ class DeviceFabric(wiring.Component):
         claims = []
         for t in self.translators:
             matches, _ = t._matches(m, d.id_4_5, by_host=False)
-            claims.append(d.completion & (d.id_8_9 == t.local_rid) | d.memory & Cat(*matches).any())
+            claims.append(d.completion & (d.id_8_9 == t.local_rid) |
+                          d.memory & Cat(*matches).any())
         s = stages.next(claims=claims)
         route, forward = Signal(range(max(2, self.hosts))), Signal()
         _first_match(m, [(claim, [route.eq(i), forward.eq(1)])
