@@ -145,20 +145,21 @@ class TlpPacker(wiring.Component):
         tlp_dws, dws_and_prefix = Signal(range(MAX_TLP_DWS + 1)), Signal(range(MAX_TLP_DWS + 2))
         m.d.comb += [tlp_dws.eq(tlp_dws_from_header(beat.data[:32])),
                      dws_and_prefix.eq(tlp_dws_from_header(beat.data[:32], extra=1))]
-        n_in = Signal(range(D + 1))
-        m.d.comb += n_in.eq(_count_contiguous(beat.keep))
+        n_in, oversize = Signal(range(D + 1)), Signal()     # not read back from `w`:
+        m.d.comb += n_in.eq(_count_contiguous(beat.keep))    # one vector to Verilator
         m.d.comb += [
             w.data.eq(beat.data), w.keep.eq(beat.keep), w.last.eq(beat.last),
             w.first.eq(beat_first),
             w.n_in.eq(n_in),
             w.tlp_dws.eq(tlp_dws),
             w.need.eq(4 * dws_and_prefix),
-            w.oversize.eq(4 * dws_and_prefix > capacity),
-            w.n_first.eq(Mux(w.oversize, 0, Mux(tlp_dws >= n_in, n_in + 1, dws_and_prefix))),
-            w.keep_first.eq(Mux(w.oversize, 0,
+            oversize.eq(4 * dws_and_prefix > capacity),
+            w.oversize.eq(oversize),
+            w.n_first.eq(Mux(oversize, 0, Mux(tlp_dws >= n_in, n_in + 1, dws_and_prefix))),
+            w.keep_first.eq(Mux(oversize, 0,
                                 Cat(*(beat.keep[i] & (tlp_dws > i) for i in range(D))))),
-            w.prefix.eq(Mux(w.oversize, 0, pack_bytes(wire.TLP_PREFIX, tlp_length=4 * tlp_dws,
-                                                      order_stamp=stamp))),
+            w.prefix.eq(Mux(oversize, 0, pack_bytes(wire.TLP_PREFIX, tlp_length=4 * tlp_dws,
+                                                    order_stamp=stamp))),
             queue.w_data.eq(w.as_value()),
             queue.w_en.eq(valid),
         ]
