@@ -518,26 +518,34 @@ class Translator(wiring.Component):
         with m.Else():
             m.d.comb += reason.eq(Reason.TYPE)
         ur = ~forward & ~answer & d.non_posted
+        # the BAR shadow addressed, read here so that the judging stage only
+        # merges a write into it; a write landing as the TLP moves on is
+        # taken over (the table's winning over the host's, as in the shadows)
+        slot, index = s.fn_slot, Cat(d.register[:2], ~d.register[2])     # register - 4
+        shadow, writable = self._shadow(m, slot, index)
+        local, commit = self.local, self.to_device.commit
+        table_hit = self.fn_bar_we & (self.fn_index == slot) & (self.fn_bar_index == index)
+        host_hit = (commit & local.shadow_we & (local.shadow_slot == slot) &
+                    (local.shadow_index == index))
         s = stages.next(hdr=hdr, new=new, forward=forward, reason=reason, answer=answer,
                         bar=bar, ur=ur, with_data=answer & ~d.has_data, reply=answer | ur,
-                        shadow_we=answer & bar & d.has_data, fn_slot=s.fn_slot,
-                        index=d.register - BAR_REGISTERS.start, byte_count=s.byte_count,
-                        lower=s.lower)
-        # judged: the BAR shadow addressed, and what a write makes of it
+                        shadow_we=answer & bar & d.has_data, fn_slot=slot, index=index,
+                        byte_count=s.byte_count, lower=s.lower)
+        # judged: what a write makes of the shadow (kept up to date with the
+        # table's writes while the TLP waits here)
         d = _Decode(m, s.hdr)
-        shadow, writable = Signal(32), Signal(32)
-        with m.Switch(s.fn_slot):
-            for slot in range(self.n_functions):
-                with m.Case(slot):
-                    with m.Switch(s.index[:3]):
-                        for i in range(6):
-                            with m.Case(i):
-                                m.d.comb += [shadow.eq(self.shadow_values[slot][i]),
-                                             writable.eq(self.shadow_masks[slot][i])]
+        shadow_j, writable_j = Signal(32), Signal(32)
+        with m.If(stages.advance):
+            m.d.sync += [shadow_j.eq(Mux(table_hit, self.fn_bar_value,
+                                         Mux(host_hit, local.shadow_value, shadow))),
+                         writable_j.eq(Mux(table_hit, self.fn_bar_mask, writable))]
+        with m.Elif(self.fn_bar_we & (self.fn_index == s.fn_slot) &
+                    (self.fn_bar_index == s.index)):
+            m.d.sync += [shadow_j.eq(self.fn_bar_value), writable_j.eq(self.fn_bar_mask)]
+        shadow, writable = shadow_j, writable_j
         enabled = Cat(*(d.first_be[i].replicate(8) for i in range(4)))
         written = Signal(32)
         m.d.comb += written.eq(shadow & ~(writable & enabled) | d.cfg_data & writable & enabled)
-        local = self.local
         m.d.comb += [
             local.reply.eq(s.reply),
             local.ur.eq(s.ur),
@@ -548,10 +556,23 @@ class Translator(wiring.Component):
                 with_data=s.with_data, value=Mux(s.bar, shadow, 0))),
             local.shadow_we.eq(s.shadow_we),
             local.shadow_slot.eq(s.fn_slot),
-            local.shadow_index.eq(s.index[:3]),
+            local.shadow_index.eq(s.index),
             local.shadow_value.eq(written),
         ]
         return _Verdict(s.forward, s.reason, s.new, stall=s.reply & ~self.replies.w_rdy)
+
+    def _shadow(self, m, slot, index):
+        """The BAR shadow ``index`` of function slot ``slot``: (value, writable bits)."""
+        value, writable = Signal(32), Signal(32)
+        with m.Switch(slot):
+            for i in range(self.n_functions):
+                with m.Case(i):
+                    with m.Switch(index):
+                        for bar in range(6):
+                            with m.Case(bar):
+                                m.d.comb += [value.eq(self.shadow_values[i][bar]),
+                                             writable.eq(self.shadow_masks[i][bar])]
+        return value, writable
 
     def _to_host(self, stages, hdr):
         m = stages.m

@@ -150,3 +150,54 @@ def test_a_forwarded_tlps_first_beat_leaves_after_its_pipeline(width, cycles):
     assert out["dev_out"][0][0] - starts[0] == cycles
     out, starts, _ = run(width, [cfg_read(4)])          # answered by the bridge
     assert out["net_out"][0][0] - starts[0] == cycles
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_a_table_write_reaches_the_reads_not_yet_judged(width):
+    """net_out stalled: two BAR reads are answered (the completion queue
+    full), the next waits in the judging stage, two more behind it; the
+    table then rewrites that BAR: the reads judged after it see the new
+    value, the two before the old one."""
+    dut = Translator(width, windows=2, functions=2)
+    layout = StreamLayout.tlp(width)
+    reads = [cfg_read(4, tag=i) for i in range(5)]
+    beats = [b for t in reads for b in to_beats(t.pack(), layout)]
+    answers, partial = [], []
+
+    async def bench(ctx):
+        for cycle in table_writes(TABLE):
+            for port, value in cycle.items():
+                ctx.set(getattr(dut, port), value)
+            await ctx.tick()
+        for name in TABLE_WRITE_ENABLES:
+            ctx.set(getattr(dut, name), 0)
+        ctx.set(dut.net_out.ready, 0)
+        for cycle in range(120):
+            if cycle == 40:                 # the new BAR0 of slot 0, mask kept
+                ctx.set(dut.fn_bar_we, 1)
+                ctx.set(dut.fn_index, 0)
+                ctx.set(dut.fn_bar_index, 0)
+                ctx.set(dut.fn_bar_value, 0x7700_0000)
+                ctx.set(dut.fn_bar_mask, TABLE.functions[0].bar_masks[0])
+            elif cycle == 41:
+                ctx.set(dut.fn_bar_we, 0)
+            ctx.set(dut.net_out.ready, cycle >= 60)
+            ctx.set(dut.net_in.valid, bool(beats))
+            if beats:
+                ctx.set(dut.net_in.payload.as_value(), layout.pack(beats[0]))
+            await ctx.delay(1e-9)
+            if beats and ctx.get(dut.net_in.ready):
+                beats.pop(0)
+            if ctx.get(dut.net_out.valid) and ctx.get(dut.net_out.ready):
+                partial.append(layout.unpack(ctx.get(dut.net_out.payload.as_value())))
+                if partial[-1].last:
+                    answers.append(Tlp.unpack(beats_to_bytes(partial, layout)))
+                    partial.clear()
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    old = TABLE.functions[0].bar_values[0]
+    assert [int.from_bytes(a.data, "little") for a in answers] == [old] * 2 + [0x7700_0000] * 3
