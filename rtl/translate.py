@@ -19,7 +19,9 @@ Bases are expected aligned to their window's size, as
 :class:`~tlpoe.models.translate.Window` checks; the RTL ignores the low bits.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,6 +84,15 @@ def _first_match(m, cases):
             m.d.comb += statements
 
 
+def _pick(m, matches, values):
+    """(any match, the value of the first match, its index)."""
+    hit, value = Signal(), Signal.like(values[0])
+    index = Signal(range(max(2, len(matches))))
+    _first_match(m, [(match, [hit.eq(1), value.eq(v), index.eq(i)])
+                     for i, (match, v) in enumerate(zip(matches, values))])
+    return hit, value, index
+
+
 def _set_bit(m, bits, *, highest):
     """The index of the lowest (or ``highest``) set bit of 4-bit ``bits``, 0 if none."""
     index = Signal(2)
@@ -122,12 +133,10 @@ class _Decode:
         m.d.comb += self.address.eq(Mux(self.fmt4, addr64, addr32) & ~3)    # not the PH bits
 
 
-def _completion_header(m, d, hdr, *, completer, ur, with_data, value):
-    """The 16-byte completion (3-DW header, then ``value`` as its data DW)
-    answering the request ``hdr`` decoded as ``d``, as
-    :meth:`~tlpoe.models.tlp.Tlp.completion_for` makes it: Requester ID,
-    tag, TC and Attr (RO, IDO) the request's; Byte Count and Lower Address
-    by the completion rules."""
+def _completion_counts(m, d):
+    """Byte Count and Lower Address of the completion answering the request
+    decoded as ``d``, by the completion rules (as
+    :meth:`~tlpoe.models.tlp.Tlp.completion_for` makes them)."""
     length = Signal(11)
     m.d.comb += length.eq(Mux(d.length == 0, 1024, d.length))
     first = _set_bit(m, d.first_be, highest=False)
@@ -145,6 +154,14 @@ def _completion_header(m, d, hdr, *, completer, ur, with_data, value):
                      lower.eq(Cat(Const(0, 2), d.address[2:7]))]
     with m.Else():
         m.d.comb += byte_count.eq(4)
+    return byte_count, lower
+
+
+def _completion_header(m, d, hdr, *, byte_count, lower, completer, ur, with_data, value):
+    """The 16-byte completion (3-DW header, then ``value`` as its data DW)
+    answering the request ``hdr`` decoded as ``d`` (``byte_count`` and
+    ``lower`` from :func:`_completion_counts`): Requester ID, tag, TC and
+    Attr (RO, IDO) the request's."""
     header = Signal(8 * HEADER_BYTES)
     byte = [header[8 * i:8 * (i + 1)] for i in range(HEADER_BYTES)]
     m.d.comb += [
@@ -164,31 +181,67 @@ def _completion_header(m, d, hdr, *, completer, ur, with_data, value):
 
 
 class _Verdict:
-    """A path's judgement of the TLP at its head: ``forward`` it (with
-    ``header``) or not, the ``reason`` counted, and optionally its ``route``
-    and a ``stall`` (judge it later)."""
+    """A path's judgement of the TLP at its judging stage: ``forward`` it
+    (with ``header``, None: unchanged) or not, the ``reason`` counted, and
+    optionally its ``route`` and a ``stall`` (judge it later)."""
 
     def __init__(self, forward, reason, header, *, route=None, stall=None):
         self.forward, self.reason, self.header = forward, reason, header
         self.route, self.stall = route, stall
 
 
+class _Stages:
+    """The registers of a path's pipeline, as a rule (``decide``) builds them:
+    :meth:`next` takes values of one stage and returns them registered, one
+    stage on. Every stage loads when ``advance`` holds, so the values move
+    in step with the beats; a rule's verdict is judged at the stage of its
+    last :meth:`next` (``count`` stages after the header stage)."""
+
+    def __init__(self, m, advance):
+        self.m, self.advance, self.count = m, advance, 0
+
+    def next(self, **values):
+        self.count += 1
+        regs = {}
+        for name, value in values.items():
+            if isinstance(value, (list, tuple)):
+                regs[name] = [self.register(f"{name}{i}", v) for i, v in enumerate(value)]
+            else:
+                regs[name] = self.register(name, value)
+        return SimpleNamespace(**regs)
+
+    def register(self, name, value):
+        if not isinstance(value, data.View):
+            value = Value.cast(value)
+        reg = Signal(value.shape(), name=f"p{self.count}_{name}")
+        with self.m.If(self.advance):
+            self.m.d.sync += reg.eq(value)
+        return reg
+
+
 class _HeaderPath(wiring.Component):
     """A TLP stream with each TLP's header judged and rewritten in flight.
 
-    ``decide(m, hdr)`` returns a :class:`_Verdict` from the 16-byte header
-    vector; with ``routes`` > 1, ``route`` (an output, steady from a TLP's
-    first beat to its last) says where the TLP goes. The path holds a TLP's
-    first beat until its whole header is in (the second beat too at 64
-    bits), and while the verdict's ``stall`` holds; then it sends the
-    rewritten beats or swallows the TLP, and pulses ``commit`` (the cycle a
-    verdict takes effect). One beat per cycle, no bubble between TLPs.
+    ``decide(stages, hdr)`` builds the rule from the 16-byte header vector
+    (registered: the header stage) in stages (:class:`_Stages`) and returns
+    a :class:`_Verdict` of its last; with ``routes`` > 1, ``route`` (an
+    output, steady from a TLP's first beat to its last) says where the TLP
+    goes. The beats move through as many stages as the rule has, all
+    together, then into a two-beat output queue; the pipeline advances when
+    that queue has room and the verdict's ``stall`` does not hold at a
+    TLP's first beat, so ``tlp_in.ready`` is that and never
+    ``tlp_out.ready``. At the judging stage the path sends the rewritten
+    beats or swallows the TLP, and pulses ``commit`` (the cycle a verdict
+    takes effect). One beat per cycle, no bubble between TLPs; at 64 bits a
+    TLP's first beat waits for its second (the rest of the header).
+
+    Latency: a TLP's first beat leaves ``2 + stages`` cycles after it came
+    (one more at 64 bits, counted from its second beat).
     """
 
     def __init__(self, width, decide, *, routes=1, reasons=len(Reason)):
         check_width(width)
         self.width, self.decide, self.routes, self.reasons = width, decide, routes, reasons
-        self.stages = 1 if width >= 8 * HEADER_BYTES else 2
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "tlp_out": Out(tlp_stream(width)),
@@ -198,64 +251,85 @@ class _HeaderPath(wiring.Component):
             "denied": Out(data.ArrayLayout(32, reasons)),
         })
 
+    def _header_stage(self, m, advance):
+        """The first stage: (valid, beat, first, header vector), registered;
+        at 64 bits a TLP's first beat is held in front until its second
+        beat (the header's other half) comes."""
+        W, layout = self.width, TlpBeat(self.width)
+        inp = self.tlp_in
+        valid, beat, first = Signal(), Signal(layout), Signal()
+        in_first = Signal(init=1)           # the next beat in starts a TLP
+        m.d.comb += inp.ready.eq(advance)
+        with m.If(inp.valid & inp.ready):
+            m.d.sync += in_first.eq(inp.payload.last)
+        if W >= 8 * HEADER_BYTES:
+            with m.If(advance):
+                m.d.sync += [valid.eq(inp.valid), beat.eq(inp.payload), first.eq(in_first)]
+            return valid, beat, first, beat.data[:8 * HEADER_BYTES]
+        held_valid, held, held_first = Signal(), Signal(layout), Signal()
+        rest = Signal(8 * HEADER_BYTES - W)
+        waits = held_first & ~held.last     # the held beat's header is not all in
+        push = Signal()
+        m.d.comb += push.eq(held_valid & (~waits | inp.valid))
+        with m.If(advance):
+            m.d.sync += [valid.eq(push), beat.eq(held), first.eq(held_first),
+                         rest.eq(inp.payload.data)]
+            with m.If(~held_valid | push):
+                m.d.sync += [held_valid.eq(inp.valid), held.eq(inp.payload),
+                             held_first.eq(in_first)]
+        return valid, beat, first, Cat(beat.data, rest)
+
     def elaborate(self, platform):
         m = Module()
-        W, Wb = self.width, self.width // 8
-        layout = TlpBeat(W)
-        n = self.stages
-        valid = [Signal(name=f"s{i}_valid") for i in range(n)]      # n-1 is the output stage
-        beat = [Signal(layout, name=f"s{i}_beat") for i in range(n)]
-        out_v, out_b = valid[-1], beat[-1]
+        W, Wb, layout = self.width, self.width // 8, TlpBeat(self.width)
+        advance = Signal()
+        valid, beat, first, hdr = self._header_stage(m, advance)
+        stages = _Stages(m, advance)
+        verdict = self.decide(stages, hdr)
+        for _ in range(stages.count):       # the beats, to the judging stage
+            valid, beat, first = (stages.register(name, value) for name, value in
+                                  (("valid", valid), ("beat", beat), ("first", first)))
+        forward, reason = verdict.forward, verdict.reason
+        new_hdr = hdr if verdict.header is None else verdict.header
 
-        first = Signal(init=1)          # the output stage holds a TLP's first beat
-        index = Signal(range(n + 1))    # beat number within the TLP at the output (saturating)
-        dropping = Signal()             # swallowing the rest of a denied TLP
-        pending = Signal(8 * HEADER_BYTES)      # the rewritten header, for later beats
-
-        # the header as it stands in the pipeline (output stage first)
-        hdr = Signal(8 * HEADER_BYTES)
-        if n == 1:
-            m.d.comb += hdr.eq(out_b.data[:8 * HEADER_BYTES])
-        else:
-            m.d.comb += hdr.eq(Cat(out_b.data, beat[0].data))
-        complete = Signal()             # every header byte there is is in
-        m.d.comb += complete.eq(Const(1) if n == 1 else (valid[0] | out_b.last))
-        verdict = self.decide(m, hdr)
-        forward, reason, new_hdr = verdict.forward, verdict.reason, verdict.header
-        route_held = Signal.like(self.route)
-        if self.routes > 1:
-            m.d.comb += self.route.eq(Mux(first, verdict.route, route_held))
-
-        judge = Signal()                # the first beat is judged this cycle
-        ready_to_judge = out_v & first & complete
+        m.submodules.out = out = fifo.SyncFIFO(width=layout.size + len(self.route), depth=2)
+        stall = Signal()
         if verdict.stall is not None:
-            ready_to_judge = ready_to_judge & ~verdict.stall
-        m.d.comb += judge.eq(ready_to_judge)
-        swallow = Signal()
-        m.d.comb += swallow.eq(out_v & ((judge & ~forward) | (~first & dropping)))
-        header_now = Signal(8 * HEADER_BYTES)
-        m.d.comb += header_now.eq(Mux(first, new_hdr, pending))
-        lanes = Signal(W)
-        m.d.comb += lanes.eq(out_b.data)
-        for k in range(-(-HEADER_BYTES // Wb)):
-            lo, hi = k * W, min((k + 1) * W, 8 * HEADER_BYTES)
-            with m.If(index == k):
-                m.d.comb += lanes[:hi - lo].eq(header_now[lo:hi])
+            m.d.comb += stall.eq(valid & first & verdict.stall)
+        m.d.comb += advance.eq(out.w_rdy & ~stall)
+        judge = Signal()                    # the first beat is judged this cycle
+        m.d.comb += [judge.eq(advance & valid & first), self.commit.eq(judge)]
+
+        header_beats = -(-HEADER_BYTES // Wb)
+        index = Signal(range(header_beats + 1))   # beat number in the TLP (saturating)
+        dropping = Signal()                 # swallowing the rest of a denied TLP
+        pending = Signal(8 * HEADER_BYTES)  # the rewritten header, for later beats
+        route_held = Signal.like(self.route)
+        sent = Signal(layout)
+        m.d.comb += sent.eq(beat)
+        if verdict.header is not None:
+            header_now = Signal(8 * HEADER_BYTES)
+            m.d.comb += header_now.eq(Mux(first, new_hdr, pending))
+            for k in range(header_beats):
+                lo, hi = k * W, min((k + 1) * W, 8 * HEADER_BYTES)
+                with m.If(index == k):
+                    m.d.comb += sent.data[:hi - lo].eq(header_now[lo:hi])
+        route = Signal.like(self.route)
+        if self.routes > 1:
+            m.d.comb += route.eq(Mux(first, verdict.route, route_held))
         m.d.comb += [
-            self.tlp_out.valid.eq(out_v & ~swallow & (~first | judge)),
-            self.tlp_out.payload.data.eq(lanes),
-            self.tlp_out.payload.keep.eq(out_b.keep),
-            self.tlp_out.payload.last.eq(out_b.last),
+            out.w_en.eq(advance & valid & Mux(first, forward, ~dropping)),
+            out.w_data.eq(Cat(sent, route)),
+            self.tlp_out.valid.eq(out.r_rdy),
+            self.tlp_out.payload.eq(out.r_data[:layout.size]),
+            self.route.eq(out.r_data[layout.size:]),
+            out.r_en.eq(self.tlp_out.ready),
         ]
-        leave = Signal()                # the output stage's beat goes (sent or swallowed)
-        m.d.comb += leave.eq(swallow | (self.tlp_out.valid & self.tlp_out.ready))
-        m.d.comb += self.commit.eq(judge & leave)
-        with m.If(leave):
-            m.d.sync += [first.eq(out_b.last), index.eq(Mux(out_b.last, 0,
-                                                            Mux(index == n, n, index + 1)))]
-            with m.If(judge):
-                m.d.sync += [dropping.eq(~forward & ~out_b.last), pending.eq(new_hdr),
-                             route_held.eq(self.route)]
+        with m.If(advance & valid):
+            m.d.sync += index.eq(Mux(beat.last, 0, Mux(index == header_beats, index, index + 1)))
+            with m.If(first):
+                m.d.sync += [dropping.eq(~forward & ~beat.last), pending.eq(new_hdr),
+                             route_held.eq(route)]
                 with m.If(forward):
                     m.d.sync += self.forwarded.eq(self.forwarded + 1)
                 with m.Else():
@@ -263,19 +337,8 @@ class _HeaderPath(wiring.Component):
                         for why in range(self.reasons):
                             with m.Case(why):
                                 m.d.sync += self.denied[why].eq(self.denied[why] + 1)
-            with m.Elif(out_b.last):
+            with m.Elif(beat.last):
                 m.d.sync += dropping.eq(0)
-
-        # the pipeline moves when the output stage empties
-        take = [Signal(name=f"s{i}_take") for i in range(n)]
-        m.d.comb += take[-1].eq(~out_v | leave)
-        for i in range(n - 2, -1, -1):
-            m.d.comb += take[i].eq(~valid[i] | take[i + 1])
-        m.d.comb += self.tlp_in.ready.eq(take[0])
-        sources = [(self.tlp_in.valid, self.tlp_in.payload)] + list(zip(valid, beat))[:-1]
-        for i, (src_valid, src_beat) in enumerate(sources):
-            with m.If(take[i]):
-                m.d.sync += [valid[i].eq(src_valid), beat[i].eq(src_beat)]
         return m
 
 
@@ -303,9 +366,14 @@ class Translator(wiring.Component):
       non-posted requests answered with UR), ``to_host_forwarded``,
       ``to_host_denied``.
 
-    Latency: a forwarded TLP's first beat leaves one cycle after it came
-    (two at 64 bits); a completion the bridge makes enters ``net_out``'s
-    merge two cycles after the request's first beat was judged.
+    Latency (each path a pipeline, :class:`_HeaderPath`): a forwarded
+    TLP's first beat leaves ``dev_out`` five cycles after it came in
+    (header, decode and function lookup, windows, verdict, output queue),
+    ``net_out`` four after it came in on ``dev_in``; a completion the bridge
+    makes is offered to ``net_out``'s merge five cycles after its request.
+    At 64 bits each is one more, counted from the first beat when the
+    second follows it at once. ``net_in.ready`` and ``dev_in.ready`` come
+    from registers, never from ``dev_out.ready`` or ``net_out.ready``.
     """
 
     def __init__(self, width, *, windows=4, functions=4):
@@ -386,123 +454,167 @@ class Translator(wiring.Component):
         return cycles
 
     # --- the rules, as hardware -----------------------------------------------------
-    def _to_device(self, m, hdr):
+    # Each is a pipeline (_Stages): every table entry is read in one stage
+    # only, so a TLP never meets half of an old entry and half of a new one.
+    def _to_device(self, stages, hdr):
+        m = stages.m
         d = _Decode(m, hdr)
+        last_byte = Signal(64)
+        m.d.comb += last_byte.eq(d.address + d.nbytes - 1)
+        # a configuration request's target, or a completion's requester, as the host knows it
+        fn_hit, fn_device, fn_slot = _pick(m, *self._matches(m, d.id_8_9, by_host=True))
+        byte_count, lower = _completion_counts(m, d)
+        s = stages.next(hdr=hdr, address=d.address, last_byte=last_byte, fn_hit=fn_hit,
+                        fn_device=fn_device, fn_slot=fn_slot, byte_count=byte_count,
+                        lower=lower)
+        # each window: does it hold every byte, and the address it makes
+        inside, translated, high = [], [], []
+        for w in self.windows:
+            base = w.host_base & w.mask
+            inside.append(w.valid & ((s.address & w.mask) == base) &
+                          ((s.last_byte & w.mask) == base))
+            translated.append((s.address & ~w.mask) | (w.device_base & w.mask))
+            high.append(translated[-1][32:] != 0)
+        s = stages.next(hdr=s.hdr, fn_hit=s.fn_hit, fn_device=s.fn_device, fn_slot=s.fn_slot,
+                        byte_count=s.byte_count, lower=s.lower, inside=inside,
+                        translated=translated, high=high)
+        # the verdict
+        d = _Decode(m, s.hdr)
+        hdr = s.hdr
+        hit, address, high = Signal(), Signal(64), Signal()
+        _first_match(m, [(inside, [hit.eq(1), address.eq(t), high.eq(h)])
+                         for inside, t, h in zip(s.inside, s.translated, s.high)])
         new = Signal(8 * HEADER_BYTES)
         m.d.comb += new.eq(hdr)
         forward, reason = Signal(), Signal(range(len(Reason)))
-        last_byte = Signal(64)
-        m.d.comb += last_byte.eq(d.address + d.nbytes - 1)
-        hit, translated = Signal(), Signal(64)
-        _first_match(m, [
-            (w.valid & ((d.address & w.mask) == (w.host_base & w.mask)) &
-             ((last_byte & w.mask) == (w.host_base & w.mask)),
-             [hit.eq(1), translated.eq((d.address & ~w.mask) | (w.device_base & w.mask))])
-            for w in self.windows])
-        high = translated[32:] != 0
-        # a configuration request's target, or a completion's requester, as the host knows it
-        fn_hit, fn_device, fn_slot = self._function(m, d.id_8_9, by_host=True)
         bar = (d.register >= BAR_REGISTERS.start) & (d.register < BAR_REGISTERS.stop)
         answer = Signal()
-        m.d.comb += answer.eq(d.config & fn_hit & (bar | (d.register == ROM_REGISTER)))
-        with m.If(d.memory):
-            with m.If(hit & (high == d.fmt4)):
-                m.d.comb += forward.eq(1)
-                _put_be(m, new, 4, 2, self.local_rid)
-                with m.If(d.fmt4):
-                    _put_be(m, new, 8, 8, Cat(hdr[8 * 15:8 * 15 + 2], translated[2:]))
-                with m.Else():
-                    _put_be(m, new, 8, 4, Cat(hdr[8 * 11:8 * 11 + 2], translated[2:32]))
-            with m.Else():
+        m.d.comb += answer.eq(d.config & s.fn_hit & (bar | (d.register == ROM_REGISTER)))
+        with m.If(d.memory):            # rewritten whatever the verdict: a denied TLP is not sent
+            m.d.comb += forward.eq(hit & (high == d.fmt4))
+            with m.If(~forward):
                 m.d.comb += reason.eq(Reason.ADDRESS)
+            _put_be(m, new, 4, 2, self.local_rid)
+            with m.If(d.fmt4):
+                _put_be(m, new, 8, 8, Cat(hdr[8 * 15:8 * 15 + 2], address[2:]))
+            with m.Else():
+                _put_be(m, new, 8, 4, Cat(hdr[8 * 11:8 * 11 + 2], address[2:32]))
         with m.Elif(d.config):
-            with m.If(~fn_hit):
+            with m.If(~s.fn_hit):
                 m.d.comb += reason.eq(Reason.FUNCTION)
             with m.Elif(answer):
                 m.d.comb += reason.eq(Reason.LOCAL)
             with m.Else():
-                m.d.comb += [forward.eq(1), new[0].eq(1)]       # Type 1 into the chassis
-                _put_be(m, new, 4, 2, self.local_rid)
-                _put_be(m, new, 8, 2, fn_device)
-        with m.Elif(d.completion):      # of a device's read: its requester back to the chassis ID
-            with m.If(fn_hit):
                 m.d.comb += forward.eq(1)
-                _put_be(m, new, 8, 2, fn_device)
+            m.d.comb += new[0].eq(1)    # Type 1 into the chassis
+            _put_be(m, new, 4, 2, self.local_rid)
+            _put_be(m, new, 8, 2, s.fn_device)
+        with m.Elif(d.completion):      # of a device's read: its requester back to the chassis ID
+            with m.If(s.fn_hit):
+                m.d.comb += forward.eq(1)
             with m.Else():
                 m.d.comb += reason.eq(Reason.REQUESTER)
+            _put_be(m, new, 8, 2, s.fn_device)
         with m.Else():
             m.d.comb += reason.eq(Reason.TYPE)
-
-        # the BAR shadow addressed, and what a write makes of it
-        index = Signal(3)
-        m.d.comb += index.eq(d.register - BAR_REGISTERS.start)
-        shadow, writable = Signal(32), Signal(32)
-        with m.Switch(fn_slot):
-            for slot in range(self.n_functions):
-                with m.Case(slot):
-                    with m.Switch(index):
-                        for i in range(6):
-                            with m.Case(i):
-                                m.d.comb += [shadow.eq(self.shadow_values[slot][i]),
-                                             writable.eq(self.shadow_masks[slot][i])]
+        ur = ~forward & ~answer & d.non_posted
+        # the BAR shadow addressed, read here so that the judging stage only
+        # merges a write into it; a write landing as the TLP moves on is
+        # taken over (the table's winning over the host's, as in the shadows)
+        slot, index = s.fn_slot, Cat(d.register[:2], ~d.register[2])     # register - 4
+        shadow, writable = self._shadow(m, slot, index)
+        local, commit = self.local, self.to_device.commit
+        table_hit = self.fn_bar_we & (self.fn_index == slot) & (self.fn_bar_index == index)
+        host_hit = (commit & local.shadow_we & (local.shadow_slot == slot) &
+                    (local.shadow_index == index))
+        s = stages.next(hdr=hdr, new=new, forward=forward, reason=reason, answer=answer,
+                        bar=bar, ur=ur, with_data=answer & ~d.has_data, reply=answer | ur,
+                        shadow_we=answer & bar & d.has_data, fn_slot=slot, index=index,
+                        byte_count=s.byte_count, lower=s.lower)
+        # judged: what a write makes of the shadow (kept up to date with the
+        # table's writes while the TLP waits here)
+        d = _Decode(m, s.hdr)
+        shadow_j, writable_j = Signal(32), Signal(32)
+        with m.If(stages.advance):
+            m.d.sync += [shadow_j.eq(Mux(table_hit, self.fn_bar_value,
+                                         Mux(host_hit, local.shadow_value, shadow))),
+                         writable_j.eq(Mux(table_hit, self.fn_bar_mask, writable))]
+        with m.Elif(self.fn_bar_we & (self.fn_index == s.fn_slot) &
+                    (self.fn_bar_index == s.index)):
+            m.d.sync += [shadow_j.eq(self.fn_bar_value), writable_j.eq(self.fn_bar_mask)]
+        shadow, writable = shadow_j, writable_j
         enabled = Cat(*(d.first_be[i].replicate(8) for i in range(4)))
         written = Signal(32)
         m.d.comb += written.eq(shadow & ~(writable & enabled) | d.cfg_data & writable & enabled)
-        ur, with_data = Signal(), Signal()
-        m.d.comb += [ur.eq(~forward & ~answer & d.non_posted),
-                     with_data.eq(answer & ~d.has_data)]
-        local = self.local
         m.d.comb += [
-            local.reply.eq(answer | ur),
-            local.ur.eq(ur),
-            local.with_data.eq(with_data),
+            local.reply.eq(s.reply),
+            local.ur.eq(s.ur),
+            local.with_data.eq(s.with_data),
             local.header.eq(_completion_header(
-                m, d, hdr, completer=Mux(answer, d.id_8_9, self.host_rid), ur=ur,
-                with_data=with_data, value=Mux(bar, shadow, 0))),
-            local.shadow_we.eq(answer & bar & d.has_data),
-            local.shadow_slot.eq(fn_slot),
-            local.shadow_index.eq(index),
+                m, d, s.hdr, byte_count=s.byte_count, lower=s.lower,
+                completer=Mux(s.answer, d.id_8_9, self.host_rid), ur=s.ur,
+                with_data=s.with_data, value=Mux(s.bar, shadow, 0))),
+            local.shadow_we.eq(s.shadow_we),
+            local.shadow_slot.eq(s.fn_slot),
+            local.shadow_index.eq(s.index),
             local.shadow_value.eq(written),
         ]
-        return _Verdict(forward, reason, new, stall=local.reply & ~self.replies.w_rdy)
+        return _Verdict(s.forward, s.reason, s.new, stall=s.reply & ~self.replies.w_rdy)
 
-    def _to_host(self, m, hdr):
+    def _shadow(self, m, slot, index):
+        """The BAR shadow ``index`` of function slot ``slot``: (value, writable bits)."""
+        value, writable = Signal(32), Signal(32)
+        with m.Switch(slot):
+            for i in range(self.n_functions):
+                with m.Case(i):
+                    with m.Switch(index):
+                        for bar in range(6):
+                            with m.Case(bar):
+                                m.d.comb += [value.eq(self.shadow_values[i][bar]),
+                                             writable.eq(self.shadow_masks[i][bar])]
+        return value, writable
+
+    def _to_host(self, stages, hdr):
+        m = stages.m
         d = _Decode(m, hdr)
+        # a completion's completer, or a request's requester, as the chassis knows it
+        matches, hosts = self._matches(m, d.id_4_5, by_host=False)
+        s = stages.next(hdr=hdr, matches=matches, hosts=hosts,
+                        ours=d.id_8_9 == self.local_rid)
+        d = _Decode(m, s.hdr)
+        hit, host, _ = _pick(m, s.matches, s.hosts)
         new = Signal(8 * HEADER_BYTES)
-        m.d.comb += new.eq(hdr)
+        m.d.comb += new.eq(s.hdr)
         forward, reason = Signal(), Signal(range(len(Reason)))
         with m.If(d.completion):
-            completer_hit, completer_host, _ = self._function(m, d.id_4_5, by_host=False)
-            with m.If(d.id_8_9 != self.local_rid):
+            with m.If(~s.ours):
                 m.d.comb += reason.eq(Reason.REQUESTER)
-            with m.Elif(~completer_hit):
+            with m.Elif(~hit):
                 m.d.comb += reason.eq(Reason.FUNCTION)
             with m.Else():
                 m.d.comb += forward.eq(1)
-                _put_be(m, new, 8, 2, self.host_rid)
-                _put_be(m, new, 4, 2, completer_host)
+            _put_be(m, new, 8, 2, self.host_rid)
+            _put_be(m, new, 4, 2, host)
         with m.Elif(d.memory):
-            requester_hit, requester_host, _ = self._function(m, d.id_4_5, by_host=False)
-            with m.If(requester_hit):
+            with m.If(hit):
                 m.d.comb += forward.eq(1)
-                _put_be(m, new, 4, 2, requester_host)
             with m.Else():
                 m.d.comb += reason.eq(Reason.REQUESTER)
+            _put_be(m, new, 4, 2, host)
         with m.Else():
             m.d.comb += reason.eq(Reason.TYPE)
-        return _Verdict(forward, reason, new)
+        s = stages.next(forward=forward, reason=reason, new=new)
+        return _Verdict(s.forward, s.reason, s.new)
 
-    def _function(self, m, ident, *, by_host):
-        """(hit, the other ID, slot) of the first valid function whose host
-        ID (``by_host``) or device ID equals ``ident``."""
-        hit, other = Signal(), Signal(16)
-        slot = Signal(range(max(2, self.n_functions)))
-        cases = []
-        for i, f in enumerate(self.functions):
+    def _matches(self, m, ident, *, by_host):
+        """Per function slot: whether it is valid with host ID (``by_host``)
+        or device ID ``ident``, and its other ID."""
+        matches, others = [], []
+        for f in self.functions:
             key, value = (f.host_id, f.device_id) if by_host else (f.device_id, f.host_id)
-            cases.append((f.valid & (key == ident), [hit.eq(1), other.eq(value), slot.eq(i)]))
-        _first_match(m, cases)
-        return hit, other, slot
+            matches.append(f.valid & (key == ident))
+            others.append(value)
+        return matches, others
 
     def elaborate(self, platform):
         m = Module()
@@ -694,17 +806,20 @@ class DeviceFabric(wiring.Component):
             "routed": Out(32), "unrouted": Out(32),
         })
 
-    def _route(self, m, hdr):
+    def _route(self, stages, hdr):
+        m = stages.m
         d = _Decode(m, hdr)
         claims = []
         for t in self.translators:
-            completion_for = d.completion & (d.id_8_9 == t.local_rid)
-            hit, _, _ = t._function(m, d.id_4_5, by_host=False)
-            claims.append(completion_for | (d.memory & hit))
+            matches, _ = t._matches(m, d.id_4_5, by_host=False)
+            claims.append(d.completion & (d.id_8_9 == t.local_rid) |
+                          d.memory & Cat(*matches).any())
+        s = stages.next(claims=claims)
         route, forward = Signal(range(max(2, self.hosts))), Signal()
         _first_match(m, [(claim, [route.eq(i), forward.eq(1)])
-                         for i, claim in enumerate(claims)])
-        return _Verdict(forward, Const(0, 1), hdr, route=route)
+                         for i, claim in enumerate(s.claims)])
+        s = stages.next(route=route, forward=forward)
+        return _Verdict(s.forward, Const(0, 1), None, route=s.route)
 
     def elaborate(self, platform):
         m = Module()
