@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.frame import FLAG_CREDITS_VALID, FrameType, encode_frame
 from tlpoe.models.ordering import take_credit_limit
+from tlpoe.rtl.deframer import verdict_latency
 from tlpoe.rtl.bridge import Bridge
 from tlpoe.rtl.classq import CLASSES, DATA_BITS, HDR_BITS
 from tlpoe.tb.bfm import put_frame
@@ -72,7 +73,7 @@ def test_the_rtl_applies_the_models_rule(enabled):
         ctx.set(dut.tlp_out.ready, 1)
         for frame, (want, want_invalid) in zip(frames, expected):
             await put_frame(ctx, dut.frame_in, frame, width)
-            await ctx.tick().repeat(2)
+            await ctx.tick().repeat(verdict_latency(width) + 2)     # the Deframer's checks
             got = [[ctx.get(dut.credit_limit[k].hdr), ctx.get(dut.credit_limit[k].data)]
                    for k in range(3)]
             assert got == want
