@@ -94,7 +94,9 @@ def _blocks():
 #: that no change makes a path longer unnoticed (``make test`` checks the
 #: ones in :data:`CHECKED`; ``make depth`` reports every one).
 BUDGETS = {("replay", 64): 7, ("replay", 512): 7, ("link_rx", 64): 5, ("link_rx", 512): 5,
-           ("order_check", 64): 5, ("order_check", 512): 5}
+           ("order_check", 64): 5, ("order_check", 512): 5, ("deframer", 64): 4,
+           ("deframer", 512): 4, ("framer", 64): 4, ("framer", 512): 4, ("packer", 64): 6,
+           ("packer", 512): 8, ("translator", 64): 8, ("translator", 512): 7}
 #: The points ``make test`` synthesises (fast ones, on the link's critical path).
 CHECKED = (("replay", 64), ("link_rx", 64))
 
