@@ -41,12 +41,7 @@ def run(width, to_dev, *, dev_ready=lambda cycle: True, net_ready=lambda cycle: 
     starts, readies = [], {}
 
     async def bench(ctx):
-        for cycle in table_writes(TABLE):
-            for port, value in cycle.items():
-                ctx.set(getattr(dut, port), value)
-            await ctx.tick()
-        for name in TABLE_WRITE_ENABLES:
-            ctx.set(getattr(dut, name), 0)
+        await load_table(ctx, dut)
         await ctx.tick()
         beats = [(beat, i == 0) for tlp in to_dev
                  for i, beat in enumerate(to_beats(tlp.pack(), layout))]
@@ -117,6 +112,17 @@ def test_backpressure_in_the_middle_of_tlps_loses_and_reorders_no_beat(width):
     assert [t.pack() for _, t in out["dev_out"]] == [t.pack() for t in dev]
 
 
+async def load_table(ctx, dut):
+    """Write ``TABLE`` through the Translator's table ports, then lower
+    every write enable."""
+    for cycle in table_writes(TABLE):
+        for port, value in cycle.items():
+            ctx.set(getattr(dut, port), value)
+        await ctx.tick()
+    for name in TABLE_WRITE_ENABLES:
+        ctx.set(getattr(dut, name), 0)
+
+
 def test_at_64_bits_a_tlps_first_beat_waits_for_its_second_through_a_gap():
     """valid drops between the two beats that hold a header: the TLP is
     still judged on its whole header (the address is in the second beat)."""
@@ -165,12 +171,7 @@ def test_a_table_write_reaches_the_reads_not_yet_judged(width):
     answers, partial = [], []
 
     async def bench(ctx):
-        for cycle in table_writes(TABLE):
-            for port, value in cycle.items():
-                ctx.set(getattr(dut, port), value)
-            await ctx.tick()
-        for name in TABLE_WRITE_ENABLES:
-            ctx.set(getattr(dut, name), 0)
+        await load_table(ctx, dut)
         ctx.set(dut.net_out.ready, 0)
         for cycle in range(120):
             if cycle == 40:                 # the new BAR0 of slot 0, mask kept
