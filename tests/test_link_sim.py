@@ -67,7 +67,7 @@ def test_run_record(sim, tmp_path):
 def test_frame_drop_both_directions(sim):
     """5% of frames dropped each way (ACKs too): NAK and timeout replays,
     duplicates discarded, exactly once in order, across sequence wrap-arounds."""
-    run(sim, "drop5", count=600, phy={"rate_gbps": 10, "latency_ns": 1000.0, "drop_rate": 0.05},
+    run(sim, "drop5", count=720, phy={"rate_gbps": 10, "latency_ns": 1000.0, "drop_rate": 0.05},
         min_wraps=2, expect_nonzero=["a.replays_nak", "a.frames_retransmitted", "b.out_of_order",
                                       "b.naks_sent"])
 
