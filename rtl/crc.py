@@ -117,14 +117,13 @@ def _columns(matrix, nbits):
 
 def _xor_rows(columns, inputs):
     """32 bits: output bit ``j`` the XOR of ``inputs[b]`` over the ``b`` whose
-    column has bit ``j``; one flat XOR per bit, which synthesis balances."""
+    column has bit ``j``; one reduction XOR of a masked word per bit (a single
+    Verilog expression each, which synthesis balances)."""
+    n = len(columns)
     bits = []
     for j in range(32):
-        terms = [inputs[b] for b, column in enumerate(columns) if (column >> j) & 1]
-        value = Const(0, 1)
-        for term in terms:
-            value = value ^ term
-        bits.append(value)
+        mask = sum(1 << b for b, column in enumerate(columns) if (column >> j) & 1)
+        bits.append((inputs[:n] & Const(mask, n)).xor() if mask else Const(0, 1))
     return Cat(*bits)
 
 
