@@ -132,7 +132,7 @@ class Bridge(wiring.Component):
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
                                    max_retries=max_retries, replay_timeout=replay_timeout,
                                    mode=mode)
-        self.framer = Framer(width, ethertype=ethertype)
+        self.framer = Framer(width, ethertype=ethertype, seq_bits=seq_bits)
         max_words = frame_words(width, mtu)
         self.link_rx = LinkReceiver(max_words=max_words, seq_bits=seq_bits,
                                     ack_every=ack_every, ack_delay=ack_delay,
@@ -237,6 +237,8 @@ class Bridge(wiring.Component):
 
         m.d.comb += [
             replay.send_credit.eq(credit_request),
+            replay.data_sent.eq(framer.data_sent),
+            replay.data_sent_seq.eq(framer.data_sent_seq),
             # configuration
             framer.dst_mac.eq(self.dst_mac),
             framer.src_mac.eq(self.src_mac),

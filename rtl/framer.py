@@ -47,7 +47,7 @@ class _Entry(data.StructLayout):
     and bridge header, the configuration sampled at the handshake) and its
     geometry."""
 
-    def __init__(self, width):
+    def __init__(self, width, seq_bits):
         D = width // 32
         beats_max = -(-(wire.HEADER_LEN + 0xFFFF + wire.CRC_LEN) // (width // 8))
         super().__init__({
@@ -57,6 +57,8 @@ class _Entry(data.StructLayout):
             "crc_dw": range(D),
             "crc_onehot": D,            # the last beat's CRC DW
             "keep_dws": D,              # the last beat's DWs up to the CRC's
+            "is_data": 1,               # a DATA frame ...
+            "seq": seq_bits,            # ... and its sequence number
         })
 
 
@@ -88,10 +90,18 @@ class Framer(wiring.Component):
     handshake when the Framer was idle (the old Framer: 2).  Throughput: one
     beat per cycle, frames back to back while descriptors are waiting.
     ``frames_sent`` counts frames whose last beat the MAC took.
+    ``data_sent`` pulses in the cycle the MAC takes the last beat of a DATA
+    frame, whose sequence number (its low ``seq_bits``) is ``data_sent_seq``:
+    the point from which the peer may acknowledge it (the ReplayBuffer's
+    check of ACKs and NAKs), later than the descriptor's handshake by the
+    frames waiting in the Framer.
     """
 
-    def __init__(self, width, *, ethertype=wire.ETHERTYPE):
+    def __init__(self, width, *, ethertype=wire.ETHERTYPE, seq_bits=32):
         check_width(width)
+        if not 1 <= seq_bits <= 32:
+            raise ValueError(f"seq_bits must be 1..32, not {seq_bits!r}")
+        self.seq_bits = seq_bits
         if not 0x600 <= ethertype <= 0xFFFF:
             raise ValueError(f"ethertype must be an EtherType (0x0600..0xFFFF), not {ethertype!r}")
         self.width = width
@@ -113,6 +123,8 @@ class Framer(wiring.Component):
             "credits": In(data.ArrayLayout(CreditLimit(), 3)),
             "credits_valid": In(1),
             "frames_sent": Out(32),
+            "data_sent": Out(1),
+            "data_sent_seq": Out(seq_bits),
         })
 
     def elaborate(self, platform):
@@ -129,6 +141,7 @@ class Framer(wiring.Component):
         left = Signal.like(head.entry.beats)        # beats left, this one included
         crc_dw = Signal.like(head.entry.crc_dw)
         crc_onehot, keep_dws = Signal(D), Signal(D)
+        is_data, seq = Signal(), Signal(self.seq_bits)
         trailing = Signal()                         # the last beat carries the CRC alone
         credit = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
 
@@ -162,6 +175,7 @@ class Framer(wiring.Component):
                 has_body.eq(entry.has_body),
                 crc_dw.eq(entry.crc_dw), crc_onehot.eq(entry.crc_onehot),
                 keep_dws.eq(entry.keep_dws), trailing.eq(entry.crc_dw == 0),
+                is_data.eq(entry.is_data), seq.eq(entry.seq),
             ]
         with m.Elif(advance):
             m.d.sync += [
@@ -181,14 +195,17 @@ class Framer(wiring.Component):
             crc.valid.eq(advance), crc.first.eq(first), crc.data.eq(crc_data),
             crc.dws.eq(Mux(is_last, crc_dw, D)),
         ]
-        line = data.StructLayout({"valid": 1, "beat": FrameBeat(W), "crc_at": D})
+        tagged = data.StructLayout({"beat": FrameBeat(W), "data_end": 1, "seq": self.seq_bits})
+        line = data.StructLayout({"valid": 1, "out": tagged, "crc_at": D})
         stage = Signal(line)
         m.d.comb += [
             stage.valid.eq(advance),
-            stage.beat.data.eq(beat_data),
-            stage.beat.last.eq(is_last),
-            stage.beat.keep.eq(Mux(is_last, Cat(k.replicate(4) for k in keep_dws),
-                                   (1 << Wb) - 1)),
+            stage.out.beat.data.eq(beat_data),
+            stage.out.beat.last.eq(is_last),
+            stage.out.beat.keep.eq(Mux(is_last, Cat(k.replicate(4) for k in keep_dws),
+                                       (1 << Wb) - 1)),
+            stage.out.data_end.eq(is_last & is_data),
+            stage.out.seq.eq(seq),
             stage.crc_at.eq(Mux(is_last, crc_onehot, 0)),
         ]
         for i in range(self.crc_latency):
@@ -197,23 +214,28 @@ class Framer(wiring.Component):
             stage = delayed
 
         # --- the CRC into its DW, then the output FIFO -------------------------------
-        m.submodules.out = out = fifo.SyncFIFOBuffered(width=FrameBeat(W).size,
-                                                       depth=self.fifo_depth)
+        m.submodules.out = out = fifo.SyncFIFOBuffered(width=tagged.size, depth=self.fifo_depth)
         fcs = Signal(32)
         m.d.comb += fcs.eq(~crc.crc)
-        beat = Signal(FrameBeat(W))
+        entry_in = Signal(tagged)
+        entry_out = Signal(tagged)
         m.d.comb += [
-            beat.eq(stage.beat),
-            beat.data.eq(stage.beat.data |
-                         Cat(fcs & stage.crc_at[i].replicate(32) for i in range(D))),
+            entry_in.eq(stage.out),
+            entry_in.beat.data.eq(stage.out.beat.data |
+                                  Cat(fcs & stage.crc_at[i].replicate(32) for i in range(D))),
             out.w_en.eq(stage.valid),
-            out.w_data.eq(beat),
+            out.w_data.eq(entry_in),
+            entry_out.eq(out.r_data),
             self.frame.valid.eq(out.r_rdy),
-            self.frame.payload.eq(out.r_data),
+            self.frame.payload.eq(entry_out.beat),
             out.r_en.eq(self.frame.ready),
         ]
         popped = Signal()
-        m.d.comb += popped.eq(self.frame.valid & self.frame.ready)
+        m.d.comb += [
+            popped.eq(self.frame.valid & self.frame.ready),
+            self.data_sent.eq(popped & entry_out.data_end),
+            self.data_sent_seq.eq(entry_out.seq),
+        ]
         m.d.sync += credit.eq(credit - advance + popped)
         with m.If(popped & self.frame.payload.last):
             m.d.sync += self.frames_sent.eq(self.frames_sent + 1)
@@ -235,7 +257,7 @@ class Framer(wiring.Component):
                for k, name in enumerate(CLASSES) for part in ("hdr", "data")})
         eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
                          ethertype=self.ethertype)
-        new = Signal(_Entry(W))
+        new = Signal(_Entry(W, self.seq_bits))
         beats, crc_dw = _geometry(W, desc.length)
         m.d.comb += [
             new.header.eq(Cat(eth, bridge)),
@@ -244,11 +266,13 @@ class Framer(wiring.Component):
             new.crc_dw.eq(crc_dw),
             new.crc_onehot.eq(Cat(crc_dw == i for i in range(D))),
             new.keep_dws.eq(Cat(Const(1, 1), *(crc_dw >= i for i in range(1, D)))),
+            new.is_data.eq(desc.frame_type == wire.FrameType.DATA),
+            new.seq.eq(desc.seq),
         ]
 
-        head = SimpleNamespace(entry=Signal(_Entry(W), name="head"), valid=Signal(name="head_valid"),
+        head = SimpleNamespace(entry=Signal(_Entry(W, self.seq_bits), name="head"), valid=Signal(name="head_valid"),
                                pop=Signal(name="head_pop"))
-        spare = Signal(_Entry(W))                   # the second entry, behind the head
+        spare = Signal(_Entry(W, self.seq_bits))                   # the second entry, behind the head
         count = Signal(range(3))
         m.d.comb += self.desc.ready.eq(count != 2)
         push = Signal()

@@ -44,9 +44,10 @@ class ReplayBuffer(wiring.Component):
     carried out in the next; nothing is committed while it is.
 
     Acknowledgements (``ack_in``: cumulative, from the peer's frames) release
-    slots.  An ACK or NAK may name only a frame that was sent: one ahead of
-    the highest sent (stored but still waiting for the MAC, or never stored)
-    is ignored and counted in ``acks_invalid`` / ``naks_invalid``; one behind
+    slots.  An ACK or NAK may name only a frame that was sent, that is whose
+    last beat the MAC took (``data_sent``, ``data_sent_seq``: the Framer's
+    report): one ahead of the highest sent (stored, taken by the Framer but
+    still waiting for the MAC, or never stored) is ignored and counted in ``acks_invalid`` / ``naks_invalid``; one behind
     ``head`` is old and ignored.  ``nak_in`` (for ``nak_seq``) and the replay timer
     (``replay_timeout`` cycles without progress while sent frames are
     unacknowledged) are replay events, which ``mode`` handles:
@@ -96,6 +97,8 @@ class ReplayBuffer(wiring.Component):
             "tx_words": Out(stream.Signature(width)),
             "feedback": In(LinkFeedback(seq)),
             "send_credit": In(1),       # an ACK frame is due for the credit advertisement
+            "data_sent": In(1),         # the MAC took the last beat of DATA frame ...
+            "data_sent_seq": In(seq),   # ... this one (the Framer's report)
             "replay_timeout": In(24, init=replay_timeout),
             "link_down": Out(1),
             "unacked": Out(range(window + 1)),
@@ -130,6 +133,7 @@ class ReplayBuffer(wiring.Component):
         tail = Signal(n)        # next frame to store
         send_ptr = Signal(n)    # next frame to send (go-back-N) / next new frame (selective repeat)
         high = Signal(n)        # one past the highest sequence ever taken by the framer
+        on_wire = Signal(n)     # one past the highest sequence whose last beat the MAC took
         wr_word = Signal(word_bits + 1)
         in_flight = Signal(n)
         m.d.comb += [in_flight.eq(tail - head), self.unacked.eq(in_flight)]
@@ -227,16 +231,19 @@ class ReplayBuffer(wiring.Component):
         # ignored; one behind head is old and ignored silently.  An ACK moves
         # head at once; a replay event (a NAK, the timer) is found in that
         # cycle and carried out in the next (``replaying``, ``replay_to``).
-        sent_span = mod(high - head, "sent_span")       # frames sent, not acknowledged
+        with m.If(self.data_sent & ahead(self.data_sent_seq, on_wire)):
+            m.d.sync += on_wire.eq(self.data_sent_seq + 1)
+        sent_span = mod(high - head, "sent_span")       # frames framed, not acknowledged
+        wire_span = mod(on_wire - head, "wire_span")    # ... of them on the wire
         ack_ok = Signal()
-        m.d.comb += ack_ok.eq(ack_in & within(ack_seq, head, sent_span))
+        m.d.comb += ack_ok.eq(ack_in & within(ack_seq, head, wire_span))
         with m.If(ack_in & ~ack_ok & ahead(ack_seq, head)):
             m.d.sync += self.acks_invalid.eq(self.acks_invalid + 1)
         new_head = Signal(n)
         m.d.comb += new_head.eq(Mux(ack_ok, ack_seq + 1, head))
         m.d.sync += head.eq(new_head)
         nak_ok = Signal()
-        m.d.comb += nak_ok.eq(nak_in & within(nak_seq, head, sent_span))
+        m.d.comb += nak_ok.eq(nak_in & within(nak_seq, head, wire_span))
         with m.If(nak_in & ~nak_ok & ahead(nak_seq, head)):
             m.d.sync += self.naks_invalid.eq(self.naks_invalid + 1)
 

@@ -49,10 +49,6 @@ __all__ = ["BridgeFuzz", "LIES", "mwr_tlps"]
 #: Link-level lies, each CRC-valid.
 LIES = ("duplicate", "seq_out_of_window", "ack_unsent", "nak_unsent", "nak_storm",
         "credits_backwards", "credits_overflow")
-#: How much the frames that may still be leaving ``frame_out`` make the
-#: bridge's "sent" point run ahead of the last frame the peer saw whole: one
-#: streaming out, one handed to the framer behind it.
-SENT_SLACK = 2
 
 
 def mwr_tlps(rng, count, *, max_payload=256):
@@ -98,6 +94,7 @@ class BridgeFuzz:
         self.rx_model = LinkReceiver(self.config, self.rx_counters)
         self.head = 0                   # the bridge's oldest unacknowledged frame
         self.seen = 0                   # one past the highest DATA seq seen whole (unwrapped)
+        self.seen_before = (0, 0)       # (time, seen until then): the last advance
         self.sent_frames = []           # every frame the peer sent (for duplicates)
         self.limits = [[0, 0] for _ in CLASSES]   # the bridge's credit_limit, modelled
         self.advertised = None          # the peer's last honest advertisement
@@ -149,6 +146,7 @@ class BridgeFuzz:
             seq = wire.BRIDGE_HEADER["seq"].get(data, wire.ETH_LEN) % self.modulus
             ahead = (seq - self.seen) % self.modulus
             if ahead < self.modulus // 2:
+                self.seen_before = (self._now(), self.seen)
                 self.seen += ahead + 1
         self.peer_got += self.peer.receive(data, self._now())
 
@@ -252,7 +250,6 @@ class BridgeFuzz:
         prediction, frame = predict_frame(data, self.p["mtu"])
         moves = dict(prediction.moves)
         tlps = []
-        fuzzy = set()
         if frame is not None:
             if frame.frame_type is wire.FrameType.DATA:
                 c, expected = self.rx_counters, self.rx_model.expected
@@ -269,13 +266,11 @@ class BridgeFuzz:
                 else:
                     moves["out_of_order"] = 1
             if frame.flags & FLAG_ACK_VALID:
-                self._ack(frame.ack % self.modulus, moves, fuzzy, counters)
+                self._ack(frame.ack % self.modulus, moves)
             if frame.frame_type is wire.FrameType.NAK:
-                self._nak(frame.seq % self.modulus, moves, fuzzy, counters)
+                self._nak(frame.seq % self.modulus, moves)
             if frame.flags & FLAG_CREDITS_VALID:
                 self._credits(frame, moves)
-        for name in fuzzy:      # undecided: the RTL's answer, if it moved by one at most
-            moves[name] = min(1, (counters[name] - self.judge.before[name]) & 0xFFFFFFFF)
         self.judge.frame_done(index, kind, Prediction(prediction.label, moves,
                                                       [(t, 0) for t in tlps]), counters)
         limits = counters["credit_limit"]
@@ -286,33 +281,31 @@ class BridgeFuzz:
                              f"the cumulative rule gives {self.limits}")
             self.limits = got
 
-    def _span(self, base):
-        """Frames certainly sent after ``base``, and the ambiguous slack beyond."""
-        low = (self.seen - base) % self.modulus
-        return (low, low + SENT_SLACK) if low < self.modulus // 2 else (0, SENT_SLACK)
+    def _sent_at_check(self):
+        """One past the highest DATA frame whose last beat the MAC took before
+        the edge now judged: the bridge checked the ack or NAK in the cycle
+        before it, so a frame seen whole at this very edge does not count."""
+        time, before = self.seen_before
+        return before if time == self._now() else self.seen
 
-    def _judge_name(self, seq, name, moves, fuzzy, counters):
+    def _judge_name(self, seq, name, moves):
         """True when the ack or NAK ``seq`` names a frame sent and
-        unacknowledged; counts it invalid when it names one never sent;
-        undecided (both allowed, the RTL's answer taken) in the slack."""
+        unacknowledged (its last beat taken by the MAC: the bridge's
+        ``data_sent``); counts it invalid when it names one not sent."""
         offset = (seq - self.head) % self.modulus
         if offset >= self.modulus // 2:
             return False                # old
-        low, high = self._span(self.head)
-        if offset < low:
+        if offset < (self._sent_at_check() - self.head) % self.modulus:
             return True
-        if offset > high:
-            moves[name] = moves.get(name, 0) + 1
-            return False
-        fuzzy.add(name)
-        return counters[name] == self.judge.before[name]
+        moves[name] = moves.get(name, 0) + 1
+        return False
 
-    def _ack(self, ack, moves, fuzzy, counters):
-        if self._judge_name(ack, "acks_invalid", moves, fuzzy, counters):
+    def _ack(self, ack, moves):
+        if self._judge_name(ack, "acks_invalid", moves):
             self.head = (ack + 1) % self.modulus
 
-    def _nak(self, seq, moves, fuzzy, counters):
-        self._judge_name(seq, "naks_invalid", moves, fuzzy, counters)
+    def _nak(self, seq, moves):
+        self._judge_name(seq, "naks_invalid", moves)
 
     def _credits(self, frame, moves):
         """The cumulative rule: a limit moves only forward, and (credits
@@ -332,9 +325,11 @@ class BridgeFuzz:
     def consumed_before(self):
         """``credits_consumed`` during the cycle that ended at this edge
         (what the RTL compared the frame's limits with), per class
-        [hdr, data]: the value read after the previous edge."""
-        now = self._now()
-        value = next((v for t, v in reversed(self.consumed_history) if t < now), 0)
+        [hdr, data]: the value read after the edge before the one that moved
+        the frame's counters. The judge runs ``FEEDBACK_LATENCY`` edges after
+        that one (when the link feedback's counters have moved too)."""
+        counters_edge = self._now() - FEEDBACK_LATENCY * self.clock_ns
+        value = next((v for t, v in reversed(self.consumed_history) if t < counters_edge), 0)
         return [[(value >> (24 * k)) & 0xFF, (value >> (24 * k + 8)) & 0xFFFF]
                 for k in range(3)]
 

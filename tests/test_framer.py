@@ -91,7 +91,7 @@ def _run(width, frames, *, mac_ready=1.0, desc_gap=0.0, word_gap=0.0, seed=0, cy
     rng = random.Random(seed)
     Wb = width // 8
     result = {"beats": [], "sampled": [], "desc_cycles": [], "word_cycles": [], "frames": [],
-              "latency": dut.latency}
+              "latency": dut.latency, "ends": [], "data_sent": []}
     descs = [desc for desc, _, _ in frames]
     words = [w for _, _, ws in frames for w in ws]
     limit = cycles or 50 + 2 * sum(len(ws) + 2 + (HEADER_LEN + 4 + len(area)) // Wb
@@ -129,6 +129,8 @@ def _run(width, frames, *, mac_ready=1.0, desc_gap=0.0, word_gap=0.0, seed=0, cy
             if w_valid and ctx.get(dut.words.ready):
                 result["word_cycles"].append(cycle)
                 wi += 1
+            if ctx.get(dut.data_sent):
+                result["data_sent"].append((cycle, ctx.get(dut.data_sent_seq)))
             if ctx.get(dut.frame.valid) and ctx.get(dut.frame.ready):
                 beat = ctx.get(dut.frame.payload)
                 keep = beat.keep
@@ -138,6 +140,7 @@ def _run(width, frames, *, mac_ready=1.0, desc_gap=0.0, word_gap=0.0, seed=0, cy
                 current.append(beat.data.to_bytes(Wb, "little")[:nbytes])
                 result["beats"].append(cycle)
                 if beat.last:
+                    result["ends"].append(cycle)
                     result["frames"].append(b"".join(current))
                     current = []
             await ctx.tick()
@@ -158,6 +161,10 @@ def _check(width, frames, result):
     assert len(result["frames"]) == len(frames)
     assert result["frames_sent"] == len(frames)
     assert result["words_left"] == 0
+    # data_sent: in the cycle the MAC takes a DATA frame's last beat, with its number
+    assert result["data_sent"] == [(end, desc["seq"]) for (desc, _, _), end
+                                   in zip(frames, result["ends"])
+                                   if desc["frame_type"] == FrameType.DATA]
     for i, ((desc, area, _), got, config) in enumerate(zip(frames, result["frames"],
                                                           result["sampled"])):
         want = _expected(desc, area, config)

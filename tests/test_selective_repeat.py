@@ -217,8 +217,8 @@ def test_reorder_buffer_releases_held_frames_after_the_gap():
 def packer_and_framer(dut, frames, sends):
     """Background benches around a ReplayBuffer: a packer storing ``frames``
     frames of two words, and a framer taking every frame offered (unless the
-    test lowers ``tx_desc.ready``), appending each DATA frame's sequence
-    number to ``sends``."""
+    test lowers ``tx_desc.ready``) and reporting it sent (``data_sent``) in
+    the next cycle, appending each DATA frame's sequence number to ``sends``."""
     async def packer(ctx):
         for seq in range(frames):
             for i in range(2):
@@ -229,8 +229,11 @@ def packer_and_framer(dut, frames, sends):
         ctx.set(dut.tx_words.ready, 1)
         async for _, _, valid, ready, desc in ctx.tick().sample(
                 dut.tx_desc.valid, dut.tx_desc.ready, dut.tx_desc.payload):
+            ctx.set(dut.data_sent, 0)       # the MAC takes a frame the cycle after
             if valid and ready and desc.frame_type == FrameType.DATA:
                 sends.append(desc.seq)
+                ctx.set(dut.data_sent, 1)
+                ctx.set(dut.data_sent_seq, desc.seq)
 
     return packer, framer
 
@@ -459,10 +462,14 @@ def test_a_slot_released_while_its_frame_is_read_is_not_overwritten(mode):
         async for _, _, valid, ready, desc, wvalid, wready, payload in ctx.tick().sample(
                 dut.tx_desc.valid, dut.tx_desc.ready, dut.tx_desc.payload,
                 dut.tx_words.valid, dut.tx_words.ready, dut.tx_words.payload):
+            ctx.set(dut.data_sent, 0)
             if valid and ready and desc.frame_type == FrameType.DATA:
                 out.append((desc.seq, []))
             if wvalid and wready:
                 out[-1][1].append(payload)
+                if len(out[-1][1]) == words:    # its last word: the frame is on the wire
+                    ctx.set(dut.data_sent, 1)
+                    ctx.set(dut.data_sent_seq, out[-1][0])
             cycle += 1
             ctx.set(dut.tx_words.ready, cycle % 4 == 0)
 
