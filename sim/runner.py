@@ -118,6 +118,25 @@ def emit_verilog(component, name, out_dir):
     return path
 
 
+#: Verilog already emitted in this process, by (build key, top level): a
+#: build key names one design, and the RTL does not change under a running
+#: process, so each design is elaborated once per process, not once per run
+#: (the 512-bit Pair takes about 20 s to emit).
+_EMITTED = {}
+
+
+def _emit_once(design, toplevel, build_key, out_dir):
+    """:func:`emit_verilog` of ``design()``, its text elaborated once per
+    process and build key and written to ``out_dir`` (one per simulator)."""
+    key = (build_key, toplevel)
+    path = Path(out_dir) / f"{toplevel}.v"
+    if key not in _EMITTED:
+        _EMITTED[key] = emit_verilog(design(), toplevel, out_dir).read_text()
+    else:
+        _write_if_changed(path, _EMITTED[key])
+    return path
+
+
 class _BuildLock:
     """A shared lock while simulating a build directory, exclusive while
     building it: runs of one build proceed together, a rebuild waits for them."""
@@ -167,7 +186,7 @@ def _build(sim, design, toplevel, build_dir, build_key, coverage, waves, build_a
     from cocotb_tools import config
 
     if callable(design):
-        sources = [emit_verilog(design(), toplevel, build_dir / "src")]
+        sources = [_emit_once(design, toplevel, build_key, build_dir / "src")]
     else:
         paths = [design] if isinstance(design, (str, Path)) else list(design)
         sources = [Path(p).resolve() for p in paths]
