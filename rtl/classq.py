@@ -105,10 +105,14 @@ class ClassQueues(wiring.Component):
       catch them.
 
     A TLP is granted (descriptor popped, credits charged, ``tlps_sent``
-    counted) in the cycle its first beat is first offered; the offer then
+    counted) when ``tlp_out`` is idle or while the previous TLP's last beat
+    leaves; its first beat is offered from the next cycle (a registered
+    stage between the arbiter and the egress, so that the credit check and
+    the arbitration do not reach the beat FIFOs' read). The offer then
     stands until taken, as the stream rules require.
 
-    Throughput: one beat per cycle, TLPs back to back across classes.
+    Throughput: one beat per cycle, TLPs back to back across classes; a
+    TLP leaves two cycles after its first beat arrives at an empty queue.
     """
 
     def __init__(self, width, *, depth=64, tlps=16, stamp_bits=16, policy="round_robin",
@@ -222,7 +226,7 @@ class ClassQueues(wiring.Component):
                 order_ok = ~behind[-1]
                 if k == CPL:
                     order_ok = order_ok | (self.ro_enable & head.ro)
-            waiting = descs[k].r_rdy & beats[k].r_rdy & order_ok & self.class_enable[k]
+            waiting = descs[k].r_rdy & order_ok & self.class_enable[k]
             m.d.comb += eligible[k].eq(waiting & credit_ok)
             with m.If(waiting & ~credit_ok):
                 m.d.sync += self.credit_stall_cycles[k].eq(self.credit_stall_cycles[k] + 1)
@@ -249,10 +253,13 @@ class ClassQueues(wiring.Component):
             self._round_robin(m, turn, eligible, pick)
 
         # --- egress ---------------------------------------------------------------------
+        # The grant and the output are a registered stage apart: a grant
+        # (the arbiter's choice, from the descriptor heads and the credit
+        # counters) sets `cur`, and the beats leave from `cur`'s FIFO from
+        # the next cycle on. The next TLP is granted while the current one's
+        # last beat leaves, so TLPs still follow each other without a gap.
         busy = Signal()                     # a granted TLP of class `cur` is not out yet
         cur = Signal(2)
-        active = Signal(2)
-        m.d.comb += active.eq(Mux(busy, cur, pick))
         cur_stamp = Signal(self.stamp_bits)
         pick_stamp = Signal(self.stamp_bits)
         with m.Switch(pick):
@@ -260,23 +267,20 @@ class ClassQueues(wiring.Component):
                 with m.Case(k):
                     m.d.comb += pick_stamp.eq(heads[k].carried if self.carry_stamp
                                               else heads[k].stamp)
-        m.d.comb += self.tlp_out_stamp.eq(Mux(busy, cur_stamp, pick_stamp))
+        m.d.comb += self.tlp_out_stamp.eq(cur_stamp)
         out = self.tlp_out
-        beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[active])
+        beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
         m.d.comb += [
-            out.valid.eq(Mux(busy, Array(b.r_rdy for b in beats)[cur], any_eligible)),
+            out.valid.eq(busy & Array(b.r_rdy for b in beats)[cur]),
             out.payload.eq(beat),
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
-        # A grant is committed when first offered, taken or not: a beat on
-        # offer never changes (the stream rule), so a later arrival cannot
-        # displace it.
         granted = Signal()
-        m.d.comb += granted.eq(~busy & any_eligible)
+        m.d.comb += granted.eq((~busy | (sent & beat.last)) & any_eligible)
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [
-                b.r_en.eq(sent & (active == k)),
+                b.r_en.eq(sent & (cur == k)),
                 d.r_en.eq(granted & (pick == k)),
             ]
             with m.If(granted & (pick == k)):
@@ -288,13 +292,11 @@ class ClassQueues(wiring.Component):
                 ]
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
-                         cur_stamp.eq(pick_stamp)]
+                         cur_stamp.eq(pick_stamp), busy.eq(1)]
             with m.If(pick == P):
                 m.d.sync += p_out.eq(p_out + 1)
-        with m.If(sent):
-            m.d.sync += busy.eq(~beat.last)
-        with m.Elif(granted):
-            m.d.sync += busy.eq(1)
+        with m.Elif(sent & beat.last):
+            m.d.sync += busy.eq(0)
         return m
 
     @staticmethod

@@ -36,8 +36,9 @@ def queue_credits(width, depth, tlps):
 
 class CreditReturn(wiring.Component):
     """Watches the receiver's TLP egress (``valid``: a beat taken; ``beat``)
-    and frees each TLP's credits, one header and its data credits, when its
-    first beat leaves. ``limit`` is the cumulative limit to advertise per
+    and frees each TLP's credits, one header and its data credits, two edges
+    after the edge that takes its first beat (the beat's class and size are
+    registered first). ``limit`` is the cumulative limit to advertise per
     class; ``freed`` the credits freed so far (cumulative, same widths).
 
     ``buffers`` gives, per class, ``(hdr, data)``: the receive buffer in
@@ -74,10 +75,17 @@ class CreditReturn(wiring.Component):
         m.d.comb += credits.eq(Mux(dw0[6], (dws + 3) >> 2, 0))     # Fmt[1]: with data
         cls = Signal(2)
         m.d.comb += cls.eq(tlp_class(dw0))
+        # The TLP's class and credits are registered before the counters
+        # add them: the receive queue's FIFO read is not on the adders' path.
+        seen = Signal()
+        seen_cls = Signal(2)
+        seen_credits = Signal(9)
+        m.d.sync += [seen.eq(self.valid & first), seen_cls.eq(cls), seen_credits.eq(credits)]
         for k, (hdr, credit_size) in enumerate(self.buffers):
             freed = self.freed[k]
-            with m.If(self.valid & first & (cls == k)):
-                m.d.sync += [freed.hdr.eq(freed.hdr + 1), freed.data.eq(freed.data + credits)]
+            with m.If(seen & (seen_cls == k)):
+                m.d.sync += [freed.hdr.eq(freed.hdr + 1),
+                             freed.data.eq(freed.data + seen_credits)]
             m.d.comb += [self.limit[k].hdr.eq(freed.hdr + hdr),
                          self.limit[k].data.eq(freed.data + credit_size)]
         return m

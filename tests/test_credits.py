@@ -42,6 +42,11 @@ def test_limits_follow_the_credits_freed(width):
             expected[k][1] += credits(tlp)
             seen.append([(ctx.get(dut.limit[c].hdr), ctx.get(dut.limit[c].data))
                          for c in range(3)])
+        ctx.set(dut.valid, 0)               # the last TLP's credits: two edges after its beat
+        await ctx.tick()
+        await ctx.tick()
+        seen.append([(ctx.get(dut.limit[c].hdr), ctx.get(dut.limit[c].data))
+                     for c in range(3)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
