@@ -163,49 +163,73 @@ class ClassQueues(wiring.Component):
             beats.append(b)
             descs.append(d)
 
-        # --- ingress: classify on the first beat, steer the TLP -------------------------
+        # --- ingress: a registered stage, then the beat into its class's FIFO -----------
+        # `tlp_in.ready` depends only on this register and the FIFOs, never
+        # on the beat offered: the first beat's class is decoded into the
+        # register, not on the way to `ready`.
         inp = self.tlp_in
-        first = Signal(init=1)              # the next beat starts a TLP
-        cls_now = Signal(2)
+        first = Signal(init=1)              # the next beat offered starts a TLP
         cls_held = Signal(2)
         dw0 = inp.payload.data[:32]
-        m.d.comb += cls_now.eq(Mux(first, tlp_class(dw0), cls_held))
-        p_in = Signal(self.stamp_bits)      # posted TLPs in so far
-        n_in = Signal(self.stamp_bits)      # TLPs in so far
         length = Cat(dw0[24:32], dw0[16:18])             # Length[9:0]; 0 means 1024
         has_data = dw0[6]
         dws = Mux(length == 0, 1024, length)
+        r_valid = Signal()                  # the register holds a beat
+        r_beat = Signal(beat_bits)
+        r_first = Signal()
+        r_cls = Signal(2)
+        r_ro = Signal()
+        r_credits = Signal(9)
+        r_carried = Signal(self.stamp_bits)
+        room = Signal()
+        m.d.comb += room.eq(Array(b.w_rdy for b in beats)[r_cls] &
+                            (~r_first | Array(d.w_rdy for d in descs)[r_cls]))
+        move = Signal()
+        m.d.comb += [move.eq(r_valid & room), inp.ready.eq(~r_valid | room)]
+        with m.If(inp.valid & inp.ready):
+            cls_now = Mux(first, tlp_class(dw0), cls_held)
+            m.d.sync += [
+                r_valid.eq(1), r_beat.eq(inp.payload.as_value()), r_first.eq(first),
+                r_cls.eq(cls_now), first.eq(inp.payload.last), cls_held.eq(cls_now),
+                r_ro.eq(dw0[21]),                        # Attr[1], Relaxed Ordering
+                r_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
+                r_carried.eq(self.tlp_in_stamp),
+            ]
+        with m.Elif(move):
+            m.d.sync += r_valid.eq(0)
+
+        p_in = Signal(self.stamp_bits)      # posted TLPs in so far
+        n_in = Signal(self.stamp_bits)      # TLPs in so far
         desc_in = Signal(desc_layout)
         m.d.comb += [
             desc_in.stamp.eq(p_in),
-            desc_in.ro.eq(dw0[21]),                     # Attr[1], Relaxed Ordering
-            desc_in.data_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
+            desc_in.ro.eq(r_ro),
+            desc_in.data_credits.eq(r_credits),
             desc_in.arrival.eq(n_in),
         ]
         if self.carry_stamp:
-            m.d.comb += desc_in.carried.eq(self.tlp_in_stamp)
+            m.d.comb += desc_in.carried.eq(r_carried)
+        # One more beat and descriptor than the FIFOs show may sit in the register.
         np_beats, np_descs = beats[NP], descs[NP]
-        m.d.comb += self.np_room.eq(np_descs.w_rdy &
-                                    (np_beats.level <= self.depth - self.np_beats))
-        room = Signal()
-        m.d.comb += room.eq(Array(b.w_rdy for b in beats)[cls_now] &
-                            (~first | Array(d.w_rdy for d in descs)[cls_now]))
-        m.d.comb += inp.ready.eq(room)
-        take = Signal()
-        m.d.comb += take.eq(inp.valid & room)
+        pend_beat = Signal()
+        pend_desc = Signal()
+        m.d.comb += [
+            pend_beat.eq(r_valid & (r_cls == NP)),
+            pend_desc.eq(pend_beat & r_first),
+            self.np_room.eq(Mux(pend_desc, np_descs.level < self.tlps - 1, np_descs.w_rdy) &
+                            (np_beats.level + pend_beat <= self.depth - self.np_beats)),
+        ]
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [
-                b.w_en.eq(take & (cls_now == k)),
-                b.w_data.eq(inp.payload.as_value()),
-                d.w_en.eq(take & first & (cls_now == k)),
+                b.w_en.eq(move & (r_cls == k)),
+                b.w_data.eq(r_beat),
+                d.w_en.eq(move & r_first & (r_cls == k)),
                 d.w_data.eq(desc_in.as_value()),
             ]
-        with m.If(take):
-            m.d.sync += [first.eq(inp.payload.last), cls_held.eq(cls_now)]
-            with m.If(first & (cls_now == P)):
+        with m.If(move & r_first):
+            m.d.sync += n_in.eq(n_in + 1)
+            with m.If(r_cls == P):
                 m.d.sync += p_in.eq(p_in + 1)
-            with m.If(first):
-                m.d.sync += n_in.eq(n_in + 1)
 
         # --- eligibility and credits ------------------------------------------------------
         p_out = Signal(self.stamp_bits)     # posted TLPs started out so far

@@ -46,6 +46,7 @@ class RxDesc(data.StructLayout):
             "good": 1,            # a DATA frame whose TLPs are to be delivered
             "count": 16,
             "words": range(max_words + 1),   # words of the frame stored in the FIFO
+            "area": 12,           # DWs of its TLP area (prefixes and TLPs), 0 if not DATA
             "ok": 1,              # passed every check (any frame type)
             "frame_type": 4,
             "flags": 8,
@@ -369,6 +370,7 @@ class Deframer(wiring.Component):
             self.desc.payload.good.eq(~failed_e & is_data),
             self.desc.payload.count.eq(at("count", E)),
             self.desc.payload.words.eq(at("nwords", E)),
+            self.desc.payload.area.eq(Mux(is_data, (at("end", E) - wire.HEADER_LEN)[2:14], 0)),
             self.desc.payload.ok.eq(~failed_e),
             self.desc.payload.frame_type.eq(at("frame_type", E)),
             self.desc.payload.flags.eq(flags),

@@ -33,7 +33,7 @@ class KeptDesc(data.StructLayout):
     """What the reorder buffer keeps of a stored frame's descriptor."""
 
     def __init__(self, max_words):
-        super().__init__({"count": 16, "words": range(max_words + 1)})
+        super().__init__({"count": 16, "words": range(max_words + 1), "area": 12})
 
 
 class ReorderBuffer(wiring.Component):
@@ -112,14 +112,15 @@ class ReorderBuffer(wiring.Component):
             self.out_desc.payload.eq(Mux(
                 releasing,
                 _pack(RxDesc(self.max_words), good=1, count=kept_r.data.count,
-                      words=kept_r.data.words),
+                      words=kept_r.data.words, area=kept_r.data.area),
                 desc.frame)),
             self.words.ready.eq(storing | (passing & self.out_words.ready)),
             fetch.eq(reading & (words_left != 0) & (~out_valid | self.out_words.ready)),
             self.out_words.valid.eq(Mux(passing, self.words.valid, reading & out_valid)),
             self.out_words.payload.eq(Mux(passing, self.words.payload, body_r.data)),
             kept_w.addr.eq(desc.frame.seq[:slot_bits]),
-            kept_w.data.eq(_pack(kept_layout, count=desc.frame.count, words=desc.frame.words)),
+            kept_w.data.eq(_pack(kept_layout, count=desc.frame.count, words=desc.frame.words,
+                                    area=desc.frame.area)),
             kept_w.en.eq(taken & desc.store),
             body_w.addr.eq(Cat(word, slot)),
             body_w.data.eq(self.words.payload),

@@ -11,17 +11,36 @@ from .streams import check_width, tlp_stream
 __all__ = ["TlpUnpacker"]
 
 
+def _mask(n, D):
+    """A ``32*D``-bit mask of the low ``n`` DWs (``n`` in 0..D)."""
+    return Cat(*[Mux(n > i, Const(0xFFFFFFFF, 32), 0) for i in range(D)])
+
+
 class TlpUnpacker(wiring.Component):
     """Takes checked frames apart into TLPs.
 
-    Pops one :class:`~tlpoe.rtl.deframer.RxDesc`, then that frame's ``words``:
-    a good frame's TLPs leave on ``tlp`` in order, each realigned to lane 0;
-    every other word of the frame (headers, CRC, padding, and all of a dropped
-    frame) is consumed and discarded.  It trusts the descriptor: the
-    :class:`~tlpoe.rtl.deframer.Deframer` has walked the prefixes already.
+    Pops one :class:`~tlpoe.rtl.deframer.RxDesc` per frame, then that
+    frame's ``words``: a good frame's TLPs leave on ``tlp`` in order, each
+    realigned to lane 0; every other DW of a frame (its headers, CRC and
+    padding, and all of a dropped frame) is discarded as its word is taken.
+    It trusts the descriptor: the :class:`~tlpoe.rtl.deframer.Deframer` has
+    walked the prefixes already, and ``area`` says where they end.
 
-    Throughput: one TLP beat per cycle (the prefix costs no cycle); a dropped
-    frame costs one cycle per stored word.
+    Two halves, a register apart, so that frames follow each other without a
+    gap and no path runs through both:
+
+    * **Load.** One word per cycle is taken, whatever the frame: its DWs of
+      the TLP area (after the 40-byte header, before ``area`` runs out) are
+      packed to the low lanes and registered with their count. The next
+      frame's descriptor is taken with the last word of the one before.
+    * **Walk.** The packed DWs are appended to a buffer of ``3·D`` DWs
+      (``D`` = DWs per beat) while it holds at most ``2·D``; the buffer is
+      one stream of prefix and TLP pairs across frames. A TLP beat leaves
+      when the buffer holds a whole beat (or the rest of a frame whose words
+      are all in), and its DWs are shifted out.
+
+    Throughput: one word in and one TLP beat out per cycle; frame headers,
+    CRCs and dropped frames cost no output cycle.
     """
 
     def __init__(self, width, *, max_words):
@@ -39,84 +58,156 @@ class TlpUnpacker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, D = self.width, self.width // 32
+        HDR = wire.HEADER_LEN // 4                   # header DWs before the TLP area
 
-        busy = Signal()
-        good = Signal()
+        # ---- Load: select the TLP area's DWs of each word, pack them low.
         words_left = Signal(range(self.max_words + 1))
-        tlps_left = Signal(16)
-        skip = Signal(range(wire.HEADER_LEN // 4 + 1))   # header DWs still to drop
-        buf = Signal(2 * W)                  # frame DWs, buf DW 0 next
-        cnt = Signal(range(2 * D + 1))       # DWs held in buf
+        last_word = Signal()                        # words_left == 1
+        lo_left = Signal(range(HDR + 1))            # header DWs still to skip
+        area_left = Signal(RxDesc(self.max_words)["area"].shape)   # TLP-area DWs to keep
+        l1_valid = Signal()
+        l1_data = Signal(W)
+        l1_n = Signal(range(D + 1))
+        l1_seal = Signal()                          # the frame's last TLP-area DW is here
+        room = Signal()                             # the buffer takes l1 this cycle
+        l1_free = Signal()
+        m.d.comb += l1_free.eq(~l1_valid | room)
+        loading = Signal()
+        m.d.comb += loading.eq(words_left != 0)
+        take = Signal()
+        m.d.comb += [
+            self.words.ready.eq(loading & l1_free),
+            take.eq(self.words.valid & self.words.ready),
+            self.desc.ready.eq(~loading | (take & last_word)),
+        ]
+        skip_here = Signal(range(D + 1))
+        keep_here = Signal(range(D + 1))
+        m.d.comb += skip_here.eq(Mux(lo_left < D, lo_left, D))
+        avail = Signal(range(D + 1))
+        m.d.comb += [
+            avail.eq(D - skip_here),
+            keep_here.eq(Mux(area_left < avail, area_left, avail)),
+        ]
+        packed = Signal(W)
+        m.d.comb += packed.eq((self.words.payload >> Cat(Const(0, 5), skip_here))[:W] &
+                              _mask(keep_here, D))
+        with m.If(take):
+            m.d.sync += [
+                words_left.eq(words_left - 1),
+                last_word.eq(words_left == 2),
+                lo_left.eq(lo_left - skip_here),
+                area_left.eq(area_left - keep_here),
+                l1_valid.eq(keep_here != 0),
+                l1_data.eq(packed),
+                l1_n.eq(keep_here),
+                l1_seal.eq((keep_here != 0) & (area_left == keep_here)),
+            ]
+        with m.Elif(room):
+            m.d.sync += l1_valid.eq(0)
+        with m.If(self.desc.valid & self.desc.ready):
+            d = self.desc.payload
+            m.d.sync += [
+                words_left.eq(d.words),
+                last_word.eq(d.words == 1),
+                lo_left.eq(HDR),
+                area_left.eq(Mux(d.good, d.area, 0)),
+            ]
+
+        # ---- Walk: the buffer of prefix and TLP DWs, buf DW 0 next.
+        buf = Signal(3 * W)
+        cnt = Signal(range(3 * D + 1))               # DWs held; those above are 0
+        sealed = Signal(range(3 * D + 1))            # DWs held of frames whose area is all in
         in_tlp = Signal()
-        rem = Signal(11 + 1)                 # DWs of the current TLP still to send
+        rem = Signal(11 + 1)                         # DWs of the current TLP still to send
+        n_cur = Signal(range(D + 1))                 # DWs of its next beat
+        last_cur = Signal()                          # ... and whether it is its last
+        m.d.comb += room.eq(l1_valid & (cnt <= 2 * D))
 
-        parsing = Signal()
-        m.d.comb += parsing.eq(busy & good & (tlps_left != 0))
-
-        # The beat on offer: after the prefix on a TLP's first beat.
         prefix = buf[:32]
-        tlp_dws = Cat(prefix[8:16], prefix[0:8])[2:]        # tlp_length / 4
+        tlp_dws = Cat(prefix[8:16], prefix[0:8])[2:]         # tlp_length / 4
         m.d.comb += self.tlp_stamp.eq(Cat(prefix[24:32], prefix[16:24]))   # order_stamp
-        rem_now = Signal.like(rem)
-        m.d.comb += rem_now.eq(Mux(in_tlp, rem, tlp_dws))
         n_out = Signal(range(D + 1))
-        m.d.comb += n_out.eq(Mux(rem_now < D, rem_now, D))
-        offset = Signal(range(2))
-        m.d.comb += offset.eq(~in_tlp)
+        last = Signal()
+        m.d.comb += [
+            n_out.eq(Mux(in_tlp, n_cur, Mux(tlp_dws < D, tlp_dws, D))),
+            last.eq(Mux(in_tlp, last_cur, tlp_dws <= D)),
+        ]
         window = Mux(in_tlp, buf[:W], buf[32:32 + W])
         lanes = [Mux(n_out > i, window[32 * i:32 * (i + 1)], 0) for i in range(D)]
+        # A beat leaves when a whole beat's DWs are held (after the prefix on
+        # a TLP's first beat), or when the TLP's frame is all in: a test of
+        # registers and constants, not of this TLP's length.
+        whole = Signal()
+        m.d.comb += whole.eq(Mux(in_tlp, cnt >= D, cnt >= D + 1) | (sealed != 0))
         m.d.comb += [
-            self.tlp.valid.eq(parsing & (skip == 0) & (cnt >= offset + n_out) & (cnt != 0)),
+            self.tlp.valid.eq(whole & (cnt != 0)),
             self.tlp.payload.data.eq(Cat(*lanes)),
-            self.tlp.payload.keep.eq((Const(1, D + 1) << n_out) - 1),
-            self.tlp.payload.last.eq(rem_now <= D),
+            self.tlp.payload.keep.eq(Cat(*[n_out > i for i in range(D)])),
+            self.tlp.payload.last.eq(last),
         ]
         sent = Signal()
         m.d.comb += sent.eq(self.tlp.valid & self.tlp.ready)
+        # DWs that leave: the beat's, and the prefix on a TLP's first beat
+        # (min(tlp_dws, D) + 1 there, computed beside the comparison).
+        first_take = Signal(range(D + 2))
+        m.d.comb += first_take.eq(Mux(tlp_dws < D, tlp_dws[:(D + 1).bit_length()] + 1, D + 1))
+        # `amount` leaves if the beat is sent; `sent` (from `ready`) only picks
+        # between results computed with and without it.
+        amount = Signal(range(D + 2))
+        m.d.comb += amount.eq(Mux(in_tlp, n_cur, first_take))
 
-        # up to all 2·D DWs held: the words after a frame's last TLP go in one step
-        consumed = Signal(range(2 * D + 1))
-        with m.If(sent):
-            m.d.comb += consumed.eq(offset + n_out)
-        with m.Elif(busy & (skip != 0)):
-            m.d.comb += consumed.eq(Mux(cnt < skip, cnt, skip))
-        with m.Elif(busy & ~parsing):
-            m.d.comb += consumed.eq(cnt)                     # CRC, padding, dropped frame
-        cnt_after = Signal.like(cnt)
-        m.d.comb += cnt_after.eq(cnt - consumed)
-        refill = Signal()
-        m.d.comb += refill.eq(busy & (words_left != 0) & (cnt_after <= D))
-        m.d.comb += self.words.ready.eq(refill)
-        loaded = Signal()
-        m.d.comb += loaded.eq(refill & self.words.valid)
-        buf_after = (buf >> Cat(Const(0, 5), consumed))[:2 * W]
-        incoming = (self.words.payload << Cat(Const(0, 5), cnt_after))[:2 * W]
+        # l1 lands at DW `cnt`, then the sent DWs leave from the bottom: both
+        # are multiplexers per DW (a register's value selects), not shifters.
+        bdw = [buf[32 * i:32 * (i + 1)] for i in range(3 * D)]
+        ldw = [l1_data[32 * i:32 * (i + 1)] for i in range(D)]
+        at_cnt = Signal(2 * D + 1)               # one-hot: l1 lands at DW c
+        for c in range(2 * D + 1):
+            m.d.comb += at_cnt[c].eq(room & (cnt == c))
+        take_n = Signal(D + 2)                   # one-hot: c DWs leave
+        for c in range(D + 2):
+            m.d.comb += take_n[c].eq(Mux(sent, amount == c, c == 0))
+
+        def select(onehot, values):
+            """OR of the values whose one-hot bit is set: a multiplexer of AND
+            and OR terms, two LUT levels for up to 18 choices."""
+            acc = Const(0, 32)
+            for bit, value in values:
+                acc = acc | (value & onehot[bit].replicate(32))
+            return acc
+
+        appended = []
+        for p in range(3 * D):
+            # DW p gets l1's DW p - c when l1 lands at c (c <= 2D, p - c < D)
+            landing = [(c, ldw[p - c]) for c in range(max(0, p - D + 1), min(p, 2 * D) + 1)]
+            appended.append(bdw[p] | select(at_cnt, landing))
+        nxt = [select(take_n, [(c, appended[p + c]) for c in range(D + 2) if p + c < 3 * D])
+               for p in range(3 * D)]
+        cnt_in = Signal.like(cnt)
+        cnt_out = Signal.like(cnt)
+        m.d.comb += [cnt_in.eq(cnt + Mux(room, l1_n, 0)), cnt_out.eq(cnt_in - amount)]
+        cnt_next = Signal.like(cnt)
+        m.d.comb += cnt_next.eq(Mux(sent, cnt_out, cnt_in))
+        sealed_out = Signal.like(sealed)
+        m.d.comb += sealed_out.eq(Mux(sealed != 0, sealed - amount, 0))
         m.d.sync += [
-            buf.eq(Mux(loaded, buf_after | incoming, buf_after)),
-            cnt.eq(Mux(loaded, cnt_after + D, cnt_after)),
+            buf.eq(Cat(*nxt)),
+            cnt.eq(cnt_next),
+            sealed.eq(Mux(room & l1_seal, cnt_next, Mux(sent, sealed_out, sealed))),
         ]
-        with m.If(loaded):
-            m.d.sync += words_left.eq(words_left - 1)
-        with m.If(busy & (skip != 0)):
-            m.d.sync += skip.eq(skip - consumed)
 
+        # The next beat's size, from comparisons with constants (D is a power
+        # of two: a remainder in D..2D-1 is D plus its low bits).
+        low = (D - 1).bit_length()
         with m.If(sent):
-            m.d.sync += [rem.eq(rem_now - n_out), in_tlp.eq(~self.tlp.payload.last)]
-            with m.If(self.tlp.payload.last):
-                m.d.sync += [tlps_left.eq(tlps_left - 1), self.tlps_out.eq(self.tlps_out + 1)]
-
-        done = Signal()
-        m.d.comb += done.eq(busy & ~parsing & (words_left == 0) & (cnt_after == 0))
-        m.d.comb += self.desc.ready.eq(~busy | done)
-        with m.If(done):
-            m.d.sync += busy.eq(0)
-        with m.If(self.desc.valid & self.desc.ready):
-            m.d.sync += [
-                busy.eq(1),
-                good.eq(self.desc.payload.good),
-                tlps_left.eq(Mux(self.desc.payload.good, self.desc.payload.count, 0)),
-                words_left.eq(self.desc.payload.words),
-                skip.eq(Mux(self.desc.payload.good, wire.HEADER_LEN // 4, 0)),
-                in_tlp.eq(0),
-            ]
+            m.d.sync += in_tlp.eq(~last)
+            with m.If(in_tlp):
+                m.d.sync += [rem.eq(rem - D),
+                             n_cur.eq(Mux(rem >= 2 * D, D, rem[:low] if low else 0)),
+                             last_cur.eq(rem <= 2 * D)]
+            with m.Else():
+                m.d.sync += [rem.eq(tlp_dws - D),
+                             n_cur.eq(Mux(tlp_dws >= 2 * D, D, tlp_dws[:low] if low else 0)),
+                             last_cur.eq(tlp_dws <= 2 * D)]
+            with m.If(last):
+                m.d.sync += self.tlps_out.eq(self.tlps_out + 1)
         return m
