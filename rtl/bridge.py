@@ -47,8 +47,10 @@ class Bridge(wiring.Component):
     policy, the peer's credits) → :class:`TlpPacker` (each TLP's order
     stamp into its prefix) → :class:`ReplayBuffer` (keeps each frame until
     acknowledged; replays on NAK or timeout) → :class:`Framer` →
-    ``frame_out``.  Receive: ``frame_in`` → :class:`Decapsulator` (checks,
-    drops by reason), with a :class:`LinkReceiver` on its verdicts (sequence
+    ``frame_out``.  Receive: ``frame_in`` (always ready: a MAC cannot wait;
+    a frame whose first beat finds no room for a whole frame is dropped and
+    counted in ``overflows``, and the link layer recovers it like a lost
+    one) → :class:`Decapsulator` (checks, drops by reason), with a :class:`LinkReceiver` on its verdicts (sequence
     check, duplicate discard, ACK/NAK requests) → :class:`ClassQueues` (the
     receive buffers; the sender's stamps carried) → ``tlp_out``, watched by
     an :class:`OrderChecker` (ports ``order_*``) and a
@@ -123,7 +125,9 @@ class Bridge(wiring.Component):
             raise ValueError(f"tx_queue_depth must hold the largest TLP ({largest_beats} "
                              f"beats), not {tx_queue_depth!r}")
         self.tx_queues = ClassQueues(width, depth=tx_queue_depth, tlps=min(queue_tlps, 16),
-                                     policy="oldest", reorder_illegally=reorder_illegally)
+                                     policy="oldest",
+                                     max_credits=min(256, -(-wire.max_tlp_bytes(mtu) // 16)),
+                                     reorder_illegally=reorder_illegally)
         self.rx_queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps,
                                      policy="oldest", carry_stamp=True)
         self.credit_return = CreditReturn(width, buffers=self.buffers)
@@ -139,8 +143,10 @@ class Bridge(wiring.Component):
                                     nak_timeout=nak_timeout, mode=mode, window=window)
         reorder = ReorderBuffer(width, max_words=max_words, window=window) if mode == "sr" \
             else None
+        # A MAC cannot wait: frame_in is always ready, and a frame that finds
+        # no room is dropped whole and counted in `overflows`.
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
-                                  reorder=reorder)
+                                  reorder=reorder, hold=False)
         self.counters = LINK_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
         order_ports = exposed_members(self.checker, ORDER_PORTS)
         for name in ("valid", "beat", "stamp"):
@@ -164,6 +170,7 @@ class Bridge(wiring.Component):
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
             "good_frames": Out(32),
             "control_frames": Out(32),
+            "overflows": Out(32),
             "tlps_out": Out(32),
             **{name: Out(32) for _, name in self.counters},
             # per-class queues, credits and ordering
@@ -255,6 +262,7 @@ class Bridge(wiring.Component):
             self.drops.eq(decap.drops),
             self.good_frames.eq(decap.good_frames),
             self.control_frames.eq(decap.control_frames),
+            self.overflows.eq(decap.overflows),
             self.tlps_out.eq(decap.tlps_out),
         ]
         for block, name in self.counters:

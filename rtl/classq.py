@@ -116,7 +116,7 @@ class ClassQueues(wiring.Component):
     """
 
     def __init__(self, width, *, depth=64, tlps=16, stamp_bits=16, policy="round_robin",
-                 carry_stamp=False, reorder_illegally=False):
+                 carry_stamp=False, max_credits=256, reorder_illegally=False):
         check_width(width)
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
@@ -127,7 +127,11 @@ class ClassQueues(wiring.Component):
         if not isinstance(stamp_bits, int) or not 2 ** (stamp_bits - 1) > 3 * tlps:
             raise ValueError(f"stamp_bits must hold twice the TLPs queued (3 x {tlps}), "
                              f"not {stamp_bits!r}")
+        if not isinstance(max_credits, int) or not 1 <= max_credits <= 256:
+            raise ValueError(f"max_credits must be 1..256 (16-byte data credits of the "
+                             f"largest TLP), not {max_credits!r}")
         self.width, self.depth, self.tlps = width, depth, tlps
+        self.max_credits = max_credits
         self.stamp_bits = stamp_bits
         self.policy, self.carry_stamp = policy, bool(carry_stamp)
         self.np_beats = -(-NP_MAX_BYTES * 8 // width)
@@ -232,15 +236,35 @@ class ClassQueues(wiring.Component):
                 m.d.sync += p_in.eq(p_in + 1)
 
         # --- eligibility and credits ------------------------------------------------------
+        # The credit check is a register, computed a cycle ahead from the
+        # counters and the heads of that cycle: the arbiter then starts from
+        # flip-flops. The limits only grow, so last cycle's limit is safe.
+        # Where the head will change (the class is granted now, or has no
+        # head yet), the next head's credits are not known: the check then
+        # assumes the largest TLP (`max_credits`), which can hold a head one
+        # cycle when the credits are nearly used up, never longer.
         p_out = Signal(self.stamp_bits)     # posted TLPs started out so far
         heads = [desc_layout(d.r_data) for d in descs]
         eligible = Signal(3)
+        granted = Signal()
+        pick = Signal(2)
         for k in range(3):
             head = heads[k]
             limit, consumed = self.credit_limit[k], self.credits_consumed[k]
-            credit_ok = ~self.credits_enable | (
-                _room(m, limit.hdr, consumed.hdr, 1, HDR_BITS) &
-                _room(m, limit.data, consumed.data, head.data_credits, DATA_BITS))
+            now = Signal(name=f"granting_{CLASSES[k]}")
+            m.d.comb += now.eq(granted & (pick == k))
+            charged = Signal(DATA_BITS, name=f"charged_{CLASSES[k]}")
+            m.d.comb += charged.eq(consumed.data + head.data_credits)
+            stable = _room(m, limit.hdr, consumed.hdr, 1, HDR_BITS) & \
+                _room(m, limit.data, consumed.data, head.data_credits, DATA_BITS)
+            unknown_idle = _room(m, limit.hdr, consumed.hdr, 1, HDR_BITS) & \
+                _room(m, limit.data, consumed.data, self.max_credits, DATA_BITS)
+            unknown_next = _room(m, limit.hdr, consumed.hdr, 2, HDR_BITS) & \
+                _room(m, limit.data, charged, self.max_credits, DATA_BITS)
+            credit_q = Signal(name=f"credit_ok_{CLASSES[k]}")
+            m.d.sync += credit_q.eq(Mux(now, unknown_next,
+                                        Mux(descs[k].r_rdy, stable, unknown_idle)))
+            credit_ok = ~self.credits_enable | credit_q
             if k == P or self.reorder_illegally:
                 order_ok = Const(1)
             else:
@@ -256,7 +280,6 @@ class ClassQueues(wiring.Component):
                 m.d.sync += self.credit_stall_cycles[k].eq(self.credit_stall_cycles[k] + 1)
 
         turn = Signal(2)
-        pick = Signal(2)
         any_eligible = Signal()
         m.d.comb += any_eligible.eq(eligible != 0)
         if self.policy == "oldest":
@@ -300,7 +323,6 @@ class ClassQueues(wiring.Component):
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
-        granted = Signal()
         m.d.comb += granted.eq((~busy | (sent & beat.last)) & any_eligible)
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [

@@ -272,7 +272,7 @@ def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",)):
 #: The fields every record of ber.json has (the issue's list and a few more).
 FIELDS = ("ber", "drop_rate", "tlps_sent", "tlps_delivered", "lost", "duplicated",
           "corrupted", "replays", "goodput_fraction", "latency_p50_ns", "latency_p99_ns",
-          "link_down_events")
+          "link_down_events", "overflows")
 
 
 def _record_path(task, out_dir):
@@ -318,6 +318,11 @@ def acceptance(records, quick):
                    bool(protected) and not bad,
                    "; ".join(bad) or f"{len(protected)} RTL runs, "
                    f"{sum(r['tlps_delivered'] or 0 for r in protected):,} TLPs delivered"))
+    overflowed = [f"{r['point']} ({r['engine']}): {r['overflows']}" for r in rtl
+                  if r.get("overflows")]
+    checks.append(("zero overflows: the receive path never fell behind the MAC",
+                   bool(rtl) and not overflowed, "; ".join(overflowed) or
+                   f"{len(rtl)} RTL runs, frame_in never waited"))
     if not quick:
         short = [r["point"] for r in protected
                  if r["engine"] == "rtl-verilator" and (r["tlps_sent"] or 0) < FULL_TLPS]

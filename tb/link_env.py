@@ -46,7 +46,7 @@ from .scoreboard import AnalysisImp, Scoreboard, tlp_pass_rule
 __all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "configure", "configure_bridge",
            "COUNTERS", "SR_COUNTERS"]
 
-COUNTERS = ("frames_sent", "good_frames", "control_frames", "tlps_out", "replays_nak",
+COUNTERS = ("frames_sent", "good_frames", "control_frames", "overflows", "tlps_out", "replays_nak",
             "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
             "naks_sent", "frames_accepted", "duplicates", "out_of_order",
             "naks_repeated", "window_full_cycles", "link_down", "credit_frames",

@@ -173,6 +173,10 @@ class ReceiverOracle(uvm_component):
             raise AssertionError(f"{self.get_full_name()}: no counters to compare (settle() "
                                  f"was not called)")
         counters, taken = self.rtl
+        if counters.get("overflows"):
+            raise AssertionError(f"{self.get_full_name()}: {counters['overflows']} frames found "
+                                 f"no room at frame_in (overflows): the receive path fell "
+                                 f"behind the MAC")
         model = self.totals(taken)
         differ = [f"{name}: RTL {counters[name]}, model {value}"
                   for name, value in model.items() if counters[name] != value]

@@ -197,6 +197,7 @@ class LinkTest(uvm_test):
             "latency_p50_ns": p50 * P["clock_ns"] if latencies else None,
             "latency_p99_ns": p99 * P["clock_ns"] if latencies else None,
             "link_down_events": c["a"]["link_down_events"],
+            "overflows": c["a"]["overflows"] + c["b"]["overflows"],
             "legal_passes": sb.passes, "illegal_passes": sb.illegal_passes,
             "illegal_tlps": sb.illegal_items,
             "order_violations": c["b"]["order_violations"],

@@ -72,7 +72,8 @@ def test_analytical_engine():
 def record(**kw):
     base = {"engine": "rtl-verilator", "point": "ber 1e-05", "ber": 1e-5, "drop_rate": 0.0,
             "burst": None, "tlps_sent": 10, "tlps_delivered": 10, "lost": 0, "duplicated": 0,
-            "corrupted": 0, "link_down_events": 0, "wraps": 0, "goodput_fraction": 0.2,
+            "corrupted": 0, "link_down_events": 0, "overflows": 0, "wraps": 0,
+            "goodput_fraction": 0.2,
             "analytical": ber.analytical_point(point("ber 1e-05"))}
     return {**base, **kw}
 
@@ -85,10 +86,13 @@ def test_acceptance_fails_on_a_lost_tlp_and_on_low_goodput():
     clean = record(point="ber 1e-12", ber=1e-12, goodput_fraction=0.80,
                    analytical=ber.analytical_point(point("ber 1e-12")))
     slow = ber.acceptance([clean], quick=True)
-    assert [passed for _, passed, _ in slow] == [True, False]
+    assert [passed for _, passed, _ in slow] == [True, True, False]
+    overflowed = ber.acceptance([record(overflows=2)], quick=True)
+    assert not overflowed[1][1] and "ber 1e-05 (rtl-verilator): 2" in overflowed[1][2]
     full = ber.acceptance([record(tlps_sent=5_000, tlps_delivered=5_000)], quick=False)
     assert {name: passed for name, passed, _ in full} == {
         "zero lost, duplicated, corrupted up to BER 1e-5, under bursts, up to 1% drop": True,
+        "zero overflows: the receive path never fell behind the MAC": True,
         f"at least {ber.FULL_TLPS:,} TLPs per point on Verilator (go-back-N, the default mode)":
             False,
         "at least two sequence wrap-arounds in one run": False}
