@@ -50,9 +50,10 @@ POLICIES = ("oldest", "round_robin")
 
 
 class _Desc(data.StructLayout):
-    def __init__(self, stamp_bits, carry):
+    def __init__(self, stamp_bits, carry, depth):
         super().__init__({"stamp": stamp_bits, "ro": 1, "data_credits": 9,
-                          "arrival": stamp_bits, **({"carried": stamp_bits} if carry else {})})
+                          "arrival": stamp_bits, "beats": range(depth + 1),
+                          **({"carried": stamp_bits} if carry else {})})
 
 
 def _room(m, limit, consumed, need, bits):
@@ -157,7 +158,7 @@ class ClassQueues(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beat_bits = TlpBeat(self.width).size
-        desc_layout = _Desc(self.stamp_bits, self.carry_stamp)
+        desc_layout = _Desc(self.stamp_bits, self.carry_stamp, self.depth)
         beats, descs = [], []
         for name in CLASSES:
             m.submodules[f"{name}_beats"] = b = fifo.SyncFIFOBuffered(width=beat_bits,
@@ -170,7 +171,10 @@ class ClassQueues(wiring.Component):
         # --- ingress: a registered stage, then the beat into its class's FIFO -----------
         # `tlp_in.ready` depends only on this register and the FIFOs, never
         # on the beat offered: the first beat's class is decoded into the
-        # register, not on the way to `ready`.
+        # register, not on the way to `ready`. A TLP's descriptor is written
+        # with its last beat, when its beats are counted: the egress then
+        # knows each TLP's length from a register, not from the `last` bit
+        # coming out of a FIFO's memory.
         inp = self.tlp_in
         first = Signal(init=1)              # the next beat offered starts a TLP
         cls_held = Signal(2)
@@ -179,58 +183,62 @@ class ClassQueues(wiring.Component):
         has_data = dw0[6]
         dws = Mux(length == 0, 1024, length)
         r_valid = Signal()                  # the register holds a beat
-        r_beat = Signal(beat_bits)
-        r_first = Signal()
+        r_beat = Signal(TlpBeat(self.width))
         r_cls = Signal(2)
-        r_ro = Signal()
-        r_credits = Signal(9)
-        r_carried = Signal(self.stamp_bits)
+        held = Signal(desc_layout)          # the first beat's fields, until the last
+        count = Signal(range(self.depth + 1))    # beats of the TLP moved so far
         room = Signal()
         m.d.comb += room.eq(Array(b.w_rdy for b in beats)[r_cls] &
-                            (~r_first | Array(d.w_rdy for d in descs)[r_cls]))
+                            (~r_beat.last | Array(d.w_rdy for d in descs)[r_cls]))
         move = Signal()
         m.d.comb += [move.eq(r_valid & room), inp.ready.eq(~r_valid | room)]
         with m.If(inp.valid & inp.ready):
             cls_now = Mux(first, tlp_class(dw0), cls_held)
             m.d.sync += [
-                r_valid.eq(1), r_beat.eq(inp.payload.as_value()), r_first.eq(first),
+                r_valid.eq(1), r_beat.eq(inp.payload),
                 r_cls.eq(cls_now), first.eq(inp.payload.last), cls_held.eq(cls_now),
-                r_ro.eq(dw0[21]),                        # Attr[1], Relaxed Ordering
-                r_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
-                r_carried.eq(self.tlp_in_stamp),
             ]
+            with m.If(first):
+                m.d.sync += [
+                    held.ro.eq(dw0[21]),                 # Attr[1], Relaxed Ordering
+                    held.data_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
+                ]
+                if self.carry_stamp:
+                    m.d.sync += held.carried.eq(self.tlp_in_stamp)
         with m.Elif(move):
             m.d.sync += r_valid.eq(0)
+        with m.If(move):
+            m.d.sync += count.eq(Mux(r_beat.last, 0, count + 1))
 
         p_in = Signal(self.stamp_bits)      # posted TLPs in so far
         n_in = Signal(self.stamp_bits)      # TLPs in so far
         desc_in = Signal(desc_layout)
         m.d.comb += [
+            desc_in.eq(held),
             desc_in.stamp.eq(p_in),
-            desc_in.ro.eq(r_ro),
-            desc_in.data_credits.eq(r_credits),
             desc_in.arrival.eq(n_in),
+            desc_in.beats.eq(count + 1),
         ]
-        if self.carry_stamp:
-            m.d.comb += desc_in.carried.eq(r_carried)
-        # One more beat and descriptor than the FIFOs show may sit in the register.
+        # An NP TLP on its way in (beats in the register or the FIFO, its
+        # descriptor not yet written) will take a descriptor and up to
+        # np_beats beats more than the FIFOs show.
         np_beats, np_descs = beats[NP], descs[NP]
-        pend_beat = Signal()
-        pend_desc = Signal()
-        m.d.comb += [
-            pend_beat.eq(r_valid & (r_cls == NP)),
-            pend_desc.eq(pend_beat & r_first),
-            self.np_room.eq(Mux(pend_desc, np_descs.level < self.tlps - 1, np_descs.w_rdy) &
-                            (np_beats.level + pend_beat <= self.depth - self.np_beats)),
-        ]
+        np_open = Signal()                  # an NP TLP has beats moved, not its last
+        with m.If(move & (r_cls == NP)):
+            m.d.sync += np_open.eq(~r_beat.last)
+        opening = Signal()
+        m.d.comb += opening.eq(np_open | (r_valid & (r_cls == NP)))
+        m.d.comb += self.np_room.eq(
+            Mux(opening, np_descs.level < self.tlps - 1, np_descs.w_rdy) &
+            (np_beats.level + Mux(opening, self.np_beats, 0) <= self.depth - self.np_beats))
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [
                 b.w_en.eq(move & (r_cls == k)),
                 b.w_data.eq(r_beat),
-                d.w_en.eq(move & r_first & (r_cls == k)),
+                d.w_en.eq(move & r_beat.last & (r_cls == k)),
                 d.w_data.eq(desc_in.as_value()),
             ]
-        with m.If(move & r_first):
+        with m.If(move & r_beat.last):
             m.d.sync += n_in.eq(n_in + 1)
             with m.If(r_cls == P):
                 m.d.sync += p_in.eq(p_in + 1)
@@ -308,12 +316,16 @@ class ClassQueues(wiring.Component):
         busy = Signal()                     # a granted TLP of class `cur` is not out yet
         cur = Signal(2)
         cur_stamp = Signal(self.stamp_bits)
+        left = Signal(range(self.depth + 1))    # its beats still to leave
+        last_q = Signal()                   # left == 1: the beat on offer is its last
         pick_stamp = Signal(self.stamp_bits)
+        pick_beats = Signal(range(self.depth + 1))
         with m.Switch(pick):
             for k in range(3):
                 with m.Case(k):
-                    m.d.comb += pick_stamp.eq(heads[k].carried if self.carry_stamp
-                                              else heads[k].stamp)
+                    m.d.comb += [pick_stamp.eq(heads[k].carried if self.carry_stamp
+                                               else heads[k].stamp),
+                                 pick_beats.eq(heads[k].beats)]
         m.d.comb += self.tlp_out_stamp.eq(cur_stamp)
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
@@ -323,7 +335,7 @@ class ClassQueues(wiring.Component):
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
-        m.d.comb += granted.eq((~busy | (sent & beat.last)) & any_eligible)
+        m.d.comb += granted.eq((~busy | (sent & last_q)) & any_eligible)
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [
                 b.r_en.eq(sent & (cur == k)),
@@ -338,11 +350,14 @@ class ClassQueues(wiring.Component):
                 ]
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
-                         cur_stamp.eq(pick_stamp), busy.eq(1)]
+                         cur_stamp.eq(pick_stamp), busy.eq(1), left.eq(pick_beats),
+                         last_q.eq(pick_beats == 1)]
             with m.If(pick == P):
                 m.d.sync += p_out.eq(p_out + 1)
-        with m.Elif(sent & beat.last):
-            m.d.sync += busy.eq(0)
+        with m.Elif(sent):
+            m.d.sync += [left.eq(left - 1), last_q.eq(left == 2)]
+            with m.If(last_q):
+                m.d.sync += busy.eq(0)
         return m
 
     @staticmethod
