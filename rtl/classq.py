@@ -70,8 +70,11 @@ class ClassQueues(wiring.Component):
     the PCIe ordering rules allow.
 
     * **Queues.** Each TLP goes whole into its class's beat FIFO
-      (``depth`` beats) with a descriptor (``tlps`` per class): its *stamp*,
-      the number of posted TLPs that arrived before it.
+      (``depth`` beats, which must hold the largest TLP) through a register
+      stage (``tlp_in.ready`` never depends on the beat offered), and with
+      its last beat a descriptor (``tlps`` per class): its *stamp*, the
+      number of posted TLPs that arrived before it, and its beats counted.
+      A TLP can leave once it is all in.
     * **Arbiter.** Between TLPs it picks one class whose head is
       *eligible*, by ``policy``: ``"oldest"`` (the head that arrived first,
       so TLPs leave in arrival order unless a head is held by credits or by
@@ -88,7 +91,11 @@ class ClassQueues(wiring.Component):
       modular rule; ``credits_consumed`` counts what was sent. With
       ``credits_enable`` clear credits are not checked (and still counted).
       ``credit_stall_cycles`` counts, per class, cycles in which the head
-      waited for credits only.
+      waited for credits only. The check is a register computed a cycle
+      ahead; where the head is about to change (granted, or not there
+      yet), it assumes a TLP of ``max_credits`` data credits (the largest
+      the source sends), which can hold a head for one cycle when the
+      credits are nearly used up.
     * ``tlp_out_stamp`` is the stamp of the TLP on ``tlp_out`` (for the
       packer's prefix and an :class:`~tlpoe.rtl.order_check.OrderChecker`).
       With ``carry_stamp`` it is instead the ``tlp_in_stamp`` that came with
@@ -107,13 +114,15 @@ class ClassQueues(wiring.Component):
 
     A TLP is granted (descriptor popped, credits charged, ``tlps_sent``
     counted) when ``tlp_out`` is idle or while the previous TLP's last beat
-    leaves; its first beat is offered from the next cycle (a registered
-    stage between the arbiter and the egress, so that the credit check and
-    the arbitration do not reach the beat FIFOs' read). The offer then
-    stands until taken, as the stream rules require.
+    leaves (known from the beats counted, a register); its first beat is
+    offered from the next cycle (a registered stage between the arbiter and
+    the egress, so that the credit check and the arbitration do not reach
+    the beat FIFOs' read). The offer then stands until taken, as the stream
+    rules require.
 
-    Throughput: one beat per cycle, TLPs back to back across classes; a
-    TLP leaves two cycles after its first beat arrives at an empty queue.
+    Throughput: one beat per cycle, TLPs back to back across classes.
+    Latency through empty queues: a TLP's first beat is offered 4 cycles
+    after the cycle its last beat is taken.
     """
 
     def __init__(self, width, *, depth=64, tlps=16, stamp_bits=16, policy="round_robin",
