@@ -167,20 +167,24 @@ class TlpUnpacker(wiring.Component):
         for c in range(D + 2):
             m.d.comb += take_n[c].eq(Mux(sent, amount == c, c == 0))
 
-        def select(onehot, values):
-            """OR of the values whose one-hot bit is set: a multiplexer of AND
-            and OR terms, two LUT levels for up to 18 choices."""
-            acc = Const(0, 32)
-            for bit, value in values:
-                acc = acc | (value & onehot[bit].replicate(32))
-            return acc
+        def select(name, onehot, values):
+            """The value whose one-hot bit is set: AND terms and a balanced
+            OR tree, two or three LUT levels for up to 18 choices."""
+            terms = [Mux(onehot[bit], value, 0) for bit, value in values]
+            while len(terms) > 1:
+                terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i]
+                         for i in range(0, len(terms), 2)]
+            out = Signal(32, name=name)
+            m.d.comb += out.eq(terms[0] if terms else 0)
+            return out
 
         appended = []
         for p in range(3 * D):
             # DW p gets l1's DW p - c when l1 lands at c (c <= 2D, p - c < D)
             landing = [(c, ldw[p - c]) for c in range(max(0, p - D + 1), min(p, 2 * D) + 1)]
-            appended.append(bdw[p] | select(at_cnt, landing))
-        nxt = [select(take_n, [(c, appended[p + c]) for c in range(D + 2) if p + c < 3 * D])
+            appended.append(bdw[p] | select(f"landing{p}", at_cnt, landing))
+        nxt = [select(f"moved{p}", take_n,
+                      [(c, appended[p + c]) for c in range(D + 2) if p + c < 3 * D])
                for p in range(3 * D)]
         cnt_in = Signal.like(cnt)
         cnt_out = Signal.like(cnt)
