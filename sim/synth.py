@@ -139,27 +139,46 @@ def _replay(width, params):
     return ReplayBuffer(width, **params)
 
 
-#: design name -> factory(width, params).
+def _block(name):
+    """factory(width, params) of block ``name`` at its defaults, as
+    ``make depth`` builds it alone."""
+    def build(width, params):
+        from .depth import _blocks
+        return _blocks()[name](width)
+    return build
+
+
+#: design name -> factory(width, params): the bridge, and each of its blocks.
 DESIGNS = {"bridge": _bridge, "credit_return": _credit_return, "framer": _framer,
            "link_rx": _link_rx, "replay": _replay}
+for _name in ("packer", "deframer", "unpacker", "reorder", "classq", "order_check",
+              "translator"):
+    DESIGNS[_name] = _block(_name)
+#: The blocks placed alone on ECP5 in the full run, at these widths (the
+#: issue's per-block target: 150 MHz at 64 and 256 bits).
+ECP5_BLOCKS = tuple(name for name in DESIGNS if name != "bridge")
+ECP5_BLOCK_WIDTHS = (64, 256)
 #: Blocks of the bridge tried alone on iCE40 in the full run, where the
 #: whole bridge does not fit: what does.
 ICE40_BLOCKS = ("credit_return", "link_rx", "framer", "replay")
 
 
-def configs(quick=False, families=("ecp5", "ice40"), widths=WIDTHS):
-    """The configurations of a run, each a dict of plain values."""
-    designs = {}
+def configs(quick=False, families=("ecp5", "ice40"), widths=WIDTHS, designs=None):
+    """The configurations of a run, each a dict of plain values; ``designs``
+    (names of :data:`DESIGNS`) keeps only those."""
+    runs = {}
     if quick:
-        designs = {family: [("credit_return", 64, {})] for family in families}
+        runs = {family: [("credit_return", 64, {})] for family in families}
     else:
-        designs["ecp5"] = [("bridge", w, {}) for w in widths]
+        runs["ecp5"] = [("bridge", w, {}) for w in widths] + \
+            [(block, w, {}) for block in ECP5_BLOCKS for w in ECP5_BLOCK_WIDTHS if w in widths]
         # one width shows that the bridge does not fit; then its blocks alone
-        designs["ice40"] = [("bridge", min(widths), {})] + \
+        runs["ice40"] = [("bridge", min(widths), {})] + \
             [(block, 64, {}) for block in ICE40_BLOCKS]
     return [{"family": family, "design": design, "width": width, "params": params,
              "target_mhz": TARGET_MHZ, "seed": SEED}
-            for family in families for design, width, params in designs[family]]
+            for family in families for design, width, params in runs[family]
+            if designs is None or design in designs]
 
 
 def slug(config):
@@ -616,6 +635,8 @@ def main(argv=None):
                         help=f"FPGA families ({', '.join(PARTS)})")
     parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS), metavar="BITS",
                         help=f"bridge datapath widths ({', '.join(map(str, WIDTHS))})")
+    parser.add_argument("--designs", nargs="+", default=None, metavar="NAME",
+                        help=f"only these designs ({', '.join(DESIGNS)})")
     parser.add_argument("--resume", action="store_true",
                         help="keep the records already in points/ and run the rest")
     parser.add_argument("--check-tools", action="store_true",
@@ -632,9 +653,12 @@ def main(argv=None):
     if bad:
         parser.error(f"--widths: {' '.join(map(str, bad))} is not a datapath width; "
                      f"the bridge has {', '.join(map(str, WIDTHS))}")
+    bad = [d for d in args.designs or () if d not in DESIGNS]
+    if bad:
+        parser.error(f"--designs: unknown design {' '.join(bad)}; known: {', '.join(DESIGNS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = configs(args.quick, args.families, tuple(sorted(set(args.widths))))
+    todo = configs(args.quick, args.families, tuple(sorted(set(args.widths))), args.designs)
     print(f"synth: {len(todo)} configuration(s) on {args.jobs} job(s), writing {out}/",
           flush=True)
     start = time.monotonic()

@@ -211,9 +211,22 @@ def test_quick_synth_places_a_small_block_on_ecp5_and_ice40(tmp_path):
     (["--widths", "100"], "--widths: 100 is not a datapath width"),
     (["--families", "xilinx7"], "--families: unknown family xilinx7"),
     (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--designs", "bridge", "cpu"], "--designs: unknown design cpu"),
 ])
 def test_a_bad_argument_is_refused_with_a_clear_error(capsys, argv, words):
     with pytest.raises(SystemExit) as exit_:
         synth.main(argv)
     assert exit_.value.code == 2
     assert words in capsys.readouterr().err
+
+
+def test_the_full_run_places_the_bridge_and_every_block_on_ecp5():
+    todo = synth.configs(families=("ecp5",))
+    names = {(c["design"], c["width"]) for c in todo}
+    assert {("bridge", w) for w in synth.WIDTHS} <= names
+    assert {(block, w) for block in synth.ECP5_BLOCKS for w in (64, 256)} <= names
+    assert len(synth.ECP5_BLOCKS) == 11
+    only = synth.configs(families=("ecp5",), designs=["classq"])
+    assert only == [c for c in todo if c["design"] == "classq"] and len(only) == 2
+    for block in synth.ECP5_BLOCKS:             # every factory builds its block
+        assert synth.DESIGNS[block](64, {}).signature.members
