@@ -70,7 +70,10 @@ class Bridge(wiring.Component):
     ``queue_depth`` (beats) and ``queue_tlps`` (1..127) of each receive
     queue, which set the credits advertised; ``tx_queue_depth``;
     ``credit_delay`` and ``credit_refresh`` (cycles); ``reorder_illegally``
-    (tests only: the transmit arbiter makes illegal passes).  Run-time
+    (tests only: the transmit arbiter makes illegal passes);
+    ``hold_frame_in`` (tests only: ``frame_in.ready`` falls between frames
+    while the receive FIFOs are full, as a MAC cannot do; the hostile-input
+    bench uses it until its judge accounts for overflows).  Run-time
     inputs: ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
     ``replay_timeout``, ``nak_timeout``, ``ack_delay``, ``np_accept``,
     ``ro_enable``, ``credits_enable``, ``credit_delay``, ``credit_refresh``,
@@ -91,7 +94,7 @@ class Bridge(wiring.Component):
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
                  flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn", queue_depth=None,
                  queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
-                 reorder_illegally=False):
+                 reorder_illegally=False, hold_frame_in=False):
         check_mode(mode)
         check_width(width)
         self.width, self.mode = width, mode
@@ -146,7 +149,7 @@ class Bridge(wiring.Component):
         # A MAC cannot wait: frame_in is always ready, and a frame that finds
         # no room is dropped whole and counted in `overflows`.
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
-                                  reorder=reorder, hold=False)
+                                  reorder=reorder, hold=bool(hold_frame_in))
         self.counters = LINK_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
         order_ports = exposed_members(self.checker, ORDER_PORTS)
         for name in ("valid", "beat", "stamp"):

@@ -94,11 +94,25 @@ class Decapsulator(wiring.Component):
         # whose verdict is pending) on their way; one entry more because a
         # SyncFIFOBuffered's write side is full with its output register empty.
         in_flight = deframer.latency + 2
-        depth = 2 * words + 2 + 3
+        # Room for the frame arriving and the one before it, whose words leave
+        # only once its verdict is out: with frames back to back, up to the
+        # verdict latency and the unpacker's start (8) of its words are still
+        # in when the next frame starts.
+        depth = 2 * words + 2 + 3 + deframer.latency + 8
+        desc_depth = 16 + in_flight + 1
+        if self.reorder is not None:
+            # A release of kept frames (up to a window of them, a cycle per
+            # word and one per frame) holds the FIFOs' outputs while frames
+            # keep arriving, a word per cycle at most, and so does the
+            # frame that starts it as it passes: room for what arrives
+            # meanwhile, and a descriptor for each smallest frame in that time.
+            window = self.reorder.window
+            release = (window + 1) * (words + 1)
+            depth += release
+            desc_depth += release // max(1, wire.MIN_FRAME * 8 // self.width)
         m.submodules.body = body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
         layout = RxDesc(deframer.max_words) if self.verdict is None else \
             self.verdict.out.payload.shape()
-        desc_depth = 16 + in_flight + 1
         m.submodules.descs = descs = fifo.SyncFIFOBuffered(width=layout.size, depth=desc_depth)
         room = Signal(init=1)                   # the FIFOs are empty after reset
         m.d.sync += room.eq((body.level <= depth - 1 - 2 - words) &

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tlpoe.rtl.bridge import Bridge
-from tlpoe.sim.fuzz import BRIDGE, FRAMES_SHORT, MODES, MTU, TLPS_PER_FRAME, run_point
+from tlpoe.sim.fuzz import BRIDGE, FRAMES_SHORT, HOLD, MODES, MTU, TLPS_PER_FRAME, run_point
 from tlpoe.sim.runner import run_cocotb, simulators
 
 pytestmark = [pytest.mark.sim]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.sim]
 #: per-lane logic costs Icarus about 15 times the events it did; 400 frames
 #: still reach every drop reason).
 SHORT = {"decap": {"verilator": FRAMES_SHORT // 2, "icarus": 400},
-         "bridge": {"verilator": FRAMES_SHORT // 4, "icarus": 300}}
+         "bridge": {"verilator": FRAMES_SHORT // 4, "icarus": 400}}
 DROP_REASONS = ("TRUNCATED", "ETHERTYPE", "VERSION", "CRC", "PREFIX_OVERRUN",
                 "COUNT_MISMATCH", "EMPTY_DATA", "OVERSIZE")
 
@@ -77,6 +77,6 @@ def test_issue16_reproductions(sim, width, case):
     """A DATA frame with bytes after its CRC, and an ACK for frames stored but
     not sent, at the Bridge (tb/test_fuzz.py): both fail on the RTL before
     the fixes."""
-    run_cocotb(sim, lambda: Bridge(width, mtu=1500, mode="gbn", **BRIDGE), "bridge",
+    run_cocotb(sim, lambda: Bridge(width, mtu=1500, mode="gbn", **BRIDGE, **HOLD), "bridge",
                "tlpoe.tb.test_fuzz", build_key=f"fuzz-bridge-w{width}-gbn", testcase=case,
                seed=1, params={"width": width, "mtu": 1500, **BRIDGE}, run_name=case)

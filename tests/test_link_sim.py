@@ -120,6 +120,13 @@ def test_link_down(sim):
         expect_nonzero=["a.link_down_events", "a.replays_timeout"])
 
 
+#: The coverage run's seed. Seed 1 stopped producing a duplicate frame once
+#: issue 17 changed the bridge's cycle timing (the class queues now forward a
+#: TLP once it is all in): which frames and ACKs the 10% and 30% drops hit
+#: moved. Seed 2 hits every bin on both simulators.
+COVERAGE_SEED = 2
+
+
 @pytest.mark.parametrize("sim", SIMS)
 def test_coverage_hits_every_replay_cause(sim):
     """One run that hits every bin of the link's cover point: 10% of frames
@@ -128,6 +135,7 @@ def test_coverage_hits_every_replay_cause(sim):
     the network goes down for good at 120 us, with frames still
     unacknowledged, so that A declares the link down."""
     results = run(sim, "coverage", count=600, replay_timeout=800, nak_timeout=500, drain_us=200,
+                  seed=COVERAGE_SEED,
                   phy={"rate_gbps": 10, "latency_ns": 1000.0, "drop_rate": 0.1,
                        "down": [(120000.0, 1e12)]},
                   phy_b_to_a={"drop_rate": 0.3}, expect_link_down=["a"])

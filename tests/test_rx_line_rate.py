@@ -22,6 +22,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from tlpoe.models import wire
 from tlpoe.models.frame import FLAG_ACK_VALID, FrameType, decode_frame, encode_frame
 from tlpoe.models.tlp import Tlp, TlpType
 from tlpoe.rtl.bridge import Bridge
@@ -50,8 +51,11 @@ def mix(name, rng, count):
     for i in range(count):
         if name == "smallest":              # one 4-byte write per frame
             out.append(data([mwr(4, i)]))
-        elif name == "full":                # frames full of 256-byte writes
-            out.append(data([mwr(256, 5 * i + k) for k in range(5)]))
+        elif name == "full":                # 256-byte writes, or one write filling the MTU
+            if i % 2:
+                out.append(data([mwr((wire.max_tlp_bytes(1500) - 16) // 4 * 4, i)]))
+            else:
+                out.append(data([mwr(256, 5 * i + k) for k in range(5)]))
         else:                               # anything, with control and bad frames
             kind = rng.random()
             if kind < 0.15:
@@ -74,7 +78,7 @@ LINE = {64: (10, 156.25), 512: (100, 322.27)}
 LINE_OVERHEAD = 4 + 8 + 12
 
 
-def schedule(frames, width):
+def schedule(frames, width, gap=True):
     """The cycle at which the MAC starts each frame: back to back at the
     line rate (a frame's beats take a cycle each, so a frame never starts
     before the last one's beats are out)."""
@@ -82,18 +86,18 @@ def schedule(frames, width):
     bytes_per_cycle = rate * 1e3 / 8 / mhz
     starts, line, cycle = [], 0.0, 0
     for frame, _ in frames:
-        cycle = max(cycle, int(-(-line // 1)))
+        cycle = max(cycle, int(-(-line // 1))) if gap else cycle
         starts.append(cycle)
         line = max(line, cycle) + (len(frame) + LINE_OVERHEAD) / bytes_per_cycle
         cycle += len(frame_to_beats(frame, width))
     return starts
 
 
-def drive(dut, frame_port, tlp_port, frames, width, extra_cycles, setup=None):
+def drive(dut, frame_port, tlp_port, frames, width, extra_cycles, setup=None, gap=True):
     """Feed ``frames`` back to back without looking at ``ready`` (a MAC);
     collect the TLPs that leave. Returns (TLPs, every beat offered while
     ``ready`` was low, ``overflows`` and ``good_frames`` at the end)."""
-    starts = schedule(frames, width)
+    starts = schedule(frames, width, gap)
     got, waited, end = [], [], {}
 
     async def mac(ctx):
@@ -170,3 +174,43 @@ def test_the_bridge_never_falls_behind(width, name):
     assert not waited and end["overflows"] == 0
     assert end["good_frames"] == sum(tlps is not None for _, tlps in frames)
     assert got == expected
+
+
+@pytest.mark.parametrize("name", list(MIXES))
+def test_the_bridge_takes_frames_with_no_gap_at_64_bits(name):
+    """At 64 bits the datapath is no faster than 10 GbE, so a MAC's frames
+    can follow each other with no idle cycle at all (the fuzz bench's
+    case): a frame's words then wait for the verdict on the one before
+    while the next arrives, and the body FIFO has room for that."""
+    frames = mix(name, random.Random(7), MIXES[name])
+    dut = Bridge(64)
+
+    def setup(ctx):
+        ctx.set(dut.frame_out.ready, 1)
+
+    got, waited, end = drive(dut, dut.frame_in, dut.tlp_out, frames, 64, extra_cycles=600,
+                             setup=setup, gap=False)
+    assert end["overflows"] == 0
+    assert got == [t for _, tlps in frames if tlps is not None for t in tlps]
+
+
+@pytest.mark.parametrize("width", [64, 512])
+def test_a_selective_repeat_release_does_not_overflow(width):
+    """Selective repeat: frames 1..15 arrive before frame 0 and are kept;
+    frame 0 releases all of them at once, while the next 25 full frames
+    keep coming with no gap. The release holds the receive FIFOs' outputs
+    for a window of frames; the FIFOs take what arrives meanwhile."""
+    size = (wire.max_tlp_bytes(1500) - 16) // 4 * 4
+    frames = {seq: encode_frame([mwr(size, seq)], seq=seq, flags=FLAG_ACK_VALID)
+              for seq in range(41)}
+    order = list(range(1, 16)) + [0] + list(range(16, 41))
+    sent = [(frames[seq], [mwr(size, seq)]) for seq in order]
+    dut = Bridge(width, mode="sr", window=16)
+
+    def setup(ctx):
+        ctx.set(dut.frame_out.ready, 1)
+
+    got, waited, end = drive(dut, dut.frame_in, dut.tlp_out, sent, width,
+                             extra_cycles=4000 if width == 64 else 1000, setup=setup, gap=False)
+    assert end["overflows"] == 0
+    assert got == [mwr(size, seq) for seq in range(41)]
