@@ -335,17 +335,20 @@ class ReplayBuffer(wiring.Component):
         # send_ptr: one past the frame committed; the frame a go-back-N replay
         # names; back to a new frame withdrawn; never behind head (an ACK may
         # overtake a replay: one cycle late, unsent keeps it from being sent).
-        ptr_next = Signal(n)
+        # Each candidate is checked against head (from registers, in parallel)
+        # before the choice, which then picks a candidate and its check: the
+        # choice (commit_data, from the descriptor read) is the late signal.
+        stored_span = mod(in_flight + 1, "stored_span")
+        plus_one = mod(send_ptr + 1, "send_next")
+        other = replay_to if gbn else held.seq[:n]
+        ptr_next, ptr_ok = Signal(n), Signal()
         advance = commit_data if gbn else commit_data & ~resend_now
-        m.d.comb += ptr_next.eq(Mux(advance, send_ptr + 1, send_ptr))
-        if gbn:
-            with m.If(replaying):
-                m.d.comb += ptr_next.eq(replay_to)
-        else:
-            with m.If(withdraw & ~held_resend):
-                m.d.comb += ptr_next.eq(held.seq[:n])
-        m.d.sync += send_ptr.eq(Mux(within(ptr_next, head, mod(in_flight + 1, "stored_span")),
-                                    ptr_next, head))
+        m.d.comb += [ptr_next.eq(send_ptr), ptr_ok.eq(within(send_ptr, head, stored_span))]
+        with m.If(replaying if gbn else withdraw & ~held_resend):
+            m.d.comb += [ptr_next.eq(other), ptr_ok.eq(within(other, head, stored_span))]
+        with m.Elif(advance):
+            m.d.comb += [ptr_next.eq(plus_one), ptr_ok.eq(within(plus_one, head, stored_span))]
+        m.d.sync += send_ptr.eq(Mux(ptr_ok, ptr_next, head))
         if not gbn:
             # the queue after this cycle's resend and replay, from head, then
             # moved to the new head
