@@ -64,7 +64,7 @@ from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
            "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps",
-           "CREDIT_CLASSES", "flow_control_need", "take_credit_limit"]
+           "CREDIT_CLASSES", "flow_control_need", "take_credit_limit", "CreditAdvertiser"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -143,7 +143,7 @@ def flow_control_need(tlp):
 
 def take_credit_limit(limit, advertised, consumed, bits, enforce=True):
     """The bridge's rule for one credit field of a received frame, as the RTL
-    applies it (``rtl/bridge.py`` ``_credits``): ``(new limit, invalid)``.
+    applies it (``rtl/credits.py`` ``PeerCredits``): ``(new limit, invalid)``.
 
     All values are modulo ``2**bits``. An ``advertised`` limit behind the
     current ``limit`` (in the half of the counter before it) is an older
@@ -159,6 +159,51 @@ def take_credit_limit(limit, advertised, consumed, bits, enforce=True):
     if enforce and (advertised - consumed) & mask > half:
         return limit, True
     return advertised, False
+
+
+def _limits(limit):
+    return [tuple(x) for x in limit]
+
+
+class CreditAdvertiser:
+    """The cycle-level twin of ``rtl/credits.py`` ``CreditAdvertiser``: when
+    a receiver's credit limits must go out in a frame of their own.
+
+    ``buffers``: per class ``(hdr, data)`` credits. Each cycle,
+    :meth:`request` says whether a frame is asked for, from the limits
+    (``[(hdr, data)] * 3``, cumulative) and the state; :meth:`step` then
+    advances one clock edge (``sent``: a frame took the limits; ``ack_due``:
+    an ACK frame was due anyway, so a credit frame is not counted)."""
+
+    HDR_BITS, DATA_BITS = 8, 16
+
+    def __init__(self, buffers, delay=256, refresh=4096):
+        self.buffers, self.delay, self.refresh = buffers, delay, refresh
+        self.advertised = [(0, 0)] * len(buffers)
+        self.waited = self.idle = self.frames = 0
+
+    def _unsent(self, limit):
+        return [((lh - ah) % (1 << self.HDR_BITS), (ld - ad) % (1 << self.DATA_BITS))
+                for (lh, ld), (ah, ad) in zip(limit, self.advertised)]
+
+    def request(self, limit):
+        eighth = any(uh >= max(1, hdr // 8) or ud >= max(1, data // 8)
+                     for (uh, ud), (hdr, data) in zip(self._unsent(limit), self.buffers))
+        pending = _limits(limit) != self.advertised
+        return (eighth or (pending and self.waited >= self.delay) or
+                (self.refresh != 0 and self.idle >= self.refresh))
+
+    def step(self, limit, sent, ack_due=False):
+        if sent:
+            if self.request(limit) and not ack_due:
+                self.frames += 1
+            self.advertised = _limits(limit)
+            self.waited = self.idle = 0
+            return
+        if _limits(limit) != self.advertised and self.waited != 0xFFFF:
+            self.waited += 1
+        if self.idle != 0xFFFFFF:
+            self.idle += 1
 
 
 #: Request types whose completion may pass posted requests (D2b).

@@ -1,14 +1,14 @@
 """One bridge: the TLP path of both directions with the reliable link layer."""
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
 from ..models.frame import DropReason
-from .classq import CLASSES, DATA_BITS, HDR_BITS, NP, ClassQueues, CreditLimit
+from .classq import CLASSES, ClassQueues, CreditLimit
 from .compose import exposed_members
-from .credits import CreditReturn, queue_credits
+from .credits import CreditAdvertiser, CreditReturn, PeerCredits, queue_credits
 from .decapsulator import Decapsulator
 from .deframer import frame_words
 from .framer import Framer
@@ -117,10 +117,9 @@ class Bridge(wiring.Component):
                     f"largest TLP at MTU {mtu}: raise queue_depth")
         if credit_refresh is None:
             credit_refresh = replay_timeout
-        if not 1 <= credit_delay < 2 ** 16:
-            raise ValueError(f"credit_delay must be 1..65535 cycles, not {credit_delay!r}")
-        if not 0 <= credit_refresh < 2 ** 24:
-            raise ValueError(f"credit_refresh must be 0..2**24-1 cycles, not {credit_refresh!r}")
+        self.advertiser = CreditAdvertiser(buffers=self.buffers, delay=credit_delay,
+                                           refresh=credit_refresh)
+        self.peer_credits = PeerCredits()
         largest_beats = -(-(wire.max_tlp_bytes(mtu)) * 8 // width)
         if tx_queue_depth is None:
             tx_queue_depth = 2 * largest_beats      # a TLP waiting for credits, one behind
@@ -198,11 +197,11 @@ class Bridge(wiring.Component):
         m = Module()
         packer, replay, framer = self.packer, self.replay, self.framer
         link_rx, decap = self.link_rx, self.decap
-        credit_request = Signal()
         txq, rxq, credit_return, checker = (self.tx_queues, self.rx_queues,
                                             self.credit_return, self.checker)
+        advertiser, peer = self.advertiser, self.peer_credits
         for name in ("tx_queues", "packer", "replay", "framer", "decap", "rx_queues",
-                     "credit_return", "checker"):
+                     "credit_return", "advertiser", "peer_credits", "checker"):
             m.submodules[name] = getattr(self, name)
 
         connect(m, flipped(self.tlp_in), txq.tlp_in)
@@ -243,10 +242,26 @@ class Bridge(wiring.Component):
         for name, port in ORDER_PORTS.items():
             if name != "irq_clear":
                 m.d.comb += getattr(self, port).eq(getattr(checker, name))
-        self._credits(m, credit_request)
-
         m.d.comb += [
-            replay.send_credit.eq(credit_request),
+            # the credit loop: the peer's limits from received frames into the
+            # transmit queues; ours into every frame sent, and into a frame of
+            # our own when the advertiser asks
+            peer.update.eq(decap.credits_update),
+            peer.received.eq(decap.credits),
+            peer.consumed.eq(txq.credits_consumed),
+            peer.enable.eq(self.credits_enable),
+            self.credit_limit.eq(peer.limit),
+            self.credits_invalid.eq(peer.invalid),
+            framer.credits.eq(credit_return.limit),
+            framer.credits_valid.eq(1),
+            advertiser.limit.eq(credit_return.limit),
+            advertiser.sent.eq(framer.desc.valid & framer.desc.ready),
+            advertiser.ack_due.eq(link_rx.feedback.send_ack),
+            advertiser.delay.eq(self.credit_delay),
+            advertiser.refresh.eq(self.credit_refresh),
+            self.credits_advertised.eq(advertiser.advertised),
+            self.credit_frames.eq(advertiser.frames),
+            replay.send_credit.eq(advertiser.request),
             replay.data_sent.eq(framer.data_sent),
             replay.data_sent_seq.eq(framer.data_sent_seq),
             # configuration
@@ -271,68 +286,3 @@ class Bridge(wiring.Component):
         for block, name in self.counters:
             m.d.comb += getattr(self, name).eq(getattr(getattr(self, block), name))
         return m
-
-    def _credits(self, m, credit_request):
-        """The credit loop: the peer's limits from received frames into the
-        transmit queues; ours into every frame sent, and a frame of our own
-        (an ACK frame) when an eighth of a buffer's headers or data credits
-        are freed and not yet advertised (a quarter left 127 header credits
-        short of a 1 us hop at 100 Gb/s: ``make ber``'s clean point was
-        credit-bound at 94% of the framing limit), when freed credits have waited
-        ``credit_delay`` cycles, or when nothing was sent for
-        ``credit_refresh`` cycles (so that a lost update is sent again)."""
-        decap, framer = self.decap, self.framer
-        limit = self.credit_return.limit
-        # Cumulative: a limit never goes back to an older value (a late
-        # frame's), and never more than half the counter past what was
-        # consumed: the flow-control test (rtl/classq.py _room) would read
-        # such a limit as exhausted, and every honest advertisement after it
-        # as older, so the class would stall for good. Those are counted.
-        # (With credits_enable clear, consumed runs past the limits: only the
-        # first rule holds.)
-        invalid = []
-        for k in range(3):
-            new, cur = decap.credits[k], self.credit_limit[k]
-            consumed = self.credits_consumed[k]
-            for part, bits in (("hdr", HDR_BITS), ("data", DATA_BITS)):
-                name = f"{CLASSES[k]}_{part}"
-                ahead = Signal(bits, name=f"ahead_{name}")
-                room = Signal(bits, name=f"room_{name}")
-                legal = Signal(name=f"legal_{name}")
-                m.d.comb += [ahead.eq(getattr(new, part) - getattr(cur, part)),
-                             room.eq(getattr(new, part) - getattr(consumed, part)),
-                             legal.eq((room <= 1 << (bits - 1)) | ~self.credits_enable)]
-                with m.If(decap.credits_update & ~ahead[-1] & legal):
-                    m.d.sync += getattr(cur, part).eq(getattr(new, part))
-                invalid.append(~ahead[-1] & ~legal)
-        with m.If(decap.credits_update & Cat(*invalid).any()):
-            m.d.sync += self.credits_invalid.eq(self.credits_invalid + 1)
-        m.d.comb += [framer.credits.eq(limit), framer.credits_valid.eq(1)]
-        frame_started = Signal()
-        m.d.comb += frame_started.eq(framer.desc.valid & framer.desc.ready)
-        pending = Signal()
-        m.d.comb += pending.eq(limit.as_value() != self.credits_advertised.as_value())
-        # an eighth of a buffer freed and not advertised: send now, the peer may be waiting
-        half = Signal()
-        halves = []
-        for k, (hdr, credits) in enumerate(self.buffers):
-            for part, size, bits in (("hdr", hdr, HDR_BITS), ("data", credits, DATA_BITS)):
-                unsent = Signal(bits, name=f"unsent_{CLASSES[k]}_{part}")
-                m.d.comb += unsent.eq(getattr(limit[k], part) -
-                                      getattr(self.credits_advertised[k], part))
-                halves.append(unsent >= max(1, size // 8))
-        m.d.comb += half.eq(Cat(*halves).any())
-        waited = Signal(16)
-        idle = Signal(24)
-        m.d.comb += credit_request.eq(
-            half | (pending & (waited >= self.credit_delay)) |
-            ((self.credit_refresh != 0) & (idle >= self.credit_refresh)))
-        with m.If(frame_started):
-            m.d.sync += [self.credits_advertised.eq(limit), waited.eq(0), idle.eq(0)]
-            with m.If(credit_request & ~self.link_rx.feedback.send_ack):
-                m.d.sync += self.credit_frames.eq(self.credit_frames + 1)
-        with m.Else():
-            with m.If(pending & (waited != 0xFFFF)):
-                m.d.sync += waited.eq(waited + 1)
-            with m.If(idle != 0xFFFFFF):
-                m.d.sync += idle.eq(idle + 1)

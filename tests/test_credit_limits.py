@@ -1,5 +1,5 @@
-"""The bridge's rule for the peer's credit limits (``rtl/bridge.py``
-``_credits``), in amaranth.sim against the model's
+"""The bridge's rule for the peer's credit limits (``rtl/credits.py``
+``PeerCredits``, in a Bridge), in amaranth.sim against the model's
 :func:`tlpoe.models.ordering.take_credit_limit`: a limit only moves forward,
 and never to more than half a counter past the credits consumed (those
 frames are counted in ``credits_invalid``)."""

@@ -1,13 +1,19 @@
-"""CreditReturn (rtl/credits.py) in amaranth.sim: the advertised limits are
-the buffer sizes plus the credits of every TLP that left, per class."""
+"""The credit loop's blocks (rtl/credits.py) in amaranth.sim: CreditReturn's
+advertised limits are the buffer sizes plus the credits of every TLP that
+left, per class; CreditAdvertiser asks for a frame of its own cycle by cycle
+as its model twin (``models/ordering.py``) does. PeerCredits is tested in a
+Bridge (tests/test_credit_limits.py)."""
 
 import gc
 
 import pytest
 from amaranth.sim import Simulator
 
+import random
+
+from tlpoe.models.ordering import CreditAdvertiser as AdvertiserModel
 from tlpoe.models.tlp import OrderingClass, Tlp
-from tlpoe.rtl.credits import CreditReturn, queue_credits
+from tlpoe.rtl.credits import CreditAdvertiser, CreditReturn, queue_credits
 from tlpoe.tb.bfm import StreamLayout, to_beats
 from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 
@@ -56,6 +62,57 @@ def test_limits_follow_the_credits_freed(width):
              for k, (h, d) in enumerate(expected)]
     assert seen[-1] == final
     assert all(n for n, _ in expected)           # every class passed through
+
+
+@pytest.mark.parametrize("delay, refresh", [(8, 40), (30, 0), (1, 5)])
+def test_the_advertiser_asks_as_its_model_does(delay, refresh):
+    """Random credits freed (small steps that wait for the delay, large ones
+    past an eighth), frames sent at random (some of them ACKs due anyway),
+    quiet stretches (for the refresh):
+    ``request``, ``advertised`` and the credit-frame count agree with the
+    model every cycle, and every cause of a request occurred."""
+    rng = random.Random(delay * 100 + refresh)
+    dut = CreditAdvertiser(buffers=BUFFERS, delay=delay, refresh=refresh)
+    model = AdvertiserModel(BUFFERS, delay=delay, refresh=refresh)
+    limit = [[0, 0] for _ in BUFFERS]
+    causes = set()
+
+    async def bench(ctx):
+        for cycle in range(4000):
+            quiet = cycle % 500 >= 400                  # nothing freed, nothing sent
+            if not quiet and rng.random() < 0.05:       # a TLP's credits freed
+                k = rng.randrange(3)
+                big = rng.random() < 0.2
+                limit[k][0] = (limit[k][0] + (BUFFERS[k][0] // 4 if big else 1)) % 256
+                limit[k][1] = (limit[k][1] + rng.randrange(0, 40 if big else 3)) % 65536
+            sent = cycle % 500 == 400 or (not quiet and rng.random() < 0.03)
+            ack_due = rng.random() < 0.3
+            for k, (h, d) in enumerate(limit):
+                ctx.set(dut.limit[k].hdr, h)
+                ctx.set(dut.limit[k].data, d)
+            ctx.set(dut.sent, sent)
+            ctx.set(dut.ack_due, ack_due)
+            want = model.request(limit)
+            assert ctx.get(dut.request) == want, f"cycle {cycle}"
+            if want:
+                causes.add("eighth" if any(
+                    uh >= max(1, hb // 8) or ud >= max(1, db // 8)
+                    for (uh, ud), (hb, db) in zip(model._unsent(limit), BUFFERS))
+                    else "delay" if [tuple(x) for x in limit] != model.advertised
+                    else "refresh")
+            model.step(limit, sent, ack_due)
+            await ctx.tick()
+            got = [(ctx.get(dut.advertised[k].hdr), ctx.get(dut.advertised[k].data))
+                   for k in range(3)]
+            assert got == model.advertised, f"cycle {cycle}"
+            assert ctx.get(dut.frames) == model.frames
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert model.frames > 0
+    assert causes >= ({"eighth", "delay"} | ({"refresh"} if refresh else set())), causes
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
