@@ -11,38 +11,14 @@ passes happen only between classes, and holds a non-posted request or a
 completion until every posted request that arrived before it has left.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from .streams import TlpBeat, check_width, tlp_stream
+from .streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width, tlp_stream
+from .tlp_header import CLASSES, CPL, NP, P, TlpHeader
 
-__all__ = ["P", "NP", "CPL", "CLASSES", "tlp_class", "CreditLimit", "ClassQueues"]
-
-#: Class numbers on the wires (the order of the bridge header's credit fields).
-P, NP, CPL = 0, 1, 2
-CLASSES = ("p", "np", "cpl")
-
-HDR_BITS, DATA_BITS = 8, 16         # credit counters: as the bridge header carries them
-
-
-def tlp_class(first_dw):
-    """Class (P, NP or CPL) of a TLP from its first DW, lane order (byte 0 =
-    Fmt/Type in bits 7:0): completions are Type 0101x, posted requests are
-    memory writes (Fmt with data, Type 00000) and messages (Type 10xxx),
-    every other request is non-posted (reads, I/O, configuration, atomics)."""
-    fmt, typ = first_dw[5:8], first_dw[0:5]
-    return Mux(typ[1:5] == 0b0101, CPL,
-               Mux(((typ == 0) & fmt[1]) | (typ[3:5] == 0b10), P, NP))
-
-
-class CreditLimit(data.StructLayout):
-    """A class's credit limit as the peer advertises it: cumulative header
-    and data credits (16-byte units), modulo 2**8 and 2**16."""
-
-    def __init__(self):
-        super().__init__({"hdr": HDR_BITS, "data": DATA_BITS})
-
+__all__ = ["ClassQueues"]
 
 #: The largest non-posted TLP: a 4-DW header and an atomic's 32 bytes of operands.
 NP_MAX_BYTES = 48
@@ -187,10 +163,7 @@ class ClassQueues(wiring.Component):
         inp = self.tlp_in
         first = Signal(init=1)              # the next beat offered starts a TLP
         cls_held = Signal(2)
-        dw0 = inp.payload.data[:32]
-        length = Cat(dw0[24:32], dw0[16:18])             # Length[9:0]; 0 means 1024
-        has_data = dw0[6]
-        dws = Mux(length == 0, 1024, length)
+        hdr = TlpHeader(inp.payload.data[:32])
         r_valid = Signal()                  # the register holds a beat
         r_beat = Signal(TlpBeat(self.width))
         r_cls = Signal(2)
@@ -202,15 +175,15 @@ class ClassQueues(wiring.Component):
         move = Signal()
         m.d.comb += [move.eq(r_valid & room), inp.ready.eq(~r_valid | room)]
         with m.If(inp.valid & inp.ready):
-            cls_now = Mux(first, tlp_class(dw0), cls_held)
+            cls_now = Mux(first, hdr.cls, cls_held)
             m.d.sync += [
                 r_valid.eq(1), r_beat.eq(inp.payload),
                 r_cls.eq(cls_now), first.eq(inp.payload.last), cls_held.eq(cls_now),
             ]
             with m.If(first):
                 m.d.sync += [
-                    held.ro.eq(dw0[21]),                 # Attr[1], Relaxed Ordering
-                    held.data_credits.eq(Mux(has_data, (dws + 3) >> 2, 0)),
+                    held.ro.eq(hdr.ro),
+                    held.data_credits.eq(hdr.data_credits),
                 ]
                 if self.carry_stamp:
                     m.d.sync += held.carried.eq(self.tlp_in_stamp)

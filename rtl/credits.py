@@ -14,19 +14,31 @@ their own; :class:`PeerCredits` keeps the limits the peer advertised, for
 the transmit queues.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .classq import CLASSES, DATA_BITS, HDR_BITS, CreditLimit, tlp_class
-from .streams import TlpBeat, check_width
+from .tlp_header import CLASSES, TlpHeader
+from .streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width
 
-__all__ = ["CreditReturn", "CreditAdvertiser", "PeerCredits", "Limits", "queue_credits"]
+__all__ = ["CreditReturn", "CreditAdvertiser", "PeerCredits", "CreditLoop", "Limits",
+           "queue_credits"]
 
 
 def Limits():
-    """One :class:`~tlpoe.rtl.classq.CreditLimit` per class (P, NP, Cpl)."""
+    """One :class:`~tlpoe.rtl.streams.CreditLimit` per class (P, NP, Cpl)."""
     return data.ArrayLayout(CreditLimit(), len(CLASSES))
+
+
+class CreditLoop(wiring.Signature):
+    """The credit loop from the receive path to the transmit path:
+    ``limit``, our cumulative limits (every frame sent carries them);
+    ``peer_update`` pulses with ``peer_limit``, the limits a good frame of
+    the peer advertised."""
+
+    def __init__(self):
+        super().__init__({"limit": Out(Limits()), "peer_update": Out(1),
+                          "peer_limit": Out(Limits())})
 
 
 def check_buffers(buffers):
@@ -84,13 +96,11 @@ class CreditReturn(wiring.Component):
         first = Signal(init=1)
         with m.If(self.valid):
             m.d.sync += first.eq(self.beat.last)
-        dw0 = self.beat.data[:32]
-        length = dw0[24:32] | (dw0[16:18] << 8)
-        dws = Mux(length == 0, 1024, length)
+        hdr = TlpHeader(self.beat.data[:32])
         credits = Signal(9)
-        m.d.comb += credits.eq(Mux(dw0[6], (dws + 3) >> 2, 0))     # Fmt[1]: with data
+        m.d.comb += credits.eq(hdr.data_credits)
         cls = Signal(2)
-        m.d.comb += cls.eq(tlp_class(dw0))
+        m.d.comb += cls.eq(hdr.cls)
         # The TLP's class and credits are registered before the counters
         # add them: the receive queue's FIFO read is not on the adders' path.
         seen = Signal()

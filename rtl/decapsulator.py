@@ -6,9 +6,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
 from ..models.frame import DropReason
-from .classq import CreditLimit
-from .deframer import Deframer, RxDesc
-from .streams import check_width, frame_stream, tlp_stream
+from .deframer import Deframer
+from .streams import CreditLimit, RxDesc, check_width, frame_stream, tlp_stream
 from .unpacker import TlpUnpacker
 
 __all__ = ["Decapsulator"]

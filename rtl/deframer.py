@@ -6,12 +6,12 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from ..models.frame import DropReason
-from .classq import CLASSES, CreditLimit
+from .tlp_header import CLASSES
 from .crc import Crc32Pipelined, reverse_zero_bytes
-from .streams import check_width, frame_stream
+from .streams import CreditLimit, RxDesc, check_width, frame_stream
 from .wirefmt import unpack_field
 
-__all__ = ["frame_words", "RxDesc", "Deframer", "verdict_latency"]
+__all__ = ["frame_words", "Deframer", "verdict_latency"]
 
 
 def frame_words(width, mtu):
@@ -36,23 +36,6 @@ def verdict_latency(width):
     that pushes its descriptor and moves its counters (:class:`Deframer`)."""
     crc_done = 3 + Crc32Pipelined.latency_at(width)       # the CRC compare, registered
     return max(_WALK_DONE, crc_done) + 1
-
-
-class RxDesc(data.StructLayout):
-    """Verdict on one received frame, pushed after its last beat."""
-
-    def __init__(self, max_words):
-        super().__init__({
-            "good": 1,            # a DATA frame whose TLPs are to be delivered
-            "count": 16,
-            "words": range(max_words + 1),   # words of the frame stored in the FIFO
-            "area": 12,           # DWs of its TLP area (prefixes and TLPs), 0 if not DATA
-            "ok": 1,              # passed every check (any frame type)
-            "frame_type": 4,
-            "flags": 8,
-            "seq": 32,
-            "ack": 32,
-        })
 
 
 class Deframer(wiring.Component):

@@ -6,8 +6,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ..models import wire
 from .framer import Framer
-from .packer import FrameDesc, TlpPacker
-from .streams import check_width, frame_stream, tlp_stream
+from .packer import TlpPacker
+from .streams import FrameDesc, check_width, frame_stream, tlp_stream
 
 __all__ = ["Encapsulator"]
 

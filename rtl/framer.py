@@ -8,27 +8,18 @@ from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from ..models.frame import FLAG_CREDITS_VALID
-from .classq import CLASSES, CreditLimit
+from .tlp_header import CLASSES
 from .crc import Crc32Pipelined, reverse_zero_bytes
-from .streams import FrameBeat, check_width, frame_stream
+from .streams import CreditLimit, FrameBeat, TxDesc, check_width, frame_stream
 from .wirefmt import pack_bytes
 
-__all__ = ["TxDesc", "Framer", "framer_latency"]
+__all__ = ["Framer", "framer_latency"]
 
 
 def framer_latency(width):
     """:attr:`Framer.latency` at ``width`` without building one: cycles from
     a body word's handshake to its beat on ``frame``."""
     return Crc32Pipelined.latency_at(width) + 2
-
-
-class TxDesc(data.StructLayout):
-    """One frame to send: the bridge-header fields the framer does not derive.
-    ``length`` 0 (ACK, NAK, ...) means a header-only frame with no body words."""
-
-    def __init__(self):
-        super().__init__({"frame_type": 4, "flags": 8, "seq": 32, "ack": 32,
-                          "count": 16, "length": 16})
 
 
 def _geometry(width, length):

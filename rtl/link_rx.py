@@ -5,9 +5,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
-from .deframer import RxDesc
 from .link_common import LinkFeedback, check_mode, check_window, first_of
-from .reorder import ReorderDesc
+from .streams import RxDesc, ReorderDesc
 
 __all__ = ["LinkReceiver"]
 
@@ -15,7 +14,7 @@ FLAG_ACK_VALID = 1
 
 
 class LinkReceiver(wiring.Component):
-    """Sits on the deframer's verdicts (one :class:`~tlpoe.rtl.deframer.RxDesc`
+    """Sits on the deframer's verdicts (one :class:`~tlpoe.rtl.streams.RxDesc`
     per frame, passed from ``rx`` to ``out`` in the same cycle) and keeps the
     receive state of the link, go-back-N or selective repeat (``mode``).
 
@@ -39,7 +38,7 @@ class LinkReceiver(wiring.Component):
       (a 24-bit run-time input) = 0 turns the timer off: one NAK per gap,
       and only the sender's replay timer recovers a lost one.
 
-    Selective repeat (``out`` is a :class:`~tlpoe.rtl.reorder.ReorderDesc`
+    Selective repeat (``out`` is a :class:`~tlpoe.rtl.streams.ReorderDesc`
     for a :class:`~tlpoe.rtl.reorder.ReorderBuffer` of ``window`` slots;
     ``d`` is the frame's distance ahead of ``expected``):
 

@@ -53,7 +53,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .classq import CPL, NP, P, tlp_class
+from .tlp_header import CPL, NP, P, TlpHeader
 from .compose import exposed_members, forward
 from .streams import TlpBeat, check_width
 
@@ -71,7 +71,7 @@ class _Txn(data.StructLayout):
 
 def _cpl_tag(dw0, dw2):
     """A completion's Tag: Tag[7:0] in DW 2, T8 and T9 in DW 0."""
-    return Cat(dw2[16:24], dw0[11], dw0[15])
+    return TlpHeader(Cat(dw0, Const(0, 32), dw2)).completion_tag
 
 
 class _Fields(data.StructLayout):
@@ -85,16 +85,14 @@ class _Fields(data.StructLayout):
 def _fields(m, dw0, dw1, dw2):
     """The fields of :class:`_Fields` from the header's DWs 0..2 (lane order)."""
     f = Signal(_Fields())
-    byte_count = Cat(dw1[24:32], dw1[16:20])                        # completion: Byte Count[11:0]
-    cls = tlp_class(dw0)
-    tag_request = Cat(dw1[16:24], dw0[11], dw0[15])                 # request: Tag[7:0], T8, T9
+    hdr = TlpHeader(Cat(dw0, dw1, dw2))
     m.d.comb += [
-        f.cls.eq(cls),
-        f.ro.eq(dw0[21]),                                           # Attr[1]
-        f.length.eq(Cat(dw0[24:32], dw0[16:18])),
-        f.bytes_total.eq(Mux(byte_count == 0, 4096, byte_count)),
-        f.requester.eq(Cat(dw2[8:16], dw2[0:8])),                   # completion: Requester ID
-        f.tag.eq(Mux(cls == CPL, _cpl_tag(dw0, dw2), tag_request)),
+        f.cls.eq(hdr.cls),
+        f.ro.eq(hdr.ro),
+        f.length.eq(hdr.length),
+        f.bytes_total.eq(Mux(hdr.byte_count == 0, 4096, hdr.byte_count)),
+        f.requester.eq(hdr.completion_requester),
+        f.tag.eq(Mux(hdr.is_completion, hdr.completion_tag, hdr.request_tag)),
     ]
     return f
 

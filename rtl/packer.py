@@ -5,20 +5,13 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
-from .streams import check_width, tlp_stream
+from .streams import FrameDesc, check_width, tlp_stream
 from .wirefmt import pack_bytes
 
-__all__ = ["FrameDesc", "TlpPacker", "tlp_dws_from_header"]
+__all__ = ["TlpPacker", "tlp_dws_from_header"]
 
 #: Largest TLP in DWs: a 4-DW header, 1024 DWs of payload and a digest.
 MAX_TLP_DWS = 4 + 1024 + 1
-
-
-class FrameDesc(data.StructLayout):
-    """One frame closed by the packer: how many TLPs, and the bytes of its TLP area."""
-
-    def __init__(self):
-        super().__init__({"count": 16, "length": 16})
 
 
 def tlp_dws_from_header(dw0, *, extra=0):

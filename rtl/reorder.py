@@ -4,36 +4,13 @@ ahead of a gap until the gap is filled."""
 import enum
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .deframer import RxDesc
-from .streams import check_width
+from .streams import KeptDesc, ReorderDesc, RxDesc, check_width
 
-__all__ = ["ReorderDesc", "ReorderBuffer"]
-
-
-class ReorderDesc(data.StructLayout):
-    """The link receiver's verdict on one received frame, for the reorder
-    buffer: ``frame`` (its :class:`~tlpoe.rtl.deframer.RxDesc`, ``good`` when
-    it is delivered now), ``store`` (keep it, in slot ``seq mod window``,
-    instead) and ``release`` (after it, deliver that many kept frames, from
-    slot ``seq + 1`` on)."""
-
-    def __init__(self, max_words, window):
-        super().__init__({
-            "frame": RxDesc(max_words),
-            "store": 1,
-            "release": range(window),
-        })
-
-
-class KeptDesc(data.StructLayout):
-    """What the reorder buffer keeps of a stored frame's descriptor."""
-
-    def __init__(self, max_words):
-        super().__init__({"count": 16, "words": range(max_words + 1), "area": 12})
+__all__ = ["ReorderBuffer"]
 
 
 class ReorderBuffer(wiring.Component):

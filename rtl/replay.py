@@ -7,10 +7,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
-from .framer import TxDesc
 from .link_common import LinkFeedback, check_mode, check_window, first_of
-from .packer import FrameDesc
-from .streams import check_width
+from .streams import FrameDesc, TxDesc, check_width
 
 __all__ = ["ReplayBuffer"]
 
@@ -25,7 +23,7 @@ class ReplayBuffer(wiring.Component):
     ``tail`` goes to slot ``tail mod window``.  When ``window`` frames are
     unacknowledged, ``words`` is backpressured: nothing is ever dropped.
 
-    Read side: ``tx_desc`` (a :class:`~tlpoe.rtl.framer.TxDesc`) then, for a
+    Read side: ``tx_desc`` (a :class:`~tlpoe.rtl.streams.TxDesc`) then, for a
     DATA frame, its body on ``tx_words``.  The next frame is chosen from
     registers only and committed to a register one cycle before it can be
     offered; a frame committed goes out before anything chosen later.

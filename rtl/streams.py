@@ -1,4 +1,5 @@
-"""Stream signatures shared by every tlpoe block.
+"""Stream signatures and descriptor layouts shared by the tlpoe blocks:
+each type that travels between two blocks has its home here.
 
 Both streams are :class:`amaranth.lib.stream.Signature` s whose payload is a
 struct; in emitted Verilog a port ``x`` of these becomes ``x__valid``,
@@ -12,7 +13,8 @@ a TLP or a frame is in byte lane 0 of its first beat.
 from amaranth.lib import data, stream
 
 __all__ = ["DATAPATH_WIDTHS", "check_width", "TlpBeat", "FrameBeat",
-           "tlp_stream", "frame_stream"]
+           "tlp_stream", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
+           "FrameDesc", "TxDesc", "RxDesc", "ReorderDesc", "KeptDesc"]
 
 #: Datapath widths the blocks are verified at (bits).
 DATAPATH_WIDTHS = (64, 128, 256, 512)
@@ -49,3 +51,71 @@ def tlp_stream(width):
 
 def frame_stream(width):
     return stream.Signature(FrameBeat(width))
+
+
+# --- descriptors between blocks ---------------------------------------------------
+
+HDR_BITS, DATA_BITS = 8, 16         # credit counters: as the bridge header carries them
+
+
+class CreditLimit(data.StructLayout):
+    """A class's credit limit as the peer advertises it: cumulative header
+    and data credits (16-byte units), modulo 2**8 and 2**16."""
+
+    def __init__(self):
+        super().__init__({"hdr": HDR_BITS, "data": DATA_BITS})
+
+
+class FrameDesc(data.StructLayout):
+    """One frame closed by the packer: how many TLPs, and the bytes of its TLP area."""
+
+    def __init__(self):
+        super().__init__({"count": 16, "length": 16})
+
+
+class TxDesc(data.StructLayout):
+    """One frame to send: the bridge-header fields the framer does not derive.
+    ``length`` 0 (ACK, NAK, ...) means a header-only frame with no body words."""
+
+    def __init__(self):
+        super().__init__({"frame_type": 4, "flags": 8, "seq": 32, "ack": 32,
+                          "count": 16, "length": 16})
+
+
+class RxDesc(data.StructLayout):
+    """Verdict on one received frame, pushed after its last beat."""
+
+    def __init__(self, max_words):
+        super().__init__({
+            "good": 1,            # a DATA frame whose TLPs are to be delivered
+            "count": 16,
+            "words": range(max_words + 1),   # words of the frame stored in the FIFO
+            "area": 12,           # DWs of its TLP area (prefixes and TLPs), 0 if not DATA
+            "ok": 1,              # passed every check (any frame type)
+            "frame_type": 4,
+            "flags": 8,
+            "seq": 32,
+            "ack": 32,
+        })
+
+
+class ReorderDesc(data.StructLayout):
+    """The link receiver's verdict on one received frame, for the reorder
+    buffer: ``frame`` (its :class:`RxDesc`, ``good`` when
+    it is delivered now), ``store`` (keep it, in slot ``seq mod window``,
+    instead) and ``release`` (after it, deliver that many kept frames, from
+    slot ``seq + 1`` on)."""
+
+    def __init__(self, max_words, window):
+        super().__init__({
+            "frame": RxDesc(max_words),
+            "store": 1,
+            "release": range(window),
+        })
+
+
+class KeptDesc(data.StructLayout):
+    """What the reorder buffer keeps of a stored frame's descriptor."""
+
+    def __init__(self, max_words):
+        super().__init__({"count": 16, "words": range(max_words + 1), "area": 12})

@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..models.translate import BAR_REGISTERS, ROM_REGISTER, Reason
 from .streams import TlpBeat, check_width, tlp_stream
+from .tlp_header import TlpHeader
 
 __all__ = ["Translator", "TlpMerge", "DeviceFabric", "table_writes", "TABLE_WRITE_ENABLES"]
 
@@ -65,11 +66,6 @@ class _LocalReply(data.StructLayout):
         })
 
 
-def _be(vector, first, size):
-    """Bytes ``first .. first+size-1`` of byte vector ``vector`` as a big-endian value."""
-    return Cat(*(vector[8 * (first + size - 1 - i):8 * (first + size - i)] for i in range(size)))
-
-
 def _put_be(m, vector, first, size, value):
     """Statements writing ``value`` big-endian into bytes ``first ..`` of ``vector``."""
     for i in range(size):
@@ -102,35 +98,29 @@ def _set_bit(m, bits, *, highest):
     return index
 
 
-class _Decode:
-    """Fields of a TLP header (a 16-byte vector, byte 0 = Fmt/Type)."""
+class _Decode(TlpHeader):
+    """A TLP header (a 16-byte vector, lane order) as the translator reads
+    it: :class:`~tlpoe.rtl.tlp_header.TlpHeader`'s fields and the request
+    kinds, the byte count, the configuration register and data, and the
+    address (its 2 low bits, the PH bits, cleared)."""
 
     def __init__(self, m, hdr):
-        byte0 = hdr[0:8]
-        self.fmt4 = byte0[5]                     # Fmt[0]: 4-DW header
-        self.has_data = byte0[6]                 # Fmt[1]
-        typ = byte0[0:5]
+        super().__init__(hdr)
+        typ = self.type
         self.atomic = (typ[2:5] == 0b011) & (typ[0:2] != 0b11)
         self.memory = (typ == 0b00000) | (typ == 0b00001) | self.atomic
         self.config = typ[1:5] == 0b0010
-        self.completion = typ[1:5] == 0b0101
         self.read = (typ == 0b00000) & ~self.has_data     # MRd
         self.locked = typ == 0b00001                      # MRdLk
         self.cas = typ == 0b01110
         self.non_posted = (self.read | self.locked | (typ == 0b00010) | self.config
                            | self.atomic)                 # + IORd, IOWr
-        self.length = Cat(hdr[24:32], hdr[16:18])
         self.nbytes = Signal(13)
-        m.d.comb += self.nbytes.eq(Mux(self.length == 0, 1024, self.length) << 2)
-        self.first_be, self.last_be = hdr[56:60], hdr[60:64]
-        self.id_4_5 = _be(hdr, 4, 2)             # Requester ID (requests), Completer ID (cpl)
-        self.id_8_9 = _be(hdr, 8, 2)             # Cfg target, or a completion's Requester ID
+        m.d.comb += self.nbytes.eq(self.length_dws << 2)
         self.register = Cat(hdr[8 * 11 + 2:8 * 12], hdr[8 * 10:8 * 10 + 4])  # Cfg DW number
         self.cfg_data = hdr[8 * 12:8 * 16]       # a CfgWr's DW (little-endian)
         self.address = Signal(64)
-        addr32 = _be(hdr, 8, 4)
-        addr64 = _be(hdr, 8, 8)
-        m.d.comb += self.address.eq(Mux(self.fmt4, addr64, addr32) & ~3)    # not the PH bits
+        m.d.comb += self.address.eq(Mux(self.four_dw, self.be(8, 8), self.be(8, 4)) & ~3)
 
 
 def _completion_counts(m, d):
@@ -462,7 +452,7 @@ class Translator(wiring.Component):
         last_byte = Signal(64)
         m.d.comb += last_byte.eq(d.address + d.nbytes - 1)
         # a configuration request's target, or a completion's requester, as the host knows it
-        fn_hit, fn_device, fn_slot = _pick(m, *self._matches(m, d.id_8_9, by_host=True))
+        fn_hit, fn_device, fn_slot = _pick(m, *self._matches(m, d.config_target, by_host=True))
         byte_count, lower = _completion_counts(m, d)
         s = stages.next(hdr=hdr, address=d.address, last_byte=last_byte, fn_hit=fn_hit,
                         fn_device=fn_device, fn_slot=fn_slot, byte_count=byte_count,
@@ -491,11 +481,11 @@ class Translator(wiring.Component):
         answer = Signal()
         m.d.comb += answer.eq(d.config & s.fn_hit & (bar | (d.register == ROM_REGISTER)))
         with m.If(d.memory):            # rewritten whatever the verdict: a denied TLP is not sent
-            m.d.comb += forward.eq(hit & (high == d.fmt4))
+            m.d.comb += forward.eq(hit & (high == d.four_dw))
             with m.If(~forward):
                 m.d.comb += reason.eq(Reason.ADDRESS)
             _put_be(m, new, 4, 2, self.local_rid)
-            with m.If(d.fmt4):
+            with m.If(d.four_dw):
                 _put_be(m, new, 8, 8, Cat(hdr[8 * 15:8 * 15 + 2], address[2:]))
             with m.Else():
                 _put_be(m, new, 8, 4, Cat(hdr[8 * 11:8 * 11 + 2], address[2:32]))
@@ -509,7 +499,7 @@ class Translator(wiring.Component):
             m.d.comb += new[0].eq(1)    # Type 1 into the chassis
             _put_be(m, new, 4, 2, self.local_rid)
             _put_be(m, new, 8, 2, s.fn_device)
-        with m.Elif(d.completion):      # of a device's read: its requester back to the chassis ID
+        with m.Elif(d.is_completion):      # of a device's read: its requester back to the chassis ID
             with m.If(s.fn_hit):
                 m.d.comb += forward.eq(1)
             with m.Else():
@@ -552,7 +542,7 @@ class Translator(wiring.Component):
             local.with_data.eq(s.with_data),
             local.header.eq(_completion_header(
                 m, d, s.hdr, byte_count=s.byte_count, lower=s.lower,
-                completer=Mux(s.answer, d.id_8_9, self.host_rid), ur=s.ur,
+                completer=Mux(s.answer, d.config_target, self.host_rid), ur=s.ur,
                 with_data=s.with_data, value=Mux(s.bar, shadow, 0))),
             local.shadow_we.eq(s.shadow_we),
             local.shadow_slot.eq(s.fn_slot),
@@ -578,15 +568,15 @@ class Translator(wiring.Component):
         m = stages.m
         d = _Decode(m, hdr)
         # a completion's completer, or a request's requester, as the chassis knows it
-        matches, hosts = self._matches(m, d.id_4_5, by_host=False)
+        matches, hosts = self._matches(m, d.requester_id, by_host=False)
         s = stages.next(hdr=hdr, matches=matches, hosts=hosts,
-                        ours=d.id_8_9 == self.local_rid)
+                        ours=d.completion_requester == self.local_rid)
         d = _Decode(m, s.hdr)
         hit, host, _ = _pick(m, s.matches, s.hosts)
         new = Signal(8 * HEADER_BYTES)
         m.d.comb += new.eq(s.hdr)
         forward, reason = Signal(), Signal(range(len(Reason)))
-        with m.If(d.completion):
+        with m.If(d.is_completion):
             with m.If(~s.ours):
                 m.d.comb += reason.eq(Reason.REQUESTER)
             with m.Elif(~hit):
@@ -811,8 +801,8 @@ class DeviceFabric(wiring.Component):
         d = _Decode(m, hdr)
         claims = []
         for t in self.translators:
-            matches, _ = t._matches(m, d.id_4_5, by_host=False)
-            claims.append(d.completion & (d.id_8_9 == t.local_rid) |
+            matches, _ = t._matches(m, d.requester_id, by_host=False)
+            claims.append(d.is_completion & (d.completion_requester == t.local_rid) |
                           d.memory & Cat(*matches).any())
         s = stages.next(claims=claims)
         route, forward = Signal(range(max(2, self.hosts))), Signal()

@@ -5,8 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
-from .deframer import RxDesc
-from .streams import check_width, tlp_stream
+from .streams import RxDesc, check_width, tlp_stream
 
 __all__ = ["TlpUnpacker"]
 
@@ -19,7 +18,7 @@ def _mask(n, D):
 class TlpUnpacker(wiring.Component):
     """Takes checked frames apart into TLPs.
 
-    Pops one :class:`~tlpoe.rtl.deframer.RxDesc` per frame, then that
+    Pops one :class:`~tlpoe.rtl.streams.RxDesc` per frame, then that
     frame's ``words``: a good frame's TLPs leave on ``tlp`` in order, each
     realigned to lane 0; every other DW of a frame (its headers, CRC and
     padding, and all of a dropped frame) is discarded as its word is taken.

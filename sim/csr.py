@@ -25,7 +25,7 @@ DESCRIPTIONS = {"bridge": "tlpoe_bridge", "fabric": "tlpoe_fabric"}
 
 def markdown(regmap):
     """The register map as a Markdown table: address, register, fields."""
-    lines = [f"| address | register | bits | access | field (port) | reset |",
+    lines = ["| address | register | bits | access | field (port) | reset |",
              "|---|---|---|---|---|---|"]
     access = {"config": "RW", "strobe": "W1P", "status": "RO", "constant": "RO",
               "write-only": "WO"}

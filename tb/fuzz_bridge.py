@@ -36,7 +36,8 @@ from ..models.frame import (
 from ..models.link import LinkConfig, LinkCounters, LinkEndpoint, LinkReceiver
 from ..models.ordering import take_credit_limit
 from ..models.tlp import Tlp
-from ..rtl.classq import CLASSES, DATA_BITS, HDR_BITS
+from ..rtl.streams import DATA_BITS, HDR_BITS
+from ..rtl.tlp_header import CLASSES
 from ..rtl.link_common import FEEDBACK_COUNTERS, FEEDBACK_LATENCY
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import _refresh_crc, _set

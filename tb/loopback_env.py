@@ -20,7 +20,7 @@ import cocotb
 from pyuvm import uvm_component, uvm_env
 
 from ..models import wire
-from ..models.frame import (DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, encode_frame)
+from ..models.frame import DropReason, encode_frame
 from ..models.tlp import payload_size_from_header
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor

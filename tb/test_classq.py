@@ -35,7 +35,7 @@ from pathlib import Path
 import cocotb
 import pyuvm
 from cocotb.triggers import RisingEdge
-from pyuvm import ConfigDB, uvm_component, uvm_env, uvm_test
+from pyuvm import uvm_component, uvm_env, uvm_test
 
 from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType

@@ -39,7 +39,7 @@ from cocotb.utils import get_sim_time
 from pyuvm import uvm_test
 
 from tlpoe.models.events import EventKernel, Fabric
-from tlpoe.models.gpu import CQ_OFFSET, Reg
+from tlpoe.models.gpu import CQ_OFFSET
 from tlpoe.models.host import (
     CfgRead, CfgWrite, Host, MemRead, MemWrite, Now, bring_up, mmio_read_latency,
 )

@@ -3,12 +3,10 @@ folder, and the link and loopback testbenches write every frame at each
 capture point to a nanosecond pcap, as it was at that point (dropped frames
 missing downstream, corrupted ones corrupted, injected ones present)."""
 
-import functools
-from pathlib import Path
 
 import pytest
 
-from tlpoe.models.frame import FrameError, decode_frame
+from tlpoe.models.frame import decode_frame
 from tlpoe.models.pcap import read_pcap
 from tlpoe.rtl.bridge import Bridge
 from tlpoe.rtl.loopback import Loopback

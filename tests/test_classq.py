@@ -10,7 +10,8 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
-from tlpoe.rtl.classq import CLASSES, CPL, NP, P, ClassQueues
+from tlpoe.rtl.classq import ClassQueues
+from tlpoe.rtl.tlp_header import CLASSES, CPL, NP, P
 from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
 
 WIDTH = 64

@@ -13,7 +13,8 @@ from tlpoe.models.frame import FLAG_CREDITS_VALID, FrameType, encode_frame
 from tlpoe.models.ordering import take_credit_limit
 from tlpoe.rtl.deframer import verdict_latency
 from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.classq import CLASSES, DATA_BITS, HDR_BITS
+from tlpoe.rtl.streams import DATA_BITS, HDR_BITS
+from tlpoe.rtl.tlp_header import CLASSES
 from tlpoe.tb.bfm import put_frame
 
 

@@ -11,7 +11,7 @@ from tlpoe.models import wire
 from tlpoe.models.frame import FLAG_CREDITS_VALID, FrameError, decode_frame, frame_crc
 from tlpoe.models.wire import (BRIDGE_HEADER, ETHERNET, HEADER_LEN, PREFIX_LEN, TLP_PREFIX,
                                VERSION, FrameType, body_capacity)
-from tlpoe.rtl.classq import CLASSES
+from tlpoe.rtl.tlp_header import CLASSES
 from tlpoe.rtl.framer import Framer
 
 PARTS = ("hdr", "data")

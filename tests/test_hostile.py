@@ -16,7 +16,7 @@ import pytest
 
 from tlpoe.models.frame import DropReason, FrameError, decode_frame, encode_frame, largest_tlp
 from tlpoe.models.wire import (
-    CRC_LEN, ETH_LEN, HEADER_LEN, MIN_TLP, MTUS, PREFIX_LEN, FrameType, body_capacity,
+    CRC_LEN, ETH_LEN, HEADER_LEN, MIN_TLP, MTUS, FrameType, body_capacity,
 )
 from tlpoe.tb.faults import control_frame, model_verdict
 from tlpoe.tb.hostile import (

@@ -2,7 +2,6 @@
 (sim/toolcheck.py), with stand-in tools on PATH: what is installed or asked
 for when tshark (or anything else) is missing, and which versions pass."""
 
-import os
 import stat
 import subprocess
 import sys

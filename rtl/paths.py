@@ -1,0 +1,285 @@
+"""The bridge's two directions as mirrored components: the transmit path
+(TLPs in, frames out) and the receive path (frames in, TLPs out), joined by
+two named signatures: :class:`~tlpoe.rtl.link_common.LinkFeedback` (the
+receiver's acks, NAKs and requests, to its own sender) and
+:class:`~tlpoe.rtl.credits.CreditLoop` (our credit limits, and the peer's as
+its frames advertise them).
+
+=====================  ==========================  ==========================
+stage                  transmit                    receive
+=====================  ==========================  ==========================
+TLP side               ``tlp_in``                  ``tlp_out``
+class queues           ``tx_queues`` (the peer's   ``rx_queues`` (the receive
+                       credits, stamps made)       buffers, stamps carried)
+beside the queues      ``peer_credits``,           ``credit_return``,
+                       ``advertiser``              ``checker``
+frames                 ``packer``                  ``decap`` (deframer and
+                                                   unpacker)
+link layer             ``replay``                  ``link_rx`` (in ``decap``;
+                                                   selective repeat: a
+                                                   reorder buffer too)
+Ethernet side          ``framer`` → ``frame_out``  ``frame_in``
+=====================  ==========================  ==========================
+"""
+
+from amaranth.hdl import Cat, Module
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+
+from ..models import wire
+from ..models.frame import DropReason
+from .classq import ClassQueues
+from .compose import exposed_members
+from .credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
+from .decapsulator import Decapsulator
+from .deframer import frame_words
+from .framer import Framer
+from .link_common import LinkFeedback
+from .link_rx import LinkReceiver
+from .order_check import OrderChecker
+from .packer import TlpPacker
+from .reorder import ReorderBuffer
+from .replay import ReplayBuffer
+from .streams import frame_stream, tlp_stream
+
+__all__ = ["TransmitPath", "ReceivePath", "TX_COUNTERS", "RX_COUNTERS", "SR_COUNTERS",
+           "ORDER_PORTS"]
+
+#: The ReplayBuffer's counters, each ``Out(32)`` on the transmit path.
+TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted", "link_down_events",
+               "acks_sent", "naks_sent", "window_full_cycles", "acks_invalid", "naks_invalid")
+#: The LinkReceiver's counters, each ``Out(32)`` on the receive path.
+RX_COUNTERS = ("frames_accepted", "duplicates", "out_of_order", "naks_repeated")
+#: The receive path's counters of selective repeat only (``mode="sr"``).
+SR_COUNTERS = ("out_of_order_buffered",)
+#: The ordering checker's ports on the receive path: (checker name, path name).
+ORDER_PORTS = {name: f"order_{name}" for name in (
+    "irq_clear", "violations", "by_cell", "first_stamp", "first_tag", "first_cell",
+    "first_valid", "irq", "stamp_errors", "tlps_checked")}
+
+
+class TransmitPath(wiring.Component):
+    """``tlp_in`` → :class:`ClassQueues` (P / NP / Cpl, ``"oldest"`` policy,
+    the peer's credits) → :class:`TlpPacker` (each TLP's order stamp into its
+    prefix) → :class:`ReplayBuffer` (keeps each frame until acknowledged) →
+    :class:`Framer` → ``frame_out``; beside them :class:`PeerCredits` (the
+    peer's limits, from ``credits``) and :class:`CreditAdvertiser` (when our
+    limits need a frame of their own).
+
+    ``feedback`` (in): the local receiver's :class:`LinkFeedback`;
+    ``credits`` (in): the :class:`CreditLoop`. The parameters are the
+    :class:`~tlpoe.rtl.bridge.Bridge`'s; ``buffers`` are the receive
+    buffers' ``(hdr, data)`` credits per class, which set when an
+    advertisement is due.
+    """
+
+    def __init__(self, width, *, mtu, window, seq_bits, max_retries, replay_timeout,
+                 flush_timeout, ethertype, mode, queue_depth, queue_tlps, buffers,
+                 credit_delay, credit_refresh, reorder_illegally=False):
+        self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
+                                  max_credits=min(256, -(-wire.max_tlp_bytes(mtu) // 16)),
+                                  reorder_illegally=reorder_illegally)
+        self.packer = TlpPacker(width, mtu=mtu, flush_timeout=flush_timeout)
+        self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
+                                   max_retries=max_retries, replay_timeout=replay_timeout,
+                                   mode=mode)
+        self.framer = Framer(width, ethertype=ethertype, seq_bits=seq_bits)
+        self.peer_credits = PeerCredits()
+        self.advertiser = CreditAdvertiser(buffers=buffers, delay=credit_delay,
+                                           refresh=credit_refresh)
+        super().__init__({
+            "tlp_in": In(tlp_stream(width)),
+            "frame_out": Out(frame_stream(width)),
+            "feedback": In(LinkFeedback(seq_bits)),
+            "credits": In(CreditLoop()),
+            # configuration
+            "dst_mac": In(48),
+            "src_mac": In(48),
+            "channel": In(16),
+            "flush_timeout": In(16, init=flush_timeout),
+            "replay_timeout": In(24, init=replay_timeout),
+            "ro_enable": In(1, init=1),
+            "credits_enable": In(1, init=1),
+            "credit_delay": In(16, init=credit_delay),
+            "credit_refresh": In(24, init=credit_refresh),
+            # status and counters
+            "link_down": Out(1),
+            "frames_sent": Out(32),
+            "oversize_drops": Out(32),
+            "length_errors": Out(32),
+            **{name: Out(32) for name in TX_COUNTERS},
+            "np_room": Out(1),
+            "credit_limit": Out(Limits()),
+            "credits_consumed": Out(Limits()),
+            "credits_advertised": Out(Limits()),
+            "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
+            "credit_frames": Out(32),
+            "credits_invalid": Out(32),
+            "tlps_sent": Out(data.ArrayLayout(32, 3)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        queues, packer, replay, framer = self.queues, self.packer, self.replay, self.framer
+        peer, advertiser = self.peer_credits, self.advertiser
+        m.submodules.tx_queues = queues
+        for name in ("packer", "replay", "framer", "peer_credits", "advertiser"):
+            m.submodules[name] = getattr(self, name)
+
+        connect(m, flipped(self.tlp_in), queues.tlp_in)
+        connect(m, queues.tlp_out, packer.tlp)
+        connect(m, packer.words, replay.words)
+        connect(m, packer.desc, replay.desc)
+        connect(m, replay.tx_desc, framer.desc)
+        connect(m, replay.tx_words, framer.words)
+        connect(m, framer.frame, flipped(self.frame_out))
+        connect(m, flipped(self.feedback), replay.feedback)
+        m.d.comb += [
+            # the class queues: ordering, the peer's credits, stamps into the prefixes
+            packer.tlp_stamp.eq(queues.tlp_out_stamp),
+            queues.ro_enable.eq(self.ro_enable),
+            queues.credits_enable.eq(self.credits_enable),
+            queues.credit_limit.eq(peer.limit),
+            # the credit loop: the peer's limits from its frames; ours into
+            # every frame sent, and into a frame of our own when asked
+            peer.update.eq(self.credits.peer_update),
+            peer.received.eq(self.credits.peer_limit),
+            peer.consumed.eq(queues.credits_consumed),
+            peer.enable.eq(self.credits_enable),
+            framer.credits.eq(self.credits.limit),
+            framer.credits_valid.eq(1),
+            advertiser.limit.eq(self.credits.limit),
+            advertiser.sent.eq(framer.desc.valid & framer.desc.ready),
+            advertiser.ack_due.eq(self.feedback.send_ack),
+            advertiser.delay.eq(self.credit_delay),
+            advertiser.refresh.eq(self.credit_refresh),
+            replay.send_credit.eq(advertiser.request),
+            # the MAC took a DATA frame's last beat: ACKs may name it now
+            replay.data_sent.eq(framer.data_sent),
+            replay.data_sent_seq.eq(framer.data_sent_seq),
+            # configuration
+            framer.dst_mac.eq(self.dst_mac),
+            framer.src_mac.eq(self.src_mac),
+            framer.channel.eq(self.channel),
+            packer.flush_timeout.eq(self.flush_timeout),
+            replay.replay_timeout.eq(self.replay_timeout),
+            # status
+            self.link_down.eq(replay.link_down),
+            self.frames_sent.eq(framer.frames_sent),
+            self.oversize_drops.eq(packer.oversize_drops),
+            self.length_errors.eq(packer.length_errors),
+            self.np_room.eq(queues.np_room),
+            self.credit_limit.eq(peer.limit),
+            self.credits_invalid.eq(peer.invalid),
+            self.credits_consumed.eq(queues.credits_consumed),
+            self.credits_advertised.eq(advertiser.advertised),
+            self.credit_frames.eq(advertiser.frames),
+            self.credit_stall_cycles.eq(queues.credit_stall_cycles),
+            self.tlps_sent.eq(queues.tlps_sent),
+            *(getattr(self, name).eq(getattr(replay, name)) for name in TX_COUNTERS),
+        ]
+        return m
+
+
+class ReceivePath(wiring.Component):
+    """``frame_in`` (always ready: a MAC cannot wait; a frame whose first
+    beat finds no room is dropped whole and counted in ``overflows``) →
+    :class:`Decapsulator` (checks, drops by reason) with a
+    :class:`LinkReceiver` on its verdicts (sequence check, duplicate
+    discard, ACK/NAK requests; in selective repeat a :class:`ReorderBuffer`
+    before its unpacker) → :class:`ClassQueues` (the receive buffers; the
+    sender's stamps carried) → ``tlp_out``, watched by an
+    :class:`OrderChecker` (ports ``order_*``) and a :class:`CreditReturn`.
+
+    ``feedback`` (out): the :class:`LinkFeedback` to the local sender;
+    ``credits`` (out): the :class:`CreditLoop`. ``queue_depth`` and
+    ``queue_tlps`` size each receive queue; ``buffers`` are the credits
+    they promise. ``hold_frame_in``: tests only (see the Bridge).
+    """
+
+    def __init__(self, width, *, mtu, window, seq_bits, ack_every, ack_delay, nak_timeout,
+                 ethertype, mode, queue_depth, queue_tlps, buffers, hold_frame_in=False):
+        self.mode = mode
+        max_words = frame_words(width, mtu)
+        self.link_rx = LinkReceiver(max_words=max_words, seq_bits=seq_bits,
+                                    ack_every=ack_every, ack_delay=ack_delay,
+                                    nak_timeout=nak_timeout, mode=mode, window=window)
+        reorder = ReorderBuffer(width, max_words=max_words, window=window) if mode == "sr" \
+            else None
+        self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
+                                  reorder=reorder, hold=bool(hold_frame_in))
+        self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
+                                  carry_stamp=True)
+        self.credit_return = CreditReturn(width, buffers=buffers)
+        self.checker = OrderChecker(width, stamp_bits=self.queues.stamp_bits)
+        self.counters = RX_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
+        order_ports = exposed_members(self.checker, ORDER_PORTS)
+        for name in ("valid", "beat", "stamp"):
+            del order_ports[name]
+        super().__init__({
+            "frame_in": In(frame_stream(width)),
+            "tlp_out": Out(tlp_stream(width)),
+            "feedback": Out(LinkFeedback(seq_bits)),
+            "credits": Out(CreditLoop()),
+            # configuration
+            "nak_timeout": In(24, init=nak_timeout),
+            "ack_delay": In(16, init=ack_delay),
+            "np_accept": In(1, init=1),
+            "ro_enable": In(1, init=1),
+            # status and counters
+            "drops": Out(data.ArrayLayout(32, len(DropReason))),
+            "good_frames": Out(32),
+            "control_frames": Out(32),
+            "overflows": Out(32),
+            "tlps_out": Out(32),
+            **{name: Out(32) for name in self.counters},
+            "tlp_out_stamp": Out(self.queues.stamp_bits),
+            **order_ports,
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        decap, queues, link_rx = self.decap, self.queues, self.link_rx
+        credit_return, checker = self.credit_return, self.checker
+        m.submodules.decap = decap
+        m.submodules.rx_queues = queues
+        m.submodules.credit_return = credit_return
+        m.submodules.checker = checker
+
+        connect(m, flipped(self.frame_in), decap.frame)
+        connect(m, decap.tlp, queues.tlp_in)
+        connect(m, queues.tlp_out, flipped(self.tlp_out))
+        connect(m, link_rx.feedback, flipped(self.feedback))     # the receiver's state and requests
+        out_taken = self.tlp_out.valid & self.tlp_out.ready
+        m.d.comb += [
+            # the receive queues: the sender's stamps ride along; NP waits for np_accept
+            queues.tlp_in_stamp.eq(decap.tlp_stamp),
+            queues.ro_enable.eq(self.ro_enable),
+            queues.class_enable.eq(Cat(1, self.np_accept, 1)),
+            self.tlp_out_stamp.eq(queues.tlp_out_stamp),
+            # the ordering checker and the credits freed at the egress
+            checker.valid.eq(out_taken),
+            checker.beat.eq(self.tlp_out.payload),
+            checker.stamp.eq(queues.tlp_out_stamp),
+            checker.irq_clear.eq(self.order_irq_clear),
+            credit_return.valid.eq(out_taken),
+            credit_return.beat.eq(self.tlp_out.payload),
+            # the credit loop: ours to advertise, the peer's from each good frame
+            self.credits.limit.eq(credit_return.limit),
+            self.credits.peer_update.eq(decap.credits_update),
+            self.credits.peer_limit.eq(decap.credits),
+            # configuration
+            link_rx.nak_timeout.eq(self.nak_timeout),
+            link_rx.ack_delay.eq(self.ack_delay),
+            # status
+            self.drops.eq(decap.drops),
+            self.good_frames.eq(decap.good_frames),
+            self.control_frames.eq(decap.control_frames),
+            self.overflows.eq(decap.overflows),
+            self.tlps_out.eq(decap.tlps_out),
+            *(getattr(self, name).eq(getattr(link_rx, name)) for name in self.counters),
+        ]
+        for name, port in ORDER_PORTS.items():
+            if name != "irq_clear":
+                m.d.comb += getattr(self, port).eq(getattr(checker, name))
+        return m
