@@ -46,10 +46,7 @@ class Bridge(wiring.Component):
     ``queue_depth`` (beats) and ``queue_tlps`` (1..127) of each receive
     queue, which set the credits advertised; ``tx_queue_depth``;
     ``credit_delay`` and ``credit_refresh`` (cycles); ``reorder_illegally``
-    (tests only: the transmit arbiter makes illegal passes);
-    ``hold_frame_in`` (tests only: ``frame_in.ready`` falls between frames
-    while the receive FIFOs are full, as a MAC cannot do; the hostile-input
-    bench uses it until its judge accounts for overflows).  Run-time
+    (tests only: the transmit arbiter makes illegal passes).  Run-time
     inputs: ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
     ``replay_timeout``, ``nak_timeout``, ``ack_delay``, ``np_accept``,
     ``ro_enable``, ``credits_enable``, ``credit_delay``, ``credit_refresh``,
@@ -70,7 +67,7 @@ class Bridge(wiring.Component):
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
                  flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn", queue_depth=None,
                  queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
-                 reorder_illegally=False, hold_frame_in=False):
+                 reorder_illegally=False):
         check_mode(mode)
         check_width(width)
         self.width, self.mode = width, mode
@@ -108,7 +105,7 @@ class Bridge(wiring.Component):
                                reorder_illegally=reorder_illegally)
         self.rx = ReceivePath(width, **link, ack_every=ack_every, ack_delay=ack_delay,
                               nak_timeout=nak_timeout, queue_depth=queue_depth,
-                              queue_tlps=queue_tlps, hold_frame_in=hold_frame_in)
+                              queue_tlps=queue_tlps)
         members = {}
         for path in (self.tx, self.rx):
             for name, member in exposed_members(path).items():

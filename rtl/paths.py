@@ -194,11 +194,11 @@ class ReceivePath(wiring.Component):
     ``feedback`` (out): the :class:`LinkFeedback` to the local sender;
     ``credits`` (out): the :class:`CreditLoop`. ``queue_depth`` and
     ``queue_tlps`` size each receive queue; ``buffers`` are the credits
-    they promise. ``hold_frame_in``: tests only (see the Bridge).
+    they promise.
     """
 
     def __init__(self, width, *, mtu, window, seq_bits, ack_every, ack_delay, nak_timeout,
-                 ethertype, mode, queue_depth, queue_tlps, buffers, hold_frame_in=False):
+                 ethertype, mode, queue_depth, queue_tlps, buffers):
         self.mode = mode
         max_words = frame_words(width, mtu)
         self.link_rx = LinkReceiver(max_words=max_words, seq_bits=seq_bits,
@@ -207,7 +207,7 @@ class ReceivePath(wiring.Component):
         reorder = ReorderBuffer(width, max_words=max_words, window=window) if mode == "sr" \
             else None
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
-                                  reorder=reorder, hold=bool(hold_frame_in))
+                                  reorder=reorder, hold=False)
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
                                   carry_stamp=True)
         self.credit_return = CreditReturn(width, buffers=buffers)

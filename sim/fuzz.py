@@ -50,9 +50,6 @@ MODES = ("gbn", "sr")
 FRAMES_PER_POINT = 25_000
 #: The Bridge's parameters in the bench (the run-time inputs take the same).
 BRIDGE = {"window": 16, "seq_bits": 12, "replay_timeout": 3000, "nak_timeout": 800}
-#: The bench holds frame_in (``hold_frame_in``): its judge does not yet
-#: predict overflows, which a MAC that cannot wait would cause.
-HOLD = {"hold_frame_in": True}
 #: TLPs each way per hostile frame in the Bridge bench.
 TLPS_PER_FRAME = 0.3
 
@@ -116,7 +113,7 @@ def run_point(point, out_dir):
             f"fuzz-decap-w{width}", "decapsulator_fuzz"
     else:
         mode = point["mode"]
-        design, top, key, case = (lambda: Bridge(width, mtu=mtu, mode=mode, **BRIDGE, **HOLD)), \
+        design, top, key, case = (lambda: Bridge(width, mtu=mtu, mode=mode, **BRIDGE)), \
             "bridge", f"fuzz-bridge-w{width}-{mode}", "bridge_fuzz"
         params.update(BRIDGE, mode=mode, credit_refresh=BRIDGE["replay_timeout"],
                       tlps=max(1, round(point["frames"] * TLPS_PER_FRAME)))

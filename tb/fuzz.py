@@ -87,11 +87,24 @@ class ReceivePort:
     go to ``on_tlp(bytes, stamp)``. ``stamp_port`` (optional) is read with a
     TLP's first beat.  ``latency`` (optional: name -> cycles) gives the
     counters that move that many edges later still (the link feedback's):
-    each is read then, and ``on_done`` is called once all are read."""
+    each is read then, and ``on_done`` is called once all are read.
+
+    ``mac_pacing``: frames no faster than an Ethernet MAC delivers them at
+    the line rate of one beat per cycle: each frame takes at least the
+    cycles of its wire slot, its bytes padded to the 60-byte minimum plus
+    FCS, preamble and inter-frame gap (24 bytes); ``frame_in`` is then
+    expected never to wait. Without it frames follow each other with no
+    gap, runts included (for a receive path that may hold ``frame_in``)."""
+
+    #: Bytes of a frame's wire slot besides its bytes on ``frame_in``: FCS
+    #: (4), preamble and start delimiter (8), inter-frame gap (12).
+    WIRE_EXTRA = 24
+    #: The smallest frame on the wire without its FCS.
+    MIN_FRAME = 60
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
                  stall_bound, stamp_port=None, drop_reasons=(), counter_lag=None,
-                 latency=None):
+                 latency=None, mac_pacing=False):
         self.dut, self.clock, self.width = dut, clock, width
         self.counter_lag = verdict_latency(width) if counter_lag is None else counter_lag
         self.latency = dict(latency or {})
@@ -113,7 +126,8 @@ class ReceivePort:
         self.counter_names = counters
         self.drop_reasons = drop_reasons
         self.on_tlp = on_tlp
-        self.queue = collections.deque()      # [beats, on_done]
+        self.queue = collections.deque()      # [beats, on_done, idle cycles after]
+        self.mac_pacing = mac_pacing
         self.cycles = 0
         self.stall = 0                        # cycles the current beat has waited
         self.max_stall = 0
@@ -125,7 +139,11 @@ class ReceivePort:
 
     def send(self, data, on_done=None):
         beats = [self.frame_layout.pack(b) for b in frame_to_beats(data, self.width)]
-        self.queue.append((beats, on_done))
+        idle = 0
+        if self.mac_pacing:
+            slot = max(len(data), self.MIN_FRAME) + self.WIRE_EXTRA
+            idle = max(0, -(-slot * 8 // self.width) - len(beats))
+        self.queue.append((beats, on_done, idle))
         self._wake.set()
 
     @property
@@ -151,6 +169,7 @@ class ReceivePort:
         queue = self.queue
         index = 0                   # next beat of queue[0] to offer
         offered = False
+        idle = 0                    # cycles before the next frame may start
         tlp, stamp = bytearray(), 0
         while True:
             await edge
@@ -159,7 +178,8 @@ class ReceivePort:
                 self.stall = 0
                 index += 1
                 if index == len(queue[0][0]):
-                    self.waiting.append([self.cycles, queue.popleft()[1], {}])
+                    _, done, idle = queue.popleft()
+                    self.waiting.append([self.cycles, done, {}])
                     self.frames_taken += 1
                     index = 0
             elif offered:
@@ -179,7 +199,9 @@ class ReceivePort:
                 if last:
                     self.on_tlp(bytes(tlp), stamp)
                     tlp = bytearray()
-            offered = bool(queue)
+            if idle and not offered:
+                idle -= 1
+            offered = bool(queue) and (index > 0 or idle == 0)
             if offered:
                 f_payload.value = queue[0][0][index]
             f_valid.value = int(offered)

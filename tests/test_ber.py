@@ -33,6 +33,10 @@ def test_selective_repeat_engines_are_named_apart():
     sr = [t for t in both if t["mode"] == "sr"]
     assert {t["engine"] for t in sr} == {"rtl-verilator-sr", "model-sr"}
     assert {t["point"]["name"] for t in sr} == set(ber.QUICK_SR_POINTS)
+    # with both simulators, the quick selective-repeat point runs on QUICK_SR_SIM only
+    both = ber.tasks(quick=True, sims=("verilator", "icarus"), modes=("gbn", "sr"))
+    assert {t["engine"] for t in both if t["mode"] == "sr"} == {
+        f"rtl-{ber.QUICK_SR_SIM}-sr", "model-sr"}
     full = ber.tasks(quick=False, sims=("verilator",), modes=("gbn", "sr"))
     assert len(full) == 4 * len(ber.points())
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tlpoe.rtl.bridge import Bridge
-from tlpoe.sim.fuzz import BRIDGE, FRAMES_SHORT, HOLD, MODES, MTU, TLPS_PER_FRAME, run_point
+from tlpoe.sim.fuzz import BRIDGE, FRAMES_SHORT, MODES, MTU, TLPS_PER_FRAME, run_point
 from tlpoe.sim.runner import run_cocotb, simulators
 
 pytestmark = [pytest.mark.sim]
@@ -67,7 +67,12 @@ def test_bridge_hostile_frames(sim, width, mode, tmp_path):
                  "out_of_order"):
         assert counters[name] > 0, name
     assert counters["link_down"] == 0
-    assert record["max_stall"] <= record["stall_bound"]
+    # frame_in never waits; at 64 bits a MAC-paced stream never finds the
+    # receive path full (at 512 bits small TLPs leave slower than they come)
+    assert record["max_stall"] == 0
+    assert record["overflowed"] == counters["overflows"]
+    if width == 64:
+        assert counters["overflows"] == 0
 
 
 @pytest.mark.parametrize("sim", simulators())
@@ -77,6 +82,6 @@ def test_issue16_reproductions(sim, width, case):
     """A DATA frame with bytes after its CRC, and an ACK for frames stored but
     not sent, at the Bridge (tb/test_fuzz.py): both fail on the RTL before
     the fixes."""
-    run_cocotb(sim, lambda: Bridge(width, mtu=1500, mode="gbn", **BRIDGE, **HOLD), "bridge",
+    run_cocotb(sim, lambda: Bridge(width, mtu=1500, mode="gbn", **BRIDGE), "bridge",
                "tlpoe.tb.test_fuzz", build_key=f"fuzz-bridge-w{width}-gbn", testcase=case,
                seed=1, params={"width": width, "mtu": 1500, **BRIDGE}, run_name=case)
