@@ -39,7 +39,16 @@ from ..rtl.deframer import verdict_latency
 from .bfm import StreamLayout, StreamProtocolError, frame_to_beats
 
 __all__ = ["Prediction", "predict_frame", "ReceivePort", "FrameJudge", "FuzzFailure",
-           "FATE_COUNTERS"]
+           "FATE_COUNTERS", "MAC_LINE", "WIRE_OVERHEAD", "MIN_FRAME"]
+
+#: width -> (line rate in Gb/s, clock in MHz): the MAC each width is meant
+#: for (issue 17): 10 GbE at 64 bits and 156.25 MHz, 100 GbE at 512 bits and
+#: 322.27 MHz.
+MAC_LINE = {64: (10, 156.25), 512: (100, 322.27)}
+#: Bytes a frame occupies on the line besides its own: FCS, preamble, gap.
+WIRE_OVERHEAD = 4 + 8 + 12
+#: The smallest frame on the line, without its FCS.
+MIN_FRAME = 60
 
 #: The receive counters whose movements a frame's verdict names: the
 #: deframer's (exactly one per frame) and the link receiver's (at most one).
@@ -89,22 +98,17 @@ class ReceivePort:
     counters that move that many edges later still (the link feedback's):
     each is read then, and ``on_done`` is called once all are read.
 
-    ``mac_pacing``: frames no faster than an Ethernet MAC delivers them at
-    the line rate of one beat per cycle: each frame takes at least the
-    cycles of its wire slot, its bytes padded to the 60-byte minimum plus
-    FCS, preamble and inter-frame gap (24 bytes); ``frame_in`` is then
-    expected never to wait. Without it frames follow each other with no
-    gap, runts included (for a receive path that may hold ``frame_in``)."""
-
-    #: Bytes of a frame's wire slot besides its bytes on ``frame_in``: FCS
-    #: (4), preamble and start delimiter (8), inter-frame gap (12).
-    WIRE_EXTRA = 24
-    #: The smallest frame on the wire without its FCS.
-    MIN_FRAME = 60
+    ``mac_line``: ``(Gb/s, MHz)``, frames no faster than an Ethernet MAC of
+    that line rate delivers them at that clock (:data:`MAC_LINE`): a
+    frame's beats come one per cycle, and the next frame starts at the
+    first cycle its line allows, each frame taking its bytes (padded to the
+    60-byte minimum) plus FCS, preamble and inter-frame gap (24 bytes) of
+    line time. Without it frames follow each other with no gap, runts
+    included (for a receive path that may hold ``frame_in``)."""
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
                  stall_bound, stamp_port=None, drop_reasons=(), counter_lag=None,
-                 latency=None, mac_pacing=False):
+                 latency=None, mac_line=None):
         self.dut, self.clock, self.width = dut, clock, width
         self.counter_lag = verdict_latency(width) if counter_lag is None else counter_lag
         self.latency = dict(latency or {})
@@ -126,8 +130,9 @@ class ReceivePort:
         self.counter_names = counters
         self.drop_reasons = drop_reasons
         self.on_tlp = on_tlp
-        self.queue = collections.deque()      # [beats, on_done, idle cycles after]
-        self.mac_pacing = mac_pacing
+        self.queue = collections.deque()      # [beats, on_done, line cycles]
+        self.bytes_per_cycle = None if mac_line is None else \
+            mac_line[0] * 1e3 / 8 / mac_line[1]
         self.cycles = 0
         self.stall = 0                        # cycles the current beat has waited
         self.max_stall = 0
@@ -139,11 +144,10 @@ class ReceivePort:
 
     def send(self, data, on_done=None):
         beats = [self.frame_layout.pack(b) for b in frame_to_beats(data, self.width)]
-        idle = 0
-        if self.mac_pacing:
-            slot = max(len(data), self.MIN_FRAME) + self.WIRE_EXTRA
-            idle = max(0, -(-slot * 8 // self.width) - len(beats))
-        self.queue.append((beats, on_done, idle))
+        line = 0.0
+        if self.bytes_per_cycle:
+            line = (max(len(data), MIN_FRAME) + WIRE_OVERHEAD) / self.bytes_per_cycle
+        self.queue.append((beats, on_done, line))
         self._wake.set()
 
     @property
@@ -169,7 +173,9 @@ class ReceivePort:
         queue = self.queue
         index = 0                   # next beat of queue[0] to offer
         offered = False
-        idle = 0                    # cycles before the next frame may start
+        line_free = 0.0             # when the MAC's line is free for the next frame
+        next_start = 0              # the first cycle the next frame may start
+        started = False             # queue[0]'s first beat was offered
         tlp, stamp = bytearray(), 0
         while True:
             await edge
@@ -178,7 +184,8 @@ class ReceivePort:
                 self.stall = 0
                 index += 1
                 if index == len(queue[0][0]):
-                    _, done, idle = queue.popleft()
+                    _, done, _ = queue.popleft()
+                    started = False
                     self.waiting.append([self.cycles, done, {}])
                     self.frames_taken += 1
                     index = 0
@@ -199,9 +206,14 @@ class ReceivePort:
                 if last:
                     self.on_tlp(bytes(tlp), stamp)
                     tlp = bytearray()
-            if idle and not offered:
-                idle -= 1
-            offered = bool(queue) and (index > 0 or idle == 0)
+            if queue and not started and self.cycles < next_start:
+                offered = False
+            else:
+                offered = bool(queue)
+                if offered and not started:
+                    started = True
+                    line_free = max(line_free, self.cycles) + queue[0][2]
+                    next_start = max(-int(-line_free // 1), self.cycles + len(queue[0][0]))
             if offered:
                 f_payload.value = queue[0][0][index]
             f_valid.value = int(offered)

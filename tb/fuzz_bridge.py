@@ -41,7 +41,7 @@ from ..rtl.tlp_header import CLASSES
 from ..rtl.link_common import FEEDBACK_COUNTERS, FEEDBACK_LATENCY
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import _refresh_crc, _set
-from .fuzz import FATE_COUNTERS, FrameJudge, Prediction, ReceivePort, predict_frame
+from .fuzz import FATE_COUNTERS, MAC_LINE, FrameJudge, Prediction, ReceivePort, predict_frame
 from .hostile import hostile_frame
 from .link_env import configure_bridge
 
@@ -124,7 +124,9 @@ class BridgeFuzz:
         self.port = ReceivePort(dut, dut.clk, p["width"], frame_port="frame_in",
                                 tlp_port="tlp_out", counters=counters,
                                 drop_reasons=tuple(DropReason), stall_bound=p["stall_bound"],
-                                on_tlp=self.judge.tlp_out, mac_pacing=True,
+                                on_tlp=self.judge.tlp_out,
+                                # elsewhere a beat per cycle
+                                mac_line=MAC_LINE.get(p["width"], (p["width"] / 8, 125.0)),
                                 latency={name: FEEDBACK_LATENCY for name in FEEDBACK_COUNTERS})
         self.tlp_driver = StreamDriver(dut, "tlp_in", dut.clk, StreamLayout.tlp(p["width"]),
                                        valid_gap=0.3, rng=random.Random(p["seed"]))
@@ -258,10 +260,8 @@ class BridgeFuzz:
         if (counters["overflows"] - self.judge.before["overflows"]) & 0xFFFFFFFF:
             # No room for it at its first beat: dropped whole, nothing else
             # moves, and for the models it was lost on the wire (the link
-            # layer recovers it). A MAC-paced stream overflows only when its
-            # frames carry TLPs faster than tlp_out takes them (one TLP per
-            # beat at least: small TLPs at 512 bits); the tests require none
-            # at 64 bits.
+            # layer recovers it). At the MAC's line rate the tests require
+            # none; a faster stream may overflow.
             self.overflowed += 1
             prediction, frame, moves = Prediction("overflow", {}), None, {"overflows": 1}
         if frame is not None:
