@@ -54,10 +54,9 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .tlp_header import CPL, NP, P, TlpHeader
-from .compose import exposed_members, forward
 from .streams import TlpBeat, check_width
 
-__all__ = ["CELLS", "OrderChecker", "CheckedQueues"]
+__all__ = ["CELLS", "OrderChecker"]
 
 #: The cells the checker flags, in the order of ``by_cell``.
 CELLS = ("A2a", "B2a", "D2a", "D5b")
@@ -316,41 +315,3 @@ class OrderChecker(wiring.Component):
             return (known.valid & (known.requester == f.requester)
                     & (f.bytes_total > known.byte_count))
         return Mux(forward, rises(written), rises(look.data))
-
-
-class CheckedQueues(wiring.Component):
-    """:class:`~tlpoe.rtl.classq.ClassQueues` with an :class:`OrderChecker`
-    on its egress: the queues' ports, and the checker's ports prefixed
-    ``check_`` (its ``irq_clear`` input and every output). The unit the
-    ordering testbench proves, the test-only ``reorder_illegally`` arbiter
-    included."""
-
-    def __init__(self, width, **queue_kw):
-        from .classq import ClassQueues
-        self.queues = ClassQueues(width, **queue_kw)
-        self.checker = OrderChecker(width, stamp_bits=self.queues.stamp_bits)
-        members = exposed_members(self.queues)
-        members.update(exposed_members(self.checker, self._CHECK_NAMES))
-        for name in ("valid", "beat", "stamp"):
-            del members[name]
-        super().__init__(members)
-
-    _CHECK_NAMES = {name: f"check_{name}" for name in (
-        "irq_clear", "violations", "by_cell", "first_stamp", "first_tag", "first_cell",
-        "first_valid", "irq", "stamp_errors", "tlps_checked")}
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.queues = queues = self.queues
-        m.submodules.checker = checker = self.checker
-        forward(m, self, queues)
-        m.d.comb += [
-            checker.valid.eq(queues.tlp_out.valid & queues.tlp_out.ready),
-            checker.beat.eq(queues.tlp_out.payload),
-            checker.stamp.eq(queues.tlp_out_stamp),
-            checker.irq_clear.eq(self.check_irq_clear),
-        ]
-        for name in self._CHECK_NAMES:
-            if name != "irq_clear":
-                m.d.comb += getattr(self, f"check_{name}").eq(getattr(checker, name))
-        return m

@@ -5,7 +5,7 @@ on three engines, side by side, in go-back-N and in selective repeat (the
 Bridge's ``mode``; engines of the latter end in ``-sr``):
 
 ``rtl``
-    Two bridge RTL instances (:class:`tlpoe.rtl.pair.Pair` of
+    Two bridge RTL instances (:class:`tlpoe.tb.tops.Pair` of
     :class:`tlpoe.rtl.bridge.Bridge`) joined both ways by the NIC/PHY model,
     in the pyuvm link testbench (``tb/test_link.py``), on Verilator (and on
     Icarus for the short points of ``--quick``).
@@ -145,7 +145,7 @@ def available_modes():
 
 def _pair(mode="gbn"):
     from ..rtl.bridge import Bridge
-    from ..rtl.pair import Pair
+    from ..tb.tops import Pair
     kw = dict(window=SETUP["window"], seq_bits=SETUP["seq_bits"],
               max_retries=SETUP["max_retries"], mtu=SETUP["mtu"],
               queue_tlps=SETUP["queue_tlps"], queue_depth=SETUP["queue_depth"])

@@ -60,7 +60,7 @@ BRIDGE = {"width": 64, "window": 8, "seq_bits": 6, "max_retries": 6,
 def bridge_pair(illegal=False):
     """Bridges A (the sender; ``illegal``: the test-only arbiter) and B under a Pair."""
     from ..rtl.bridge import Bridge
-    from ..rtl.pair import Pair
+    from ..tb.tops import Pair
     kw = {k: BRIDGE[k] for k in ("window", "seq_bits", "max_retries", "queue_depth",
                                  "queue_tlps")}
     return Pair(Bridge(BRIDGE["width"], reorder_illegally=illegal, **kw),
@@ -94,7 +94,7 @@ def run_bridges(name, count, seed, sim, out_dir):
 
 def run(name, count, seed, sim, out_dir):
     """One bench run; returns its record (see ``OrderJudge.write_report``)."""
-    from ..rtl.order_check import CheckedQueues
+    from ..tb.tops import CheckedQueues
     from .runner import run_cocotb
     illegal = RUNS[name][0]
     report = Path(out_dir).resolve() / f"{name}-{sim}-s{seed}.json"

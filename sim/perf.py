@@ -64,11 +64,11 @@ def _design(name):
         from .e2e import system
         return system()
     if name == "loopback":
-        from ..rtl.loopback import Loopback
+        from ..tb.tops import Loopback
         return Loopback(256, mtu=1500)
     if name == "link":
         from ..rtl.bridge import Bridge
-        from ..rtl.pair import Pair
+        from ..tb.tops import Pair
         kw = dict(window=8, seq_bits=6, max_retries=6)
         return Pair(Bridge(64, **kw), Bridge(64, **kw))
     from ..rtl.translate import Translator

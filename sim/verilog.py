@@ -25,7 +25,6 @@ from ..rtl.encapsulator import Encapsulator
 from ..rtl.fabric_csr import FabricCsr
 from ..rtl.framer import Framer
 from ..rtl.link_rx import LinkReceiver
-from ..rtl.loopback import Loopback
 from ..rtl.packer import TlpPacker
 from ..rtl.reorder import ReorderBuffer
 from ..rtl.translate import DeviceFabric, Translator
@@ -49,7 +48,6 @@ CONFIGS = {
     "tlpoe_link_rx": lambda: LinkReceiver(max_words=Deframer(DEFAULT_WIDTH).max_words),
     "tlpoe_reorder": lambda: ReorderBuffer(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words,
                                            window=16),
-    "tlpoe_loopback": lambda: Loopback(DEFAULT_WIDTH),
     "tlpoe_encapsulator": lambda: Encapsulator(DEFAULT_WIDTH),
     "tlpoe_decapsulator": lambda: Decapsulator(DEFAULT_WIDTH),
     "tlpoe_packer": lambda: TlpPacker(DEFAULT_WIDTH),

@@ -1,5 +1,5 @@
 """pyuvm environment for two bridges (:class:`tlpoe.rtl.bridge.Bridge` A and
-B, under :class:`tlpoe.rtl.pair.Pair`) joined by the NIC/PHY model.
+B, under :class:`tlpoe.tb.tops.Pair`) joined by the NIC/PHY model.
 
     A.tlp_in --> [bridge A] --frame_out--> Phy a->b --frame_in--> [bridge B] --> B.tlp_out
     A.tlp_out <-- [bridge A] <--frame_in-- Phy b->a <--frame_out-- [bridge B] <-- B.tlp_in

@@ -1,4 +1,4 @@
-"""pyuvm environment for :class:`tlpoe.rtl.loopback.Loopback`: the TLP path of
+"""pyuvm environment for :class:`tlpoe.tb.tops.Loopback`: the TLP path of
 one bridge, its frames carried back to its own receiver by the testbench.
 
     tlp agent (active) --> [encapsulator] --> frame agent (passive, backpressure)

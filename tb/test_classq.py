@@ -1,6 +1,6 @@
 """pyuvm testbench for :class:`tlpoe.rtl.classq.ClassQueues` with the
 :class:`~tlpoe.rtl.order_check.OrderChecker` on its egress
-(:class:`~tlpoe.rtl.order_check.CheckedQueues`): random TLPs of every class
+(:class:`~tlpoe.tb.tops.CheckedQueues`): random TLPs of every class
 in, a credit-limited peer out, the ordering model as the judge of both.
 
 * The **peer** (:class:`CreditPeer`) is the far receiver: a buffer of

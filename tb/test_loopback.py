@@ -1,5 +1,5 @@
 """pyuvm tests of the TLP path (encapsulator -> frames -> decapsulator) on
-:class:`tlpoe.rtl.loopback.Loopback`. One test class per stimulus; the pytest
+:class:`tlpoe.tb.tops.Loopback`. One test class per stimulus; the pytest
 entry points (tests/test_loopback_sim.py) pick the class and the parameters.
 
 Every test checks, through :class:`~tlpoe.tb.loopback_env.LoopbackEnv`:

@@ -9,8 +9,8 @@ import pytest
 from tlpoe.models.frame import decode_frame
 from tlpoe.models.pcap import read_pcap
 from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.loopback import Loopback
-from tlpoe.rtl.pair import Pair
+from tlpoe.tb.tops import Loopback
+from tlpoe.tb.tops import Pair
 from tlpoe.sim import runner
 from tlpoe.sim.runner import run_cocotb, simulators
 from tlpoe.tb.faults import model_verdict

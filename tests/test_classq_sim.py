@@ -4,7 +4,7 @@ ordering model (tb/test_classq.py)."""
 
 import pytest
 
-from tlpoe.rtl.order_check import CheckedQueues
+from tlpoe.tb.tops import CheckedQueues
 from tlpoe.sim.runner import run_cocotb, simulators
 
 MODULE = "tlpoe.tb.test_classq"

@@ -28,7 +28,7 @@ from tlpoe.models.pcap import read_pcap, write_pcap
 from tlpoe.models.tlp import (Attr, CplStatus, MsgRouting, PcieId, ReservedTypeError, Tlp,
                               TlpError, TlpType)
 from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.pair import Pair
+from tlpoe.tb.tops import Pair
 from tlpoe.sim import wireshark
 from tlpoe.sim.runner import run_cocotb, simulators
 from tlpoe.tb.faults import control_frame, malformed_frame, model_verdict

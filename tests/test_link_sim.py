@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.pair import Pair
+from tlpoe.tb.tops import Pair
 from tlpoe.sim.runner import run_cocotb, simulators
 from tlpoe.tb.link_coverage import COVER_POINT, EVENTS
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tlpoe.rtl.loopback import Loopback
+from tlpoe.tb.tops import Loopback
 from tlpoe.sim.runner import run_cocotb, simulators
 from tlpoe.tb.stimulus import CAPTURES
 

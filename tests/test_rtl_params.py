@@ -8,7 +8,7 @@ from tlpoe.rtl.decapsulator import Decapsulator
 from tlpoe.rtl.encapsulator import Encapsulator
 from tlpoe.rtl.framer import Framer
 from tlpoe.rtl.link_rx import LinkReceiver
-from tlpoe.rtl.loopback import Loopback
+from tlpoe.tb.tops import Loopback
 from tlpoe.rtl.packer import TlpPacker
 
 

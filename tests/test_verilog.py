@@ -6,12 +6,12 @@ from tlpoe.sim import verilog
 
 
 def test_default_configuration_emits_and_lints(tmp_path):
-    path = verilog.emit("tlpoe_loopback", tmp_path)
+    path = verilog.emit("tlpoe_bridge", tmp_path)
     text = path.read_text()
-    assert "module tlpoe_loopback(" in text
+    assert "module tlpoe_bridge(" in text
     for port in ("tlp_in__payload", "frame_out__payload", "frame_in__valid", "tlp_out__ready"):
         assert port in text
-    ok, output = verilog.lint(path, "tlpoe_loopback")
+    ok, output = verilog.lint(path, "tlpoe_bridge")
     assert ok, output
 
 
