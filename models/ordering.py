@@ -143,7 +143,7 @@ def flow_control_need(tlp):
 
 def take_credit_limit(limit, advertised, consumed, bits, enforce=True):
     """The bridge's rule for one credit field of a received frame, as the RTL
-    applies it (``rtl/credits.py`` ``PeerCredits``): ``(new limit, invalid)``.
+    applies it (``rtl/queues/credits.py`` ``PeerCredits``): ``(new limit, invalid)``.
 
     All values are modulo ``2**bits``. An ``advertised`` limit behind the
     current ``limit`` (in the half of the counter before it) is an older
@@ -166,7 +166,7 @@ def _limits(limit):
 
 
 class CreditAdvertiser:
-    """The cycle-level twin of ``rtl/credits.py`` ``CreditAdvertiser``: when
+    """The cycle-level twin of ``rtl/queues/credits.py`` ``CreditAdvertiser``: when
     a receiver's credit limits must go out in a frame of their own.
 
     ``buffers``: per class ``(hdr, data)`` credits. Each cycle,

@@ -1,5 +1,5 @@
 """Address and ID translation with access control, for a GPU chassis shared
-by several hosts (the reference for :mod:`tlpoe.rtl.translate`).
+by several hosts (the reference for :mod:`tlpoe.rtl.fabric.translate`).
 
 The device-side bridge terminates one link per host. On each link a
 :class:`AccessTable` says what that host may reach, as a non-transparent

@@ -1,18 +1,21 @@
 """One view of a PCIe TLP header as it sits in a beat, for every block that
 reads one (the class queues, the credit return, the ordering checker, the
-translator).
+translator, the packer).
 
 Lane order (:mod:`tlpoe.rtl.streams`): header byte ``i`` is bits
-``8*i+7 : 8*i`` of the vector, byte 0 (Fmt, Type) first; multi-byte fields
-are big-endian across those bytes, as PCIe sends them (PCIe Base
-Specification, "Transaction Layer Protocol": the common header fields of
-DW 0, the request header's Requester ID and Tag in DW 1, the completion
-header's Completer ID, Byte Count, Requester ID and Tag in DWs 1 and 2).
-The fields are plain Amaranth values (slices and concatenations of the
-vector): reading one adds no logic.
+``8*i+7 : 8*i`` of the vector, byte 0 (Fmt, Type) first. Every field is
+read through :func:`~tlpoe.rtl.wirefmt.unpack_field` from the header
+layouts of :mod:`tlpoe.models.tlp` (``HEADER_LAYOUTS``, the one definition
+the models pack and unpack with): no bit position is written here. A field
+is a slice or concatenation of the vector: reading one adds no logic; what
+is computed from the fields (the ordering class, data credits) is written
+once, here.
 """
 
-from amaranth.hdl import Cat, Mux, Value
+from amaranth.hdl import Cat, Const, Mux, Value
+
+from ..models.tlp import HEADER_LAYOUTS
+from .wirefmt import be_field, unpack_field
 
 __all__ = ["P", "NP", "CPL", "CLASSES", "TlpHeader", "be_field"]
 
@@ -20,10 +23,7 @@ __all__ = ["P", "NP", "CPL", "CLASSES", "TlpHeader", "be_field"]
 P, NP, CPL = 0, 1, 2
 CLASSES = ("p", "np", "cpl")
 
-
-def be_field(vector, first, size):
-    """Bytes ``first .. first+size-1`` of byte vector ``vector`` as a big-endian value."""
-    return Cat(*(vector[8 * (first + size - 1 - i):8 * (first + size - i)] for i in range(size)))
+_MEM3, _MEM4, _CFG, _CPL = (HEADER_LAYOUTS[k] for k in ("mem3", "mem4", "cfg", "cpl"))
 
 
 class TlpHeader:
@@ -31,23 +31,25 @@ class TlpHeader:
     long as the fields read need: DW 0 is bits 31:0, DW 1 bits 63:32, DW 2
     bits 95:64, DW 3 bits 127:96).
 
-    DW 0: ``fmt``, ``type``, ``has_data`` (Fmt[1]), ``four_dw`` (Fmt[0]),
-    ``tc``, ``ro`` (Attr[1], Relaxed Ordering), ``ido`` (Attr[2],
-    ID-Based Ordering), ``length`` (Length[9:0], 0 means 1024),
-    ``length_dws`` (as a number); ``cls``, the ordering class, and
-    predicates of the type. DW 1: ``requester_id`` (a request's),
-    ``completer_id`` (a completion's), ``byte_count`` (a completion's
-    Byte Count[11:0]), ``request_tag``, ``first_be``, ``last_be``. DW 2:
-    ``completion_requester`` and ``completion_tag`` (a completion's),
-    ``config_target`` (a configuration request's Bus/Device/Function). Tags
-    are 10 bits: Tag[7:0], then T8 and T9 from DW 0.
+    DW 0 (every layout's): ``fmt``, ``type``, ``has_data`` (Fmt[1]),
+    ``four_dw`` (Fmt[0]), ``tc``, ``td`` (a digest follows), ``ro``
+    (Attr[1], Relaxed Ordering), ``ido`` (Attr[2], ID-Based Ordering),
+    ``length`` (Length[9:0], 0 means 1024), ``length_dws`` (as a number);
+    ``cls``, the ordering class, and predicates of the type. A request's
+    (``mem3``): ``requester_id``, ``request_tag``, ``first_be``,
+    ``last_be``, ``address`` (with ``four_dw``: ``mem4``'s). A
+    completion's (``cpl``): ``completer_id``, ``byte_count``,
+    ``completion_requester``, ``completion_tag``. A configuration
+    request's (``cfg``): ``config_target``, ``config_register``. Tags are
+    10 bits: Tag[7:0], then T8 and T9 from DW 0.
     """
 
     def __init__(self, value):
         self.value = Value.cast(value)
 
-    def byte(self, i):
-        return self.value[8 * i:8 * (i + 1)]
+    def field(self, layout, name):
+        """Field ``name`` of ``layout`` (one of ``HEADER_LAYOUTS``)."""
+        return unpack_field(layout, name, self.value)
 
     def be(self, first, size):
         """Header bytes ``first ..`` as a big-endian value."""
@@ -56,35 +58,39 @@ class TlpHeader:
     # --- DW 0 ---------------------------------------------------------------------
     @property
     def type(self):
-        return self.value[0:5]
+        return self.field(_MEM3, "type")
 
     @property
     def fmt(self):
-        return self.value[5:8]
+        return self.field(_MEM3, "fmt")
 
     @property
     def four_dw(self):
-        return self.value[5]
+        return self.fmt[0]
 
     @property
     def has_data(self):
-        return self.value[6]
+        return self.fmt[1]
 
     @property
     def tc(self):
-        return self.value[12:15]
+        return self.field(_MEM3, "tc")
+
+    @property
+    def td(self):
+        return self.field(_MEM3, "td")
 
     @property
     def ido(self):
-        return self.value[10]
+        return self.field(_MEM3, "attr2")
 
     @property
     def ro(self):
-        return self.value[21]
+        return self.field(_MEM3, "attr")[1]
 
     @property
     def length(self):
-        return Cat(self.value[24:32], self.value[16:18])
+        return self.field(_MEM3, "length")
 
     @property
     def length_dws(self):
@@ -98,8 +104,8 @@ class TlpHeader:
 
     @property
     def tag_high(self):
-        """T8 and T9 (byte 1 bits 3 and 7)."""
-        return Cat(self.value[11], self.value[15])
+        """T8 and T9."""
+        return Cat(self.field(_MEM3, "t8"), self.field(_MEM3, "t9"))
 
     @property
     def is_completion(self):
@@ -117,37 +123,53 @@ class TlpHeader:
         (reads, I/O, configuration, atomics)."""
         return Mux(self.is_completion, CPL, Mux(self.is_posted, P, NP))
 
-    # --- DW 1 ---------------------------------------------------------------------
+    # --- a request's ----------------------------------------------------------------
     @property
     def requester_id(self):
-        return self.be(4, 2)
-
-    completer_id = requester_id
+        return self.field(_MEM3, "requester_id")
 
     @property
     def request_tag(self):
-        return Cat(self.byte(6), self.tag_high)
-
-    @property
-    def byte_count(self):
-        return Cat(self.byte(7), self.value[48:52])
+        return Cat(self.field(_MEM3, "tag"), self.tag_high)
 
     @property
     def first_be(self):
-        return self.value[56:60]
+        return self.field(_MEM3, "first_be")
 
     @property
     def last_be(self):
-        return self.value[60:64]
+        return self.field(_MEM3, "last_be")
 
-    # --- DW 2 ---------------------------------------------------------------------
+    @property
+    def address(self):
+        """The address, its two low bits (the PH field) cleared: 64 bits."""
+        return Mux(self.four_dw, Cat(Const(0, 2), self.field(_MEM4, "address")),
+                   Cat(Const(0, 2), self.field(_MEM3, "address")))
+
+    # --- a completion's ---------------------------------------------------------------
+    @property
+    def completer_id(self):
+        return self.field(_CPL, "completer_id")
+
+    @property
+    def byte_count(self):
+        return self.field(_CPL, "byte_count")
+
     @property
     def completion_requester(self):
-        return self.be(8, 2)
-
-    #: The same bytes in a configuration request: the target's Bus, Device, Function.
-    config_target = completion_requester
+        return self.field(_CPL, "requester_id")
 
     @property
     def completion_tag(self):
-        return Cat(self.byte(10), self.tag_high)
+        return Cat(self.field(_CPL, "tag"), self.tag_high)
+
+    # --- a configuration request's --------------------------------------------------
+    @property
+    def config_target(self):
+        """The target's Bus, Device, Function."""
+        return self.field(_CFG, "dest_id")
+
+    @property
+    def config_register(self):
+        """Extended Register Number and Register Number: the DW index."""
+        return self.field(_CFG, "register")

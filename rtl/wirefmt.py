@@ -7,7 +7,7 @@ byte ``i`` of the layout on the wire, matching the stream byte-lane order.
 
 from amaranth.hdl import Cat, Const
 
-__all__ = ["pack_bytes", "unpack_field", "be_bytes"]
+__all__ = ["pack_bytes", "unpack_field", "be_bytes", "be_field"]
 
 
 def be_bytes(value, nbytes):
@@ -18,29 +18,29 @@ def be_bytes(value, nbytes):
                  for i in range(nbytes)))
 
 
+def be_field(vector, first, size):
+    """Bytes ``first .. first+size-1`` of byte vector ``vector`` as a big-endian value."""
+    return Cat(*(vector[8 * (first + size - 1 - i):8 * (first + size - i)] for i in range(size)))
+
+
 def pack_bytes(layout, **values):
     """Byte vector of ``layout`` with the given fields (Amaranth values or ints);
     fields not named are zero."""
     unknown = set(values) - {f.name for f in layout}
     if unknown:
         raise KeyError(f"{layout.name} has no field {sorted(unknown)}")
-    # Build each container word (big-endian), then lay its bytes out.
-    words = {}
+    # Each field's bits go to their byte of the layout: bit k of a field is
+    # bit (shift + k) of its big-endian container word. Fields whose
+    # containers overlap (a completion's Status in byte 6, its Byte Count in
+    # bytes 6-7) share bytes bit by bit.
+    bits = [[Const(0, 1)] * 8 for _ in range(layout.length)]
     for f in layout:
         value = values.get(f.name, 0)
         value = Const(value, f.width) if isinstance(value, int) else value.as_unsigned()[:f.width]
-        parts = words.setdefault((f.offset, f.size), [])
-        parts.append((f.shift, f.width, value))
-    out = [None] * layout.length
-    for (offset, size), parts in words.items():
-        bits = [Const(0, 1)] * (8 * size)
-        for shift, width, value in parts:
-            for b in range(min(width, len(value))):
-                bits[shift + b] = value[b]
-        word = Cat(*bits)
-        for i in range(size):
-            out[offset + i] = word[8 * (size - 1 - i):8 * (size - i)]
-    return Cat(*out)
+        for b in range(min(f.width, len(value))):
+            pos = f.shift + b
+            bits[f.offset + f.size - 1 - pos // 8][pos % 8] = value[b]
+    return Cat(*(Cat(*byte) for byte in bits))
 
 
 def unpack_field(layout, name, vector, base=0):

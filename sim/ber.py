@@ -6,7 +6,7 @@ Bridge's ``mode``; engines of the latter end in ``-sr``):
 
 ``rtl``
     Two bridge RTL instances (:class:`tlpoe.tb.tops.Pair` of
-    :class:`tlpoe.rtl.bridge.Bridge`) joined both ways by the NIC/PHY model,
+    :class:`tlpoe.rtl.bridge.bridge.Bridge`) joined both ways by the NIC/PHY model,
     in the pyuvm link testbench (``tb/test_link.py``), on Verilator (and on
     Icarus for the short points of ``--quick``).
 ``model``
@@ -139,12 +139,12 @@ MODES = ("gbn", "sr")
 
 def available_modes():
     """The modes the RTL Bridge implements (``mode`` parameter)."""
-    from ..rtl.bridge import Bridge
+    from ..rtl.bridge.bridge import Bridge
     return MODES if "mode" in inspect.signature(Bridge).parameters else ("gbn",)
 
 
 def _pair(mode="gbn"):
-    from ..rtl.bridge import Bridge
+    from ..rtl.bridge.bridge import Bridge
     from ..tb.tops import Pair
     kw = dict(window=SETUP["window"], seq_bits=SETUP["seq_bits"],
               max_retries=SETUP["max_retries"], mtu=SETUP["mtu"],

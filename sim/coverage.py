@@ -10,7 +10,7 @@ Steps:
    ``coverage.dat``. ``--quick`` runs the ``-k`` subset ``QUICK_TESTS``.
 2. Every ``coverage.dat`` under ``build/sim/verilator/*+cov/runs/`` is read
    and merged. A point is covered when its count is above 0.
-   * **Block.** Each point is charged to the RTL block (``rtl/<block>.py``)
+   * **Block.** Each point is charged to the RTL block (``rtl/<layer>/<block>.py``)
      whose Python line the Verilog carries in the nearest ``src`` attribute
      at or above the point. Points in Amaranth's library (FIFOs, memories)
      go to ``amaranth``.
@@ -23,7 +23,7 @@ Steps:
 Outputs:
 
 * ``coverage.json``:
-  * ``blocks``: for each ``rtl/*.py`` block, ``line_pct``, ``toggle_pct``,
+  * ``blocks``: for each ``rtl/`` block, ``line_pct``, ``toggle_pct``,
     the point counts, and ``simulated``;
   * ``covergroups``: ``bins_total``, ``bins_hit``, the bins;
   * ``holes``: bins never hit, blocks never simulated, and the uncovered
@@ -61,9 +61,21 @@ __all__ = ["collect_code", "collect_functional", "report", "main"]
 _SRC = re.compile(r'src = "([^"]+):(\d+)"')
 
 
+#: The RTL's layers (``rtl/<layer>/<block>.py``); the modules at the top of
+#: ``rtl/`` (streams, the TLP header view, composition helpers) are blocks too.
+LAYERS = ("framing", "link", "queues", "fabric", "bridge")
+
+
+def _block_files():
+    return [p for p in [*RTL.glob("*.py"), *(f for layer in LAYERS
+                                             for f in (RTL / layer).glob("*.py"))]
+            if p.stem != "__init__"]
+
+
 def rtl_blocks():
-    """Every RTL block: the names of ``rtl/*.py`` but ``__init__``."""
-    return sorted(p.stem for p in RTL.glob("*.py") if p.stem != "__init__")
+    """Every RTL block: the names of the ``rtl/`` modules (in ``rtl/`` and
+    its layers) but ``__init__``."""
+    return sorted(p.stem for p in _block_files())
 
 
 def _points(path):
@@ -100,7 +112,7 @@ class _SourceMap:
         if source is None:
             return "unknown"
         path = Path(source)
-        if path.parent.resolve() == RTL.resolve():
+        if path.parent.resolve() in {RTL.resolve(), *((RTL / l).resolve() for l in LAYERS)}:
             return path.stem
         return "amaranth" if "amaranth" in path.parts else "other"
 

@@ -59,17 +59,17 @@ def _starts(kind):
 
 def _blocks():
     """name -> factory(width): the blocks of the bridge, each alone."""
-    from ..rtl.classq import ClassQueues
-    from ..rtl.credits import CreditReturn
-    from ..rtl.deframer import Deframer, frame_words
-    from ..rtl.framer import Framer
-    from ..rtl.link_rx import LinkReceiver
-    from ..rtl.order_check import OrderChecker
-    from ..rtl.packer import TlpPacker
-    from ..rtl.reorder import ReorderBuffer
-    from ..rtl.replay import ReplayBuffer
-    from ..rtl.translate import Translator
-    from ..rtl.unpacker import TlpUnpacker
+    from ..rtl.queues.classq import ClassQueues
+    from ..rtl.queues.credits import CreditReturn
+    from ..rtl.framing.deframer import Deframer, frame_words
+    from ..rtl.framing.framer import Framer
+    from ..rtl.link.link_rx import LinkReceiver
+    from ..rtl.queues.order_check import OrderChecker
+    from ..rtl.framing.packer import TlpPacker
+    from ..rtl.link.reorder import ReorderBuffer
+    from ..rtl.link.replay import ReplayBuffer
+    from ..rtl.fabric.translate import Translator
+    from ..rtl.framing.unpacker import TlpUnpacker
 
     def words(width):
         return frame_words(width, 1500)

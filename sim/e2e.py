@@ -98,7 +98,7 @@ QUICK_POINTS = {
 def system(width=WIDTH):
     """The disaggregated RTL of the end-to-end bench: two host links, the
     fabric's tables behind its CSRs."""
-    from ..rtl.system import DisaggregatedTop
+    from ..rtl.bridge.system import DisaggregatedTop
     return DisaggregatedTop(width, hosts=2, fabric_csr=True, **bridge_params(width))
 
 

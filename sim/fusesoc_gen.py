@@ -21,11 +21,11 @@ __all__ = ["DESIGNS", "generate", "main"]
 
 
 def _designs():
-    from ..rtl.bridge import Bridge
-    from ..rtl.bridge_csr import BridgeCsr
-    from ..rtl.decapsulator import Decapsulator
-    from ..rtl.encapsulator import Encapsulator
-    from ..rtl.translate import DeviceFabric, Translator
+    from ..rtl.bridge.bridge import Bridge
+    from ..rtl.bridge.bridge_csr import BridgeCsr
+    from ..rtl.framing.decapsulator import Decapsulator
+    from ..rtl.framing.encapsulator import Encapsulator
+    from ..rtl.fabric.translate import DeviceFabric, Translator
     return {"bridge": Bridge, "bridge_csr": BridgeCsr, "encapsulator": Encapsulator,
             "decapsulator": Decapsulator, "translator": Translator, "device_fabric": DeviceFabric}
 

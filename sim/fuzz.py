@@ -96,8 +96,8 @@ def _check(point):
 def run_point(point, out_dir):
     """Run one point; returns its record (also written to
     ``out_dir/points/<name>.json``). A failed point's record has its errors."""
-    from ..rtl.bridge import Bridge
-    from ..rtl.decapsulator import Decapsulator
+    from ..rtl.bridge.bridge import Bridge
+    from ..rtl.framing.decapsulator import Decapsulator
     from .runner import SimulationFailed, run_cocotb
 
     _check(point)

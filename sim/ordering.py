@@ -59,7 +59,7 @@ BRIDGE = {"width": 64, "window": 8, "seq_bits": 6, "max_retries": 6,
 
 def bridge_pair(illegal=False):
     """Bridges A (the sender; ``illegal``: the test-only arbiter) and B under a Pair."""
-    from ..rtl.bridge import Bridge
+    from ..rtl.bridge.bridge import Bridge
     from ..tb.tops import Pair
     kw = {k: BRIDGE[k] for k in ("window", "seq_bits", "max_retries", "queue_depth",
                                  "queue_tlps")}

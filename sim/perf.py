@@ -67,11 +67,11 @@ def _design(name):
         from ..tb.tops import Loopback
         return Loopback(256, mtu=1500)
     if name == "link":
-        from ..rtl.bridge import Bridge
+        from ..rtl.bridge.bridge import Bridge
         from ..tb.tops import Pair
         kw = dict(window=8, seq_bits=6, max_retries=6)
         return Pair(Bridge(64, **kw), Bridge(64, **kw))
-    from ..rtl.translate import Translator
+    from ..rtl.fabric.translate import Translator
     return Translator(64, windows=2, functions=2)
 
 

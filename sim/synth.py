@@ -113,29 +113,29 @@ _FF_PREFIX = {"ecp5": ("TRELLIS_FF",), "ice40": ("SB_DFF",)}
 # ---------------------------------------------------------------- designs
 
 def _bridge(width, params):
-    from ..rtl.bridge import Bridge
+    from ..rtl.bridge.bridge import Bridge
     return Bridge(width, **params)
 
 
 def _credit_return(width, params):
-    from ..rtl.credits import CreditReturn
+    from ..rtl.queues.credits import CreditReturn
     return CreditReturn(width, **params)
 
 
 def _framer(width, params):
-    from ..rtl.framer import Framer
+    from ..rtl.framing.framer import Framer
     return Framer(width, **params)
 
 
 def _link_rx(width, params):
-    from ..rtl.deframer import frame_words
-    from ..rtl.link_rx import LinkReceiver
+    from ..rtl.framing.deframer import frame_words
+    from ..rtl.link.link_rx import LinkReceiver
     return LinkReceiver(max_words=frame_words(width, params.get("mtu", 1500)),
                         **{k: v for k, v in params.items() if k != "mtu"})
 
 
 def _replay(width, params):
-    from ..rtl.replay import ReplayBuffer
+    from ..rtl.link.replay import ReplayBuffer
     return ReplayBuffer(width, **params)
 
 

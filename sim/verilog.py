@@ -14,22 +14,22 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from ..rtl.bridge import Bridge
-from ..rtl.bridge_csr import BridgeCsr
-from ..rtl.classq import ClassQueues
-from ..rtl.credits import CreditReturn
-from ..rtl.order_check import OrderChecker
-from ..rtl.decapsulator import Decapsulator
-from ..rtl.deframer import Deframer
-from ..rtl.encapsulator import Encapsulator
-from ..rtl.fabric_csr import FabricCsr
-from ..rtl.framer import Framer
-from ..rtl.link_rx import LinkReceiver
-from ..rtl.packer import TlpPacker
-from ..rtl.reorder import ReorderBuffer
-from ..rtl.translate import DeviceFabric, Translator
-from ..rtl.replay import ReplayBuffer
-from ..rtl.unpacker import TlpUnpacker
+from ..rtl.bridge.bridge import Bridge
+from ..rtl.bridge.bridge_csr import BridgeCsr
+from ..rtl.queues.classq import ClassQueues
+from ..rtl.queues.credits import CreditReturn
+from ..rtl.queues.order_check import OrderChecker
+from ..rtl.framing.decapsulator import Decapsulator
+from ..rtl.framing.deframer import Deframer
+from ..rtl.framing.encapsulator import Encapsulator
+from ..rtl.fabric.fabric_csr import FabricCsr
+from ..rtl.framing.framer import Framer
+from ..rtl.link.link_rx import LinkReceiver
+from ..rtl.framing.packer import TlpPacker
+from ..rtl.link.reorder import ReorderBuffer
+from ..rtl.fabric.translate import DeviceFabric, Translator
+from ..rtl.link.replay import ReplayBuffer
+from ..rtl.framing.unpacker import TlpUnpacker
 from .runner import verilator_bin
 from .waivers import WAIVERS
 

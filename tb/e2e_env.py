@@ -1,5 +1,5 @@
 """The end-to-end environment: host models and a GPU chassis (models) around
-the disaggregated RTL (:class:`tlpoe.rtl.system.DisaggregatedTop`), joined
+the disaggregated RTL (:class:`tlpoe.rtl.bridge.system.DisaggregatedTop`), joined
 by the Ethernet model.
 
     host i --PCIe--> h{i}_tlp_in [host bridge h{i}] h{i}_frame_out --Phy--> switch port i

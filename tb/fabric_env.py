@@ -1,7 +1,7 @@
 """The translation benches' shared parts: the model of a link
 (:class:`LinkPredictor`, :class:`~tlpoe.models.translate.LinkTranslator`
 on every TLP in), the counters, the stream agents, and the environment of a
-:class:`~tlpoe.rtl.translate.DeviceFabric` (:class:`FabricEnv`: a predictor
+:class:`~tlpoe.rtl.fabric.translate.DeviceFabric` (:class:`FabricEnv`: a predictor
 per link, the router's model, and per link a scoreboard for the TLPs into
 the chassis and an interleaving scoreboard for the host's side, where the
 chassis' TLPs and the completions the bridge makes merge)."""

@@ -35,7 +35,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from ..models.frame import FrameError, decode_frame
 from ..models.wire import FrameType
-from ..rtl.deframer import verdict_latency
+from ..rtl.framing.deframer import verdict_latency
 from .bfm import StreamLayout, StreamProtocolError, frame_to_beats
 
 __all__ = ["Prediction", "predict_frame", "ReceivePort", "FrameJudge", "FuzzFailure",

@@ -1,4 +1,4 @@
-"""The hostile-input bench around one :class:`~tlpoe.rtl.bridge.Bridge`
+"""The hostile-input bench around one :class:`~tlpoe.rtl.bridge.bridge.Bridge`
 whose link peer is the bench.
 
 The peer is the reference link endpoint (:class:`~tlpoe.models.link.LinkEndpoint`,
@@ -38,7 +38,7 @@ from ..models.ordering import take_credit_limit
 from ..models.tlp import Tlp
 from ..rtl.streams import DATA_BITS, HDR_BITS
 from ..rtl.tlp_header import CLASSES
-from ..rtl.link_common import FEEDBACK_COUNTERS, FEEDBACK_LATENCY
+from ..rtl.link.link_common import FEEDBACK_COUNTERS, FEEDBACK_LATENCY
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import _refresh_crc, _set
 from .fuzz import FATE_COUNTERS, MAC_LINE, FrameJudge, Prediction, ReceivePort, predict_frame

@@ -1,4 +1,4 @@
-"""pyuvm environment for two bridges (:class:`tlpoe.rtl.bridge.Bridge` A and
+"""pyuvm environment for two bridges (:class:`tlpoe.rtl.bridge.bridge.Bridge` A and
 B, under :class:`tlpoe.tb.tops.Pair`) joined by the NIC/PHY model.
 
     A.tlp_in --> [bridge A] --frame_out--> Phy a->b --frame_in--> [bridge B] --> B.tlp_out

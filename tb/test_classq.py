@@ -1,5 +1,5 @@
-"""pyuvm testbench for :class:`tlpoe.rtl.classq.ClassQueues` with the
-:class:`~tlpoe.rtl.order_check.OrderChecker` on its egress
+"""pyuvm testbench for :class:`tlpoe.rtl.queues.classq.ClassQueues` with the
+:class:`~tlpoe.rtl.queues.order_check.OrderChecker` on its egress
 (:class:`~tlpoe.tb.tops.CheckedQueues`): random TLPs of every class
 in, a credit-limited peer out, the ordering model as the judge of both.
 
@@ -24,7 +24,7 @@ in, a credit-limited peer out, the ordering model as the judge of both.
 * **The RTL checker** must agree with the model exactly: as many TLPs
   flagged as the model finds TLPs that made an illegal pass, per cell, and
   every TLP checked. The checker does not judge ID-Based Ordering (see
-  :mod:`tlpoe.rtl.order_check`), so its model is the same check with the
+  :mod:`tlpoe.rtl.queues.order_check`), so its model is the same check with the
   IDO bit cleared: a pass only IDO makes legal counts as flagged.
 """
 
@@ -39,7 +39,7 @@ from pyuvm import uvm_component, uvm_env, uvm_test
 
 from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
-from tlpoe.rtl.order_check import CELLS as CHECK_CELLS
+from tlpoe.rtl.queues.order_check import CELLS as CHECK_CELLS
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
 from tlpoe.tb.ordering_coverage import export, sample_cells

@@ -1,4 +1,4 @@
-"""pyuvm bench of the device fabric behind its CSRs (rtl/fabric_csr.py).
+"""pyuvm bench of the device fabric behind its CSRs (rtl/fabric/fabric_csr.py).
 
 The pool manager (sim/pool.py) assigns and releases GPUs across two host
 links, writing each table through :class:`~tlpoe.sim.pool.CsrWriter` on the

@@ -17,7 +17,7 @@ from tlpoe.models.frame import (
     pad_to_minimum,
 )
 from tlpoe.models.tlp import Tlp
-from tlpoe.rtl.deframer import frame_words
+from tlpoe.rtl.framing.deframer import frame_words
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
 from tlpoe.tb.fuzz import FATE_COUNTERS, FrameJudge, FuzzFailure, ReceivePort, predict_frame
 from tlpoe.tb.fuzz_bridge import BridgeFuzz

@@ -20,7 +20,7 @@ from tlpoe.models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, agg
 from tlpoe.models import wire
 from tlpoe.models.frame import body_capacity, largest_tlp
 from tlpoe.models.tlp import tlp_size_from_header
-from tlpoe.rtl.framer import framer_latency
+from tlpoe.rtl.framing.framer import framer_latency
 from tlpoe.tb import stimulus
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.loopback_env import CHANNEL, AnalysisImp, LoopbackEnv, read_counters

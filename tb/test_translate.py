@@ -1,4 +1,4 @@
-"""pyuvm bench of the Translator (rtl/translate.py): both directions at once,
+"""pyuvm bench of the Translator (rtl/fabric/translate.py): both directions at once,
 against the translation model (models/translate.py, ``LinkTranslator``).
 
 The table (``tb.stimulus.TRANSLATION_TABLE``, BAR shadows included) is
@@ -26,7 +26,7 @@ import pyuvm
 from pyuvm import ConfigDB, uvm_env, uvm_test
 
 from tlpoe.models.translate import AccessTable, Function, Reason, VirtualBar
-from tlpoe.rtl.translate import TABLE_WRITE_ENABLES, table_writes
+from tlpoe.rtl.fabric.translate import TABLE_WRITE_ENABLES, table_writes
 from tlpoe.tb.bfm import StreamLayout, reset, start_clock, wait_cycles
 from tlpoe.tb.fabric_env import (FabricEnv, LinkPredictor, check_counters, make_agent,
                                  read_counters)

@@ -14,11 +14,11 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 from ..models import wire
-from ..rtl.classq import ClassQueues
+from ..rtl.queues.classq import ClassQueues
 from ..rtl.compose import exposed_members, forward
-from ..rtl.decapsulator import Decapsulator
-from ..rtl.encapsulator import Encapsulator
-from ..rtl.order_check import OrderChecker
+from ..rtl.framing.decapsulator import Decapsulator
+from ..rtl.framing.encapsulator import Encapsulator
+from ..rtl.queues.order_check import OrderChecker
 from ..rtl.streams import check_width
 
 __all__ = ["Pair", "Loopback", "CheckedQueues"]
@@ -84,7 +84,7 @@ class Loopback(wiring.Component):
 
 
 class CheckedQueues(wiring.Component):
-    """:class:`~tlpoe.rtl.classq.ClassQueues` with an :class:`OrderChecker`
+    """:class:`~tlpoe.rtl.queues.classq.ClassQueues` with an :class:`OrderChecker`
     on its egress: the queues' ports, and the checker's ports prefixed
     ``check_`` (its ``irq_clear`` input and every output). The unit the
     ordering testbench proves, the test-only ``reorder_illegally`` arbiter

@@ -8,7 +8,7 @@ import pytest
 
 from tlpoe.models.frame import decode_frame
 from tlpoe.models.pcap import read_pcap
-from tlpoe.rtl.bridge import Bridge
+from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.tb.tops import Loopback
 from tlpoe.tb.tops import Pair
 from tlpoe.sim import runner

@@ -1,4 +1,4 @@
-"""ClassQueues (rtl/classq.py) in amaranth.sim against the ordering model:
+"""ClassQueues (rtl/queues/classq.py) in amaranth.sim against the ordering model:
 legal reordering only, posted traffic never blocked by starved non-posted
 requests, credits respected, and the test-only illegal arbiter caught."""
 
@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
-from tlpoe.rtl.classq import ClassQueues
+from tlpoe.rtl.queues.classq import ClassQueues
 from tlpoe.rtl.tlp_header import CLASSES, CPL, NP, P
 from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
 

@@ -14,7 +14,7 @@ from tlpoe.sim.runner import run_cocotb, simulators
 def test_points_are_charged_to_the_block_of_the_nearest_src_attribute(tmp_path):
     verilog = tmp_path / "top.v"
     verilog.write_text("module top;\n"
-                       '  (* src = "%s/rtl/framer.py:10" *)\n'
+                       '  (* src = "%s/rtl/framing/framer.py:10" *)\n'
                        "  reg a;\n"
                        '  (* src = "/x/amaranth/lib/fifo.py:3" *)\n'
                        "  reg b;\nendmodule\n" % coverage.ROOT)
@@ -53,7 +53,7 @@ def test_functional_databases_merge_bin_by_bin(tmp_path):
 def test_a_coverage_run_reports_every_block(tmp_path):
     """One bench built with Verilator coverage, then the report: every RTL
     block named, the Translator's line coverage measured, holes listed."""
-    from tlpoe.rtl.translate import Translator
+    from tlpoe.rtl.fabric.translate import Translator
     run_cocotb("verilator", lambda: Translator(64, windows=2, functions=2), "translator",
                "tlpoe.tb.test_translate", build_key="translator-w64-covtest",
                testcase="TranslateRandomTest", seed=1, run_name="covtest", coverage=True,

@@ -1,4 +1,4 @@
-"""The bridge's rule for the peer's credit limits (``rtl/credits.py``
+"""The bridge's rule for the peer's credit limits (``rtl/queues/credits.py``
 ``PeerCredits``, in a Bridge), in amaranth.sim against the model's
 :func:`tlpoe.models.ordering.take_credit_limit`: a limit only moves forward,
 and never to more than half a counter past the credits consumed (those
@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.frame import FLAG_CREDITS_VALID, FrameType, encode_frame
 from tlpoe.models.ordering import take_credit_limit
-from tlpoe.rtl.deframer import verdict_latency
-from tlpoe.rtl.bridge import Bridge
+from tlpoe.rtl.framing.deframer import verdict_latency
+from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.rtl.streams import DATA_BITS, HDR_BITS
 from tlpoe.rtl.tlp_header import CLASSES
 from tlpoe.tb.bfm import put_frame

@@ -1,4 +1,4 @@
-"""The credit loop's blocks (rtl/credits.py) in amaranth.sim: CreditReturn's
+"""The credit loop's blocks (rtl/queues/credits.py) in amaranth.sim: CreditReturn's
 advertised limits are the buffer sizes plus the credits of every TLP that
 left, per class; CreditAdvertiser asks for a frame of its own cycle by cycle
 as its model twin (``models/ordering.py``) does. PeerCredits is tested in a
@@ -13,7 +13,7 @@ import random
 
 from tlpoe.models.ordering import CreditAdvertiser as AdvertiserModel
 from tlpoe.models.tlp import OrderingClass, Tlp
-from tlpoe.rtl.credits import CreditAdvertiser, CreditReturn, queue_credits
+from tlpoe.rtl.queues.credits import CreditAdvertiser, CreditReturn, queue_credits
 from tlpoe.tb.bfm import StreamLayout, to_beats
 from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 

@@ -7,9 +7,9 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from tlpoe.rtl.bridge_csr import BridgeCsr
+from tlpoe.rtl.bridge.bridge_csr import BridgeCsr
 from tlpoe.rtl.csr import CsrBlock, CsrError, Resp, load
-from tlpoe.rtl.fabric_csr import FabricCsr
+from tlpoe.rtl.fabric.fabric_csr import FabricCsr
 
 MAPS = {"fabric": dict(HOSTS=2), "bridge": {}}
 
@@ -350,7 +350,7 @@ def test_rdl_syntax_errors_raise_with_the_compilers_message(tmp_path):
 def test_a_field_driving_no_port_raises(tmp_path):
     from amaranth.hdl import Module
     from tlpoe.rtl.csr import bind
-    from tlpoe.rtl.translate import Translator
+    from tlpoe.rtl.fabric.translate import Translator
     path = tmp_path / "extra.rdl"
     path.write_text("addrmap top { reg { field { sw = rw; hw = r; } no_such_port[4]; } A; };")
     with pytest.raises(CsrError, match="no_such_port"):
@@ -359,7 +359,7 @@ def test_a_field_driving_no_port_raises(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_disaggregated_top_can_put_the_fabric_and_bridges_behind_csrs():
-    from tlpoe.rtl.system import DisaggregatedTop
+    from tlpoe.rtl.bridge.system import DisaggregatedTop
     plain = DisaggregatedTop(64, hosts=2).signature.members
     top = DisaggregatedTop(64, hosts=2, fabric_csr=True, bridge_csr=True).signature.members
     assert {"fabric_csr", "h0_csr", "d1_csr"} <= set(top)

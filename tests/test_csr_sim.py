@@ -4,7 +4,7 @@ model (tb/test_csr.py)."""
 
 import pytest
 
-from tlpoe.rtl.fabric_csr import FabricCsr
+from tlpoe.rtl.fabric.fabric_csr import FabricCsr
 from tlpoe.sim.runner import run_cocotb, simulators
 
 MODULE = "tlpoe.tb.test_csr"

@@ -12,7 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from tlpoe.models.frame import decode_frame, encode_frame
-from tlpoe.rtl.decapsulator import Decapsulator
+from tlpoe.rtl.framing.decapsulator import Decapsulator
 from tlpoe.tb.bfm import put_frame
 
 #: (width, TLP bytes, bytes after the CRC): the two reproductions of the issue.

@@ -10,8 +10,8 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.frame import DropReason, FrameError, decode_frame, encode_frame
 from tlpoe.models.wire import FrameType
-from tlpoe.rtl.decapsulator import Decapsulator
-from tlpoe.rtl.deframer import Deframer
+from tlpoe.rtl.framing.decapsulator import Decapsulator
+from tlpoe.rtl.framing.deframer import Deframer
 from tlpoe.tb.bfm import frame_to_beats
 from tlpoe.tb.hostile import good_frame, hostile_frame
 

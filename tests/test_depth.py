@@ -26,13 +26,13 @@ def chain():
     """ff1 -> lut a -> lut b -> carry -> muxf7 -> lut c -> ff2; ff1 -> lut d -> ff3;
     port x -> lut e -> ff3.CE."""
     return {
-        "ff1": cell("FDRE", "/w/rtl/replay.py:10.1-10.5", D=2, Q=10),
+        "ff1": cell("FDRE", "/w/rtl/link/replay.py:10.1-10.5", D=2, Q=10),
         "a": cell("LUT2", I0=10, I1=10, O=11),
         "b": cell("LUT2", I0=11, I1=10, O=12),
         "k": cell("CARRY4", CI=12, S=11, O=13),
         "m": cell("MUXF7", I0=13, I1=12, O=14),
         "c": cell("LUT6", I0=14, I1=10, O=15),
-        "ff2": cell("FDRE", "/w/rtl/framer.py:20.1-20.5", D=15, Q=16),
+        "ff2": cell("FDRE", "/w/rtl/framing/framer.py:20.1-20.5", D=15, Q=16),
         "d": cell("LUT1", I0=10, O=17),
         "e": cell("LUT1", I0=3, O=18),
         "ff3": cell("FDRE", D=17, CE=18, Q=19),
@@ -43,8 +43,8 @@ def test_the_deepest_path_counts_luts_and_carries_apart():
     path = longest_path(netlist(chain()), "top")
     assert path["lut_levels"] == 3 and path["carry_cells"] == 1
     assert path["cells"] == ["LUT2", "LUT2", "CARRY4", "MUXF7", "LUT6"]
-    assert path["start"] == "FDRE (replay.py:10)"
-    assert path["end"] == "FDRE (framer.py:20) .D"
+    assert path["start"] == "FDRE (link/replay.py:10)"
+    assert path["end"] == "FDRE (framing/framer.py:20) .D"
 
 
 def test_a_path_to_an_output_port_counts():

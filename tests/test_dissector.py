@@ -27,7 +27,7 @@ from tlpoe.models.frame import DropReason, FrameError, decode_frame, encode_fram
 from tlpoe.models.pcap import read_pcap, write_pcap
 from tlpoe.models.tlp import (Attr, CplStatus, MsgRouting, PcieId, ReservedTypeError, Tlp,
                               TlpError, TlpType)
-from tlpoe.rtl.bridge import Bridge
+from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.tb.tops import Pair
 from tlpoe.sim import wireshark
 from tlpoe.sim.runner import run_cocotb, simulators

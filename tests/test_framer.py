@@ -12,7 +12,7 @@ from tlpoe.models.frame import FLAG_CREDITS_VALID, FrameError, decode_frame, fra
 from tlpoe.models.wire import (BRIDGE_HEADER, ETHERNET, HEADER_LEN, PREFIX_LEN, TLP_PREFIX,
                                VERSION, FrameType, body_capacity)
 from tlpoe.rtl.tlp_header import CLASSES
-from tlpoe.rtl.framer import Framer
+from tlpoe.rtl.framing.framer import Framer
 
 PARTS = ("hdr", "data")
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tlpoe.rtl.bridge import Bridge
+from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.sim.fuzz import BRIDGE, FRAMES_SHORT, MODES, MTU, TLPS_PER_FRAME, run_point
 from tlpoe.sim.runner import run_cocotb, simulators
 

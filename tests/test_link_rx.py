@@ -4,7 +4,7 @@ still open ``nak_timeout`` cycles after it was sent is requested again."""
 from amaranth.sim import Simulator
 
 from tlpoe.models.wire import FrameType
-from tlpoe.rtl.link_rx import LinkReceiver
+from tlpoe.rtl.link.link_rx import LinkReceiver
 
 TIMEOUT = 12
 

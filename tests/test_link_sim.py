@@ -13,7 +13,7 @@ import json
 import pytest
 import yaml
 
-from tlpoe.rtl.bridge import Bridge
+from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.tb.tops import Pair
 from tlpoe.sim.runner import run_cocotb, simulators
 from tlpoe.tb.link_coverage import COVER_POINT, EVENTS

@@ -1,4 +1,4 @@
-"""OrderChecker (rtl/order_check.py) in amaranth.sim against the ordering
+"""OrderChecker (rtl/queues/order_check.py) in amaranth.sim against the ordering
 model: never a flag on a legal reordering, a flag on every illegal pass, with
 its cell, stamp and tag."""
 
@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.ordering import check_order, legal_pass
 from tlpoe.models.tlp import OrderingClass, Tlp, TlpType
-from tlpoe.rtl.order_check import CELLS, OrderChecker
+from tlpoe.rtl.queues.order_check import CELLS, OrderChecker
 from tlpoe.tb.bfm import StreamLayout, to_beats
 from tlpoe.tb.stimulus import ordering_traffic
 

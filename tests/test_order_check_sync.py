@@ -1,4 +1,4 @@
-"""OrderChecker's per-tag table read synchronously (rtl/order_check.py): the
+"""OrderChecker's per-tag table read synchronously (rtl/queues/order_check.py): the
 table is a block-RAM-shaped memory, and a completion whose read is issued in
 the cycle the previous completion of the same tag is written (single-beat
 TLPs back to back) sees that write."""
@@ -7,7 +7,7 @@ import pytest
 from amaranth.back import rtlil
 
 from tlpoe.models.tlp import Tlp, TlpType
-from tlpoe.rtl.order_check import OrderChecker
+from tlpoe.rtl.queues.order_check import OrderChecker
 
 from test_order_check import GPU, HOST, run_checker
 

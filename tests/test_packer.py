@@ -1,4 +1,4 @@
-"""The TlpPacker (rtl/packer.py) in amaranth.sim, against the frame model
+"""The TlpPacker (rtl/framing/packer.py) in amaranth.sim, against the frame model
 (models/frame.py): frames as ``aggregate`` groups them, each descriptor
 after its frame's words, and the hazards of its pipeline: TLPs back to
 back, backpressure in the middle of a frame, a frame closing while the next
@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from tlpoe.models import wire
 from tlpoe.models.frame import _tlp_area, aggregate
 from tlpoe.models.tlp import Tlp
-from tlpoe.rtl.packer import TlpPacker
+from tlpoe.rtl.framing.packer import TlpPacker
 from tlpoe.tb.bfm import StreamLayout, to_beats
 
 

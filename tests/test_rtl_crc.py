@@ -6,7 +6,7 @@ import zlib
 import pytest
 from amaranth.sim import Simulator
 
-from tlpoe.rtl.crc import Crc32Pipelined, Crc32Update, reverse_zero_bytes
+from tlpoe.rtl.framing.crc import Crc32Pipelined, Crc32Update, reverse_zero_bytes
 
 
 def _reg_after(reg, data):

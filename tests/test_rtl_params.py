@@ -2,14 +2,14 @@
 
 import pytest
 
-from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.crc import Crc32Update
-from tlpoe.rtl.decapsulator import Decapsulator
-from tlpoe.rtl.encapsulator import Encapsulator
-from tlpoe.rtl.framer import Framer
-from tlpoe.rtl.link_rx import LinkReceiver
+from tlpoe.rtl.bridge.bridge import Bridge
+from tlpoe.rtl.framing.crc import Crc32Update
+from tlpoe.rtl.framing.decapsulator import Decapsulator
+from tlpoe.rtl.framing.encapsulator import Encapsulator
+from tlpoe.rtl.framing.framer import Framer
+from tlpoe.rtl.link.link_rx import LinkReceiver
 from tlpoe.tb.tops import Loopback
-from tlpoe.rtl.packer import TlpPacker
+from tlpoe.rtl.framing.packer import TlpPacker
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

@@ -25,8 +25,8 @@ from amaranth.sim import Simulator
 from tlpoe.models import wire
 from tlpoe.models.frame import FLAG_ACK_VALID, FrameType, decode_frame, encode_frame
 from tlpoe.models.tlp import Tlp, TlpType
-from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.decapsulator import Decapsulator
+from tlpoe.rtl.bridge.bridge import Bridge
+from tlpoe.rtl.framing.decapsulator import Decapsulator
 from tlpoe.tb.bfm import frame_to_beats
 
 

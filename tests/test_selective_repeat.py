@@ -10,11 +10,11 @@ import pytest
 from amaranth.sim import Simulator
 
 from tlpoe.models.wire import FrameType
-from tlpoe.rtl.bridge import Bridge
-from tlpoe.rtl.decapsulator import Decapsulator
-from tlpoe.rtl.link_rx import LinkReceiver
-from tlpoe.rtl.reorder import ReorderBuffer
-from tlpoe.rtl.replay import ReplayBuffer
+from tlpoe.rtl.bridge.bridge import Bridge
+from tlpoe.rtl.framing.decapsulator import Decapsulator
+from tlpoe.rtl.link.link_rx import LinkReceiver
+from tlpoe.rtl.link.reorder import ReorderBuffer
+from tlpoe.rtl.link.replay import ReplayBuffer
 
 TIMEOUT = 12
 

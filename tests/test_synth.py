@@ -50,7 +50,7 @@ NEXTPNR_REPORT_ECP5 = {
          "from": {"cell": "decap.deframer.word_start_TRELLIS_FF_Q_3", "loc": [80, 7], "port": "Q"},
          "to": {"cell": "decap.deframer.word_start_TRELLIS_FF_Q_3", "loc": [80, 7], "port": "Q"}},
         {"delay": 0.52, "type": "routing", "net": "decap.deframer.hdr_reg[2]",
-         "sources": ["/nowhere/rtl/deframer.py:120", "/share/lattice/cells_map.v:1.1-2.2"],
+         "sources": ["/nowhere/rtl/framing/deframer.py:120", "/share/lattice/cells_map.v:1.1-2.2"],
          "from": {"cell": "decap.deframer.word_start_TRELLIS_FF_Q_3", "loc": [80, 7], "port": "Q"},
          "to": {"cell": "$nextpnr_CCU2C_129$CCU2_COMB0", "loc": [80, 9], "port": "A0"}},
         {"delay": 0.26, "type": "logic",
@@ -197,7 +197,7 @@ def test_quick_synth_places_a_small_block_on_ecp5_and_ice40(tmp_path):
         assert r["seconds"]["yosys"] > 0 and r["seconds"]["nextpnr"] > 0
         assert (tmp_path / "points" / f"{r['slug']}.json").is_file()
     assert records["ecp5"]["shell"] is None and records["ice40"]["shell"]["out_bits"] == 144
-    assert records["ecp5"]["critical_path"]["rtl_lines"][0].startswith("rtl/credits.py:")
+    assert records["ecp5"]["critical_path"]["rtl_lines"][0].startswith("rtl/queues/credits.py:")
     md = (tmp_path / "synth.md").read_text()
     assert "| Configuration | Part | LUT4 | FF | BRAM | Fmax MHz | Gb/s |" in md
     for r in records.values():

@@ -1,9 +1,9 @@
-"""The disaggregated system's top (rtl/system.py): what it wires inside and
+"""The disaggregated system's top (rtl/bridge/system.py): what it wires inside and
 what it leaves to the testbench."""
 
 import pytest
 
-from tlpoe.rtl.system import DisaggregatedTop
+from tlpoe.rtl.bridge.system import DisaggregatedTop
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

@@ -1,5 +1,5 @@
 """Address / ID translation and access control: the model's rules
-(models/translate.py) and the RTL against them (rtl/translate.py, in
+(models/translate.py) and the RTL against them (rtl/fabric/translate.py, in
 amaranth.sim at 64 and 256 bits, and briefly at 128 and 512)."""
 
 import dataclasses
@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from tlpoe.models.tlp import CplStatus, PcieId, Tlp, TlpType
 from tlpoe.models.translate import (AccessTable, Function, LinkTranslator, Reason, VirtualBar,
                                     Window, route, to_device, to_host, virtual_bars)
-from tlpoe.rtl.translate import TABLE_WRITE_ENABLES, DeviceFabric, Translator, table_writes
+from tlpoe.rtl.fabric.translate import TABLE_WRITE_ENABLES, DeviceFabric, Translator, table_writes
 from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
 from tlpoe.tb.scoreboard import match_interleaved
 from tlpoe.tb.stimulus import TRANSLATION_TABLE, translation_traffic

@@ -1,4 +1,4 @@
-"""The Translator's pipeline (rtl/translate.py) in amaranth.sim: the hazards
+"""The Translator's pipeline (rtl/fabric/translate.py) in amaranth.sim: the hazards
 its stages bring, one behaviour per test: TLPs back to back, backpressure
 in the middle of a TLP, ``ready`` never passed through, the latency."""
 
@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models.tlp import PcieId, Tlp
 from tlpoe.models.translate import LinkTranslator
-from tlpoe.rtl.translate import TABLE_WRITE_ENABLES, Translator, table_writes
+from tlpoe.rtl.fabric.translate import TABLE_WRITE_ENABLES, Translator, table_writes
 from tlpoe.tb.bfm import StreamLayout, beats_to_bytes, to_beats
 from tlpoe.tb.stimulus import TRANSLATION_TABLE as TABLE
 

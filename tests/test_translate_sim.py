@@ -3,7 +3,7 @@ Verilator, both directions against the translation model (tb/test_translate.py).
 
 import pytest
 
-from tlpoe.rtl.translate import DeviceFabric, Translator
+from tlpoe.rtl.fabric.translate import DeviceFabric, Translator
 from tlpoe.sim.runner import run_cocotb, simulators
 
 MODULE = "tlpoe.tb.test_translate"

@@ -4,10 +4,10 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from ..models import wire
-from ..models.frame import DropReason
+from ...models import wire
+from ...models.frame import DropReason
+from ..streams import CreditLimit, RxDesc, check_width, frame_stream, tlp_stream
 from .deframer import Deframer
-from .streams import CreditLimit, RxDesc, check_width, frame_stream, tlp_stream
 from .unpacker import TlpUnpacker
 
 __all__ = ["Decapsulator"]
@@ -29,10 +29,10 @@ class Decapsulator(wiring.Component):
 
     ``verdict`` (optional): a stage on each frame's verdict between the checks
     and delivery, such as the link layer's
-    :class:`~tlpoe.rtl.link_rx.LinkReceiver`.  ``reorder`` (optional, with a
+    :class:`~tlpoe.rtl.link.link_rx.LinkReceiver`.  ``reorder`` (optional, with a
     ``verdict``): a stage between the receive FIFOs and the unpacker that
     acts on the verdict's descriptors, such as the selective-repeat link's
-    :class:`~tlpoe.rtl.reorder.ReorderBuffer`.
+    :class:`~tlpoe.rtl.link.reorder.ReorderBuffer`.
 
     Store and forward: a frame's TLPs leave only after its CRC and structure
     are checked; a malformed frame is counted and dropped, and the frame after

@@ -2,7 +2,7 @@
 
 Each TLP carries a *stamp*: the number of posted TLPs that entered the
 bridge before it (modulo ``2**stamp_bits``), which
-:class:`~tlpoe.rtl.classq.ClassQueues` assigns at the ingress; for a posted
+:class:`~tlpoe.rtl.queues.classq.ClassQueues` assigns at the ingress; for a posted
 TLP the stamp is its own index among the posted TLPs. From the stamps alone
 the checker knows, at the egress, whether a posted TLP that arrived earlier
 is still inside: it keeps ``p_low``, the lowest posted index not out yet,
@@ -53,8 +53,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from .tlp_header import CPL, NP, P, TlpHeader
-from .streams import TlpBeat, check_width
+from ..streams import TlpBeat, check_width
+from ..tlp_header import CPL, NP, P, TlpHeader
 
 __all__ = ["CELLS", "OrderChecker"]
 

@@ -4,15 +4,15 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-from .compose import exposed_members, forward
-from .csr import AxiLiteSignature, CsrBlock, bind, driven, load
+from ..compose import exposed_members, forward
+from ..csr import AxiLiteSignature, CsrBlock, bind, driven, load
 from .translate import DeviceFabric
 
 __all__ = ["FabricCsr"]
 
 
 class FabricCsr(wiring.Component):
-    """A :class:`~tlpoe.rtl.translate.DeviceFabric` (same parameters) whose
+    """A :class:`~tlpoe.rtl.fabric.translate.DeviceFabric` (same parameters) whose
     table ports (``tbl_link``, ``win_*``, ``fn_*``) and per-link IDs
     (``link{i}_host_rid``, ``link{i}_local_rid``) are driven by the
     register block of ``fabric.rdl`` on the AXI4-Lite port ``csr``; its

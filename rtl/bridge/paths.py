@@ -1,8 +1,8 @@
 """The bridge's two directions as mirrored components: the transmit path
 (TLPs in, frames out) and the receive path (frames in, TLPs out), joined by
-two named signatures: :class:`~tlpoe.rtl.link_common.LinkFeedback` (the
+two named signatures: :class:`~tlpoe.rtl.link.link_common.LinkFeedback` (the
 receiver's acks, NAKs and requests, to its own sender) and
-:class:`~tlpoe.rtl.credits.CreditLoop` (our credit limits, and the peer's as
+:class:`~tlpoe.rtl.queues.credits.CreditLoop` (our credit limits, and the peer's as
 its frames advertise them).
 
 =====================  ==========================  ==========================
@@ -26,21 +26,21 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from ..models import wire
-from ..models.frame import DropReason
-from .classq import ClassQueues
-from .compose import exposed_members
-from .credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
-from .decapsulator import Decapsulator
-from .deframer import frame_words
-from .framer import Framer
-from .link_common import LinkFeedback
-from .link_rx import LinkReceiver
-from .order_check import OrderChecker
-from .packer import TlpPacker
-from .reorder import ReorderBuffer
-from .replay import ReplayBuffer
-from .streams import frame_stream, tlp_stream
+from ...models import wire
+from ...models.frame import DropReason
+from ..compose import exposed_members
+from ..framing.decapsulator import Decapsulator
+from ..framing.deframer import frame_words
+from ..framing.framer import Framer
+from ..framing.packer import TlpPacker
+from ..link.link_common import LinkFeedback
+from ..link.link_rx import LinkReceiver
+from ..link.reorder import ReorderBuffer
+from ..link.replay import ReplayBuffer
+from ..queues.classq import ClassQueues
+from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
+from ..queues.order_check import OrderChecker
+from ..streams import frame_stream, tlp_stream
 
 __all__ = ["TransmitPath", "ReceivePath", "TX_COUNTERS", "RX_COUNTERS", "SR_COUNTERS",
            "ORDER_PORTS"]
@@ -68,7 +68,7 @@ class TransmitPath(wiring.Component):
 
     ``feedback`` (in): the local receiver's :class:`LinkFeedback`;
     ``credits`` (in): the :class:`CreditLoop`. The parameters are the
-    :class:`~tlpoe.rtl.bridge.Bridge`'s; ``buffers`` are the receive
+    :class:`~tlpoe.rtl.bridge.bridge.Bridge`'s; ``buffers`` are the receive
     buffers' ``(hdr, data)`` credits per class, which set when an
     advertisement is due.
     """

@@ -6,12 +6,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models import wire
-from ..models.frame import FLAG_CREDITS_VALID
-from .tlp_header import CLASSES
+from ...models import wire
+from ...models.frame import FLAG_CREDITS_VALID
+from ..streams import CreditLimit, FrameBeat, TxDesc, check_width, frame_stream
+from ..tlp_header import CLASSES
+from ..wirefmt import pack_bytes
 from .crc import Crc32Pipelined, reverse_zero_bytes
-from .streams import CreditLimit, FrameBeat, TxDesc, check_width, frame_stream
-from .wirefmt import pack_bytes
 
 __all__ = ["Framer", "framer_latency"]
 
@@ -68,7 +68,7 @@ class Framer(wiring.Component):
 
     Pipeline: a two-entry descriptor queue (``desc.ready`` is "not full"),
     a sequencer that issues one beat per cycle, the CRC
-    (:class:`~tlpoe.rtl.crc.Crc32Pipelined`, :attr:`crc_latency` cycles)
+    (:class:`~tlpoe.rtl.framing.crc.Crc32Pipelined`, :attr:`crc_latency` cycles)
     beside a delay line of the same length, the CRC inserted into the last
     beat, and an output FIFO of :attr:`fifo_depth` beats.  The sequencer
     issues a beat only when the FIFO has room for it counting every beat in

@@ -4,9 +4,9 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
+from ..compose import exposed_members, forward
+from ..csr import AxiLiteSignature, CsrBlock, bind, driven, load
 from .bridge import Bridge
-from .compose import exposed_members, forward
-from .csr import AxiLiteSignature, CsrBlock, bind, driven, load
 
 __all__ = ["BridgeCsr", "bridge_regmap"]
 
@@ -23,7 +23,7 @@ def bridge_regmap(bridge):
 
 
 class BridgeCsr(wiring.Component):
-    """A :class:`~tlpoe.rtl.bridge.Bridge` (``width`` and ``bridge_kw`` as
+    """A :class:`~tlpoe.rtl.bridge.bridge.Bridge` (``width`` and ``bridge_kw`` as
     its) whose run-time inputs (MACs, channel, timeouts, delays, the
     ``CONTROL`` switches, ``order_irq_clear``) come from the register block
     of ``bridge.rdl`` on the AXI4-Lite port ``csr``, reset to the bridge's

@@ -8,7 +8,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .streams import KeptDesc, ReorderDesc, RxDesc, check_width
+from ..streams import KeptDesc, ReorderDesc, RxDesc, check_width
 
 __all__ = ["ReorderBuffer"]
 
@@ -16,7 +16,7 @@ __all__ = ["ReorderBuffer"]
 class ReorderBuffer(wiring.Component):
     """Sits between the receive FIFOs (``desc``, a :class:`ReorderDesc` per
     frame, and ``words``, every frame's stored words) and the
-    :class:`~tlpoe.rtl.unpacker.TlpUnpacker` (``out_desc``, ``out_words``),
+    :class:`~tlpoe.rtl.framing.unpacker.TlpUnpacker` (``out_desc``, ``out_words``),
     and handles one frame at a time, in arrival order:
 
     * ``store``: the frame's descriptor (``count``, ``words``) and its

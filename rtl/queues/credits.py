@@ -4,10 +4,10 @@ The receiver gives each class (posted, non-posted, completion) a buffer of
 ``hdr`` headers and ``data`` data credits (16-byte units) and advertises
 cumulative limits: the buffer size plus every credit freed so far, modulo
 ``2**8`` (headers) and ``2**16`` (data), the widths of the bridge header's
-credit fields. The sender (:class:`~tlpoe.rtl.classq.ClassQueues`) sends a
+credit fields. The sender (:class:`~tlpoe.rtl.queues.classq.ClassQueues`) sends a
 TLP only while its class's limit covers it, so the buffers never overrun.
 
-The three blocks of the loop, as the :class:`~tlpoe.rtl.bridge.Bridge` joins
+The three blocks of the loop, as the :class:`~tlpoe.rtl.bridge.bridge.Bridge` joins
 them: :class:`CreditReturn` frees credits at the receive egress;
 :class:`CreditAdvertiser` decides when our limits must go out in a frame of
 their own; :class:`PeerCredits` keeps the limits the peer advertised, for
@@ -18,8 +18,8 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .tlp_header import CLASSES, TlpHeader
-from .streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width
+from ..streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width
+from ..tlp_header import CLASSES, TlpHeader
 
 __all__ = ["CreditReturn", "CreditAdvertiser", "PeerCredits", "CreditLoop", "Limits",
            "queue_credits"]
@@ -185,7 +185,7 @@ class PeerCredits(wiring.Component):
 
     Cumulative: a limit never goes back to an older value (a late frame's),
     and never more than half the counter past what was ``consumed``: the
-    flow-control test (rtl/classq.py ``_room``) would read such a limit as
+    flow-control test (rtl/queues/classq.py ``_room``) would read such a limit as
     exhausted, and every honest advertisement after it as older, so the
     class would stall for good. Those are counted in ``invalid``. (With
     ``enable`` clear, consumed runs past the limits: only the first rule

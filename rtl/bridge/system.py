@@ -6,7 +6,7 @@
 
 :class:`DisaggregatedTop` holds, per host link *i*, the host-side bridge
 ``h{i}`` and the device-side bridge ``d{i}``, and one
-:class:`~tlpoe.rtl.translate.DeviceFabric` joining the device-side bridges
+:class:`~tlpoe.rtl.fabric.translate.DeviceFabric` joining the device-side bridges
 to the GPU chassis' PCIe switch. Inside the top, each device-side bridge's
 TLP side is wired to its link of the fabric; everything else is a port,
 renamed with its owner's prefix (``h0_tlp_in``, ``d0_frame_out``,
@@ -20,11 +20,11 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import connect
 
+from ..compose import exposed_members, forward
+from ..fabric.fabric_csr import FabricCsr
+from ..fabric.translate import DeviceFabric
 from .bridge import Bridge
 from .bridge_csr import BridgeCsr
-from .compose import exposed_members, forward
-from .fabric_csr import FabricCsr
-from .translate import DeviceFabric
 
 __all__ = ["DisaggregatedTop"]
 
@@ -34,10 +34,10 @@ class DisaggregatedTop(wiring.Component):
     :class:`DeviceFabric` (``windows``, ``functions`` per link).
 
     ``fabric_csr``: the fabric's tables and IDs behind its CSRs
-    (:class:`~tlpoe.rtl.fabric_csr.FabricCsr`, AXI4-Lite port ``fabric_csr``)
+    (:class:`~tlpoe.rtl.fabric.fabric_csr.FabricCsr`, AXI4-Lite port ``fabric_csr``)
     instead of the ``fabric_tbl_link`` / ``fabric_win_*`` / ``fabric_fn_*`` /
     ``fabric_link{i}_*_rid`` ports; ``bridge_csr``: each bridge's run-time
-    inputs behind its CSRs (:class:`~tlpoe.rtl.bridge_csr.BridgeCsr`, ports
+    inputs behind its CSRs (:class:`~tlpoe.rtl.bridge.bridge_csr.BridgeCsr`, ports
     ``h{i}_csr`` and ``d{i}_csr``)."""
 
     def __init__(self, width=64, *, hosts=2, windows=4, functions=4, fabric_csr=False,

@@ -4,13 +4,13 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import connect
 
-from ..models import wire
-from .compose import exposed_members, forward
-from .credits import queue_credits
-from .link_common import check_mode
+from ...models import wire
+from ..compose import exposed_members, forward
+from ..link.link_common import check_mode
+from ..queues.credits import queue_credits
+from ..streams import check_width
+from ..tlp_header import CLASSES
 from .paths import ReceivePath, TransmitPath
-from .streams import check_width
-from .tlp_header import CLASSES
 
 __all__ = ["Bridge"]
 
@@ -20,13 +20,13 @@ JOINS = ("feedback", "credits")
 
 class Bridge(wiring.Component):
     """The bridge's TLP path with a reliable link (see ``docs/``), go-back-N
-    or selective repeat: a :class:`~tlpoe.rtl.paths.TransmitPath` (``tx``:
+    or selective repeat: a :class:`~tlpoe.rtl.bridge.paths.TransmitPath` (``tx``:
     ``tlp_in`` → class queues → packer → replay buffer → framer →
-    ``frame_out``) and a :class:`~tlpoe.rtl.paths.ReceivePath` (``rx``:
+    ``frame_out``) and a :class:`~tlpoe.rtl.bridge.paths.ReceivePath` (``rx``:
     ``frame_in`` → decapsulator with the link receiver → class queues →
     ``tlp_out``, watched by the ordering checker and the credit return),
-    joined by the receiver's :class:`~tlpoe.rtl.link_common.LinkFeedback`
-    and the :class:`~tlpoe.rtl.credits.CreditLoop`. The bridge's ports are
+    joined by the receiver's :class:`~tlpoe.rtl.link.link_common.LinkFeedback`
+    and the :class:`~tlpoe.rtl.queues.credits.CreditLoop`. The bridge's ports are
     the two paths' (``ro_enable`` drives both). ``frame_in`` is always
     ready: a MAC cannot wait; a frame whose first beat finds no room for a
     whole frame is dropped and counted in ``overflows``, and the link layer

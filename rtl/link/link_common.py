@@ -5,7 +5,7 @@ from amaranth.hdl import Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.link import MODES
+from ...models.link import MODES
 
 __all__ = ["MODES", "FEEDBACK_LATENCY", "FEEDBACK_COUNTERS", "LinkFeedback", "check_mode", "check_window", "first_of"]
 
@@ -19,8 +19,8 @@ FEEDBACK_COUNTERS = ("acks_invalid", "naks_invalid", "replays_nak")
 
 class LinkFeedback(wiring.Signature):
     """What one end's receiver tells its own sender (the
-    :class:`~tlpoe.rtl.link_rx.LinkReceiver` drives it, the
-    :class:`~tlpoe.rtl.replay.ReplayBuffer` takes it flipped).
+    :class:`~tlpoe.rtl.link.link_rx.LinkReceiver` drives it, the
+    :class:`~tlpoe.rtl.link.replay.ReplayBuffer` takes it flipped).
 
     * ``rx_ack`` / ``rx_ack_valid``: the cumulative ack every frame sent
       carries (the receiver's state, read when a frame is taken);

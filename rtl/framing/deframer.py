@@ -4,12 +4,12 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models import wire
-from ..models.frame import DropReason
-from .tlp_header import CLASSES
+from ...models import wire
+from ...models.frame import DropReason
+from ..streams import CreditLimit, RxDesc, check_width, frame_stream
+from ..tlp_header import CLASSES
+from ..wirefmt import unpack_field
 from .crc import Crc32Pipelined, reverse_zero_bytes
-from .streams import CreditLimit, RxDesc, check_width, frame_stream
-from .wirefmt import unpack_field
 
 __all__ = ["frame_words", "Deframer", "verdict_latency"]
 
@@ -50,7 +50,7 @@ class Deframer(wiring.Component):
     largest frame the MTU allows; the rest of an oversize frame is not
     stored), one cycle after each beat, and its :class:`RxDesc`,
     :attr:`latency` cycles after its last beat, without looking at ``ready``
-    again (the :class:`~tlpoe.rtl.decapsulator.Decapsulator` drives them
+    again (the :class:`~tlpoe.rtl.framing.decapsulator.Decapsulator` drives them
     from its FIFOs' levels).  A frame that finds either low is not stored,
     gets no descriptor and counts in ``overflows``, not in ``drops``: a MAC
     cannot wait.

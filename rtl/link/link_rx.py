@@ -4,9 +4,9 @@ from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models import wire
+from ...models import wire
+from ..streams import RxDesc, ReorderDesc
 from .link_common import LinkFeedback, check_mode, check_window, first_of
-from .streams import RxDesc, ReorderDesc
 
 __all__ = ["LinkReceiver"]
 
@@ -39,7 +39,7 @@ class LinkReceiver(wiring.Component):
       and only the sender's replay timer recovers a lost one.
 
     Selective repeat (``out`` is a :class:`~tlpoe.rtl.streams.ReorderDesc`
-    for a :class:`~tlpoe.rtl.reorder.ReorderBuffer` of ``window`` slots;
+    for a :class:`~tlpoe.rtl.link.reorder.ReorderBuffer` of ``window`` slots;
     ``d`` is the frame's distance ahead of ``expected``):
 
     * ``0 < d < window`` and not held yet: the frame is held (``store``;
@@ -62,7 +62,7 @@ class LinkReceiver(wiring.Component):
     Both modes:
 
     * Every checked frame's cumulative ack and NAK go to the replay buffer
-      (``feedback``, a :class:`~tlpoe.rtl.link_common.LinkFeedback`:
+      (``feedback``, a :class:`~tlpoe.rtl.link.link_common.LinkFeedback`:
       ``ack_in``/``ack_seq``, ``nak_in``/``nak_seq``).
     * ACKs are coalesced: ``send_ack`` rises after ``ack_every`` delivered
       frames or ``ack_delay`` cycles after the first unacknowledged one, and

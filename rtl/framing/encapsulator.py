@@ -4,10 +4,10 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from ..models import wire
+from ...models import wire
+from ..streams import FrameDesc, check_width, frame_stream, tlp_stream
 from .framer import Framer
 from .packer import TlpPacker
-from .streams import FrameDesc, check_width, frame_stream, tlp_stream
 
 __all__ = ["Encapsulator"]
 
@@ -22,7 +22,7 @@ class Encapsulator(wiring.Component):
     Ports: ``tlp`` in (TLP stream), ``frame`` out (frame stream, no padding,
     no FCS: the MAC adds them); ``dst_mac``, ``src_mac``, ``channel``
     configuration; counters ``frames_sent``, ``oversize_drops`` and
-    ``length_errors`` (see :class:`~tlpoe.rtl.packer.TlpPacker`); ``flush_timeout``
+    ``length_errors`` (see :class:`~tlpoe.rtl.framing.packer.TlpPacker`); ``flush_timeout``
     in cycles (reset value: the parameter).
 
     Store and forward: a frame starts leaving once it is closed (its header

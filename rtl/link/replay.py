@@ -6,9 +6,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..models import wire
+from ...models import wire
+from ..streams import FrameDesc, TxDesc, check_width
 from .link_common import LinkFeedback, check_mode, check_window, first_of
-from .streams import FrameDesc, TxDesc, check_width
 
 __all__ = ["ReplayBuffer"]
 
@@ -36,7 +36,7 @@ class ReplayBuffer(wiring.Component):
     go-back-N by a replay (which starts with the frame it names), and in
     selective repeat, when it is a new frame, by a resend queued.
 
-    ``feedback`` (:class:`~tlpoe.rtl.link_common.LinkFeedback`) is the local
+    ``feedback`` (:class:`~tlpoe.rtl.link.link_common.LinkFeedback`) is the local
     receiver's; its inputs act one cycle late (they are registered here).
     A replay event (a NAK accepted, an expiry) is found in that cycle and
     carried out in the next; nothing is committed while it is.

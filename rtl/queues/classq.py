@@ -15,8 +15,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from .streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width, tlp_stream
-from .tlp_header import CLASSES, CPL, NP, P, TlpHeader
+from ..streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width, tlp_stream
+from ..tlp_header import CLASSES, CPL, NP, P, TlpHeader
 
 __all__ = ["ClassQueues"]
 
@@ -73,7 +73,7 @@ class ClassQueues(wiring.Component):
       the source sends), which can hold a head for one cycle when the
       credits are nearly used up.
     * ``tlp_out_stamp`` is the stamp of the TLP on ``tlp_out`` (for the
-      packer's prefix and an :class:`~tlpoe.rtl.order_check.OrderChecker`).
+      packer's prefix and an :class:`~tlpoe.rtl.queues.order_check.OrderChecker`).
       With ``carry_stamp`` it is instead the ``tlp_in_stamp`` that came with
       the TLP's first beat (a receiver keeps the sender's stamps).
     * ``class_enable`` (per class, default all set): a class whose bit is

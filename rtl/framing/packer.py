@@ -4,9 +4,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models import wire
-from .streams import FrameDesc, check_width, tlp_stream
-from .wirefmt import pack_bytes
+from ...models import wire
+from ..streams import FrameDesc, check_width, tlp_stream
+from ..tlp_header import TlpHeader
+from ..wirefmt import pack_bytes
 
 __all__ = ["TlpPacker", "tlp_dws_from_header"]
 
@@ -18,9 +19,8 @@ def tlp_dws_from_header(dw0, *, extra=0):
     """Total DWs of a TLP (header, payload, digest), plus ``extra``, from its
     first DW, given as 32 bits in stream lane order (byte 0 = Fmt/Type in
     bits 7:0)."""
-    fmt_4dw, fmt_data = dw0[5], dw0[6]
-    digest = dw0[23]                                  # TD, byte 2 bit 7
-    length = Cat(dw0[24:32], dw0[16:18])              # Length[7:0] in byte 3, [9:8] in byte 2
+    hdr = TlpHeader(dw0)
+    fmt_4dw, fmt_data, digest, length = hdr.four_dw, hdr.has_data, hdr.td, hdr.length
     payload = Cat(length, length == 0)                # 0 means 1024
     # one adder: the small terms are one operand
     small = Mux(fmt_4dw, Mux(digest, 5, 4), Mux(digest, 4, 3)) + extra

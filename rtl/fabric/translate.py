@@ -25,9 +25,11 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models.translate import BAR_REGISTERS, ROM_REGISTER, Reason
-from .streams import TlpBeat, check_width, tlp_stream
-from .tlp_header import TlpHeader
+from ...models.tlp import HEADER_LAYOUTS
+from ...models.translate import BAR_REGISTERS, ROM_REGISTER, Reason
+from ..streams import TlpBeat, check_width, tlp_stream
+from ..tlp_header import TlpHeader
+from ..wirefmt import pack_bytes
 
 __all__ = ["Translator", "TlpMerge", "DeviceFabric", "table_writes", "TABLE_WRITE_ENABLES"]
 
@@ -102,7 +104,7 @@ class _Decode(TlpHeader):
     """A TLP header (a 16-byte vector, lane order) as the translator reads
     it: :class:`~tlpoe.rtl.tlp_header.TlpHeader`'s fields and the request
     kinds, the byte count, the configuration register and data, and the
-    address (its 2 low bits, the PH bits, cleared)."""
+    address as a signal of its own."""
 
     def __init__(self, m, hdr):
         super().__init__(hdr)
@@ -117,10 +119,14 @@ class _Decode(TlpHeader):
                            | self.atomic)                 # + IORd, IOWr
         self.nbytes = Signal(13)
         m.d.comb += self.nbytes.eq(self.length_dws << 2)
-        self.register = Cat(hdr[8 * 11 + 2:8 * 12], hdr[8 * 10:8 * 10 + 4])  # Cfg DW number
-        self.cfg_data = hdr[8 * 12:8 * 16]       # a CfgWr's DW (little-endian)
-        self.address = Signal(64)
-        m.d.comb += self.address.eq(Mux(self.four_dw, self.be(8, 8), self.be(8, 4)) & ~3)
+        self.register = self.config_register
+        self.cfg_data = hdr[8 * 12:8 * 16]       # a CfgWr's data DW (little-endian)
+        self._address = Signal(64, name="address")
+        m.d.comb += self._address.eq(TlpHeader.address.fget(self))
+
+    @property
+    def address(self):
+        return self._address
 
 
 def _completion_counts(m, d):
@@ -153,20 +159,17 @@ def _completion_header(m, d, hdr, *, byte_count, lower, completer, ur, with_data
     ``lower`` from :func:`_completion_counts`): Requester ID, tag, TC and
     Attr (RO, IDO) the request's."""
     header = Signal(8 * HEADER_BYTES)
-    byte = [header[8 * i:8 * (i + 1)] for i in range(HEADER_BYTES)]
-    m.d.comb += [
-        byte[0].eq(Cat(d.locked, Const(0b0101, 4), Const(0, 1), with_data, Const(0, 1))),
-        byte[1].eq(hdr[8:16] & 0b1111_1100),         # T9, TC, T8, Attr[2]
-        byte[2].eq(hdr[16:24] & 0b0010_0000),        # Attr[1] (RO)
-        byte[3].eq(with_data),                       # Length
-        byte[6].eq(Cat(byte_count[8:12], Const(0, 1), ur, Const(0, 2))),   # BCM, Status
-        byte[7].eq(byte_count[0:8]),
-        byte[8].eq(hdr[32:40]), byte[9].eq(hdr[40:48]),   # Requester ID
-        byte[10].eq(hdr[48:56]),                     # Tag[7:0]
-        byte[11].eq(lower),
-        header[96:128].eq(Mux(with_data, value, 0)),
-    ]
-    _put_be(m, header, 4, 2, completer)
+    completion = pack_bytes(
+        HEADER_LAYOUTS["cpl"],
+        fmt=Cat(Const(0, 1), with_data, Const(0, 1)),           # 3 DW, with data or not
+        type=Cat(d.locked, Const(0b0101, 4)),                    # Cpl(D), or CplLk(D)
+        t9=d.field(HEADER_LAYOUTS["mem3"], "t9"), tc=d.tc,
+        t8=d.field(HEADER_LAYOUTS["mem3"], "t8"), attr2=d.ido,
+        attr=Cat(Const(0, 1), d.ro),                             # RO kept, No Snoop not
+        length=with_data, completer_id=completer, status=ur, byte_count=byte_count,
+        requester_id=d.requester_id, tag=d.field(HEADER_LAYOUTS["mem3"], "tag"),
+        lower_address=lower)
+    m.d.comb += header.eq(Cat(completion, Mux(with_data, value, 0)))
     return header
 
 

@@ -4,8 +4,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..models import wire
-from .streams import RxDesc, check_width, tlp_stream
+from ...models import wire
+from ..streams import RxDesc, check_width, tlp_stream
 
 __all__ = ["TlpUnpacker"]
 
@@ -22,7 +22,7 @@ class TlpUnpacker(wiring.Component):
     frame's ``words``: a good frame's TLPs leave on ``tlp`` in order, each
     realigned to lane 0; every other DW of a frame (its headers, CRC and
     padding, and all of a dropped frame) is discarded as its word is taken.
-    It trusts the descriptor: the :class:`~tlpoe.rtl.deframer.Deframer` has
+    It trusts the descriptor: the :class:`~tlpoe.rtl.framing.deframer.Deframer` has
     walked the prefixes already, and ``area`` says where they end.
 
     Two halves, a register apart, so that frames follow each other without a

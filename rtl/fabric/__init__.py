@@ -1,0 +1,1 @@
+"""The device fabric: address and ID translation with access control, and its CSRs."""

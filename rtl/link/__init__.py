@@ -1,0 +1,1 @@
+"""The reliable link: the replay buffer (sender), the link receiver, selective repeat's reorder buffer, and their shared feedback signature."""

@@ -1,0 +1,1 @@
+"""Per-class queues with credits and ordering: the class queues, the credit loop's blocks, the ordering checker."""
