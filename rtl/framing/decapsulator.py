@@ -12,6 +12,10 @@ from .unpacker import TlpUnpacker
 
 __all__ = ["Decapsulator"]
 
+#: Bytes a frame occupies on an Ethernet line besides its own (without FCS):
+#: FCS (4), preamble and start delimiter (8), inter-frame gap (12).
+WIRE_OVERHEAD = 4 + 8 + 12
+
 
 class Decapsulator(wiring.Component):
     """Checks tlpoe frames and delivers the TLPs of the good DATA frames.
@@ -98,7 +102,14 @@ class Decapsulator(wiring.Component):
         # verdict latency and the unpacker's start (8) of its words are still
         # in when the next frame starts.
         depth = 2 * words + 2 + 3 + deframer.latency + 8
-        desc_depth = 16 + in_flight + 1
+        # While the largest frame is delivered (after its verdict, up to a
+        # word per cycle), the smallest frames keep coming behind it: on a
+        # line no faster than a beat per cycle, one per MIN_FRAME + 24 bytes
+        # (FCS, preamble, gap). Each needs a descriptor and its words.
+        slot_bits = (wire.MIN_FRAME + WIRE_OVERHEAD) * 8
+        burst = -(-(words + deframer.latency + 8) * self.width // slot_bits) + 1
+        depth += burst * -(-wire.MIN_FRAME * 8 // self.width)
+        desc_depth = max(16, burst) + in_flight + 1
         if self.reorder is not None:
             # A release of kept frames (up to a window of them, a cycle per
             # word and one per frame) holds the FIFOs' outputs while frames
