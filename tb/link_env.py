@@ -37,6 +37,7 @@ from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .capture import link_capture
 from .credit_monitor import CreditMonitor
 from .faults import model_verdict
+from .bridge_ports import BridgePorts
 from .items import StreamItem
 from .link_coverage import LinkCoverage
 from .link_oracle import ReceiverOracle, SenderChecker
@@ -146,17 +147,14 @@ class NetworkWire(uvm_component):
 def read_bridge_counters(dut, side, mode="gbn"):
     """Counters of bridge ``side`` ("a" or "b") in link ``mode``, ``drops`` as
     {DropReason: n}."""
-    drops = int(getattr(dut, f"{side}_drops").value)
-    by_reason = {r: (drops >> (32 * r)) & 0xFFFFFFFF for r in DropReason}
+    stats = BridgePorts(dut, side).stats()
+    by_reason = {r: stats["drops"][r] for r in DropReason}
     names = COUNTERS + (SR_COUNTERS if mode == "sr" else ())
-    per_class = {}
-    for name in CLASS_COUNTERS:
-        value = int(getattr(dut, f"{side}_{name}").value)
-        per_class.update({f"{name}_{cls}": (value >> (32 * k)) & 0xFFFFFFFF
-                          for k, cls in enumerate(("p", "np", "cpl"))})
+    per_class = {f"{name}_{cls}": stats[f"{name}_{cls}"] for name in CLASS_COUNTERS
+                 for cls in ("p", "np", "cpl")}
     return {"drops": by_reason, **per_class,
             **{f"drops_{r.name}": n for r, n in by_reason.items()},
-            **{name: int(getattr(dut, f"{side}_{name}").value) for name in names}}
+            **{name: stats[name] for name in names}}
 
 
 class LinkEnv(uvm_env):
@@ -272,23 +270,13 @@ class LinkEnv(uvm_env):
 def configure_bridge(dut, prefix, dst_mac, src_mac, params):
     """Set the run-time inputs of the bridge whose ports are ``{prefix}_*``
     (``prefix`` None: a Bridge at the top level; ``params``: the timeouts and
-    delays in cycles, ``credits``).  A top-level input has no reset value in
-    Verilog: every one must be driven."""
-    def put(name, value):
-        getattr(dut, name if prefix is None else f"{prefix}_{name}").value = value
-    put("dst_mac", int.from_bytes(dst_mac, "big"))
-    put("src_mac", int.from_bytes(src_mac, "big"))
-    put("channel", 0)
-    for name in ("flush_timeout", "replay_timeout", "nak_timeout", "ack_delay",
-                 "credit_delay", "credit_refresh"):
-        put(name, params[name])
-    put("credits_enable", int(bool(params["credits"])))
-    put("ro_enable", 1)
-    put("np_accept", 1)
-    put("order_irq_clear", 0)
+    delays in cycles, ``credits``); returns its :class:`BridgePorts`."""
+    ports = BridgePorts(dut, prefix)
+    ports.configure(dst_mac, src_mac, params)
+    return ports
 
 
 def configure(dut, params):
-    """Set both bridges' run-time inputs."""
-    configure_bridge(dut, "a", DEFAULT_DST_MAC, DEFAULT_SRC_MAC, params)
-    configure_bridge(dut, "b", DEFAULT_SRC_MAC, DEFAULT_DST_MAC, params)
+    """Set both bridges' run-time inputs; returns their :class:`BridgePorts`."""
+    return {"a": configure_bridge(dut, "a", DEFAULT_DST_MAC, DEFAULT_SRC_MAC, params),
+            "b": configure_bridge(dut, "b", DEFAULT_SRC_MAC, DEFAULT_DST_MAC, params)}

@@ -53,6 +53,7 @@ from tlpoe.tb.csr_bus import AxilCsr
 from tlpoe.tb.e2e_env import (
     BoundaryChecker, EthernetNetwork, ModelTime, RtlTlpPort, device_mac, host_mac, pcie_link,
 )
+from tlpoe.tb.bridge_ports import BridgePorts
 from tlpoe.tb.link_env import configure_bridge
 from tlpoe.tb.params import tb_params
 
@@ -349,9 +350,10 @@ class E2eTest(uvm_test):
                                           for r in Reason
                                           if r not in (Reason.FORWARDED, Reason.LOCAL)}
             for side in (f"h{i}", f"d{i}"):
+                stats = BridgePorts(dut, side).stats()
                 for name in ("frames_sent", "replays_nak", "replays_timeout",
                              "frames_retransmitted", "tlps_out", "order_violations"):
-                    out[f"{side}_{name}"] = int(getattr(dut, f"{side}_{name}").value)
+                    out[f"{side}_{name}"] = stats[name]
         return out
 
     # ---------------------------------------------------------------- checks

@@ -140,12 +140,14 @@ def _tlp_of(size, tag):
 
 async def _bridge_bench(dut, **overrides):
     """A Bridge with every input driven (``P`` and ``overrides``; both
-    streams in idle: an undriven ``valid`` is X on Icarus), out of reset."""
+    streams in idle: an undriven ``valid`` is X on Icarus), out of reset;
+    returns its :class:`BridgePorts`."""
     start_clock(dut.clk, CLOCK_NS)
-    configure_bridge(dut, None, DEFAULT_DST_MAC, DEFAULT_SRC_MAC, dict(P, **overrides))
+    ports = configure_bridge(dut, None, DEFAULT_DST_MAC, DEFAULT_SRC_MAC, dict(P, **overrides))
     for port in ("frame_in__valid", "tlp_in__valid", "frame_out__ready", "tlp_out__ready"):
         getattr(dut, port).value = 0
     await reset(dut.clk, dut.rst)
+    return ports
 
 
 @cocotb.test()
@@ -155,13 +157,13 @@ async def bridge_trailing_bytes(dut):
     all four accepted, their TLPs delivered once and in order."""
     width = P["width"]
     size, trailing = TRAILING[width]
-    await _bridge_bench(dut, credits=0)
+    ports = await _bridge_bench(dut, credits=0)
     dut.frame_out__ready.value = 1
     got = []
     port = ReceivePort(dut, dut.clk, width, frame_port="frame_in", tlp_port="tlp_out",
                        counters=("drops", "good_frames", "frames_accepted", "tlps_out"),
                        drop_reasons=tuple(DropReason), stall_bound=stall_bound(width, P["mtu"]),
-                       on_tlp=lambda tlp, stamp: got.append(bytes(tlp)))
+                       on_tlp=lambda tlp, stamp: got.append(bytes(tlp)), reader=ports.stats)
     first = pad_to_minimum(encode_frame([_tlp_of(size, 0)], seq=0))
     port.send(first + bytes(range(0x80, 0x80 + trailing)))
     tlps = [_tlp_of(size, 0)] + [_tlp_of(max(size, 16), tag) for tag in (1, 2, 3)]
@@ -185,7 +187,7 @@ async def bridge_unsent_ack(dut):
     is counted in ``acks_invalid`` and ignored; every frame then goes out once
     with its TLP, and after a valid ACK the idle link stays up."""
     width = P["width"]
-    await _bridge_bench(dut, credits=0)
+    ports = await _bridge_bench(dut, credits=0)
     mac_ready = [False]
     out = []
     StreamMonitor(dut, "frame_out", dut.clk, StreamLayout.frame(width), drive_ready=True,
@@ -198,7 +200,8 @@ async def bridge_unsent_ack(dut):
     port = ReceivePort(dut, dut.clk, width, frame_port="frame_in", tlp_port="tlp_out",
                        counters=("acks_invalid", "frames_sent", "frames_retransmitted",
                                  "replays_timeout", "link_down"),
-                       stall_bound=stall_bound(width, P["mtu"]), on_tlp=lambda *_: None)
+                       stall_bound=stall_bound(width, P["mtu"]), on_tlp=lambda *_: None,
+                       reader=ports.stats)
     port.send(encode_frame([], frame_type=wire.FrameType.ACK, ack=1, flags=FLAG_ACK_VALID))
     while port.pending:
         await wait_cycles(dut.clk, 4)

@@ -73,9 +73,9 @@ class LinkTest(uvm_test):
         start_clock(dut.clk, P["clock_ns"])
         if P["credit_refresh"] is None:
             P["credit_refresh"] = P["replay_timeout"]
-        configure(dut, P)
+        self.ports = configure(dut, P)
         if P["np_block_cycles"]:
-            dut.b_np_accept.value = 0       # B's consumer takes no non-posted TLP yet
+            self.ports["b"].set(np_accept=0)    # B's consumer takes no non-posted TLP yet
             cocotb.start_soon(self.release_np(dut))
         await reset(dut.clk, dut.rst)
         self.stimulus = {}
@@ -155,7 +155,7 @@ class LinkTest(uvm_test):
     async def release_np(self, dut):
         await wait_cycles(dut.clk, P["np_block_cycles"])
         self.np_released_at = self.env.rx["b"].monitor_bfm.cycles
-        dut.b_np_accept.value = 1
+        self.ports["b"].set(np_accept=1)
 
     def record(self):
         """One run as a record (what ``make ber`` collects per point): A -> B.

@@ -69,16 +69,16 @@ def test_the_rtl_applies_the_models_rule(enabled):
         expected.append(([row[:] for row in limits], invalid))
 
     async def bench(ctx):
-        ctx.set(dut.credits_enable, enabled)
+        ctx.set(dut.cfg.credits_enable, enabled)
         ctx.set(dut.frame_out.ready, 1)
         ctx.set(dut.tlp_out.ready, 1)
         for frame, (want, want_invalid) in zip(frames, expected):
             await put_frame(ctx, dut.frame_in, frame, width)
             await ctx.tick().repeat(verdict_latency(width) + 2)     # the Deframer's checks
-            got = [[ctx.get(dut.credit_limit[k].hdr), ctx.get(dut.credit_limit[k].data)]
+            got = [[ctx.get(dut.stats.credit_limit[k].hdr), ctx.get(dut.stats.credit_limit[k].data)]
                    for k in range(3)]
             assert got == want
-            assert ctx.get(dut.credits_invalid) == want_invalid
+            assert ctx.get(dut.stats.credits_invalid) == want_invalid
         assert expected[-1][1] > 0 if enabled else expected[-1][1] == 0
 
     sim = Simulator(dut)

@@ -77,9 +77,11 @@ class Axil:
         return value, resp
 
 
-def run(dut, bench, bus=None):
+def run(dut, bench, bus=None, background=None):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
+    if background is not None:
+        sim.add_testbench(background, background=True)
 
     async def testbench(ctx):
         await bench(ctx, Axil(ctx, bus if bus is not None else dut.bus))
@@ -304,11 +306,12 @@ def test_bridge_csr_resets_to_the_bridge_parameters():
 
     async def bench(ctx, axil):
         assert await axil.read(regmap["FLUSH_TIMEOUT"].address) == (99, Resp.OKAY)
-        assert ctx.get(dut.bridge.flush_timeout) == 99
-        assert ctx.get(dut.bridge.replay_timeout) == 5000
+        assert ctx.get(dut.bridge.cfg.flush_timeout) == 99
+        assert ctx.get(dut.bridge.cfg.replay_timeout) == 5000
         assert await axil.write(regmap["CONTROL"].address, 0b010) == Resp.OKAY
-        assert (ctx.get(dut.bridge.np_accept), ctx.get(dut.bridge.ro_enable),
-                ctx.get(dut.bridge.credits_enable)) == (0, 1, 0)
+        cfg = dut.bridge.cfg
+        assert (ctx.get(cfg.np_accept), ctx.get(cfg.ro_enable),
+                ctx.get(cfg.credits_enable)) == (0, 1, 0)
     run(dut, bench, dut.csr)
 
 
@@ -364,7 +367,7 @@ def test_disaggregated_top_can_put_the_fabric_and_bridges_behind_csrs():
     top = DisaggregatedTop(64, hosts=2, fabric_csr=True, bridge_csr=True).signature.members
     assert {"fabric_csr", "h0_csr", "d1_csr"} <= set(top)
     gone = {"fabric_win_we", "fabric_tbl_link", "fabric_link1_local_rid", "h0_dst_mac",
-            "d1_replay_timeout"}
+            "d1_cfg"}
     assert gone <= set(plain) and not gone & set(top)
-    kept = {"fabric_pcie_out", "fabric_link0_to_device_denied", "h0_frame_out", "d0_drops"}
+    kept = {"fabric_pcie_out", "fabric_link0_to_device_denied", "h0_frame_out", "d0_stats"}
     assert kept <= set(top)

@@ -137,8 +137,9 @@ def drive(dut, frame_port, tlp_port, frames, width, extra_cycles, setup=None, ga
                 if beat["last"]:
                     got.append(b"".join(parts))
                     parts = []
-        end["overflows"] = ctx.get(dut.overflows)
-        end["good_frames"] = ctx.get(dut.good_frames)
+        counters = dut.stats if "stats" in dut.signature.members else dut   # a Bridge's
+        end["overflows"] = ctx.get(counters.overflows)
+        end["good_frames"] = ctx.get(counters.good_frames)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

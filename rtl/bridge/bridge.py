@@ -2,20 +2,24 @@
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import connect
+from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
-from ..compose import exposed_members, forward
+from ..compose import exposed_members
 from ..link.link_common import check_mode
 from ..queues.credits import queue_credits
 from ..streams import check_width
 from ..tlp_header import CLASSES
 from .paths import ReceivePath, TransmitPath
+from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_layout
 
-__all__ = ["Bridge"]
+__all__ = ["Bridge", "STREAMS", "INTERRUPTS"]
 
 #: The ports that join the two paths inside the bridge.
 JOINS = ("feedback", "credits")
+#: The bridge's streams and its interrupt outputs (levels), ports of their own.
+STREAMS = ("tlp_in", "frame_out", "frame_in", "tlp_out")
+INTERRUPTS = ("link_down", "order_irq")
 
 
 class Bridge(wiring.Component):
@@ -26,8 +30,7 @@ class Bridge(wiring.Component):
     ``frame_in`` → decapsulator with the link receiver → class queues →
     ``tlp_out``, watched by the ordering checker and the credit return),
     joined by the receiver's :class:`~tlpoe.rtl.link.link_common.LinkFeedback`
-    and the :class:`~tlpoe.rtl.queues.credits.CreditLoop`. The bridge's ports are
-    the two paths' (``ro_enable`` drives both). ``frame_in`` is always
+    and the :class:`~tlpoe.rtl.queues.credits.CreditLoop`. ``frame_in`` is always
     ready: a MAC cannot wait; a frame whose first beat finds no room for a
     whole frame is dropped and counted in ``overflows``, and the link layer
     recovers it like a lost one. Every frame sent carries the receive
@@ -46,12 +49,13 @@ class Bridge(wiring.Component):
     ``queue_depth`` (beats) and ``queue_tlps`` (1..127) of each receive
     queue, which set the credits advertised; ``tx_queue_depth``;
     ``credit_delay`` and ``credit_refresh`` (cycles); ``reorder_illegally``
-    (tests only: the transmit arbiter makes illegal passes).  Run-time
-    inputs: ``dst_mac``, ``src_mac``, ``channel``, ``flush_timeout``,
-    ``replay_timeout``, ``nak_timeout``, ``ack_delay``, ``np_accept``,
-    ``ro_enable``, ``credits_enable``, ``credit_delay``, ``credit_refresh``,
-    ``order_irq_clear``.  ``link_down`` and ``order_irq`` are the interrupt
-    outputs.
+    (tests only: the transmit arbiter makes illegal passes).
+
+    Ports: the four streams; ``dst_mac`` and ``src_mac``; ``cfg`` (in:
+    the run-time settings, reset to the parameters) and ``stats`` (out:
+    every counter and status value), whose fields
+    :mod:`~tlpoe.rtl.bridge.registers` describes (``docs/csr.md`` lists
+    them); and the interrupts ``link_down`` and ``order_irq`` (levels).
 
     ``nak_timeout`` (cycles; 0: off) is the receiver's NAK timer: the NAK
     for a gap still open that long after it was sent goes out again.  It
@@ -106,12 +110,29 @@ class Bridge(wiring.Component):
         self.rx = ReceivePath(width, **link, ack_every=ack_every, ack_delay=ack_delay,
                               nak_timeout=nak_timeout, queue_depth=queue_depth,
                               queue_tlps=queue_tlps)
-        members = {}
-        for path in (self.tx, self.rx):
-            for name, member in exposed_members(path).items():
-                if name not in JOINS:
-                    members.setdefault(name, member)        # ro_enable: one input, both paths
+        self.parameters = dict(flush_timeout=flush_timeout, replay_timeout=replay_timeout,
+                               nak_timeout=nak_timeout, ack_delay=ack_delay,
+                               credit_delay=credit_delay, credit_refresh=credit_refresh)
+        self._check_described()
+        members = {name: member for path in (self.tx, self.rx)
+                   for name, member in exposed_members(path).items() if name in STREAMS}
+        members.update({
+            **{f.name: In(f.shape) for f in MACS},
+            "cfg": In(config_layout(), init=config_init(self.parameters)),
+            "stats": Out(stats_layout()),
+            **{name: Out(1) for name in INTERRUPTS},
+        })
         super().__init__(members)
+
+    def _check_described(self):
+        """Every port of the two paths is a stream, a join, or a field of
+        :mod:`.registers` (an input no field drives would float)."""
+        described = {f.name for f in CONFIG + MACS + STATS}
+        for path in (self.tx, self.rx):
+            for name in exposed_members(path):
+                if name not in described and name not in STREAMS + JOINS + ("tlp_out_stamp",):
+                    raise AssertionError(f"{type(path).__name__}.{name} is not in "
+                                         "rtl/bridge/registers.py")
 
     def elaborate(self, platform):
         m = Module()
@@ -119,6 +140,22 @@ class Bridge(wiring.Component):
         m.submodules.rx = rx = self.rx
         connect(m, rx.feedback, tx.feedback)
         connect(m, rx.credits, tx.credits)
-        forward(m, self, tx, skip=JOINS)
-        forward(m, self, rx, skip=JOINS)
+        connect(m, flipped(self.tlp_in), tx.tlp_in)
+        connect(m, tx.frame_out, flipped(self.frame_out))
+        connect(m, flipped(self.frame_in), rx.frame_in)
+        connect(m, rx.tlp_out, flipped(self.tlp_out))
+        paths = (tx, rx)
+        for f in MACS:
+            m.d.comb += getattr(tx, f.name).eq(getattr(self, f.name))
+        for f in CONFIG:            # ro_enable drives both paths
+            for path in paths:
+                if f.name in path.signature.members:
+                    m.d.comb += getattr(path, f.name).eq(self.cfg[f.name])
+        for f in STATS:             # out_of_order_buffered: selective repeat only
+            source = next((p for p in paths if f.name in p.signature.members), None)
+            if source is not None:
+                m.d.comb += self.stats[f.name].eq(getattr(source, f.name))
+            elif self.mode in f.modes:
+                raise AssertionError(f"no path drives stats.{f.name}")
+        m.d.comb += [self.link_down.eq(tx.link_down), self.order_irq.eq(rx.order_irq)]
         return m

@@ -1,0 +1,464 @@
+"""The bridge's configuration and statistics, described once.
+
+:data:`CONFIG` (the ``cfg`` port: run-time settings and the ordering
+interrupt's clear strobe), :data:`MACS` (the ``dst_mac`` / ``src_mac``
+ports) and :data:`STATS` (the ``stats`` port: every counter and status
+value) are the only description of what a
+:class:`~tlpoe.rtl.bridge.bridge.Bridge` takes and reports. From them come:
+
+* the ports' layouts (:func:`config_layout`, :func:`stats_layout`), which the
+  Verilog top carries as two flat vectors, ``cfg`` and ``stats``;
+* ``rtl/csr/bridge.rdl``, the SystemRDL description of the bridge's
+  registers (:func:`rdl`; ``make rdl`` writes it, and a test fails when the
+  committed file differs), which :class:`~tlpoe.rtl.bridge.bridge_csr.BridgeCsr`
+  binds to the ports with :func:`bind`;
+* the benches' reader (:func:`decode_stats`, :func:`encode_config`);
+* the counter table of ``docs/csr.md`` (:func:`markdown`).
+
+A field is one value or an array: ``elements`` names an array's entries
+(the drop reasons, the traffic classes, the ordering cells), and
+``limits`` makes it one :class:`~tlpoe.rtl.streams.CreditLimit` per class.
+Fields with the same ``reg`` share one register. A field of ``modes``
+(``("sr",)``) reads 0 in the other link mode.
+"""
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Value
+from amaranth.lib import data
+
+from ...models.frame import DropReason
+from ..queues.credits import Limits
+from ..queues.order_check import CELLS
+from ..streams import DATA_BITS, HDR_BITS
+from ..tlp_header import CLASSES
+
+__all__ = ["Field", "CONFIG", "MACS", "STATS", "config_layout", "stats_layout", "rdl",
+           "markdown", "decode_stats", "encode_config", "config_init", "bind", "csr_ports",
+           "RDL_PARAMETERS"]
+
+KINDS = ("config", "strobe", "status", "counter")
+CLASS_NAMES = tuple(c.lower() for c in CLASSES)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: ``name`` (the port member and the register field), ``kind``
+    (``config``: read by the bridge, ``strobe``: a one-cycle pulse,
+    ``status``: a level, ``counter``: a 32-bit count, wrapping), ``width``
+    (bits of one value), ``desc``; ``init``: a config field's reset, either a
+    constant or the name of the Bridge parameter whose value it takes;
+    ``elements``: entry names of an array; ``limits``: per-class credit
+    limits; ``reg``: the register it shares; ``modes``: the link modes that
+    drive it."""
+    name: str
+    kind: str
+    desc: str
+    width: int = 32
+    init: object = 0
+    elements: tuple = ()
+    limits: bool = False
+    reg: str = None
+    modes: tuple = ("gbn", "sr")
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}, not {self.kind!r}")
+        if self.kind == "counter" and self.width != 32:
+            raise ValueError(f"{self.name}: a counter is 32 bits")
+
+    @property
+    def shape(self):
+        if self.limits:
+            return Limits()
+        if self.elements:
+            return data.ArrayLayout(self.width, len(self.elements))
+        return self.width
+
+    @property
+    def register(self):
+        return self.reg or self.name.upper()
+
+
+PER_CLASS = CLASS_NAMES      # the entries of a per-class array: p, np, cpl
+
+#: The run-time configuration (the ``cfg`` port), in register order.
+CONFIG = (
+    Field("channel", "config", "Channel number carried in the bridge header.", 16),
+    Field("flush_timeout", "config",
+          "Cycles a partly packed frame waits for more TLPs before it is sent.", 16,
+          init="flush_timeout"),
+    Field("replay_timeout", "config",
+          "Cycles without an acknowledgement before the oldest frame is replayed.", 24,
+          init="replay_timeout"),
+    Field("nak_timeout", "config",
+          "Receiver's NAK timer (cycles; 0: off): a NAK for a gap still open is repeated.",
+          24, init="nak_timeout"),
+    Field("ack_delay", "config", "Cycles an acknowledgement may wait for a frame to ride on.",
+          16, init="ack_delay"),
+    Field("credit_delay", "config", "Cycles freed credits may wait before a frame carries them.",
+          16, init="credit_delay"),
+    Field("credit_refresh", "config",
+          "Idle cycles after which the credit limits are sent again (0: never).", 24,
+          init="credit_refresh"),
+    Field("np_accept", "config", "The receive side hands out Non-Posted TLPs.", 1, init=1,
+          reg="CONTROL"),
+    Field("ro_enable", "config", "Relaxed Ordering honoured (both directions).", 1, init=1,
+          reg="CONTROL"),
+    Field("credits_enable", "config", "The transmit side obeys the peer's credits.", 1, init=1,
+          reg="CONTROL"),
+    Field("order_irq_clear", "strobe", "Write 1: clear the ordering interrupt.", 1),
+)
+
+#: The MAC addresses: ports of their own, registers like the configuration's.
+MACS = (
+    Field("dst_mac", "config", "Destination MAC address of every frame sent (the peer bridge).",
+          48),
+    Field("src_mac", "config", "Source MAC address of every frame sent.", 48),
+)
+
+#: Every counter and status value (the ``stats`` port), in register order.
+STATS = (
+    # levels
+    Field("link_down", "status", "The replay buffer gave up: retries exhausted (an interrupt).",
+          1, reg="STATUS"),
+    Field("np_room", "status", "The transmit side can take a Non-Posted TLP.", 1, reg="STATUS"),
+    Field("order_irq", "status",
+          "The ordering interrupt: set by a violation, held until cleared.", 1,
+          reg="ORDER_STATUS"),
+    Field("order_first_valid", "status", "The order_first_* fields hold a violation.", 1,
+          reg="ORDER_STATUS"),
+    Field("order_first_cell", "status",
+          "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2,
+          reg="ORDER_STATUS"),
+    Field("order_first_tag", "status", "The first violation's tag.", 10, reg="ORDER_STATUS"),
+    Field("order_first_stamp", "status", "The first violation's order stamp.", 16),
+    # transmit
+    Field("frames_sent", "counter", "Frames sent (data and control)."),
+    Field("oversize_drops", "counter", "TLPs refused by the packer: larger than a frame holds."),
+    Field("length_errors", "counter", "TLPs whose length field disagrees with their beats."),
+    Field("replays_nak", "counter", "Replays started by a NAK."),
+    Field("replays_timeout", "counter", "Replays started by the replay timer."),
+    Field("frames_retransmitted", "counter", "Frames sent again."),
+    Field("link_down_events", "counter", "Times the link went down (retries exhausted)."),
+    Field("acks_sent", "counter", "ACKs sent."),
+    Field("naks_sent", "counter", "NAKs sent."),
+    Field("window_full_cycles", "counter",
+          "Cycles the transmit side waited for a full replay window."),
+    Field("acks_invalid", "counter",
+          "ACKs received that name a frame not sent (stored but not sent yet, or never "
+          "stored): ignored."),
+    Field("naks_invalid", "counter", "NAKs received that name a frame not sent: ignored."),
+    Field("credit_frames", "counter", "Frames sent only to carry credits."),
+    Field("credits_invalid", "counter",
+          "Frames whose credit limits run more than half a counter past the credits consumed "
+          "(a limit no receiver may give): those limits ignored."),
+    # receive
+    Field("good_frames", "counter", "Frames received that passed every check."),
+    Field("control_frames", "counter", "Control frames received (ACK, NAK, credits)."),
+    Field("overflows", "counter",
+          "Frames that found no room in the receive buffers when their first beat came from "
+          "the MAC (which cannot wait): dropped whole, the link layer recovers them."),
+    Field("tlps_out", "counter", "TLPs handed to the receive queues."),
+    Field("frames_accepted", "counter", "Frames accepted in sequence."),
+    Field("duplicates", "counter", "Duplicate frames discarded."),
+    Field("out_of_order", "counter", "Frames after a gap."),
+    Field("naks_repeated", "counter", "NAKs repeated by the NAK timer."),
+    Field("out_of_order_buffered", "counter",
+          "Frames kept in the reorder buffer (selective repeat only; 0 in go-back-N).",
+          modes=("sr",)),
+    # the ordering checker on tlp_out
+    Field("order_violations", "counter", "TLPs that made at least one illegal pass."),
+    Field("order_stamp_errors", "counter", "TLPs whose stamp could not be judged."),
+    Field("order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
+    # arrays
+    Field("drops", "counter", "Frames dropped, by reason (models/frame.py DropReason).",
+          elements=tuple(r.name for r in DropReason)),
+    Field("credit_stall_cycles", "counter", "Cycles a TLP waited for the peer's credits.",
+          elements=PER_CLASS),
+    Field("tlps_sent", "counter", "TLPs sent.", elements=PER_CLASS),
+    Field("order_by_cell", "counter", "Ordering violations per cell.", elements=CELLS),
+    # credit limits (cumulative header and data credits, modulo 2**8 and 2**16)
+    Field("credit_limit", "status", "The peer's credit limits as the transmit side obeys them.",
+          limits=True),
+    Field("credits_consumed", "status", "Credits the transmit side has consumed.",
+          limits=True),
+    Field("credits_advertised", "status", "Our credit limits as last sent to the peer.",
+          limits=True),
+)
+
+#: The RDL parameters: a reset value per config field that takes a Bridge parameter.
+RDL_PARAMETERS = tuple(f.init for f in CONFIG if isinstance(f.init, str))
+
+
+def config_layout():
+    return data.StructLayout({f.name: f.shape for f in CONFIG})
+
+
+def stats_layout():
+    return data.StructLayout({f.name: f.shape for f in STATS})
+
+
+def config_init(parameters):
+    """The ``cfg`` port's reset value: each field's ``init``, taken from
+    ``parameters`` (name -> value) where it names one."""
+    return {f.name: parameters[f.init] if isinstance(f.init, str) else f.init for f in CONFIG}
+
+
+# --- SystemRDL ---------------------------------------------------------------------------
+
+#: The register sections: (title, base address).
+SECTIONS = (("configuration", 0x000), ("status", 0x040), ("counters", 0x100),
+            ("arrays of counters", 0x200), ("credit limits", 0x300))
+
+
+def _section(field):
+    if field in CONFIG or field in MACS:
+        return "configuration"
+    if field.limits:
+        return "credit limits"
+    if field.elements:
+        return "arrays of counters"
+    return "counters" if field.kind == "counter" else "status"
+
+
+def _field_type(field):
+    return {"config": "cfg_f", "strobe": "strobe_f", "status": "status_f",
+            "counter": "count_f"}[field.kind]
+
+
+def _init(field):
+    if isinstance(field.init, str):
+        return field.init.upper() + "_INIT"
+    return str(field.init)
+
+
+def _registers(fields):
+    """[(register name, [fields])], fields grouped by register, in order."""
+    out = {}
+    for f in fields:
+        out.setdefault(f.register, []).append(f)
+    return list(out.items())
+
+
+def _rdl_register(name, fields):
+    width = 64 if sum(f.width for f in fields) > 32 else 32
+    body = []
+    lsb = 0
+    for f in fields:
+        reset = f" = {_init(f)}" if f.kind == "config" else ""
+        size = "" if f.kind in ("counter", "strobe") else f"[{lsb + f.width - 1}:{lsb}]"
+        body.append(f"{_field_type(f)} {f.name}{size}{reset};")
+        if len(fields) > 1:
+            body.append(f'{f.name}->desc = "{f.desc}";')
+        lsb += f.width
+    if len(fields) == 1:
+        desc = fields[0].desc
+    else:
+        desc = "Fields " + ", ".join(f.name for f in fields) + "."
+    head = f'reg {{ {"regwidth = 64; " if width == 64 else ""}desc = "{desc}";'
+    dims = f"[{len(fields[0].elements)}]" if fields[0].elements else ""
+    return [head] + [f"    {line}" for line in body] + [f"}} {name}{dims}"]
+
+
+def rdl():
+    """The text of ``rtl/csr/bridge.rdl``."""
+    lines = [
+        "// GENERATED from rtl/bridge/registers.py by `make rdl`: do not edit.",
+        "// One bridge's CSRs (rtl/bridge/bridge.py): its run-time configuration and every",
+        "// counter and status value. BridgeCsr binds each field to the Bridge's `cfg`,",
+        "// `stats`, `dst_mac` or `src_mac` port (registers.bind). Reset values are the",
+        "// Bridge's parameters (these defaults are Bridge()'s).",
+        '`include "common.rdl"',
+        "",
+        "addrmap tlpoe_bridge #(",
+        ",\n".join(f"    longint unsigned {p.upper()}_INIT = {DEFAULTS[p]}"
+                   for p in RDL_PARAMETERS),
+        ") {",
+        '    name = "tlpoe bridge";',
+        '    desc = "One bridge (TLP path and reliable link): configuration, counters, '
+        'ordering checker.";',
+        "    default regwidth = 32;",
+        "    default accesswidth = 32;",
+    ]
+    for title, base in SECTIONS:
+        fields = [f for f in MACS + CONFIG + STATS if _section(f) == title]
+        lines += ["", f"    // --- {title} ({base:#05x}) ---"]
+        first = True
+        for name, group in _registers(fields):
+            if group[0].limits:
+                reg = _limits_regfile(group[0])
+            else:
+                reg = _rdl_register(name, group)
+            if first:
+                reg[-1] += f" @ {base:#05x}"
+                first = False
+            reg[-1] += ";"
+            lines += [f"    {line}" for line in reg]
+    lines.append("};")
+    return "\n".join(lines) + "\n"
+
+
+def _limits_regfile(field):
+    return [f'regfile {{ desc = "{field.desc} Per class (P, NP, Cpl).";',
+            "    reg { desc = \"One class: cumulative header and data credits.\";",
+            f"        status_f hdr[{HDR_BITS - 1}:0];",
+            f"        status_f data[{HDR_BITS + DATA_BITS - 1}:{HDR_BITS}];",
+            f"    }} CLASS[{len(CLASSES)}];",
+            f"}} {field.name}"]
+
+
+def _defaults():
+    import inspect
+    from .bridge import Bridge
+    params = inspect.signature(Bridge.__init__).parameters
+    out = {name: params[name].default for name in RDL_PARAMETERS}
+    if out.get("credit_refresh") is None:       # credit_refresh defaults to replay_timeout
+        out["credit_refresh"] = out["replay_timeout"]
+    return out
+
+
+class _Defaults(dict):
+    def __missing__(self, key):
+        self.update(_defaults())
+        return dict.__getitem__(self, key)
+
+
+DEFAULTS = _Defaults()
+
+
+# --- binding the register block to the bridge's ports -------------------------------------
+
+def csr_ports(field):
+    """``[(register block port, index, path into the field)]`` of one field:
+    a plain field or an array is its own port; credit limits are two ports
+    (``<name>_hdr``, ``<name>_data``), one element per class."""
+    if field.limits:
+        return [(f"{field.name}_{part}", (k,), (k, part))
+                for k in range(len(CLASSES)) for part in ("hdr", "data")]
+    if field.elements:
+        return [(field.name, (k,), (k,)) for k in range(len(field.elements))]
+    return [(field.name, (), ())]
+
+
+def _walk(value, path):
+    for step in path:
+        value = value[step]
+    return Value.cast(value)
+
+
+def bind(m, regs, bridge):
+    """Connect ``regs`` (the :class:`~tlpoe.rtl.csr.CsrBlock` of
+    :func:`rdl`) to ``bridge``'s ``cfg``, ``stats`` and MAC ports."""
+    done = set()
+    for group, port in ((CONFIG, bridge.cfg), (STATS, bridge.stats), (MACS, None)):
+        for f in group:
+            target = getattr(bridge, f.name) if port is None else port[f.name]
+            for name, index, path in csr_ports(f):
+                ours = _walk(getattr(regs, name), index)
+                theirs = _walk(target, path)
+                if f.kind in ("config", "strobe"):
+                    m.d.comb += theirs.eq(ours)
+                else:
+                    m.d.comb += ours.eq(theirs)
+                done.add(name)
+    missing = set(regs.regmap.ports) - done
+    if missing:
+        raise ValueError(f"bridge.rdl has fields that registers.py does not describe: "
+                         f"{sorted(missing)}: run `make rdl`")
+
+
+# --- the benches' view -------------------------------------------------------------------
+
+def _stats_slices():
+    """``[(field, [(offset, width) per value])]`` of the ``stats`` port: one
+    value for a plain field, one per entry of an array, two (hdr, data) per
+    class of credit limits."""
+    layout = stats_layout()
+    out = []
+    for f in STATS:
+        base = layout[f.name].offset
+        if f.limits:
+            step = HDR_BITS + DATA_BITS
+            parts = [(base + k * step + off, bits) for k in range(len(CLASSES))
+                     for off, bits in ((0, HDR_BITS), (HDR_BITS, DATA_BITS))]
+        elif f.elements:
+            parts = [(base + k * f.width, f.width) for k in range(len(f.elements))]
+        else:
+            parts = [(base, f.width)]
+        out.append((f, parts))
+    return out
+
+
+_SLICES = {}
+
+
+def _slices(name=None):
+    if not _SLICES:
+        _SLICES.update((f.name, (f, parts)) for f, parts in _stats_slices())
+    return _SLICES.values() if name is None else [_SLICES[name]]
+
+
+def decode_stats(value, name=None):
+    """The ``stats`` port's value (an int) as ``{name: value}``: a plain field
+    an int; an array a list, and each entry also as ``<name>_<element>``;
+    credit limits a list of ``(hdr, data)`` per class. ``name``: that field
+    only."""
+    out = {}
+    for f, parts in _slices(name):
+        values = [(value >> off) & ((1 << bits) - 1) for off, bits in parts]
+        if f.limits:
+            out[f.name] = list(zip(values[0::2], values[1::2]))
+        elif f.elements:
+            out[f.name] = values
+            out.update({f"{f.name}_{e}": n for e, n in zip(f.elements, values)})
+        else:
+            out[f.name] = values[0]
+    return out
+
+
+def encode_config(**values):
+    """The ``cfg`` port's value (an int) with the fields named (others 0);
+    an unknown name or a value too wide raises naming it."""
+    layout = config_layout()
+    for name, value in values.items():
+        if name not in layout.members:
+            raise ValueError(f"config has no field {name!r}; it has {list(layout.members)}")
+        if not 0 <= value < 1 << layout.members[name]:
+            raise ValueError(f"config.{name}: {value} does not fit "
+                             f"{layout.members[name]} bits")
+    return layout.const(values).as_bits()
+
+
+# --- the docs' table ----------------------------------------------------------------------
+
+def markdown(regmap):
+    """The table of ``docs/csr.md``: every field of the description, its
+    bits in the Verilog port, its register and address in ``regmap``
+    (``bridge.rdl`` compiled), and its meaning."""
+    lines = ["| field | port bits | register (address) | register bits | kind | meaning |",
+             "|---|---|---|---|---|---|"]
+    for group, port, layout in ((MACS, None, None), (CONFIG, "cfg", config_layout()),
+                                (STATS, "stats", stats_layout())):
+        for f in group:
+            if layout is None:
+                port_bits = f"`{f.name}[{f.width - 1}:0]`"
+            else:
+                member = layout[f.name]
+                size = data.Layout.cast(member.shape).size if not isinstance(member.shape, int) \
+                    else member.shape
+                port_bits = f"`{port}[{member.offset + size - 1}:{member.offset}]`"
+            name, index, _ = csr_ports(f)[0]
+            reg, rf = regmap.port_field(name, *index)
+            where = reg.name.split("[")[0]
+            if f.elements or f.limits:
+                where += f"[{len(f.elements) if f.elements else len(CLASSES)}]"
+            bits = f"{rf.lsb + rf.width - 1}:{rf.lsb}"
+            if f.limits:
+                bits = f"hdr {HDR_BITS - 1}:0, data {HDR_BITS + DATA_BITS - 1}:{HDR_BITS}"
+            kind = f.kind + ("" if f.modes == ("gbn", "sr") else f" ({'/'.join(f.modes)} only)")
+            entries = list(f.elements) or (list(CLASS_NAMES) if f.limits else [])
+            extra = f" Entries: {', '.join(entries)}." if entries else ""
+            lines.append(f"| `{f.name}` | {port_bits} | `{where}` (0x{reg.address:03X}) | "
+                         f"{bits} | {kind} | {f.desc}{extra} |")
+    return "\n".join(lines) + "\n"
