@@ -12,8 +12,10 @@ a TLP or a frame is in byte lane 0 of its first beat.
 
 from amaranth.lib import data, stream
 
-__all__ = ["DATAPATH_WIDTHS", "check_width", "TlpBeat", "FrameBeat",
-           "tlp_stream", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
+from ..models import wire
+
+__all__ = ["DATAPATH_WIDTHS", "check_width", "TlpBeat", "FrameBeat", "STAMP_BITS",
+           "tlp_stream", "unstamped", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
            "FrameDesc", "TxDesc", "RxDesc", "ReorderDesc", "KeptDesc"]
 
 #: Datapath widths the blocks are verified at (bits).
@@ -26,14 +28,25 @@ def check_width(width, name="width"):
     return width
 
 
+#: Bits of a TLP's order stamp, as its prefix carries it.
+STAMP_BITS = wire.TLP_PREFIX["order_stamp"].width
+
+
 class TlpBeat(data.StructLayout):
     """One beat of a TLP stream: ``width`` bits of TLP bytes, ``keep`` with one
     bit per DW (TLPs are whole DWs; valid DWs are contiguous from lane 0 and
-    only the ``last`` beat may be partial), and ``last`` on the TLP's final beat."""
+    only the ``last`` beat may be partial), and ``last`` on the TLP's final beat.
 
-    def __init__(self, width):
+    ``stamp_bits`` (inside the bridge only): a ``stamp`` field after
+    ``last``, the TLP's order stamp (the order in which it entered the
+    sending bridge, ``docs/ordering.md``), valid on the TLP's first beat."""
+
+    def __init__(self, width, stamp_bits=0):
         check_width(width)
-        super().__init__({"data": width, "keep": width // 32, "last": 1})
+        fields = {"data": width, "keep": width // 32, "last": 1}
+        if stamp_bits:
+            fields["stamp"] = stamp_bits
+        super().__init__(fields)
 
 
 class FrameBeat(data.StructLayout):
@@ -45,8 +58,17 @@ class FrameBeat(data.StructLayout):
         super().__init__({"data": width, "keep": width // 8, "last": 1})
 
 
-def tlp_stream(width):
-    return stream.Signature(TlpBeat(width))
+def tlp_stream(width, stamp_bits=0):
+    return stream.Signature(TlpBeat(width, stamp_bits))
+
+
+def unstamped(m, stamped, plain):
+    """Drive TLP stream ``plain`` from ``stamped`` (a stream whose payload
+    has a ``stamp``), the stamp left behind; ``stamped`` is the source."""
+    m.d.comb += [plain.valid.eq(stamped.valid), stamped.ready.eq(plain.ready),
+                 plain.payload.data.eq(stamped.payload.data),
+                 plain.payload.keep.eq(stamped.payload.keep),
+                 plain.payload.last.eq(stamped.payload.last)]
 
 
 def frame_stream(width):

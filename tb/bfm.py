@@ -96,7 +96,7 @@ class StreamLayout:
 
     def unpack(self, value):
         return Beat(value & self._data_mask, (value >> self.data_width) & self.full_keep,
-                    value >> self._last_shift)
+                    (value >> self._last_shift) & 1)      # fields after `last` (a stamp) ignored
 
     def __repr__(self):
         return f"StreamLayout(data={self.data_width}, keep={self.keep_width}, last=1)"

@@ -95,8 +95,9 @@ class ReceivePort:
     in the read-only phase of the edge ``counter_lag`` edges after the one
     that took its last beat (default: the Deframer's verdict latency at
     ``width``, when its counters move). Delivered TLPs
-    go to ``on_tlp(bytes, stamp)``. ``stamp_port`` (optional) is read with a
-    TLP's first beat.  ``latency`` (optional: name -> cycles) gives the
+    go to ``on_tlp(bytes, stamp)``. ``stamped``: the TLP stream's payload
+    carries each TLP's order stamp after ``last`` (read with its first beat;
+    otherwise the stamp given is 0).  ``latency`` (optional: name -> cycles) gives the
     counters that move that many edges later still (the link feedback's):
     each is read then, and ``on_done`` is called once all are read.
 
@@ -109,7 +110,7 @@ class ReceivePort:
     included (for a receive path that may hold ``frame_in``)."""
 
     def __init__(self, dut, clock, width, *, frame_port, tlp_port, counters, on_tlp,
-                 stall_bound, stamp_port=None, drop_reasons=(), counter_lag=None,
+                 stall_bound, stamped=False, drop_reasons=(), counter_lag=None,
                  latency=None, mac_line=None, reader=None):
         self.dut, self.clock, self.width = dut, clock, width
         self.counter_lag = verdict_latency(width) if counter_lag is None else counter_lag
@@ -128,7 +129,7 @@ class ReceivePort:
         self.t_valid = getattr(dut, f"{tlp_port}__valid")
         self.t_payload = getattr(dut, f"{tlp_port}__payload")
         getattr(dut, f"{tlp_port}__ready").value = 1
-        self.stamp = getattr(dut, stamp_port) if stamp_port else None
+        self.stamped = stamped
         self.counter_names = counters
         self.drop_reasons = drop_reasons
         self.reader = reader
@@ -208,8 +209,8 @@ class ReceivePort:
                                       f"receive path is jammed")
             if t_valid.value:
                 data, keep, last = unpack(int(t_payload.value))
-                if not tlp and self.stamp is not None:
-                    stamp = int(self.stamp.value)
+                if not tlp and self.stamped:
+                    stamp = int(t_payload.value) >> self.tlp_layout.width
                 if keep == 0 or keep & (keep + 1):
                     raise StreamProtocolError(f"TLP beat keep={keep:#x} not contiguous")
                 tlp += data.to_bytes(beat_bytes, "little")[:4 * keep.bit_length()]

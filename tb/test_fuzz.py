@@ -69,7 +69,7 @@ async def decapsulator_fuzz(dut):
     bound = stall_bound(width, mtu)
     port = ReceivePort(dut, dut.clk, width, frame_port="frame", tlp_port="tlp",
                        stall_bound=bound, counters=("drops", "good_frames", "control_frames", "tlps_out"),
-                       drop_reasons=tuple(DropReason), stamp_port="tlp_stamp",
+                       drop_reasons=tuple(DropReason), stamped=True,
                        on_tlp=judge.tlp_out)
     judge.start(port.read_counters())
     for index, (kind, data) in enumerate(frame_stream(P["seed"], P["count"], mtu,

@@ -110,8 +110,8 @@ class CheckedQueues(wiring.Component):
         forward(m, self, queues)
         m.d.comb += [
             checker.valid.eq(queues.tlp_out.valid & queues.tlp_out.ready),
-            checker.beat.eq(queues.tlp_out.payload),
-            checker.stamp.eq(queues.tlp_out_stamp),
+            checker.beat.eq(queues.tlp_out.payload.as_value()[:checker.beat.shape().size]),
+            checker.stamp.eq(queues.tlp_out.payload.stamp),
             checker.irq_clear.eq(self.check_irq_clear),
         ]
         for name in self._CHECK_NAMES:

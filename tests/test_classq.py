@@ -47,8 +47,8 @@ def run(tlps, *, cycles, ready=lambda cycle: True, limits=None, dut=None, ro_ena
     """Drive ``tlps`` into a ClassQueues and return (TLPs out in order,
     counters). ``limits(cycle, consumed)`` gives the credit limits ((hdr,
     data) per class) from the credits consumed so far, or None to leave
-    credits off. ``stamps``: each TLP's ``tlp_in_stamp``; the stamps out
-    (``tlp_out_stamp`` at each first beat) are ``counters["stamps"]``, and
+    credits off. ``stamps``: each TLP's stamp in ``tlp_in``'s payload; the
+    stamps out (``tlp_out``'s at each first beat) are ``counters["stamps"]``, and
     ``counters["np_room"]`` is ``np_room`` per cycle."""
     dut = dut or ClassQueues(width, depth=32, tlps=8)
     layout = StreamLayout.tlp(width)
@@ -61,8 +61,6 @@ def run(tlps, *, cycles, ready=lambda cycle: True, limits=None, dut=None, ro_ena
         i = 0
         for cycle in range(cycles):
             ctx.set(dut.class_enable, class_enable(cycle))
-            if stamps is not None and i < len(beats):
-                ctx.set(dut.tlp_in_stamp, stamps[beats[i][2]])
             counters["np_room"].append(ctx.get(dut.np_room))
             if limits is not None:
                 ctx.set(dut.credits_enable, 1)
@@ -74,12 +72,14 @@ def run(tlps, *, cycles, ready=lambda cycle: True, limits=None, dut=None, ro_ena
             ctx.set(dut.tlp_in.valid, i < len(beats))
             if i < len(beats):
                 ctx.set(dut.tlp_in.payload.as_value(), beats[i][0])
+                if stamps is not None:          # the stamp rides in the payload
+                    ctx.set(dut.tlp_in.payload.stamp, stamps[beats[i][2]])
             want = ready(cycle)
             ctx.set(dut.tlp_out.ready, want)
             took = i < len(beats) and ctx.get(dut.tlp_in.ready)
             if want and ctx.get(dut.tlp_out.valid):
                 if not current:
-                    counters["stamps"].append(ctx.get(dut.tlp_out_stamp))
+                    counters["stamps"].append(ctx.get(dut.tlp_out.payload.stamp))
                 current.append(layout.unpack(ctx.get(dut.tlp_out.payload.as_value())))
                 if current[-1].last:
                     out.append(Tlp.unpack(beats_to_bytes(current, layout)))
@@ -233,7 +233,7 @@ def test_oldest_policy_keeps_arrival_order_until_a_class_is_held():
 
 def test_carried_stamps_leave_with_their_tlps():
     """``carry_stamp``: the stamp given with a TLP's first beat is the one
-    ``tlp_out_stamp`` shows when that TLP leaves, across reordering."""
+    ``tlp_out`` carries when that TLP leaves, across reordering."""
     tlps = random_tlps(6, 80)
     stamps = [(977 * k + 5) % 65536 for k in range(len(tlps))]
     by_bytes = {t.pack(): s for t, s in zip(tlps, stamps)}

@@ -13,12 +13,13 @@ class queues           ``tx_queues`` (the peer's   ``rx_queues`` (the receive
                        credits, stamps made)       buffers, stamps carried)
 beside the queues      ``peer_credits``,           ``credit_return``,
                        ``advertiser``              ``checker``
-frames                 ``packer``                  ``decap`` (deframer and
+frames                 ``encap`` (packer, framer)  ``decap`` (deframer,
                                                    unpacker)
-link layer             ``replay``                  ``link_rx`` (in ``decap``;
+link layer             ``replay`` (in ``encap``,   ``link_rx`` (in ``decap``,
+                       its store)                  its verdict stage;
                                                    selective repeat: a
                                                    reorder buffer too)
-Ethernet side          ``framer`` → ``frame_out``  ``frame_in``
+Ethernet side          ``frame_out``               ``frame_in``
 =====================  ==========================  ==========================
 """
 
@@ -31,8 +32,7 @@ from ...models.frame import DropReason
 from ..compose import exposed_members
 from ..framing.decapsulator import Decapsulator
 from ..framing.deframer import frame_words
-from ..framing.framer import Framer
-from ..framing.packer import TlpPacker
+from ..framing.encapsulator import Encapsulator
 from ..link.link_common import LinkFeedback
 from ..link.link_rx import LinkReceiver
 from ..link.reorder import ReorderBuffer
@@ -40,7 +40,7 @@ from ..link.replay import ReplayBuffer
 from ..queues.classq import ClassQueues
 from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
 from ..queues.order_check import OrderChecker
-from ..streams import frame_stream, tlp_stream
+from ..streams import frame_stream, tlp_stream, unstamped
 
 __all__ = ["TransmitPath", "ReceivePath", "TX_COUNTERS", "RX_COUNTERS", "SR_COUNTERS",
            "ORDER_PORTS"]
@@ -60,11 +60,15 @@ ORDER_PORTS = {name: f"order_{name}" for name in (
 
 class TransmitPath(wiring.Component):
     """``tlp_in`` → :class:`ClassQueues` (P / NP / Cpl, ``"oldest"`` policy,
-    the peer's credits) → :class:`TlpPacker` (each TLP's order stamp into its
-    prefix) → :class:`ReplayBuffer` (keeps each frame until acknowledged) →
-    :class:`Framer` → ``frame_out``; beside them :class:`PeerCredits` (the
-    peer's limits, from ``credits``) and :class:`CreditAdvertiser` (when our
-    limits need a frame of their own).
+    the peer's credits; each TLP's order stamp into the stream) →
+    :class:`Encapsulator` (its :class:`TlpPacker` writes the stamps into the
+    prefixes; its store is the :class:`ReplayBuffer`, which keeps each frame
+    until acknowledged; then its :class:`Framer`) → ``frame_out``; beside
+    them :class:`PeerCredits` (the peer's limits, from ``credits``) and
+    :class:`CreditAdvertiser` (when our limits need a frame of their own).
+    Without the replay buffer the same Encapsulator is the link-less
+    transmit path, as the Decapsulator without its verdict stage is the
+    link-less receive path.
 
     ``feedback`` (in): the local receiver's :class:`LinkFeedback`;
     ``credits`` (in): the :class:`CreditLoop`. The parameters are the
@@ -79,11 +83,12 @@ class TransmitPath(wiring.Component):
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
                                   max_credits=min(256, -(-wire.max_tlp_bytes(mtu) // 16)),
                                   reorder_illegally=reorder_illegally)
-        self.packer = TlpPacker(width, mtu=mtu, flush_timeout=flush_timeout)
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
                                    max_retries=max_retries, replay_timeout=replay_timeout,
                                    mode=mode)
-        self.framer = Framer(width, ethertype=ethertype, seq_bits=seq_bits)
+        self.encap = Encapsulator(width, mtu=mtu, flush_timeout=flush_timeout,
+                                  ethertype=ethertype, link=self.replay, stamped=True)
+        self.packer, self.framer = self.encap.packer, self.encap.framer
         self.peer_credits = PeerCredits()
         self.advertiser = CreditAdvertiser(buffers=buffers, delay=credit_delay,
                                            refresh=credit_refresh)
@@ -120,23 +125,21 @@ class TransmitPath(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        queues, packer, replay, framer = self.queues, self.packer, self.replay, self.framer
+        queues, encap, replay, framer = self.queues, self.encap, self.replay, self.framer
         peer, advertiser = self.peer_credits, self.advertiser
         m.submodules.tx_queues = queues
-        for name in ("packer", "replay", "framer", "peer_credits", "advertiser"):
+        for name in ("encap", "peer_credits", "advertiser"):
             m.submodules[name] = getattr(self, name)
 
+        # the encapsulator (packer, the replay buffer as its store, framer);
+        # the replay buffer's and the framer's link ports are wired here
         connect(m, flipped(self.tlp_in), queues.tlp_in)
-        connect(m, queues.tlp_out, packer.tlp)
-        connect(m, packer.words, replay.words)
-        connect(m, packer.desc, replay.desc)
-        connect(m, replay.tx_desc, framer.desc)
-        connect(m, replay.tx_words, framer.words)
-        connect(m, framer.frame, flipped(self.frame_out))
+        connect(m, queues.tlp_out, encap.tlp)
+        connect(m, encap.frame, flipped(self.frame_out))
         connect(m, flipped(self.feedback), replay.feedback)
         m.d.comb += [
-            # the class queues: ordering, the peer's credits, stamps into the prefixes
-            packer.tlp_stamp.eq(queues.tlp_out_stamp),
+            # the class queues: ordering, the peer's credits (the stamps ride to
+            # the packer's prefixes in the stream)
             queues.ro_enable.eq(self.ro_enable),
             queues.credits_enable.eq(self.credits_enable),
             queues.credit_limit.eq(peer.limit),
@@ -158,16 +161,16 @@ class TransmitPath(wiring.Component):
             replay.data_sent.eq(framer.data_sent),
             replay.data_sent_seq.eq(framer.data_sent_seq),
             # configuration
-            framer.dst_mac.eq(self.dst_mac),
-            framer.src_mac.eq(self.src_mac),
-            framer.channel.eq(self.channel),
-            packer.flush_timeout.eq(self.flush_timeout),
+            encap.dst_mac.eq(self.dst_mac),
+            encap.src_mac.eq(self.src_mac),
+            encap.channel.eq(self.channel),
+            encap.flush_timeout.eq(self.flush_timeout),
             replay.replay_timeout.eq(self.replay_timeout),
             # status
             self.link_down.eq(replay.link_down),
-            self.frames_sent.eq(framer.frames_sent),
-            self.oversize_drops.eq(packer.oversize_drops),
-            self.length_errors.eq(packer.length_errors),
+            self.frames_sent.eq(encap.frames_sent),
+            self.oversize_drops.eq(encap.oversize_drops),
+            self.length_errors.eq(encap.length_errors),
             self.np_room.eq(queues.np_room),
             self.credit_limit.eq(peer.limit),
             self.credits_invalid.eq(peer.invalid),
@@ -233,7 +236,6 @@ class ReceivePath(wiring.Component):
             "overflows": Out(32),
             "tlps_out": Out(32),
             **{name: Out(32) for name in self.counters},
-            "tlp_out_stamp": Out(self.queues.stamp_bits),
             **order_ports,
         })
 
@@ -248,19 +250,17 @@ class ReceivePath(wiring.Component):
 
         connect(m, flipped(self.frame_in), decap.frame)
         connect(m, decap.tlp, queues.tlp_in)
-        connect(m, queues.tlp_out, flipped(self.tlp_out))
+        unstamped(m, queues.tlp_out, self.tlp_out)        # the stamps stop at the checker
         connect(m, link_rx.feedback, flipped(self.feedback))     # the receiver's state and requests
         out_taken = self.tlp_out.valid & self.tlp_out.ready
         m.d.comb += [
             # the receive queues: the sender's stamps ride along; NP waits for np_accept
-            queues.tlp_in_stamp.eq(decap.tlp_stamp),
             queues.ro_enable.eq(self.ro_enable),
             queues.class_enable.eq(Cat(1, self.np_accept, 1)),
-            self.tlp_out_stamp.eq(queues.tlp_out_stamp),
             # the ordering checker and the credits freed at the egress
             checker.valid.eq(out_taken),
             checker.beat.eq(self.tlp_out.payload),
-            checker.stamp.eq(queues.tlp_out_stamp),
+            checker.stamp.eq(queues.tlp_out.payload.stamp),
             checker.irq_clear.eq(self.order_irq_clear),
             credit_return.valid.eq(out_taken),
             credit_return.beat.eq(self.tlp_out.payload),

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
 from ...models.frame import DropReason
-from ..streams import CreditLimit, RxDesc, check_width, frame_stream, tlp_stream
+from ..streams import STAMP_BITS, CreditLimit, RxDesc, check_width, frame_stream, tlp_stream
 from .deframer import Deframer
 from .unpacker import TlpUnpacker
 
@@ -24,11 +24,11 @@ class Decapsulator(wiring.Component):
     ``ethertype``.
 
     Ports: ``frame`` in (frame stream from the MAC, FCS stripped, padding
-    allowed), ``tlp`` out (TLP stream); counters ``drops`` (one 32-bit
+    allowed), ``tlp`` out (TLP stream, each TLP's order stamp from its
+    prefix in the payload's ``stamp``); counters ``drops`` (one 32-bit
     counter per :class:`~tlpoe.models.frame.DropReason`, indexed by its
     value), ``good_frames``, ``control_frames``, ``tlps_out``.  Side
-    outputs: ``tlp_stamp``, the prefix's ``order_stamp`` of the TLP whose
-    first beat is on ``tlp``; ``credits`` and a ``credits_update`` pulse
+    outputs: ``credits`` and a ``credits_update`` pulse
     from every frame that passed the checks with valid credit fields.
 
     ``verdict`` (optional): a stage on each frame's verdict between the checks
@@ -76,13 +76,12 @@ class Decapsulator(wiring.Component):
         self.hold = hold
         super().__init__({
             "frame": In(frame_stream(width)),
-            "tlp": Out(tlp_stream(width)),
+            "tlp": Out(tlp_stream(width, STAMP_BITS)),
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
             "good_frames": Out(32),
             "control_frames": Out(32),
             "overflows": Out(32),
             "tlps_out": Out(32),
-            "tlp_stamp": Out(wire.TLP_PREFIX["order_stamp"].width),
             "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credits_update": Out(1),
         })
@@ -169,7 +168,6 @@ class Decapsulator(wiring.Component):
             self.control_frames.eq(deframer.control_frames),
             self.overflows.eq(deframer.overflows),
             self.tlps_out.eq(unpacker.tlps_out),
-            self.tlp_stamp.eq(unpacker.tlp_stamp),
             self.credits.eq(deframer.credits),
             self.credits_update.eq(deframer.credits_update),
         ]

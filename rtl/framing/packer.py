@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models import wire
-from ..streams import FrameDesc, check_width, tlp_stream
+from ..streams import STAMP_BITS, FrameDesc, check_width, tlp_stream
 from ..tlp_header import TlpHeader
 from ..wirefmt import pack_bytes
 
@@ -77,8 +77,8 @@ class TlpPacker(wiring.Component):
     disagrees with its header's Length is cut or zero-padded to the header's
     size (``length_errors``), so the prefixes always describe the bytes.
 
-    ``tlp_stamp``, read with a TLP's first beat, goes into its prefix's
-    ``order_stamp`` (0 when not driven).
+    ``tlp`` carries each TLP's order stamp in its payload (``stamp``, on the
+    first beat); it goes into the TLP's prefix's ``order_stamp``.
 
     Pipeline: a beat is registered, its header worked out into a small
     queue (``tlp.ready`` is that queue's room, registered), packed by a
@@ -106,10 +106,9 @@ class TlpPacker(wiring.Component):
         self.mtu = mtu
         self.max_tlps = max_tlps or 0xFFFF
         super().__init__({
-            "tlp": In(tlp_stream(width)),
+            "tlp": In(tlp_stream(width, STAMP_BITS)),
             "words": Out(stream.Signature(width)),
             "desc": Out(stream.Signature(FrameDesc())),
-            "tlp_stamp": In(wire.TLP_PREFIX["order_stamp"].width),
             "flush_timeout": In(16, init=flush_timeout),
             "oversize_drops": Out(32),
             "length_errors": Out(32),
@@ -125,12 +124,12 @@ class TlpPacker(wiring.Component):
                                                            depth=self.IN_DEPTH)
         # room for this beat once the one in the register is queued
         m.d.comb += self.tlp.ready.eq(queue.level <= self.IN_DEPTH - 3)
-        valid, beat, stamp = Signal(), Signal.like(self.tlp.payload), Signal.like(self.tlp_stamp)
+        valid, beat = Signal(), Signal.like(self.tlp.payload)
+        stamp = beat.stamp
         first = Signal(init=1)               # the next beat in starts a TLP
         beat_first = Signal()                # the registered beat does
         taken = self.tlp.valid & self.tlp.ready
-        m.d.sync += [valid.eq(taken), beat.eq(self.tlp.payload), stamp.eq(self.tlp_stamp),
-                     beat_first.eq(first)]
+        m.d.sync += [valid.eq(taken), beat.eq(self.tlp.payload), beat_first.eq(first)]
         with m.If(taken):
             m.d.sync += first.eq(self.tlp.payload.last)
         w = Signal(layout)

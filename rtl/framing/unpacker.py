@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models import wire
-from ..streams import RxDesc, check_width, tlp_stream
+from ..streams import STAMP_BITS, RxDesc, check_width, tlp_stream
 
 __all__ = ["TlpUnpacker"]
 
@@ -49,8 +49,7 @@ class TlpUnpacker(wiring.Component):
         super().__init__({
             "desc": In(stream.Signature(RxDesc(max_words))),
             "words": In(stream.Signature(width)),
-            "tlp": Out(tlp_stream(width)),
-            "tlp_stamp": Out(wire.TLP_PREFIX["order_stamp"].width),
+            "tlp": Out(tlp_stream(width, STAMP_BITS)),
             "tlps_out": Out(32),
         })
 
@@ -124,7 +123,7 @@ class TlpUnpacker(wiring.Component):
 
         prefix = buf[:32]
         tlp_dws = Cat(prefix[8:16], prefix[0:8])[2:]         # tlp_length / 4
-        m.d.comb += self.tlp_stamp.eq(Cat(prefix[24:32], prefix[16:24]))   # order_stamp
+        m.d.comb += self.tlp.payload.stamp.eq(Cat(prefix[24:32], prefix[16:24]))  # order_stamp
         n_out = Signal(range(D + 1))
         last = Signal()
         m.d.comb += [

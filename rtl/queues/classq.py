@@ -72,10 +72,12 @@ class ClassQueues(wiring.Component):
       yet), it assumes a TLP of ``max_credits`` data credits (the largest
       the source sends), which can hold a head for one cycle when the
       credits are nearly used up.
-    * ``tlp_out_stamp`` is the stamp of the TLP on ``tlp_out`` (for the
-      packer's prefix and an :class:`~tlpoe.rtl.queues.order_check.OrderChecker`).
-      With ``carry_stamp`` it is instead the ``tlp_in_stamp`` that came with
-      the TLP's first beat (a receiver keeps the sender's stamps).
+    * ``tlp_out`` carries each TLP's stamp in its payload (``stamp``, on the
+      first beat: for the packer's prefix and an
+      :class:`~tlpoe.rtl.queues.order_check.OrderChecker`). With
+      ``carry_stamp``, ``tlp_in`` has a ``stamp`` too, and the stamp out is
+      the one that came in with the TLP (a receiver keeps the sender's
+      stamps).
     * ``class_enable`` (per class, default all set): a class whose bit is
       clear starts no TLP (a consumer that cannot take non-posted requests
       now); the others pass it where the rules allow.
@@ -126,16 +128,14 @@ class ClassQueues(wiring.Component):
                              f"({self.np_beats} beats), not {depth!r}")
         self.reorder_illegally = bool(reorder_illegally)
         super().__init__({
-            "tlp_in": In(tlp_stream(width)),
-            "tlp_out": Out(tlp_stream(width)),
+            "tlp_in": In(tlp_stream(width, stamp_bits if carry_stamp else 0)),
+            "tlp_out": Out(tlp_stream(width, stamp_bits)),
             "ro_enable": In(1, init=1),
             "credits_enable": In(1),
             "credit_limit": In(data.ArrayLayout(CreditLimit(), 3)),
             "credits_consumed": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
-            "tlp_out_stamp": Out(stamp_bits),
-            "tlp_in_stamp": In(stamp_bits),
             "class_enable": In(3, init=0b111),
             "np_room": Out(1),
         })
@@ -165,7 +165,7 @@ class ClassQueues(wiring.Component):
         cls_held = Signal(2)
         hdr = TlpHeader(inp.payload.data[:32])
         r_valid = Signal()                  # the register holds a beat
-        r_beat = Signal(TlpBeat(self.width))
+        r_beat = Signal(TlpBeat(self.width))    # the stamp (carried) goes into `held`
         r_cls = Signal(2)
         held = Signal(desc_layout)          # the first beat's fields, until the last
         count = Signal(range(self.depth + 1))    # beats of the TLP moved so far
@@ -177,7 +177,8 @@ class ClassQueues(wiring.Component):
         with m.If(inp.valid & inp.ready):
             cls_now = Mux(first, hdr.cls, cls_held)
             m.d.sync += [
-                r_valid.eq(1), r_beat.eq(inp.payload),
+                r_valid.eq(1), r_beat.data.eq(inp.payload.data),
+                r_beat.keep.eq(inp.payload.keep), r_beat.last.eq(inp.payload.last),
                 r_cls.eq(cls_now), first.eq(inp.payload.last), cls_held.eq(cls_now),
             ]
             with m.If(first):
@@ -186,7 +187,7 @@ class ClassQueues(wiring.Component):
                     held.data_credits.eq(hdr.data_credits),
                 ]
                 if self.carry_stamp:
-                    m.d.sync += held.carried.eq(self.tlp_in_stamp)
+                    m.d.sync += held.carried.eq(inp.payload.stamp)
         with m.Elif(move):
             m.d.sync += r_valid.eq(0)
         with m.If(move):
@@ -308,12 +309,14 @@ class ClassQueues(wiring.Component):
                     m.d.comb += [pick_stamp.eq(heads[k].carried if self.carry_stamp
                                                else heads[k].stamp),
                                  pick_beats.eq(heads[k].beats)]
-        m.d.comb += self.tlp_out_stamp.eq(cur_stamp)
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
         m.d.comb += [
             out.valid.eq(busy & Array(b.r_rdy for b in beats)[cur]),
-            out.payload.eq(beat),
+            out.payload.data.eq(beat.data),
+            out.payload.keep.eq(beat.keep),
+            out.payload.last.eq(beat.last),
+            out.payload.stamp.eq(cur_stamp),
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
