@@ -14,7 +14,7 @@ def test_device_bridges_are_wired_to_the_fabric_and_the_rest_is_exposed():
         # the testbench's ends: host TLPs, both bridges' frames
         for name in (f"h{i}_tlp_in", f"h{i}_tlp_out", f"h{i}_frame_out", f"h{i}_frame_in",
                      f"d{i}_frame_out", f"d{i}_frame_in", f"d{i}_link_down",
-                     f"d{i}_order_violations", f"fabric_link{i}_to_device_denied",
+                     f"d{i}_cfg", f"d{i}_stats", f"fabric_link{i}_to_device_denied",
                      f"fabric_link{i}_to_device_local", f"fabric_link{i}_to_device_unsupported"):
             assert name in ports, name
         # wired inside
