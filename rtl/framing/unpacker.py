@@ -122,13 +122,34 @@ class TlpUnpacker(wiring.Component):
         m.d.comb += room.eq(l1_valid & (cnt <= 2 * D))
 
         prefix = buf[:32]
-        tlp_dws = Cat(prefix[8:16], prefix[0:8])[2:]         # tlp_length / 4
         m.d.comb += self.tlp.payload.stamp.eq(Cat(prefix[24:32], prefix[16:24]))  # order_stamp
+        # What the prefix at buf DW 0 says of its TLP, registered: computed for
+        # every DW that can move to DW 0 and chosen as the DW itself is (the
+        # comparisons stay off the path into the buffer).
+        head = {
+            "dws": Signal(14),                      # tlp_length / 4
+            "n": Signal(range(D + 1)),              # DWs of its first beat: min(dws, D)
+            "single": Signal(),                     # one beat: dws <= D
+            "take": Signal(range(D + 2)),           # DWs its first beat takes: n + 1
+            "n2": Signal(range(D + 1)),             # DWs of its second beat
+            "last2": Signal(),                      # ... and whether that is its last
+        }
+        low = (D - 1).bit_length()
+
+        def head_of(dw):
+            """``head``'s fields for prefix DW ``dw``."""
+            dws = Cat(dw[8:16], dw[0:8])[2:]
+            return {"dws": dws, "n": Mux(dws < D, dws, D), "single": dws <= D,
+                    "take": Mux(dws < D, dws[:(D + 1).bit_length()] + 1, D + 1),
+                    # D is a power of two: a length in D..2D-1 is D plus its low bits
+                    "n2": Mux(dws >= 2 * D, D, dws[:low] if low else 0),
+                    "last2": dws <= 2 * D}
+        tlp_dws, first_take = head["dws"], head["take"]
         n_out = Signal(range(D + 1))
         last = Signal()
         m.d.comb += [
-            n_out.eq(Mux(in_tlp, n_cur, Mux(tlp_dws < D, tlp_dws, D))),
-            last.eq(Mux(in_tlp, last_cur, tlp_dws <= D)),
+            n_out.eq(Mux(in_tlp, n_cur, head["n"])),
+            last.eq(Mux(in_tlp, last_cur, head["single"])),
         ]
         window = Mux(in_tlp, buf[:W], buf[32:32 + W])
         lanes = [Mux(n_out > i, window[32 * i:32 * (i + 1)], 0) for i in range(D)]
@@ -145,10 +166,7 @@ class TlpUnpacker(wiring.Component):
         ]
         sent = Signal()
         m.d.comb += sent.eq(self.tlp.valid & self.tlp.ready)
-        # DWs that leave: the beat's, and the prefix on a TLP's first beat
-        # (min(tlp_dws, D) + 1 there, computed beside the comparison).
-        first_take = Signal(range(D + 2))
-        m.d.comb += first_take.eq(Mux(tlp_dws < D, tlp_dws[:(D + 1).bit_length()] + 1, D + 1))
+        # DWs that leave: the beat's, and the prefix on a TLP's first beat.
         # `amount` leaves if the beat is sent; `sent` (from `ready`) only picks
         # between results computed with and without it.
         amount = Signal(range(D + 2))
@@ -184,6 +202,29 @@ class TlpUnpacker(wiring.Component):
         nxt = [select(f"moved{p}", take_n,
                       [(c, appended[p + c]) for c in range(D + 2) if p + c < 3 * D])
                for p in range(3 * D)]
+        # The next head: that of the DW that moves to DW 0 (appended[c] for c
+        # leaving), worked out from registers beside the data's selection:
+        # appended[c] is buf's DW c while c < cnt, else l1's DW c - k landed
+        # at k (0 when nothing lands there: the head is then not used, as
+        # DW 0 is empty and no beat leaves).
+        def either(terms):
+            value = terms[0]
+            for t in terms[1:]:
+                value = value | t
+            return value
+        bhead = [head_of(bdw[c]) for c in range(D + 2)]
+        lhead = [head_of(dw) for dw in ldw]
+        held = Signal(D + 2)                     # buf's DW c is held: c < cnt
+        for c in range(D + 2):
+            m.d.comb += held[c].eq(cnt > c)
+        for name, reg in head.items():
+            candidates = []
+            for c in range(D + 2):
+                landed = [Mux(at_cnt[k], lhead[c - k][name], 0)
+                          for k in range(max(0, c - D + 1), min(c, 2 * D) + 1)]
+                candidates.append(either([Mux(held[c], bhead[c][name], 0)] + landed))
+            m.d.sync += reg.eq(either([Mux(take_n[c], candidates[c], 0)
+                                       for c in range(D + 2)]))
         cnt_in = Signal.like(cnt)
         cnt_out = Signal.like(cnt)
         m.d.comb += [cnt_in.eq(cnt + Mux(room, l1_n, 0)), cnt_out.eq(cnt_in - amount)]
@@ -199,7 +240,6 @@ class TlpUnpacker(wiring.Component):
 
         # The next beat's size, from comparisons with constants (D is a power
         # of two: a remainder in D..2D-1 is D plus its low bits).
-        low = (D - 1).bit_length()
         with m.If(sent):
             m.d.sync += in_tlp.eq(~last)
             with m.If(in_tlp):
@@ -207,9 +247,8 @@ class TlpUnpacker(wiring.Component):
                              n_cur.eq(Mux(rem >= 2 * D, D, rem[:low] if low else 0)),
                              last_cur.eq(rem <= 2 * D)]
             with m.Else():
-                m.d.sync += [rem.eq(tlp_dws - D),
-                             n_cur.eq(Mux(tlp_dws >= 2 * D, D, tlp_dws[:low] if low else 0)),
-                             last_cur.eq(tlp_dws <= 2 * D)]
+                m.d.sync += [rem.eq(tlp_dws - D), n_cur.eq(head["n2"]),
+                             last_cur.eq(head["last2"])]
             with m.If(last):
                 m.d.sync += self.tlps_out.eq(self.tlps_out + 1)
         return m
