@@ -15,7 +15,7 @@ from amaranth.lib import data, stream
 from ..models import wire
 
 __all__ = ["DATAPATH_WIDTHS", "check_width", "TlpBeat", "FrameBeat", "STAMP_BITS",
-           "tlp_stream", "unstamped", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
+           "tlp_stream", "connect_tlp", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
            "FrameDesc", "TxDesc", "RxDesc", "ReorderDesc", "KeptDesc"]
 
 #: Datapath widths the blocks are verified at (bits).
@@ -62,13 +62,14 @@ def tlp_stream(width, stamp_bits=0):
     return stream.Signature(TlpBeat(width, stamp_bits))
 
 
-def unstamped(m, stamped, plain):
-    """Drive TLP stream ``plain`` from ``stamped`` (a stream whose payload
-    has a ``stamp``), the stamp left behind; ``stamped`` is the source."""
-    m.d.comb += [plain.valid.eq(stamped.valid), stamped.ready.eq(plain.ready),
-                 plain.payload.data.eq(stamped.payload.data),
-                 plain.payload.keep.eq(stamped.payload.keep),
-                 plain.payload.last.eq(stamped.payload.last)]
+def connect_tlp(m, source, sink):
+    """Connect two TLP streams whose payloads differ only in a ``stamp``:
+    ``valid``, ``ready``, ``data``, ``keep`` and ``last``. A stamp of the
+    ``source`` is left behind; one of the ``sink`` is 0."""
+    m.d.comb += [sink.valid.eq(source.valid), source.ready.eq(sink.ready),
+                 sink.payload.data.eq(source.payload.data),
+                 sink.payload.keep.eq(source.payload.keep),
+                 sink.payload.last.eq(source.payload.last)]
 
 
 def frame_stream(width):

@@ -40,7 +40,7 @@ from ..link.replay import ReplayBuffer
 from ..queues.classq import ClassQueues
 from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
 from ..queues.order_check import OrderChecker
-from ..streams import frame_stream, tlp_stream, unstamped
+from ..streams import connect_tlp, frame_stream, tlp_stream
 
 __all__ = ["TransmitPath", "ReceivePath", "TX_COUNTERS", "RX_COUNTERS", "SR_COUNTERS",
            "ORDER_PORTS"]
@@ -250,7 +250,7 @@ class ReceivePath(wiring.Component):
 
         connect(m, flipped(self.frame_in), decap.frame)
         connect(m, decap.tlp, queues.tlp_in)
-        unstamped(m, queues.tlp_out, self.tlp_out)        # the stamps stop at the checker
+        connect_tlp(m, queues.tlp_out, self.tlp_out)      # the stamps stop at the checker
         connect(m, link_rx.feedback, flipped(self.feedback))     # the receiver's state and requests
         out_taken = self.tlp_out.valid & self.tlp_out.ready
         m.d.comb += [

@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
-from ..streams import STAMP_BITS, FrameDesc, check_width, frame_stream, tlp_stream
+from ..streams import STAMP_BITS, FrameDesc, check_width, connect_tlp, frame_stream, tlp_stream
 from .framer import Framer
 from .packer import TlpPacker
 
@@ -76,11 +76,7 @@ class Encapsulator(wiring.Component):
         if self.stamped:
             connect(m, flipped(self.tlp), packer.tlp)
         else:
-            m.d.comb += [packer.tlp.valid.eq(self.tlp.valid),
-                         self.tlp.ready.eq(packer.tlp.ready),
-                         packer.tlp.payload.data.eq(self.tlp.payload.data),
-                         packer.tlp.payload.keep.eq(self.tlp.payload.keep),
-                         packer.tlp.payload.last.eq(self.tlp.payload.last)]    # stamps 0
+            connect_tlp(m, self.tlp, packer.tlp)        # stamps 0
         if self.link is not None:
             m.submodules.link = link = self.link
             connect(m, packer.words, link.words)

@@ -36,7 +36,9 @@ class TlpUnpacker(wiring.Component):
       (``D`` = DWs per beat) while it holds at most ``2·D``; the buffer is
       one stream of prefix and TLP pairs across frames. A TLP beat leaves
       when the buffer holds a whole beat (or the rest of a frame whose words
-      are all in), and its DWs are shifted out.
+      are all in), and its DWs are shifted out. What the prefix at the
+      buffer's head says of its TLP is a register, worked out beside the
+      data for every DW that can move to the head.
 
     Throughput: one word in and one TLP beat out per cycle; frame headers,
     CRCs and dropped frames cost no output cycle.
