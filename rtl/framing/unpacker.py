@@ -10,11 +10,6 @@ from ..streams import STAMP_BITS, RxDesc, check_width, tlp_stream
 __all__ = ["TlpUnpacker"]
 
 
-def _mask(n, D):
-    """A ``32*D``-bit mask of the low ``n`` DWs (``n`` in 0..D)."""
-    return Cat(*[Mux(n > i, Const(0xFFFFFFFF, 32), 0) for i in range(D)])
-
-
 class TlpUnpacker(wiring.Component):
     """Takes checked frames apart into TLPs.
 
@@ -80,27 +75,40 @@ class TlpUnpacker(wiring.Component):
             take.eq(self.words.valid & self.words.ready),
             self.desc.ready.eq(~loading | (take & last_word)),
         ]
-        skip_here = Signal(range(D + 1))
+        # How many of this word's DWs are header (`skip`) and how many follow
+        # it (`avail`, and as a lane mask): registers, worked out from
+        # `lo_left` when the word before was taken, so that the shift and the
+        # mask of a word wait on no arithmetic.
+        skip = Signal(range(D + 1), init=min(HDR, D))
+        avail = Signal(range(D + 1), init=D - min(HDR, D))
+        avail_mask = Signal(D, init=sum(1 << i for i in range(D - min(HDR, D))))
         keep_here = Signal(range(D + 1))
-        m.d.comb += skip_here.eq(Mux(lo_left < D, lo_left, D))
-        avail = Signal(range(D + 1))
-        m.d.comb += [
-            avail.eq(D - skip_here),
-            keep_here.eq(Mux(area_left < avail, area_left, avail)),
-        ]
+        fits = Signal()                             # the rest of the area fits this word
+        m.d.comb += [fits.eq(area_left <= avail),
+                     keep_here.eq(Mux(fits, area_left, avail))]
+        lanes_kept = Cat(*[avail_mask[i] & (area_left > i) for i in range(D)])
         packed = Signal(W)
-        m.d.comb += packed.eq((self.words.payload >> Cat(Const(0, 5), skip_here))[:W] &
-                              _mask(keep_here, D))
+        m.d.comb += packed.eq((self.words.payload >> Cat(Const(0, 5), skip))[:W] &
+                              Cat(*[lanes_kept[i].replicate(32) for i in range(D)]))
+
+        def header_left(lo):
+            """``skip``, ``avail`` and ``avail_mask`` for ``lo`` header DWs left."""
+            nxt = Mux(lo < D, lo, D)
+            return [skip.eq(nxt), avail.eq(D - nxt),
+                    avail_mask.eq(Cat(*[nxt + i < D for i in range(D)]))]
+        lo_next = Signal.like(lo_left)
+        m.d.comb += lo_next.eq(lo_left - skip)
         with m.If(take):
             m.d.sync += [
                 words_left.eq(words_left - 1),
                 last_word.eq(words_left == 2),
-                lo_left.eq(lo_left - skip_here),
-                area_left.eq(area_left - keep_here),
+                lo_left.eq(lo_next),
+                *header_left(lo_next),
+                area_left.eq(Mux(fits, 0, area_left - avail)),
                 l1_valid.eq(keep_here != 0),
                 l1_data.eq(packed),
                 l1_n.eq(keep_here),
-                l1_seal.eq((keep_here != 0) & (area_left == keep_here)),
+                l1_seal.eq((keep_here != 0) & fits),
             ]
         with m.Elif(room):
             m.d.sync += l1_valid.eq(0)
@@ -110,6 +118,7 @@ class TlpUnpacker(wiring.Component):
                 words_left.eq(d.words),
                 last_word.eq(d.words == 1),
                 lo_left.eq(HDR),
+                *header_left(Const(HDR, lo_left.shape())),
                 area_left.eq(Mux(d.good, d.area, 0)),
             ]
 
