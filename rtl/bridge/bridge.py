@@ -1,6 +1,6 @@
 """One bridge: the TLP path of both directions with the reliable link layer."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Const, Module, Shape, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
@@ -151,11 +151,19 @@ class Bridge(wiring.Component):
             for path in paths:
                 if f.name in path.signature.members:
                     m.d.comb += getattr(path, f.name).eq(self.cfg[f.name])
+        # `stats` as one concatenation in the layout's order (one assignment
+        # per field would make one process of the whole vector, which an
+        # event-driven simulator runs again on every counter's change)
+        parts = []
         for f in STATS:             # out_of_order_buffered: selective repeat only
+            size = Shape.cast(f.shape).width
             source = next((p for p in paths if f.name in p.signature.members), None)
-            if source is not None:
-                m.d.comb += self.stats[f.name].eq(getattr(source, f.name))
-            elif self.mode in f.modes:
+            if source is None and self.mode in f.modes:
                 raise AssertionError(f"no path drives stats.{f.name}")
+            value = Const(0, size) if source is None else Value.cast(getattr(source, f.name))
+            if len(value) != size:
+                raise AssertionError(f"stats.{f.name}: {len(value)} bits, the layout's {size}")
+            parts.append(value)
+        m.d.comb += self.stats.eq(Cat(*parts))
         m.d.comb += [self.link_down.eq(tx.link_down), self.order_irq.eq(rx.order_irq)]
         return m
