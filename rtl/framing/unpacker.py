@@ -69,10 +69,15 @@ class TlpUnpacker(wiring.Component):
             """For a prefix DW: its TLP's DWs in the first beat, min(dws, D)
             (``NB`` bits), whether that beat is its last (dws <= D), then the
             same of its second beat (D is a power of two: a length in
-            D..2D-1 is D plus its low bits)."""
+            D..2D-1 is D plus its low bits), the DWs its first beat takes
+            from the buffer with the prefix, min(dws, D) + 1, and the DWs
+            left after its first beat, dws - D (12 bits; used only when
+            dws > D)."""
             dws = dws_of(dw)
-            return Cat(Mux(dws < D, dws[:NB], D), dws <= D,
-                       Mux(dws >= 2 * D, D, dws[:low] if low else 0), dws <= 2 * D)
+            first = Mux(dws < D, dws[:NB], D)
+            return Cat(first, dws <= D,
+                       Mux(dws >= 2 * D, D, dws[:low] if low else 0), dws <= 2 * D,
+                       Mux(dws < D, dws[:NB] + 1, D + 1)[:NB + 1], (dws - D)[:12])
 
         # ---- Load: select the TLP area's DWs of each word, pack them low.
         words_left = Signal(range(self.max_words + 1))
@@ -113,11 +118,11 @@ class TlpUnpacker(wiring.Component):
         # worked out on the word's lanes beside the shift and shifted as its
         # DW is: it travels with the DW into the buffer, so that the walk
         # reads it from a register.
-        FB = 16                                     # flag bits per DW, padded to a power of two
+        FB = 32                                     # flag bits per DW, padded to a power of two
         lane_flags = Cat(*[Cat(head_flags(self.words.payload[32 * i:32 * (i + 1)]),
-                               Const(0, FB - 2 * NB - 2)) for i in range(D)])
+                               Const(0, FB - 3 * NB - 15)) for i in range(D)])
         packed_flags = Signal(D * FB)
-        m.d.comb += packed_flags.eq((lane_flags >> Cat(Const(0, 4), skip))[:D * FB] &
+        m.d.comb += packed_flags.eq((lane_flags >> Cat(Const(0, 5), skip))[:D * FB] &
                                     Cat(*[lanes_kept[i].replicate(FB) for i in range(D)]))
         l1_flags = Signal(D * FB)
 
@@ -179,11 +184,12 @@ class TlpUnpacker(wiring.Component):
 
         # decide: what the prefix at rp says of its TLP (its flags, worked
         # out in the load half) and its length
-        prefix = Signal(32)
         head = Signal(FB)
-        m.d.comb += [prefix.eq(ent[rp]), head.eq(efl[rp])]
+        m.d.comb += head.eq(efl[rp])
         head_n, head_single = head[:NB], head[NB]
         head_n2, head_last2 = head[NB + 1:2 * NB + 1], head[2 * NB + 1]
+        head_take = head[2 * NB + 2:3 * NB + 3]
+        head_rest = head[3 * NB + 3:3 * NB + 15]
         n_out = Signal(range(D + 1))
         last = Signal()
         m.d.comb += [
@@ -195,48 +201,74 @@ class TlpUnpacker(wiring.Component):
         # a test of registers and constants, not of this TLP's length.
         whole = Signal()
         m.d.comb += whole.eq(Mux(in_tlp, cnt >= D, cnt >= D + 1) | (sealed != 0))
-        # read: the beat's DWs at r_ptr[i], its size and end
+        # read: the beat's DWs, its size and end. The entries are D banks
+        # (bank = entry mod D) of R rows; D consecutive entries from `base`
+        # are one per bank: bank j's at row base/D, or the next row for the
+        # banks before base mod D; lane i takes bank (base + i) mod D. Both
+        # selects are registers, and each bank's row is read once for all
+        # lanes.
+        R = E // D
+
+        def before(j, offset):
+            """Bank j comes before ``offset`` (mod D): its entry is a row on."""
+            return offset > j if j < D - 1 else Const(0, 1)
         r_valid = Signal()
-        r_ptr = [Signal(P, name=f"r_ptr{i}") for i in range(D)]
+        r_row = [Signal(range(R), name=f"r_row{j}") for j in range(D)]
+        r_bank = [Signal(range(D), name=f"r_bank{i}") for i in range(D)]
         r_keep = Signal(D)
         r_n = Signal(range(D + 1))
         r_last = Signal()
-        r_stamp = Signal(STAMP_BITS)
+        r_take = Signal(range(D + 2))                # entries the beat holds (with its prefix)
+        r_pfx = Signal(P)                            # its TLP's prefix (for the stamp)
         decided = Signal()
         m.d.comb += decided.eq(whole & (cnt != 0) & (~r_valid | self.tlp.ready))
         # DWs that leave rp: the beat's, and the prefix on a TLP's first beat
         amount = Signal(range(D + 2))
-        m.d.comb += amount.eq(Mux(in_tlp, n_cur, head_n + 1))
+        m.d.comb += amount.eq(Mux(in_tlp, n_cur, head_take))
+        base = Signal(P)                             # the beat's first data DW
+        m.d.comb += base.eq(rp + ~in_tlp)
         with m.If(decided):
             m.d.sync += [
                 r_valid.eq(1), r_n.eq(n_out), r_last.eq(last),
                 r_keep.eq(Cat(*[n_out > i for i in range(D)])),
-                r_stamp.eq(Cat(prefix[24:32], prefix[16:24])),       # order_stamp
+                r_take.eq(amount), r_pfx.eq(rp),
                 rp.eq(rp + amount),
-                *[r_ptr[i].eq(rp + i + ~in_tlp) for i in range(D)],
+                *[r_row[j].eq(base[low:] + before(j, base[:low])) for j in range(D)],
+                *[r_bank[i].eq(base[:low] + i) for i in range(D)],
             ]
         with m.Elif(self.tlp.ready):
             m.d.sync += r_valid.eq(0)
+        prefix = Signal(32)                          # read here: its entry stays held
+        m.d.comb += prefix.eq(ent[r_pfx])
+        bank_out = [Signal(32, name=f"bank{j}") for j in range(D)]
+        for j in range(D):
+            m.d.comb += bank_out[j].eq(Array(ent[r * D + j] for r in range(R))[r_row[j]])
         m.d.comb += [
             self.tlp.valid.eq(r_valid),
-            self.tlp.payload.data.eq(Cat(*[Mux(r_keep[i], ent[r_ptr[i]], 0) for i in range(D)])),
+            self.tlp.payload.data.eq(Cat(*[Mux(r_keep[i], Array(bank_out)[r_bank[i]], 0)
+                                           for i in range(D)])),
             self.tlp.payload.keep.eq(r_keep),
             self.tlp.payload.last.eq(r_last),
-            self.tlp.payload.stamp.eq(r_stamp),
+            self.tlp.payload.stamp.eq(Cat(prefix[24:32], prefix[16:24])),   # order_stamp
         ]
         sent = decided                               # (for the counts below)
-        leaving = Signal(range(D + 1))               # DWs the read stage frees
-        m.d.comb += leaving.eq(Mux(r_valid & self.tlp.ready, r_n, 0))
+        leaving = Signal(range(D + 2))               # entries the read stage frees
+        m.d.comb += leaving.eq(Mux(r_valid & self.tlp.ready, r_take, 0))
 
-        # l1's lane j goes to entry wp + j
+        # l1's lane i goes to entry wp + i: bank (wp + i) mod D takes l1
+        # rotated by wp mod D, at row wp/D or, for the banks before wp mod D,
+        # the next
         ldw = [l1_data[32 * i:32 * (i + 1)] for i in range(D)]
         lfl = [l1_flags[FB * i:FB * (i + 1)] for i in range(D)]
-        for e in range(E):
-            off = Signal(P, name=f"off{e}")          # e - wp: l1's lane for entry e
-            m.d.comb += off.eq(e - wp)
-            with m.If(room & (off < D)):
-                lane = off[:low] if low else 0
-                m.d.sync += [ent[e].eq(Array(ldw)[lane]), efl[e].eq(Array(lfl)[lane])]
+        for j in range(D):
+            lane = Signal(range(D), name=f"w_lane{j}")
+            row = Signal(range(R), name=f"w_row{j}")
+            m.d.comb += [lane.eq(j - wp[:low]), row.eq(wp[low:] + before(j, wp[:low]))]
+            in_dw, in_fl = Signal(32, name=f"w_dw{j}"), Signal(FB, name=f"w_fl{j}")
+            m.d.comb += [in_dw.eq(Array(ldw)[lane]), in_fl.eq(Array(lfl)[lane])]
+            for r in range(R):
+                with m.If(room & (row == r)):
+                    m.d.sync += [ent[r * D + j].eq(in_dw), efl[r * D + j].eq(in_fl)]
         landed = Signal(range(D + 1))
         m.d.comb += landed.eq(Mux(room, l1_n, 0))
         with m.If(room):
@@ -244,15 +276,17 @@ class TlpUnpacker(wiring.Component):
 
         cnt_in = Signal.like(cnt)
         cnt_out = Signal.like(cnt)
-        m.d.comb += [cnt_in.eq(cnt + landed), cnt_out.eq(cnt_in - amount)]
+        m.d.comb += [cnt_in.eq(cnt + landed),
+                     cnt_out.eq(Mux(in_tlp, cnt_in - n_cur, cnt_in - head_take))]
         cnt_next = Signal.like(cnt)
         m.d.comb += cnt_next.eq(Mux(sent, cnt_out, cnt_in))
         sealed_out = Signal.like(sealed)
-        m.d.comb += sealed_out.eq(Mux(sealed != 0, sealed - amount, 0))
-        # `used` counts the read stage's data DWs too (its prefix is not read)
+        m.d.comb += sealed_out.eq(Mux(sealed == 0, 0,
+                                      Mux(in_tlp, sealed - n_cur, sealed - head_take)))
+        # `used` counts the read stage's beat too, with its prefix
         m.d.sync += [
             cnt.eq(cnt_next),
-            used.eq(used + landed - Mux(sent, amount - n_out, 0) - leaving),
+            used.eq(used + landed - leaving),
             sealed.eq(Mux(room & l1_seal, cnt_next, Mux(sent, sealed_out, sealed))),
         ]
 
@@ -265,7 +299,7 @@ class TlpUnpacker(wiring.Component):
                              n_cur.eq(Mux(rem >= 2 * D, D, rem[:low] if low else 0)),
                              last_cur.eq(rem <= 2 * D)]
             with m.Else():
-                m.d.sync += [rem.eq(dws_of(prefix) - D), n_cur.eq(head_n2),
+                m.d.sync += [rem.eq(head_rest), n_cur.eq(head_n2),
                              last_cur.eq(head_last2)]
         with m.If(r_valid & self.tlp.ready & r_last):
             m.d.sync += self.tlps_out.eq(self.tlps_out + 1)
