@@ -41,6 +41,14 @@ def _room(m, avail, need, bits):
     return ~left[bits - 1] | (left == 1 << (bits - 1))
 
 
+def _of_class(cls, values):
+    """``values[cls]`` as multiplexers. (An ``Array`` becomes a ``case``
+    in an ``always @*`` block, which Icarus evaluates only once an input
+    changes: registers that keep their initial values, such as the FIFOs'
+    room, would leave it X.)"""
+    return Mux(cls == 0, values[0], Mux(cls == 1, values[1], values[2]))
+
+
 class ClassQueues(wiring.Component):
     """Three queues, posted (P), non-posted (NP) and completion (CPL), between
     a TLP ingress and a TLP egress, with an arbiter that reorders only where
@@ -173,10 +181,10 @@ class ClassQueues(wiring.Component):
         held = Signal(desc_layout)          # the first beat's fields, until the last
         count = Signal(range(self.depth + 1))    # beats of the TLP moved so far
         room = Signal()
-        m.d.comb += room.eq(Array(self._has_room(m, b, f"{name}_beats")
-                                  for b, name in zip(beats, CLASSES))[r_cls] &
-                            (~r_beat.last | Array(self._has_room(m, d, f"{name}_descs")
-                                                  for d, name in zip(descs, CLASSES))[r_cls]))
+        beats_room = [self._has_room(m, b, f"{name}_beats") for b, name in zip(beats, CLASSES)]
+        descs_room = [self._has_room(m, d, f"{name}_descs") for d, name in zip(descs, CLASSES)]
+        m.d.comb += room.eq(_of_class(r_cls, beats_room) &
+                            (~r_beat.last | _of_class(r_cls, descs_room)))
         move = Signal()
         m.d.comb += [move.eq(r_valid & room), inp.ready.eq(~r_valid | room)]
         with m.If(inp.valid & inp.ready):
