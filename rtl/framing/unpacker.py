@@ -1,6 +1,6 @@
 """TLP unpacker: the second half of the decapsulator."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,6 +8,20 @@ from ...models import wire
 from ..streams import STAMP_BITS, RxDesc, check_width, tlp_stream
 
 __all__ = ["TlpUnpacker"]
+
+
+def _pick(index, values):
+    """``values[index]`` as a tree of 2:1 multiplexers on the index's bits.
+    (An ``Array`` read becomes a ``case`` in an ``always @*`` block, which
+    Icarus first evaluates when an input changes: a register read that kept
+    its initial value, such as an entry written with zeros, would stay X.)"""
+    level, bit = list(values), 0
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [Mux(index[bit], level[i + 1], level[i]) for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
 
 
 class TlpUnpacker(wiring.Component):
@@ -168,8 +182,8 @@ class TlpUnpacker(wiring.Component):
         # registered. Entries of the beat in read stay held until it leaves.
         E = 4 * D
         P = E.bit_length() - 1                       # pointer bits
-        ent = Array(Signal(32, name=f"ent{i}") for i in range(E))
-        efl = Array(Signal(FB, name=f"efl{i}") for i in range(E))    # each DW's head_flags
+        ent = [Signal(32, name=f"ent{i}") for i in range(E)]
+        efl = [Signal(FB, name=f"efl{i}") for i in range(E)]        # each DW's head_flags
         wp = Signal(P)
         rp = Signal(P)
         cnt = Signal(range(E + 1))                   # DWs held from rp on
@@ -185,7 +199,7 @@ class TlpUnpacker(wiring.Component):
         # decide: what the prefix at rp says of its TLP (its flags, worked
         # out in the load half) and its length
         head = Signal(FB)
-        m.d.comb += head.eq(efl[rp])
+        m.d.comb += head.eq(_pick(rp, efl))
         head_n, head_single = head[:NB], head[NB]
         head_n2, head_last2 = head[NB + 1:2 * NB + 1], head[2 * NB + 1]
         head_take = head[2 * NB + 2:3 * NB + 3]
@@ -239,13 +253,13 @@ class TlpUnpacker(wiring.Component):
         with m.Elif(self.tlp.ready):
             m.d.sync += r_valid.eq(0)
         prefix = Signal(32)                          # read here: its entry stays held
-        m.d.comb += prefix.eq(ent[r_pfx])
+        m.d.comb += prefix.eq(_pick(r_pfx, ent))
         bank_out = [Signal(32, name=f"bank{j}") for j in range(D)]
         for j in range(D):
-            m.d.comb += bank_out[j].eq(Array(ent[r * D + j] for r in range(R))[r_row[j]])
+            m.d.comb += bank_out[j].eq(_pick(r_row[j], [ent[r * D + j] for r in range(R)]))
         m.d.comb += [
             self.tlp.valid.eq(r_valid),
-            self.tlp.payload.data.eq(Cat(*[Mux(r_keep[i], Array(bank_out)[r_bank[i]], 0)
+            self.tlp.payload.data.eq(Cat(*[Mux(r_keep[i], _pick(r_bank[i], bank_out), 0)
                                            for i in range(D)])),
             self.tlp.payload.keep.eq(r_keep),
             self.tlp.payload.last.eq(r_last),
@@ -265,7 +279,7 @@ class TlpUnpacker(wiring.Component):
             row = Signal(range(R), name=f"w_row{j}")
             m.d.comb += [lane.eq(j - wp[:low]), row.eq(wp[low:] + before(j, wp[:low]))]
             in_dw, in_fl = Signal(32, name=f"w_dw{j}"), Signal(FB, name=f"w_fl{j}")
-            m.d.comb += [in_dw.eq(Array(ldw)[lane]), in_fl.eq(Array(lfl)[lane])]
+            m.d.comb += [in_dw.eq(_pick(lane, ldw)), in_fl.eq(_pick(lane, lfl))]
             for r in range(R):
                 with m.If(room & (row == r)):
                     m.d.sync += [ent[r * D + j].eq(in_dw), efl[r * D + j].eq(in_fl)]
