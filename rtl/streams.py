@@ -10,12 +10,14 @@ Byte order: byte ``i`` of a beat is ``data[8*i+7 : 8*i]``; the first byte of
 a TLP or a frame is in byte lane 0 of its first beat.
 """
 
-from amaranth.lib import data, stream
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 
 __all__ = ["DATAPATH_WIDTHS", "check_width", "TlpBeat", "FrameBeat", "STAMP_BITS",
-           "tlp_stream", "connect_tlp", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
+           "tlp_stream", "connect_tlp", "SkidBuffer", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
            "FrameDesc", "TxDesc", "RxDesc", "ReorderDesc", "KeptDesc"]
 
 #: Datapath widths the blocks are verified at (bits).
@@ -70,6 +72,33 @@ def connect_tlp(m, source, sink):
                  sink.payload.data.eq(source.payload.data),
                  sink.payload.keep.eq(source.payload.keep),
                  sink.payload.last.eq(source.payload.last)]
+
+
+class SkidBuffer(wiring.Component):
+    """A register slice of a stream in both directions: ``o.valid`` and
+    ``o.payload`` come from a register, and so does ``i.ready`` (a second
+    register, the skid, takes the beat offered in the cycle ``o`` stalls).
+    Put between two blocks, no combinational path crosses it, so the
+    ``ready`` of a consumer's FIFOs does not reach into the producer's
+    logic. One cycle of latency; a beat in and a beat out per cycle."""
+
+    def __init__(self, payload_shape):
+        super().__init__({"i": In(stream.Signature(payload_shape)),
+                          "o": Out(stream.Signature(payload_shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid_valid = Signal()
+        skid = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq(~skid_valid)
+        with m.If(self.o.ready | ~self.o.valid):        # the output register is free
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
 
 
 def frame_stream(width):

@@ -270,3 +270,21 @@ def test_bad_parameters_name_themselves(kw, name):
     with pytest.raises(ValueError, match=name):
         ClassQueues(WIDTH, **kw)
     gc.collect()            # the half-built component's warning, here where it is ignored
+
+
+@pytest.mark.parametrize("posted", [3, 20, 40, 52])
+def test_a_read_held_while_many_posted_pass_leaves_when_released(posted):
+    """A read waits (``class_enable`` NP clear) while ``posted`` writes pass
+    it, then NP is enabled with no posted traffic left: the read leaves. The
+    stamps are 5 bits here (tlps=4): a read released by comparing stamps
+    modulo 32 would look unreleased again after 16 to 31 passes and wait
+    forever (a host left waiting for its completion)."""
+    read = Tlp(TlpType.MRd, address=0x9000, tag=1, first_be=0xF, last_be=0xF, length=1)
+    writes = [Tlp(TlpType.MWr, address=0x1000 * (i + 1), first_be=0xF, last_be=0xF,
+                  data=bytes(8)) for i in range(posted)]
+    tlps = [writes[0], read] + writes[1:]
+    out, counters = run(tlps, cycles=12 * posted + 100,
+                        class_enable=lambda cycle: 0b101 if cycle < 8 * posted + 40 else 0b111,
+                        dut=ClassQueues(WIDTH, depth=32, tlps=4, stamp_bits=5))
+    assert len(out) == len(tlps) and out[-1].type is TlpType.MRd
+    assert counters["out_cycles"][-1] >= 8 * posted + 40

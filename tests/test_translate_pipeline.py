@@ -202,3 +202,61 @@ def test_a_table_write_reaches_the_reads_not_yet_judged(width):
     sim.run()
     old = TABLE.functions[0].bar_values[0]
     assert [int.from_bytes(a.data, "little") for a in answers] == [old] * 2 + [0x7700_0000] * 3
+
+
+def _write_race(width, table_at):
+    """A host's BAR0 write, then reads of BAR0; the table rewrites BAR0 in
+    cycle ``table_at`` (``None``: never). Returns (the write's commit
+    cycle, the value the last read answers)."""
+    dut = Translator(width, windows=2, functions=2)
+    layout = StreamLayout.tlp(width)
+    tlps = [cfg_write(4, 0x1234_5678, tag=1)] + [cfg_read(4, tag=2 + i) for i in range(8)]
+    beats = [b for t in tlps for b in to_beats(t.pack(), layout)]
+    commits, answers, partial = [], [], []
+
+    async def bench(ctx):
+        await load_table(ctx, dut)
+        ctx.set(dut.net_out.ready, 1)
+        for cycle in range(100):
+            hit = cycle == table_at
+            ctx.set(dut.fn_bar_we, hit)
+            ctx.set(dut.fn_index, 0)
+            ctx.set(dut.fn_bar_index, 0)
+            ctx.set(dut.fn_bar_value, 0x7700_0000)
+            ctx.set(dut.fn_bar_mask, TABLE.functions[0].bar_masks[0])
+            ctx.set(dut.net_in.valid, bool(beats))
+            if beats:
+                ctx.set(dut.net_in.payload.as_value(), layout.pack(beats[0]))
+            await ctx.delay(1e-9)
+            if ctx.get(dut.to_device.commit):
+                commits.append(cycle)
+            if beats and ctx.get(dut.net_in.ready):
+                beats.pop(0)
+            if ctx.get(dut.net_out.valid) and ctx.get(dut.net_out.ready):
+                partial.append(layout.unpack(ctx.get(dut.net_out.payload.as_value())))
+                if partial[-1].last:
+                    answers.append(Tlp.unpack(beats_to_bytes(partial, layout)))
+                    partial.clear()
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    reads = [int.from_bytes(a.data, "little") for a in answers if a.data]
+    return commits[0], reads[-1]
+
+
+@pytest.mark.parametrize("width", [64, 256])
+@pytest.mark.parametrize("offset", [-2, -1, 0, 1, 2])
+def test_a_table_write_and_a_hosts_write_to_one_bar_in_any_order(width, offset):
+    """The table's write wins when both land in one cycle (the host's lands
+    a cycle after its commit, and is cancelled then); otherwise the later
+    one stands, and a host's write after the table's merges into its value."""
+    mask = TABLE.functions[0].bar_masks[0]
+    table, host = 0x7700_0000, 0x1234_5678
+    commit, _ = _write_race(width, None)
+    assert _write_race(width, commit + offset)[0] == commit
+    _, last = _write_race(width, commit + offset)
+    expect = table if offset >= 0 else (table & ~mask | host & mask) & 0xFFFF_FFFF
+    assert last == expect, (hex(last), hex(expect))

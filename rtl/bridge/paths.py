@@ -40,7 +40,7 @@ from ..link.replay import ReplayBuffer
 from ..queues.classq import ClassQueues
 from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
 from ..queues.order_check import OrderChecker
-from ..streams import connect_tlp, frame_stream, tlp_stream
+from ..streams import SkidBuffer, connect_tlp, frame_stream, tlp_stream
 
 __all__ = ["TransmitPath", "ReceivePath", "TX_COUNTERS", "RX_COUNTERS", "SR_COUNTERS",
            "ORDER_PORTS"]
@@ -190,8 +190,9 @@ class ReceivePath(wiring.Component):
     :class:`Decapsulator` (checks, drops by reason) with a
     :class:`LinkReceiver` on its verdicts (sequence check, duplicate
     discard, ACK/NAK requests; in selective repeat a :class:`ReorderBuffer`
-    before its unpacker) → :class:`ClassQueues` (the receive buffers; the
-    sender's stamps carried) → ``tlp_out``, watched by an
+    before its unpacker) → a :class:`SkidBuffer` (a register slice, so that
+    no path runs from the queues' FIFO levels into the unpacker) →
+    :class:`ClassQueues` (the receive buffers; the sender's stamps carried) → ``tlp_out``, watched by an
     :class:`OrderChecker` (ports ``order_*``) and a :class:`CreditReturn`.
 
     ``feedback`` (out): the :class:`LinkFeedback` to the local sender;
@@ -249,7 +250,11 @@ class ReceivePath(wiring.Component):
         m.submodules.checker = checker
 
         connect(m, flipped(self.frame_in), decap.frame)
-        connect(m, decap.tlp, queues.tlp_in)
+        # a register slice both ways: the queues' FIFO levels (their `ready`)
+        # do not reach the unpacker's buffer
+        m.submodules.rx_slice = rx_slice = SkidBuffer(decap.tlp.payload.shape())
+        connect(m, decap.tlp, rx_slice.i)
+        connect(m, rx_slice.o, queues.tlp_in)
         connect_tlp(m, queues.tlp_out, self.tlp_out)      # the stamps stop at the checker
         connect(m, link_rx.feedback, flipped(self.feedback))     # the receiver's state and requests
         out_taken = self.tlp_out.valid & self.tlp_out.ready

@@ -520,6 +520,8 @@ class Translator(wiring.Component):
         table_hit = self.fn_bar_we & (self.fn_index == slot) & (self.fn_bar_index == index)
         host_hit = (commit & local.shadow_we & (local.shadow_slot == slot) &
                     (local.shadow_index == index))
+        pend = self.shadow_pending
+        pend_hit = pend.we & (pend.slot == slot) & (pend.index == index)
         s = stages.next(hdr=hdr, new=new, forward=forward, reason=reason, answer=answer,
                         bar=bar, ur=ur, with_data=answer & ~d.has_data, reply=answer | ur,
                         shadow_we=answer & bar & d.has_data, fn_slot=slot, index=index,
@@ -530,7 +532,8 @@ class Translator(wiring.Component):
         shadow_j, writable_j = Signal(32), Signal(32)
         with m.If(stages.advance):
             m.d.sync += [shadow_j.eq(Mux(table_hit, self.fn_bar_value,
-                                         Mux(host_hit, local.shadow_value, shadow))),
+                                         Mux(host_hit, local.shadow_value,
+                                             Mux(pend_hit, pend.value, shadow)))),
                          writable_j.eq(Mux(table_hit, self.fn_bar_mask, writable))]
         with m.Elif(self.fn_bar_we & (self.fn_index == s.fn_slot) &
                     (self.fn_bar_index == s.index)):
@@ -622,14 +625,24 @@ class Translator(wiring.Component):
             with m.If(self.fn_we & (self.fn_index == i)):
                 m.d.sync += [f.valid.eq(self.fn_valid), f.host_id.eq(self.fn_host_id),
                              f.device_id.eq(self.fn_device_id)]
-        # BAR shadows: the host's writes, then the table's (which win)
+        # BAR shadows: the host's writes, then the table's (which win). A
+        # host's write lands the cycle after its commit, from a register
+        # (`shadow_pending`), so that the commit does not fan out to every
+        # shadow's flip-flops; a TLP reading the shadow meanwhile takes the
+        # pending value over. A table write in the commit's cycle wins there
+        # and cancels it.
         local, commit = self.local, self.to_device.commit
+        pend = self.shadow_pending
+        table_now = self.fn_bar_we & (self.fn_index == local.shadow_slot) & \
+            (self.fn_bar_index == local.shadow_index)
+        m.d.sync += [pend.we.eq(commit & local.shadow_we & ~table_now),
+                     pend.slot.eq(local.shadow_slot), pend.index.eq(local.shadow_index),
+                     pend.value.eq(local.shadow_value)]
         for slot in range(self.n_functions):
             for i in range(6):
                 value, mask = self.shadow_values[slot][i], self.shadow_masks[slot][i]
-                with m.If(commit & local.shadow_we & (local.shadow_slot == slot) &
-                          (local.shadow_index == i)):
-                    m.d.sync += value.eq(local.shadow_value)
+                with m.If(pend.we & (pend.slot == slot) & (pend.index == i)):
+                    m.d.sync += value.eq(pend.value)
                 with m.If(self.fn_bar_we & (self.fn_index == slot) & (self.fn_bar_index == i)):
                     m.d.sync += [value.eq(self.fn_bar_value), mask.eq(self.fn_bar_mask)]
         m.submodules.to_device = self.to_device
@@ -685,6 +698,15 @@ class Translator(wiring.Component):
             self._functions = [Signal(_Function(), name=f"function_{i}")
                                for i in range(self.n_functions)]
         return self._functions
+
+    @property
+    def shadow_pending(self):
+        """A host's BAR write committed last cycle, landing in the shadows now."""
+        if not hasattr(self, "_shadow_pending"):
+            self._shadow_pending = Signal(data.StructLayout({
+                "we": 1, "slot": range(max(self.n_functions, 2)), "index": range(6),
+                "value": 32}), name="shadow_pending")
+        return self._shadow_pending
 
     @property
     def shadow_values(self):

@@ -10,6 +10,20 @@ from ..streams import STAMP_BITS, RxDesc, check_width, tlp_stream
 __all__ = ["TlpUnpacker"]
 
 
+def _pick(index, values):
+    """``values[index]`` as a tree of 2:1 multiplexers on the index's bits.
+    (An ``Array`` read becomes a ``case`` in an ``always @*`` block, which
+    Icarus first evaluates when an input changes: a register read that kept
+    its initial value, such as an entry written with zeros, would stay X.)"""
+    level, bit = list(values), 0
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        level = [Mux(index[bit], level[i + 1], level[i]) for i in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
+
+
 class TlpUnpacker(wiring.Component):
     """Takes checked frames apart into TLPs.
 
@@ -27,13 +41,15 @@ class TlpUnpacker(wiring.Component):
       the TLP area (after the 40-byte header, before ``area`` runs out) are
       packed to the low lanes and registered with their count. The next
       frame's descriptor is taken with the last word of the one before.
-    * **Walk.** The packed DWs are appended to a buffer of ``3·D`` DWs
-      (``D`` = DWs per beat) while it holds at most ``2·D``; the buffer is
-      one stream of prefix and TLP pairs across frames. A TLP beat leaves
+    * **Walk.** The packed DWs are written to a circular buffer of ``4·D``
+      DWs (``D`` = DWs per beat) while it holds at most ``2·D``; the buffer
+      is one stream of prefix and TLP pairs across frames. A TLP beat leaves
       when the buffer holds a whole beat (or the rest of a frame whose words
-      are all in), and its DWs are shifted out. What the prefix at the
-      buffer's head says of its TLP is a register, worked out beside the
-      data for every DW that can move to the head.
+      are all in), read from the ``D + 1`` DWs at the read pointer. No DW
+      moves once written: a write picks one of ``D`` lanes and a read one
+      of ``4·D`` entries, each by a pointer register. What a prefix says of
+      its TLP's first beat (its DWs, whether it is the last) is worked out
+      in the load half for every DW and stored beside it.
 
     Throughput: one word in and one TLP beat out per cycle; frame headers,
     CRCs and dropped frames cost no output cycle.
@@ -54,6 +70,28 @@ class TlpUnpacker(wiring.Component):
         m = Module()
         W, D = self.width, self.width // 32
         HDR = wire.HEADER_LEN // 4                   # header DWs before the TLP area
+
+        NB = D.bit_length()                         # bits of a beat's DW count, 0..D
+
+        def dws_of(dw):
+            """The TLP's length in DWs, from its prefix DW (big-endian bytes)."""
+            return Cat(dw[8:16], dw[0:8])[2:]
+
+        low = (D - 1).bit_length()
+
+        def head_flags(dw):
+            """For a prefix DW: its TLP's DWs in the first beat, min(dws, D)
+            (``NB`` bits), whether that beat is its last (dws <= D), then the
+            same of its second beat (D is a power of two: a length in
+            D..2D-1 is D plus its low bits), the DWs its first beat takes
+            from the buffer with the prefix, min(dws, D) + 1, and the DWs
+            left after its first beat, dws - D (12 bits; used only when
+            dws > D)."""
+            dws = dws_of(dw)
+            first = Mux(dws < D, dws[:NB], D)
+            return Cat(first, dws <= D,
+                       Mux(dws >= 2 * D, D, dws[:low] if low else 0), dws <= 2 * D,
+                       Mux(dws < D, dws[:NB] + 1, D + 1)[:NB + 1], (dws - D)[:12])
 
         # ---- Load: select the TLP area's DWs of each word, pack them low.
         words_left = Signal(range(self.max_words + 1))
@@ -90,6 +128,17 @@ class TlpUnpacker(wiring.Component):
         packed = Signal(W)
         m.d.comb += packed.eq((self.words.payload >> Cat(Const(0, 5), skip))[:W] &
                               Cat(*[lanes_kept[i].replicate(32) for i in range(D)]))
+        # What each DW would say of its TLP were it a prefix (`head_of`),
+        # worked out on the word's lanes beside the shift and shifted as its
+        # DW is: it travels with the DW into the buffer, so that the walk
+        # reads it from a register.
+        FB = 32                                     # flag bits per DW, padded to a power of two
+        lane_flags = Cat(*[Cat(head_flags(self.words.payload[32 * i:32 * (i + 1)]),
+                               Const(0, FB - 3 * NB - 15)) for i in range(D)])
+        packed_flags = Signal(D * FB)
+        m.d.comb += packed_flags.eq((lane_flags >> Cat(Const(0, 5), skip))[:D * FB] &
+                                    Cat(*[lanes_kept[i].replicate(FB) for i in range(D)]))
+        l1_flags = Signal(D * FB)
 
         def header_left(lo):
             """``skip``, ``avail`` and ``avail_mask`` for ``lo`` header DWs left."""
@@ -107,6 +156,7 @@ class TlpUnpacker(wiring.Component):
                 area_left.eq(Mux(fits, 0, area_left - avail)),
                 l1_valid.eq(keep_here != 0),
                 l1_data.eq(packed),
+                l1_flags.eq(packed_flags),
                 l1_n.eq(keep_here),
                 l1_seal.eq((keep_here != 0) & fits),
             ]
@@ -122,130 +172,135 @@ class TlpUnpacker(wiring.Component):
                 area_left.eq(Mux(d.good, d.area, 0)),
             ]
 
-        # ---- Walk: the buffer of prefix and TLP DWs, buf DW 0 next.
-        buf = Signal(3 * W)
-        cnt = Signal(range(3 * D + 1))               # DWs held; those above are 0
-        sealed = Signal(range(3 * D + 1))            # DWs held of frames whose area is all in
+        # ---- Walk: a circular buffer of E = 4·D prefix and TLP DWs. No DW
+        # moves once written: l1's D DWs are written whole at `wp` (those
+        # beyond l1_n land in free entries, overwritten later), and a beat
+        # is read from entries at pointer registers. Two stages: *decide*
+        # works out each beat from `rp`, the flags of the prefix there and
+        # the counts (registers and a few bits), and advances `rp`; *read*
+        # takes the beat's DWs from the entries at the pointers decide
+        # registered. Entries of the beat in read stay held until it leaves.
+        E = 4 * D
+        P = E.bit_length() - 1                       # pointer bits
+        ent = [Signal(32, name=f"ent{i}") for i in range(E)]
+        efl = [Signal(FB, name=f"efl{i}") for i in range(E)]        # each DW's head_flags
+        wp = Signal(P)
+        rp = Signal(P)
+        cnt = Signal(range(E + 1))                   # DWs held from rp on
+        used = Signal(range(E + 1))                  # ... and the read stage's beat's
+        sealed = Signal(range(E + 1))                # DWs held of frames whose area is all in
         in_tlp = Signal()
         rem = Signal(11 + 1)                         # DWs of the current TLP still to send
         n_cur = Signal(range(D + 1))                 # DWs of its next beat
         last_cur = Signal()                          # ... and whether it is its last
-        m.d.comb += room.eq(l1_valid & (cnt <= 2 * D))
+        # l1 lands while at most 3·D are held: its D DWs reach no held one
+        m.d.comb += room.eq(l1_valid & (used <= 3 * D))
 
-        prefix = buf[:32]
-        m.d.comb += self.tlp.payload.stamp.eq(Cat(prefix[24:32], prefix[16:24]))  # order_stamp
-        # What the prefix at buf DW 0 says of its TLP, registered: computed for
-        # every DW that can move to DW 0 and chosen as the DW itself is (the
-        # comparisons stay off the path into the buffer).
-        head = {
-            "dws": Signal(14),                      # tlp_length / 4
-            "n": Signal(range(D + 1)),              # DWs of its first beat: min(dws, D)
-            "single": Signal(),                     # one beat: dws <= D
-            "take": Signal(range(D + 2)),           # DWs its first beat takes: n + 1
-            "n2": Signal(range(D + 1)),             # DWs of its second beat
-            "last2": Signal(),                      # ... and whether that is its last
-        }
-        low = (D - 1).bit_length()
-
-        def head_of(dw):
-            """``head``'s fields for prefix DW ``dw``."""
-            dws = Cat(dw[8:16], dw[0:8])[2:]
-            return {"dws": dws, "n": Mux(dws < D, dws, D), "single": dws <= D,
-                    "take": Mux(dws < D, dws[:(D + 1).bit_length()] + 1, D + 1),
-                    # D is a power of two: a length in D..2D-1 is D plus its low bits
-                    "n2": Mux(dws >= 2 * D, D, dws[:low] if low else 0),
-                    "last2": dws <= 2 * D}
-        tlp_dws, first_take = head["dws"], head["take"]
+        # decide: what the prefix at rp says of its TLP (its flags, worked
+        # out in the load half) and its length
+        head = Signal(FB)
+        m.d.comb += head.eq(_pick(rp, efl))
+        head_n, head_single = head[:NB], head[NB]
+        head_n2, head_last2 = head[NB + 1:2 * NB + 1], head[2 * NB + 1]
+        head_take = head[2 * NB + 2:3 * NB + 3]
+        head_rest = head[3 * NB + 3:3 * NB + 15]
         n_out = Signal(range(D + 1))
         last = Signal()
         m.d.comb += [
-            n_out.eq(Mux(in_tlp, n_cur, head["n"])),
-            last.eq(Mux(in_tlp, last_cur, head["single"])),
+            n_out.eq(Mux(in_tlp, n_cur, head_n)),
+            last.eq(Mux(in_tlp, last_cur, head_single)),
         ]
-        window = Mux(in_tlp, buf[:W], buf[32:32 + W])
-        lanes = [Mux(n_out > i, window[32 * i:32 * (i + 1)], 0) for i in range(D)]
-        # A beat leaves when a whole beat's DWs are held (after the prefix on
-        # a TLP's first beat), or when the TLP's frame is all in: a test of
-        # registers and constants, not of this TLP's length.
+        # A beat is decided when a whole beat's DWs are held (after the
+        # prefix on a TLP's first beat), or when the TLP's frame is all in:
+        # a test of registers and constants, not of this TLP's length.
         whole = Signal()
         m.d.comb += whole.eq(Mux(in_tlp, cnt >= D, cnt >= D + 1) | (sealed != 0))
-        m.d.comb += [
-            self.tlp.valid.eq(whole & (cnt != 0)),
-            self.tlp.payload.data.eq(Cat(*lanes)),
-            self.tlp.payload.keep.eq(Cat(*[n_out > i for i in range(D)])),
-            self.tlp.payload.last.eq(last),
-        ]
-        sent = Signal()
-        m.d.comb += sent.eq(self.tlp.valid & self.tlp.ready)
-        # DWs that leave: the beat's, and the prefix on a TLP's first beat.
-        # `amount` leaves if the beat is sent; `sent` (from `ready`) only picks
-        # between results computed with and without it.
+        # read: the beat's DWs, its size and end. The entries are D banks
+        # (bank = entry mod D) of R rows; D consecutive entries from `base`
+        # are one per bank: bank j's at row base/D, or the next row for the
+        # banks before base mod D; lane i takes bank (base + i) mod D. Both
+        # selects are registers, and each bank's row is read once for all
+        # lanes.
+        R = E // D
+
+        def before(j, offset):
+            """Bank j comes before ``offset`` (mod D): its entry is a row on."""
+            return offset > j if j < D - 1 else Const(0, 1)
+        r_valid = Signal()
+        r_row = [Signal(range(R), name=f"r_row{j}") for j in range(D)]
+        r_bank = [Signal(range(D), name=f"r_bank{i}") for i in range(D)]
+        r_keep = Signal(D)
+        r_n = Signal(range(D + 1))
+        r_last = Signal()
+        r_take = Signal(range(D + 2))                # entries the beat holds (with its prefix)
+        r_pfx = Signal(P)                            # its TLP's prefix (for the stamp)
+        decided = Signal()
+        m.d.comb += decided.eq(whole & (cnt != 0) & (~r_valid | self.tlp.ready))
+        # DWs that leave rp: the beat's, and the prefix on a TLP's first beat
         amount = Signal(range(D + 2))
-        m.d.comb += amount.eq(Mux(in_tlp, n_cur, first_take))
+        m.d.comb += amount.eq(Mux(in_tlp, n_cur, head_take))
+        base = Signal(P)                             # the beat's first data DW
+        m.d.comb += base.eq(rp + ~in_tlp)
+        with m.If(decided):
+            m.d.sync += [
+                r_valid.eq(1), r_n.eq(n_out), r_last.eq(last),
+                r_keep.eq(Cat(*[n_out > i for i in range(D)])),
+                r_take.eq(amount), r_pfx.eq(rp),
+                rp.eq(rp + amount),
+                *[r_row[j].eq(base[low:] + before(j, base[:low])) for j in range(D)],
+                *[r_bank[i].eq(base[:low] + i) for i in range(D)],
+            ]
+        with m.Elif(self.tlp.ready):
+            m.d.sync += r_valid.eq(0)
+        prefix = Signal(32)                          # read here: its entry stays held
+        m.d.comb += prefix.eq(_pick(r_pfx, ent))
+        bank_out = [Signal(32, name=f"bank{j}") for j in range(D)]
+        for j in range(D):
+            m.d.comb += bank_out[j].eq(_pick(r_row[j], [ent[r * D + j] for r in range(R)]))
+        m.d.comb += [
+            self.tlp.valid.eq(r_valid),
+            self.tlp.payload.data.eq(Cat(*[Mux(r_keep[i], _pick(r_bank[i], bank_out), 0)
+                                           for i in range(D)])),
+            self.tlp.payload.keep.eq(r_keep),
+            self.tlp.payload.last.eq(r_last),
+            self.tlp.payload.stamp.eq(Cat(prefix[24:32], prefix[16:24])),   # order_stamp
+        ]
+        sent = decided                               # (for the counts below)
+        leaving = Signal(range(D + 2))               # entries the read stage frees
+        m.d.comb += leaving.eq(Mux(r_valid & self.tlp.ready, r_take, 0))
 
-        # l1 lands at DW `cnt`, then the sent DWs leave from the bottom: both
-        # are multiplexers per DW (a register's value selects), not shifters.
-        bdw = [buf[32 * i:32 * (i + 1)] for i in range(3 * D)]
+        # l1's lane i goes to entry wp + i: bank (wp + i) mod D takes l1
+        # rotated by wp mod D, at row wp/D or, for the banks before wp mod D,
+        # the next
         ldw = [l1_data[32 * i:32 * (i + 1)] for i in range(D)]
-        at_cnt = Signal(2 * D + 1)               # one-hot: l1 lands at DW c
-        for c in range(2 * D + 1):
-            m.d.comb += at_cnt[c].eq(room & (cnt == c))
-        take_n = Signal(D + 2)                   # one-hot: c DWs leave
-        for c in range(D + 2):
-            m.d.comb += take_n[c].eq(Mux(sent, amount == c, c == 0))
+        lfl = [l1_flags[FB * i:FB * (i + 1)] for i in range(D)]
+        for j in range(D):
+            lane = Signal(range(D), name=f"w_lane{j}")
+            row = Signal(range(R), name=f"w_row{j}")
+            m.d.comb += [lane.eq(j - wp[:low]), row.eq(wp[low:] + before(j, wp[:low]))]
+            in_dw, in_fl = Signal(32, name=f"w_dw{j}"), Signal(FB, name=f"w_fl{j}")
+            m.d.comb += [in_dw.eq(_pick(lane, ldw)), in_fl.eq(_pick(lane, lfl))]
+            for r in range(R):
+                with m.If(room & (row == r)):
+                    m.d.sync += [ent[r * D + j].eq(in_dw), efl[r * D + j].eq(in_fl)]
+        landed = Signal(range(D + 1))
+        m.d.comb += landed.eq(Mux(room, l1_n, 0))
+        with m.If(room):
+            m.d.sync += wp.eq(wp + l1_n)
 
-        def select(name, onehot, values):
-            """The value whose one-hot bit is set: AND terms and a balanced
-            OR tree, two or three LUT levels for up to 18 choices."""
-            terms = [Mux(onehot[bit], value, 0) for bit, value in values]
-            while len(terms) > 1:
-                terms = [terms[i] | terms[i + 1] if i + 1 < len(terms) else terms[i]
-                         for i in range(0, len(terms), 2)]
-            out = Signal(32, name=name)
-            m.d.comb += out.eq(terms[0] if terms else 0)
-            return out
-
-        appended = []
-        for p in range(3 * D):
-            # DW p gets l1's DW p - c when l1 lands at c (c <= 2D, p - c < D)
-            landing = [(c, ldw[p - c]) for c in range(max(0, p - D + 1), min(p, 2 * D) + 1)]
-            appended.append(bdw[p] | select(f"landing{p}", at_cnt, landing))
-        nxt = [select(f"moved{p}", take_n,
-                      [(c, appended[p + c]) for c in range(D + 2) if p + c < 3 * D])
-               for p in range(3 * D)]
-        # The next head: that of the DW that moves to DW 0 (appended[c] for c
-        # leaving), worked out from registers beside the data's selection:
-        # appended[c] is buf's DW c while c < cnt, else l1's DW c - k landed
-        # at k (0 when nothing lands there: the head is then not used, as
-        # DW 0 is empty and no beat leaves).
-        def either(terms):
-            value = terms[0]
-            for t in terms[1:]:
-                value = value | t
-            return value
-        bhead = [head_of(bdw[c]) for c in range(D + 2)]
-        lhead = [head_of(dw) for dw in ldw]
-        held = Signal(D + 2)                     # buf's DW c is held: c < cnt
-        for c in range(D + 2):
-            m.d.comb += held[c].eq(cnt > c)
-        for name, reg in head.items():
-            candidates = []
-            for c in range(D + 2):
-                landed = [Mux(at_cnt[k], lhead[c - k][name], 0)
-                          for k in range(max(0, c - D + 1), min(c, 2 * D) + 1)]
-                candidates.append(either([Mux(held[c], bhead[c][name], 0)] + landed))
-            m.d.sync += reg.eq(either([Mux(take_n[c], candidates[c], 0)
-                                       for c in range(D + 2)]))
         cnt_in = Signal.like(cnt)
         cnt_out = Signal.like(cnt)
-        m.d.comb += [cnt_in.eq(cnt + Mux(room, l1_n, 0)), cnt_out.eq(cnt_in - amount)]
+        m.d.comb += [cnt_in.eq(cnt + landed),
+                     cnt_out.eq(Mux(in_tlp, cnt_in - n_cur, cnt_in - head_take))]
         cnt_next = Signal.like(cnt)
         m.d.comb += cnt_next.eq(Mux(sent, cnt_out, cnt_in))
         sealed_out = Signal.like(sealed)
-        m.d.comb += sealed_out.eq(Mux(sealed != 0, sealed - amount, 0))
+        m.d.comb += sealed_out.eq(Mux(sealed == 0, 0,
+                                      Mux(in_tlp, sealed - n_cur, sealed - head_take)))
+        # `used` counts the read stage's beat too, with its prefix
         m.d.sync += [
-            buf.eq(Cat(*nxt)),
             cnt.eq(cnt_next),
+            used.eq(used + landed - leaving),
             sealed.eq(Mux(room & l1_seal, cnt_next, Mux(sent, sealed_out, sealed))),
         ]
 
@@ -258,8 +313,8 @@ class TlpUnpacker(wiring.Component):
                              n_cur.eq(Mux(rem >= 2 * D, D, rem[:low] if low else 0)),
                              last_cur.eq(rem <= 2 * D)]
             with m.Else():
-                m.d.sync += [rem.eq(tlp_dws - D), n_cur.eq(head["n2"]),
-                             last_cur.eq(head["last2"])]
-            with m.If(last):
-                m.d.sync += self.tlps_out.eq(self.tlps_out + 1)
+                m.d.sync += [rem.eq(head_rest), n_cur.eq(head_n2),
+                             last_cur.eq(head_last2)]
+        with m.If(r_valid & self.tlp.ready & r_last):
+            m.d.sync += self.tlps_out.eq(self.tlps_out + 1)
         return m

@@ -11,7 +11,7 @@ passes happen only between classes, and holds a non-posted request or a
 completion until every posted request that arrived before it has left.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,17 +27,26 @@ POLICIES = ("oldest", "round_robin")
 
 class _Desc(data.StructLayout):
     def __init__(self, stamp_bits, carry, depth):
-        super().__init__({"stamp": stamp_bits, "ro": 1, "data_credits": 9,
-                          "arrival": stamp_bits, "beats": range(depth + 1),
+        super().__init__({"stamp": stamp_bits, "free": 1, "data_credits": 9,
+                          "arrival": stamp_bits, "beats": range(depth + 1), "one": 1,
                           **({"carried": stamp_bits} if carry else {})})
 
 
-def _room(m, limit, consumed, need, bits):
-    """PCIe's flow-control test: whether ``(limit - (consumed + need)) mod
-    2**bits`` is at most ``2**(bits-1)`` (enough credits for ``need``)."""
+def _room(m, avail, need, bits):
+    """PCIe's flow-control test, with ``avail`` = ``(limit - consumed) mod
+    2**bits``: whether ``(avail - need) mod 2**bits`` is at most
+    ``2**(bits-1)`` (enough credits for ``need``)."""
     left = Signal(bits)
-    m.d.comb += left.eq(limit - consumed - need)
+    m.d.comb += left.eq(avail - need)
     return ~left[bits - 1] | (left == 1 << (bits - 1))
+
+
+def _of_class(cls, values):
+    """``values[cls]`` as multiplexers. (An ``Array`` becomes a ``case``
+    in an ``always @*`` block, which Icarus evaluates only once an input
+    changes: registers that keep their initial values, such as the FIFOs'
+    room, would leave it X.)"""
+    return Mux(cls == 0, values[0], Mux(cls == 1, values[1], values[2]))
 
 
 class ClassQueues(wiring.Component):
@@ -57,9 +66,11 @@ class ClassQueues(wiring.Component):
       ``class_enable``) or ``"round_robin"`` (classes in turn, which
       reorders whenever it may). Eligible: P always (posted requests never wait for other
       classes); NP and CPL only when every posted TLP that arrived before
-      them has started to leave (the count of posted TLPs sent has reached
-      the stamp, modulo ``2**stamp_bits``), or, for a completion with Relaxed Ordering while ``ro_enable``
-      is set, at once (D2b). Within a class the FIFO keeps arrival order.
+      them has started to leave (counted exactly, however long it waits:
+      each posted TLP's grant releases the TLPs that arrived right after
+      it), or, for a completion with Relaxed Ordering that arrived while
+      ``ro_enable`` was set, at once (D2b). Within a class the FIFO keeps
+      arrival order.
       A head must also have credits (below).
     * **Credits.** While ``credits_enable`` is set, a head leaves only if its
       class's ``credit_limit`` (cumulative, as the peer advertises) covers
@@ -170,8 +181,10 @@ class ClassQueues(wiring.Component):
         held = Signal(desc_layout)          # the first beat's fields, until the last
         count = Signal(range(self.depth + 1))    # beats of the TLP moved so far
         room = Signal()
-        m.d.comb += room.eq(Array(b.w_rdy for b in beats)[r_cls] &
-                            (~r_beat.last | Array(d.w_rdy for d in descs)[r_cls]))
+        beats_room = [self._has_room(m, b, f"{name}_beats") for b, name in zip(beats, CLASSES)]
+        descs_room = [self._has_room(m, d, f"{name}_descs") for d, name in zip(descs, CLASSES)]
+        m.d.comb += room.eq(_of_class(r_cls, beats_room) &
+                            (~r_beat.last | _of_class(r_cls, descs_room)))
         move = Signal()
         m.d.comb += [move.eq(r_valid & room), inp.ready.eq(~r_valid | room)]
         with m.If(inp.valid & inp.ready):
@@ -183,7 +196,9 @@ class ClassQueues(wiring.Component):
             ]
             with m.If(first):
                 m.d.sync += [
-                    held.ro.eq(hdr.ro),
+                    # a completion with Relaxed Ordering, arriving while
+                    # ro_enable is set, waits for no posted TLP (D2b)
+                    held.free.eq((cls_now == CPL) & hdr.ro & self.ro_enable),
                     held.data_credits.eq(hdr.data_credits),
                 ]
                 if self.carry_stamp:
@@ -201,6 +216,7 @@ class ClassQueues(wiring.Component):
             desc_in.stamp.eq(p_in),
             desc_in.arrival.eq(n_in),
             desc_in.beats.eq(count + 1),
+            desc_in.one.eq(count == 0),          # a single beat: known before the grant
         ]
         # An NP TLP on its way in (beats in the register or the FIFO, its
         # descriptor not yet written) will take a descriptor and up to
@@ -226,6 +242,61 @@ class ClassQueues(wiring.Component):
             with m.If(r_cls == P):
                 m.d.sync += p_in.eq(p_in + 1)
 
+        heads = [desc_layout(d.r_data) for d in descs]
+        heads_free = [h.free for h in heads]
+
+        # --- the posted TLPs each waits for -------------------------------------------------
+        # An NP or CPL TLP may leave once every posted TLP that arrived
+        # before it has been granted. Those that wait are counted against
+        # the latest posted TLP that arrived before them (`tail`, then, once
+        # a later posted TLP arrives, an entry of `waits` per posted TLP not
+        # granted, oldest first); a posted TLP's grant releases its count
+        # into `released`. A class's TLPs are released in their FIFO's
+        # order, so its head may leave while `released` is not zero: the
+        # arbiter starts from a register, and no count wraps however long
+        # a TLP waits.
+        granted = Signal()
+        pick = Signal(2)
+        cb = (self.tlps + 1).bit_length()
+        unsent = Signal(range(self.tlps + 2))  # posted TLPs in, not granted yet
+        p_grant = Signal()
+        m.d.comb += p_grant.eq(granted & (pick == P))
+        arrive = Signal()                   # an NP or CPL TLP that waits for no posted TLP
+        arrive_k = [Signal(name=f"arrive_{CLASSES[k]}") for k in range(3)]
+        m.d.comb += arrive.eq(move & r_beat.last & (r_cls != P) & ~held.free)
+        for k in range(3):
+            m.d.comb += arrive_k[k].eq(arrive & (r_cls == k))
+        m.submodules.waits = waits = fifo.SyncFIFO(width=2 * cb, depth=self.tlps)
+        tail = [Signal(cb, name=f"tail_{CLASSES[k]}") for k in (NP, CPL)]
+        released = [Signal(range(self.tlps + 2), name=f"released_{CLASSES[k]}")
+                    for k in range(3)]
+        p_arrive = move & r_beat.last & (r_cls == P)
+        # Every count is worked out for both outcomes of this cycle's
+        # arbitration (a posted TLP granted or not) from registers and the
+        # ingress; the grant only picks, at the end.
+        m.d.sync += unsent.eq(Mux(p_grant, unsent + p_arrive - 1, unsent + p_arrive))
+        still = Signal()                    # a posted TLP not granted after this cycle
+        m.d.comb += still.eq(Mux(p_grant, unsent > 1, unsent != 0))
+        last_out = p_grant & (unsent == 1)  # the latest posted TLP is granted now
+        from_waits = [waits.r_data[:cb], waits.r_data[cb:]]
+        m.d.comb += [waits.w_data.eq(Cat(*tail)), waits.w_en.eq(p_arrive & still),
+                     waits.r_en.eq(p_grant & (unsent >= 2))]
+        for j, k in enumerate((NP, CPL)):
+            # released: + arrivals that wait for nothing, + the counts a
+            # posted grant releases, - a head of this class granted
+            r, up, down = released[k], released[k] + 1, released[k] - 1
+            now_free = arrive_k[k] & (unsent == 0)      # (no posted grant)
+            freed = Signal.like(r, name=f"freed_{CLASSES[k]}")
+            m.d.comb += freed.eq(Mux(arrive_k[k] & (unsent <= 1), up, r) +
+                                 Mux(unsent == 1, tail[j], from_waits[j]))
+            spent = granted & (pick == k) & ~heads_free[k]
+            m.d.sync += r.eq(Mux(p_grant, freed,
+                                 Mux(spent, Mux(now_free, r, down), Mux(now_free, up, r))))
+            with m.If(p_arrive | last_out):
+                m.d.sync += tail[j].eq(0)
+            with m.Elif(still & arrive_k[k]):
+                m.d.sync += tail[j].eq(tail[j] + 1)
+
         # --- eligibility and credits ------------------------------------------------------
         # The credit check is a register, computed a cycle ahead from the
         # counters and the heads of that cycle: the arbiter then starts from
@@ -235,23 +306,24 @@ class ClassQueues(wiring.Component):
         # assumes the largest TLP (`max_credits`), which can hold a head one
         # cycle when the credits are nearly used up, never longer.
         p_out = Signal(self.stamp_bits)     # posted TLPs started out so far
-        heads = [desc_layout(d.r_data) for d in descs]
         eligible = Signal(3)
-        granted = Signal()
-        pick = Signal(2)
         for k in range(3):
             head = heads[k]
             limit, consumed = self.credit_limit[k], self.credits_consumed[k]
             now = Signal(name=f"granting_{CLASSES[k]}")
             m.d.comb += now.eq(granted & (pick == k))
-            charged = Signal(DATA_BITS, name=f"charged_{CLASSES[k]}")
-            m.d.comb += charged.eq(consumed.data + head.data_credits)
-            stable = _room(m, limit.hdr, consumed.hdr, 1, HDR_BITS) & \
-                _room(m, limit.data, consumed.data, head.data_credits, DATA_BITS)
-            unknown_idle = _room(m, limit.hdr, consumed.hdr, 1, HDR_BITS) & \
-                _room(m, limit.data, consumed.data, self.max_credits, DATA_BITS)
-            unknown_next = _room(m, limit.hdr, consumed.hdr, 2, HDR_BITS) & \
-                _room(m, limit.data, charged, self.max_credits, DATA_BITS)
+            # what is left of the limit, once; then one subtraction per test
+            avail_hdr = Signal(HDR_BITS, name=f"avail_hdr_{CLASSES[k]}")
+            avail_data = Signal(DATA_BITS, name=f"avail_data_{CLASSES[k]}")
+            m.d.comb += [avail_hdr.eq(limit.hdr - consumed.hdr),
+                         avail_data.eq(limit.data - consumed.data)]
+            stable = _room(m, avail_hdr, 1, HDR_BITS) & \
+                _room(m, avail_data, head.data_credits, DATA_BITS)
+            unknown_idle = _room(m, avail_hdr, 1, HDR_BITS) & \
+                _room(m, avail_data, self.max_credits, DATA_BITS)
+            # after this head is charged: its credits and a largest TLP's
+            unknown_next = _room(m, avail_hdr, 2, HDR_BITS) & \
+                _room(m, avail_data, head.data_credits + self.max_credits, DATA_BITS)
             credit_q = Signal(name=f"credit_ok_{CLASSES[k]}")
             m.d.sync += credit_q.eq(Mux(now, unknown_next,
                                         Mux(descs[k].r_rdy, stable, unknown_idle)))
@@ -259,12 +331,8 @@ class ClassQueues(wiring.Component):
             if k == P or self.reorder_illegally:
                 order_ok = Const(1)
             else:
-                # every earlier posted TLP has started out: p_out >= stamp (modulo)
-                behind = Signal(self.stamp_bits)
-                m.d.comb += behind.eq(p_out - head.stamp)
-                order_ok = ~behind[-1]
-                if k == CPL:
-                    order_ok = order_ok | (self.ro_enable & head.ro)
+                # every earlier posted TLP has been granted
+                order_ok = head.free | (released[k] != 0)
             waiting = descs[k].r_rdy & order_ok & self.class_enable[k]
             m.d.comb += eligible[k].eq(waiting & credit_ok)
             with m.If(waiting & ~credit_ok):
@@ -276,9 +344,12 @@ class ClassQueues(wiring.Component):
         if self.policy == "oldest":
             # the eligible head that arrived first (arrival numbers are unique
             # and at most 3 * tlps apart: a modular comparison orders them)
+            # (so their low bits order them: fewer bits, a shorter carry chain)
+            bits = min(self.stamp_bits, (3 * self.tlps).bit_length() + 1)
+
             def before(a, b):
-                diff = Signal(self.stamp_bits)
-                m.d.comb += diff.eq(heads[a].arrival - heads[b].arrival)
+                diff = Signal(bits)
+                m.d.comb += diff.eq(heads[a].arrival[:bits] - heads[b].arrival[:bits])
                 return diff[-1]
             for k in range(3):
                 wins = eligible[k]
@@ -303,12 +374,13 @@ class ClassQueues(wiring.Component):
         last_q = Signal()                   # left == 1: the beat on offer is its last
         pick_stamp = Signal(self.stamp_bits)
         pick_beats = Signal(range(self.depth + 1))
+        pick_one = Signal()
         with m.Switch(pick):
             for k in range(3):
                 with m.Case(k):
                     m.d.comb += [pick_stamp.eq(heads[k].carried if self.carry_stamp
                                                else heads[k].stamp),
-                                 pick_beats.eq(heads[k].beats)]
+                                 pick_beats.eq(heads[k].beats), pick_one.eq(heads[k].one)]
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
         m.d.comb += [
@@ -336,7 +408,7 @@ class ClassQueues(wiring.Component):
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
                          cur_stamp.eq(pick_stamp), busy.eq(1), left.eq(pick_beats),
-                         last_q.eq(pick_beats == 1)]
+                         last_q.eq(pick_one)]
             with m.If(pick == P):
                 m.d.sync += p_out.eq(p_out + 1)
         with m.Elif(sent):
@@ -344,6 +416,23 @@ class ClassQueues(wiring.Component):
             with m.If(last_q):
                 m.d.sync += busy.eq(0)
         return m
+
+    @staticmethod
+    def _has_room(m, queue, name):
+        """``queue.w_rdy`` as a register: the FIFO's level kept beside it
+        (writes and reads as the FIFO does them), and whether it will be
+        below the depth worked out a cycle ahead, so that the register
+        stage's enable (every bit of a beat) does not wait on the FIFO's
+        level. A ``SyncFIFOBuffered`` of depth 3 and up takes a write
+        exactly when its level is below its depth; below that its own
+        ``w_rdy`` is used."""
+        if queue.depth < 3:
+            return queue.w_rdy
+        level = Signal(range(queue.depth + 1), name=f"{name}_level")
+        room = Signal(name=f"{name}_room", init=1)
+        nxt = level + (queue.w_en & queue.w_rdy) - (queue.r_en & queue.r_rdy)
+        m.d.sync += [level.eq(nxt), room.eq(nxt < queue.depth)]
+        return room
 
     @staticmethod
     def _round_robin(m, turn, eligible, pick):
