@@ -17,9 +17,12 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from tlpoe.models import wire
 from tlpoe.models.frame import FLAG_ACK_VALID, encode_frame
 from tlpoe.models.tlp import Tlp, TlpType
 from tlpoe.rtl.framing.decapsulator import Decapsulator
+from tlpoe.rtl.framing.deframer import frame_words
+from tlpoe.rtl.framing.unpacker import TlpUnpacker
 from tlpoe.tb.bfm import frame_to_beats
 
 
@@ -49,6 +52,64 @@ def frames_of(rng, width, count):
     return out
 
 
+class Phases:
+    """Stretches of the run with their own rates: how often a word or beat
+    is offered, and how often the TLP side is ready, from a trickle to
+    every cycle. ``cycle`` counts the TLP side's clock edges."""
+
+    def __init__(self, rng, offer, ready, length):
+        self.rates = [(rng.choice(offer), rng.choice(ready)) for _ in range(8)]
+        self.length = length
+        self.cycle = 0
+
+    def now(self):
+        return self.rates[min(self.cycle // self.length, len(self.rates) - 1)]
+
+
+async def collect(ctx, tlp, width, count, rng, phases):
+    """The first ``count`` TLPs that leave ``tlp`` (bytes, the first beat's
+    stamp), ready at the phases' rate; then nothing more may leave."""
+    got, parts, idle = [], [], 0
+    while len(got) < count and idle < 2000:
+        ready = rng.random() < phases.now()[1]
+        ctx.set(tlp.ready, ready)
+        _, _, valid, beat = await ctx.tick().sample(tlp.valid, tlp.payload)
+        phases.cycle += 1
+        idle += 1
+        if ready and valid:
+            idle = 0
+            parts.append(int(beat.data).to_bytes(width // 8, "little")
+                         [:4 * bin(int(beat.keep)).count("1")])
+            if not parts[1:]:
+                stamp = int(beat.stamp)
+            if beat.last:
+                got.append((b"".join(parts), stamp))
+                parts = []
+    ctx.set(tlp.ready, 1)
+    for _ in range(50):                         # and nothing more
+        await ctx.tick()
+        assert not ctx.get(tlp.valid)
+    return got
+
+
+def run(dut, background, expected, width, rng, phases):
+    got = []
+
+    async def pcie(ctx):
+        got.extend(await collect(ctx, dut.tlp, width, len(expected), rng, phases))
+        assert ctx.get(dut.tlps_out) == len(got)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
+    sim.add_testbench(pcie)
+    sim.run()
+    assert len(got) == len(expected)
+    for k, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"TLP {k} of {len(expected)}"
+
+
 @pytest.mark.parametrize("width, frames", [(64, 60), (128, 60), (256, 60), (512, 25)])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_every_tlp_comes_out_whole_under_stalls(width, frames, seed):
@@ -56,61 +117,21 @@ def test_every_tlp_comes_out_whole_under_stalls(width, frames, seed):
     sent = frames_of(rng, width, frames)
     expected = [item for _, items in sent for item in items]
     dut = Decapsulator(width)
-    got = []
-    # how often a beat is offered, and the TLP side ready: each phase of the
-    # run has its own, from a trickle to every cycle
-    phases = [(rng.choice([0.15, 0.5, 1.0]), rng.choice([0.1, 0.5, 0.9, 1.0]))
-              for _ in range(8)]
-    phase_len = 400
-
-    def phase(cycle):
-        return phases[min(cycle // phase_len, len(phases) - 1)]
+    phases = Phases(rng, [0.15, 0.5, 1.0], [0.1, 0.5, 0.9, 1.0], 400)
 
     async def mac(ctx):
-        cycle = 0
         for frame, _ in sent:
             for beat in frame_to_beats(frame, width):
-                while rng.random() >= phase(cycle)[0]:
+                while rng.random() >= phases.now()[0]:
                     ctx.set(dut.frame.valid, 0)
                     await ctx.tick()
-                    cycle += 1
                 ctx.set(dut.frame.payload, {"data": beat.data, "keep": beat.keep,
                                             "last": beat.last})
                 ctx.set(dut.frame.valid, 1)
                 await ctx.tick().until(dut.frame.ready)
-                cycle += 1
         ctx.set(dut.frame.valid, 0)
 
-    async def pcie(ctx):
-        parts, cycle, idle = [], 0, 0
-        while len(got) < len(expected) and idle < 2000:
-            ready = rng.random() < phase(cycle)[1]
-            ctx.set(dut.tlp.ready, ready)
-            _, _, valid, beat = await ctx.tick().sample(dut.tlp.valid, dut.tlp.payload)
-            cycle += 1
-            idle += 1
-            if ready and valid:
-                idle = 0
-                parts.append(int(beat.data).to_bytes(width // 8, "little")
-                             [:4 * bin(int(beat.keep)).count("1")])
-                if not parts[1:]:
-                    stamp = int(beat.stamp)
-                if beat.last:
-                    got.append((b"".join(parts), stamp))
-                    parts = []
-        ctx.set(dut.tlp.ready, 1)
-        for _ in range(50):                     # and nothing more
-            await ctx.tick()
-            assert not ctx.get(dut.tlp.valid)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(mac, background=True)
-    sim.add_testbench(pcie)
-    sim.run()
-    assert len(got) == len(expected)
-    for k, (g, e) in enumerate(zip(got, expected)):
-        assert g == e, f"TLP {k} of {len(expected)}"
+    run(dut, [mac], expected, width, rng, phases)
 
 
 @pytest.mark.parametrize("width, frames", [(64, 60), (128, 60), (256, 60), (512, 25)])
@@ -120,30 +141,18 @@ def test_the_unpacker_alone_under_gaps_in_its_words(width, frames, seed):
     ReorderBuffer's release, or any source that is not a full FIFO), some
     frames are not good (their words are all discarded), and the TLP side
     stalls at random."""
-    from tlpoe.models import wire
-    from tlpoe.rtl.framing.deframer import frame_words
-    from tlpoe.rtl.framing.unpacker import TlpUnpacker
-
     rng = random.Random(seed * 7919 + width)
     sent = frames_of(rng, width, frames)
     good = [rng.random() < 0.85 for _ in sent]
     expected = [item for (_, items), g in zip(sent, good) if g for item in items]
     dut = TlpUnpacker(width, max_words=frame_words(width, 1500))
-    got = []
-    phases = [(rng.choice([0.2, 0.6, 1.0]), rng.choice([0.1, 0.5, 0.9, 1.0]))
-              for _ in range(8)]
-    phase_len = 300
-
-    def phase(cycle):
-        return phases[min(cycle // phase_len, len(phases) - 1)]
-
-    clock = {"cycle": 0}
+    phases = Phases(rng, [0.2, 0.6, 1.0], [0.1, 0.5, 0.9, 1.0], 300)
 
     async def descs(ctx):
         for (frame, _), g in zip(sent, good):
-            beats = frame_to_beats(frame, width)
             area = (len(frame) - wire.HEADER_LEN - 4) // 4
-            ctx.set(dut.desc.payload, {"good": g, "words": len(beats), "area": area, "ok": 1})
+            ctx.set(dut.desc.payload, {"good": g, "words": len(frame_to_beats(frame, width)),
+                                       "area": area, "ok": 1})
             ctx.set(dut.desc.valid, 1)
             await ctx.tick().until(dut.desc.ready)
         ctx.set(dut.desc.valid, 0)
@@ -151,7 +160,7 @@ def test_the_unpacker_alone_under_gaps_in_its_words(width, frames, seed):
     async def words(ctx):
         for frame, _ in sent:
             for beat in frame_to_beats(frame, width):
-                while rng.random() >= phase(clock["cycle"])[0]:
+                while rng.random() >= phases.now()[0]:
                     ctx.set(dut.words.valid, 0)
                     await ctx.tick()
                 ctx.set(dut.words.payload, beat.data)
@@ -159,35 +168,4 @@ def test_the_unpacker_alone_under_gaps_in_its_words(width, frames, seed):
                 await ctx.tick().until(dut.words.ready)
         ctx.set(dut.words.valid, 0)
 
-    async def pcie(ctx):
-        parts, idle = [], 0
-        while len(got) < len(expected) and idle < 2000:
-            ready = rng.random() < phase(clock["cycle"])[1]
-            ctx.set(dut.tlp.ready, ready)
-            _, _, valid, beat = await ctx.tick().sample(dut.tlp.valid, dut.tlp.payload)
-            clock["cycle"] += 1
-            idle += 1
-            if ready and valid:
-                idle = 0
-                parts.append(int(beat.data).to_bytes(width // 8, "little")
-                             [:4 * bin(int(beat.keep)).count("1")])
-                if not parts[1:]:
-                    stamp = int(beat.stamp)
-                if beat.last:
-                    got.append((b"".join(parts), stamp))
-                    parts = []
-        ctx.set(dut.tlp.ready, 1)
-        for _ in range(50):
-            await ctx.tick()
-            assert not ctx.get(dut.tlp.valid)
-        assert ctx.get(dut.tlps_out) == len(expected)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(descs, background=True)
-    sim.add_testbench(words, background=True)
-    sim.add_testbench(pcie)
-    sim.run()
-    assert len(got) == len(expected)
-    for k, (g, e) in enumerate(zip(got, expected)):
-        assert g == e, f"TLP {k} of {len(expected)}"
+    run(dut, [descs, words], expected, width, rng, phases)
