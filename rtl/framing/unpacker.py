@@ -154,6 +154,14 @@ class TlpUnpacker(wiring.Component):
         m.d.comb += packed_flags.eq((lane_flags >> Cat(Const(0, 5), skip))[:D * FB] &
                                     Cat(*[lanes_kept[i].replicate(FB) for i in range(D)]))
         l1_flags = Signal(D * FB)
+        # and where each DW's first beat would end, from its lane: lane i
+        # lands at entry wp + i, so the end is wp + (i + take); the
+        # bracket is worked out here, off the write path
+        E = 4 * D
+        P = E.bit_length() - 1                       # the buffer's pointer bits
+        packed_ends = Cat(*[(flags(packed_flags[FB * i:FB * i + flags.size]).take + i)[:P]
+                            for i in range(D)])
+        l1_ends = Signal(D * P)
 
         def header_left(lo):
             """``skip``, ``avail`` and ``avail_mask`` for ``lo`` header DWs left."""
@@ -172,6 +180,7 @@ class TlpUnpacker(wiring.Component):
                 l1_valid.eq(keep_here != 0),
                 l1_data.eq(packed),
                 l1_flags.eq(packed_flags),
+                l1_ends.eq(packed_ends),
                 l1_n.eq(keep_here),
                 l1_seal.eq((keep_here != 0) & fits),
             ]
@@ -195,8 +204,6 @@ class TlpUnpacker(wiring.Component):
         # the counts (registers and a few bits), and advances `rp`; *read*
         # takes the beat's DWs from the entries at the pointers decide
         # registered. Entries of the beat in read stay held until it leaves.
-        E = 4 * D
-        P = E.bit_length() - 1                       # pointer bits
         ent = [Signal(32, name=f"ent{i}") for i in range(E)]
         efl = [Signal(FB, name=f"efl{i}") for i in range(E)]        # each DW's head_flags
         enx = [Signal(P, name=f"enx{i}") for i in range(E)]         # entry + its take, mod E
@@ -293,14 +300,21 @@ class TlpUnpacker(wiring.Component):
         # the next
         ldw = [l1_data[32 * i:32 * (i + 1)] for i in range(D)]
         lfl = [l1_flags[FB * i:FB * (i + 1)] for i in range(D)]
+        # (each bank's lane and row are registers, worked out from wp's
+        # next value as it moves)
+        wp_next = Signal(P)
+        m.d.comb += wp_next.eq(wp + l1_n)
+        lends = [wp + l1_ends[P * i:P * (i + 1)] for i in range(D)]
         for j in range(D):
-            lane = Signal(range(D), name=f"w_lane{j}")
+            lane = Signal(range(D), name=f"w_lane{j}", init=j)
             row = Signal(range(R), name=f"w_row{j}")
-            m.d.comb += [lane.eq(j - wp[:low]), row.eq(wp[low:] + before(j, wp[:low]))]
+            with m.If(room):
+                m.d.sync += [lane.eq(j - wp_next[:low]),
+                             row.eq(wp_next[low:] + before(j, wp_next[:low]))]
             in_dw, in_fl = Signal(32, name=f"w_dw{j}"), Signal(FB, name=f"w_fl{j}")
             m.d.comb += [in_dw.eq(_pick(lane, ldw)), in_fl.eq(_pick(lane, lfl))]
             in_nx = Signal(P, name=f"w_nx{j}")         # this entry + its take
-            m.d.comb += in_nx.eq(Cat(Const(j, low), row) + flags(in_fl[:flags.size]).take)
+            m.d.comb += in_nx.eq(_pick(lane, lends))
             for r in range(R):
                 with m.If(room & (row == r)):
                     m.d.sync += [ent[r * D + j].eq(in_dw), efl[r * D + j].eq(in_fl),
@@ -308,7 +322,7 @@ class TlpUnpacker(wiring.Component):
         landed = Signal(range(D + 1))
         m.d.comb += landed.eq(Mux(room, l1_n, 0))
         with m.If(room):
-            m.d.sync += wp.eq(wp + l1_n)
+            m.d.sync += wp.eq(wp_next)
 
         gone_next = Signal.like(gone)
         held_next = Signal.like(held)
