@@ -63,8 +63,8 @@ coverage: ## Verilator line/toggle coverage per RTL block and functional coverag
 perf: ## simulation speed (cycles/s) of the loopback, link and translator benches on Icarus and Verilator side by side, and the models' throughput, in build/reports/perf/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.perf $(if $(QUICK),--quick)
 
-e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode
-	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick)
+e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode; CLOCK_MHZ=f: the bridges' clock (default 250)
+	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
 synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))

@@ -102,14 +102,15 @@ def system(width=WIDTH):
     return DisaggregatedTop(width, hosts=2, fabric_csr=True, **bridge_params(width))
 
 
-def run_system(sim, name, params, report_dir, width=WIDTH):
-    """One end-to-end run (``tb/test_e2e.py``) named ``name``; returns its record."""
+def run_system(sim, name, params, report_dir, width=WIDTH, clock_ns=CLOCK_NS):
+    """One end-to-end run (``tb/test_e2e.py``) named ``name``, the bridges
+    clocked every ``clock_ns``; returns its record."""
     from .runner import run_cocotb
     report = Path(report_dir) / f"{name}.json"
     run_cocotb(sim, functools.partial(system, width), "system", "tlpoe.tb.test_e2e",
                build_key=build_key(width), testcase="E2eRun", seed=SEED,
                run_name=f"{name}-w{width}" if width != WIDTH else name,
-               params={"width": width, "clock_ns": CLOCK_NS, "report": str(report), **params})
+               params={"width": width, "clock_ns": clock_ns, "report": str(report), **params})
     return json.loads(report.read_text())
 
 
@@ -119,10 +120,10 @@ def _point_params(point):
                    models={"vram_size": 32 << 20, "host_mem_size": 32 << 20}), **point}
 
 
-def disaggregated_point(name, point, sim="verilator", width=WIDTH):
+def disaggregated_point(name, point, sim="verilator", width=WIDTH, clock_ns=CLOCK_NS):
     """Host 0's measurements of one point on the RTL (host 1 idle)."""
     with tempfile.TemporaryDirectory() as tmp:
-        record = run_system(sim, f"e2e-{name}", _point_params(point), tmp, width)
+        record = run_system(sim, f"e2e-{name}", _point_params(point), tmp, width, clock_ns)
     return dict(name=name, point=point, host0=record["host0"], end_ns=record["end_ns"],
                 counters=record["counters"])
 
@@ -167,7 +168,7 @@ def _extrapolate(dma, direction, size):
     return t2 + per_byte * (size - s2)
 
 
-def _why(workload, local_ns, remote_ns, net_rtt_ns, width):
+def _why(workload, local_ns, remote_ns, net_rtt_ns, width, clock_ns=CLOCK_NS):
     extra = remote_ns - local_ns
     if workload.startswith("mmio"):
         return (f"a read waits one round trip: +{extra:.0f} ns, of which about "
@@ -182,10 +183,10 @@ def _why(workload, local_ns, remote_ns, net_rtt_ns, width):
             return (f"small transfer: the DMA's fixed cost (doorbell, the reads' round trips, "
                     f"MSI-X) grows by the network round trips (+{extra:.0f} ns)")
         if extra / local_ns > DXPU_OVERHEAD:
-            datapath = width / 8 / CLOCK_NS
+            datapath = width / 8 / clock_ns
             line = NET["rate_gbps"] / 8
             if datapath < line:
-                bound = (f"the bridges' {width}-bit datapath at {1000 / CLOCK_NS:.0f} MHz "
+                bound = (f"the bridges' {width}-bit datapath at {1000 / clock_ns:.0f} MHz "
                          f"({datapath:.0f} GB/s of TLP beats, less after partial beats)")
             else:
                 bound = (f"the {NET['rate_gbps']} GbE line ({line:.1f} GB/s, less Ethernet "
@@ -197,7 +198,7 @@ def _why(workload, local_ns, remote_ns, net_rtt_ns, width):
             "overhead at these sizes; the kernel itself runs on the GPU as locally")
 
 
-def rows(local, remote, simulated_max, net_rtt_ns, width=WIDTH):
+def rows(local, remote, simulated_max, net_rtt_ns, width=WIDTH, clock_ns=CLOCK_NS):
     """The comparison rows (see the module doc)."""
     out = []
 
@@ -207,7 +208,7 @@ def rows(local, remote, simulated_max, net_rtt_ns, width=WIDTH):
                         disaggregated_ns=round(remote_ns, 1),
                         overhead_fraction=round(overhead, 4), simulated=simulated,
                         under_dxpu_10pct=overhead < DXPU_OVERHEAD,
-                        why=_why(workload, local_ns, remote_ns, net_rtt_ns, width)))
+                        why=_why(workload, local_ns, remote_ns, net_rtt_ns, width, clock_ns)))
     add("mmio_read_4B", local["mmio_read_latency_ns"]["mean"],
         remote["mmio_read_latency_ns"]["mean"], True)
     ldma, rdma = _dma_ns(local), _dma_ns(remote)
@@ -324,7 +325,14 @@ def main(argv=None):
     parser.add_argument("--width", type=int, default=None,
                         help=f"the bridges' datapath width (default {FULL_WIDTH}, "
                              f"{WIDTH} with --quick)")
+    parser.add_argument("--clock-mhz", type=float, default=1000 / CLOCK_NS,
+                        help=f"the bridges' clock (default {1000 / CLOCK_NS:.0f} MHz, the class "
+                             "make depth finds every block in at 512 bits; ECP5's figure "
+                             "from make synth, for example, to see an FPGA of that class)")
     args = parser.parse_args(argv)
+    if not 1 <= args.clock_mhz <= 1000:
+        parser.error(f"--clock-mhz must be between 1 and 1000, not {args.clock_mhz:g}")
+    clock_ns = 1000 / args.clock_mhz
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     width = args.width or (WIDTH if args.quick else FULL_WIDTH)
@@ -348,7 +356,7 @@ def main(argv=None):
     records, failed = [], []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {name: pool.submit(functools.partial(disaggregated_point, sim=args.sim,
-                                                       width=width),
+                                                       width=width, clock_ns=clock_ns),
                                      name, point) for name, point in points.items()}
         for name, future in futures.items():
             try:
@@ -365,8 +373,8 @@ def main(argv=None):
         print("e2e: the latency run failed: no MMIO latency to compare", file=sys.stderr)
         return 1
     remote = _merge(records)
-    table = rows(local, remote, max(sim_sizes), net_round_trip_ns(), width)
-    meta = dict(width=width, clock_ns=CLOCK_NS, bridge=bridge_params(width), net=NET, seed=SEED,
+    table = rows(local, remote, max(sim_sizes), net_round_trip_ns(), width, clock_ns)
+    meta = dict(width=width, clock_ns=clock_ns, bridge=bridge_params(width), net=NET, seed=SEED,
                 quick=args.quick, simulated_max=max(sim_sizes), sim=args.sim,
                 dxpu_overhead=DXPU_OVERHEAD, net_round_trip_ns=net_round_trip_ns())
     (out / "e2e.json").write_text(json.dumps(dict(meta=meta, rows=table, local=local,

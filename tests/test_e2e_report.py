@@ -56,6 +56,18 @@ def test_a_bad_argument_says_what_is_wrong(capsys):
         e2e.main(["--jobs", "0"])
     assert exc.value.code == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        e2e.main(["--clock-mhz", "0"])
+    assert exc.value.code == 2
+    assert "--clock-mhz must be between 1 and 1000, not 0" in capsys.readouterr().err
+
+
+def test_the_clock_bounds_the_datapath_in_the_explanation():
+    """At ECP5's clock the 512-bit datapath, not the line, is the bound."""
+    slow = {r["workload"]: r for r in e2e.rows(LOCAL, REMOTE, 65536, 1600.0, 512, 1000 / 100)}
+    fast = {r["workload"]: r for r in e2e.rows(LOCAL, REMOTE, 65536, 1600.0, 512, 1000 / 250)}
+    assert "512-bit datapath at 100 MHz" in slow["dma_read_1MiB"]["why"]
+    assert "100 GbE line" in fast["dma_read_1MiB"]["why"]
 
 
 @pytest.mark.sim

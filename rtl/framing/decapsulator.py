@@ -6,7 +6,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
 from ...models.frame import DropReason
-from ..streams import STAMP_BITS, CreditLimit, RxDesc, check_width, frame_stream, tlp_stream
+from ..streams import (STAMP_BITS, CreditLimit, RxDesc, SkidBuffer, check_width, frame_stream,
+                       tlp_stream)
 from .deframer import Deframer
 from .unpacker import TlpUnpacker
 
@@ -147,7 +148,12 @@ class Decapsulator(wiring.Component):
         else:
             connect(m, flipped(self.frame), deframer.frame)
         sink = unpacker if self.reorder is None else self.reorder    # what the FIFOs feed
-        connect(m, body.r_stream, sink.words)
+        # The body FIFO's read data comes straight from block RAM (its
+        # clock-to-out is most of a cycle at 256 bits on ECP5): a register
+        # slice before the sink's load logic.
+        m.submodules.body_slice = body_slice = SkidBuffer(self.width)
+        connect(m, body.r_stream, body_slice.i)
+        connect(m, body_slice.o, sink.words)
         if self.verdict is None:
             m.d.comb += [descs.w_stream.valid.eq(deframer.desc.valid),
                          descs.w_stream.payload.eq(deframer.desc.payload)]

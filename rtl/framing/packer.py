@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models import wire
-from ..streams import STAMP_BITS, FrameDesc, check_width, tlp_stream
+from ..streams import STAMP_BITS, FrameDesc, SkidBuffer, check_width, tlp_stream
 from ..tlp_header import TlpHeader
 from ..wirefmt import pack_bytes
 
@@ -84,8 +84,8 @@ class TlpPacker(wiring.Component):
     queue (``tlp.ready`` is that queue's room, registered), packed by a
     control stage whose decisions a data stage carries out a cycle later
     into the two-word packing register, and each word and descriptor goes
-    out through a four-entry queue. A word full with a TLP's first beat
-    leaves six cycles after the beat came in. Throughput: one beat per cycle in,
+    out through a four-entry queue and a register slice. A word full with a
+    TLP's first beat leaves seven cycles after the beat came in. Throughput: one beat per cycle in,
     one word or descriptor per cycle out, except one stall per overflow of
     the packing register (the prefixes add a DW per TLP) and the cycle in
     which a frame closes (the next TLP waits for it).
@@ -168,13 +168,19 @@ class TlpPacker(wiring.Component):
 
         # The output queue: words, and descriptors (its top bit set).
         m.submodules.out = out = fifo.SyncFIFO(width=W + 1, depth=self.OUT_DEPTH)
-        is_desc = out.r_data[W]
+        # then a register slice, so that what takes the words (the replay
+        # buffer's room, its block RAM's write enables) and the queue's
+        # read are a register apart
+        m.submodules.out_slice = out_slice = SkidBuffer(W + 1)
+        wiring.connect(m, out.r_stream, out_slice.i)
+        leaving = out_slice.o
+        is_desc = leaving.payload[W]
         m.d.comb += [
-            self.words.valid.eq(out.r_rdy & ~is_desc),
-            self.words.payload.eq(out.r_data[:W]),
-            self.desc.valid.eq(out.r_rdy & is_desc),
-            self.desc.payload.eq(out.r_data[:32]),
-            out.r_en.eq(Mux(is_desc, self.desc.ready, self.words.ready)),
+            self.words.valid.eq(leaving.valid & ~is_desc),
+            self.words.payload.eq(leaving.payload[:W]),
+            self.desc.valid.eq(leaving.valid & is_desc),
+            self.desc.payload.eq(leaving.payload[:32]),
+            leaving.ready.eq(Mux(is_desc, self.desc.ready, self.words.ready)),
         ]
 
         # --- control: what to do this cycle (the data stage does it next cycle) -------

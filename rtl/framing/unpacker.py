@@ -1,7 +1,7 @@
 """TLP unpacker: the second half of the decapsulator."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models import wire
@@ -48,8 +48,10 @@ class TlpUnpacker(wiring.Component):
       are all in), read from the ``D + 1`` DWs at the read pointer. No DW
       moves once written: a write picks one of ``D`` lanes and a read one
       of ``4·D`` entries, each by a pointer register. What a prefix says of
-      its TLP's first beat (its DWs, whether it is the last) is worked out
-      in the load half for every DW and stored beside it.
+      its TLP's first beat (its DWs, whether it is the last, the entry where
+      that beat ends) is worked out as the DW is loaded and stored beside
+      it, and the counts that decide a beat lag the decision by a cycle, so
+      the walk's loop is one read of the entry at the read pointer.
 
     Throughput: one word in and one TLP beat out per cycle; frame headers,
     CRCs and dropped frames cost no output cycle.
@@ -79,19 +81,34 @@ class TlpUnpacker(wiring.Component):
 
         low = (D - 1).bit_length()
 
-        def head_flags(dw):
-            """For a prefix DW: its TLP's DWs in the first beat, min(dws, D)
-            (``NB`` bits), whether that beat is its last (dws <= D), then the
-            same of its second beat (D is a power of two: a length in
-            D..2D-1 is D plus its low bits), the DWs its first beat takes
-            from the buffer with the prefix, min(dws, D) + 1, and the DWs
-            left after its first beat, dws - D (12 bits; used only when
-            dws > D)."""
+        # What a DW says of its TLP were it a prefix (dws: the TLP's DWs):
+        flags = data.StructLayout({
+            "single": 1,                  # its first beat is its last: dws <= D
+            "n2": NB,                     # its second beat's DWs, min(dws - D, D)
+            "last2": 1,                   # ... and whether that one is its last
+            "take": range(D + 2),         # the DWs its first beat takes with the prefix
+            "rest": 11,                   # the DWs after its first beat (if any), dws - D
+            "need": range(2 * D + 3),     # the decision's threshold once it is taken
+        })
+        FB = 32                                     # flag bits per DW, padded to a power of two
+        if flags.size > FB:
+            raise ValueError(f"width {W}: {flags.size} flag bits per DW, more than {FB}")
+
+        def head_flags(dw, i):
+            """``flags`` of a prefix DW, padded to FB bits. D is a power of
+            two: a length in D..2D-1 is D plus its low bits. ``need`` is
+            what the counts must reach after the first beat leaves (the DWs
+            it took, plus the next beat's: a next TLP's D + 1, or this
+            one's D)."""
             dws = dws_of(dw)
-            first = Mux(dws < D, dws[:NB], D)
-            return Cat(first, dws <= D,
-                       Mux(dws >= 2 * D, D, dws[:low] if low else 0), dws <= 2 * D,
-                       Mux(dws < D, dws[:NB] + 1, D + 1)[:NB + 1], (dws - D)[:12])
+            f = Signal(flags, name=f"lane_flags{i}")
+            m.d.comb += [f.single.eq(dws <= D),
+                         f.n2.eq(Mux(dws >= 2 * D, D, dws[:low] if low else 0)),
+                         f.last2.eq(dws <= 2 * D),
+                         f.take.eq(Mux(dws < D, dws + 1, D + 1)),
+                         f.rest.eq(dws - D),
+                         f.need.eq(Mux(dws <= D, dws + D + 2, 2 * D + 1))]
+            return Cat(f.as_value(), Const(0, FB - flags.size))
 
         # ---- Load: select the TLP area's DWs of each word, pack them low.
         words_left = Signal(range(self.max_words + 1))
@@ -132,13 +149,19 @@ class TlpUnpacker(wiring.Component):
         # worked out on the word's lanes beside the shift and shifted as its
         # DW is: it travels with the DW into the buffer, so that the walk
         # reads it from a register.
-        FB = 32                                     # flag bits per DW, padded to a power of two
-        lane_flags = Cat(*[Cat(head_flags(self.words.payload[32 * i:32 * (i + 1)]),
-                               Const(0, FB - 3 * NB - 15)) for i in range(D)])
+        lane_flags = Cat(*[head_flags(self.words.payload[32 * i:32 * (i + 1)], i) for i in range(D)])
         packed_flags = Signal(D * FB)
         m.d.comb += packed_flags.eq((lane_flags >> Cat(Const(0, 5), skip))[:D * FB] &
                                     Cat(*[lanes_kept[i].replicate(FB) for i in range(D)]))
         l1_flags = Signal(D * FB)
+        # and where each DW's first beat would end, from its lane: lane i
+        # lands at entry wp + i, so the end is wp + (i + take); the
+        # bracket is worked out here, off the write path
+        E = 4 * D
+        P = E.bit_length() - 1                       # the buffer's pointer bits
+        packed_ends = Cat(*[(flags(packed_flags[FB * i:FB * i + flags.size]).take + i)[:P]
+                            for i in range(D)])
+        l1_ends = Signal(D * P)
 
         def header_left(lo):
             """``skip``, ``avail`` and ``avail_mask`` for ``lo`` header DWs left."""
@@ -157,6 +180,7 @@ class TlpUnpacker(wiring.Component):
                 l1_valid.eq(keep_here != 0),
                 l1_data.eq(packed),
                 l1_flags.eq(packed_flags),
+                l1_ends.eq(packed_ends),
                 l1_n.eq(keep_here),
                 l1_seal.eq((keep_here != 0) & fits),
             ]
@@ -180,15 +204,24 @@ class TlpUnpacker(wiring.Component):
         # the counts (registers and a few bits), and advances `rp`; *read*
         # takes the beat's DWs from the entries at the pointers decide
         # registered. Entries of the beat in read stay held until it leaves.
-        E = 4 * D
-        P = E.bit_length() - 1                       # pointer bits
         ent = [Signal(32, name=f"ent{i}") for i in range(E)]
         efl = [Signal(FB, name=f"efl{i}") for i in range(E)]        # each DW's head_flags
+        enx = [Signal(P, name=f"enx{i}") for i in range(E)]         # entry + its take, mod E
         wp = Signal(P)
         rp = Signal(P)
-        cnt = Signal(range(E + 1))                   # DWs held from rp on
-        used = Signal(range(E + 1))                  # ... and the read stage's beat's
-        sealed = Signal(range(E + 1))                # DWs held of frames whose area is all in
+        used = Signal(range(E + 1))                  # DWs held, with the read stage's beat's
+        # The counts lag a decision: `held` is the DWs held from rp on plus
+        # `gone`, the DWs the last cycle's decision took (0 if none), and
+        # `held_sealed` likewise of the DWs of frames whose area is all in
+        # (0 when none are). So a count is updated from registers only, and
+        # the decision compares registers: held >= need (need = gone + the
+        # DWs a beat waits for) and held_sealed > gone. No path runs from
+        # the prefix's flags into a count and back.
+        LAG = E + D + 2
+        held = Signal(range(LAG + 1))
+        held_sealed = Signal(range(LAG + 1))
+        gone = Signal(range(D + 2))
+        need = Signal(range(2 * D + 3), init=D + 1)
         in_tlp = Signal()
         rem = Signal(11 + 1)                         # DWs of the current TLP still to send
         n_cur = Signal(range(D + 1))                 # DWs of its next beat
@@ -198,23 +231,15 @@ class TlpUnpacker(wiring.Component):
 
         # decide: what the prefix at rp says of its TLP (its flags, worked
         # out in the load half) and its length
-        head = Signal(FB)
-        m.d.comb += head.eq(_pick(rp, efl))
-        head_n, head_single = head[:NB], head[NB]
-        head_n2, head_last2 = head[NB + 1:2 * NB + 1], head[2 * NB + 1]
-        head_take = head[2 * NB + 2:3 * NB + 3]
-        head_rest = head[3 * NB + 3:3 * NB + 15]
-        n_out = Signal(range(D + 1))
+        head = Signal(flags)
+        m.d.comb += head.eq(_pick(rp, efl)[:flags.size])
         last = Signal()
-        m.d.comb += [
-            n_out.eq(Mux(in_tlp, n_cur, head_n)),
-            last.eq(Mux(in_tlp, last_cur, head_single)),
-        ]
+        m.d.comb += last.eq(Mux(in_tlp, last_cur, head.single))
         # A beat is decided when a whole beat's DWs are held (after the
         # prefix on a TLP's first beat), or when the TLP's frame is all in:
-        # a test of registers and constants, not of this TLP's length.
+        # two comparisons of registers, not of this TLP's length.
         whole = Signal()
-        m.d.comb += whole.eq(Mux(in_tlp, cnt >= D, cnt >= D + 1) | (sealed != 0))
+        m.d.comb += whole.eq((held >= need) | (held_sealed > gone))
         # read: the beat's DWs, its size and end. The entries are D banks
         # (bank = entry mod D) of R rows; D consecutive entries from `base`
         # are one per bank: bank j's at row base/D, or the next row for the
@@ -229,29 +254,30 @@ class TlpUnpacker(wiring.Component):
         r_valid = Signal()
         r_row = [Signal(range(R), name=f"r_row{j}") for j in range(D)]
         r_bank = [Signal(range(D), name=f"r_bank{i}") for i in range(D)]
-        r_keep = Signal(D)
-        r_n = Signal(range(D + 1))
+        r_first = Signal()                           # a TLP's first beat (its prefix in r_take)
         r_last = Signal()
         r_take = Signal(range(D + 2))                # entries the beat holds (with its prefix)
         r_pfx = Signal(P)                            # its TLP's prefix (for the stamp)
         decided = Signal()
-        m.d.comb += decided.eq(whole & (cnt != 0) & (~r_valid | self.tlp.ready))
+        m.d.comb += decided.eq(whole & (~r_valid | self.tlp.ready))
         # DWs that leave rp: the beat's, and the prefix on a TLP's first beat
         amount = Signal(range(D + 2))
-        m.d.comb += amount.eq(Mux(in_tlp, n_cur, head_take))
+        m.d.comb += amount.eq(Mux(in_tlp, n_cur, head.take))
         base = Signal(P)                             # the beat's first data DW
         m.d.comb += base.eq(rp + ~in_tlp)
         with m.If(decided):
             m.d.sync += [
-                r_valid.eq(1), r_n.eq(n_out), r_last.eq(last),
-                r_keep.eq(Cat(*[n_out > i for i in range(D)])),
+                r_valid.eq(1), r_first.eq(~in_tlp), r_last.eq(last),
                 r_take.eq(amount), r_pfx.eq(rp),
-                rp.eq(rp + amount),
+                # a prefix's entry holds where its first beat ends
+                rp.eq(Mux(in_tlp, rp + n_cur, _pick(rp, enx))),
                 *[r_row[j].eq(base[low:] + before(j, base[:low])) for j in range(D)],
                 *[r_bank[i].eq(base[:low] + i) for i in range(D)],
             ]
         with m.Elif(self.tlp.ready):
             m.d.sync += r_valid.eq(0)
+        r_keep = Signal(D)                           # worked out here: off the decide loop
+        m.d.comb += r_keep.eq(Cat(*[Mux(r_first, r_take > i + 1, r_take > i) for i in range(D)]))
         prefix = Signal(32)                          # read here: its entry stays held
         m.d.comb += prefix.eq(_pick(r_pfx, ent))
         bank_out = [Signal(32, name=f"bank{j}") for j in range(D)]
@@ -274,34 +300,44 @@ class TlpUnpacker(wiring.Component):
         # the next
         ldw = [l1_data[32 * i:32 * (i + 1)] for i in range(D)]
         lfl = [l1_flags[FB * i:FB * (i + 1)] for i in range(D)]
+        # (each bank's lane and row are registers, worked out from wp's
+        # next value as it moves)
+        wp_next = Signal(P)
+        m.d.comb += wp_next.eq(wp + l1_n)
+        lends = [wp + l1_ends[P * i:P * (i + 1)] for i in range(D)]
         for j in range(D):
-            lane = Signal(range(D), name=f"w_lane{j}")
+            lane = Signal(range(D), name=f"w_lane{j}", init=j)
             row = Signal(range(R), name=f"w_row{j}")
-            m.d.comb += [lane.eq(j - wp[:low]), row.eq(wp[low:] + before(j, wp[:low]))]
+            with m.If(room):
+                m.d.sync += [lane.eq(j - wp_next[:low]),
+                             row.eq(wp_next[low:] + before(j, wp_next[:low]))]
             in_dw, in_fl = Signal(32, name=f"w_dw{j}"), Signal(FB, name=f"w_fl{j}")
             m.d.comb += [in_dw.eq(_pick(lane, ldw)), in_fl.eq(_pick(lane, lfl))]
+            in_nx = Signal(P, name=f"w_nx{j}")         # this entry + its take
+            m.d.comb += in_nx.eq(_pick(lane, lends))
             for r in range(R):
                 with m.If(room & (row == r)):
-                    m.d.sync += [ent[r * D + j].eq(in_dw), efl[r * D + j].eq(in_fl)]
+                    m.d.sync += [ent[r * D + j].eq(in_dw), efl[r * D + j].eq(in_fl),
+                                 enx[r * D + j].eq(in_nx)]
         landed = Signal(range(D + 1))
         m.d.comb += landed.eq(Mux(room, l1_n, 0))
         with m.If(room):
-            m.d.sync += wp.eq(wp + l1_n)
+            m.d.sync += wp.eq(wp_next)
 
-        cnt_in = Signal.like(cnt)
-        cnt_out = Signal.like(cnt)
-        m.d.comb += [cnt_in.eq(cnt + landed),
-                     cnt_out.eq(Mux(in_tlp, cnt_in - n_cur, cnt_in - head_take))]
-        cnt_next = Signal.like(cnt)
-        m.d.comb += cnt_next.eq(Mux(sent, cnt_out, cnt_in))
-        sealed_out = Signal.like(sealed)
-        m.d.comb += sealed_out.eq(Mux(sealed == 0, 0,
-                                      Mux(in_tlp, sealed - n_cur, sealed - head_take)))
-        # `used` counts the read stage's beat too, with its prefix
+        gone_next = Signal.like(gone)
+        held_next = Signal.like(held)
+        m.d.comb += [gone_next.eq(Mux(sent, amount, 0)),
+                     held_next.eq(held - gone + landed)]
         m.d.sync += [
-            cnt.eq(cnt_next),
+            held.eq(held_next),
+            gone.eq(gone_next),
+            # what the counts must reach for the next beat: see `held`
+            need.eq(Mux(sent, Mux(in_tlp, n_cur + Mux(last_cur, D + 1, D), head.need),
+                        Mux(in_tlp, D, D + 1))),
+            held_sealed.eq(Mux(room & l1_seal, held_next,
+                               Mux(held_sealed > gone, held_sealed - gone, 0))),
+            # `used` counts the read stage's beat too, with its prefix
             used.eq(used + landed - leaving),
-            sealed.eq(Mux(room & l1_seal, cnt_next, Mux(sent, sealed_out, sealed))),
         ]
 
         # The next beat's size, from comparisons with constants (D is a power
@@ -313,8 +349,8 @@ class TlpUnpacker(wiring.Component):
                              n_cur.eq(Mux(rem >= 2 * D, D, rem[:low] if low else 0)),
                              last_cur.eq(rem <= 2 * D)]
             with m.Else():
-                m.d.sync += [rem.eq(head_rest), n_cur.eq(head_n2),
-                             last_cur.eq(head_last2)]
+                m.d.sync += [rem.eq(head.rest), n_cur.eq(head.n2),
+                             last_cur.eq(head.last2)]
         with m.If(r_valid & self.tlp.ready & r_last):
             m.d.sync += self.tlps_out.eq(self.tlps_out + 1)
         return m

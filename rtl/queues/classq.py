@@ -270,6 +270,9 @@ class ClassQueues(wiring.Component):
         tail = [Signal(cb, name=f"tail_{CLASSES[k]}") for k in (NP, CPL)]
         released = [Signal(range(self.tlps + 2), name=f"released_{CLASSES[k]}")
                     for k in range(3)]
+        # released != 0, a register beside it: the arbiter's order test
+        # reads one flip-flop, not an OR of the count's bits
+        released_any = [Signal(name=f"released_any_{CLASSES[k]}") for k in range(3)]
         p_arrive = move & r_beat.last & (r_cls == P)
         # Every count is worked out for both outcomes of this cycle's
         # arbitration (a posted TLP granted or not) from registers and the
@@ -292,6 +295,12 @@ class ClassQueues(wiring.Component):
             spent = granted & (pick == k) & ~heads_free[k]
             m.d.sync += r.eq(Mux(p_grant, freed,
                                  Mux(spent, Mux(now_free, r, down), Mux(now_free, up, r))))
+            # the same choice of whether it is zero (`up` never is; `down`
+            # is zero when r is 1), each outcome worked out from registers
+            m.d.sync += released_any[k].eq(
+                Mux(p_grant, freed != 0,
+                    Mux(spent, Mux(now_free, released_any[k], r != 1),
+                        now_free | released_any[k])))
             with m.If(p_arrive | last_out):
                 m.d.sync += tail[j].eq(0)
             with m.Elif(still & arrive_k[k]):
@@ -324,15 +333,17 @@ class ClassQueues(wiring.Component):
             # after this head is charged: its credits and a largest TLP's
             unknown_next = _room(m, avail_hdr, 2, HDR_BITS) & \
                 _room(m, avail_data, head.data_credits + self.max_credits, DATA_BITS)
-            credit_q = Signal(name=f"credit_ok_{CLASSES[k]}")
-            m.d.sync += credit_q.eq(Mux(now, unknown_next,
-                                        Mux(descs[k].r_rdy, stable, unknown_idle)))
-            credit_ok = ~self.credits_enable | credit_q
+            # (with the credits switched off, always: a configuration bit,
+            # taken a cycle late)
+            credit_ok = Signal(name=f"credit_ok_{CLASSES[k]}")
+            m.d.sync += credit_ok.eq(~self.credits_enable |
+                                     Mux(now, unknown_next,
+                                         Mux(descs[k].r_rdy, stable, unknown_idle)))
             if k == P or self.reorder_illegally:
                 order_ok = Const(1)
             else:
                 # every earlier posted TLP has been granted
-                order_ok = head.free | (released[k] != 0)
+                order_ok = head.free | released_any[k]
             waiting = descs[k].r_rdy & order_ok & self.class_enable[k]
             m.d.comb += eligible[k].eq(waiting & credit_ok)
             with m.If(waiting & ~credit_ok):
