@@ -60,8 +60,9 @@ ORDER_PORTS = {name: f"order_{name}" for name in (
 
 class TransmitPath(wiring.Component):
     """``tlp_in`` → :class:`ClassQueues` (P / NP / Cpl, ``"oldest"`` policy,
-    the peer's credits; each TLP's order stamp into the stream) →
-    :class:`Encapsulator` (its :class:`TlpPacker` writes the stamps into the
+    the peer's credits; each TLP's order stamp into the stream) → a
+    :class:`SkidBuffer` (a register slice, so that the packer's ``ready``
+    does not reach the queues' grant) → :class:`Encapsulator` (its :class:`TlpPacker` writes the stamps into the
     prefixes; its store is the :class:`ReplayBuffer`, which keeps each frame
     until acknowledged; then its :class:`Framer`) → ``frame_out``; beside
     them :class:`PeerCredits` (the peer's limits, from ``credits``) and
@@ -134,7 +135,11 @@ class TransmitPath(wiring.Component):
         # the encapsulator (packer, the replay buffer as its store, framer);
         # the replay buffer's and the framer's link ports are wired here
         connect(m, flipped(self.tlp_in), queues.tlp_in)
-        connect(m, queues.tlp_out, encap.tlp)
+        # a register slice: the packer's `ready` would otherwise reach the
+        # queues' grant (and the FIFO pops it makes)
+        m.submodules.tx_slice = tx_slice = SkidBuffer(queues.tlp_out.payload.shape())
+        connect(m, queues.tlp_out, tx_slice.i)
+        connect(m, tx_slice.o, encap.tlp)
         connect(m, encap.frame, flipped(self.frame_out))
         connect(m, flipped(self.feedback), replay.feedback)
         m.d.comb += [
