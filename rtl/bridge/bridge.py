@@ -75,8 +75,8 @@ class Bridge(wiring.Component):
         check_mode(mode)
         check_width(width)
         self.width, self.mode = width, mode
-        if not isinstance(queue_tlps, int) or not 1 <= queue_tlps <= 127:
-            raise ValueError(f"queue_tlps must be 1..127 (8-bit header credits), "
+        if not isinstance(queue_tlps, int) or not 2 <= queue_tlps <= 127:
+            raise ValueError(f"queue_tlps must be 2..127 (8-bit header credits), "
                              f"not {queue_tlps!r}")
         if queue_depth is None:
             # 8 KiB per class, or two of the largest TLPs at the MTU, plus headers

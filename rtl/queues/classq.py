@@ -32,6 +32,44 @@ class _Desc(data.StructLayout):
                           **({"carried": stamp_bits} if carry else {})})
 
 
+class _HeadFIFO(wiring.Component):
+    """A descriptor queue: :class:`~amaranth.lib.fifo.SyncFIFOBuffered`'s
+    interface and timing (``depth`` entries, the head in a register,
+    ``r_rdy`` two cycles after the write into an empty queue), built as an
+    unbuffered :class:`~amaranth.lib.fifo.SyncFIFO` of ``depth - 1``
+    entries (asynchronous read, LUT RAM) and the head register, so that
+    the entry behind the head is visible too: ``next_data``, valid with
+    ``next_rdy``. ``load``: the head register takes ``next_data`` this
+    cycle (it is empty or read now, and an entry is behind it)."""
+
+    def __init__(self, width, depth):
+        if depth < 2:
+            raise ValueError(f"depth must be at least 2, not {depth!r}")
+        self.width, self.depth = width, depth
+        super().__init__({
+            "w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
+            "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1),
+            "level": Out(range(depth + 1)),
+            "next_data": Out(width), "next_rdy": Out(1), "load": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = fifo.SyncFIFO(width=self.width, depth=self.depth - 1)
+        m.d.comb += [
+            inner.w_en.eq(self.w_en), inner.w_data.eq(self.w_data), self.w_rdy.eq(inner.w_rdy),
+            self.next_data.eq(inner.r_data), self.next_rdy.eq(inner.r_rdy),
+            self.load.eq(inner.r_rdy & (~self.r_rdy | self.r_en)),
+            inner.r_en.eq(self.load),
+            self.level.eq(inner.level + self.r_rdy),
+        ]
+        with m.If(self.load):
+            m.d.sync += [self.r_data.eq(inner.r_data), self.r_rdy.eq(1)]
+        with m.Elif(self.r_en):
+            m.d.sync += self.r_rdy.eq(0)
+        return m
+
+
 def _room(m, avail, need, bits):
     """PCIe's flow-control test, with ``avail`` = ``(limit - consumed) mod
     2**bits``: whether ``(avail - need) mod 2**bits`` is at most
@@ -121,8 +159,8 @@ class ClassQueues(wiring.Component):
             raise ValueError(f"policy must be one of {POLICIES}, not {policy!r}")
         if not isinstance(depth, int) or depth < 2:
             raise ValueError(f"depth must be at least 2 beats, not {depth!r}")
-        if not isinstance(tlps, int) or tlps < 1:
-            raise ValueError(f"tlps must be at least 1, not {tlps!r}")
+        if not isinstance(tlps, int) or tlps < 2:
+            raise ValueError(f"tlps must be at least 2, not {tlps!r}")
         if not isinstance(stamp_bits, int) or not 2 ** (stamp_bits - 1) > 3 * tlps:
             raise ValueError(f"stamp_bits must hold twice the TLPs queued (3 x {tlps}), "
                              f"not {stamp_bits!r}")
@@ -159,8 +197,7 @@ class ClassQueues(wiring.Component):
         for name in CLASSES:
             m.submodules[f"{name}_beats"] = b = fifo.SyncFIFOBuffered(width=beat_bits,
                                                                       depth=self.depth)
-            m.submodules[f"{name}_descs"] = d = fifo.SyncFIFOBuffered(width=desc_layout.size,
-                                                                      depth=self.tlps)
+            m.submodules[f"{name}_descs"] = d = _HeadFIFO(desc_layout.size, self.tlps)
             beats.append(b)
             descs.append(d)
 
@@ -353,20 +390,36 @@ class ClassQueues(wiring.Component):
         any_eligible = Signal()
         m.d.comb += any_eligible.eq(eligible != 0)
         if self.policy == "oldest":
-            # the eligible head that arrived first (arrival numbers are unique
-            # and at most 3 * tlps apart: a modular comparison orders them)
-            # (so their low bits order them: fewer bits, a shorter carry chain)
+            # the eligible head that arrived first. Which of two heads
+            # arrived first is a register (`older[k, j]`), worked out a
+            # cycle ahead for each way the heads can change (either head
+            # replaced by the entry behind it, or both, or neither) from
+            # registers and the queues' next entries; the grant only picks
+            # among the four. Arrival numbers are unique and at most
+            # 3 * tlps apart: a modular comparison of their low bits orders
+            # them.
             bits = min(self.stamp_bits, (3 * self.tlps).bit_length() + 1)
+            nexts = [desc_layout(d.next_data) for d in descs]
 
-            def before(a, b):
-                diff = Signal(bits)
-                m.d.comb += diff.eq(heads[a].arrival[:bits] - heads[b].arrival[:bits])
+            def first(a, b, name):
+                diff = Signal(bits, name=name)
+                m.d.comb += diff.eq(a.arrival[:bits] - b.arrival[:bits])
                 return diff[-1]
+            older = {}
+            for k, j in ((0, 1), (0, 2), (1, 2)):
+                o = older[k, j] = Signal(name=f"older_{CLASSES[k]}_{CLASSES[j]}")
+                hh = first(heads[k], heads[j], f"hh_{k}{j}")
+                nh = first(nexts[k], heads[j], f"nh_{k}{j}")
+                hn = first(heads[k], nexts[j], f"hn_{k}{j}")
+                nn = first(nexts[k], nexts[j], f"nn_{k}{j}")
+                lk, lj = descs[k].load, descs[j].load
+                m.d.sync += o.eq(Mux(lk, Mux(lj, nn, nh), Mux(lj, hn, hh)))
+                older[j, k] = ~o
             for k in range(3):
                 wins = eligible[k]
                 for j in range(3):
                     if j != k:
-                        wins = wins & (~eligible[j] | before(k, j))
+                        wins = wins & (~eligible[j] | older[k, j])
                 with m.If(wins):
                     m.d.comb += pick.eq(k)
         else:
@@ -434,7 +487,8 @@ class ClassQueues(wiring.Component):
         (writes and reads as the FIFO does them), and whether it will be
         below the depth worked out a cycle ahead, so that the register
         stage's enable (every bit of a beat) does not wait on the FIFO's
-        level. A ``SyncFIFOBuffered`` of depth 3 and up takes a write
+        level. A ``SyncFIFOBuffered`` (or a
+        descriptor queue, built the same way) of depth 3 and up takes a write
         exactly when its level is below its depth; below that its own
         ``w_rdy`` is used."""
         if queue.depth < 3:
