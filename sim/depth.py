@@ -99,7 +99,7 @@ BUDGETS = {("replay", 64): 7, ("replay", 512): 7, ("link_rx", 64): 5, ("link_rx"
            ("packer", 512): 8, ("translator", 64): 7, ("translator", 512): 7,
            ("classq", 64): 6, ("classq", 512): 6, ("credit_return", 64): 2,
            ("credit_return", 512): 2, ("reorder", 64): 5, ("reorder", 512): 3,
-           ("unpacker", 64): 4, ("unpacker", 512): 7}
+           ("unpacker", 64): 4, ("unpacker", 512): 6}
 #: The points ``make test`` synthesises (fast ones: the link's critical path,
 #: the class queues' registered boundaries, the receive path's unpacker).
 CHECKED = (("replay", 64), ("link_rx", 64), ("classq", 64), ("unpacker", 64))

@@ -37,10 +37,13 @@ class TlpUnpacker(wiring.Component):
     Two halves, a register apart, so that frames follow each other without a
     gap and no path runs through both:
 
-    * **Load.** One word per cycle is taken, whatever the frame: its DWs of
-      the TLP area (after the 40-byte header, before ``area`` runs out) are
-      packed to the low lanes and registered with their count. The next
-      frame's descriptor is taken with the last word of the one before.
+    * **Load.** One word per cycle is taken, whatever the frame, into a
+      register with what each of its DWs would say of its TLP were it a
+      prefix (worked out on the word's lanes, where the word arrives); from
+      there its DWs of the TLP area (after the 40-byte header, before
+      ``area`` runs out) are packed to the low lanes and registered with
+      their count. The next frame's descriptor is taken with the last word
+      of the one before.
     * **Walk.** The packed DWs are written to a circular buffer of ``4·D``
       DWs (``D`` = DWs per beat) while it holds at most ``2·D``; the buffer
       is one stream of prefix and TLP pairs across frames. A TLP beat leaves
@@ -124,12 +127,32 @@ class TlpUnpacker(wiring.Component):
         m.d.comb += l1_free.eq(~l1_valid | room)
         loading = Signal()
         m.d.comb += loading.eq(words_left != 0)
+        E = 4 * D
+        P = E.bit_length() - 1                       # the buffer's pointer bits
+        EB = 1 << (P - 1).bit_length()               # an end's bits, padded to a power of two
+        # The word's register (l0), with its lanes' flags and where each
+        # lane's first beat would end, relative to the lane (take + i): the
+        # arithmetic on the DW's length happens here, beside the word's
+        # source, and the packing below starts from registers.
+        l0_valid = Signal()
+        l0_data = Signal(W)
+        l0_flags = Signal(D * FB)
+        l0_ends = Signal(D * P)
         take = Signal()
         m.d.comb += [
-            self.words.ready.eq(loading & l1_free),
-            take.eq(self.words.valid & self.words.ready),
+            take.eq(l0_valid & loading & l1_free),
+            self.words.ready.eq(~l0_valid | take),
             self.desc.ready.eq(~loading | (take & last_word)),
         ]
+        lane_flags = Cat(*[head_flags(self.words.payload[32 * i:32 * (i + 1)], i)
+                           for i in range(D)])
+        lane_ends = Cat(*[(flags(lane_flags[FB * i:FB * i + flags.size]).take + i)[:P]
+                          for i in range(D)])
+        with m.If(self.words.valid & self.words.ready):
+            m.d.sync += [l0_valid.eq(1), l0_data.eq(self.words.payload),
+                         l0_flags.eq(lane_flags), l0_ends.eq(lane_ends)]
+        with m.Elif(take):
+            m.d.sync += l0_valid.eq(0)
         # How many of this word's DWs are header (`skip`) and how many follow
         # it (`avail`, and as a lane mask): registers, worked out from
         # `lo_left` when the word before was taken, so that the shift and the
@@ -143,24 +166,26 @@ class TlpUnpacker(wiring.Component):
                      keep_here.eq(Mux(fits, area_left, avail))]
         lanes_kept = Cat(*[avail_mask[i] & (area_left > i) for i in range(D)])
         packed = Signal(W)
-        m.d.comb += packed.eq((self.words.payload >> Cat(Const(0, 5), skip))[:W] &
+        m.d.comb += packed.eq((l0_data >> Cat(Const(0, 5), skip))[:W] &
                               Cat(*[lanes_kept[i].replicate(32) for i in range(D)]))
         # What each DW would say of its TLP were it a prefix (`head_of`),
-        # worked out on the word's lanes beside the shift and shifted as its
-        # DW is: it travels with the DW into the buffer, so that the walk
-        # reads it from a register.
-        lane_flags = Cat(*[head_flags(self.words.payload[32 * i:32 * (i + 1)], i) for i in range(D)])
+        # shifted as its DW is: it travels with the DW into the buffer, so
+        # that the walk reads it from a register.
         packed_flags = Signal(D * FB)
-        m.d.comb += packed_flags.eq((lane_flags >> Cat(Const(0, 5), skip))[:D * FB] &
+        m.d.comb += packed_flags.eq((l0_flags >> Cat(Const(0, 5), skip))[:D * FB] &
                                     Cat(*[lanes_kept[i].replicate(FB) for i in range(D)]))
         l1_flags = Signal(D * FB)
-        # and where each DW's first beat would end, from its lane: lane i
-        # lands at entry wp + i, so the end is wp + (i + take); the
-        # bracket is worked out here, off the write path
-        E = 4 * D
-        P = E.bit_length() - 1                       # the buffer's pointer bits
-        packed_ends = Cat(*[(flags(packed_flags[FB * i:FB * i + flags.size]).take + i)[:P]
-                            for i in range(D)])
+        # and where each DW's first beat would end: the DW of lane i lands
+        # at entry wp + (i - skip), so the end is wp + (i + take - skip);
+        # the bracket is worked out here, off the write path, and shifted
+        # as its DW is. (A lane not kept gets an end too, never read: only
+        # a prefix's entry's end is.)
+        lane_rel = Cat(*[Cat((l0_ends[P * i:P * (i + 1)] - skip)[:P], Const(0, EB - P))
+                         for i in range(D)])
+        shifted_ends = Signal(D * EB)
+        m.d.comb += shifted_ends.eq((lane_rel >> Cat(Const(0, EB.bit_length() - 1), skip))
+                                    [:D * EB])
+        packed_ends = Cat(*[shifted_ends[EB * i:EB * i + P] for i in range(D)])
         l1_ends = Signal(D * P)
 
         def header_left(lo):
@@ -326,8 +351,11 @@ class TlpUnpacker(wiring.Component):
 
         gone_next = Signal.like(gone)
         held_next = Signal.like(held)
+        # (both sums from registers; whether l1 lands only picks)
+        kept, kept_n = Signal.like(held), Signal.like(held)
         m.d.comb += [gone_next.eq(Mux(sent, amount, 0)),
-                     held_next.eq(held - gone + landed)]
+                     kept.eq(held - gone), kept_n.eq(held - gone + l1_n),
+                     held_next.eq(Mux(room, kept_n, kept))]
         m.d.sync += [
             held.eq(held_next),
             gone.eq(gone_next),
