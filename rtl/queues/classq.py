@@ -319,8 +319,16 @@ class ClassQueues(wiring.Component):
         m.d.comb += still.eq(Mux(p_grant, unsent > 1, unsent != 0))
         last_out = p_grant & (unsent == 1)  # the latest posted TLP is granted now
         from_waits = [waits.r_data[:cb], waits.r_data[cb:]]
-        m.d.comb += [waits.w_data.eq(Cat(*tail)), waits.w_en.eq(p_arrive & still),
-                     waits.r_en.eq(p_grant & (unsent >= 2))]
+        # The entry is written whenever a posted TLP arrives behind one not
+        # granted before this cycle, so that the write does not wait for
+        # the grant. If that one is granted now (its counts are released
+        # from `tail` at once), the entry is stale: one posted TLP is then
+        # left (unsent stays 1), so nothing reads `waits` next cycle but the
+        # stale entry's own removal.
+        stale = Signal()
+        m.d.sync += stale.eq(p_arrive & p_grant & (unsent == 1))
+        m.d.comb += [waits.w_data.eq(Cat(*tail)), waits.w_en.eq(p_arrive & (unsent != 0)),
+                     waits.r_en.eq((p_grant & (unsent >= 2)) | stale)]
         for j, k in enumerate((NP, CPL)):
             # released: + arrivals that wait for nothing, + the counts a
             # posted grant releases, - a head of this class granted
