@@ -170,10 +170,12 @@ class CreditAdvertiser:
     a receiver's credit limits must go out in a frame of their own.
 
     ``buffers``: per class ``(hdr, data)`` credits. Each cycle,
-    :meth:`request` says whether a frame is asked for, from the limits
-    (``[(hdr, data)] * 3``, cumulative) and the state; :meth:`step` then
-    advances one clock edge (``sent``: a frame took the limits; ``ack_due``:
-    an ACK frame was due anyway, so a credit frame is not counted)."""
+    :meth:`wants` says whether a frame is to be asked for, from the limits
+    (``[(hdr, data)] * 3``, cumulative) and the state; :attr:`request` is
+    that answer of the cycle before (a register), cleared by a frame sent;
+    :meth:`step` advances one clock edge (``sent``: a frame took the
+    limits; ``ack_due``: an ACK frame was due anyway, so a credit frame is
+    not counted)."""
 
     HDR_BITS, DATA_BITS = 8, 16
 
@@ -181,12 +183,13 @@ class CreditAdvertiser:
         self.buffers, self.delay, self.refresh = buffers, delay, refresh
         self.advertised = [(0, 0)] * len(buffers)
         self.waited = self.idle = self.frames = 0
+        self.request = False
 
     def _unsent(self, limit):
         return [((lh - ah) % (1 << self.HDR_BITS), (ld - ad) % (1 << self.DATA_BITS))
                 for (lh, ld), (ah, ad) in zip(limit, self.advertised)]
 
-    def request(self, limit):
+    def wants(self, limit):
         eighth = any(uh >= max(1, hdr // 8) or ud >= max(1, data // 8)
                      for (uh, ud), (hdr, data) in zip(self._unsent(limit), self.buffers))
         pending = _limits(limit) != self.advertised
@@ -194,12 +197,15 @@ class CreditAdvertiser:
                 (self.refresh != 0 and self.idle >= self.refresh))
 
     def step(self, limit, sent, ack_due=False):
+        want = self.wants(limit)
         if sent:
-            if self.request(limit) and not ack_due:
+            if self.request and not ack_due:
                 self.frames += 1
             self.advertised = _limits(limit)
             self.waited = self.idle = 0
+            self.request = False
             return
+        self.request = want
         if _limits(limit) != self.advertised and self.waited != 0xFFFF:
             self.waited += 1
         if self.idle != 0xFFFFFF:

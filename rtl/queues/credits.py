@@ -107,13 +107,17 @@ class CreditReturn(wiring.Component):
         seen_cls = Signal(2)
         seen_credits = Signal(9)
         m.d.sync += [seen.eq(self.valid & first), seen_cls.eq(cls), seen_credits.eq(credits)]
-        for k, (hdr, credit_size) in enumerate(self.buffers):
+        # The limit (freed + the buffer) is a counter of its own, moved with
+        # `freed`: a register, not an adder on the advertiser's path.
+        limit = Signal(Limits(), init=[{"hdr": hdr, "data": size} for hdr, size in self.buffers])
+        m.d.comb += self.limit.eq(limit)
+        for k in range(len(self.buffers)):
             freed = self.freed[k]
             with m.If(seen & (seen_cls == k)):
                 m.d.sync += [freed.hdr.eq(freed.hdr + 1),
-                             freed.data.eq(freed.data + seen_credits)]
-            m.d.comb += [self.limit[k].hdr.eq(freed.hdr + hdr),
-                         self.limit[k].data.eq(freed.data + credit_size)]
+                             freed.data.eq(freed.data + seen_credits),
+                             limit[k].hdr.eq(limit[k].hdr + 1),
+                             limit[k].data.eq(limit[k].data + seen_credits)]
         return m
 
 
@@ -164,9 +168,12 @@ class CreditAdvertiser(wiring.Component):
                 eighths.append(unsent >= max(1, size // 8))
         waited = Signal(16)
         idle = Signal(24)
-        m.d.comb += self.request.eq(
-            Cat(*eighths).any() | (pending & (waited >= self.delay)) |
-            ((self.refresh != 0) & (idle >= self.refresh)))
+        # `request` is a register, worked out from registers a cycle ahead
+        # (a frame sent clears it: what it asked for has gone out, and the
+        # next cycle asks again from the new `advertised`)
+        m.d.sync += self.request.eq(
+            ~self.sent & (Cat(*eighths).any() | (pending & (waited >= self.delay)) |
+                          ((self.refresh != 0) & (idle >= self.refresh))))
         with m.If(self.sent):
             m.d.sync += [advertised.eq(limit), waited.eq(0), idle.eq(0)]
             with m.If(self.request & ~self.ack_due):
