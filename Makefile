@@ -66,8 +66,8 @@ perf: ## simulation speed (cycles/s) of the loopback, link and translator benche
 e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode; CLOCK_MHZ=f: the bridges' clock (default 250)
 	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
-synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points
-	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS))
+synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points; NEXTPNR_MINUTES=M: nextpnr's budget per point (40; past it the point is placed, not routed)
+	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS)) $(if $(NEXTPNR_MINUTES),--nextpnr-minutes $(NEXTPNR_MINUTES))
 
 depth: ## logic depth of every block after Yosys synth_xilinx for UltraScale+ (the 100 GbE parts open tools cannot place): LUT levels of the longest register-to-register path at 64 and 512 bits and the rtl/ lines at its ends, in build/reports/depth/
 	$(PY) -m tlpoe.sim.depth $(if $(QUICK),--quick) $(if $(DEPTH_JOBS),--jobs $(DEPTH_JOBS))

@@ -32,10 +32,15 @@ cluster engine could run them unchanged. The summary is
 ``synth.md`` (the table) and ``synth.png``. ``--quick`` (used by ``make
 test``) runs one small block through both flows.
 
+nextpnr has a time budget per configuration (``--nextpnr-minutes``, 40 by
+default): a configuration it has not routed by then is recorded as
+``unrouted``, with the Fmax nextpnr estimated after placement, rather than
+holding the run for hours (the 512-bit Bridge on the ECP5-85F).
+
 Usage: ``python -m tlpoe.sim.synth [--quick] [--jobs N] [--out DIR]
-[--families ecp5 ice40] [--widths 64 ...] [--resume]``; exits 1 when a
-configuration's flow broke (a tool error other than "does not fit"), 2 on a
-bad argument.
+[--families ecp5 ice40] [--widths 64 ...] [--resume] [--nextpnr-minutes M]``;
+exits 1 when a configuration's flow broke (a tool error other than "does
+not fit" or the time budget), 2 on a bad argument.
 """
 
 import argparse
@@ -391,16 +396,42 @@ def _tool(name):
     return path
 
 
-def _run(cmd, log, cwd):
+def _run(cmd, log, cwd, budget_s=None):
+    """Run a tool; ``(exit code, seconds, output)``. A run past ``budget_s``
+    seconds is killed and its code is None (its output is what its log
+    ``log`` holds so far)."""
     start = time.monotonic()
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    try:
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=budget_s)
+    except subprocess.TimeoutExpired as stopped:
+        out = _text(stopped.stdout) + _text(stopped.stderr)
+        if Path(log).exists():
+            out = Path(log).read_text(errors="replace") + out
+        Path(log).with_suffix(".out").write_text(out)
+        return None, round(time.monotonic() - start, 1), out
     Path(log).with_suffix(".out").write_text(result.stdout + result.stderr)
     return result.returncode, round(time.monotonic() - start, 1), result.stdout + result.stderr
 
 
-def run_config(config, work_dir):
+def _text(output):
+    if output is None:
+        return ""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output
+
+
+#: How long nextpnr may take over one configuration, seconds (``--nextpnr-minutes``):
+#: the 256-bit Bridge routes in 18 to 27 minutes on one core; the 512-bit one
+#: fills 75% of the ECP5-85F and its routing does not converge in hours.
+NEXTPNR_BUDGET_S = 40 * 60
+
+
+def run_config(config, work_dir, nextpnr_budget_s=NEXTPNR_BUDGET_S):
     """Synthesise, place and route one configuration in ``work_dir``;
-    returns its record (a dict of plain values)."""
+    returns its record (a dict of plain values). A configuration that
+    nextpnr has not finished after ``nextpnr_budget_s`` seconds (None: no
+    limit) is recorded as ``unrouted``: placed, with the Fmax nextpnr
+    estimated after placement (``placed_mhz``) if it got that far, and no
+    routed Fmax."""
     family = config["family"]
     part = PARTS[family]
     work = Path(work_dir)
@@ -438,9 +469,17 @@ def run_config(config, work_dir):
     cmd = [_tool(part["tool"]), *part["args"], "--json", "top.json", "--report", "report.json",
            *clock, "--timing-allow-fail", "--seed",
            str(config["seed"]), "-l", "nextpnr.log"]
-    code, seconds, out = _run(cmd, work / "nextpnr.log", work)
+    code, seconds, out = _run(cmd, work / "nextpnr.log", work, nextpnr_budget_s)
     record["seconds"]["nextpnr"] = seconds
     log = parse_nextpnr_log(out)
+    if code is None:
+        placed = min(log["fmax"].values()) if log["fmax"] else None
+        return {**record, "status": "unrouted", "fits": placed is not None,
+                "placed_mhz": placed,
+                "reason": f"nextpnr had not finished after {seconds / 60:.0f} minutes (the "
+                          "budget, --nextpnr-minutes)" + (
+                              f"; placed, where it estimated {placed} MHz, and not routed"
+                              if placed is not None else ", not even placed")}
     if code != 0 or not (work / "report.json").exists():
         fit_words = ("no BELs remaining", "Unable to place", "legal placement", "utilisation",
                      "too many")
@@ -525,10 +564,13 @@ def markdown(report):
         carries = r.get("carries") or {}
         marks = [("✓" if carries[str(rate)] else "✗") if carries else "–"
                  for rate in LINE_RATES_GBPS]
-        fits = {"ok": "yes", "no fit": "**no**", "error": "**error**"}[r["status"]]
+        fits = {"ok": "yes", "no fit": "**no**", "error": "**error**",
+                "unrouted": "placed, not routed"}[r["status"]]
+        fmax = (f"({r['placed_mhz']} placed)" if r.get("placed_mhz") and not r.get("fmax_mhz")
+                else _cell(r.get("fmax_mhz")))
         lines.append(
             f"| {r['design']} {r['width']} | {r['part']} | {_used(r, 'lut')} | {_used(r, 'ff')} "
-            f"| {_used(r, 'bram')} | {_cell(r.get('fmax_mhz'))} | "
+            f"| {_used(r, 'bram')} | {fmax} | "
             f"{_cell(r.get('throughput_gbps'))} | {' | '.join(marks)} | {fits} | "
             f"{_cell(r['seconds'].get('yosys'))} | {_cell(r['seconds'].get('nextpnr'))} |")
     notes = [r for r in report["records"] if r["reason"] or r.get("shell") or r.get("memories")]
@@ -603,7 +645,7 @@ def write_report(records, out_dir, meta):
 
 # ---------------------------------------------------------------- main
 
-def _point(config, out_dir, resume):
+def _point(config, out_dir, resume, nextpnr_budget_s=NEXTPNR_BUDGET_S):
     """One configuration in a worker; its record is also written to ``points/``."""
     path = Path(out_dir) / "points" / f"{slug(config)}.json"
     if resume and path.exists():
@@ -615,7 +657,7 @@ def _point(config, out_dir, resume):
                 record["memories"] = parse_yosys_memories(log.read_text())
             return {**record, "resumed": True}
     try:
-        record = run_config(config, Path(out_dir) / "work" / slug(config))
+        record = run_config(config, Path(out_dir) / "work" / slug(config), nextpnr_budget_s)
     except Exception as err:            # a broken flow is a record, not a lost run
         record = {**config, "slug": slug(config), "part": PARTS[config["family"]]["part"],
                   "status": "error", "reason": f"{type(err).__name__}: {err}", "seconds": {}}
@@ -639,6 +681,9 @@ def main(argv=None):
                         help=f"only these designs ({', '.join(DESIGNS)})")
     parser.add_argument("--resume", action="store_true",
                         help="keep the records already in points/ and run the rest")
+    parser.add_argument("--nextpnr-minutes", type=float, default=NEXTPNR_BUDGET_S / 60,
+                        metavar="MIN", help="stop nextpnr on a configuration after this long "
+                        "and record it as placed, not routed (default %(default)g; 0: no limit)")
     parser.add_argument("--check-tools", action="store_true",
                         help="run each tool once and print its version (warms the caches)")
     args = parser.parse_args(argv)
@@ -646,6 +691,9 @@ def main(argv=None):
         return check_tools()
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
+    if not args.nextpnr_minutes >= 0:
+        parser.error(f"--nextpnr-minutes must be 0 (no limit) or more, not {args.nextpnr_minutes}")
+    budget_s = args.nextpnr_minutes * 60 or None
     bad = [f for f in args.families if f not in PARTS]
     if bad:
         parser.error(f"--families: unknown family {' '.join(bad)}; known: {', '.join(PARTS)}")
@@ -664,7 +712,7 @@ def main(argv=None):
     start = time.monotonic()
     records = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(_point, c, out, args.resume): slug(c) for c in todo}
+        futures = {pool.submit(_point, c, out, args.resume, budget_s): slug(c) for c in todo}
         for k, future in enumerate(as_completed(futures), 1):
             r = future.result()
             records[r["slug"]] = r

@@ -3,6 +3,7 @@ both families, the parsers on output captured from the real tools, the
 throughput arithmetic, and bad arguments refused."""
 
 import json
+import sys
 
 import pytest
 
@@ -205,6 +206,37 @@ def test_quick_synth_places_a_small_block_on_ecp5_and_ice40(tmp_path):
     assert (tmp_path / "synth.png").read_bytes().startswith(b"\x89PNG")
 
 
+#: A stand-in for nextpnr that places (its log says so, with the estimate
+#: nextpnr prints after placement) and then routes for ever.
+SLOW_NEXTPNR = """#!{python}
+import sys, time
+log = sys.argv[sys.argv.index("-l") + 1]
+with open(log, "w") as f:
+    f.write("Info: Running simulated annealing placer for refinement.\\n")
+    f.write("Info: Max frequency for clock 'clk': 69.82 MHz (FAIL at 250.00 MHz)\\n")
+    f.write("Info: Running router2...\\n")
+time.sleep(60)
+"""
+
+
+def test_nextpnr_past_its_budget_is_recorded_as_placed_not_routed(tmp_path, monkeypatch):
+    fake = tmp_path / "slow-nextpnr"
+    fake.write_text(SLOW_NEXTPNR.format(python=sys.executable))
+    fake.chmod(0o755)
+    real_tool = synth._tool
+    monkeypatch.setattr(synth, "_tool", lambda name: str(fake) if "nextpnr" in name
+                        else real_tool(name))
+    config = {"family": "ecp5", "design": "credit_return", "width": 64, "params": {},
+              "target_mhz": synth.TARGET_MHZ, "seed": synth.SEED}
+    r = synth.run_config(config, tmp_path / "work", nextpnr_budget_s=2)
+    assert r["status"] == "unrouted" and r["placed_mhz"] == 69.82 and r["fits"], r
+    assert "fmax_mhz" not in r and 2 <= r["seconds"]["nextpnr"] < 30
+    assert "estimated 69.82 MHz" in r["reason"] and "--nextpnr-minutes" in r["reason"]
+    md = synth.markdown({"meta": {"quick": False, "tools": {}, "jobs": 1, "wall_s": 1,
+                                  "tool_s": 1}, "records": [r]})
+    assert "| (69.82 placed) | – | – | – | – | placed, not routed |" in md
+
+
 # --- arguments ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, words", [
@@ -212,6 +244,7 @@ def test_quick_synth_places_a_small_block_on_ecp5_and_ice40(tmp_path):
     (["--families", "xilinx7"], "--families: unknown family xilinx7"),
     (["--jobs", "0"], "--jobs must be at least 1"),
     (["--designs", "bridge", "cpu"], "--designs: unknown design cpu"),
+    (["--nextpnr-minutes", "-1"], "--nextpnr-minutes must be 0 (no limit) or more"),
 ])
 def test_a_bad_argument_is_refused_with_a_clear_error(capsys, argv, words):
     with pytest.raises(SystemExit) as exit_:
