@@ -11,7 +11,7 @@ passes happen only between classes, and holds a non-posted request or a
 completion until every posted request that arrived before it has left.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -310,6 +310,7 @@ class ClassQueues(wiring.Component):
         # released != 0, a register beside it: the arbiter's order test
         # reads one flip-flop, not an OR of the count's bits
         released_any = [Signal(name=f"released_any_{CLASSES[k]}") for k in range(3)]
+        released_any_next = [Signal(name=f"released_any_next_{CLASSES[k]}") for k in range(3)]
         p_arrive = move & r_beat.last & (r_cls == P)
         # Every count is worked out for both outcomes of this cycle's
         # arbitration (a posted TLP granted or not) from registers and the
@@ -342,10 +343,11 @@ class ClassQueues(wiring.Component):
                                  Mux(spent, Mux(now_free, r, down), Mux(now_free, up, r))))
             # the same choice of whether it is zero (`up` never is; `down`
             # is zero when r is 1), each outcome worked out from registers
-            m.d.sync += released_any[k].eq(
+            m.d.comb += released_any_next[k].eq(
                 Mux(p_grant, freed != 0,
                     Mux(spent, Mux(now_free, released_any[k], r != 1),
                         now_free | released_any[k])))
+            m.d.sync += released_any[k].eq(released_any_next[k])
             with m.If(p_arrive | last_out):
                 m.d.sync += tail[j].eq(0)
             with m.Elif(still & arrive_k[k]):
@@ -385,11 +387,18 @@ class ClassQueues(wiring.Component):
                                      Mux(now, unknown_next,
                                          Mux(descs[k].r_rdy, stable, unknown_idle)))
             if k == P or self.reorder_illegally:
-                order_ok = Const(1)
+                ready = descs[k].r_rdy
             else:
-                # every earlier posted TLP has been granted
-                order_ok = head.free | released_any[k]
-            waiting = descs[k].r_rdy & order_ok & self.class_enable[k]
+                # a head, and every posted TLP that arrived before it has
+                # been granted: a register, worked out a cycle ahead from
+                # the head the queue will have (the one behind it if loaded)
+                # and the count `released` will have
+                ready = Signal(name=f"order_ready_{CLASSES[k]}")
+                d = descs[k]
+                head_next_free = Mux(d.load, desc_layout(d.next_data).free, head.free)
+                m.d.sync += ready.eq((d.load | (d.r_rdy & ~d.r_en)) &
+                                     (head_next_free | released_any_next[k]))
+            waiting = ready & self.class_enable[k]
             m.d.comb += eligible[k].eq(waiting & credit_ok)
             with m.If(waiting & ~credit_ok):
                 m.d.sync += self.credit_stall_cycles[k].eq(self.credit_stall_cycles[k] + 1)
