@@ -173,8 +173,10 @@ def seeded_rng(name, seed=None):
 
 
 def start_clock(clk, period_ns=10):
-    """Start a clock on ``clk``; returns the :class:`cocotb.clock.Clock`."""
-    clock = Clock(clk, period_ns, unit="ns")
+    """Start a clock on ``clk``, its period rounded to the picosecond (the
+    simulators' precision: a period such as 1000 / 127.88 ns is refused
+    unrounded); returns the :class:`cocotb.clock.Clock`."""
+    clock = Clock(clk, round(period_ns * 1000), unit="ps")
     clock.start()
     return clock
 

@@ -62,6 +62,16 @@ def test_a_bad_argument_says_what_is_wrong(capsys):
     assert "--clock-mhz must be between 1 and 1000, not 0" in capsys.readouterr().err
 
 
+def test_a_clock_in_mhz_becomes_a_period_a_simulator_runs():
+    """`make e2e CLOCK_MHZ=127.88` (ECP5's 256-bit figure) once failed every
+    run: 7.8198... ns is finer than the simulators' picosecond."""
+    assert e2e.clock_period_ns(127.88) == 7.82
+    assert e2e.clock_period_ns(250) == 4.0
+    assert e2e.clock_period_ns(322.27) == 3.103
+    for mhz in (127.88, 136.15, 322.27, 156.25):
+        assert float(round(e2e.clock_period_ns(mhz) * 1000)) == e2e.clock_period_ns(mhz) * 1000
+
+
 def test_the_clock_bounds_the_datapath_in_the_explanation():
     """At ECP5's clock the 512-bit datapath, not the line, is the bound."""
     slow = {r["workload"]: r for r in e2e.rows(LOCAL, REMOTE, 65536, 1600.0, 512, 1000 / 100)}
