@@ -573,10 +573,8 @@ def markdown(report):
             f"| {_used(r, 'bram')} | {fmax} | "
             f"{_cell(r.get('throughput_gbps'))} | {' | '.join(marks)} | {fits} | "
             f"{_cell(r['seconds'].get('yosys'))} | {_cell(r['seconds'].get('nextpnr'))} |")
-    notes = [r for r in report["records"] if r["reason"] or r.get("shell") or r.get("memories")]
-    if notes:
-        lines += ["", "Notes:", ""]
-    for r in notes:
+    notes = []
+    for r in report["records"]:
         text = f"{r['reason']}." if r["reason"] else ""
         lutram = sorted(m for m, cell in (r.get("memories") or {}).items() if "RAM4K" not in cell
                         and "16KD" not in cell)
@@ -587,7 +585,10 @@ def markdown(report):
             text += (" " if text else "") + (
                 f"Counts include the I/O shell: {r['shell']['in_bits'] + r['shell']['out_bits']} "
                 f"FFs and about {r['shell']['out_bits']} LUTs.")
-        lines.append(f"- {r['slug']}: {text}")
+        if text:                        # (every memory in block RAM and nothing to say: none)
+            notes.append(f"- {r['slug']}: {text}")
+    if notes:
+        lines += ["", "Notes:", "", *notes]
     meta = report["meta"]
     lines += ["", "Tools: " + ", ".join(f"{k} {v}" for k, v in meta["tools"].items()) + ".",
               f"Wall time of the run: {meta['wall_s']} s on {meta['jobs']} job(s)"

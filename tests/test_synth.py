@@ -235,6 +235,13 @@ def test_nextpnr_past_its_budget_is_recorded_as_placed_not_routed(tmp_path, monk
     md = synth.markdown({"meta": {"quick": False, "tools": {}, "jobs": 1, "wall_s": 1,
                                   "tool_s": 1}, "records": [r]})
     assert "| (69.82 placed) | – | – | – | – | placed, not routed |" in md
+    # a record whose memories are all in block RAM has nothing to note
+    quiet = {**r, "slug": "ecp5-quiet-w64", "reason": None, "shell": None,
+             "memories": {"txns": "DP16KD"}}
+    md = synth.markdown({"meta": {"quick": False, "tools": {}, "jobs": 1, "wall_s": 1,
+                                  "tool_s": 1}, "records": [r, quiet]})
+    assert "- ecp5-credit_return-w64: nextpnr had not finished" in md
+    assert "ecp5-quiet-w64:" not in md
 
 
 # --- arguments ----------------------------------------------------------------------------
