@@ -344,3 +344,166 @@ def table_markdown(hits=None):
                      + (f" {hits.get(c.id, 0):,} |" if hits else ""))
     return "\n".join(lines)
 
+
+
+# --- the exact checker of one queue: the RTL OrderChecker's twin ---------------------------
+
+#: Byte 0 of a TLP header (Fmt, Type) -> (ordering class, completes an I/O or
+#: Configuration Write when answered); reserved encodings are absent.
+def _byte0_table():
+    from .tlp import _DECODE
+    table = {}
+    for (fmt, code), tlp_type in _DECODE.items():
+        table[fmt << 5 | code] = (tlp_type.ordering_class, tlp_type in _WRITE_REQUESTS)
+    return table
+
+
+_BYTE0 = _byte0_table()
+_CLASS_INDEX = {P: 0, NP: 1, CPL: 2}
+
+
+@dataclass(frozen=True)
+class OrderFields:
+    """What the ordering checker judges a TLP by, from its first 12 header
+    bytes: ``cls`` (0 posted, 1 non-posted, 2 completion), ``ro``, ``ido``,
+    ``own`` (DW 1's ID: the Requester ID of a request, the Completer ID of a
+    completion), ``requester`` and ``tag`` (the transaction: a completion's
+    from DW 2, a request's from DW 1) and ``writes`` (an I/O or
+    Configuration Write, whose completion may pass posted requests, D2b)."""
+    cls: int
+    ro: bool
+    ido: bool
+    own: int
+    requester: int
+    tag: int
+    writes: bool
+
+    @classmethod
+    def of(cls, tlp):
+        """The fields of a TLP (``bytes`` from its first DW, or a :class:`Tlp`)."""
+        h = tlp.pack()[:12] if isinstance(tlp, Tlp) else bytes(tlp[:12])
+        if len(h) < 12:
+            h = h + bytes(12 - len(h))
+        klass, writes = _BYTE0.get(h[0], (NP, False))
+        k = _CLASS_INDEX[klass]
+        t98 = (h[1] >> 7 & 1) << 9 | (h[1] >> 3 & 1) << 8
+        own = h[4] << 8 | h[5]
+        if k == 2:
+            requester, tag = h[8] << 8 | h[9], t98 | h[10]
+        else:
+            requester, tag = own, t98 | h[6]
+        return cls(k, bool(h[2] & 0x20), bool(h[1] & 0x04), own, requester, tag, writes)
+
+
+#: The checker's cells, in the order of its ``by_cell`` counters (the illegal ones).
+CHECK_CELLS = ("A2a", "B2a", "D2a", "D5b")
+
+
+class OrderMonitor:
+    """The ordering checker of one queue (``rtl/queues/order_check.py``
+    ``OrderChecker``), TLP by TLP: its verdicts and counters are the RTL's.
+
+    The queue's ingress numbers the TLPs in arrival order (:meth:`ingress`
+    returns the number); at its egress each TLP leaves with its arrival
+    number (:meth:`egress`), and is judged against every TLP that arrived
+    before it and is still inside: those it passed. With the fields of
+    both (:class:`OrderFields`) every cell of the table is decided exactly,
+    IDO and D5b included. D2b's third case needs the request a completion
+    answers: :meth:`request` is told the non-posted requests of the
+    opposite direction, and a per-tag table (``2**tag_bits`` entries, each
+    a Requester ID and a bit) keeps which of them are I/O or Configuration
+    Writes. A request of the same requester with the same tag replaces the
+    entry (the earlier one is then complete); one of another requester
+    replaces it only if it is a write itself (``write_collisions``: two
+    writes of one tag from different requesters at once, which PCIe's
+    single issuer of I/O and Configuration requests, the Root Complex,
+    never makes).
+
+    ``window`` (a power of two) positions hold the TLPs inside, at their
+    arrival number modulo ``window``: it must exceed the most the queue
+    holds. An arrival onto a position still inside replaces it
+    (``window_errors``); a TLP leaving from a position with nothing inside
+    is not judged (``arrival_errors``)."""
+
+    def __init__(self, window=128, tag_bits=10):
+        if not isinstance(window, int) or window < 2 or window & (window - 1):
+            raise ValueError(f"window must be a power of two of at least 2, not {window!r}")
+        if tag_bits not in (8, 10):
+            raise ValueError(f"tag_bits must be 8 or 10, not {tag_bits!r}")
+        self.window, self.tag_bits = window, tag_bits
+        self.arrivals = 0
+        self.inside = {}                # arrival number -> OrderFields, in arrival order
+        self.at = {}                    # position -> the arrival number inside there
+        self.writes = {}                # tag -> (Requester ID, an I/O or Cfg write)
+        self.tlps_checked = self.violations = 0
+        self.by_cell = [0] * len(CHECK_CELLS)
+        self.window_errors = self.arrival_errors = self.write_collisions = 0
+        self.first = None               # (cell, arrival, tag) of the first violation
+
+    def ingress(self, tlp):
+        """A TLP (bytes or :class:`Tlp`) arrives; returns its arrival number."""
+        n = self.arrivals
+        pos = n % self.window
+        old = self.at.get(pos)
+        if old is not None:
+            self.window_errors += 1
+            del self.inside[old]
+        self.at[pos] = n
+        self.inside[n] = OrderFields.of(tlp)
+        self.arrivals = n + 1
+        return n
+
+    def request(self, tlp):
+        """A non-posted request of the opposite direction (whose completions
+        this queue carries)."""
+        f = OrderFields.of(tlp)
+        if f.cls != 1:
+            return
+        tag = f.tag % (1 << self.tag_bits)
+        held = self.writes.get(tag)
+        if f.writes:
+            if held is not None and held[1] and held[0] != f.requester:
+                self.write_collisions += 1
+            self.writes[tag] = (f.requester, True)
+        elif held is None or held[0] == f.requester:
+            self.writes[tag] = (f.requester, False)
+
+    def egress(self, arrival, tlp=None):
+        """The TLP with ``arrival`` number leaves (``tlp``: its bytes as they
+        leave; the fields recorded at its arrival when omitted). Returns the
+        cells of :data:`CHECK_CELLS` it broke (an empty tuple: legal)."""
+        pos = arrival % self.window
+        n = self.at.pop(pos, None)
+        if n is None:
+            self.arrival_errors += 1
+            return ()
+        mine = self.inside.pop(n)
+        f = mine if tlp is None else OrderFields.of(tlp)
+        self.tlps_checked += 1
+        bad = self.judge(f, (e for a, e in self.inside.items() if a < n))
+        if bad:
+            self.violations += 1
+            for cell in bad:
+                self.by_cell[CHECK_CELLS.index(cell)] += 1
+            if self.first is None:
+                self.first = (bad[0], n, f.tag)
+        return bad
+
+    def completes_write(self, f):
+        """Whether completion ``f`` answers an I/O or Configuration Write."""
+        held = self.writes.get(f.tag % (1 << self.tag_bits))
+        return held is not None and held[1] and held[0] == f.requester
+
+    def judge(self, f, earlier):
+        """The cells ``f`` breaks by leaving before each of ``earlier``."""
+        if f.cls == 2:
+            free, cell = f.ro or self.completes_write(f), "D2a"
+        else:
+            free, cell = f.cls == 0 and f.ro, ("A2a", "B2a")[f.cls]
+        posted = d5b = False
+        for e in earlier:
+            if e.cls == 0:
+                posted = posted or not (free or (f.ido and e.requester != f.own))
+            elif e.cls == 2 and f.cls == 2:
+                d5b = d5b or (e.requester == f.requester and e.tag == f.tag)
+        return tuple(c for c, hit in ((cell, posted), ("D5b", d5b)) if hit)
