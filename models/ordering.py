@@ -59,6 +59,7 @@ from bisect import bisect_left
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
@@ -285,28 +286,36 @@ class OrderCheck:
 def check_order(ingress, egress, completes_write=None):
     """Check the ``egress`` order of TLPs against their ``ingress`` order.
 
-    Both are sequences of :class:`~tlpoe.models.tlp.Tlp` (or of bytes, which
-    are unpacked); an egress TLP is matched to the earliest unmatched equal
-    ingress TLP. For every egress TLP, each earlier-ingress TLP still
-    waiting is one it passed: the pass is checked with :func:`cell_of`.
+    Both are sequences of TLPs (bytes, or :class:`~tlpoe.models.tlp.Tlp`
+    objects, which are packed); an egress TLP is matched to the earliest
+    unmatched equal ingress TLP. For every egress TLP, each earlier-ingress
+    TLP still waiting is one it passed: the pass is judged by the table
+    (:func:`cell_of`, on the fields of :class:`OrderFields`).
     A TLP that never leaves is ``missing``, not a pass: a loss is the
     scoreboard's finding, not an ordering violation.
     ``completes_write``: a set of ingress indices of completions that
     complete an I/O or Configuration Write (D2b). Returns an
     :class:`OrderCheck`. Cost: O(n) plus the passes and the TLPs missing."""
-    ingress = [t if isinstance(t, Tlp) else Tlp.unpack(t) for t in ingress]
-    egress = [t if isinstance(t, Tlp) else Tlp.unpack(t) for t in egress]
+    ingress = [t.pack() if isinstance(t, Tlp) else bytes(t) for t in ingress]
+    egress = [t.pack() if isinstance(t, Tlp) else bytes(t) for t in egress]
     completes_write = completes_write or set()
     by_bytes = defaultdict(deque)
     for i, tlp in enumerate(ingress):
-        by_bytes[tlp.pack()].append(i)
+        by_bytes[tlp].append(i)
+    fields = {}
     skipped = []        # sorted ingress indices below `high` not out yet
     high = -1           # the highest ingress index out so far
     hits = dict.fromkeys(CELL_IDS, 0)
     violations, unexpected, passes = [], [], 0
     last_out = {}           # class -> ingress index of the last TLP of that class out
+
+    def of(i):
+        f = fields.get(i)
+        if f is None:
+            f = fields[i] = OrderFields.of(ingress[i])
+        return f
     for k, tlp in enumerate(egress):
-        queue = by_bytes.get(tlp.pack())
+        queue = by_bytes.get(tlp)
         if not queue:
             unexpected.append(k)
             continue
@@ -319,20 +328,45 @@ def check_order(ingress, egress, completes_write=None):
             pos = bisect_left(skipped, i)
             passed = skipped[:pos]
             del skipped[pos]
-        later = ingress[i]
-        completes = TlpType.IOWr if i in completes_write else None
+        later = of(i)
+        writes = i in completes_write
         for j in passed:
-            cell = cell_of(later, ingress[j], completes)
-            hits[cell.id] += 1
+            cell = _cell_id(later, of(j), writes)
+            hits[cell] += 1
             passes += 1
-            if not cell.rule.legal:
-                violations.append(Violation(i, j, k, cell.id))
+            if cell in _ILLEGAL:
+                violations.append(Violation(i, j, k, cell))
         for j in last_out.values():
             if j < i:                       # kept its order behind j
-                hits[cell_of(later, ingress[j], completes).id] += 1
-        last_out[later.ordering_class] = i
+                hits[_cell_id(later, of(j), writes)] += 1
+        last_out[later.cls] = i
+        fields.pop(i, None)
     missing = skipped + list(range(high + 1, len(ingress)))
     return OrderCheck(violations, passes, hits, missing, unexpected)
+
+
+_ILLEGAL = frozenset(c.id for c in CELLS if not c.rule.legal)
+
+
+def _cell_id(later, earlier, writes):
+    """:func:`cell_of` on :class:`OrderFields` (``writes``: ``later``
+    completes an I/O or Configuration Write)."""
+    row, col = later.cls, earlier.cls
+    differ = later.ido and later.own != earlier.requester
+    if row == 0:
+        if col == 0:
+            return "A2b" if later.ro or differ else "A2a"
+        return "A3" if col == 1 else "A5"
+    if row == 1:
+        if col == 0:
+            return "B2b" if differ else "B2a"
+        return "B3" if col == 1 else "B5"
+    if col == 0:
+        return "D2b" if later.ro or differ or writes else "D2a"
+    if col == 1:
+        return "D3"
+    same = later.requester == earlier.requester and later.tag == earlier.tag
+    return "D5b" if same else "D5a"
 
 
 def table_markdown(hits=None):
@@ -362,8 +396,7 @@ _BYTE0 = _byte0_table()
 _CLASS_INDEX = {P: 0, NP: 1, CPL: 2}
 
 
-@dataclass(frozen=True)
-class OrderFields:
+class OrderFields(NamedTuple):
     """What the ordering checker judges a TLP by, from its first 12 header
     bytes: ``cls`` (0 posted, 1 non-posted, 2 completion), ``ro``, ``ido``,
     ``own`` (DW 1's ID: the Requester ID of a request, the Completer ID of a

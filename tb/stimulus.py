@@ -18,7 +18,8 @@ from ..models.translate import (BAR_REGISTERS, ROM_REGISTER, AccessTable, Functi
                                 Window)
 
 __all__ = ["CAPTURES", "random_tlps", "size_extremes", "mtu_boundary", "capture_tlps",
-           "ingress_errors", "mwr_stream", "ordering_traffic", "producer_consumer",
+           "ingress_errors", "mwr_stream", "ordering_traffic", "OrderTrace", "ordering_trace",
+           "producer_consumer",
            "TRANSLATION_TABLE", "translation_traffic",
            "expected_after_ingress"]
 
@@ -175,6 +176,78 @@ def ordering_traffic(seed, count, *, ro=0.2, ido=0.1):
             if not read[2]:
                 open_reads.remove(read)
     return [t.pack() for t in out]
+
+
+@dataclasses.dataclass
+class OrderTrace:
+    """One queue's ingress and egress for an ordering checker.
+
+    ``events``: in time order, ``("in", tlp)`` (a TLP arrives; numbered in
+    order from 0), ``("out", n)`` (arrival ``n`` leaves) and ``("req",
+    tlp)`` (a non-posted request of the opposite direction, which a later
+    completion may answer); ``ingress`` lists the TLPs (bytes) in arrival
+    order, ``egress`` the arrival numbers in leaving order and
+    ``completes_write`` the arrival numbers of completions of I/O and
+    Configuration Writes (for :func:`~tlpoe.models.ordering.check_order`)."""
+    events: list
+    ingress: list
+    egress: list
+    completes_write: set
+
+
+def ordering_trace(seed, count, *, keep=8, inside=40, span=48, ro=0.2, ido=0.2):
+    """``count`` TLPs through a queue that lets any of its ``keep`` oldest
+    TLPs leave next, legal or not, holding at most ``inside`` and none that
+    arrived ``span`` or more TLPs before the latest (so that a checker's
+    window of more than ``span`` positions holds them all): random
+    writes, reads and split completions from two requesters
+    (:func:`ordering_traffic`), with Relaxed Ordering and ID-Based Ordering,
+    and the completions of the Root Complex's own requests (Configuration
+    and I/O Writes, and reads, told to the checker as requests of the
+    opposite direction), so that every cell of the table, its exceptions
+    included, is met in both its legal and its illegal form. A pure
+    function of its arguments."""
+    rng = random.Random(seed)
+    base = [Tlp.unpack(t) for t in ordering_traffic(seed, count, ro=ro, ido=ido)]
+    root, gpu, tag = 0x0000, 0x0200, 0
+    events, ingress, egress, completes_write = [], [], [], set()
+    waiting, pending = [], []          # arrival numbers inside; our own requests unanswered
+    for tlp in base:
+        if rng.random() < 0.1:          # the Root Complex asks the far side
+            tag = (tag + 1) % 1024
+            kind = rng.choice((TlpType.CfgWr0, TlpType.IOWr, TlpType.MRd))
+            if kind is TlpType.CfgWr0:
+                req = Tlp.cfg_write(PcieId.from_int(gpu), 0x10, b"\x01\0\0\0", tag=tag,
+                                    requester_id=root)
+            elif kind is TlpType.IOWr:
+                req = Tlp.io_write(0x100, b"\x02\0\0\0", tag=tag, requester_id=root)
+            else:
+                req = Tlp.mem_read(0x4000, 4, tag=tag, requester_id=root)
+            events.append(("req", req.pack()))
+            pending.append((req, kind is not TlpType.MRd))
+        if pending and rng.random() < 0.1:
+            req, writes = pending.pop(rng.randrange(len(pending)))
+            cpl = Tlp.completion_for(req, completer_id=gpu,
+                                     data=b"" if writes else b"\xaa\xbb\xcc\xdd")
+            cpl.attr = Attr.IDO if rng.random() < ido else Attr(0)
+            if writes:
+                completes_write.add(len(ingress))
+            tlp_in = [cpl, tlp]
+        else:
+            tlp_in = [tlp]
+        for t in tlp_in:
+            events.append(("in", t.pack()))
+            waiting.append(len(ingress))
+            ingress.append(t.pack())
+            while len(waiting) >= inside or (waiting and rng.random() < 0.5):
+                old = len(ingress) - waiting[0] >= span
+                n = waiting.pop(0 if old else rng.randrange(min(keep, len(waiting))))
+                events.append(("out", n))
+                egress.append(n)
+    for n in waiting:
+        events.append(("out", n))
+        egress.append(n)
+    return OrderTrace(events, ingress, egress, completes_write)
 
 
 def producer_consumer(seed, count, *, data_writes=(1, 6), ro=0.25):
