@@ -382,18 +382,22 @@ def table_markdown(hits=None):
 
 # --- the exact checker of one queue: the RTL OrderChecker's twin ---------------------------
 
-#: Byte 0 of a TLP header (Fmt, Type) -> (ordering class, completes an I/O or
-#: Configuration Write when answered); reserved encodings are absent.
 def _byte0_table():
-    from .tlp import _DECODE
-    table = {}
-    for (fmt, code), tlp_type in _DECODE.items():
-        table[fmt << 5 | code] = (tlp_type.ordering_class, tlp_type in _WRITE_REQUESTS)
-    return table
+    """Byte 0 of a TLP header (Fmt, Type) -> (class number: 0 posted, 1
+    non-posted, 2 completion; an I/O or Configuration Write), decoded as
+    the RTL does (``rtl/tlp_header.py``): completions are Type 0101x,
+    posted requests memory writes and messages, every other byte is a
+    non-posted request."""
+    table = []
+    for b in range(256):
+        fmt, code = b >> 5, b & 0x1F
+        cls = 2 if code >> 1 == 0b0101 else 0 if (code == 0 and fmt & 2) or code >> 3 == 0b10 \
+            else 1
+        table.append((cls, fmt == 0b010 and code in (0b00010, 0b00100, 0b00101)))
+    return tuple(table)
 
 
 _BYTE0 = _byte0_table()
-_CLASS_INDEX = {P: 0, NP: 1, CPL: 2}
 
 
 class OrderFields(NamedTuple):
@@ -417,8 +421,7 @@ class OrderFields(NamedTuple):
         h = tlp.pack()[:12] if isinstance(tlp, Tlp) else bytes(tlp[:12])
         if len(h) < 12:
             h = h + bytes(12 - len(h))
-        klass, writes = _BYTE0.get(h[0], (NP, False))
-        k = _CLASS_INDEX[klass]
+        k, writes = _BYTE0[h[0]]
         t98 = (h[1] >> 7 & 1) << 9 | (h[1] >> 3 & 1) << 8
         own = h[4] << 8 | h[5]
         if k == 2:

@@ -117,6 +117,13 @@ class TlpHeader:
         return ((self.type == 0) & self.has_data) | (self.type[3:5] == 0b10)
 
     @property
+    def writes_io_or_config(self):
+        """An I/O or Configuration Write (IOWr, CfgWr0, CfgWr1: Fmt 010b),
+        whose completion may pass posted requests (D2b)."""
+        return ((self.fmt == 0b010) &
+                ((self.type == 0b00010) | (self.type == 0b00100) | (self.type == 0b00101)))
+
+    @property
     def cls(self):
         """The ordering class: completions are Type 0101x, posted requests
         memory writes and messages, every other request is non-posted

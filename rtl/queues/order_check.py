@@ -1,50 +1,57 @@
-"""Ordering checker: watches a TLP egress and flags every illegal pass.
+"""Ordering checker of one queue: every TLP that leaves is judged against
+every TLP that arrived before it and is still inside, by the whole table of
+:mod:`tlpoe.models.ordering`.
 
-Each TLP carries a *stamp*: the number of posted TLPs that entered the
-bridge before it (modulo ``2**stamp_bits``), which
-:class:`~tlpoe.rtl.queues.classq.ClassQueues` assigns at the ingress; for a posted
-TLP the stamp is its own index among the posted TLPs. From the stamps alone
-the checker knows, at the egress, whether a posted TLP that arrived earlier
-is still inside: it keeps ``p_low``, the lowest posted index not out yet,
-and a bitmap of the posted indices already out above it. For the TLP
-leaving, with stamp ``s``:
+The checker watches the queue's ingress (``in_*``) and its egress
+(``out_*``). Arrivals are numbered in order, here and in the queue
+(:class:`~tlpoe.rtl.queues.classq.ClassQueues` ``arrival``), and each TLP
+leaves with its number (``out_arrival``, read on its first beat). The TLPs
+inside are kept in ``window`` positions (a power of two larger than the
+most the queue holds), at their arrival number modulo ``window``: per
+position a bit (inside), the class (posted, completion) and the
+transaction's Requester ID and Tag. A TLP that leaves passed exactly those
+inside at positions from the oldest possible one (the next arrival's) up
+to its own. It is compared with all of them at once:
 
-* posted, ``s > p_low``: it passed an earlier posted TLP; illegal (A2a)
-  unless it has Relaxed Ordering;
-* non-posted, ``s > p_low``: illegal (B2a);
-* completion, ``s > p_low``: illegal (D2a) unless it has Relaxed Ordering;
-* completion of a transaction (Requester ID, Tag) whose earlier completion
-  reported fewer remaining bytes (Byte Count): an earlier completion of
-  the same request came after a later one, illegal (D5b).
+* an earlier **posted** TLP passed is illegal (A2a, B2a, D2a by the
+  leaving TLP's class) unless the leaving TLP is a posted request or a
+  completion with Relaxed Ordering (A2b, D2b), a completion of an I/O or
+  Configuration Write (D2b), or has ID-Based Ordering and its own ID
+  (Requester ID of a request, Completer ID of a completion) differs from
+  the posted TLP's Requester ID (A2b, B2b, D2b);
+* an earlier **completion** passed by a completion of the same
+  transaction (Requester ID, Tag) is illegal (D5b): partial completions
+  stay in order, the final one included;
+* every other pass is legal (A3, A5, B3, B5, D3, D5a).
 
-The cells are those of :mod:`tlpoe.models.ordering`; every other pass is
-legal and never flagged. Not judged, and never flagged: ID-Based Ordering
-(a pass allowed by IDO would need the passed TLP's Requester ID; the bridge
-never makes one) and I/O or Configuration Write completions (D2b): both
-are counted as violations if they pass a posted TLP. D5b is seen only while
-the transaction's state is kept: a final completion (Byte Count within its
-own payload) closes it, so a final completion that overtakes an earlier one
-of its request goes unseen; a per-tag table (``2**tag_bits`` entries) keeps
-one transaction per tag.
+D2b's third case needs the request a completion answers. The non-posted
+requests of the opposite direction (``req_*``) go into a per-tag table in
+block RAM (``2**tag_bits`` entries: a valid bit, whether the request is an
+I/O or Configuration Write, its Requester ID). A request replaces its
+tag's entry if it is such a write (another requester's write there is a
+``write_collisions``), or if the entry is unused or its requester's (the
+earlier request of that tag is then complete). A completion finds its
+request by Tag and Requester ID.
 
-The table is in block RAM (DP16KD on ECP5, RAMB on UltraScale+): it is
-read synchronously, with the address taken from the beat that brings the
-completion's Tag (the first beat, or the second at 64 bits) and the entry
-used one cycle after the TLP's last beat. A completion's entry is written
-in that cycle too; when the next TLP is a single beat right behind it (at
-128 bits and wider) its read is issued in the same cycle, and the write is
-forwarded to it.
+Costs (``window`` positions W, ``tag_bits`` T): 29 flip-flops per position
+(inside, two class bits, 16-bit Requester ID, 10-bit Tag) and 6 per
+position in the pipeline; per position a 16-bit and a 26-bit comparison;
+two block RAMs of ``2**T`` x 18 bits (one read port each: the egress's
+lookup and the requests' read-modify-write). At W = 128 (the receive
+queues of 3 x 32 TLPs): about 4,500 flip-flops and 4,000 LUTs.
 
-The TLP is judged in three steps: its header fields are registered on its
-last beat (stage 1), the comparisons (posted indices, Byte Count) one cycle
-later (stage 2), and the counters the cycle after: a TLP whose last beat is
-taken in cycle ``c`` is in the outputs from cycle ``c + 3`` (``latency``).
-One TLP per cycle is judged at every width; the checker only watches and
-never holds the stream back.
+Timing: a TLP whose last beat is taken in cycle ``c`` is judged in
+``verdict`` (valid in ``verdict_valid``) in cycle ``c + 4`` and in the
+counters from ``c + latency`` on (5). An ingress TLP is inside from two
+cycles after its last beat; a TLP may leave from the cycle after its last
+beat in. A request's table entry is written three cycles after its last
+beat. One TLP per cycle is judged at every width; the checker never holds
+a stream back.
 
-``window`` bounds how far a posted TLP may run ahead of ``p_low``; one
-further ahead (or behind it: a stamp seen twice) is counted in
-``stamp_errors``, not judged.
+An arrival onto a position still inside replaces it (``window_errors``:
+the queue held more than ``window``); a TLP leaving from a position with
+nothing inside is not judged (``arrival_errors``). The model twin is
+:class:`tlpoe.models.ordering.OrderMonitor`: same verdicts, same counters.
 """
 
 from types import SimpleNamespace
@@ -53,265 +60,284 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...models.ordering import CHECK_CELLS
 from ..streams import TlpBeat, check_width
 from ..tlp_header import CPL, NP, P, TlpHeader
 
 __all__ = ["CELLS", "OrderChecker"]
 
-#: The cells the checker flags, in the order of ``by_cell``.
-CELLS = ("A2a", "B2a", "D2a", "D5b")
+#: The cells the checker flags, in the order of ``by_cell`` and ``verdict``'s bits.
+CELLS = CHECK_CELLS
 A2A, B2A, D2A, D5B = range(4)
 
 
-class _Txn(data.StructLayout):
+class _Entry(data.StructLayout):
+    """A TLP inside: its class (posted, completion) and its transaction."""
+
     def __init__(self):
-        super().__init__({"valid": 1, "requester": 16, "byte_count": 13})
-
-
-def _cpl_tag(dw0, dw2):
-    """A completion's Tag: Tag[7:0] in DW 2, T8 and T9 in DW 0."""
-    return TlpHeader(Cat(dw0, Const(0, 32), dw2)).completion_tag
+        super().__init__({"posted": 1, "completion": 1, "requester": 16, "tag": 10})
 
 
 class _Fields(data.StructLayout):
-    """The fields the checker judges a TLP by, registered on its last beat."""
+    """What a TLP is judged by (:class:`~tlpoe.models.ordering.OrderFields`)."""
 
     def __init__(self):
-        super().__init__({"cls": 2, "ro": 1, "length": 10, "bytes_total": 13,
+        super().__init__({"cls": 2, "ro": 1, "ido": 1, "writes": 1, "own": 16,
                           "requester": 16, "tag": 10})
 
 
-def _fields(m, dw0, dw1, dw2):
+class _Request(data.StructLayout):
+    """An entry of the per-tag table."""
+
+    def __init__(self):
+        super().__init__({"valid": 1, "writes": 1, "requester": 16})
+
+
+def _fields(m, dws, name):
     """The fields of :class:`_Fields` from the header's DWs 0..2 (lane order)."""
-    f = Signal(_Fields())
-    hdr = TlpHeader(Cat(dw0, dw1, dw2))
+    f = Signal(_Fields(), name=name)
+    hdr = TlpHeader(Cat(*dws))
+    cpl = hdr.is_completion
     m.d.comb += [
-        f.cls.eq(hdr.cls),
-        f.ro.eq(hdr.ro),
-        f.length.eq(hdr.length),
-        f.bytes_total.eq(Mux(hdr.byte_count == 0, 4096, hdr.byte_count)),
-        f.requester.eq(hdr.completion_requester),
-        f.tag.eq(Mux(hdr.is_completion, hdr.completion_tag, hdr.request_tag)),
+        f.cls.eq(hdr.cls), f.ro.eq(hdr.ro), f.ido.eq(hdr.ido),
+        f.writes.eq(hdr.writes_io_or_config),
+        f.own.eq(hdr.requester_id),          # DW 1: Requester ID, or a completion's Completer ID
+        f.requester.eq(Mux(cpl, hdr.completion_requester, hdr.requester_id)),
+        f.tag.eq(Mux(cpl, hdr.completion_tag, hdr.request_tag)),
     ]
     return f
 
 
+def _tap(m, width, valid, beat, name, arrival=None):
+    """A stream watched beat by beat (``valid``: a beat taken): DWs 0..2 of
+    each TLP as its last beat goes by (``dws``, with ``done``), the lanes
+    of the beat (``lane``), the beat's index in its TLP (``index``, up to
+    3), and ``arrival`` as it was on the TLP's first beat."""
+    D = width // 32
+    t = SimpleNamespace(first=Signal(init=1, name=f"{name}_first"),
+                        index=Signal(range(3 + 1), name=f"{name}_index"),
+                        held=[Signal(32, name=f"{name}_dw{i}") for i in range(3)],
+                        lane=lambda i: beat.data[32 * (i % D):32 * (i % D + 1)])
+    t.dws = []
+    for i in range(3):
+        here = valid & (t.index == i // D)
+        t.dws.append(Mux(here, t.lane(i), t.held[i]))
+        with m.If(here):
+            m.d.sync += t.held[i].eq(t.lane(i))
+    with m.If(valid):
+        m.d.sync += t.first.eq(beat.last)
+        with m.If(beat.last):
+            m.d.sync += t.index.eq(0)
+        with m.Elif(t.index != 3):
+            m.d.sync += t.index.eq(t.index + 1)
+    if arrival is not None:
+        held = Signal.like(arrival, name=f"{name}_arrival")
+        with m.If(valid & t.first):
+            m.d.sync += held.eq(arrival)
+        t.arrival = Mux(t.first, arrival, held)
+    t.done = valid & beat.last
+    return t
+
+
 class OrderChecker(wiring.Component):
-    """Watches one TLP stream beat by beat: ``valid`` marks a beat taken
-    (the stream's valid and ready), ``stamp`` is read on a TLP's first beat.
+    """Watches one queue: ``in_valid``/``in_beat`` its ingress (beats
+    taken), ``out_valid``/``out_beat`` its egress with ``out_arrival``
+    (the TLP's arrival number, read on its first beat), and
+    ``req_valid``/``req_beat`` the opposite direction's requests (for D2b).
 
-    Outputs: ``violations`` (TLPs that made at least one illegal pass) and
-    ``by_cell`` (per cell of :data:`CELLS`), the first violation's
-    ``first_stamp``, ``first_tag`` and ``first_cell`` (valid once
+    Outputs: ``verdict_valid`` for one cycle per TLP judged, with
+    ``verdict`` (a bit per cell of :data:`CELLS` it broke) and
+    ``verdict_arrival``; ``violations`` (TLPs that broke at least one
+    cell), ``by_cell``, the first violation's ``first_arrival``,
+    ``first_tag`` and ``first_cell`` (the lowest cell it broke; valid once
     ``first_valid``), ``irq`` (set by a violation, held until
-    ``irq_clear``), ``stamp_errors`` and ``tlps_checked``. Latency: a TLP
-    whose last beat is taken in cycle ``c`` is counted from cycle
-    ``c + latency`` on (3; it was 1 while the table was read
-    combinationally). No backpressure: it has no ``ready``.
-    """
+    ``irq_clear``), ``tlps_checked``, ``window_errors``,
+    ``arrival_errors`` and ``write_collisions``. No backpressure."""
 
-    #: A TLP whose last beat is taken in cycle ``c`` is in the outputs from
-    #: cycle ``c + latency`` on.
-    latency = 3
+    #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
+    #: cycle ``c + latency`` on (and in ``verdict`` in cycle ``c + latency - 1``).
+    latency = 5
 
-    def __init__(self, width, *, window=64, stamp_bits=16, tag_bits=10):
+    def __init__(self, width, *, window=128, arrival_bits=16, tag_bits=10):
         check_width(width)
         if not isinstance(window, int) or window < 2 or window & (window - 1):
             raise ValueError(f"window must be a power of two of at least 2, not {window!r}")
-        if not isinstance(stamp_bits, int) or not 2 ** (stamp_bits - 1) > window:
-            raise ValueError(f"stamp_bits must hold twice the window ({window}), "
-                             f"not {stamp_bits!r}")
+        if not isinstance(arrival_bits, int) or not 2 ** arrival_bits >= window:
+            raise ValueError(f"arrival_bits must number the window ({window}), "
+                             f"not {arrival_bits!r}")
         if tag_bits not in (8, 10):
             raise ValueError(f"tag_bits must be 8 or 10, not {tag_bits!r}")
-        self.width, self.window, self.stamp_bits, self.tag_bits = width, window, stamp_bits, tag_bits
+        self.width, self.window, self.tag_bits = width, window, tag_bits
+        self.arrival_bits = arrival_bits
         super().__init__({
-            "valid": In(1),
-            "beat": In(TlpBeat(width)),
-            "stamp": In(stamp_bits),
+            "in_valid": In(1), "in_beat": In(TlpBeat(width)),
+            "out_valid": In(1), "out_beat": In(TlpBeat(width)), "out_arrival": In(arrival_bits),
+            "req_valid": In(1), "req_beat": In(TlpBeat(width)),
             "irq_clear": In(1),
+            "verdict_valid": Out(1), "verdict": Out(len(CELLS)),
+            "verdict_arrival": Out(arrival_bits),
             "violations": Out(32),
             "by_cell": Out(data.ArrayLayout(32, len(CELLS))),
-            "first_stamp": Out(stamp_bits),
+            "first_arrival": Out(arrival_bits),
             "first_tag": Out(10),
             "first_cell": Out(2),
             "first_valid": Out(1),
             "irq": Out(1),
-            "stamp_errors": Out(32),
             "tlps_checked": Out(32),
+            "window_errors": Out(32),
+            "arrival_errors": Out(32),
+            "write_collisions": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
-        hdr = self._header(m)
-        txns, look = self._table(m, hdr)
+        W = self.window
+        k = (W - 1).bit_length()
+        ones = (1 << W) - 1
 
-        # --- stage 1: the TLP's header, registered on its last beat ----------------------
-        v1, f, s1 = Signal(), Signal(_Fields()), Signal(self.stamp_bits)
-        m.d.sync += v1.eq(hdr.done)
-        with m.If(hdr.done):
-            m.d.sync += [f.eq(_fields(m, *hdr.dws)), s1.eq(hdr.stamp)]
+        # --- the TLPs inside, by position ------------------------------------------------
+        inside = Signal(W)
+        entries = [Signal(_Entry(), name=f"entry{j}") for j in range(W)]
+        wp = Signal(k)                          # the next arrival's position
+        ge_wp = Signal(W, init=ones)            # positions at or above wp
+        set_mask, clear_mask = Signal(W), Signal(W)
+        m.d.sync += inside.eq((inside & ~clear_mask) | set_mask)
 
-        rises = self._byte_count_rises(m, txns, look, v1 & (f.cls == CPL), f)
-        passed_posted, in_window = self._posted(m, v1 & (f.cls == P), s1)
+        # ingress: the fields registered on the last beat, the entry written a cycle later
+        ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
+        fi = _fields(m, ti.dws, "in_fields")
+        i1_valid, i1 = Signal(), Signal(_Entry())
+        m.d.sync += i1_valid.eq(ti.done)
+        with m.If(ti.done):
+            m.d.sync += [i1.posted.eq(fi.cls == P), i1.completion.eq(fi.cls == CPL),
+                         i1.requester.eq(fi.requester), i1.tag.eq(fi.tag)]
+        m.d.comb += set_mask.eq(Mux(i1_valid, Const(1, W) << wp, 0))
+        with m.If(i1_valid):
+            m.d.sync += [wp.eq(wp + 1),
+                         ge_wp.eq(Mux(wp == W - 1, ones, ge_wp & ~set_mask))]
+            with m.If(inside.bit_select(wp, 1)):
+                m.d.sync += self.window_errors.eq(self.window_errors + 1)
+        for j in range(W):
+            with m.If(set_mask[j]):
+                m.d.sync += entries[j].eq(i1)
 
-        # --- stage 2: the comparisons, registered; the verdict and the counters -------------
-        v2, cls2, ro2, passed2, in_window2, rises2 = (Signal(), Signal(2), Signal(), Signal(),
-                                                     Signal(), Signal())
-        stamp2, tag2 = Signal(self.stamp_bits), Signal(10)
+        # --- the table of requests (D2b) --------------------------------------------------
+        m.submodules.requests = table = memory.Memory(shape=_Request(), depth=2 ** self.tag_bits,
+                                                      init=[])
+        self._requests(m, table)
+
+        # --- egress, stage 0: the header; the completion's request looked up ----------------
+        to = _tap(m, self.width, self.out_valid, self.out_beat, "out", self.out_arrival)
+        fo = _fields(m, to.dws, "out_fields")
+        look = table.read_port()
+        tag_beat = 2 // (self.width // 32)
+        dw0 = to.lane(0) if tag_beat == 0 else to.held[0]
+        m.d.comb += [
+            look.en.eq(self.out_valid & (to.index == tag_beat)),
+            look.addr.eq(TlpHeader(Cat(dw0, Const(0, 32), to.lane(2))).completion_tag
+                         [:self.tag_bits]),
+        ]
+
+        # stage 1: the fields registered on the last beat (the lookup is read now)
+        v1, f1, a1 = Signal(), Signal(_Fields()), Signal(self.arrival_bits)
+        m.d.sync += v1.eq(to.done)
+        with m.If(to.done):
+            m.d.sync += [f1.eq(fo), a1.eq(to.arrival)]
+        completes_write = (look.data.valid & look.data.writes &
+                           (look.data.requester == f1.requester))
+
+        # stage 2: may it pass posted TLPs at all; its position and the positions below
+        v2, cls2, ido2, free2 = Signal(), Signal(2), Signal(), Signal()
+        own2, req2, tag2 = Signal(16), Signal(16), Signal(10)
+        a2, lt2 = Signal(self.arrival_bits), Signal(W)
+        pos2 = a2[:k]
         m.d.sync += v2.eq(v1)
         with m.If(v1):
-            m.d.sync += [cls2.eq(f.cls), ro2.eq(f.ro), passed2.eq(passed_posted),
-                         in_window2.eq(in_window), rises2.eq(rises), stamp2.eq(s1), tag2.eq(f.tag)]
-        cell2 = Signal(2)
+            m.d.sync += [
+                cls2.eq(f1.cls), ido2.eq(f1.ido), own2.eq(f1.own), req2.eq(f1.requester),
+                tag2.eq(f1.tag), a2.eq(a1),
+                free2.eq(Mux(f1.cls == CPL, f1.ro | completes_write, (f1.cls == P) & f1.ro)),
+                lt2.eq((Const(1, W) << a1[:k]) - 1),
+            ]
+        # the earlier positions: from wp (the oldest possible) up to pos2, wrapping
+        wraps = Signal()
+        m.d.comb += wraps.eq(pos2 < wp)
+        present = inside.bit_select(pos2, 1)
+        judged = Signal()
+        m.d.comb += [judged.eq(v2 & present),
+                     clear_mask.eq(Mux(judged, Const(1, W) << pos2, 0))]
+        with m.If(v2 & ~present):
+            m.d.sync += self.arrival_errors.eq(self.arrival_errors + 1)
+
+        # stage 3: each position compared, registered
+        v3, cls3, ido3, free3 = Signal(), Signal(2), Signal(), Signal()
+        a3, tag3 = Signal(self.arrival_bits), Signal(10)
+        posted3, cpl3, differs3, same3 = Signal(W), Signal(W), Signal(W), Signal(W)
+        m.d.sync += [v3.eq(judged), cls3.eq(cls2), ido3.eq(ido2), free3.eq(free2),
+                     a3.eq(a2), tag3.eq(tag2)]
+        for j, e in enumerate(entries):
+            earlier = inside[j] & Mux(wraps, ge_wp[j] | lt2[j], ge_wp[j] & lt2[j])
+            m.d.sync += [
+                posted3[j].eq(earlier & e.posted),
+                cpl3[j].eq(earlier & e.completion),
+                differs3[j].eq(e.requester != own2),
+                same3[j].eq((e.requester == req2) & (e.tag == tag2)),
+            ]
+        posted_bad = ~free3 & (posted3 & ~Mux(ido3, differs3, 0)).any()
+        d5b = (cls3 == CPL) & (cpl3 & same3).any()
+
+        # stage 4: the verdict; the counters a cycle later
+        v4, cell4 = Signal(), Signal(len(CELLS))
+        a4, tag4 = Signal(self.arrival_bits), Signal(10)
+        m.d.sync += [v4.eq(v3), a4.eq(a3), tag4.eq(tag3),
+                     cell4.eq(Cat(posted_bad & (cls3 == P), posted_bad & (cls3 == NP),
+                                  posted_bad & (cls3 == CPL), d5b))]
+        m.d.comb += [self.verdict_valid.eq(v4), self.verdict.eq(Mux(v4, cell4, 0)),
+                     self.verdict_arrival.eq(a4)]
         bad = Signal()
-        with m.If(cls2 == P):
-            m.d.comb += [bad.eq(passed2 & in_window2 & ~ro2), cell2.eq(A2A)]
-        with m.Elif(cls2 == NP):
-            m.d.comb += [bad.eq(passed2), cell2.eq(B2A)]
-        with m.Elif(passed2 & ~ro2):
-            m.d.comb += [bad.eq(1), cell2.eq(D2A)]
-        with m.Else():
-            m.d.comb += [bad.eq(rises2), cell2.eq(D5B)]
-        bad2, stamp_error2 = Signal(), Signal()
-        m.d.comb += [bad2.eq(v2 & bad), stamp_error2.eq(v2 & (cls2 == P) & ~in_window2)]
-        with m.If(v2):
+        m.d.comb += bad.eq(v4 & (cell4 != 0))
+        first = Signal(2)
+        for c in reversed(range(len(CELLS))):
+            with m.If(cell4[c]):
+                m.d.comb += first.eq(c)
+        with m.If(v4):
             m.d.sync += self.tlps_checked.eq(self.tlps_checked + 1)
-        with m.If(stamp_error2):
-            m.d.sync += self.stamp_errors.eq(self.stamp_errors + 1)
-        with m.If(bad2):
+        with m.If(bad):
             m.d.sync += [self.violations.eq(self.violations + 1), self.irq.eq(1)]
-            for k in range(len(CELLS)):
-                with m.If(cell2 == k):
-                    m.d.sync += self.by_cell[k].eq(self.by_cell[k] + 1)
+            for c in range(len(CELLS)):
+                with m.If(cell4[c]):
+                    m.d.sync += self.by_cell[c].eq(self.by_cell[c] + 1)
             with m.If(~self.first_valid):
-                m.d.sync += [self.first_valid.eq(1), self.first_stamp.eq(stamp2),
-                             self.first_tag.eq(tag2), self.first_cell.eq(cell2)]
-        with m.If(self.irq_clear & ~bad2):
+                m.d.sync += [self.first_valid.eq(1), self.first_arrival.eq(a4),
+                             self.first_tag.eq(tag4), self.first_cell.eq(first)]
+        with m.If(self.irq_clear & ~bad):
             m.d.sync += self.irq.eq(0)
         return m
 
-    def _header(self, m):
-        """Stage 0: DWs 0..2 of the TLP from the beats they arrive in; its stamp."""
-        D = self.width // 32
-        hdr = SimpleNamespace(first=Signal(init=1), index=Signal(range(3 + 1)),
-                              held=[Signal(32, name=f"dw{i}") for i in range(3)],
-                              lane=lambda i: self.beat.data[32 * (i % D):32 * (i % D + 1)])
-        stamp_held = Signal(self.stamp_bits)
-        dws = []
-        for i in range(3):
-            here = self.valid & (hdr.index == i // D)
-            dws.append(Mux(here, hdr.lane(i), hdr.held[i]))
-            with m.If(here):
-                m.d.sync += hdr.held[i].eq(hdr.lane(i))
-        with m.If(self.valid):
-            m.d.sync += hdr.first.eq(self.beat.last)
-            with m.If(self.beat.last):
-                m.d.sync += hdr.index.eq(0)
-            with m.Elif(hdr.index != 3):
-                m.d.sync += hdr.index.eq(hdr.index + 1)
-            with m.If(hdr.first):
-                m.d.sync += stamp_held.eq(self.stamp)
-        hdr.dws = dws
-        hdr.stamp = Mux(hdr.first, self.stamp, stamp_held)
-        hdr.done = self.valid & self.beat.last
-        return hdr
-
-    def _posted(self, m, mark, stamp):
-        """The posted indices out. ``mark``: a posted TLP with ``stamp``
-        leaves. Returns (an earlier posted TLP is still inside, ``stamp`` is
-        within the window).
-
-        ``p_low`` is kept as its epoch ``p_low // window`` and its position
-        ``p_low % window`` (one-hot, and as a mask of the positions at or
-        above it); ``out`` has bit ``i % window`` set for each index ``i`` in
-        ``p_low + 1 .. p_low + window - 1`` already out. Nothing moves when
-        ``p_low`` leaves: its new position is the first one not out after
-        it, found with one add (a carry chain), not a shift."""
-        W, k, n = self.window, self.window.bit_length() - 1, self.stamp_bits
-        epoch, epoch_next = Signal(n - k), Signal(n - k, init=1)    # p_low // W, and + 1
-        at = Signal(W, init=1)                   # one-hot: p_low % W
-        at_or_above = Signal(W, init=(1 << W) - 1)                  # positions >= p_low % W
-        out = Signal(W)
-        s_epoch, s_pos = stamp[k:], stamp[:k]
-        same_epoch = Signal()
-        next_epoch = Signal()
-        m.d.comb += [same_epoch.eq(s_epoch == epoch), next_epoch.eq(s_epoch == epoch_next)]
-        ge, eq = at_or_above.bit_select(s_pos, 1), at.bit_select(s_pos, 1)
-        d = Signal(n - k)                        # epochs ahead
-        m.d.comb += d.eq(s_epoch - epoch)
-        half = 1 << (n - k - 1)
-        # ahead = stamp - p_low is in 1 .. 2**(n-1) - 1: an earlier posted TLP is still inside
-        passed_posted, in_window, is_low = Signal(), Signal(), Signal()
+    def _requests(self, m, table):
+        """The opposite direction's non-posted requests into the per-tag
+        table: read, then written a cycle later (a write in that cycle to
+        the tag read is forwarded)."""
+        tr = _tap(m, self.width, self.req_valid, self.req_beat, "req")
+        fr = _fields(m, tr.dws, "req_fields")
+        r1_valid, r1 = Signal(), Signal(_Fields())
+        m.d.sync += r1_valid.eq(tr.done & (fr.cls == NP))
+        with m.If(tr.done):
+            m.d.sync += r1.eq(fr)
+        rd, wr = table.read_port(), table.write_port()
+        m.d.comb += [rd.en.eq(r1_valid), rd.addr.eq(r1.tag[:self.tag_bits])]
+        r2_valid, r2 = Signal(), Signal(_Fields())
+        forward, written = Signal(), Signal(_Request())
+        m.d.sync += [r2_valid.eq(r1_valid), r2.eq(r1),
+                     forward.eq(wr.en & (wr.addr == rd.addr)), written.eq(wr.data)]
+        held = Signal(_Request())
+        m.d.comb += held.eq(Mux(forward, written, rd.data))
+        mine = held.requester == r2.requester
         m.d.comb += [
-            passed_posted.eq((same_epoch & ge & ~eq) | ((d != 0) & ~d[-1])
-                             | ((d == half) & ~ge)),
-            in_window.eq((same_epoch & ge) | (next_epoch & ~ge)),
-            is_low.eq(same_epoch & eq),
+            wr.addr.eq(r2.tag[:self.tag_bits]),
+            wr.en.eq(r2_valid & (r2.writes | ~held.valid | mine)),
+            wr.data.valid.eq(1), wr.data.writes.eq(r2.writes),
+            wr.data.requester.eq(r2.requester),
         ]
-
-        # p_low leaves: the first position not out after it, above it or
-        # (wrapping into the next epoch) from 0
-        taken = out | at
-        above = Cat(taken | ~at_or_above, Const(0, 1))
-        below = Cat(taken, Const(0, 1))
-        run_above, run_below = Signal(W), Signal(W)  # the ones a +1 carries through
-        first_above, first_below = Signal(W + 1), Signal(W + 1)     # one-hot: where it stops
-        m.d.comb += [
-            run_above.eq(above & ~(above + 1)), first_above.eq(~above & (above + 1)),
-            run_below.eq(below & ~(below + 1)), first_below.eq(~below & (below + 1)),
-        ]
-        wraps, all_out = first_above[W], first_below[W]
-        with m.If(mark & in_window):
-            with m.If(is_low):
-                with m.If(~wraps):
-                    m.d.sync += [at.eq(first_above), at_or_above.eq(~run_above),
-                                 out.eq(out & ~(at_or_above & run_above))]
-                with m.Else():
-                    m.d.sync += [epoch.eq(epoch_next), epoch_next.eq(epoch_next + 1)]
-                    with m.If(~all_out):
-                        m.d.sync += [at.eq(first_below), at_or_above.eq(~run_below),
-                                     out.eq(out & ~at_or_above & ~run_below)]
-                    with m.Else():               # the whole window was out
-                        m.d.sync += out.eq(0)
-            with m.Else():
-                m.d.sync += out.eq(out | (Const(1, W) << s_pos))
-        return passed_posted, in_window
-
-    def _table(self, m, hdr):
-        """The per-tag table, read synchronously: the address on the beat
-        that brings the completion's Tag (DW 2: beat 0, or beat 1 at 64
-        bits), the entry a cycle later and held until the next TLP's."""
-        m.submodules.txns = txns = memory.Memory(shape=_Txn(), depth=2 ** self.tag_bits, init=[])
-        look = txns.read_port()
-        tag_beat = 2 // (self.width // 32)
-        dw0 = hdr.lane(0) if tag_beat == 0 else hdr.held[0]
-        m.d.comb += [
-            look.en.eq(self.valid & (hdr.index == tag_beat)),
-            look.addr.eq(_cpl_tag(dw0, hdr.lane(2))[:self.tag_bits]),
-        ]
-        return txns, look
-
-    def _byte_count_rises(self, m, txns, look, write, f):
-        """Writes the completion of stage 1 (``write``) and returns whether
-        its Byte Count is above the one its transaction's entry holds (D5b).
-        At 128 bits and wider the next TLP's read is issued in the cycle of
-        this write and finds the entry before it: the write is forwarded
-        (compared apart, so that no multiplexer follows the block RAM). A
-        final completion (Byte Count within its payload) closes the entry."""
-        keep = txns.write_port()
-        m.d.comb += [
-            keep.addr.eq(f.tag[:self.tag_bits]),
-            keep.en.eq(write),
-            keep.data.valid.eq(f.bytes_total > (Mux(f.length == 0, 1024, f.length) << 2)),
-            keep.data.requester.eq(f.requester),
-            keep.data.byte_count.eq(f.bytes_total),
-        ]
-        forward = Signal()
-        written = Signal(_Txn())
-        with m.If(look.en):
-            m.d.sync += [forward.eq(keep.en & (keep.addr == look.addr)), written.eq(keep.data)]
-
-        def rises(known):
-            return (known.valid & (known.requester == f.requester)
-                    & (f.bytes_total > known.byte_count))
-        return Mux(forward, rises(written), rises(look.data))
+        with m.If(r2_valid & r2.writes & held.valid & held.writes & ~mine):
+            m.d.sync += self.write_collisions.eq(self.write_collisions + 1)
