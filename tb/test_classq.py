@@ -21,11 +21,11 @@ in, a credit-limited peer out, the ordering model as the judge of both.
   of the egress order against the ingress order; every TLP must leave once.
   With ``reorder_illegally`` (the test-only arbiter) violations must be found
   instead, all of cells B2a or D2a.
-* **The RTL checker** must agree with the model exactly: as many TLPs
-  flagged as the model finds TLPs that made an illegal pass, per cell, and
-  every TLP checked. The checker does not judge ID-Based Ordering (see
-  :mod:`tlpoe.rtl.queues.order_check`), so its model is the same check with the
-  IDO bit cleared: a pass only IDO makes legal counts as flagged.
+* **The RTL checker** must agree with the model exactly: its verdict on
+  each TLP (the cells it broke, by arrival number) is the one of the
+  model's checker (:class:`~tlpoe.models.ordering.OrderMonitor`) and of
+  the table (:func:`~tlpoe.models.ordering.check_order`), its counters
+  theirs, and every TLP is checked.
 """
 
 import collections
@@ -37,8 +37,9 @@ import pyuvm
 from cocotb.triggers import RisingEdge
 from pyuvm import uvm_component, uvm_env, uvm_test
 
-from tlpoe.models.ordering import check_order
+from tlpoe.models.ordering import OrderMonitor, check_order
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
+from tlpoe.rtl.bridge.paths import order_window
 from tlpoe.rtl.queues.order_check import CELLS as CHECK_CELLS
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
@@ -51,31 +52,30 @@ from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 P = tb_params(width=64, seed=1, count=2000, workload="random", report="", coverage_file="", max_payload=128, valid_gap=0.1, backpressure=0.3,
               buffer_hdr=16, buffer_data=256, drain_every=6, credit_delay=20,
               np_block_start=0, np_block_cycles=0, ro_enable=1, expect_violations=False,
-              min_passes=1, drain_us=2000)
+              min_passes=1, drain_us=2000, tlps=16, stamp_bits=16)
 
 CLASSES = (OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION)
 HDR_BITS, DATA_BITS, LIMIT_BITS = 8, 16, 24
 
 
-def flagged_per_cell(result):
-    """TLPs that made at least one illegal pass, per cell (of the first)."""
-    first = {}
+def cells_per_tlp(result):
+    """{ingress index: the cells it broke} of the TLPs that made an illegal pass."""
+    cells = collections.defaultdict(set)
     for v in result.violations:
-        first.setdefault(v.egress_index, v.cell)
-    return {cell: list(first.values()).count(cell) for cell in CHECK_CELLS}
+        cells[v.later].add(v.cell)
+    return dict(cells)
+
+
+def flagged_per_cell(result):
+    """TLPs that made an illegal pass, per cell (each counted in every cell it broke)."""
+    cells = cells_per_tlp(result).values()
+    return {cell: sum(cell in s for s in cells) for cell in CHECK_CELLS}
 
 
 def rtl_by_cell():
     """The RTL checker's ``check_by_cell`` counters by cell name."""
     value = int(cocotb.top.check_by_cell.value)
     return {cell: (value >> (32 * k)) & 0xFFFFFFFF for k, cell in enumerate(CHECK_CELLS)}
-
-
-def without_ido(raw):
-    """The TLP ``raw`` with Attr[2] (IDO) cleared: as the RTL checker judges it."""
-    tlp = Tlp.unpack(raw)
-    tlp.attr &= ~Attr.IDO
-    return tlp
 
 
 def data_credits(tlp):
@@ -169,16 +169,25 @@ class OrderJudge(uvm_component):
 
     def build_phase(self):
         self.ingress, self.egress = [], []
+        self.verdicts = {}              # the RTL checker's: arrival number -> cells
         self.in_export = AnalysisImp("in_export", self, lambda item: self.ingress.append(item.data))
         self.out_export = AnalysisImp("out_export", self, lambda item: self.egress.append(item.data))
+
+    async def run_phase(self):
+        dut = cocotb.top
+        while True:
+            await RisingEdge(dut.clk)
+            if int(dut.check_verdict_valid.value):
+                mask = int(dut.check_verdict.value)
+                self.verdicts[int(dut.check_verdict_arrival.value)] = {
+                    c for k, c in enumerate(CHECK_CELLS) if mask >> k & 1}
 
     def check_phase(self):
         result = check_order(self.ingress, self.egress)
         self.result = result
-        as_checked = check_order(*(map(without_ido, tlps) for tlps in (self.ingress, self.egress)))
         if P["report"]:
-            self.write_report(result, as_checked)
-        self.check_rtl_checker(as_checked)
+            self.write_report(result)
+        self.check_rtl_checker(result)
         cells = {c: n for c, n in result.cell_hits.items() if n}
         hit, missed = sample_cells(result.cell_hits)
         self.logger.info(f"ordering cells covered: {len(hit)} of {len(hit) + len(missed)}"
@@ -198,13 +207,13 @@ class OrderJudge(uvm_component):
             assert result.passes >= P["min_passes"], f"only {result.passes} passes"
 
 
-    def write_report(self, result, as_checked):
+    def write_report(self, result):
         """One run's record for ``make ordering`` (JSON at ``report``)."""
         dut = cocotb.top
         record = {
             "tlps": len(self.egress), "passes": result.passes, "cell_hits": result.cell_hits,
             "model_violations": flagged_per_cell(result),
-            "model_violations_without_ido": flagged_per_cell(as_checked),
+            "verdicts_differing": len(self.differing(result)),
             "rtl_violations": int(dut.check_violations.value),
             "rtl_by_cell": rtl_by_cell(),
             "rtl_tlps_checked": int(dut.check_tlps_checked.value),
@@ -212,17 +221,38 @@ class OrderJudge(uvm_component):
         }
         Path(P["report"]).write_text(json.dumps(record, indent=2) + "\n")
 
+    def differing(self, result):
+        """Arrival numbers whose RTL verdict differs from the table's (and
+        from :class:`OrderMonitor`'s, run on the same ingress and egress)."""
+        table = cells_per_tlp(result)
+        monitor = OrderMonitor(order_window(int(P["tlps"])))
+        arrival = {}
+        for n, raw in enumerate(self.ingress):
+            monitor.ingress(raw)
+            arrival.setdefault(raw, collections.deque()).append(n)
+        twin = {}
+        for raw in self.egress:
+            n = arrival[raw].popleft()
+            twin[n] = set(monitor.egress(n))
+        assert twin == {n: table.get(n, set()) for n in twin}, "OrderMonitor != the table"
+        mask = (1 << int(P["stamp_bits"])) - 1
+        return [n for n in twin if self.verdicts.get(n & mask) != twin[n]]
+
     def check_rtl_checker(self, result):
-        """The RTL OrderChecker's counters against the model's verdicts."""
+        """The RTL OrderChecker's verdicts and counters against the model's."""
         dut = cocotb.top
         rtl, model = rtl_by_cell(), flagged_per_cell(result)
+        flagged = len(cells_per_tlp(result))
         self.logger.info(f"RTL checker: {int(dut.check_violations.value)} flagged {rtl}; "
-                         f"model: {model}")
+                         f"model: {flagged} {model}")
+        differing = self.differing(result)
+        assert not differing, f"RTL verdicts differ from the model's at arrivals {differing[:5]}"
         assert int(dut.check_tlps_checked.value) == len(self.egress)
-        assert int(dut.check_violations.value) == sum(model.values()), (rtl, model)
+        assert int(dut.check_violations.value) == flagged, (rtl, model)
         assert rtl == model, (rtl, model)
-        assert int(dut.check_irq.value) == bool(sum(model.values()))
-        assert int(dut.check_stamp_errors.value) == 0
+        assert int(dut.check_irq.value) == bool(flagged)
+        for name in ("arrival_errors", "window_errors", "write_collisions"):
+            assert int(getattr(dut, f"check_{name}").value) == 0, name
 
 
 class ClassqEnv(uvm_env):

@@ -106,10 +106,11 @@ class LinkTest(uvm_test):
         self.drop_objection()
 
     def check_ordering(self, c):
-        """The receiving bridges' ordering checkers against the scoreboards:
-        every TLP out was checked, and the checker flagged exactly the TLPs
-        the scoreboard saw make an illegal pass (none, unless the sender's
-        test-only illegal arbiter is on). With ``np_block_cycles``: while B
+        """The ordering checkers against the scoreboards: the sender's
+        (its transmit queues) checked every TLP in, the receiver's (its
+        receive queues) every TLP out, and together they flagged exactly
+        the TLPs the scoreboard saw make an illegal pass (none, unless the
+        sender's test-only illegal arbiter is on). With ``np_block_cycles``: while B
         took no non-posted TLP, none left B and posted ones kept flowing."""
         problems = []
         for key, sb in self.env.scoreboards.items():
@@ -124,15 +125,27 @@ class LinkTest(uvm_test):
                 problems.append(f"{key}: the ordering model finds {len(result.violations)} "
                                 f"violations, the scoreboard {sb.illegal_items} illegal passes")
             delivered = len(self.env.delivered[dst])
+            sent = self.env.tx[src].monitor_bfm.packets_seen
             if c[dst]["order_tlps_checked"] != delivered:
-                problems.append(f"{dst}: the ordering checker saw {c[dst]['order_tlps_checked']} "
-                                f"TLPs, {delivered} left tlp_out")
-            if c[dst]["order_stamp_errors"]:
-                problems.append(f"{dst}: {c[dst]['order_stamp_errors']} order stamp errors")
-            if c[dst]["order_violations"] != sb.illegal_items:
-                problems.append(f"{dst}: the ordering checker flagged "
-                                f"{c[dst]['order_violations']} TLPs, the scoreboard "
-                                f"{sb.illegal_items} that made an illegal pass")
+                problems.append(f"{dst}: the receive queues' checker saw "
+                                f"{c[dst]['order_tlps_checked']} TLPs, {delivered} left tlp_out")
+            if c[src]["tx_order_tlps_checked"] != sent:
+                problems.append(f"{src}: the transmit queues' checker saw "
+                                f"{c[src]['tx_order_tlps_checked']} TLPs, {sent} went in")
+            for side, prefix in ((dst, "order_"), (src, "tx_order_")):
+                for name in ("arrival_errors", "window_errors"):
+                    if c[side][prefix + name]:
+                        problems.append(f"{side}: {prefix}{name} = {c[side][prefix + name]}")
+            # the passes are made in A's transmit queues (the test-only arbiter)
+            # or B's receive queues (never illegal): the two checkers together
+            # flag exactly the TLPs that passed illegally end to end
+            if c[dst]["order_violations"]:
+                problems.append(f"{dst}: the receive queues made {c[dst]['order_violations']} "
+                                "illegal passes")
+            flagged = c[src]["tx_order_violations"] + c[dst]["order_violations"]
+            if flagged != sb.illegal_items:
+                problems.append(f"{src}/{dst}: the ordering checkers flagged {flagged} TLPs, "
+                                f"the scoreboard {sb.illegal_items} that made an illegal pass")
             if P["expect_order_violations"] and not sb.illegal_items:
                 problems.append(f"{key}: no illegal pass was made (the test-only arbiter?)")
         if P["np_block_cycles"]:
@@ -200,7 +213,7 @@ class LinkTest(uvm_test):
             "overflows": c["a"]["overflows"] + c["b"]["overflows"],
             "legal_passes": sb.passes, "illegal_passes": sb.illegal_passes,
             "illegal_tlps": sb.illegal_items,
-            "order_violations": c["b"]["order_violations"],
+            "order_violations": c["a"]["tx_order_violations"] + c["b"]["order_violations"],
             "credit_stall_cycles": {k: c["a"][f"credit_stall_cycles_{k}"]
                                     for k in ("p", "np", "cpl")},
             "credit_overruns": self.env.credit_monitors["ab"].overruns,

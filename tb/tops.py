@@ -18,6 +18,7 @@ from ..rtl.queues.classq import ClassQueues
 from ..rtl.compose import exposed_members, forward
 from ..rtl.framing.decapsulator import Decapsulator
 from ..rtl.framing.encapsulator import Encapsulator
+from ..rtl.bridge.paths import ORDER_OUTPUTS, order_window
 from ..rtl.queues.order_check import OrderChecker
 from ..rtl.streams import check_width
 
@@ -85,36 +86,42 @@ class Loopback(wiring.Component):
 
 class CheckedQueues(wiring.Component):
     """:class:`~tlpoe.rtl.queues.classq.ClassQueues` with an :class:`OrderChecker`
-    on its egress: the queues' ports, and the checker's ports prefixed
-    ``check_`` (its ``irq_clear`` input and every output). The unit the
-    ordering testbench proves, the test-only ``reorder_illegally`` arbiter
-    included."""
+    on them (their ingress, their egress with its arrival numbers): the
+    queues' ports, and the checker's prefixed ``check_`` (its
+    ``irq_clear``, its ``req_*`` inputs: the opposite direction's requests,
+    and every output). The unit the ordering testbench proves, the
+    test-only ``reorder_illegally`` arbiter included."""
 
     def __init__(self, width, **queue_kw):
         self.queues = ClassQueues(width, **queue_kw)
-        self.checker = OrderChecker(width, stamp_bits=self.queues.stamp_bits)
+        self.checker = OrderChecker(width, window=order_window(self.queues.tlps),
+                                    arrival_bits=self.queues.stamp_bits)
         members = exposed_members(self.queues)
-        members.update(exposed_members(self.checker, self._CHECK_NAMES))
-        for name in ("valid", "beat", "stamp"):
-            del members[name]
+        members.update({f"check_{name}": member
+                        for name, member in self.checker.signature.members.items()
+                        if name in self._CHECK_NAMES})
         super().__init__(members)
 
-    _CHECK_NAMES = {name: f"check_{name}" for name in (
-        "irq_clear", "violations", "by_cell", "first_stamp", "first_tag", "first_cell",
-        "first_valid", "irq", "stamp_errors", "tlps_checked")}
+    _CHECK_NAMES = ("irq_clear", "req_valid", "req_beat", "verdict_valid", "verdict",
+                    "verdict_arrival") + ORDER_OUTPUTS
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.queues = queues = self.queues
         m.submodules.checker = checker = self.checker
         forward(m, self, queues)
+        size = checker.in_beat.shape().size
+        tin, tout = queues.tlp_in, queues.tlp_out
         m.d.comb += [
-            checker.valid.eq(queues.tlp_out.valid & queues.tlp_out.ready),
-            checker.beat.eq(queues.tlp_out.payload.as_value()[:checker.beat.shape().size]),
-            checker.stamp.eq(queues.tlp_out.payload.stamp),
-            checker.irq_clear.eq(self.check_irq_clear),
+            checker.in_valid.eq(tin.valid & tin.ready),
+            checker.in_beat.eq(tin.payload.as_value()[:size]),
+            checker.out_valid.eq(tout.valid & tout.ready),
+            checker.out_beat.eq(tout.payload.as_value()[:size]),
+            checker.out_arrival.eq(queues.out_arrival),
         ]
         for name in self._CHECK_NAMES:
-            if name != "irq_clear":
+            if name in ("irq_clear", "req_valid", "req_beat"):
+                m.d.comb += getattr(checker, name).eq(getattr(self, f"check_{name}"))
+            else:
                 m.d.comb += getattr(self, f"check_{name}").eq(getattr(checker, name))
         return m

@@ -16,7 +16,7 @@ from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_la
 __all__ = ["Bridge", "STREAMS", "INTERRUPTS"]
 
 #: The ports that join the two paths inside the bridge.
-JOINS = ("feedback", "credits")
+JOINS = ("feedback", "credits", "egress_tap", "opposite")
 #: The bridge's streams and its interrupt outputs (levels), ports of their own.
 STREAMS = ("tlp_in", "frame_out", "frame_in", "tlp_out")
 INTERRUPTS = ("link_down", "order_irq")
@@ -140,6 +140,8 @@ class Bridge(wiring.Component):
         m.submodules.rx = rx = self.rx
         connect(m, rx.feedback, tx.feedback)
         connect(m, rx.credits, tx.credits)
+        connect(m, tx.egress_tap, rx.opposite)      # each checker sees the other way's requests
+        connect(m, rx.egress_tap, tx.opposite)
         connect(m, flipped(self.tlp_in), tx.tlp_in)
         connect(m, tx.frame_out, flipped(self.frame_out))
         connect(m, flipped(self.frame_in), rx.frame_in)
@@ -165,5 +167,6 @@ class Bridge(wiring.Component):
                 raise AssertionError(f"stats.{f.name}: {len(value)} bits, the layout's {size}")
             parts.append(value)
         m.d.comb += self.stats.eq(Cat(*parts))
-        m.d.comb += [self.link_down.eq(tx.link_down), self.order_irq.eq(rx.order_irq)]
+        m.d.comb += [self.link_down.eq(tx.link_down),
+                     self.order_irq.eq(rx.order_irq | tx.tx_order_irq)]
         return m

@@ -10,9 +10,9 @@ stage                  transmit                    receive
 =====================  ==========================  ==========================
 TLP side               ``tlp_in``                  ``tlp_out``
 class queues           ``tx_queues`` (the peer's   ``rx_queues`` (the receive
-                       credits, stamps made)       buffers, stamps carried)
+                       credits, stamps made)       buffers)
 beside the queues      ``peer_credits``,           ``credit_return``,
-                       ``advertiser``              ``checker``
+                       ``advertiser``, ``checker`` ``checker``
 frames                 ``encap`` (packer, framer)  ``decap`` (deframer,
                                                    unpacker)
 link layer             ``replay`` (in ``encap``,   ``link_rx`` (in ``decap``,
@@ -21,6 +21,11 @@ link layer             ``replay`` (in ``encap``,   ``link_rx`` (in ``decap``,
                                                    reorder buffer too)
 Ethernet side          ``frame_out``               ``frame_in``
 =====================  ==========================  ==========================
+
+Each path's :class:`OrderChecker` judges its own class queues, ingress
+against egress; the requests each path's queues hand on
+(:class:`EgressTap`, ``egress_tap``) are the other checker's
+``opposite`` (the requests its completions answer, D2b).
 """
 
 from amaranth.hdl import Cat, Module
@@ -40,10 +45,10 @@ from ..link.replay import ReplayBuffer
 from ..queues.classq import ClassQueues
 from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
 from ..queues.order_check import OrderChecker
-from ..streams import SkidBuffer, connect_tlp, frame_stream, tlp_stream
+from ..streams import SkidBuffer, TlpBeat, connect_tlp, frame_stream, tlp_stream
 
-__all__ = ["TransmitPath", "ReceivePath", "TX_COUNTERS", "RX_COUNTERS", "SR_COUNTERS",
-           "ORDER_PORTS"]
+__all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TX_COUNTERS", "RX_COUNTERS",
+           "SR_COUNTERS", "ORDER_OUTPUTS", "order_ports", "order_window"]
 
 #: The ReplayBuffer's counters, each ``Out(32)`` on the transmit path.
 TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted", "link_down_events",
@@ -52,10 +57,66 @@ TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted", "link_d
 RX_COUNTERS = ("frames_accepted", "duplicates", "out_of_order", "naks_repeated")
 #: The receive path's counters of selective repeat only (``mode="sr"``).
 SR_COUNTERS = ("out_of_order_buffered",)
-#: The ordering checker's ports on the receive path: (checker name, path name).
-ORDER_PORTS = {name: f"order_{name}" for name in (
-    "irq_clear", "violations", "by_cell", "first_stamp", "first_tag", "first_cell",
-    "first_valid", "irq", "stamp_errors", "tlps_checked")}
+#: The ordering checker's outputs a path exposes (each prefixed, :func:`order_ports`).
+ORDER_OUTPUTS = ("violations", "by_cell", "first_arrival", "first_tag", "first_cell",
+                 "first_valid", "irq", "tlps_checked", "window_errors", "arrival_errors",
+                 "write_collisions")
+
+
+def order_ports(prefix):
+    """The checker's ports on a path: (checker name, path name); the
+    ``irq_clear`` of both paths is ``order_irq_clear``."""
+    return {"irq_clear": "order_irq_clear",
+            **{name: f"{prefix}{name}" for name in ORDER_OUTPUTS}}
+
+
+def order_window(tlps):
+    """The checker's positions for class queues of ``tlps`` per class: a
+    power of two above the most inside at once (3 x ``tlps`` queued, one
+    TLP in the ingress register and one leaving)."""
+    return 1 << (3 * tlps + 2).bit_length()
+
+
+class EgressTap(wiring.Signature):
+    """The beats a path's class queues hand on (out of the path), which
+    the opposite path's checker reads for the requests its completions
+    answer."""
+
+    def __init__(self, width):
+        super().__init__({"valid": Out(1), "beat": Out(TlpBeat(width))})
+
+
+def _checker(width, queues, prefix):
+    """An :class:`OrderChecker` for ``queues`` and its ports on the path."""
+    checker = OrderChecker(width, window=order_window(queues.tlps),
+                           arrival_bits=queues.stamp_bits)
+    names = order_ports(prefix)
+    ports = {names[name]: member for name, member in checker.signature.members.items()
+             if name in names}
+    return checker, names, ports
+
+
+def _watch(m, checker, names, path, queues, width):
+    """Wire ``checker`` to ``queues`` (their ingress and egress, the
+    opposite path's requests) and its outputs to ``path``'s ports."""
+    size = TlpBeat(width).size
+    tin, tout = queues.tlp_in, queues.tlp_out
+    taken = tout.valid & tout.ready
+    m.d.comb += [
+        checker.in_valid.eq(tin.valid & tin.ready),
+        checker.in_beat.eq(tin.payload.as_value()[:size]),
+        checker.out_valid.eq(taken),
+        checker.out_beat.eq(tout.payload.as_value()[:size]),
+        checker.out_arrival.eq(queues.out_arrival),
+        checker.req_valid.eq(path.opposite.valid),
+        checker.req_beat.eq(path.opposite.beat),
+        path.egress_tap.valid.eq(taken),
+        path.egress_tap.beat.eq(tout.payload.as_value()[:size]),
+        checker.irq_clear.eq(path.order_irq_clear),
+    ]
+    for name, port in names.items():
+        if name != "irq_clear":
+            m.d.comb += getattr(path, port).eq(getattr(checker, name))
 
 
 class TransmitPath(wiring.Component):
@@ -93,11 +154,14 @@ class TransmitPath(wiring.Component):
         self.peer_credits = PeerCredits()
         self.advertiser = CreditAdvertiser(buffers=buffers, delay=credit_delay,
                                            refresh=credit_refresh)
+        self.checker, self._order_names, order = _checker(width, self.queues, "tx_order_")
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "frame_out": Out(frame_stream(width)),
             "feedback": In(LinkFeedback(seq_bits)),
             "credits": In(CreditLoop()),
+            "egress_tap": Out(EgressTap(width)),
+            "opposite": In(EgressTap(width)),
             # configuration
             "dst_mac": In(48),
             "src_mac": In(48),
@@ -122,6 +186,7 @@ class TransmitPath(wiring.Component):
             "credit_frames": Out(32),
             "credits_invalid": Out(32),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
+            **order,
         })
 
     def elaborate(self, platform):
@@ -129,8 +194,9 @@ class TransmitPath(wiring.Component):
         queues, encap, replay, framer = self.queues, self.encap, self.replay, self.framer
         peer, advertiser = self.peer_credits, self.advertiser
         m.submodules.tx_queues = queues
-        for name in ("encap", "peer_credits", "advertiser"):
+        for name in ("encap", "peer_credits", "advertiser", "checker"):
             m.submodules[name] = getattr(self, name)
+        _watch(m, self.checker, self._order_names, self, queues, self.queues.width)
 
         # the encapsulator (packer, the replay buffer as its store, framer);
         # the replay buffer's and the framer's link ports are wired here
@@ -217,19 +283,17 @@ class ReceivePath(wiring.Component):
             else None
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
                                   reorder=reorder, hold=False)
-        self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
-                                  carry_stamp=True)
+        self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest")
         self.credit_return = CreditReturn(width, buffers=buffers)
-        self.checker = OrderChecker(width, stamp_bits=self.queues.stamp_bits)
+        self.checker, self._order_names, order = _checker(width, self.queues, "order_")
         self.counters = RX_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
-        order_ports = exposed_members(self.checker, ORDER_PORTS)
-        for name in ("valid", "beat", "stamp"):
-            del order_ports[name]
         super().__init__({
             "frame_in": In(frame_stream(width)),
             "tlp_out": Out(tlp_stream(width)),
             "feedback": Out(LinkFeedback(seq_bits)),
             "credits": Out(CreditLoop()),
+            "egress_tap": Out(EgressTap(width)),
+            "opposite": In(EgressTap(width)),
             # configuration
             "nak_timeout": In(24, init=nak_timeout),
             "ack_delay": In(16, init=ack_delay),
@@ -242,7 +306,7 @@ class ReceivePath(wiring.Component):
             "overflows": Out(32),
             "tlps_out": Out(32),
             **{name: Out(32) for name in self.counters},
-            **order_ports,
+            **order,
         })
 
     def elaborate(self, platform):
@@ -259,19 +323,16 @@ class ReceivePath(wiring.Component):
         # do not reach the unpacker's buffer
         m.submodules.rx_slice = rx_slice = SkidBuffer(decap.tlp.payload.shape())
         connect(m, decap.tlp, rx_slice.i)
-        connect(m, rx_slice.o, queues.tlp_in)
-        connect_tlp(m, queues.tlp_out, self.tlp_out)      # the stamps stop at the checker
+        connect_tlp(m, rx_slice.o, queues.tlp_in)         # the sender's stamps stop here
+        connect_tlp(m, queues.tlp_out, self.tlp_out)
+        _watch(m, checker, self._order_names, self, queues, queues.width)
         connect(m, link_rx.feedback, flipped(self.feedback))     # the receiver's state and requests
         out_taken = self.tlp_out.valid & self.tlp_out.ready
         m.d.comb += [
-            # the receive queues: the sender's stamps ride along; NP waits for np_accept
+            # the receive queues: NP waits for np_accept
             queues.ro_enable.eq(self.ro_enable),
             queues.class_enable.eq(Cat(1, self.np_accept, 1)),
-            # the ordering checker and the credits freed at the egress
-            checker.valid.eq(out_taken),
-            checker.beat.eq(self.tlp_out.payload),
-            checker.stamp.eq(queues.tlp_out.payload.stamp),
-            checker.irq_clear.eq(self.order_irq_clear),
+            # the credits freed at the egress
             credit_return.valid.eq(out_taken),
             credit_return.beat.eq(self.tlp_out.payload),
             # the credit loop: ours to advertise, the peer's from each good frame
@@ -289,7 +350,4 @@ class ReceivePath(wiring.Component):
             self.tlps_out.eq(decap.tlps_out),
             *(getattr(self, name).eq(getattr(link_rx, name)) for name in self.counters),
         ]
-        for name, port in ORDER_PORTS.items():
-            if name != "irq_clear":
-                m.d.comb += getattr(self, port).eq(getattr(checker, name))
         return m

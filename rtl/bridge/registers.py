@@ -107,7 +107,8 @@ CONFIG = (
           reg="CONTROL"),
     Field("credits_enable", "config", "The transmit side obeys the peer's credits.", 1, init=1,
           reg="CONTROL"),
-    Field("order_irq_clear", "strobe", "Write 1: clear the ordering interrupt.", 1),
+    Field("order_irq_clear", "strobe",
+          "Write 1: clear the ordering interrupt (both checkers').", 1),
 )
 
 #: The MAC addresses: ports of their own, registers like the configuration's.
@@ -124,15 +125,30 @@ STATS = (
           1, reg="STATUS"),
     Field("np_room", "status", "The transmit side can take a Non-Posted TLP.", 1, reg="STATUS"),
     Field("order_irq", "status",
-          "The ordering interrupt: set by a violation, held until cleared.", 1,
-          reg="ORDER_STATUS"),
+          "The ordering checker of the receive queues: set by a violation, held until "
+          "cleared.", 1, reg="ORDER_STATUS"),
     Field("order_first_valid", "status", "The order_first_* fields hold a violation.", 1,
           reg="ORDER_STATUS"),
     Field("order_first_cell", "status",
           "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2,
           reg="ORDER_STATUS"),
     Field("order_first_tag", "status", "The first violation's tag.", 10, reg="ORDER_STATUS"),
-    Field("order_first_stamp", "status", "The first violation's order stamp.", 16),
+    Field("order_first_arrival", "status",
+          "The first violation's arrival number (TLPs into the receive queues before it).",
+          16),
+    Field("tx_order_irq", "status",
+          "The ordering checker of the transmit queues: set by a violation, held until "
+          "cleared.", 1, reg="TX_ORDER_STATUS"),
+    Field("tx_order_first_valid", "status", "The tx_order_first_* fields hold a violation.",
+          1, reg="TX_ORDER_STATUS"),
+    Field("tx_order_first_cell", "status",
+          "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2,
+          reg="TX_ORDER_STATUS"),
+    Field("tx_order_first_tag", "status", "The first violation's tag.", 10,
+          reg="TX_ORDER_STATUS"),
+    Field("tx_order_first_arrival", "status",
+          "The first violation's arrival number (TLPs into the transmit queues before it).",
+          16),
     # transmit
     Field("frames_sent", "counter", "Frames sent (data and control)."),
     Field("oversize_drops", "counter", "TLPs refused by the packer: larger than a frame holds."),
@@ -167,17 +183,36 @@ STATS = (
     Field("out_of_order_buffered", "counter",
           "Frames kept in the reorder buffer (selective repeat only; 0 in go-back-N).",
           modes=("sr",)),
-    # the ordering checker on tlp_out
+    # the ordering checker of the receive queues
     Field("order_violations", "counter", "TLPs that made at least one illegal pass."),
-    Field("order_stamp_errors", "counter", "TLPs whose stamp could not be judged."),
     Field("order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
+    Field("order_arrival_errors", "counter",
+          "TLPs that left with an arrival number of no TLP inside: not judged."),
+    Field("order_window_errors", "counter",
+          "TLPs that arrived onto a position of the checker still taken (more inside than "
+          "its window)."),
+    Field("order_write_collisions", "counter",
+          "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
+    # the ordering checker of the transmit queues
+    Field("tx_order_violations", "counter", "TLPs that made at least one illegal pass."),
+    Field("tx_order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
+    Field("tx_order_arrival_errors", "counter",
+          "TLPs that left with an arrival number of no TLP inside: not judged."),
+    Field("tx_order_window_errors", "counter",
+          "TLPs that arrived onto a position of the checker still taken (more inside than "
+          "its window)."),
+    Field("tx_order_write_collisions", "counter",
+          "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
     # arrays
     Field("drops", "counter", "Frames dropped, by reason (models/frame.py DropReason).",
           elements=tuple(r.name for r in DropReason)),
     Field("credit_stall_cycles", "counter", "Cycles a TLP waited for the peer's credits.",
           elements=PER_CLASS),
     Field("tlps_sent", "counter", "TLPs sent.", elements=PER_CLASS),
-    Field("order_by_cell", "counter", "Ordering violations per cell.", elements=CELLS),
+    Field("order_by_cell", "counter", "Ordering violations per cell (receive queues).",
+          elements=CELLS),
+    Field("tx_order_by_cell", "counter", "Ordering violations per cell (transmit queues).",
+          elements=CELLS),
     # credit limits (cumulative header and data credits, modulo 2**8 and 2**16)
     Field("credit_limit", "status", "The peer's credit limits as the transmit side obeys them.",
           limits=True),

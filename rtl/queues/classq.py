@@ -126,7 +126,10 @@ class ClassQueues(wiring.Component):
       :class:`~tlpoe.rtl.queues.order_check.OrderChecker`). With
       ``carry_stamp``, ``tlp_in`` has a ``stamp`` too, and the stamp out is
       the one that came in with the TLP (a receiver keeps the sender's
-      stamps).
+      stamps). ``out_arrival``, beside ``tlp_out``'s beats: the TLP's
+      arrival number (TLPs counted at ``tlp_in`` from 0, modulo
+      ``2**stamp_bits``), for an
+      :class:`~tlpoe.rtl.queues.order_check.OrderChecker` on the queues.
     * ``class_enable`` (per class, default all set): a class whose bit is
       clear starts no TLP (a consumer that cannot take non-posted requests
       now); the others pass it where the rules allow.
@@ -187,6 +190,7 @@ class ClassQueues(wiring.Component):
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
             "class_enable": In(3, init=0b111),
             "np_room": Out(1),
+            "out_arrival": Out(stamp_bits),
         })
 
     def elaborate(self, platform):
@@ -451,9 +455,11 @@ class ClassQueues(wiring.Component):
         busy = Signal()                     # a granted TLP of class `cur` is not out yet
         cur = Signal(2)
         cur_stamp = Signal(self.stamp_bits)
+        cur_arrival = Signal(self.stamp_bits)
         left = Signal(range(self.depth + 1))    # its beats still to leave
         last_q = Signal()                   # left == 1: the beat on offer is its last
         pick_stamp = Signal(self.stamp_bits)
+        pick_arrival = Signal(self.stamp_bits)
         pick_beats = Signal(range(self.depth + 1))
         pick_one = Signal()
         with m.Switch(pick):
@@ -461,6 +467,7 @@ class ClassQueues(wiring.Component):
                 with m.Case(k):
                     m.d.comb += [pick_stamp.eq(heads[k].carried if self.carry_stamp
                                                else heads[k].stamp),
+                                 pick_arrival.eq(heads[k].arrival),
                                  pick_beats.eq(heads[k].beats), pick_one.eq(heads[k].one)]
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
@@ -470,6 +477,7 @@ class ClassQueues(wiring.Component):
             out.payload.keep.eq(beat.keep),
             out.payload.last.eq(beat.last),
             out.payload.stamp.eq(cur_stamp),
+            self.out_arrival.eq(cur_arrival),
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
@@ -488,7 +496,8 @@ class ClassQueues(wiring.Component):
                 ]
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
-                         cur_stamp.eq(pick_stamp), busy.eq(1), left.eq(pick_beats),
+                         cur_stamp.eq(pick_stamp), cur_arrival.eq(pick_arrival), busy.eq(1),
+                         left.eq(pick_beats),
                          last_q.eq(pick_one)]
             with m.If(pick == P):
                 m.d.sync += p_out.eq(p_out + 1)
