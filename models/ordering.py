@@ -65,7 +65,7 @@ from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
            "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps",
-           "CREDIT_CLASSES", "flow_control_need", "take_credit_limit", "CreditAdvertiser"]
+           "OrderFields", "CHECK_CELLS", "OrderMonitor", "queue_stamps", "CREDIT_CLASSES", "flow_control_need", "take_credit_limit", "CreditAdvertiser"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -435,59 +435,83 @@ class OrderFields(NamedTuple):
 CHECK_CELLS = ("A2a", "B2a", "D2a", "D5b")
 
 
+def queue_stamps(tlps):
+    """Each TLP's stamps at a queue's egress, for its ordering checker:
+    ``(posted, completions)`` that arrived before it (in ``tlps``, arrival
+    order), as :class:`~tlpoe.rtl.queues.classq.ClassQueues` counts them."""
+    out, counts = [], [0, 0, 0]
+    for tlp in tlps:
+        out.append((counts[0], counts[2]))
+        counts[OrderFields.of(tlp).cls] += 1
+    return out
+
+
 class OrderMonitor:
     """The ordering checker of one queue (``rtl/queues/order_check.py``
     ``OrderChecker``), TLP by TLP: its verdicts and counters are the RTL's.
 
-    The queue's ingress numbers the TLPs in arrival order (:meth:`ingress`
-    returns the number); at its egress each TLP leaves with its arrival
-    number (:meth:`egress`), and is judged against every TLP that arrived
-    before it and is still inside: those it passed. With the fields of
-    both (:class:`OrderFields`) every cell of the table is decided exactly,
-    IDO and D5b included. D2b's third case needs the request a completion
-    answers: :meth:`request` is told the non-posted requests of the
-    opposite direction, and a per-tag table (``2**tag_bits`` entries, each
-    a Requester ID and a bit) keeps which of them are I/O or Configuration
-    Writes. A request of the same requester with the same tag replaces the
-    entry (the earlier one is then complete); one of another requester
-    replaces it only if it is a write itself (``write_collisions``: two
-    writes of one tag from different requesters at once, which PCIe's
-    single issuer of I/O and Configuration requests, the Root Complex,
-    never makes).
+    :meth:`ingress` numbers the TLPs in arrival order and gives each its
+    stamps (:meth:`stamps`: the posted TLPs and completions that arrived
+    before it, as the queue carries them to its egress); :meth:`egress`
+    judges a TLP leaving against every posted TLP and every completion
+    that arrived before it and is still inside: those it passed. With the
+    fields of both (:class:`OrderFields`) every cell of the table is
+    decided exactly, IDO and D5b included. D2b's third case needs the
+    request a completion answers: :meth:`request` is told the non-posted
+    requests of the opposite direction, and a per-tag table (``2**tag_bits``
+    entries, each a Requester ID and a bit) keeps which of them are I/O or
+    Configuration Writes. A request of the same requester with the same
+    tag replaces the entry (the earlier one is then complete); one of
+    another requester replaces it only if it is a write itself
+    (``write_collisions``: two writes of one tag from different requesters
+    at once, which PCIe's single issuer of I/O and Configuration requests,
+    the Root Complex, never makes).
 
-    ``window`` (a power of two) positions hold the TLPs inside, at their
-    arrival number modulo ``window``: it must exceed the most the queue
-    holds. An arrival onto a position still inside replaces it
-    (``window_errors``); a TLP leaving from a position with nothing inside
-    is not judged (``arrival_errors``)."""
+    Posted TLPs and completions inside are kept in two rings of ``window``
+    positions, at their index among their kind modulo ``window``; non-posted
+    TLPs take none. An arrival onto a position still inside replaces it
+    (``window_errors``); a posted TLP or completion leaving from a position
+    with nothing inside is not judged (``stamp_errors``)."""
 
-    def __init__(self, window=128, tag_bits=10):
+    def __init__(self, window=64, tag_bits=10):
         if not isinstance(window, int) or window < 2 or window & (window - 1):
             raise ValueError(f"window must be a power of two of at least 2, not {window!r}")
         if tag_bits not in (8, 10):
             raise ValueError(f"tag_bits must be 8 or 10, not {tag_bits!r}")
         self.window, self.tag_bits = window, tag_bits
         self.arrivals = 0
-        self.inside = {}                # arrival number -> OrderFields, in arrival order
-        self.at = {}                    # position -> the arrival number inside there
-        self.writes = {}                # tag -> (Requester ID, an I/O or Cfg write)
+        self.counts = [0, 0, 0]           # posted, non-posted, completions in so far
+        self.rings = ({}, None, {})       # per kind: index -> OrderFields, inside
+        self.at = ({}, None, {})          # per kind: position -> the index inside there
+        self.arrived = {}                 # arrival number -> (stamps, fields), not out yet
+        self.writes = {}                  # tag -> (Requester ID, an I/O or Cfg write)
         self.tlps_checked = self.violations = 0
         self.by_cell = [0] * len(CHECK_CELLS)
-        self.window_errors = self.arrival_errors = self.write_collisions = 0
-        self.first = None               # (cell, arrival, tag) of the first violation
+        self.window_errors = self.stamp_errors = self.write_collisions = 0
+        self.first = None                 # (cell, posted stamp, tag) of the first violation
 
     def ingress(self, tlp):
         """A TLP (bytes or :class:`Tlp`) arrives; returns its arrival number."""
+        f = OrderFields.of(tlp)
         n = self.arrivals
-        pos = n % self.window
-        old = self.at.get(pos)
-        if old is not None:
-            self.window_errors += 1
-            del self.inside[old]
-        self.at[pos] = n
-        self.inside[n] = OrderFields.of(tlp)
+        self.arrived[n] = ((self.counts[0], self.counts[2]), f)
+        if f.cls != 1:
+            index = self.counts[f.cls]
+            pos = index % self.window
+            old = self.at[f.cls].get(pos)
+            if old is not None:
+                self.window_errors += 1
+                del self.rings[f.cls][old]
+            self.at[f.cls][pos] = index
+            self.rings[f.cls][index] = f
+        self.counts[f.cls] += 1
         self.arrivals = n + 1
         return n
+
+    def stamps(self, arrival):
+        """``(posted, completions)`` that arrived before TLP ``arrival`` (a
+        posted TLP's own index, a completion's), as the queue stamps it."""
+        return self.arrived[arrival][0]
 
     def request(self, tlp):
         """A non-posted request of the opposite direction (whose completions
@@ -508,21 +532,26 @@ class OrderMonitor:
         """The TLP with ``arrival`` number leaves (``tlp``: its bytes as they
         leave; the fields recorded at its arrival when omitted). Returns the
         cells of :data:`CHECK_CELLS` it broke (an empty tuple: legal)."""
-        pos = arrival % self.window
-        n = self.at.pop(pos, None)
-        if n is None:
-            self.arrival_errors += 1
-            return ()
-        mine = self.inside.pop(n)
-        f = mine if tlp is None else OrderFields.of(tlp)
+        (sp, sc), f = self.arrived.pop(arrival)
+        if tlp is not None:
+            f = OrderFields.of(tlp)
+        if f.cls != 1:
+            own = (sp, None, sc)[f.cls]
+            index = self.at[f.cls].pop(own % self.window, None)
+            if index is None:
+                self.stamp_errors += 1
+                return ()
+            del self.rings[f.cls][index]
         self.tlps_checked += 1
-        bad = self.judge(f, (e for a, e in self.inside.items() if a < n))
+        posted = (e for i, e in self.rings[0].items() if i < sp)
+        cpls = (e for i, e in self.rings[2].items() if i < sc) if f.cls == 2 else ()
+        bad = self.judge(f, posted, cpls)
         if bad:
             self.violations += 1
             for cell in bad:
                 self.by_cell[CHECK_CELLS.index(cell)] += 1
             if self.first is None:
-                self.first = (bad[0], n, f.tag)
+                self.first = (bad[0], sp, f.tag)
         return bad
 
     def completes_write(self, f):
@@ -530,16 +559,13 @@ class OrderMonitor:
         held = self.writes.get(f.tag % (1 << self.tag_bits))
         return held is not None and held[1] and held[0] == f.requester
 
-    def judge(self, f, earlier):
-        """The cells ``f`` breaks by leaving before each of ``earlier``."""
+    def judge(self, f, posted, cpls=()):
+        """The cells ``f`` breaks by leaving before the earlier ``posted``
+        TLPs and ``cpls`` (completions)."""
         if f.cls == 2:
             free, cell = f.ro or self.completes_write(f), "D2a"
         else:
             free, cell = f.cls == 0 and f.ro, ("A2a", "B2a")[f.cls]
-        posted = d5b = False
-        for e in earlier:
-            if e.cls == 0:
-                posted = posted or not (free or (f.ido and e.requester != f.own))
-            elif e.cls == 2 and f.cls == 2:
-                d5b = d5b or (e.requester == f.requester and e.tag == f.tag)
-        return tuple(c for c, hit in ((cell, posted), ("D5b", d5b)) if hit)
+        bad_posted = not free and any(not (f.ido and e.requester != f.own) for e in posted)
+        d5b = any(e.requester == f.requester and e.tag == f.tag for e in cpls)
+        return tuple(c for c, hit in ((cell, bad_posted), ("D5b", d5b)) if hit)

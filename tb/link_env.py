@@ -51,8 +51,8 @@ COUNTERS = ("frames_sent", "good_frames", "control_frames", "overflows", "tlps_o
             "replays_timeout", "frames_retransmitted", "link_down_events", "acks_sent",
             "naks_sent", "frames_accepted", "duplicates", "out_of_order",
             "naks_repeated", "window_full_cycles", "link_down", "credit_frames",
-            "order_violations", "order_arrival_errors", "order_window_errors",
-            "order_tlps_checked", "tx_order_violations", "tx_order_arrival_errors",
+            "order_violations", "order_stamp_errors", "order_window_errors",
+            "order_tlps_checked", "tx_order_violations", "tx_order_stamp_errors",
             "tx_order_window_errors", "tx_order_tlps_checked")
 #: Per-class counters (P, NP, CPL), read as ``<name>_p`` ... ``<name>_cpl``.
 CLASS_COUNTERS = ("credit_stall_cycles", "tlps_sent")

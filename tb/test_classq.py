@@ -39,7 +39,6 @@ from pyuvm import uvm_component, uvm_env, uvm_test
 
 from tlpoe.models.ordering import OrderMonitor, check_order
 from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
-from tlpoe.rtl.bridge.paths import order_window
 from tlpoe.rtl.queues.order_check import CELLS as CHECK_CELLS
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles
@@ -52,7 +51,7 @@ from tlpoe.tb.stimulus import ordering_traffic, random_tlps
 P = tb_params(width=64, seed=1, count=2000, workload="random", report="", coverage_file="", max_payload=128, valid_gap=0.1, backpressure=0.3,
               buffer_hdr=16, buffer_data=256, drain_every=6, credit_delay=20,
               np_block_start=0, np_block_cycles=0, ro_enable=1, expect_violations=False,
-              min_passes=1, drain_us=2000, tlps=16, stamp_bits=16)
+              min_passes=1, drain_us=2000)
 
 CLASSES = (OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION)
 HDR_BITS, DATA_BITS, LIMIT_BITS = 8, 16, 24
@@ -169,7 +168,7 @@ class OrderJudge(uvm_component):
 
     def build_phase(self):
         self.ingress, self.egress = [], []
-        self.verdicts = {}              # the RTL checker's: arrival number -> cells
+        self.verdicts = []              # the RTL checker's, in egress order: cells
         self.in_export = AnalysisImp("in_export", self, lambda item: self.ingress.append(item.data))
         self.out_export = AnalysisImp("out_export", self, lambda item: self.egress.append(item.data))
 
@@ -179,8 +178,7 @@ class OrderJudge(uvm_component):
             await RisingEdge(dut.clk)
             if int(dut.check_verdict_valid.value):
                 mask = int(dut.check_verdict.value)
-                self.verdicts[int(dut.check_verdict_arrival.value)] = {
-                    c for k, c in enumerate(CHECK_CELLS) if mask >> k & 1}
+                self.verdicts.append({c for k, c in enumerate(CHECK_CELLS) if mask >> k & 1})
 
     def check_phase(self):
         result = check_order(self.ingress, self.egress)
@@ -222,21 +220,23 @@ class OrderJudge(uvm_component):
         Path(P["report"]).write_text(json.dumps(record, indent=2) + "\n")
 
     def differing(self, result):
-        """Arrival numbers whose RTL verdict differs from the table's (and
+        """Egress positions whose RTL verdict differs from the table's (and
         from :class:`OrderMonitor`'s, run on the same ingress and egress)."""
         table = cells_per_tlp(result)
-        monitor = OrderMonitor(order_window(int(P["tlps"])))
+        # every TLP in first, then out: a window that holds them all
+        monitor = OrderMonitor(1 << len(self.ingress).bit_length())
         arrival = {}
         for n, raw in enumerate(self.ingress):
             monitor.ingress(raw)
             arrival.setdefault(raw, collections.deque()).append(n)
-        twin = {}
+        twin, order = [], []
         for raw in self.egress:
             n = arrival[raw].popleft()
-            twin[n] = set(monitor.egress(n))
-        assert twin == {n: table.get(n, set()) for n in twin}, "OrderMonitor != the table"
-        mask = (1 << int(P["stamp_bits"])) - 1
-        return [n for n in twin if self.verdicts.get(n & mask) != twin[n]]
+            twin.append(set(monitor.egress(n)))
+            order.append(n)
+        assert twin == [table.get(n, set()) for n in order], "OrderMonitor != the table"
+        rtl = self.verdicts + [None] * (len(twin) - len(self.verdicts))
+        return [k for k, (a, b) in enumerate(zip(rtl, twin)) if a != b]
 
     def check_rtl_checker(self, result):
         """The RTL OrderChecker's verdicts and counters against the model's."""
@@ -246,12 +246,12 @@ class OrderJudge(uvm_component):
         self.logger.info(f"RTL checker: {int(dut.check_violations.value)} flagged {rtl}; "
                          f"model: {flagged} {model}")
         differing = self.differing(result)
-        assert not differing, f"RTL verdicts differ from the model's at arrivals {differing[:5]}"
+        assert not differing, f"RTL verdicts differ from the model's at egress {differing[:5]}"
         assert int(dut.check_tlps_checked.value) == len(self.egress)
         assert int(dut.check_violations.value) == flagged, (rtl, model)
         assert rtl == model, (rtl, model)
         assert int(dut.check_irq.value) == bool(flagged)
-        for name in ("arrival_errors", "window_errors", "write_collisions"):
+        for name in ("stamp_errors", "window_errors", "write_collisions"):
             assert int(getattr(dut, f"check_{name}").value) == 0, name
 
 

@@ -133,7 +133,7 @@ class LinkTest(uvm_test):
                 problems.append(f"{src}: the transmit queues' checker saw "
                                 f"{c[src]['tx_order_tlps_checked']} TLPs, {sent} went in")
             for side, prefix in ((dst, "order_"), (src, "tx_order_")):
-                for name in ("arrival_errors", "window_errors"):
+                for name in ("stamp_errors", "window_errors"):
                     if c[side][prefix + name]:
                         problems.append(f"{side}: {prefix}{name} = {c[side][prefix + name]}")
             # the passes are made in A's transmit queues (the test-only arbiter)

@@ -86,7 +86,7 @@ class Loopback(wiring.Component):
 
 class CheckedQueues(wiring.Component):
     """:class:`~tlpoe.rtl.queues.classq.ClassQueues` with an :class:`OrderChecker`
-    on them (their ingress, their egress with its arrival numbers): the
+    on them (their ingress, their egress with its stamps): the
     queues' ports, and the checker's prefixed ``check_`` (its
     ``irq_clear``, its ``req_*`` inputs: the opposite direction's requests,
     and every output). The unit the ordering testbench proves, the
@@ -95,15 +95,15 @@ class CheckedQueues(wiring.Component):
     def __init__(self, width, **queue_kw):
         self.queues = ClassQueues(width, **queue_kw)
         self.checker = OrderChecker(width, window=order_window(self.queues.tlps),
-                                    arrival_bits=self.queues.stamp_bits)
+                                    stamp_bits=self.queues.stamp_bits)
         members = exposed_members(self.queues)
         members.update({f"check_{name}": member
                         for name, member in self.checker.signature.members.items()
                         if name in self._CHECK_NAMES})
         super().__init__(members)
 
-    _CHECK_NAMES = ("irq_clear", "req_valid", "req_beat", "verdict_valid", "verdict",
-                    "verdict_arrival") + ORDER_OUTPUTS
+    _CHECK_NAMES = ("irq_clear", "req_valid", "req_beat", "verdict_valid",
+                    "verdict") + ORDER_OUTPUTS
 
     def elaborate(self, platform):
         m = Module()
@@ -117,7 +117,8 @@ class CheckedQueues(wiring.Component):
             checker.in_beat.eq(tin.payload.as_value()[:size]),
             checker.out_valid.eq(tout.valid & tout.ready),
             checker.out_beat.eq(tout.payload.as_value()[:size]),
-            checker.out_arrival.eq(queues.out_arrival),
+            checker.out_posted.eq(queues.out_posted),
+            checker.out_cpls.eq(queues.out_cpls),
         ]
         for name in self._CHECK_NAMES:
             if name in ("irq_clear", "req_valid", "req_beat"):

@@ -10,7 +10,7 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from tlpoe.models.ordering import CHECK_CELLS, OrderMonitor, check_order
+from tlpoe.models.ordering import OrderMonitor, check_order, queue_stamps
 from tlpoe.models.tlp import PcieId, Tlp, TlpType
 from tlpoe.rtl.queues.order_check import CELLS, OrderChecker
 from tlpoe.tb.bfm import StreamLayout, to_beats
@@ -21,11 +21,13 @@ HOST, GPU, ROOT = 0x0100, 0x0200, 0x0000
 
 def run_checker(events, width, **kw):
     """Drive the events of an :class:`~tlpoe.tb.stimulus.OrderTrace`, one after
-    another, each on its port ("in", "out" with the arrival number, "req");
+    another, each on its port ("in", "out" with the TLP's stamps, "req");
     returns ({arrival: cells of its verdict}, the final outputs)."""
     dut = OrderChecker(width, **kw)
     layout = StreamLayout.tlp(width)
     ingress = [x for kind, x in events if kind == "in"]
+    stamps = queue_stamps(ingress)
+    leaving = [x for kind, x in events if kind == "out"]
     verdicts = {}
     out = {}
     ports = {"in": (dut.in_valid, dut.in_beat), "out": (dut.out_valid, dut.out_beat),
@@ -39,24 +41,26 @@ def run_checker(events, width, **kw):
                 ctx.set(valid, 1)
                 ctx.set(beat_port.as_value(), layout.pack(beat))
                 if kind == "out":
-                    ctx.set(dut.out_arrival, x % 2 ** dut.arrival_bits if b == 0 else 0xBEEF)
+                    posted, cpls = stamps[x] if b == 0 else (0xBEEF, 0xBEEF)
+                    ctx.set(dut.out_posted, posted)
+                    ctx.set(dut.out_cpls, cpls)
                 await ctx.tick()
             ctx.set(valid, 0)
         for _ in range(dut.latency + 1):
             await ctx.tick()
         out.update(violations=ctx.get(dut.violations), irq=ctx.get(dut.irq),
                    by_cell=[ctx.get(dut.by_cell[c]) for c in range(len(CELLS))],
-                   first=(ctx.get(dut.first_valid), ctx.get(dut.first_arrival),
+                   first=(ctx.get(dut.first_valid), ctx.get(dut.first_stamp),
                           ctx.get(dut.first_tag), CELLS[ctx.get(dut.first_cell)]),
                    checked=ctx.get(dut.tlps_checked),
-                   errors=(ctx.get(dut.window_errors), ctx.get(dut.arrival_errors),
+                   errors=(ctx.get(dut.window_errors), ctx.get(dut.stamp_errors),
                            ctx.get(dut.write_collisions)))
 
-    async def watch(ctx):
-        async for _, _, valid, verdict, arrival in ctx.tick().sample(
-                dut.verdict_valid, dut.verdict, dut.verdict_arrival):
+    async def watch(ctx):               # verdicts come in egress order
+        async for _, _, valid, verdict in ctx.tick().sample(dut.verdict_valid, dut.verdict):
             if valid:
-                verdicts[arrival] = {CELLS[c] for c in range(len(CELLS)) if verdict >> c & 1}
+                verdicts[leaving[len(verdicts)]] = {CELLS[c] for c in range(len(CELLS))
+                                                    if verdict >> c & 1}
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -97,7 +101,7 @@ def test_model_equals_the_table_on_random_traces():
     want, result = table_verdicts(trace)
     got, mon = run_model(trace.events, 64)
     assert got == want
-    assert mon.window_errors == mon.arrival_errors == mon.write_collisions == 0
+    assert mon.window_errors == mon.stamp_errors == mon.write_collisions == 0
     assert sum(1 for v in got.values() if v) == mon.violations > 1000
     # every cell met, the exceptions (A2b, B2b, D2b) and D5b included
     assert all(result.cell_hits[c] > 50 for c in result.cell_hits), result.cell_hits
@@ -112,8 +116,8 @@ def test_rtl_equals_the_model_tlp_by_tlp(width, window):
     assert got == want
     assert out["violations"] == mon.violations > 50
     assert out["by_cell"] == mon.by_cell and out["checked"] == mon.tlps_checked
-    cell, arrival, tag = mon.first
-    assert out["first"] == (1, arrival, tag, cell) and out["irq"] == 1
+    cell, stamp, tag = mon.first
+    assert out["first"] == (1, stamp, tag, cell) and out["irq"] == 1
     assert out["errors"] == (0, 0, 0)
 
 
@@ -188,13 +192,18 @@ def test_back_to_back_single_beat_tlps(width):
     assert run_checker(events, width, window=16)[0] == want
 
 
-def test_window_errors_and_arrival_errors_are_counted_not_judged():
-    ingress = [mwr(address=0x1000 * k) for k in range(6)]
-    events = [("in", t) for t in ingress] + [("out", 5), ("out", 5), ("out", 4)]
+def test_window_errors_and_stamp_errors_are_counted_not_judged():
+    """Six posted writes into a window of 4: the fifth and sixth replace
+    the first two (window errors); the first leaves from a position now the
+    fifth's (judged as it), then the fifth finds its position empty (a
+    stamp error); a read behind them all is judged against those inside."""
+    ingress = [mwr(address=0x1000 * k) for k in range(6)] + [mrd()]
+    events = [("in", t) for t in ingress] + [("out", 0), ("out", 4), ("out", 6)]
     got, mon = run_model(events, 4)
     _, out = run_checker(events, 64, window=4)
-    assert (mon.window_errors, mon.arrival_errors) == (2, 1)
+    assert (mon.window_errors, mon.stamp_errors) == (2, 1)
     assert out["errors"] == (2, 1, 0) and out["checked"] == mon.tlps_checked == 2
+    assert got == {0: set(), 4: set(), 6: {"B2a"}}   # 4: not judged
 
 
 def test_a_write_of_another_requester_on_a_tag_in_use_is_a_collision():
@@ -218,7 +227,7 @@ def test_request_table_is_read_synchronously(width):
 
 
 @pytest.mark.parametrize("kw,name", [({"window": 48}, "window"), ({"window": 1}, "window"),
-                                     ({"arrival_bits": 4}, "arrival_bits"),
+                                     ({"stamp_bits": 4}, "stamp_bits"),
                                      ({"tag_bits": 9}, "tag_bits")])
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_bad_parameters_name_themselves(kw, name):

@@ -58,8 +58,8 @@ RX_COUNTERS = ("frames_accepted", "duplicates", "out_of_order", "naks_repeated")
 #: The receive path's counters of selective repeat only (``mode="sr"``).
 SR_COUNTERS = ("out_of_order_buffered",)
 #: The ordering checker's outputs a path exposes (each prefixed, :func:`order_ports`).
-ORDER_OUTPUTS = ("violations", "by_cell", "first_arrival", "first_tag", "first_cell",
-                 "first_valid", "irq", "tlps_checked", "window_errors", "arrival_errors",
+ORDER_OUTPUTS = ("violations", "by_cell", "first_stamp", "first_tag", "first_cell",
+                 "first_valid", "irq", "tlps_checked", "window_errors", "stamp_errors",
                  "write_collisions")
 
 
@@ -71,10 +71,10 @@ def order_ports(prefix):
 
 
 def order_window(tlps):
-    """The checker's positions for class queues of ``tlps`` per class: a
-    power of two above the most inside at once (3 x ``tlps`` queued, one
-    TLP in the ingress register and one leaving)."""
-    return 1 << (3 * tlps + 2).bit_length()
+    """The checker's positions (per ring) for class queues of ``tlps`` per
+    class: a power of two above the most of one class inside at once
+    (``tlps`` queued, and a few on their way in and out)."""
+    return 1 << (tlps + 4).bit_length()
 
 
 class EgressTap(wiring.Signature):
@@ -89,7 +89,7 @@ class EgressTap(wiring.Signature):
 def _checker(width, queues, prefix):
     """An :class:`OrderChecker` for ``queues`` and its ports on the path."""
     checker = OrderChecker(width, window=order_window(queues.tlps),
-                           arrival_bits=queues.stamp_bits)
+                           stamp_bits=queues.stamp_bits)
     names = order_ports(prefix)
     ports = {names[name]: member for name, member in checker.signature.members.items()
              if name in names}
@@ -107,7 +107,8 @@ def _watch(m, checker, names, path, queues, width):
         checker.in_beat.eq(tin.payload.as_value()[:size]),
         checker.out_valid.eq(taken),
         checker.out_beat.eq(tout.payload.as_value()[:size]),
-        checker.out_arrival.eq(queues.out_arrival),
+        checker.out_posted.eq(queues.out_posted),
+        checker.out_cpls.eq(queues.out_cpls),
         checker.req_valid.eq(path.opposite.valid),
         checker.req_beat.eq(path.opposite.beat),
         path.egress_tap.valid.eq(taken),

@@ -133,8 +133,8 @@ STATS = (
           "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2,
           reg="ORDER_STATUS"),
     Field("order_first_tag", "status", "The first violation's tag.", 10, reg="ORDER_STATUS"),
-    Field("order_first_arrival", "status",
-          "The first violation's arrival number (TLPs into the receive queues before it).",
+    Field("order_first_stamp", "status",
+          "The first violation's stamp (posted TLPs into the receive queues before it).",
           16),
     Field("tx_order_irq", "status",
           "The ordering checker of the transmit queues: set by a violation, held until "
@@ -146,8 +146,8 @@ STATS = (
           reg="TX_ORDER_STATUS"),
     Field("tx_order_first_tag", "status", "The first violation's tag.", 10,
           reg="TX_ORDER_STATUS"),
-    Field("tx_order_first_arrival", "status",
-          "The first violation's arrival number (TLPs into the transmit queues before it).",
+    Field("tx_order_first_stamp", "status",
+          "The first violation's stamp (posted TLPs into the transmit queues before it).",
           16),
     # transmit
     Field("frames_sent", "counter", "Frames sent (data and control)."),
@@ -186,21 +186,21 @@ STATS = (
     # the ordering checker of the receive queues
     Field("order_violations", "counter", "TLPs that made at least one illegal pass."),
     Field("order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
-    Field("order_arrival_errors", "counter",
-          "TLPs that left with an arrival number of no TLP inside: not judged."),
+    Field("order_stamp_errors", "counter",
+          "Posted TLPs or completions that left with a stamp of no TLP inside: not judged."),
     Field("order_window_errors", "counter",
-          "TLPs that arrived onto a position of the checker still taken (more inside than "
-          "its window)."),
+          "Posted TLPs (completions) that arrived onto a position of the checker still "
+          "taken: passed by more later ones than its window."),
     Field("order_write_collisions", "counter",
           "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
     # the ordering checker of the transmit queues
     Field("tx_order_violations", "counter", "TLPs that made at least one illegal pass."),
     Field("tx_order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
-    Field("tx_order_arrival_errors", "counter",
-          "TLPs that left with an arrival number of no TLP inside: not judged."),
+    Field("tx_order_stamp_errors", "counter",
+          "Posted TLPs or completions that left with a stamp of no TLP inside: not judged."),
     Field("tx_order_window_errors", "counter",
-          "TLPs that arrived onto a position of the checker still taken (more inside than "
-          "its window)."),
+          "Posted TLPs (completions) that arrived onto a position of the checker still "
+          "taken: passed by more later ones than its window."),
     Field("tx_order_write_collisions", "counter",
           "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
     # arrays

@@ -27,7 +27,7 @@ POLICIES = ("oldest", "round_robin")
 
 class _Desc(data.StructLayout):
     def __init__(self, stamp_bits, carry, depth):
-        super().__init__({"stamp": stamp_bits, "free": 1, "data_credits": 9,
+        super().__init__({"stamp": stamp_bits, "cpls": stamp_bits, "free": 1, "data_credits": 9,
                           "arrival": stamp_bits, "beats": range(depth + 1), "one": 1,
                           **({"carried": stamp_bits} if carry else {})})
 
@@ -126,8 +126,9 @@ class ClassQueues(wiring.Component):
       :class:`~tlpoe.rtl.queues.order_check.OrderChecker`). With
       ``carry_stamp``, ``tlp_in`` has a ``stamp`` too, and the stamp out is
       the one that came in with the TLP (a receiver keeps the sender's
-      stamps). ``out_arrival``, beside ``tlp_out``'s beats: the TLP's
-      arrival number (TLPs counted at ``tlp_in`` from 0, modulo
+      stamps). ``out_posted`` and ``out_cpls``, beside ``tlp_out``'s
+      beats: the posted TLPs and the completions that arrived at these
+      queues before it (a posted TLP's own index, a completion's; modulo
       ``2**stamp_bits``), for an
       :class:`~tlpoe.rtl.queues.order_check.OrderChecker` on the queues.
     * ``class_enable`` (per class, default all set): a class whose bit is
@@ -190,7 +191,8 @@ class ClassQueues(wiring.Component):
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
             "class_enable": In(3, init=0b111),
             "np_room": Out(1),
-            "out_arrival": Out(stamp_bits),
+            "out_posted": Out(stamp_bits),
+            "out_cpls": Out(stamp_bits),
         })
 
     def elaborate(self, platform):
@@ -251,11 +253,13 @@ class ClassQueues(wiring.Component):
 
         p_in = Signal(self.stamp_bits)      # posted TLPs in so far
         n_in = Signal(self.stamp_bits)      # TLPs in so far
+        c_in = Signal(self.stamp_bits)      # completions in so far
         desc_in = Signal(desc_layout)
         m.d.comb += [
             desc_in.eq(held),
             desc_in.stamp.eq(p_in),
             desc_in.arrival.eq(n_in),
+            desc_in.cpls.eq(c_in),
             desc_in.beats.eq(count + 1),
             desc_in.one.eq(count == 0),          # a single beat: known before the grant
         ]
@@ -282,6 +286,8 @@ class ClassQueues(wiring.Component):
             m.d.sync += n_in.eq(n_in + 1)
             with m.If(r_cls == P):
                 m.d.sync += p_in.eq(p_in + 1)
+            with m.If(r_cls == CPL):
+                m.d.sync += c_in.eq(c_in + 1)
 
         heads = [desc_layout(d.r_data) for d in descs]
         heads_free = [h.free for h in heads]
@@ -455,11 +461,13 @@ class ClassQueues(wiring.Component):
         busy = Signal()                     # a granted TLP of class `cur` is not out yet
         cur = Signal(2)
         cur_stamp = Signal(self.stamp_bits)
-        cur_arrival = Signal(self.stamp_bits)
+        cur_posted = Signal(self.stamp_bits)
+        cur_cpls = Signal(self.stamp_bits)
         left = Signal(range(self.depth + 1))    # its beats still to leave
         last_q = Signal()                   # left == 1: the beat on offer is its last
         pick_stamp = Signal(self.stamp_bits)
-        pick_arrival = Signal(self.stamp_bits)
+        pick_posted = Signal(self.stamp_bits)
+        pick_cpls = Signal(self.stamp_bits)
         pick_beats = Signal(range(self.depth + 1))
         pick_one = Signal()
         with m.Switch(pick):
@@ -467,7 +475,7 @@ class ClassQueues(wiring.Component):
                 with m.Case(k):
                     m.d.comb += [pick_stamp.eq(heads[k].carried if self.carry_stamp
                                                else heads[k].stamp),
-                                 pick_arrival.eq(heads[k].arrival),
+                                 pick_posted.eq(heads[k].stamp), pick_cpls.eq(heads[k].cpls),
                                  pick_beats.eq(heads[k].beats), pick_one.eq(heads[k].one)]
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
@@ -477,7 +485,8 @@ class ClassQueues(wiring.Component):
             out.payload.keep.eq(beat.keep),
             out.payload.last.eq(beat.last),
             out.payload.stamp.eq(cur_stamp),
-            self.out_arrival.eq(cur_arrival),
+            self.out_posted.eq(cur_posted),
+            self.out_cpls.eq(cur_cpls),
         ]
         sent = Signal()
         m.d.comb += sent.eq(out.valid & out.ready)
@@ -496,7 +505,8 @@ class ClassQueues(wiring.Component):
                 ]
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
-                         cur_stamp.eq(pick_stamp), cur_arrival.eq(pick_arrival), busy.eq(1),
+                         cur_stamp.eq(pick_stamp), cur_posted.eq(pick_posted), cur_cpls.eq(pick_cpls),
+                         busy.eq(1),
                          left.eq(pick_beats),
                          last_q.eq(pick_one)]
             with m.If(pick == P):

@@ -2,16 +2,19 @@
 every TLP that arrived before it and is still inside, by the whole table of
 :mod:`tlpoe.models.ordering`.
 
-The checker watches the queue's ingress (``in_*``) and its egress
-(``out_*``). Arrivals are numbered in order, here and in the queue
-(:class:`~tlpoe.rtl.queues.classq.ClassQueues` ``arrival``), and each TLP
-leaves with its number (``out_arrival``, read on its first beat). The TLPs
-inside are kept in ``window`` positions (a power of two larger than the
-most the queue holds), at their arrival number modulo ``window``: per
-position a bit (inside), the class (posted, completion) and the
-transaction's Requester ID and Tag. A TLP that leaves passed exactly those
-inside at positions from the oldest possible one (the next arrival's) up
-to its own. It is compared with all of them at once:
+Only two kinds of earlier TLP can make a pass illegal: posted requests
+(A2a, B2a, D2a) and completions (D5b). The checker watches the queue's
+ingress (``in_*``) and keeps the posted TLPs inside in one ring and the
+completions in another, each TLP at its index among its kind (the first
+posted TLP is 0, the next 1, ...) modulo ``window``: per position a bit
+(inside) and the transaction's Requester ID (and, for a completion, its
+Tag). At the egress (``out_*``) each TLP leaves with two stamps from the
+queue (:class:`~tlpoe.rtl.queues.classq.ClassQueues` ``out_posted`` and
+``out_cpls``): the posted TLPs and the completions that arrived before it
+(a posted TLP's own index; a completion's). The earlier posted TLPs still
+inside are then the positions of the posted ring from the oldest possible
+one up to its stamp, the earlier completions likewise, and it is compared
+with all of them at once:
 
 * an earlier **posted** TLP passed is illegal (A2a, B2a, D2a by the
   leaving TLP's class) unless the leaving TLP is a posted request or a
@@ -24,6 +27,14 @@ to its own. It is compared with all of them at once:
   stay in order, the final one included;
 * every other pass is legal (A3, A5, B3, B5, D3, D5a).
 
+Non-posted TLPs may wait any time (A3 and D3 let everything pass them):
+they take no position. ``window`` bounds how many later posted TLPs may
+pass a posted TLP still inside (and later completions a completion): a
+queue whose classes are FIFOs, as ClassQueues', never has more of a kind
+inside than it holds. An arrival onto a position still inside replaces it
+(``window_errors``); a posted TLP or completion that leaves with a stamp
+whose position holds nothing inside is not judged (``stamp_errors``).
+
 D2b's third case needs the request a completion answers. The non-posted
 requests of the opposite direction (``req_*``) go into a per-tag table in
 block RAM (``2**tag_bits`` entries: a valid bit, whether the request is an
@@ -33,24 +44,20 @@ tag's entry if it is such a write (another requester's write there is a
 earlier request of that tag is then complete). A completion finds its
 request by Tag and Requester ID.
 
-Costs (``window`` positions W, ``tag_bits`` T): 29 flip-flops per position
-(inside, two class bits, 16-bit Requester ID, 10-bit Tag) and 6 per
-position in the pipeline; per position a 16-bit and a 26-bit comparison;
-two block RAMs of ``2**T`` x 18 bits (one read port each: the egress's
-lookup and the requests' read-modify-write). At W = 128 (the receive
-queues of 3 x 32 TLPs): about 4,500 flip-flops and 4,000 LUTs.
+Costs (``window`` W, ``tag_bits`` T): the posted ring 17 flip-flops per
+position and a 16-bit comparison, the completion ring 27 and a 26-bit
+comparison, 2 to 3 more per position in the pipeline; two block RAMs of
+``2**T`` x 18 bits (one read port each: the egress's lookup and the
+requests' read-modify-write). At W = 64 (the receive queues of 32 TLPs per
+class): about 3,000 flip-flops and 2,500 LUTs.
 
 Timing: a TLP whose last beat is taken in cycle ``c`` is judged in
-``verdict`` (valid in ``verdict_valid``) in cycle ``c + 4`` and in the
-counters from ``c + latency`` on (5). An ingress TLP is inside from two
-cycles after its last beat; a TLP may leave from the cycle after its last
-beat in. A request's table entry is written three cycles after its last
-beat. One TLP per cycle is judged at every width; the checker never holds
-a stream back.
-
-An arrival onto a position still inside replaces it (``window_errors``:
-the queue held more than ``window``); a TLP leaving from a position with
-nothing inside is not judged (``arrival_errors``). The model twin is
+``verdict`` (valid in ``verdict_valid``, in egress order) in cycle
+``c + 4`` and in the counters from ``c + latency`` on (5). An ingress TLP
+is inside from two cycles after its last beat; a TLP may leave from the
+cycle after its last beat in. A request's table entry is written three
+cycles after its last beat. One TLP per cycle is judged at every width;
+the checker never holds a stream back. The model twin is
 :class:`tlpoe.models.ordering.OrderMonitor`: same verdicts, same counters.
 """
 
@@ -69,13 +76,6 @@ __all__ = ["CELLS", "OrderChecker"]
 #: The cells the checker flags, in the order of ``by_cell`` and ``verdict``'s bits.
 CELLS = CHECK_CELLS
 A2A, B2A, D2A, D5B = range(4)
-
-
-class _Entry(data.StructLayout):
-    """A TLP inside: its class (posted, completion) and its transaction."""
-
-    def __init__(self):
-        super().__init__({"posted": 1, "completion": 1, "requester": 16, "tag": 10})
 
 
 class _Fields(data.StructLayout):
@@ -141,51 +141,51 @@ def _tap(m, width, valid, beat, name, arrival=None):
 
 class OrderChecker(wiring.Component):
     """Watches one queue: ``in_valid``/``in_beat`` its ingress (beats
-    taken), ``out_valid``/``out_beat`` its egress with ``out_arrival``
-    (the TLP's arrival number, read on its first beat), and
+    taken), ``out_valid``/``out_beat`` its egress with ``out_posted`` and
+    ``out_cpls`` (the TLP's stamps, read on its first beat), and
     ``req_valid``/``req_beat`` the opposite direction's requests (for D2b).
 
     Outputs: ``verdict_valid`` for one cycle per TLP judged, with
-    ``verdict`` (a bit per cell of :data:`CELLS` it broke) and
-    ``verdict_arrival``; ``violations`` (TLPs that broke at least one
-    cell), ``by_cell``, the first violation's ``first_arrival``,
-    ``first_tag`` and ``first_cell`` (the lowest cell it broke; valid once
-    ``first_valid``), ``irq`` (set by a violation, held until
-    ``irq_clear``), ``tlps_checked``, ``window_errors``,
-    ``arrival_errors`` and ``write_collisions``. No backpressure."""
+    ``verdict`` (a bit per cell of :data:`CELLS` it broke); ``violations``
+    (TLPs that broke at least one cell), ``by_cell``, the first
+    violation's ``first_stamp`` (its ``out_posted``), ``first_tag`` and
+    ``first_cell`` (the lowest cell it broke; valid once ``first_valid``),
+    ``irq`` (set by a violation, held until ``irq_clear``),
+    ``tlps_checked``, ``window_errors``, ``stamp_errors`` and
+    ``write_collisions``. No backpressure."""
 
     #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
     #: cycle ``c + latency`` on (and in ``verdict`` in cycle ``c + latency - 1``).
     latency = 5
 
-    def __init__(self, width, *, window=128, arrival_bits=16, tag_bits=10):
+    def __init__(self, width, *, window=64, stamp_bits=16, tag_bits=10):
         check_width(width)
         if not isinstance(window, int) or window < 2 or window & (window - 1):
             raise ValueError(f"window must be a power of two of at least 2, not {window!r}")
-        if not isinstance(arrival_bits, int) or not 2 ** arrival_bits >= window:
-            raise ValueError(f"arrival_bits must number the window ({window}), "
-                             f"not {arrival_bits!r}")
+        if not isinstance(stamp_bits, int) or not 2 ** (stamp_bits - 1) > window:
+            raise ValueError(f"stamp_bits must hold twice the window ({window}), "
+                             f"not {stamp_bits!r}")
         if tag_bits not in (8, 10):
             raise ValueError(f"tag_bits must be 8 or 10, not {tag_bits!r}")
         self.width, self.window, self.tag_bits = width, window, tag_bits
-        self.arrival_bits = arrival_bits
+        self.stamp_bits = stamp_bits
         super().__init__({
             "in_valid": In(1), "in_beat": In(TlpBeat(width)),
-            "out_valid": In(1), "out_beat": In(TlpBeat(width)), "out_arrival": In(arrival_bits),
+            "out_valid": In(1), "out_beat": In(TlpBeat(width)),
+            "out_posted": In(stamp_bits), "out_cpls": In(stamp_bits),
             "req_valid": In(1), "req_beat": In(TlpBeat(width)),
             "irq_clear": In(1),
             "verdict_valid": Out(1), "verdict": Out(len(CELLS)),
-            "verdict_arrival": Out(arrival_bits),
             "violations": Out(32),
             "by_cell": Out(data.ArrayLayout(32, len(CELLS))),
-            "first_arrival": Out(arrival_bits),
+            "first_stamp": Out(stamp_bits),
             "first_tag": Out(10),
             "first_cell": Out(2),
             "first_valid": Out(1),
             "irq": Out(1),
             "tlps_checked": Out(32),
             "window_errors": Out(32),
-            "arrival_errors": Out(32),
+            "stamp_errors": Out(32),
             "write_collisions": Out(32),
         })
 
@@ -193,41 +193,25 @@ class OrderChecker(wiring.Component):
         m = Module()
         W = self.window
         k = (W - 1).bit_length()
-        ones = (1 << W) - 1
 
-        # --- the TLPs inside, by position ------------------------------------------------
-        inside = Signal(W)
-        entries = [Signal(_Entry(), name=f"entry{j}") for j in range(W)]
-        wp = Signal(k)                          # the next arrival's position
-        ge_wp = Signal(W, init=ones)            # positions at or above wp
-        set_mask, clear_mask = Signal(W), Signal(W)
-        m.d.sync += inside.eq((inside & ~clear_mask) | set_mask)
-
-        # ingress: the fields registered on the last beat, the entry written a cycle later
+        # --- ingress: the fields registered on the last beat; the ring written a cycle later
         ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
         fi = _fields(m, ti.dws, "in_fields")
-        i1_valid, i1 = Signal(), Signal(_Entry())
+        i1_valid, i1 = Signal(), Signal(_Fields())
         m.d.sync += i1_valid.eq(ti.done)
         with m.If(ti.done):
-            m.d.sync += [i1.posted.eq(fi.cls == P), i1.completion.eq(fi.cls == CPL),
-                         i1.requester.eq(fi.requester), i1.tag.eq(fi.tag)]
-        m.d.comb += set_mask.eq(Mux(i1_valid, Const(1, W) << wp, 0))
-        with m.If(i1_valid):
-            m.d.sync += [wp.eq(wp + 1),
-                         ge_wp.eq(Mux(wp == W - 1, ones, ge_wp & ~set_mask))]
-            with m.If(inside.bit_select(wp, 1)):
-                m.d.sync += self.window_errors.eq(self.window_errors + 1)
-        for j in range(W):
-            with m.If(set_mask[j]):
-                m.d.sync += entries[j].eq(i1)
+            m.d.sync += i1.eq(fi)
+        posted = self._ring(m, "p", {"requester": 16}, i1_valid & (i1.cls == P), i1)
+        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, i1_valid & (i1.cls == CPL), i1)
 
         # --- the table of requests (D2b) --------------------------------------------------
         m.submodules.requests = table = memory.Memory(shape=_Request(), depth=2 ** self.tag_bits,
                                                       init=[])
         self._requests(m, table)
 
-        # --- egress, stage 0: the header; the completion's request looked up ----------------
-        to = _tap(m, self.width, self.out_valid, self.out_beat, "out", self.out_arrival)
+        # --- egress, stage 0: the header and stamps; the completion's request looked up ------
+        to = _tap(m, self.width, self.out_valid, self.out_beat, "out",
+                  Cat(self.out_posted, self.out_cpls))
         fo = _fields(m, to.dws, "out_fields")
         look = table.read_port()
         tag_beat = 2 // (self.width // 32)
@@ -238,62 +222,56 @@ class OrderChecker(wiring.Component):
                          [:self.tag_bits]),
         ]
 
-        # stage 1: the fields registered on the last beat (the lookup is read now)
-        v1, f1, a1 = Signal(), Signal(_Fields()), Signal(self.arrival_bits)
+        # stage 1: the fields and stamps registered on the last beat (the lookup is read now)
+        n = self.stamp_bits
+        v1, f1 = Signal(), Signal(_Fields())
+        sp1, sc1 = Signal(n), Signal(n)
         m.d.sync += v1.eq(to.done)
         with m.If(to.done):
-            m.d.sync += [f1.eq(fo), a1.eq(to.arrival)]
+            m.d.sync += [f1.eq(fo), sp1.eq(to.arrival[:n]), sc1.eq(to.arrival[n:])]
         completes_write = (look.data.valid & look.data.writes &
                            (look.data.requester == f1.requester))
 
-        # stage 2: may it pass posted TLPs at all; its position and the positions below
+        # stage 2: may it pass posted TLPs at all; where its stamps are in each ring
         v2, cls2, ido2, free2 = Signal(), Signal(2), Signal(), Signal()
-        own2, req2, tag2 = Signal(16), Signal(16), Signal(10)
-        a2, lt2 = Signal(self.arrival_bits), Signal(W)
-        pos2 = a2[:k]
+        own2, req2, tag2, sp2 = Signal(16), Signal(16), Signal(10), Signal(n)
         m.d.sync += v2.eq(v1)
         with m.If(v1):
             m.d.sync += [
                 cls2.eq(f1.cls), ido2.eq(f1.ido), own2.eq(f1.own), req2.eq(f1.requester),
-                tag2.eq(f1.tag), a2.eq(a1),
+                tag2.eq(f1.tag), sp2.eq(sp1),
                 free2.eq(Mux(f1.cls == CPL, f1.ro | completes_write, (f1.cls == P) & f1.ro)),
-                lt2.eq((Const(1, W) << a1[:k]) - 1),
             ]
-        # the earlier positions: from wp (the oldest possible) up to pos2, wrapping
-        wraps = Signal()
-        m.d.comb += wraps.eq(pos2 < wp)
-        present = inside.bit_select(pos2, 1)
+        earlier_p, here_p = posted.earlier(m, v1, sp1)
+        earlier_c, here_c = cpls.earlier(m, v1, sc1)
+        present = Mux(cls2 == P, here_p, Mux(cls2 == CPL, here_c, 1))
         judged = Signal()
         m.d.comb += [judged.eq(v2 & present),
-                     clear_mask.eq(Mux(judged, Const(1, W) << pos2, 0))]
+                     posted.leave.eq(judged & (cls2 == P)),
+                     cpls.leave.eq(judged & (cls2 == CPL))]
         with m.If(v2 & ~present):
-            m.d.sync += self.arrival_errors.eq(self.arrival_errors + 1)
+            m.d.sync += self.stamp_errors.eq(self.stamp_errors + 1)
 
         # stage 3: each position compared, registered
         v3, cls3, ido3, free3 = Signal(), Signal(2), Signal(), Signal()
-        a3, tag3 = Signal(self.arrival_bits), Signal(10)
-        posted3, cpl3, differs3, same3 = Signal(W), Signal(W), Signal(W), Signal(W)
+        sp3, tag3 = Signal(n), Signal(10)
+        p3, differs3, c3, same3 = Signal(W), Signal(W), Signal(W), Signal(W)
         m.d.sync += [v3.eq(judged), cls3.eq(cls2), ido3.eq(ido2), free3.eq(free2),
-                     a3.eq(a2), tag3.eq(tag2)]
-        for j, e in enumerate(entries):
-            earlier = inside[j] & Mux(wraps, ge_wp[j] | lt2[j], ge_wp[j] & lt2[j])
-            m.d.sync += [
-                posted3[j].eq(earlier & e.posted),
-                cpl3[j].eq(earlier & e.completion),
-                differs3[j].eq(e.requester != own2),
-                same3[j].eq((e.requester == req2) & (e.tag == tag2)),
-            ]
-        posted_bad = ~free3 & (posted3 & ~Mux(ido3, differs3, 0)).any()
-        d5b = (cls3 == CPL) & (cpl3 & same3).any()
+                     sp3.eq(sp2), tag3.eq(tag2), p3.eq(earlier_p), c3.eq(earlier_c)]
+        for j in range(W):
+            pe, ce = posted.entries[j], cpls.entries[j]
+            m.d.sync += [differs3[j].eq(pe.requester != own2),
+                         same3[j].eq((ce.requester == req2) & (ce.tag == tag2))]
+        posted_bad = ~free3 & (p3 & ~Mux(ido3, differs3, 0)).any()
+        d5b = (cls3 == CPL) & (c3 & same3).any()
 
         # stage 4: the verdict; the counters a cycle later
         v4, cell4 = Signal(), Signal(len(CELLS))
-        a4, tag4 = Signal(self.arrival_bits), Signal(10)
-        m.d.sync += [v4.eq(v3), a4.eq(a3), tag4.eq(tag3),
+        sp4, tag4 = Signal(n), Signal(10)
+        m.d.sync += [v4.eq(v3), sp4.eq(sp3), tag4.eq(tag3),
                      cell4.eq(Cat(posted_bad & (cls3 == P), posted_bad & (cls3 == NP),
                                   posted_bad & (cls3 == CPL), d5b))]
-        m.d.comb += [self.verdict_valid.eq(v4), self.verdict.eq(Mux(v4, cell4, 0)),
-                     self.verdict_arrival.eq(a4)]
+        m.d.comb += [self.verdict_valid.eq(v4), self.verdict.eq(Mux(v4, cell4, 0))]
         bad = Signal()
         m.d.comb += bad.eq(v4 & (cell4 != 0))
         first = Signal(2)
@@ -308,11 +286,73 @@ class OrderChecker(wiring.Component):
                 with m.If(cell4[c]):
                     m.d.sync += self.by_cell[c].eq(self.by_cell[c] + 1)
             with m.If(~self.first_valid):
-                m.d.sync += [self.first_valid.eq(1), self.first_arrival.eq(a4),
+                m.d.sync += [self.first_valid.eq(1), self.first_stamp.eq(sp4),
                              self.first_tag.eq(tag4), self.first_cell.eq(first)]
         with m.If(self.irq_clear & ~bad):
             m.d.sync += self.irq.eq(0)
+        with m.If(posted.overwrite | cpls.overwrite):
+            m.d.sync += self.window_errors.eq(self.window_errors + posted.overwrite
+                                              + cpls.overwrite)
         return m
+
+    def _ring(self, m, name, fields, arrive, source):
+        """The TLPs of one kind inside: ``W`` positions, each TLP at its index
+        (``count`` of its kind before it) modulo ``W``. ``arrive``: one comes
+        in now with ``source``'s fields. Returns a namespace: ``entries``,
+        ``leave`` (drive: the TLP at the position :meth:`earlier` found
+        leaves), ``overwrite`` (an arrival onto a position still inside) and
+        ``earlier(m, valid, stamp)``, which, given a stamp in cycle ``t``,
+        returns in cycle ``t + 1`` the mask of positions inside whose TLPs
+        came before the stamp, and whether the stamp's own position is
+        inside."""
+        W, n = self.window, self.stamp_bits
+        k = (W - 1).bit_length()
+        ones = (1 << W) - 1
+        r = SimpleNamespace(leave=Signal(name=f"{name}_leave"),
+                            overwrite=Signal(name=f"{name}_overwrite"))
+        layout = data.StructLayout(fields)
+        r.entries = [Signal(layout, name=f"{name}_entry{j}") for j in range(W)]
+        inside = Signal(W, name=f"{name}_inside")
+        count = Signal(n, name=f"{name}_count")         # of this kind in so far
+        wp = count[:k]                                  # the next one's position
+        ge_wp = Signal(W, init=ones, name=f"{name}_ge_wp")     # positions >= wp
+        set_mask = Signal(W, name=f"{name}_set")
+        clear_mask = Signal(W, name=f"{name}_clear")
+        m.d.comb += [set_mask.eq(Mux(arrive, Const(1, W) << wp, 0)),
+                     r.overwrite.eq(arrive & inside.bit_select(wp, 1))]
+        m.d.sync += inside.eq((inside & ~clear_mask) | set_mask)
+        with m.If(arrive):
+            m.d.sync += [count.eq(count + 1),
+                         ge_wp.eq(Mux(wp == W - 1, ones, ge_wp & ~set_mask))]
+        for j in range(W):
+            with m.If(set_mask[j]):
+                m.d.sync += r.entries[j].eq(Cat(*(getattr(source, f) for f in fields)))
+
+        def earlier(m, valid, stamp):
+            # stage 1 (``stamp`` given): how far the stamp is behind the count,
+            # and the positions below the stamp's; stage 2: the mask
+            behind = Signal(n, name=f"{name}_behind")
+            m.d.comb += behind.eq(count - stamp)
+            zero1, far1, near1 = (Signal(name=f"{name}_{x}") for x in ("zero", "far", "near"))
+            inc = Signal(name=f"{name}_inc")             # one more arrives between the stages
+            lt, pos = Signal(W, name=f"{name}_lt"), Signal(k, name=f"{name}_pos")
+            with m.If(valid):
+                m.d.sync += [zero1.eq(behind == 0), far1.eq(behind >= W),
+                             near1.eq(behind == W - 1), lt.eq((Const(1, W) << stamp[:k]) - 1),
+                             pos.eq(stamp[:k])]
+            m.d.sync += inc.eq(arrive)
+            # nothing came after the stamp: every TLP inside is earlier; W or
+            # more came after it: none inside is; else the positions from wp
+            # (the oldest possible) up to the stamp's, wrapping
+            all_, none = zero1 & ~inc, far1 | (near1 & inc)
+            wraps = pos < wp
+            mask = Signal(W, name=f"{name}_earlier")
+            m.d.comb += mask.eq(Mux(all_, ones, Mux(none, 0,
+                                                    Mux(wraps, ge_wp | lt, ge_wp & lt))) & inside)
+            m.d.comb += clear_mask.eq(Mux(r.leave, Const(1, W) << pos, 0))
+            return mask, inside.bit_select(pos, 1)
+        r.earlier = earlier
+        return r
 
     def _requests(self, m, table):
         """The opposite direction's non-posted requests into the per-tag
