@@ -12,8 +12,7 @@ in a process pool:
 ``illegal``
     the test-only arbiter that lets reads and completions pass posted
     writes: every illegal pass the model finds must be flagged by the RTL
-    checker (which also flags passes that only IDO makes legal: it cannot
-    judge IDO).
+    checker, and nothing else (IDO in the traffic);
 
 and two runs across two bridges and the network (``tb/test_link.py``:
 bridge A sends through the NIC/PHY model to bridge B, whose small receive
@@ -24,8 +23,14 @@ passes; B's ordering checker; the wire-level credit monitor):
     the ``ordering`` workload through the real queues: no illegal pass,
     nothing flagged by B's checker, no TLP sent beyond B's credits;
 ``bridge-illegal``
-    A's test-only arbiter (no IDO in the traffic): B's checker flags
-    exactly the TLPs the scoreboard sees make an illegal pass.
+    A's test-only arbiter: A's checker (its transmit queues) flags
+    exactly the TLPs the scoreboard sees make an illegal pass;
+
+and the RTL checker alone (``tb/test_order_check.py``, ``checker``):
+100,000 TLPs of a queue's random ingress and egress with legal and illegal
+passes (RO, IDO, split completions, I/O and Configuration Write
+completions, two requesters), each TLP's verdict equal to the model
+checker's and the table's: no false positive, no miss.
 
 Writes ``build/reports/ordering/``: ``ordering.json`` (``cells_total``,
 ``cells_hit``, ``violations_injected``, ``violations_caught``,
@@ -44,11 +49,14 @@ from pathlib import Path
 
 from ..models.ordering import CELL_IDS, table_markdown
 
-__all__ = ["RUNS", "BRIDGE_RUNS", "BRIDGE", "bridge_pair", "run", "run_bridges",
-           "summarise", "main"]
+__all__ = ["RUNS", "BRIDGE_RUNS", "BRIDGE", "CHECKER", "CHECKER_RUN", "bridge_pair", "run",
+           "run_bridges", "run_checker", "summarise", "main"]
 
 #: name -> (illegal arbiter, TLPs in full mode, TLPs in quick mode)
 RUNS = {"legal": (False, 100_000, 4_000), "illegal": (True, 20_000, 2_000)}
+#: The checker alone: (TLPs in full mode, in quick mode), at CHECKER's width and window
+CHECKER_RUN = (100_000, 3_000)
+CHECKER = {"width": 256, "window": 64}
 BRIDGE_RUNS = {"bridge-legal": (False, 20_000, 600), "bridge-illegal": (True, 5_000, 400)}
 
 #: The two-bridge setup: 64 bits, window 8, 6-bit sequence numbers; B's
@@ -111,6 +119,36 @@ def run(name, count, seed, sim, out_dir):
     record = json.loads(report.read_text())
     record.update(run=name, sim=sim, seed=seed, wall_s=round(time.monotonic() - start, 1))
     return record
+
+
+def run_checker(count, seed, sim, out_dir):
+    """The OrderChecker alone (``tb/test_order_check.py``) on ``count`` TLPs
+    of :func:`~tlpoe.tb.stimulus.ordering_trace`; returns its record."""
+    from ..rtl.queues.order_check import OrderChecker
+    from .runner import run_cocotb
+    report = Path(out_dir).resolve() / f"checker-{sim}-s{seed}.json"
+    start = time.monotonic()
+    run_cocotb(sim, lambda: OrderChecker(CHECKER["width"], window=CHECKER["window"]),
+               "order_check", "tlpoe.tb.test_order_check",
+               build_key=f"order-check-w{CHECKER['width']}", seed=seed,
+               run_name=f"ordering-checker-s{seed}",
+               params={**CHECKER, "seed": seed, "count": count, "report": str(report)})
+    record = json.loads(report.read_text())
+    record.update(run="checker", sim=sim, seed=seed, wall_s=round(time.monotonic() - start, 1))
+    return record
+
+
+def checker_checks(r):
+    """The checker-alone run's checks."""
+    return [
+        ("the RTL checker alone: every verdict the model's and the table's",
+         r["verdicts_differing"] == 0 and r["rtl_tlps_checked"] == r["tlps"],
+         f"{r['tlps']:,} TLPs, {r['passes']:,} passes, {r['model_violations']:,} illegal "
+         f"({r['rtl_by_cell']}); {r['verdicts_differing']} verdicts differ"),
+        ("the RTL checker alone: no false positive, no miss",
+         r["false_positives"] == 0 and r["misses"] == 0 and r["model_violations"] > 0,
+         f"{r['false_positives']} false positives, {r['misses']} misses"),
+    ]
 
 
 def summarise(legal, illegal):
@@ -195,7 +233,7 @@ def main(argv=None):
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"ordering: {len(RUNS) + len(BRIDGE_RUNS)} runs on {args.sim}, writing {out_dir}/",
+    print(f"ordering: {len(RUNS) + len(BRIDGE_RUNS) + 1} runs on {args.sim}, writing {out_dir}/",
           flush=True)
     records = {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -205,9 +243,11 @@ def main(argv=None):
         futures.update({name: pool.submit(run_bridges, name, quick if args.quick else full,
                                           args.seed, args.sim, out_dir)
                         for name, (_, full, quick) in BRIDGE_RUNS.items()})
+        futures["checker"] = pool.submit(run_checker, CHECKER_RUN[bool(args.quick)], args.seed,
+                                         args.sim, out_dir)
         for name, future in futures.items():
             r = records[name] = future.result()
-            if name in RUNS:
+            if name in RUNS or name == "checker":
                 print(f"{name}: {r['tlps']:,} TLPs, {r['passes']:,} passes, "
                       f"RTL flagged {r['rtl_violations']} ({r['wall_s']} s)", flush=True)
             else:
@@ -216,9 +256,12 @@ def main(argv=None):
                       f"B's checker flagged {r['order_violations']} ({r['wall_s']} s)", flush=True)
     summary = summarise(records["legal"], records["illegal"])
     summary["bridge_tlps_checked"] = sum(records[n]["tlps_delivered"] for n in BRIDGE_RUNS)
-    summary["tlps_checked"] += summary["bridge_tlps_checked"]
+    summary["tlps_checked"] += summary["bridge_tlps_checked"] + records["checker"]["tlps"]
+    summary["checker"] = {k: records["checker"][k] for k in (
+        "tlps", "passes", "model_violations", "rtl_violations", "false_positives", "misses",
+        "verdicts_differing")}
     results = checks(summary, records["legal"], records["illegal"]) + bridge_checks(
-        records["bridge-legal"], records["bridge-illegal"])
+        records["bridge-legal"], records["bridge-illegal"]) + checker_checks(records["checker"])
     (out_dir / "ordering.json").write_text(json.dumps(
         {**summary, "quick": args.quick, "runs": records,
          "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in results]},

@@ -88,10 +88,9 @@ def test_posted_writes_flow_while_non_posted_are_blocked(sim, tmp_path):
 @pytest.mark.parametrize("sim", SIMS)
 def test_illegal_arbiter_is_caught_by_checker_and_scoreboard(sim, tmp_path):
     """A's test-only arbiter lets reads and completions pass posted writes;
-    B's ordering checker flags exactly the TLPs the scoreboard sees make an
-    illegal pass (and some do). No ID-Based Ordering in this traffic: the
-    checker does not judge IDO and would flag the passes it allows
-    (docs/ordering.md)."""
+    A's ordering checker (its transmit queues) flags exactly the TLPs the
+    scoreboard sees make an illegal pass (and some do), with ID-Based
+    Ordering in the traffic: the passes it allows are not flagged."""
     record = record_of(tmp_path, sim, "illegal", illegal=True, workload="ordering", count=400,
-                       valid_gap=0.0, ido=0.0, expect_order_violations=True)
+                       valid_gap=0.0, ido=0.1, expect_order_violations=True)
     assert record["illegal_passes"] > 0 and record["order_violations"] > 0, record

@@ -246,9 +246,11 @@ class OrderChecker(wiring.Component):
         earlier_c, here_c = cpls.earlier(m, v1, sc1)
         present = Mux(cls2 == P, here_p, Mux(cls2 == CPL, here_c, 1))
         judged = Signal()
+        # the position is freed whether or not it was taken (no path from
+        # the bit read to the ring's update)
         m.d.comb += [judged.eq(v2 & present),
-                     posted.leave.eq(judged & (cls2 == P)),
-                     cpls.leave.eq(judged & (cls2 == CPL))]
+                     posted.leave.eq(v2 & (cls2 == P)),
+                     cpls.leave.eq(v2 & (cls2 == CPL))]
         with m.If(v2 & ~present):
             m.d.sync += self.stamp_errors.eq(self.stamp_errors + 1)
 
@@ -290,17 +292,17 @@ class OrderChecker(wiring.Component):
                              self.first_tag.eq(tag4), self.first_cell.eq(first)]
         with m.If(self.irq_clear & ~bad):
             m.d.sync += self.irq.eq(0)
-        with m.If(posted.overwrite | cpls.overwrite):
-            m.d.sync += self.window_errors.eq(self.window_errors + posted.overwrite
-                                              + cpls.overwrite)
+        overwrote = Signal()                # registered: the count's adder a cycle later
+        m.d.sync += overwrote.eq(posted.overwrite | cpls.overwrite)
+        with m.If(overwrote):
+            m.d.sync += self.window_errors.eq(self.window_errors + 1)
         return m
 
     def _ring(self, m, name, fields, arrive, source):
         """The TLPs of one kind inside: ``W`` positions, each TLP at its index
         (``count`` of its kind before it) modulo ``W``. ``arrive``: one comes
         in now with ``source``'s fields. Returns a namespace: ``entries``,
-        ``leave`` (drive: the TLP at the position :meth:`earlier` found
-        leaves), ``overwrite`` (an arrival onto a position still inside) and
+        ``leave`` (drive: the position :meth:`earlier` found is freed), ``overwrite`` (an arrival onto a position still inside) and
         ``earlier(m, valid, stamp)``, which, given a stamp in cycle ``t``,
         returns in cycle ``t + 1`` the mask of positions inside whose TLPs
         came before the stamp, and whether the stamp's own position is
