@@ -65,7 +65,7 @@ from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
            "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps",
-           "OrderFields", "CHECK_CELLS", "OrderMonitor", "queue_stamps", "CREDIT_CLASSES", "flow_control_need", "take_credit_limit", "CreditAdvertiser"]
+           "OrderFields", "CHECK_CELLS", "OrderMonitor", "queue_stamps", "monitor_events", "CREDIT_CLASSES", "flow_control_need", "take_credit_limit", "CreditAdvertiser"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -569,3 +569,20 @@ class OrderMonitor:
         bad_posted = not free and any(not (f.ido and e.requester != f.own) for e in posted)
         d5b = any(e.requester == f.requester and e.tag == f.tag for e in cpls)
         return tuple(c for c, hit in ((cell, bad_posted), ("D5b", d5b)) if hit)
+
+
+def monitor_events(events, window=64):
+    """Run :class:`OrderMonitor` over a queue's ``events`` (``("in", tlp)``,
+    ``("out", arrival)``, ``("req", tlp)``, as
+    :func:`tlpoe.tb.stimulus.ordering_trace` makes them): returns
+    ({arrival: the cells it broke}, the monitor)."""
+    mon = OrderMonitor(window)
+    verdicts = {}
+    for kind, x in events:
+        if kind == "in":
+            mon.ingress(x)
+        elif kind == "req":
+            mon.request(x)
+        else:
+            verdicts[x] = set(mon.egress(x))
+    return verdicts, mon

@@ -38,7 +38,7 @@ from cocotb.triggers import RisingEdge
 from pyuvm import uvm_component, uvm_env, uvm_test
 
 from tlpoe.models.ordering import OrderMonitor, check_order
-from tlpoe.models.tlp import Attr, OrderingClass, Tlp, TlpType
+from tlpoe.models.tlp import OrderingClass, Tlp, TlpType
 from tlpoe.rtl.queues.order_check import CELLS as CHECK_CELLS
 from tlpoe.tb.agents import StreamAgent
 from tlpoe.tb.bfm import StreamDriver, StreamLayout, StreamMonitor, reset, start_clock, wait_cycles

@@ -15,7 +15,7 @@ from pathlib import Path
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from tlpoe.models.ordering import CHECK_CELLS, OrderMonitor, check_order, queue_stamps
+from tlpoe.models.ordering import CHECK_CELLS, check_order, monitor_events, queue_stamps
 from tlpoe.tb.bfm import StreamLayout, reset, start_clock, to_beats, wait_cycles
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.stimulus import ordering_trace
@@ -27,15 +27,7 @@ SETTLE = 4
 
 def expected(trace, window):
     """{arrival: cells} by the model's checker, checked against the table."""
-    mon = OrderMonitor(window)
-    verdicts = {}
-    for kind, x in trace.events:
-        if kind == "in":
-            mon.ingress(x)
-        elif kind == "req":
-            mon.request(x)
-        else:
-            verdicts[x] = set(mon.egress(x))
+    verdicts, mon = monitor_events(trace.events, window)
     result = check_order(trace.ingress, [trace.ingress[n] for n in trace.egress],
                          trace.completes_write)
     table = defaultdict(set)

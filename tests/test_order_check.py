@@ -10,7 +10,7 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from tlpoe.models.ordering import OrderMonitor, check_order, queue_stamps
+from tlpoe.models.ordering import check_order, monitor_events, queue_stamps
 from tlpoe.models.tlp import PcieId, Tlp, TlpType
 from tlpoe.rtl.queues.order_check import CELLS, OrderChecker
 from tlpoe.tb.bfm import StreamLayout, to_beats
@@ -71,16 +71,7 @@ def run_checker(events, width, **kw):
 
 
 def run_model(events, window):
-    mon = OrderMonitor(window)
-    verdicts = {}
-    for kind, x in events:
-        if kind == "in":
-            mon.ingress(x)
-        elif kind == "req":
-            mon.request(x)
-        else:
-            verdicts[x] = set(mon.egress(x))
-    return verdicts, mon
+    return monitor_events(events, window)
 
 
 def table_verdicts(trace):

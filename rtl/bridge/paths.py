@@ -34,7 +34,6 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
 from ...models.frame import DropReason
-from ..compose import exposed_members
 from ..framing.decapsulator import Decapsulator
 from ..framing.deframer import frame_words
 from ..framing.encapsulator import Encapsulator

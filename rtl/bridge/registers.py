@@ -118,37 +118,50 @@ MACS = (
     Field("src_mac", "config", "Source MAC address of every frame sent.", 48),
 )
 
+#: The two ordering checkers: (field prefix, the queues they judge).
+ORDER_CHECKERS = (("order_", "receive"), ("tx_order_", "transmit"))
+
+
+def _order_status(prefix, where):
+    """A checker's interrupt and first violation (status fields)."""
+    reg = f"{prefix.upper()}STATUS"
+    return (
+        Field(f"{prefix}irq", "status", f"The ordering checker of the {where} queues: set by "
+              "a violation, held until cleared.", 1, reg=reg),
+        Field(f"{prefix}first_valid", "status",
+              f"The {prefix}first_* fields hold a violation.", 1, reg=reg),
+        Field(f"{prefix}first_cell", "status",
+              "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2, reg=reg),
+        Field(f"{prefix}first_tag", "status", "The first violation's tag.", 10, reg=reg),
+        Field(f"{prefix}first_stamp", "status",
+              f"The first violation's stamp (posted TLPs into the {where} queues before it).",
+              16),
+    )
+
+
+def _order_counters(prefix, where):
+    """A checker's counters."""
+    return (
+        Field(f"{prefix}violations", "counter",
+              f"TLPs that made at least one illegal pass ({where} queues)."),
+        Field(f"{prefix}tlps_checked", "counter", "TLPs checked by the ordering checker."),
+        Field(f"{prefix}stamp_errors", "counter",
+              "Posted TLPs or completions that left with a stamp of no TLP inside: not judged."),
+        Field(f"{prefix}window_errors", "counter",
+              "Posted TLPs (completions) that arrived onto a position of the checker still "
+              "taken: passed by more later ones than its window."),
+        Field(f"{prefix}write_collisions", "counter",
+              "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
+    )
+
+
 #: Every counter and status value (the ``stats`` port), in register order.
 STATS = (
     # levels
     Field("link_down", "status", "The replay buffer gave up: retries exhausted (an interrupt).",
           1, reg="STATUS"),
     Field("np_room", "status", "The transmit side can take a Non-Posted TLP.", 1, reg="STATUS"),
-    Field("order_irq", "status",
-          "The ordering checker of the receive queues: set by a violation, held until "
-          "cleared.", 1, reg="ORDER_STATUS"),
-    Field("order_first_valid", "status", "The order_first_* fields hold a violation.", 1,
-          reg="ORDER_STATUS"),
-    Field("order_first_cell", "status",
-          "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2,
-          reg="ORDER_STATUS"),
-    Field("order_first_tag", "status", "The first violation's tag.", 10, reg="ORDER_STATUS"),
-    Field("order_first_stamp", "status",
-          "The first violation's stamp (posted TLPs into the receive queues before it).",
-          16),
-    Field("tx_order_irq", "status",
-          "The ordering checker of the transmit queues: set by a violation, held until "
-          "cleared.", 1, reg="TX_ORDER_STATUS"),
-    Field("tx_order_first_valid", "status", "The tx_order_first_* fields hold a violation.",
-          1, reg="TX_ORDER_STATUS"),
-    Field("tx_order_first_cell", "status",
-          "The first violation's cell (0..3: " + ", ".join(CELLS) + ").", 2,
-          reg="TX_ORDER_STATUS"),
-    Field("tx_order_first_tag", "status", "The first violation's tag.", 10,
-          reg="TX_ORDER_STATUS"),
-    Field("tx_order_first_stamp", "status",
-          "The first violation's stamp (posted TLPs into the transmit queues before it).",
-          16),
+    *(f for prefix, where in ORDER_CHECKERS for f in _order_status(prefix, where)),
     # transmit
     Field("frames_sent", "counter", "Frames sent (data and control)."),
     Field("oversize_drops", "counter", "TLPs refused by the packer: larger than a frame holds."),
@@ -183,36 +196,15 @@ STATS = (
     Field("out_of_order_buffered", "counter",
           "Frames kept in the reorder buffer (selective repeat only; 0 in go-back-N).",
           modes=("sr",)),
-    # the ordering checker of the receive queues
-    Field("order_violations", "counter", "TLPs that made at least one illegal pass."),
-    Field("order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
-    Field("order_stamp_errors", "counter",
-          "Posted TLPs or completions that left with a stamp of no TLP inside: not judged."),
-    Field("order_window_errors", "counter",
-          "Posted TLPs (completions) that arrived onto a position of the checker still "
-          "taken: passed by more later ones than its window."),
-    Field("order_write_collisions", "counter",
-          "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
-    # the ordering checker of the transmit queues
-    Field("tx_order_violations", "counter", "TLPs that made at least one illegal pass."),
-    Field("tx_order_tlps_checked", "counter", "TLPs checked by the ordering checker."),
-    Field("tx_order_stamp_errors", "counter",
-          "Posted TLPs or completions that left with a stamp of no TLP inside: not judged."),
-    Field("tx_order_window_errors", "counter",
-          "Posted TLPs (completions) that arrived onto a position of the checker still "
-          "taken: passed by more later ones than its window."),
-    Field("tx_order_write_collisions", "counter",
-          "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
+    *(f for prefix, where in ORDER_CHECKERS for f in _order_counters(prefix, where)),
     # arrays
     Field("drops", "counter", "Frames dropped, by reason (models/frame.py DropReason).",
           elements=tuple(r.name for r in DropReason)),
     Field("credit_stall_cycles", "counter", "Cycles a TLP waited for the peer's credits.",
           elements=PER_CLASS),
     Field("tlps_sent", "counter", "TLPs sent.", elements=PER_CLASS),
-    Field("order_by_cell", "counter", "Ordering violations per cell (receive queues).",
-          elements=CELLS),
-    Field("tx_order_by_cell", "counter", "Ordering violations per cell (transmit queues).",
-          elements=CELLS),
+    *(Field(f"{prefix}by_cell", "counter", f"Ordering violations per cell ({where} queues).",
+            elements=CELLS) for prefix, where in ORDER_CHECKERS),
     # credit limits (cumulative header and data credits, modulo 2**8 and 2**16)
     Field("credit_limit", "status", "The peer's credit limits as the transmit side obeys them.",
           limits=True),

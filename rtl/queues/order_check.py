@@ -192,7 +192,6 @@ class OrderChecker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W = self.window
-        k = (W - 1).bit_length()
 
         # --- ingress: the fields registered on the last beat; the ring written a cycle later
         ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
