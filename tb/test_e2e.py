@@ -352,7 +352,8 @@ class E2eTest(uvm_test):
             for side in (f"h{i}", f"d{i}"):
                 stats = BridgePorts(dut, side).stats()
                 for name in ("frames_sent", "replays_nak", "replays_timeout",
-                             "frames_retransmitted", "tlps_out", "order_violations"):
+                             "frames_retransmitted", "tlps_out", "order_violations",
+                             "tx_order_violations"):
                     out[f"{side}_{name}"] = stats[name]
         return out
 
@@ -383,7 +384,8 @@ class E2eTest(uvm_test):
                 assert result["bit_exact"], f"{name}'s SAXPY on its new GPU differs"
         c = r["counters"]
         for i in range(P["hosts"]):
-            assert c[f"h{i}_order_violations"] == c[f"d{i}_order_violations"] == 0, c
+            for side in (f"h{i}", f"d{i}"):     # both checkers of each bridge
+                assert c[f"{side}_order_violations"] == c[f"{side}_tx_order_violations"] == 0, c
         if P["net"]["ber"] == 0:
             assert not any(v for k, v in r["phy"].items() if k not in ("frames", "bits",
                                                                          "delivered", "bytes")), r["phy"]
