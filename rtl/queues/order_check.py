@@ -196,12 +196,11 @@ class OrderChecker(wiring.Component):
         # --- ingress: the fields registered on the last beat; the ring written a cycle later
         ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
         fi = _fields(m, ti.dws, "in_fields")
-        i1_valid, i1 = Signal(), Signal(_Fields())
-        m.d.sync += i1_valid.eq(ti.done)
+        i1 = Signal(_Fields())
         with m.If(ti.done):
             m.d.sync += i1.eq(fi)
-        posted = self._ring(m, "p", {"requester": 16}, i1_valid & (i1.cls == P), i1)
-        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, i1_valid & (i1.cls == CPL), i1)
+        posted = self._ring(m, "p", {"requester": 16}, ti.done & (fi.cls == P), i1)
+        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, ti.done & (fi.cls == CPL), i1)
 
         # --- the table of requests (D2b) --------------------------------------------------
         m.submodules.requests = table = memory.Memory(shape=_Request(), depth=2 ** self.tag_bits,
@@ -241,15 +240,11 @@ class OrderChecker(wiring.Component):
                 tag2.eq(f1.tag), sp2.eq(sp1),
                 free2.eq(Mux(f1.cls == CPL, f1.ro | completes_write, (f1.cls == P) & f1.ro)),
             ]
-        earlier_p, here_p = posted.earlier(m, v1, sp1)
-        earlier_c, here_c = cpls.earlier(m, v1, sc1)
+        earlier_p, here_p = posted.earlier(m, v1, sp1, v1 & (f1.cls == P))
+        earlier_c, here_c = cpls.earlier(m, v1, sc1, v1 & (f1.cls == CPL))
         present = Mux(cls2 == P, here_p, Mux(cls2 == CPL, here_c, 1))
         judged = Signal()
-        # the position is freed whether or not it was taken (no path from
-        # the bit read to the ring's update)
-        m.d.comb += [judged.eq(v2 & present),
-                     posted.leave.eq(v2 & (cls2 == P)),
-                     cpls.leave.eq(v2 & (cls2 == CPL))]
+        m.d.comb += judged.eq(v2 & present)
         with m.If(v2 & ~present):
             m.d.sync += self.stamp_errors.eq(self.stamp_errors + 1)
 
@@ -297,41 +292,51 @@ class OrderChecker(wiring.Component):
             m.d.sync += self.window_errors.eq(self.window_errors + 1)
         return m
 
-    def _ring(self, m, name, fields, arrive, source):
+    def _ring(self, m, name, fields, coming, source):
         """The TLPs of one kind inside: ``W`` positions, each TLP at its index
-        (``count`` of its kind before it) modulo ``W``. ``arrive``: one comes
-        in now with ``source``'s fields. Returns a namespace: ``entries``,
-        ``leave`` (drive: the position :meth:`earlier` found is freed), ``overwrite`` (an arrival onto a position still inside) and
-        ``earlier(m, valid, stamp)``, which, given a stamp in cycle ``t``,
-        returns in cycle ``t + 1`` the mask of positions inside whose TLPs
-        came before the stamp, and whether the stamp's own position is
-        inside."""
+        (``count`` of its kind before it) modulo ``W``. ``coming``: one
+        arrives now, its fields in ``source`` from the next cycle, when
+        its position is written. Returns a namespace: ``entries``,
+        ``overwrite`` (an arrival onto a position still inside) and
+        ``earlier(m, valid, stamp, leaving)``, which, given a stamp in
+        cycle ``t``, returns in cycle ``t + 1`` the mask of positions inside
+        whose TLPs came before the stamp, and whether the stamp's own
+        position is inside; with ``leaving``, that position is freed at the
+        end of cycle ``t + 1``.
+
+        The write is decided a cycle ahead: ``we``, one bit per position,
+        is a register (the write pointer kept one-hot beside the count), so
+        that neither the class decode nor a pointer decode reaches the
+        entries' enables."""
         W, n = self.window, self.stamp_bits
         k = (W - 1).bit_length()
         ones = (1 << W) - 1
-        r = SimpleNamespace(leave=Signal(name=f"{name}_leave"),
-                            overwrite=Signal(name=f"{name}_overwrite"))
+        r = SimpleNamespace(overwrite=Signal(name=f"{name}_overwrite"))
         layout = data.StructLayout(fields)
         r.entries = [Signal(layout, name=f"{name}_entry{j}") for j in range(W)]
         inside = Signal(W, name=f"{name}_inside")
         count = Signal(n, name=f"{name}_count")         # of this kind in so far
         wp = count[:k]                                  # the next one's position
+        at = Signal(W, init=1, name=f"{name}_at")       # wp, one-hot
         ge_wp = Signal(W, init=ones, name=f"{name}_ge_wp")     # positions >= wp
-        set_mask = Signal(W, name=f"{name}_set")
-        clear_mask = Signal(W, name=f"{name}_clear")
-        m.d.comb += [set_mask.eq(Mux(arrive, Const(1, W) << wp, 0)),
-                     r.overwrite.eq(arrive & inside.bit_select(wp, 1))]
-        m.d.sync += inside.eq((inside & ~clear_mask) | set_mask)
-        with m.If(arrive):
-            m.d.sync += [count.eq(count + 1),
-                         ge_wp.eq(Mux(wp == W - 1, ones, ge_wp & ~set_mask))]
+        we = Signal(W, name=f"{name}_we")               # written now (one-hot or 0)
+        writing = Signal(name=f"{name}_writing")        # we != 0
+        clear = Signal(W, name=f"{name}_clear")         # freed now
+        after = Cat(at[W - 1], at[:W - 1])              # the position after wp
+        m.d.sync += [writing.eq(coming),
+                     we.eq(Mux(coming, Mux(writing, after, at), 0)),
+                     inside.eq((inside & ~clear) | we)]
+        m.d.comb += r.overwrite.eq((inside & we).any())
+        with m.If(writing):
+            m.d.sync += [count.eq(count + 1), at.eq(after),
+                         ge_wp.eq(Mux(at[W - 1], ones, ge_wp & ~we))]
         for j in range(W):
-            with m.If(set_mask[j]):
+            with m.If(we[j]):
                 m.d.sync += r.entries[j].eq(Cat(*(getattr(source, f) for f in fields)))
 
-        def earlier(m, valid, stamp):
+        def earlier(m, valid, stamp, leaving):
             # stage 1 (``stamp`` given): how far the stamp is behind the count,
-            # and the positions below the stamp's; stage 2: the mask
+            # the positions below the stamp's, the one to free; stage 2: the mask
             behind = Signal(n, name=f"{name}_behind")
             m.d.comb += behind.eq(count - stamp)
             zero1, far1, near1 = (Signal(name=f"{name}_{x}") for x in ("zero", "far", "near"))
@@ -341,7 +346,10 @@ class OrderChecker(wiring.Component):
                 m.d.sync += [zero1.eq(behind == 0), far1.eq(behind >= W),
                              near1.eq(behind == W - 1), lt.eq((Const(1, W) << stamp[:k]) - 1),
                              pos.eq(stamp[:k])]
-            m.d.sync += inc.eq(arrive)
+            # the position is freed whether or not it was taken (no path from
+            # the bit read to the ring's update)
+            m.d.sync += [inc.eq(writing),
+                         clear.eq(Mux(leaving, Const(1, W) << stamp[:k], 0))]
             # nothing came after the stamp: every TLP inside is earlier; W or
             # more came after it: none inside is; else the positions from wp
             # (the oldest possible) up to the stamp's, wrapping
@@ -350,7 +358,6 @@ class OrderChecker(wiring.Component):
             mask = Signal(W, name=f"{name}_earlier")
             m.d.comb += mask.eq(Mux(all_, ones, Mux(none, 0,
                                                     Mux(wraps, ge_wp | lt, ge_wp & lt))) & inside)
-            m.d.comb += clear_mask.eq(Mux(r.leave, Const(1, W) << pos, 0))
             return mask, inside.bit_select(pos, 1)
         r.earlier = earlier
         return r
