@@ -2,7 +2,8 @@
 spread of points (phy channel at BER 0, 1e-6, 1e-5 and in bursts; the lossy
 channel with drops and corruption; go-back-N and selective repeat; a B-to-A
 stream; paced submission; link down after a tiny ``max_retries``; the
-``max_time_ns`` cut-off; no TLPs at all) must not change when the simulation
+``max_time_ns`` cut-off; a forged TLP, so the run ends with no event left;
+no TLPs at all) must not change when the simulation
 loop is reworked.
 
 ``tests/data/linksim_golden.json`` holds, per point, its params and seed, a
@@ -20,12 +21,41 @@ from pathlib import Path
 
 import pytest
 
-from tlpoe.models.linksim import run_point
+from tlpoe.models.frame import decode_frame, encode_frame
+from tlpoe.models.linksim import IdealChannel, register_channel, run_point
+from tlpoe.models.wire import FrameType
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "linksim_golden.json"
 HEADLINE = ("tlps_sent", "tlps_delivered", "lost", "replays_nak", "replays_timeout",
             "frames_retransmitted", "link_down_events", "wraps", "elapsed_ns", "sim_end_ns",
             "latency_p99_ns", "reverse_tlps_delivered")
+
+class ForgingChannel(IdealChannel):
+    """An ideal channel that re-encodes its ``forge``-th data frame with the
+    first TLP's last byte flipped and a valid CRC: B delivers a TLP that was
+    never sent (``corrupted``), A sees it acknowledged, so the B stream is
+    never done and the run ends when no event is left."""
+
+    def __init__(self, latency_ns, rate_gbps, forge):
+        super().__init__(latency_ns, rate_gbps)
+        self.forge, self.data_frames = forge, 0
+
+    def transmit(self, frame, t_ns):
+        delivery = super().transmit(frame, t_ns)
+        decoded = decode_frame(frame)
+        if decoded.frame_type == FrameType.DATA:
+            self.data_frames += 1
+            if self.data_frames == self.forge:
+                tlps = list(decoded.tlps)
+                tlps[0] = tlps[0][:-1] + bytes([tlps[0][-1] ^ 1])
+                data = encode_frame(tlps, seq=decoded.seq, ack=decoded.ack, flags=decoded.flags,
+                                    channel=decoded.channel, stamps=decoded.stamps)
+                delivery = delivery._replace(data=data, fate="forged")
+        return delivery
+
+
+register_channel("golden_forge", lambda params, seed, direction: ForgingChannel(
+    params["latency_ns"], params["rate_gbps"], params["forge"] if direction == "ab" else 0))
 
 POINTS = [
     ({"tlps": 1000, "channel": "phy", "ber": 0.0}, 1),
@@ -54,6 +84,7 @@ POINTS = [
       "max_tlps_per_frame": 2, "seq_bits": 6, "window": 16}, 14),
     ({"tlps": 600, "channel": "lossy", "ba": {"drop_rate": 0.8}, "ab": {"drop_rate": 0.05},
       "mode": "gbn", "max_retries": 30}, 15),
+    ({"tlps": 200, "channel": "golden_forge", "ab": {"forge": 3}}, 16),
 ]
 
 
