@@ -7,7 +7,9 @@ bit-exact delivery.
 JSON-ready record, so a process pool or a cluster runs points unchanged.
 
 Timing
-    Each endpoint has one transmitter. Whenever it is idle the simulation asks
+    The simulation runs on :class:`tlpoe.models.events.EventKernel` (events
+    of equal time in the order they were scheduled). Each endpoint has one
+    transmitter. Whenever it is idle the simulation asks
     the endpoint for a frame (:meth:`LinkEndpoint.poll`); the frame occupies
     the transmitter for ``wire_bytes(len(frame)) * 8 / rate_gbps`` ns
     (:func:`tlpoe.models.frame.wire_bytes`: padding, FCS, preamble, IFG), and
