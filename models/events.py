@@ -15,7 +15,10 @@ The reactive-model contract
 
 :class:`EventKernel`
     A heap of ``(time, seq, callback, args)``; ``seq`` keeps events of equal
-    time in the order they were scheduled, so every run is deterministic.
+    time in the order they were scheduled, so every run is deterministic. A
+    callback may :meth:`~EventKernel.stop` the run. The one event kernel of
+    the models: the system models (through :class:`Fabric`) and the link
+    simulation (:mod:`tlpoe.models.linksim`) run on it.
 
 :class:`PcieLink`
     One PCIe link, both directions: serialisation at the link's data rate
@@ -64,19 +67,32 @@ def link_bytes_per_ns(gts, lanes):
 
 
 class EventKernel:
-    """Discrete-event kernel: ``schedule`` callbacks, ``run_until`` a time."""
+    """Discrete-event kernel: ``schedule`` callbacks, ``run_until`` a time.
+
+    ``now`` is the time of the event being run (after ``run_until(t_end)``
+    with a finite ``t_end``: at least ``t_end``); ``last_ns`` the time of the
+    last event run (0.0 before any); ``events_run`` how many have run."""
 
     def __init__(self):
         self.now = 0.0
+        self.last_ns = 0.0
         self._heap = []
         self._seq = 0
+        self._stop = False
         self.events_run = 0
 
     def schedule(self, t_ns, callback, *args):
+        """Call ``callback(*args)`` at ``t_ns`` (after every event already
+        scheduled for that time)."""
         if t_ns < self.now:
             raise ValueError(f"event at {t_ns} ns is in the past (now {self.now} ns)")
         heapq.heappush(self._heap, (t_ns, self._seq, callback, args))
         self._seq += 1
+
+    def stop(self):
+        """From inside a callback: end ``run_until`` after this event (it
+        returns True, ``now`` stays this event's time)."""
+        self._stop = True
 
     @property
     def pending(self):
@@ -88,16 +104,22 @@ class EventKernel:
         return self._heap[0][0] if self._heap else math.inf
 
     def run_until(self, t_end=math.inf, until=None):
-        """Run events up to ``t_end`` (inclusive), or until ``until()`` is true
-        after an event; returns True when ``until()`` stopped it."""
-        heap = self._heap
+        """Run events up to ``t_end`` (inclusive), or until a callback calls
+        :meth:`stop` or ``until()`` is true after an event; returns True when
+        one of those stopped it."""
+        heap, pop = self._heap, heapq.heappop
+        t = self.last_ns
+        self._stop = False
         while heap and heap[0][0] <= t_end:
-            t, _, callback, args = heapq.heappop(heap)
+            t, _, callback, args = pop(heap)
             self.now = t
             callback(*args)
             self.events_run += 1
-            if until is not None and until():
+            if self._stop or until is not None and until():
+                self._stop = False
+                self.last_ns = t
                 return True
+        self.last_ns = t
         if t_end != math.inf:
             self.now = max(self.now, t_end)
         return False

@@ -7,7 +7,9 @@ bit-exact delivery.
 JSON-ready record, so a process pool or a cluster runs points unchanged.
 
 Timing
-    Each endpoint has one transmitter. Whenever it is idle the simulation asks
+    The simulation runs on :class:`tlpoe.models.events.EventKernel` (events
+    of equal time in the order they were scheduled). Each endpoint has one
+    transmitter. Whenever it is idle the simulation asks
     the endpoint for a frame (:meth:`LinkEndpoint.poll`); the frame occupies
     the transmitter for ``wire_bytes(len(frame)) * 8 / rate_gbps`` ns
     (:func:`tlpoe.models.frame.wire_bytes`: padding, FCS, preamble, IFG), and
@@ -33,7 +35,6 @@ TLPs
     which is how the scoreboard finds which TLP arrived.
 """
 
-import heapq
 import importlib
 import math
 import random
@@ -42,6 +43,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .events import EventKernel
 from .frame import wire_bytes
 from .link import LinkConfig, LinkEndpoint
 from .phy import phy_from_params
@@ -272,9 +274,6 @@ def _config(p):
 
 # --- the simulation -------------------------------------------------------------
 
-_ARRIVE, _TXDONE, _TIMER, _SUBMIT = range(4)
-
-
 class _Stream:
     """One direction's TLP source (offered load) and scoreboard."""
 
@@ -370,14 +369,16 @@ def run_point(params, seed):
         max_time = 100 * (max(p["tlps"], p["tlps_reverse"]) * per_tlp
                           + config.max_retries * config.replay_timeout_ns + p["latency_ns"])
 
-    heap, serial = [], 0
+    # Per endpoint x, four kinds of event on the kernel: a frame arrives at x,
+    # x's transmitter is done, x's timer fires, x's next paced submission.
+    # After each, unless the run stops there, x's transmitter is kicked and
+    # its timer armed. The run stops at the first event after max_time, when
+    # both streams are done, or when a timer takes the link down.
+    kernel = EventKernel()
+    schedule = kernel.schedule
     sending = [False, False]
-    armed = [None, None]
-
-    def push(t, kind, x, data=None):
-        nonlocal serial
-        serial += 1
-        heapq.heappush(heap, (t, serial, kind, x, data))
+    armed = [None, None]      # the deadline each endpoint's timer event is set for
+    arrive, tx_done, timer, submit = [None, None], [None, None], [None, None], [None, None]
 
     def kick(x, t):
         if sending[x]:
@@ -389,55 +390,76 @@ def run_point(params, seed):
         if stream.interval == 0 and stream.next < stream.n:
             stream.top_up(endpoints[x], t)
         sending[x] = True
-        push(t + wire_bytes(len(frame)) * ns_per_byte, _TXDONE, x)
+        schedule(t + wire_bytes(len(frame)) * ns_per_byte, tx_done[x])
         delivery = channels[x].transmit(frame, t)
         if delivery.data is not None:
-            push(delivery.arrival_ns, _ARRIVE, 1 - x, delivery.data)
+            schedule(delivery.arrival_ns, arrive[1 - x], delivery.data)
 
     def arm(x):
         deadline = endpoints[x].next_deadline()
         if deadline is not None and (armed[x] is None or deadline < armed[x]):
             armed[x] = deadline
-            push(deadline, _TIMER, x)
+            schedule(deadline, timer[x])
+
+    def handlers(x):
+        endpoint, stream, other = endpoints[x], streams[x], streams[1 - x]
+        ab, ba = streams
+
+        def on_arrive(data):
+            t = kernel.now
+            tlps = endpoint.receive(data, t)
+            if tlps:
+                other.deliver(tlps, t)
+                if ab.done and ba.done:
+                    kernel.stop()
+                    return
+            kick(x, t)
+            arm(x)
+
+        def on_tx_done():
+            sending[x] = False
+            t = kernel.now
+            kick(x, t)
+            arm(x)
+
+        def on_timer():
+            t = kernel.now
+            if armed[x] != t:           # superseded by an earlier deadline
+                return
+            armed[x] = None
+            endpoint.on_timer(t)
+            if down:
+                kernel.stop()
+                return
+            kick(x, t)
+            arm(x)
+
+        def on_submit():
+            t = kernel.now
+            stream.submit_one(endpoint, t)
+            if stream.next < stream.n:
+                schedule(t + stream.interval, on_submit)
+            kick(x, t)
+            arm(x)
+
+        arrive[x], tx_done[x], timer[x], submit[x] = on_arrive, on_tx_done, on_timer, on_submit
 
     for x in (0, 1):
+        handlers(x)
         if streams[x].n:
             if streams[x].interval == 0:
                 streams[x].top_up(endpoints[x], 0.0)
             else:
-                push(0.0, _SUBMIT, x)
-    t = 0.0
+                schedule(0.0, submit[x])
     for x in (0, 1):
-        kick(x, t)
+        kick(x, 0.0)
         arm(x)
-    while heap:
-        t, _, kind, x, data = heapq.heappop(heap)
-        if t > max_time:
-            break
-        endpoint = endpoints[x]
-        if kind == _ARRIVE:
-            tlps = endpoint.receive(data, t)
-            if tlps:
-                streams[1 - x].deliver(tlps, t)
-                if streams[0].done and streams[1].done:
-                    break
-        elif kind == _TXDONE:
-            sending[x] = False
-        elif kind == _TIMER:
-            if armed[x] != t:
-                continue
-            armed[x] = None
-            endpoint.on_timer(t)
-            if down:
-                break
-        else:
-            stream = streams[x]
-            stream.submit_one(endpoint, t)
-            if stream.next < stream.n:
-                push(t + stream.interval, _SUBMIT, x)
-        kick(x, t)
-        arm(x)
-
+    if kernel.run_until(max_time):
+        t = kernel.now            # stopped by an event: its time
+    elif kernel.pending:
+        t = kernel.next_ns        # the first event after max_time
+    else:
+        t = kernel.last_ns        # nothing left to do
     return _record(p, seed, unknown, streams, endpoints, rate, t)
 
 

@@ -65,6 +65,26 @@ def test_kernel_refuses_the_past():
         k.schedule(1.0, lambda: None)
 
 
+def test_kernel_stop_and_last_ns():
+    k, log = EventKernel(), []
+
+    def event(name, stop=False):
+        log.append((name, k.now))
+        if stop:
+            k.stop()
+
+    for t, name in ((2.0, "b"), (1.0, "a"), (2.0, "c"), (3.0, "d"), (9.0, "e")):
+        k.schedule(t, event, name, name == "b")
+    assert k.run_until(5.0) is True                         # b stopped it; c has not run
+    assert log == [("a", 1.0), ("b", 2.0)] and k.now == k.last_ns == 2.0
+    assert k.run_until(5.0) is False                        # the stop does not linger
+    assert log[2:] == [("c", 2.0), ("d", 3.0)]
+    assert (k.now, k.last_ns, k.next_ns, k.events_run) == (5.0, 3.0, 9.0, 4)
+    assert k.run_until(6.0) is False and k.last_ns == 3.0   # nothing ran
+    k.run_until()
+    assert (k.now, k.last_ns, k.pending) == (9.0, 9.0, 0)
+
+
 # ---------------------------------------------------------------- the record
 
 def test_record_is_json_ready_and_complete(record):
