@@ -181,6 +181,10 @@ class TlpTally:
                     largest_payload=dict(self.largest_payload))
 
 
+def _now():
+    return get_sim_time("ns")
+
+
 class Fault:
     """A fault the bench puts in a bridge's output: once armed
     (:meth:`arm`), it acts on the first TLP that :meth:`matches`, once;
@@ -205,7 +209,7 @@ class Fault:
         if not (self.armed and self.matches(tlp)):
             return raw
         self.armed = False
-        self.fired = dict(fault=type(self).__name__, where=self.name, ns=get_sim_time("ns"),
+        self.fired = dict(fault=type(self).__name__, where=self.name, ns=_now(),
                           type=tlp.type.value, tag=tlp.tag, requester=str(tlp.requester_id))
         return self.act(bytearray(raw), tlp, deliver)
 
