@@ -107,14 +107,17 @@ def checks(record, f):
          f["failures"] == 0 and record.get("direct", {}).get("failures", 1) == 0,
          f"{f['failures']} failed through the bridges"),
         ("every TLP crosses the bridges once, bit for bit; no drop, replay or ordering flag",
-         not record.get("problems"), "; ".join(record.get("problems", [])[:3])),
+         not record.get("problems"),
+         "; ".join(record.get("problems", [])[:3])
+         or f"{f['tlps_host_to_device'] + f['tlps_device_to_host']:,} TLPs"),
         ("completions split at MPS and on the RCB crossed the bridges",
          f["split_completions_to_device"] > 0 and f["split_completions_to_host"] > 0,
          f"{f['split_completions_to_device']:,} to the device, "
          f"{f['split_completions_to_host']:,} to the host"),
         ("every MSI vector and every DMA-write-then-MSI ordering check ran",
          ops.get("msi", 0) > 0 and ops.get("dma_then_msi", 0) > 0,
-         f"{ops.get('msi', 0)} MSIs, {ops.get('dma_then_msi', 0)} ordering checks"),
+         f"{ops.get('msi', 0)} burst(s) of every vector, {ops.get('dma_then_msi', 0)} "
+         f"ordering checks"),
     ]
 
 
@@ -137,8 +140,8 @@ def markdown(f, results, record, sim, quick):
               f"| split completions to the device / to the host | "
               f"{f['split_completions_to_device']:,} / {f['split_completions_to_host']:,} |",
               f"| frames sent by A / B | {f['frames']['a']:,} / {f['frames']['b']:,} |",
-              f"| mean MMIO read, direct / bridged (ns) | {f['mmio_read_ns_mean']['direct']} / "
-              f"{f['mmio_read_ns_mean']['bridged']} |",
+              f"| mean 4-byte MMIO read, one at a time, direct / bridged (ns) | "
+              f"{f['mmio_read_ns_mean']['direct']} / {f['mmio_read_ns_mean']['bridged']} |",
               f"| simulated, direct / bridged (us) | {f['simulated_us']['direct']} / "
               f"{f['simulated_us']['bridged']} |",
               f"| bridge cycles | {f['cycles']:,} |",
@@ -170,6 +173,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     print(f"interop: the {form} form on {args.sim}, writing {out}/", flush=True)
     from .runner import SimulationFailed
+    start = time.monotonic()
     try:
         record = run_interop(args.sim, form, out, timeout_ms=timeout_ms)
         failed = None
@@ -181,6 +185,7 @@ def main(argv=None):
                   file=sys.stderr)
             return 1
         record = json.loads(report.read_text())
+        record["wall_s"] = round(time.monotonic() - start, 1)
     f = figures(record)
     results = checks(record, f)
     (out / "interop.json").write_text(json.dumps(

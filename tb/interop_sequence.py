@@ -44,6 +44,7 @@ the reference operation by operation.
 """
 
 import hashlib
+import itertools
 import random
 import struct
 import time
@@ -305,9 +306,12 @@ class _Run:
             self._log(op, what, nbytes, await task)
 
     async def batches(self, ops):
-        ops = list(ops)
-        for i in range(0, len(ops), self.form.batch):
-            await self.batch(ops[i:i + self.form.batch])
+        """Run ``ops`` (an iterator) ``Form.batch`` at a time, each batch
+        made only when the one before has finished (making an operation
+        may set up its buffer)."""
+        ops = iter(ops)
+        while chunk := list(itertools.islice(ops, self.form.batch)):
+            await self.batch(chunk)
 
     # ------------------------------------------------------------------ phases
     async def enumerate(self):
