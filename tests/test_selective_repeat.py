@@ -503,7 +503,8 @@ def test_a_nak_committed_goes_out_only_while_the_receiver_asks_for_it(mode, clos
     the NAK is committed and waits; then, with ``closes``, frame 5 arrives:
     the receiver withdraws its request and acknowledges 5. The NAK must not
     go out then (it would name 5 beside an ack of 5: the full `make ber`
-    found one at BER 1e-4 and at 1% drop); otherwise it goes out once, with
+    found one at BER 1e-4 and at 1% drop): the frame goes as an ACK of 5,
+    and ``sent_nak`` does not pulse. Otherwise the NAK goes out once, with
     seq 5 and ack 4."""
     dut = ReplayBuffer(64, window=4, seq_bits=4, replay_timeout=4000, mode=mode)
     fb = dut.feedback
@@ -528,11 +529,14 @@ def test_a_nak_committed_goes_out_only_while_the_receiver_asks_for_it(mode, clos
             ctx.set(fb.rx_ack, 5)
             ctx.set(fb.nak_from, 6)
         ctx.set(dut.tx_desc.ready, 1)
+        naks = 0
         for _ in range(20):
             sent = ctx.get(fb.sent_nak)
+            naks += sent
             await ctx.tick()
             if sent:
                 ctx.set(fb.send_nak, 0)
-        assert taken == ([] if closes else [(FrameType.NAK, 5, 4)]), taken
+        assert taken == ([(FrameType.ACK, 0, 5)] if closes else [(FrameType.NAK, 5, 4)]), taken
+        assert naks == (0 if closes else 1)
 
     simulate(dut, bench, background=(framer,))

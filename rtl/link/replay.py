@@ -169,21 +169,25 @@ class ReplayBuffer(wiring.Component):
         reader_idle = Signal()
         m.d.comb += reader_idle.eq((words_left == 0) & ~out_valid)
         taken = Signal()
-        # A NAK committed goes out only while the receiver still asks for
-        # it: a gap that closed meanwhile (the frame arrived) withdraws it,
-        # as the model's rule has it (a NAK still queued when its frame
-        # arrives is not sent). It would otherwise name the number that the
-        # live ack, one higher now, says was received.
+        # A NAK committed is a NAK only while the receiver still asks for it:
+        # once the gap closed (the frame arrived) it would name the number
+        # that the live ack, one higher now, says was received. It then goes
+        # out as an ACK frame, which carries that ack (the model's rule: a
+        # NAK still queued when its frame arrives is not sent). The frame
+        # goes either way, so the check stays off the framer's handshake.
         stale_nak = Signal()
         m.d.comb += stale_nak.eq(held_nak & ~(fb.send_nak & (fb.nak_from == held.seq[:n])))
         m.d.comb += [
             self.tx_desc.payload.eq(held),
+            self.tx_desc.payload.frame_type.eq(Mux(stale_nak, wire.FrameType.ACK,
+                                                   held.frame_type)),
+            self.tx_desc.payload.seq.eq(Mux(stale_nak, 0, held.seq)),
             self.tx_desc.payload.flags.eq(Mux(fb.rx_ack_valid, FLAG_ACK_VALID, 0)),
             self.tx_desc.payload.ack.eq(fb.rx_ack),
-            self.tx_desc.valid.eq(held_valid & reader_idle & ~self.link_down & ~stale_nak),
+            self.tx_desc.valid.eq(held_valid & reader_idle & ~self.link_down),
             taken.eq(self.tx_desc.valid & self.tx_desc.ready),
             fb.sent_ack.eq(taken),
-            fb.sent_nak.eq(taken & held_nak),
+            fb.sent_nak.eq(taken & held_nak & ~stale_nak),
         ]
 
         # --- the receiver's feedback, one cycle late ------------------------------------
@@ -332,9 +336,8 @@ class ReplayBuffer(wiring.Component):
             committed = Signal()
             m.d.comb += committed.eq(held_valid & held_data & (held.seq[:n] == replay_to))
         withdraw = Signal()
-        m.d.comb += withdraw.eq((held_valid & held_data & ~taken & (
-            behind | (replaying if gbn else replaying & ~held_resend))) |
-            (held_valid & stale_nak))
+        m.d.comb += withdraw.eq(held_valid & held_data & ~taken & (
+            behind | (replaying if gbn else replaying & ~held_resend)))
         with m.If(withdraw):
             m.d.sync += held_valid.eq(0)
 
