@@ -387,5 +387,7 @@ class OrderChecker(wiring.Component):
             wr.data.valid.eq(1), wr.data.writes.eq(r2.writes),
             wr.data.requester.eq(r2.requester),
         ]
-        with m.If(r2_valid & r2.writes & held.valid & held.writes & ~mine):
+        collided = Signal()                 # registered: the count's adder a cycle later
+        m.d.sync += collided.eq(r2_valid & r2.writes & held.valid & held.writes & ~mine)
+        with m.If(collided):
             m.d.sync += self.write_collisions.eq(self.write_collisions + 1)
