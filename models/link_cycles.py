@@ -37,7 +37,7 @@ from dataclasses import dataclass, fields
 from .link import MODES, seq_offset
 from .wire import HEADER_LEN, MTUS, FrameType
 
-__all__ = ["CycleConfig", "SenderCounters", "ReceiverCounters", "RxFrame", "TxFrame",
+__all__ = ["CHOICES", "CycleConfig", "SenderCounters", "ReceiverCounters", "RxFrame", "TxFrame",
            "Verdict", "Feedback", "Cycle", "CycleSender", "CycleReceiver", "CycleEndpoint",
            "FEEDBACK_LATENCY", "WIDTHS"]
 
@@ -47,6 +47,18 @@ FEEDBACK_LATENCY = 1
 #: Datapath widths in bits (the RTL's ``check_width``).
 WIDTHS = (64, 128, 256, 512)
 _TIMER_MAX = (1 << 24) - 1
+#: Rules where the ns model (:mod:`tlpoe.models.link`) made another
+#: legitimate choice than the RTL, each a setting of :class:`CycleConfig`:
+#: its values, the RTL's (the default) first, then the ns model's.
+CHOICES = {
+    # a NAK accepted restarts the replay timer, or leaves it running
+    # (docs/link-layer.md, differences 10 and 27)
+    "nak_replay_timer": ("restart", "keep"),
+    # the expiry that puts the link down counts in replays_timeout, or not (13)
+    "final_expiry": ("counted", "not_counted"),
+    # a duplicate before ack-valid makes an ACK due, or is only counted (17)
+    "early_duplicate": ("ack", "ignore"),
+}
 
 
 def _check_range(name, value, low, high, unit=""):
@@ -71,8 +83,14 @@ class CycleConfig:
     nak_timeout: int = 1024     #: 0..2**24-1 cycles; 0: no NAK timer
     ack_every: int = 8          #: 1..255 frames accepted: an ACK is due
     ack_delay: int = 256        #: 1..65535 cycles after the first of them: an ACK is due
+    nak_replay_timer: str = "restart"   #: see :data:`CHOICES`
+    final_expiry: str = "counted"
+    early_duplicate: str = "ack"
 
     def __post_init__(self):
+        for name, values in CHOICES.items():
+            if getattr(self, name) not in values:
+                raise ValueError(f"{name} must be one of {values}, not {getattr(self, name)!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.width not in WIDTHS:
@@ -249,6 +267,7 @@ class CycleReceiver:
         self.pending = (pending + advance) & 0xFF
         if kind == "behind":
             c.duplicates += 1
+        if kind == "behind" and (self.ack_valid or self.config.early_duplicate == "ack"):
             self.dup_ack = True
         elif sent_ack:
             self.dup_ack = False
@@ -417,7 +436,8 @@ class CycleSender:
         awaiting = sent_span != 0
         expired = awaiting and r.ack_in is None and self.timer >= self.replay_timeout
         event = (nak_ok or expired) and not self.link_down
-        if ack_ok or not awaiting or event:
+        restart = event and (not nak_ok or cfg.nak_replay_timer == "restart")
+        if ack_ok or not awaiting or restart:
             timer = 0
         else:
             timer = min(self.timer + 1, _TIMER_MAX)
@@ -426,11 +446,10 @@ class CycleSender:
             if nak_ok:
                 c.replays_nak += 1
             else:
-                c.replays_timeout += 1
                 retries = (self.retries + 1) & 0xFF
-                if self.retries + 1 >= cfg.max_retries:
-                    link_down = True
-                    c.link_down_events += 1
+                link_down = self.retries + 1 >= cfg.max_retries
+                c.link_down_events += link_down
+                c.replays_timeout += not link_down or cfg.final_expiry == "counted"
 
         # the choice of the next frame, from registers only
         unsent = self._within(self.send_ptr, head, in_flight)
@@ -451,7 +470,8 @@ class CycleSender:
                 committed = _Committed(FrameType.NAK, r.send_nak, resend=resend_now)
             elif have_data:
                 count, length = self.stored[self._slot(seq_out)]
-                words = ((HEADER_LEN + length + self._wb - 1) >> self._word_shift) - self._first_word
+                words = (((HEADER_LEN + length + self._wb - 1) >> self._word_shift)
+                         - self._first_word)
                 committed = _Committed(FrameType.DATA, seq_out, count, length, words, resend_now)
             else:
                 committed = _Committed(FrameType.ACK, 0, resend=resend_now)

@@ -7,6 +7,7 @@ model every cycle, and in every cycle every output (the frame offered, its
 fields, the verdict, the feedback, the packer's ready, the body reader) and
 every counter compared: the model is cycle-exact."""
 
+import dataclasses
 import random
 
 import pytest
@@ -14,7 +15,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from tlpoe.models.link_cycles import CycleConfig, CycleEndpoint, RxFrame, TxFrame
+from tlpoe.models.link_cycles import CHOICES, CycleConfig, CycleEndpoint, RxFrame, TxFrame
 from tlpoe.models.wire import HEADER_LEN, FrameType
 from tlpoe.rtl.link.link_rx import LinkReceiver
 from tlpoe.rtl.link.replay import ReplayBuffer
@@ -279,3 +280,74 @@ def test_the_bench_catches_a_window_that_counts_sent_frames():
     config = random_config(random.Random("gbn0"), "gbn")
     with pytest.raises(AssertionError, match="store_ready: RTL 0 model True"):
         run_twin(config, 0, CYCLES, break_model=window_counts_sent)
+
+
+# --- the ns model's choices (CHOICES), selectable in the cycle model ---------------
+
+
+def drive(model, cycles, frames=()):
+    """``cycles`` cycles of ``model`` with a framer and MAC that take
+    everything at once (each DATA frame reported sent the cycle after its
+    body) and ``frames``, {cycle: RxFrame} received; returns the Cycles."""
+    out, body = [], []
+    for cycle_no in range(cycles):
+        sent = body.pop(0) if body and body[0][1] == 0 else None
+        step = model.step(received=frames.get(cycle_no) if frames else None,
+                          tx_ready=True, tx_words_ready=True,
+                          data_sent=sent[0] if sent else None)
+        if step.taken and step.tx.frame_type == FrameType.DATA:
+            body.append([step.tx.seq, model.sender.words_left])
+        if body and step.tx_words_valid:
+            body[0][1] -= 1
+        out.append(step)
+    return out
+
+
+def stored_frames(config, frames):
+    """A model with ``frames`` DATA frames stored (nothing sent yet)."""
+    model = CycleEndpoint(config)
+    for _ in range(frames):
+        model.step(desc=(1, 16))
+    return model
+
+
+@pytest.mark.parametrize("choice", ["restart", "keep"])
+def test_a_nak_restarts_the_replay_timer_or_not(choice):
+    config = CycleConfig(window=4, seq_bits=5, replay_timeout=60, nak_replay_timer=choice)
+    model = stored_frames(config, 2)
+    nak = RxFrame(1, 0, int(FrameType.NAK), 0, 1, 0)      # resend from 1
+    drive(model, 40, {30: nak})
+    assert model.counters()["replays_nak"] == 1
+    drive(model, 40)            # 80 cycles after the first send, 50 after the NAK
+    assert model.counters()["replays_timeout"] == (0 if choice == "restart" else 1)
+
+
+@pytest.mark.parametrize("choice, counted", [("counted", 3), ("not_counted", 2)])
+def test_the_expiry_that_puts_the_link_down_is_counted_or_not(choice, counted):
+    config = CycleConfig(replay_timeout=20, max_retries=3, final_expiry=choice)
+    model = stored_frames(config, 1)
+    drive(model, 200)
+    assert model.link_down
+    assert model.counters()["replays_timeout"] == counted
+
+
+@pytest.mark.parametrize("choice, ack_due", [("ack", True), ("ignore", False)])
+def test_a_duplicate_before_ack_valid_makes_an_ack_due_or_not(choice, ack_due):
+    config = CycleConfig(seq_bits=4, window=4, early_duplicate=choice)
+    model = CycleEndpoint(config)
+    data = RxFrame(1, 1, int(FrameType.DATA), 0, 15, 0)    # behind expected 0: a duplicate
+    model.step(received=data)
+    model.step(received=data._replace(seq=0))             # accepted: ack-valid
+    assert model.step().feedback.send_ack == ack_due
+    assert model.counters()["duplicates"] == 1
+
+
+@pytest.mark.parametrize("name", list(CHOICES))
+def test_the_ns_models_choices_differ_from_the_rtl(name):
+    """Each choice of the ns model, selected, makes the twin differ from the
+    RTL on the random stimulus (the setting is live, and the RTL's is the
+    default)."""
+    config = random_config(random.Random("gbn3"), "gbn")
+    config = dataclasses.replace(config, **{name: CHOICES[name][1]})
+    with pytest.raises(AssertionError, match="RTL .* model"):
+        run_twin(config, 3, CYCLES)
