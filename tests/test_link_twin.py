@@ -351,3 +351,36 @@ def test_the_ns_models_choices_differ_from_the_rtl(name):
     config = dataclasses.replace(config, **{name: CHOICES[name][1]})
     with pytest.raises(AssertionError, match="RTL .* model"):
         run_twin(config, 3, CYCLES)
+
+
+# --- found by the twin ------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RTL defect: the ReplayBuffer counts a stale NAK, "
+                   "sent as an ACK frame, in naks_sent (the model mirrors the RTL)")
+def test_a_stale_nak_sent_as_an_ack_frame_counts_as_an_ack():
+    """The receiver asks for a NAK while the framer is busy; the gap closes
+    before the framer takes it, so it goes out as an ACK frame: that frame
+    is an ACK on the wire and should count in ``acks_sent``."""
+    dut = ReplayBuffer(64, window=4, seq_bits=4, mode="gbn")
+    fb = dut.feedback
+
+    async def bench(ctx):
+        ctx.set(fb.rx_ack_valid, 1)
+        ctx.set(fb.rx_ack, 4)
+        ctx.set(fb.send_nak, 1)
+        ctx.set(fb.nak_from, 5)
+        await ctx.tick().repeat(5)              # the NAK committed, the framer busy
+        ctx.set(fb.send_nak, 0)                 # frame 5 arrived: the gap closed
+        ctx.set(fb.rx_ack, 5)
+        ctx.set(fb.nak_from, 6)
+        ctx.set(dut.tx_desc.ready, 1)
+        await ctx.tick().until(dut.tx_desc.valid)
+        assert ctx.get(dut.tx_desc.payload.frame_type) == FrameType.ACK
+        await ctx.tick()
+        assert (ctx.get(dut.acks_sent), ctx.get(dut.naks_sent)) == (1, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
