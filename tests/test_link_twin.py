@@ -35,6 +35,7 @@ class Endpoint(Elaboratable):
         self.rx = LinkReceiver(max_words=MAX_WORDS, seq_bits=c.seq_bits, ack_every=c.ack_every,
                                ack_delay=c.ack_delay, nak_timeout=c.nak_timeout, mode=c.mode,
                                window=c.window)
+        self.sr = c.mode == "sr"
 
     def elaborate(self, platform):
         m = Module()
@@ -93,6 +94,9 @@ class Stimulus:
                        int(rng.random() < 0.9), seq & self.mask, ack & self.mask)
 
     def next(self):
+        """This cycle's inputs: the frame offered to the receiver (or None),
+        the receiver's downstream ready, and the rest as
+        :meth:`CycleEndpoint.step`'s keyword arguments."""
         rng = self.rng
         if self.cycle % self.PHASE == 0:
             self.progress = rng.choice((0.7, 0.7, 0.15, 0.0))
@@ -103,18 +107,19 @@ class Stimulus:
             length = 4 * rng.randint(3, 24)
             wb = self.config.width // 8
             words = (HEADER_LEN + length + wb - 1) // wb - HEADER_LEN // wb
-            self.packer = [None] * words + [(rng.randint(1, 3), length)]
+            self.packer = ["word"] * words + [(rng.randint(1, 3), length)]
         data_sent = None
         if self.on_wire and rng.random() < 0.5:
             data_sent = self.on_wire.pop(0)
-        return dict(rx_frame=self.rx_frame, rx_ready=rng.random() < 0.8,
-                    packer=self.packer[0] if self.packer else False,
-                    tx_ready=rng.random() < 0.6, tx_words_ready=rng.random() < 0.7,
-                    data_sent=data_sent, send_credit=rng.random() < 0.02)
+        offer = self.packer[0] if self.packer else None
+        return self.rx_frame, rng.random() < 0.8, dict(
+            desc=offer if isinstance(offer, tuple) else None, words_valid=offer == "word",
+            tx_ready=rng.random() < 0.6, tx_words_ready=rng.random() < 0.7,
+            data_sent=data_sent, send_credit=rng.random() < 0.02)
 
-    def after(self, inputs, cycle):
+    def after(self, rx_ready, inputs, cycle):
         """Bookkeeping with what happened in the cycle (after the model's step)."""
-        if self.rx_frame is not None and inputs["rx_ready"]:
+        if rx_ready:
             self.rx_frame = None
         if self.packer and cycle.store_ready:
             self.packer.pop(0)
@@ -126,9 +131,65 @@ class Stimulus:
             self.on_wire.append(self.body.pop(0)[0])
 
 
-def counters_of(dut, model):
-    return {name: (dut.tx if hasattr(dut.tx, name) else dut.rx).__getattribute__(name)
-            for name in model.counters()}
+# --- the BFM: the only code that touches the RTL's signals ------------------------
+
+
+def drive(ctx, dut, frame, rx_ready, inputs):
+    """Set one cycle's inputs on the RTL."""
+    tx, rx = dut.tx, dut.rx
+    ctx.set(rx.rx.valid, frame is not None)
+    if frame is not None:
+        ctx.set(rx.rx.payload, frame._asdict())
+    ctx.set(rx.out.ready, rx_ready)
+    ctx.set(tx.words.valid, inputs["words_valid"])
+    ctx.set(tx.desc.valid, inputs["desc"] is not None)
+    if inputs["desc"] is not None:
+        ctx.set(tx.desc.payload, dict(zip(("count", "length"), inputs["desc"])))
+    ctx.set(tx.tx_desc.ready, inputs["tx_ready"])
+    ctx.set(tx.tx_words.ready, inputs["tx_words_ready"])
+    ctx.set(tx.data_sent, inputs["data_sent"] is not None)
+    ctx.set(tx.data_sent_seq, inputs["data_sent"] or 0)
+    ctx.set(tx.send_credit, inputs["send_credit"])
+
+
+def observe(ctx, dut, counters, received):
+    """What the RTL shows before the edge (:func:`predict`'s keys)."""
+    tx, fb = dut.tx, dut.rx.feedback
+    offered = None
+    if ctx.get(tx.tx_desc.valid):
+        p = ctx.get(tx.tx_desc.payload)
+        offered = TxFrame(p.frame_type, p.flags, p.seq, p.ack, p.count, p.length)
+    got = dict(
+        tx=offered, tx_words_valid=ctx.get(tx.tx_words.valid), store_ready=ctx.get(tx.desc.ready),
+        link_down=ctx.get(tx.link_down), unacked=ctx.get(tx.unacked),
+        rx_ack=(ctx.get(fb.rx_ack), ctx.get(fb.rx_ack_valid)), send_ack=ctx.get(fb.send_ack),
+        send_nak=ctx.get(fb.nak_from) if ctx.get(fb.send_nak) else None,
+        counters={name: ctx.get(getattr(block, name)) for name, block in counters.items()})
+    if received:
+        out = ctx.get(dut.rx.out.payload)
+        got["verdict"] = ((out.frame.good, out.store, out.release) if dut.sr
+                          else (out.good, 0, 0))
+    return {key: _norm(value) for key, value in got.items()}
+
+
+def _norm(value):
+    if isinstance(value, tuple):
+        return tuple(int(v) if isinstance(v, (bool, int)) else v for v in value)
+    return int(value) if isinstance(value, bool) else value
+
+
+def predict(model, received, inputs):
+    """The model's cycle (it steps) as :func:`observe` gives the RTL's."""
+    counters, unacked, down = model.counters(), model.sender.unacked, model.link_down
+    step = model.step(received=received, **inputs)
+    want = dict(
+        tx=step.tx, tx_words_valid=step.tx_words_valid, store_ready=step.store_ready,
+        link_down=down, unacked=unacked,
+        rx_ack=(step.feedback.rx_ack, step.feedback.rx_ack_valid),
+        send_ack=step.feedback.send_ack, send_nak=step.feedback.send_nak, counters=counters)
+    if received is not None:
+        want["verdict"] = tuple(step.verdict)
+    return {key: _norm(value) for key, value in want.items()}, step
 
 
 def run_twin(config, seed, cycles, break_model=None):
@@ -142,79 +203,29 @@ def run_twin(config, seed, cycles, break_model=None):
     if break_model:
         break_model(model)
     stim = Stimulus(rng, config, model)
-    counters = counters_of(dut, model)
-    tx, rx = dut.tx, dut.rx
-    fb = rx.feedback
-    mask = (1 << config.seq_bits) - 1
-    sr = config.mode == "sr"
+    counters = {name: dut.tx if hasattr(dut.tx, name) else dut.rx for name in model.counters()}
 
     async def bench(ctx):
         for cycle_no in range(cycles):
             if cycle_no == cycles // 2:         # the run-time inputs change
-                for name, value in (("replay_timeout", rng.randint(20, 150)),
-                                    ("nak_timeout", rng.choice((0, rng.randint(4, 60)))),
-                                    ("ack_delay", rng.randint(1, 50))):
-                    ctx.set(getattr(tx if name == "replay_timeout" else rx, name), value)
+                for block, name, value in (
+                        (dut.tx, "replay_timeout", rng.randint(20, 150)),
+                        (dut.rx, "nak_timeout", rng.choice((0, rng.randint(4, 60)))),
+                        (dut.rx, "ack_delay", rng.randint(1, 50))):
+                    ctx.set(getattr(block, name), value)
                     setattr(model, name, value)
-            inputs = stim.next()
-            frame = inputs["rx_frame"]
-            ctx.set(rx.rx.valid, frame is not None)
-            if frame is not None:
-                ctx.set(rx.rx.payload, frame._asdict())
-            ctx.set(rx.out.ready, inputs["rx_ready"])
-            packer = inputs["packer"]
-            ctx.set(tx.words.valid, packer is None)
-            ctx.set(tx.desc.valid, bool(packer))
-            if packer:
-                ctx.set(tx.desc.payload, {"count": packer[0], "length": packer[1]})
-            ctx.set(tx.tx_desc.ready, inputs["tx_ready"])
-            ctx.set(tx.tx_words.ready, inputs["tx_words_ready"])
-            ctx.set(tx.data_sent, inputs["data_sent"] is not None)
-            ctx.set(tx.data_sent_seq, inputs["data_sent"] or 0)
-            ctx.set(tx.send_credit, inputs["send_credit"])
-
-            # the RTL before the edge
-            got_tx = None
-            if ctx.get(tx.tx_desc.valid):
-                p = ctx.get(tx.tx_desc.payload)
-                got_tx = TxFrame(p.frame_type, p.flags, p.seq, p.ack, p.count, p.length)
-            got = dict(
-                tx=got_tx, tx_words_valid=ctx.get(tx.tx_words.valid),
-                store_ready=ctx.get(tx.desc.ready), link_down=ctx.get(tx.link_down),
-                unacked=ctx.get(tx.unacked),
-                rx_ack=(ctx.get(fb.rx_ack), ctx.get(fb.rx_ack_valid)),
-                send_ack=ctx.get(fb.send_ack),
-                send_nak=ctx.get(fb.nak_from) if ctx.get(fb.send_nak) else None,
-                counters={name: ctx.get(sig) for name, sig in counters.items()})
-            taken = frame is not None and inputs["rx_ready"]
-            if taken:
-                verdict = ctx.get(rx.out.payload)
-                got["verdict"] = ((verdict.frame.good, verdict.store, verdict.release) if sr
-                                  else (verdict.good, 0, 0))
-
-            # the model, the same cycle
+            frame, rx_ready, inputs = stim.next()
+            received = frame if rx_ready else None
+            drive(ctx, dut, frame, rx_ready, inputs)
+            got = observe(ctx, dut, counters, received is not None)
             committed = model.sender.committed
-            want_counters = model.counters()
-            want_unacked, want_down = model.sender.unacked, model.link_down
-            step = model.step(
-                received=frame if taken else None,
-                desc=packer or None, words_valid=packer is None,
-                tx_ready=inputs["tx_ready"], tx_words_ready=inputs["tx_words_ready"],
-                data_sent=inputs["data_sent"], send_credit=inputs["send_credit"])
-            want = dict(
-                tx=step.tx, tx_words_valid=step.tx_words_valid, store_ready=step.store_ready,
-                link_down=want_down, unacked=want_unacked,
-                rx_ack=(step.feedback.rx_ack, step.feedback.rx_ack_valid),
-                send_ack=step.feedback.send_ack, send_nak=step.feedback.send_nak,
-                counters=want_counters)
-            if taken:
-                want["verdict"] = tuple(step.verdict)
+            want, step = predict(model, received, inputs)
             for key in want:
-                assert _norm(got[key]) == _norm(want[key]), \
+                assert got[key] == want[key], \
                     f"{config}, seed {seed}, cycle {cycle_no}: {key}: " \
                     f"RTL {got[key]} model {want[key]}"
-            events.update(_events(model, committed, step, stim))
-            stim.after(inputs, step)
+            events.update(_events(model, committed, step))
+            stim.after(rx_ready and frame is not None, inputs, step)
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -225,7 +236,7 @@ def run_twin(config, seed, cycles, break_model=None):
     return events
 
 
-def _events(model, committed, step, stim):
+def _events(model, committed, step):
     """The events of one cycle that :data:`COVER` asks for."""
     if committed is not None and committed.frame_type == FrameType.NAK and step.taken \
             and step.tx.frame_type == FrameType.ACK:
@@ -239,14 +250,6 @@ def _events(model, committed, step, stim):
         yield "sequence numbers wrapped"
     if step.taken and step.tx.frame_type == FrameType.ACK and not step.feedback.send_ack:
         yield "ACK frame for the credit loop"
-
-
-def _norm(value):
-    if isinstance(value, tuple):
-        return tuple(int(v) if isinstance(v, (bool, int)) else v for v in value)
-    if isinstance(value, bool):
-        return int(value)
-    return value
 
 
 SEEDS, CYCLES = 8, 3000
@@ -278,14 +281,14 @@ def test_the_bench_catches_a_window_that_counts_sent_frames():
         sender.store_ready = lambda: (sender.high - sender.head) % 2 ** sender.config.seq_bits \
             < sender.config.window
     config = random_config(random.Random("gbn0"), "gbn")
-    with pytest.raises(AssertionError, match="store_ready: RTL 0 model True"):
+    with pytest.raises(AssertionError, match="store_ready: RTL 0 model 1"):
         run_twin(config, 0, CYCLES, break_model=window_counts_sent)
 
 
 # --- the ns model's choices (CHOICES), selectable in the cycle model ---------------
 
 
-def drive(model, cycles, frames=()):
+def run_model(model, cycles, frames=()):
     """``cycles`` cycles of ``model`` with a framer and MAC that take
     everything at once (each DATA frame reported sent the cycle after its
     body) and ``frames``, {cycle: RxFrame} received; returns the Cycles."""
@@ -316,9 +319,9 @@ def test_a_nak_restarts_the_replay_timer_or_not(choice):
     config = CycleConfig(window=4, seq_bits=5, replay_timeout=60, nak_replay_timer=choice)
     model = stored_frames(config, 2)
     nak = RxFrame(1, 0, int(FrameType.NAK), 0, 1, 0)      # resend from 1
-    drive(model, 40, {30: nak})
+    run_model(model, 40, {30: nak})
     assert model.counters()["replays_nak"] == 1
-    drive(model, 40)            # 80 cycles after the first send, 50 after the NAK
+    run_model(model, 40)            # 80 cycles after the first send, 50 after the NAK
     assert model.counters()["replays_timeout"] == (0 if choice == "restart" else 1)
 
 
@@ -326,7 +329,7 @@ def test_a_nak_restarts_the_replay_timer_or_not(choice):
 def test_the_expiry_that_puts_the_link_down_is_counted_or_not(choice, counted):
     config = CycleConfig(replay_timeout=20, max_retries=3, final_expiry=choice)
     model = stored_frames(config, 1)
-    drive(model, 200)
+    run_model(model, 200)
     assert model.link_down
     assert model.counters()["replays_timeout"] == counted
 
