@@ -35,7 +35,7 @@ from collections import namedtuple
 from dataclasses import dataclass, fields
 
 from .link import MODES, seq_offset
-from .wire import HEADER_LEN, MTUS, FrameType
+from .wire import HEADER_LEN, FrameType
 
 __all__ = ["CHOICES", "CycleConfig", "SenderCounters", "ReceiverCounters", "RxFrame", "TxFrame",
            "Verdict", "Feedback", "Cycle", "CycleSender", "CycleReceiver", "CycleEndpoint",
@@ -75,7 +75,6 @@ class CycleConfig:
     raises ValueError naming the parameter."""
     mode: str = "gbn"           #: "gbn" (go-back-N) or "sr" (selective repeat)
     width: int = 256            #: datapath bits: how many words a frame body takes
-    mtu: int = 1500             #: 1500 or 9000
     window: int = 16            #: replay buffer frames: a power of two < 2**(seq_bits-1)
     seq_bits: int = 12          #: 2..32
     max_retries: int = 8        #: 1..255 expiries without progress: link down
@@ -95,8 +94,6 @@ class CycleConfig:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         if self.width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, not {self.width!r}")
-        if self.mtu not in MTUS:
-            raise ValueError(f"mtu must be one of {MTUS}, not {self.mtu!r}")
         _check_range("seq_bits", self.seq_bits, 2, 32)
         low = 2 if self.mode == "sr" else 1
         w = self.window
@@ -358,7 +355,7 @@ class CycleSender:
         self.words_left = 0         # body words still to fetch
         self.read_slot = 0
         self.out_valid = False      # tx_words holds a word
-        self.fb = Feedback(0, False, None, None, False, None)   # the registered feedback
+        self.fb = Feedback(0, False, None, None, False, None)   # registered (rx_ack unused)
         self.timer = self.retries = 0
         self.replaying = False
         self.replay_to = 0
@@ -606,8 +603,5 @@ class CycleEndpoint:
         sent_nak = taken and tx.committed.frame_type == FrameType.NAK and not stale
         cycle = Cycle(offered, taken, tx.out_valid, tx.store_ready(), verdict, fb)
         tx.clock(fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit)
-        if verdict is not None:
-            rx.clock(verdict, kind, distance, taken, sent_nak)
-        else:
-            rx.clock(Verdict(0, 0, 0), None, 0, taken, sent_nak)
+        rx.clock(verdict or Verdict(0, 0, 0), kind, distance, taken, sent_nak)
         return cycle

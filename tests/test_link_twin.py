@@ -29,7 +29,7 @@ class Endpoint(Elaboratable):
 
     def __init__(self, config):
         c = config
-        self.tx = ReplayBuffer(c.width, mtu=c.mtu, window=c.window, seq_bits=c.seq_bits,
+        self.tx = ReplayBuffer(c.width, window=c.window, seq_bits=c.seq_bits,
                                max_retries=c.max_retries, replay_timeout=c.replay_timeout,
                                mode=c.mode)
         self.rx = LinkReceiver(max_words=MAX_WORDS, seq_bits=c.seq_bits, ack_every=c.ack_every,
@@ -354,6 +354,19 @@ def test_the_ns_models_choices_differ_from_the_rtl(name):
     config = dataclasses.replace(config, **{name: CHOICES[name][1]})
     with pytest.raises(AssertionError, match="RTL .* model"):
         run_twin(config, 3, CYCLES)
+
+
+def test_reset_returns_to_the_initial_state():
+    config = CycleConfig(seq_bits=4, window=4, replay_timeout=20, max_retries=2)
+    model = stored_frames(config, 3)
+    run_model(model, 100, {5: RxFrame(1, 1, int(FrameType.DATA), 0, 0, 0)})
+    assert model.link_down and model.counters()["frames_accepted"] == 1
+    model.replay_timeout = 30
+    model.reset()
+    fresh = CycleEndpoint(dataclasses.replace(config, replay_timeout=30))
+    assert model.counters() == fresh.counters() and not model.link_down
+    assert run_model(model, 50) == run_model(fresh, 50)
+    assert model.replay_timeout == 30       # a run-time input keeps its value
 
 
 # --- found by the twin ------------------------------------------------------------
