@@ -501,7 +501,7 @@ class CycleSender:
             else:
                 high = (held.seq + 1) & mask
             words_left, self.read_slot = held.words, self._slot(held.seq)
-        if taken and held.frame_type == FrameType.NAK:
+        if taken and held.frame_type == FrameType.NAK and not stale:
             c.naks_sent += 1
         elif taken and not held_data:
             c.acks_sent += 1

@@ -379,7 +379,7 @@ class ReplayBuffer(wiring.Component):
             m.d.sync += [words_left.eq(held_words),
                          rd_addr.eq(Cat(Const(0, word_bits), slot(held.seq)) if slot_bits
                                     else 0)]
-        with m.If(taken & held_nak):
+        with m.If(fb.sent_nak):                 # a stale NAK goes out as an ACK frame
             m.d.sync += self.naks_sent.eq(self.naks_sent + 1)
         with m.Elif(taken & ~held_data):
             m.d.sync += self.acks_sent.eq(self.acks_sent + 1)
