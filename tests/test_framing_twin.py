@@ -194,3 +194,157 @@ def test_the_bench_catches_a_framer_without_its_delay_line():
         model.line = model.line[:-1]
     with pytest.raises(AssertionError, match="frame: RTL None model"):
         run_framer_twin(64, 0, 300, break_model=shorter)
+
+
+# --- the TlpPacker ----------------------------------------------------------------
+
+
+def random_tlp(rng, width, small=False):
+    """The DWs of one TLP as a stream carries it: a first DW with random
+    Fmt, TD and Length (now and then too large for a frame, or 0: 1024
+    DWs; ``small``: at most 4), random DWs after it; mostly as long as its
+    header says, now and then cut short or running on."""
+    fmt, td = rng.randrange(4), int(rng.random() < 0.2)
+    if small:
+        length = rng.randint(1, 4) if fmt & 2 else 0
+    elif fmt & 2:
+        length = rng.choice((rng.randint(1, 8), rng.randint(1, 64), rng.randint(1, 380),
+                             rng.choice((0, 1023, 360, 362, 363))))
+    else:
+        length = rng.randrange(1024)
+    dws = ((length or 1024) if fmt & 2 else 0) + (4 if fmt & 1 else 3) + td
+    dw0 = fmt << 5 | td << 23 | (length & 0xFF) << 24 | (length >> 8) << 16
+    dw0 |= rng.getrandbits(32) & 0x0000FF00 & ~(0x80 << 16)
+    actual = dws
+    roll = rng.random()
+    if roll < 0.04:
+        actual = rng.randint(1, dws)
+    elif roll < 0.08:
+        actual = dws + rng.randint(1, 2 * width // 32)
+    if actual > 400:                        # an oversize TLP: its first beats are enough
+        actual = rng.choice((actual, 3 * width // 32))
+    return [dw0] + [rng.getrandbits(32) for _ in range(actual - 1)]
+
+
+def tlp_beats(rng, dws, width):
+    """``dws`` as stream beats ``(data, keep, last, stamp)``."""
+    D = width // 32
+    out = []
+    for i in range(0, len(dws), D):
+        chunk = dws[i:i + D]
+        data = sum(dw << 32 * k for k, dw in enumerate(chunk))
+        out.append((data, (1 << len(chunk)) - 1, int(i + D >= len(dws)), rng.getrandbits(16)))
+    return out
+
+
+class PackerStimulus:
+    """One cycle's inputs to the packer: the next TLP beat offered (with
+    gaps), the consumer's ``words.ready`` and ``desc.ready``; phases of
+    back-to-back small TLPs, sparse TLPs (the flush timer), a slow consumer."""
+
+    def __init__(self, rng, width):
+        self.rng, self.width = rng, width
+        self.beats = []
+        self.rate, self.ready_rate, self.small = 0.9, 0.9, False
+
+    def next(self, cycle):
+        rng = self.rng
+        if cycle % 400 == 0:
+            self.rate, self.ready_rate, self.small = rng.choice((
+                (1.0, 1.0, True), (1.0, 1.0, False), (0.9, 0.4, False), (0.05, 1.0, True),
+                (0.7, 0.8, False), (1.0, 0.7, True)))
+        if not self.beats:
+            dws = random_tlp(self.rng, self.width, self.small)
+            self.beats = tlp_beats(rng, dws, self.width)
+        beat = self.beats[0] if rng.random() < self.rate else None
+        return dict(beat=beat, words_ready=rng.random() < self.ready_rate,
+                    desc_ready=rng.random() < self.ready_rate)
+
+    def after(self, inputs, step):
+        if inputs["beat"] is not None and step.tlp_ready:
+            self.beats.pop(0)
+
+
+def packer_drive(ctx, dut, inputs):
+    beat = inputs["beat"]
+    ctx.set(dut.tlp.valid, beat is not None)
+    if beat is not None:
+        ctx.set(dut.tlp.payload, dict(zip(("data", "keep", "last", "stamp"), beat)))
+    ctx.set(dut.words.ready, inputs["words_ready"])
+    ctx.set(dut.desc.ready, inputs["desc_ready"])
+
+
+def packer_observe(ctx, dut):
+    desc = None
+    if ctx.get(dut.desc.valid):
+        p = ctx.get(dut.desc.payload)
+        desc = (p.count, p.length)
+    return dict(tlp_ready=ctx.get(dut.tlp.ready),
+                word=ctx.get(dut.words.payload) if ctx.get(dut.words.valid) else None,
+                desc=desc, oversize_drops=ctx.get(dut.oversize_drops),
+                length_errors=ctx.get(dut.length_errors))
+
+
+def packer_predict(model, inputs):
+    step = model.step(**inputs)
+    return dict(tlp_ready=int(step.tlp_ready), word=step.word, desc=step.desc,
+                oversize_drops=step.oversize_drops, length_errors=step.length_errors), step
+
+
+def run_packer_twin(width, seed, cycles, *, flush_timeout=None, max_tlps=None,
+                    break_model=None):
+    """``cycles`` cycles of random stimulus into the TlpPacker and its twin;
+    fails at the first cycle where they differ. Returns the descriptors
+    the model gave and its counters."""
+    rng = random.Random(seed)
+    flush_timeout = flush_timeout or rng.choice((1, 5, 30, 64))
+    dut = TlpPacker(width, flush_timeout=flush_timeout, max_tlps=max_tlps)
+    model = CyclePacker(width, flush_timeout=flush_timeout, max_tlps=max_tlps)
+    if break_model:
+        break_model(model)
+    stim = PackerStimulus(rng, width)
+    descs = []
+
+    async def bench(ctx):
+        for cycle in range(cycles):
+            if cycle == cycles // 2:            # the run-time input changes
+                model.flush_timeout = rng.randint(1, 80)
+                ctx.set(dut.flush_timeout, model.flush_timeout)
+            inputs = stim.next(cycle)
+            packer_drive(ctx, dut, inputs)
+            got = packer_observe(ctx, dut)
+            want, step = packer_predict(model, inputs)
+            assert_same(got, want, f"width {width}, seed {seed}, cycle {cycle}")
+            if step.desc and inputs["desc_ready"]:
+                descs.append(step.desc)
+            stim.after(inputs, step)
+            await ctx.tick()
+
+    simulate(dut, bench)
+    return descs, (model.oversize_drops, model.length_errors)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_packer_twin_agrees_with_the_rtl_in_every_cycle(width):
+    descs, drops, errors = [], 0, 0
+    for seed in range(2):
+        d, (o, e) = run_packer_twin(width, seed, 2000)
+        descs += d
+        drops, errors = drops + o, errors + e
+    assert len(descs) > 20 and drops and errors
+    assert any(count > 3 for count, _ in descs)
+
+
+def test_packer_twin_agrees_with_frames_closed_by_max_tlps():
+    descs, _ = run_packer_twin(128, 7, 1500, max_tlps=3, flush_timeout=40)
+    assert max(count for count, _ in descs) == 3
+
+
+def test_the_bench_catches_a_flush_timer_one_cycle_late():
+    """The comparison is not vacuous: a twin whose flush timer expires a
+    cycle late (``age >= flush_timeout`` for the RTL's ``age + 1``) closes
+    its frames a cycle after the RTL does."""
+    def late(model):
+        model.flush_timeout += 1
+    with pytest.raises(AssertionError, match="RTL .* model"):
+        run_packer_twin(64, 1, 1500, flush_timeout=5, break_model=late)
