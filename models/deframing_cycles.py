@@ -159,3 +159,191 @@ class CycleDeframer:
                 self.j += 1
         self.line = [done] + self.line[:-1]
         return shown
+
+
+# --- the TlpUnpacker -------------------------------------------------------------------
+
+
+class _Flags(namedtuple("_Flags", "single n2 last2 take rest need")):
+    """What a DW says of its TLP were it a prefix (the RTL's ``flags``)."""
+    __slots__ = ()
+
+
+_NO_FLAGS = _Flags(0, 0, 0, 0, 0, 0)
+
+#: What the unpacker shows in a cycle: ``desc_ready``, ``words_ready``,
+#: ``tlp`` (the beat offered, ``(data, keep, last, stamp)``, or None) and
+#: ``tlps_out``.
+UnpackerCycle = namedtuple("UnpackerCycle", "desc_ready words_ready tlp tlps_out")
+
+
+class CycleUnpacker:
+    """The :class:`~tlpoe.rtl.framing.unpacker.TlpUnpacker` at ``width``
+    bits: the load half (the word register with each lane's flags, the
+    header skip, the packing of the TLP-area DWs into ``l1``) and the walk
+    half (the circular buffer of ``4·D`` DWs with their flags and ends, the
+    lagging counts, the decision and the read stage).
+
+    :meth:`step` inputs: ``desc`` (the :class:`RxDesc` offered, or None),
+    ``word`` (the word offered, an int, or None) and ``tlp_ready``.
+    """
+
+    def __init__(self, width, *, max_words):
+        if width not in WIDTHS:
+            raise ValueError(f"width must be one of {WIDTHS}, not {width!r}")
+        self.width, self.max_words = width, max_words
+        D = width // 32
+        self.D, self.E = D, 4 * D
+        self.P = self.E.bit_length() - 1
+        self.low = (D - 1).bit_length()
+        self.HDR = wire.HEADER_LEN // 4
+        self.reset()
+
+    def _header_left(self, lo):
+        nxt = min(lo, self.D)
+        self.skip, self.avail = nxt, self.D - nxt
+        self.avail_mask = [nxt + i < self.D for i in range(self.D)]
+
+    def reset(self):
+        D, E = self.D, self.E
+        self.tlps_out = 0
+        # load
+        self.words_left, self.last_word = 0, False
+        self.lo_left, self.area_left = 0, 0
+        self._header_left(self.HDR)
+        self.l0_valid, self.l0_data = False, 0
+        self.l0_flags, self.l0_ends = [_NO_FLAGS] * D, [0] * D
+        self.l1_valid, self.l1_data, self.l1_n, self.l1_seal = False, [0] * D, 0, False
+        self.l1_flags, self.l1_ends = [_NO_FLAGS] * D, [0] * D
+        # walk
+        self.ent, self.efl, self.enx = [0] * E, [_NO_FLAGS] * E, [0] * E
+        self.wp = self.rp = self.used = 0
+        self.held = self.held_sealed = self.gone = 0
+        self.need = D + 1
+        self.in_tlp, self.rem, self.n_cur, self.last_cur = False, 0, 0, False
+        self.r_valid, self.r_first, self.r_last = False, False, False
+        self.r_take = self.r_pfx = self.r_base = 0
+
+    def _flags(self, dw):
+        D = self.D
+        dws = (((dw & 0xFF) << 8) | (dw >> 8 & 0xFF)) >> 2
+        return _Flags(int(dws <= D), D if dws >= 2 * D else dws % D, int(dws <= 2 * D),
+                      dws + 1 if dws < D else D + 1, (dws - D) & 0x7FF,
+                      dws + D + 2 if dws <= D else 2 * D + 1)
+
+    def _tlp_beat(self):
+        """The read stage's beat, read from the entries now."""
+        if not self.r_valid:
+            return None
+        D, E = self.D, self.E
+        keep = sum(1 << i for i in range(D)
+                   if (self.r_take > i + 1 if self.r_first else self.r_take > i))
+        data = sum(self.ent[(self.r_base + i) % E] << 32 * i for i in range(D) if keep >> i & 1)
+        prefix = self.ent[self.r_pfx]
+        stamp = (prefix >> 24 & 0xFF) | (prefix >> 16 & 0xFF) << 8
+        return (data, keep, int(self.r_last), stamp)
+
+    def _load_ready(self):
+        loading = self.words_left != 0
+        room = self.l1_valid and self.used <= 3 * self.D
+        take = self.l0_valid and loading and (not self.l1_valid or room)
+        return loading, room, take
+
+    def outputs(self):
+        loading, room, take = self._load_ready()
+        return UnpackerCycle(not loading or (take and self.last_word),
+                             not self.l0_valid or take, self._tlp_beat(), self.tlps_out)
+
+    def step(self, *, desc=None, word=None, tlp_ready=False):
+        """One clock cycle; returns the :class:`UnpackerCycle` shown before the edge."""
+        shown = self.outputs()
+        D, E, P = self.D, self.E, self.P
+        pmask = (1 << P) - 1
+        loading, room, take = self._load_ready()
+
+        # load: the TLP area's DWs of the word in l0, packed low
+        fits = self.area_left <= self.avail
+        keep_here = self.area_left if fits else self.avail
+        skip, avail = self.skip, self.avail
+        kept = [self.avail_mask[i] and self.area_left > i for i in range(D)]
+        lanes = [(self.l0_data >> 32 * (i + skip) & 0xFFFFFFFF) if i + skip < D and kept[i]
+                 else 0 for i in range(D)]
+        flags = [self.l0_flags[i + skip] if i + skip < D and kept[i] else _NO_FLAGS
+                 for i in range(D)]
+        ends = [(self.l0_ends[i + skip] - skip) & pmask if i + skip < D else 0
+                for i in range(D)]
+
+        # walk: decide the next beat
+        head = self.efl[self.rp]
+        last = self.last_cur if self.in_tlp else head.single
+        whole = self.held >= self.need or self.held_sealed > self.gone
+        decided = whole and (not self.r_valid or tlp_ready)
+        amount = self.n_cur if self.in_tlp else head.take
+        base = (self.rp + (0 if self.in_tlp else 1)) & pmask
+        leaving = self.r_take if self.r_valid and tlp_ready else 0
+        if self.r_valid and tlp_ready and self.r_last:
+            self.tlps_out = (self.tlps_out + 1) & 0xFFFFFFFF
+
+        # walk: the counts (from registers), then the read stage
+        landed = self.l1_n if room else 0
+        held_next = self.held - self.gone + landed
+        if room and self.l1_seal:
+            sealed = held_next
+        else:
+            sealed = self.held_sealed - self.gone if self.held_sealed > self.gone else 0
+        if decided:
+            need = (self.n_cur + (D + 1 if self.last_cur else D)) if self.in_tlp else head.need
+        else:
+            need = D if self.in_tlp else D + 1
+        in_tlp, rem, n_cur, last_cur = self.in_tlp, self.rem, self.n_cur, self.last_cur
+        if decided:
+            in_tlp = not last
+            if self.in_tlp:
+                rem = (self.rem - D) & 0xFFF
+                n_cur = D if self.rem >= 2 * D else self.rem % D
+                last_cur = self.rem <= 2 * D
+            else:
+                rem, n_cur, last_cur = head.rest, head.n2, bool(head.last2)
+            self.r_valid, self.r_first, self.r_last = True, not self.in_tlp, bool(last)
+            self.r_take, self.r_pfx, self.r_base = amount, self.rp, base
+            self.rp = (self.rp + self.n_cur) & pmask if self.in_tlp else self.enx[self.rp]
+        elif tlp_ready:
+            self.r_valid = False
+        self.gone = amount if decided else 0
+        self.held, self.held_sealed, self.need = held_next, sealed, need
+        self.in_tlp, self.rem, self.n_cur, self.last_cur = in_tlp, rem, n_cur, last_cur
+        self.used += landed - leaving
+
+        # walk: l1 lands at wp
+        if room:
+            for i in range(D):
+                at = (self.wp + i) % E
+                self.ent[at], self.efl[at] = self.l1_data[i], self.l1_flags[i]
+                self.enx[at] = (self.wp + self.l1_ends[i]) & pmask
+            self.wp = (self.wp + self.l1_n) & pmask
+
+        # load: l1 and the counts of the frame's words
+        if take:
+            self.words_left -= 1
+            self.last_word = self.words_left == 1
+            self.lo_left -= skip
+            self._header_left(self.lo_left)
+            self.area_left = 0 if fits else self.area_left - avail
+            self.l1_valid = keep_here != 0
+            self.l1_data, self.l1_flags, self.l1_ends = lanes, flags, ends
+            self.l1_n, self.l1_seal = keep_here, keep_here != 0 and fits
+        elif room:
+            self.l1_valid = False
+        if desc is not None and shown.desc_ready:
+            self.words_left, self.last_word = desc.words, desc.words == 1
+            self.lo_left = self.HDR
+            self._header_left(self.HDR)
+            self.area_left = desc.area if desc.good else 0
+        # the word register
+        if word is not None and shown.words_ready:
+            self.l0_valid, self.l0_data = True, word
+            self.l0_flags = [self._flags(word >> 32 * i & 0xFFFFFFFF) for i in range(D)]
+            self.l0_ends = [(f.take + i) & pmask for i, f in enumerate(self.l0_flags)]
+        elif take:
+            self.l0_valid = False
+        return shown
