@@ -120,3 +120,125 @@ class CycleDecapsulator:
         self.deframer.step(beat=taken, room=self.room)
         self.room = room
         return shown
+
+
+class BridgeConfig(namedtuple("BridgeConfig", "link mtu flush_timeout ethertype")):
+    """The bridge's parameters: ``link`` (a :class:`CycleConfig`: the link
+    endpoint's, and the datapath ``width``), ``mtu``, ``flush_timeout``
+    (cycles; the reset value of the run-time input) and ``ethertype``."""
+    __slots__ = ()
+
+    def __new__(cls, link=None, mtu=1500, flush_timeout=64, ethertype=wire.ETHERTYPE):
+        return super().__new__(cls, link if link is not None else CycleConfig(), mtu,
+                               flush_timeout, ethertype)
+
+
+#: What the bridge shows in a cycle: ``tlp_in_ready``, ``frame_out`` (the
+#: beat offered, a :class:`~tlpoe.models.framing_cycles.FrameBeat`, or
+#: None), ``tlp_out`` (``(data, keep, last, stamp)``, or None),
+#: ``peer_credits`` (the credit fields of a frame received, while its
+#: update pulses, else None), ``link_down``, ``unacked`` and ``counters``
+#: (every counter by its RTL name; ``drops`` a list by reason).
+BridgeCycle = namedtuple("BridgeCycle", "tlp_in_ready frame_out tlp_out peer_credits link_down "
+                                        "unacked counters")
+
+
+class BridgeModel:
+    """The bridge's link path both ways, in cycles (see the module's
+    docstring for what it leaves out). Run-time inputs, settable between
+    cycles: ``flush_timeout``, ``replay_timeout``, ``nak_timeout``,
+    ``ack_delay`` and ``framer`` (a :class:`FramerConfig`: MAC addresses,
+    channel, and the credits every frame carries)."""
+
+    def __init__(self, config=None):
+        self.config = config = config if config is not None else BridgeConfig()
+        link = config.link
+        if link.mode != "gbn":
+            raise ValueError("BridgeModel models go-back-N only (selective repeat needs "
+                             "the ReorderBuffer's twin)")
+        self.width = link.width
+        self.packer = CyclePacker(link.width, mtu=config.mtu, flush_timeout=config.flush_timeout)
+        self.endpoint = CycleEndpoint(link)
+        self.framer = CycleFramer(link.width, ethertype=config.ethertype, seq_bits=link.seq_bits)
+        self.decap = CycleDecapsulator(link.width, mtu=config.mtu, ethertype=config.ethertype,
+                                       hold=False)
+        self.framer_config = FramerConfig(credits_valid=True)
+        self._clear_bodies()
+
+    def _clear_bodies(self):
+        self.bodies = {}            # replay buffer slot -> its frame's body words
+        self.pending = []           # words stored for the tail's slot, its desc to come
+        self.reader = deque()       # the words of the frame the body reader fetches
+        self.tx_word = 0            # the word on tx_words
+
+    def reset(self):
+        """``rst``: every register and counter back to its initial value."""
+        for block in (self.packer, self.endpoint, self.framer, self.decap):
+            block.reset()
+        self._clear_bodies()
+
+    flush_timeout = property(lambda self: self.packer.flush_timeout,
+                             lambda self, v: setattr(self.packer, "flush_timeout", v))
+    replay_timeout = property(lambda self: self.endpoint.replay_timeout,
+                              lambda self, v: setattr(self.endpoint, "replay_timeout", v))
+    nak_timeout = property(lambda self: self.endpoint.nak_timeout,
+                           lambda self, v: setattr(self.endpoint, "nak_timeout", v))
+    ack_delay = property(lambda self: self.endpoint.ack_delay,
+                         lambda self, v: setattr(self.endpoint, "ack_delay", v))
+
+    @property
+    def link_down(self):
+        return self.endpoint.link_down
+
+    def counters(self):
+        """Every counter, by its RTL name."""
+        p, f, d = self.packer, self.framer, self.decap
+        return {"oversize_drops": p.oversize_drops, "length_errors": p.length_errors,
+                "frames_sent": f.frames_sent, **self.endpoint.counters(),
+                "drops": list(d.deframer.drops), "good_frames": d.deframer.good_frames,
+                "control_frames": d.deframer.control_frames,
+                "overflows": d.deframer.overflows, "tlps_out": d.unpacker.tlps_out}
+
+    def step(self, *, tlp_in=None, frame_out_ready=False, frame_in=None, tlp_out_ready=False,
+             send_credit=False):
+        """One clock cycle. Inputs: ``tlp_in`` (the TLP beat offered,
+        ``(data, keep, last, stamp)``, or None), ``frame_out_ready`` (the
+        MAC takes a beat), ``frame_in`` (the MAC's beat, ``(data, keep,
+        last)``, or None: always taken), ``tlp_out_ready``, ``send_credit``
+        (the credit loop asks for a frame). Returns the :class:`BridgeCycle`
+        shown before the edge."""
+        sender = self.endpoint.sender
+        counters, unacked, down = self.counters(), sender.unacked, self.link_down
+        framer, packer = self.framer.outputs(), self.packer.outputs()
+        decap = self.decap.outputs()
+        received = None
+        if decap.desc is not None:
+            d = decap.desc
+            received = RxFrame(d.ok, d.good, d.frame_type, d.flags, d.seq, d.ack)
+        # the replay buffer's body store and reader, beside the endpoint's
+        store = sender.store_ready()
+        tail_slot = sender.tail & (self.config.link.window - 1)
+        word_shown = self.tx_word if sender.out_valid else None
+        fetch = sender.words_left and (not sender.out_valid or framer.words_ready)
+        data_sent = framer.data_sent_seq if frame_out_ready else None
+        cycle = self.endpoint.step(
+            received=received, desc=packer.desc, words_valid=packer.word is not None,
+            tx_ready=framer.desc_ready, tx_words_ready=framer.words_ready,
+            data_sent=data_sent, send_credit=send_credit)
+        if fetch:
+            self.tx_word = self.reader.popleft()
+        if cycle.taken and cycle.tx.frame_type == wire.FrameType.DATA:
+            self.reader = deque(self.bodies[cycle.tx.seq & (self.config.link.window - 1)])
+        if store and packer.word is not None:
+            self.pending.append(packer.word)
+        if store and packer.desc is not None:
+            self.bodies[tail_slot], self.pending = self.pending, []
+        offered = cycle.tx._asdict() if cycle.tx is not None else None
+        self.framer.step(desc=offered, word=word_shown, frame_ready=frame_out_ready,
+                         config=self.framer_config)
+        self.packer.step(beat=tlp_in, words_ready=store, desc_ready=store)
+        verdict = cycle.verdict
+        self.decap.step(beat=frame_in, tlp_ready=tlp_out_ready,
+                        verdict=lambda desc: desc._replace(good=verdict.good))
+        return BridgeCycle(packer.tlp_ready, framer.frame, decap.tlp, decap.credits, down,
+                           unacked, counters)

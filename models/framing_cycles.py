@@ -215,7 +215,8 @@ class CycleFramer:
         get = desc.get if isinstance(desc, dict) else lambda k: getattr(desc, k)
         length = get("length") & 0xFFFF
         credits = {f"credit_{name}_{part}": config.credits[k][i]
-                   for k, name in enumerate(CREDIT_CLASSES) for i, part in enumerate(("hdr", "data"))}
+                   for k, name in enumerate(CREDIT_CLASSES)
+                   for i, part in enumerate(("hdr", "data"))}
         eth = _pack(wire.ETHERNET, dst_mac=config.dst_mac, src_mac=config.src_mac,
                     ethertype=self.ethertype)
         bridge = _pack(wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=get("frame_type"),
