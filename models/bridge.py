@@ -14,8 +14,8 @@ joined port to port as ``rtl/bridge/paths.py`` joins the blocks.
   the frame bodies it stores) → framer → frames out; frames in →
   decapsulator with the endpoint's receiver as its verdict stage → TLPs
   out; the receiver's feedback to the sender, the framer's ``data_sent``
-  to the sender. Go-back-N only (selective repeat needs the twin of the
-  ReorderBuffer). Not modelled yet: the class queues of both paths and the
+  to the sender; go-back-N, or selective repeat with the reorder buffer
+  before the unpacker. Not modelled yet: the class queues of both paths and the
   register slices around them, the order stamps they make, the credit
   loop (the credits every frame carries and ``send_credit`` are inputs),
   the ordering checkers: ``tlp_in`` is the packer's input and ``tlp_out``
@@ -29,7 +29,8 @@ it against the RTL in amaranth.sim, every output and counter in every cycle.
 from collections import deque, namedtuple
 
 from . import wire
-from .deframing_cycles import CycleDeframer, CycleUnpacker, frame_words, verdict_latency
+from .deframing_cycles import (CycleDeframer, CycleReorderBuffer, CycleUnpacker, ReorderDesc,
+                               frame_words, verdict_latency)
 from .framing_cycles import (CycleFramer, CyclePacker, FramerConfig, SkidBuffer,
                              SyncFifoBuffered)
 from .link_cycles import CycleConfig, CycleEndpoint, RxFrame
@@ -70,24 +71,33 @@ DecapCycle = namedtuple("DecapCycle", "frame_ready tlp desc credits drops good_f
 
 
 class CycleDecapsulator:
-    """The :class:`~tlpoe.rtl.framing.decapsulator.Decapsulator` without a
-    reorder stage. :meth:`step` inputs: ``beat`` (the frame beat offered,
-    ``(data, keep, last)``, or None), ``tlp_ready``, and ``verdict``: a
-    function from the deframer's descriptor (when there is one) to the
-    descriptor the FIFO stores (the link receiver's ``good``), default the
+    """The :class:`~tlpoe.rtl.framing.decapsulator.Decapsulator`.
+    :meth:`step` inputs: ``beat`` (the frame beat offered, ``(data, keep,
+    last)``, or None), ``tlp_ready``, and ``verdict``: a function from the
+    deframer's descriptor (when there is one) to the entry the descriptor
+    FIFO stores (the link receiver's verdict: an ``RxDesc`` with its
+    ``good``, or with ``window`` a
+    :class:`~tlpoe.models.deframing_cycles.ReorderDesc`), default the
     descriptor itself. ``hold`` as the RTL's: hold ``frame`` between frames
-    while there is no room (default), or take every beat (a MAC's side)."""
+    while there is no room (default), or take every beat (a MAC's side).
+    ``window``: a reorder buffer of that many frames between the FIFOs and
+    the unpacker (selective repeat)."""
 
-    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, hold=True):
+    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, hold=True, window=None):
         self.width, self.mtu, self.hold = width, mtu, hold
-        self.depth, self.desc_depth, self.in_flight = decap_depths(width, mtu)
+        self.depth, self.desc_depth, self.in_flight = decap_depths(width, mtu, window)
         self.deframer = CycleDeframer(width, mtu=mtu, ethertype=ethertype)
-        self.unpacker = CycleUnpacker(width, max_words=self.deframer.max_words)
+        words = self.deframer.max_words
+        self.unpacker = CycleUnpacker(width, max_words=words)
+        self.reorder = None if window is None else \
+            CycleReorderBuffer(width, max_words=words, window=window)
         self.reset()
 
     def reset(self):
         self.deframer.reset()
         self.unpacker.reset()
+        if self.reorder is not None:
+            self.reorder.reset()
         self.body = SyncFifoBuffered(self.depth)
         self.descs = SyncFifoBuffered(self.desc_depth)
         self.slice = SkidBuffer()
@@ -110,13 +120,21 @@ class CycleDecapsulator:
         words = self.deframer.max_words
         room = (self.body.level <= self.depth - 1 - 2 - words and
                 self.descs.level <= self.desc_depth - 1 - self.in_flight)
-        self.unpacker.step(desc=self.descs.r_data if self.descs.r_rdy else None,
-                           word=self.slice.o_payload if self.slice.o_valid else None,
-                           tlp_ready=tlp_ready)
+        # what the FIFOs feed: the unpacker, or the reorder buffer before it
+        fifo_desc = self.descs.r_data if self.descs.r_rdy else None
+        fifo_word = self.slice.o_payload if self.slice.o_valid else None
+        if self.reorder is None:
+            sink = u
+            self.unpacker.step(desc=fifo_desc, word=fifo_word, tlp_ready=tlp_ready)
+        else:
+            inputs = dict(desc=fifo_desc, word=fifo_word, out_desc_ready=u.desc_ready,
+                          out_words_ready=u.words_ready)
+            sink = self.reorder.step(**inputs)
+            self.unpacker.step(desc=sink.out_desc, word=sink.out_word, tlp_ready=tlp_ready)
         i_ready = self.slice.i_ready
-        self.slice.clock(self.body.r_rdy, self.body.r_data, u.words_ready)
+        self.slice.clock(self.body.r_rdy, self.body.r_data, sink.words_ready)
         self.body.clock(d.word is not None, d.word, i_ready)
-        self.descs.clock(stored is not None, stored, u.desc_ready)
+        self.descs.clock(stored is not None, stored, sink.desc_ready)
         self.deframer.step(beat=taken, room=self.room)
         self.room = room
         return shown
@@ -153,15 +171,13 @@ class BridgeModel:
     def __init__(self, config=None):
         self.config = config = config if config is not None else BridgeConfig()
         link = config.link
-        if link.mode != "gbn":
-            raise ValueError("BridgeModel models go-back-N only (selective repeat needs "
-                             "the ReorderBuffer's twin)")
         self.width = link.width
         self.packer = CyclePacker(link.width, mtu=config.mtu, flush_timeout=config.flush_timeout)
         self.endpoint = CycleEndpoint(link)
         self.framer = CycleFramer(link.width, ethertype=config.ethertype, seq_bits=link.seq_bits)
         self.decap = CycleDecapsulator(link.width, mtu=config.mtu, ethertype=config.ethertype,
-                                       hold=False)
+                                       hold=False,
+                                       window=link.window if link.mode == "sr" else None)
         self.framer_config = FramerConfig(credits_valid=True)
         self._clear_bodies()
 
@@ -237,8 +253,11 @@ class BridgeModel:
         self.framer.step(desc=offered, word=word_shown, frame_ready=frame_out_ready,
                          config=self.framer_config)
         self.packer.step(beat=tlp_in, words_ready=store, desc_ready=store)
-        verdict = cycle.verdict
-        self.decap.step(beat=frame_in, tlp_ready=tlp_out_ready,
-                        verdict=lambda desc: desc._replace(good=verdict.good))
+        verdict, sr = cycle.verdict, self.config.link.mode == "sr"
+
+        def judged(desc):
+            frame = desc._replace(good=verdict.good)
+            return ReorderDesc(frame, verdict.store, verdict.release) if sr else frame
+        self.decap.step(beat=frame_in, tlp_ready=tlp_out_ready, verdict=judged)
         return BridgeCycle(packer.tlp_ready, framer.frame, decap.tlp, decap.credits, down,
                            unacked, counters)

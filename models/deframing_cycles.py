@@ -21,6 +21,10 @@ them in amaranth.sim).
   of a word into the packing of its TLP-area DWs; the walk of the circular
   buffer of DWs that decides and reads each TLP beat) decide when each beat
   leaves.
+* :class:`CycleReorderBuffer` (selective repeat) is cycle-exact too; it is
+  proven inside the receive path (``tests/test_bridge_twin.py``), where the
+  link receiver gives it the verdicts its contract needs (a slot reused
+  only after its frame was released).
 """
 
 from collections import namedtuple
@@ -30,7 +34,8 @@ from .frame import FLAG_CREDITS_VALID, CREDIT_FIELDS, DropReason, FrameError, de
 from .framing_cycles import WIDTHS, crc_latency
 
 __all__ = ["RxDesc", "DeframerCycle", "CycleDeframer", "verdict_latency", "frame_words",
-           "UnpackerCycle", "CycleUnpacker"]
+           "UnpackerCycle", "CycleUnpacker", "ReorderDesc", "ReorderCycle",
+           "CycleReorderBuffer"]
 
 #: The Deframer's verdict on one frame (the RTL's ``RxDesc``): ``good`` (a
 #: DATA frame that passed every check), ``count`` (TLPs), ``words`` (stored),
@@ -346,4 +351,94 @@ class CycleUnpacker:
             self.l0_ends = [(f.take + i) & pmask for i, f in enumerate(self.l0_flags)]
         elif take:
             self.l0_valid = False
+        return shown
+
+
+# --- the ReorderBuffer (selective repeat) ------------------------------------------------
+
+
+#: A verdict for the reorder buffer (the RTL's ``ReorderDesc``): ``frame``
+#: (an :class:`RxDesc`, ``good`` when it is delivered now), ``store`` (keep
+#: it in slot ``seq mod window``) and ``release`` (deliver that many kept
+#: frames after it).
+ReorderDesc = namedtuple("ReorderDesc", "frame store release")
+#: What the reorder buffer shows in a cycle: ``desc_ready``, ``words_ready``,
+#: ``out_desc`` (an :class:`RxDesc`, or None) and ``out_word`` (or None).
+ReorderCycle = namedtuple("ReorderCycle", "desc_ready words_ready out_desc out_word")
+
+_NEXT, _STORE, _PASS, _RELEASE, _READ = range(5)
+
+
+class CycleReorderBuffer:
+    """The :class:`~tlpoe.rtl.link.reorder.ReorderBuffer`: one frame at a
+    time, stored in its slot, or passed on and followed by the kept frames
+    it releases, read back word by word. Its outputs depend on its inputs
+    in the same cycle (as the RTL's do): :meth:`outputs` takes them.
+
+    Inputs: ``desc`` (a :class:`ReorderDesc`, or None), ``word`` (or None),
+    ``out_desc_ready``, ``out_words_ready``."""
+
+    def __init__(self, width, *, max_words, window):
+        if window < 2 or window & (window - 1):
+            raise ValueError(f"window must be a power of two of at least 2, not {window!r}")
+        self.width, self.max_words, self.window = width, max_words, window
+        self.slot_words = 1 << (max_words - 1).bit_length()
+        self.reset()
+
+    def reset(self):
+        self.state, self.slot, self.word, self.words_left, self.release = _NEXT, 0, 0, 0, 0
+        self.out_valid, self.read_data = False, 0
+        self.kept = {}                  # slot -> (count, words, area)
+        self.body = {}                  # (slot, word) -> data
+
+    def outputs(self, *, desc=None, word=None, out_desc_ready=False, out_words_ready=False):
+        s = self.state
+        keep = desc is not None and desc.store
+        desc_ready = s == _NEXT and (keep or out_desc_ready)
+        out_desc = None
+        if s == _RELEASE:
+            count, words, area = self.kept.get(self.slot, (0, 0, 0))
+            out_desc = RxDesc(1, count, words, area, 0, 0, 0, 0, 0)
+        elif s == _NEXT and desc is not None and not desc.store:
+            out_desc = desc.frame
+        words_ready = s == _STORE or (s == _PASS and out_words_ready)
+        if s == _PASS:
+            out_word = word
+        else:
+            out_word = self.read_data if s == _READ and self.out_valid else None
+        return ReorderCycle(desc_ready, words_ready, out_desc, out_word)
+
+    def step(self, *, desc=None, word=None, out_desc_ready=False, out_words_ready=False):
+        """One clock cycle; returns the :class:`ReorderCycle` shown before the edge."""
+        shown = self.outputs(desc=desc, word=word, out_desc_ready=out_desc_ready,
+                             out_words_ready=out_words_ready)
+        s, mask = self.state, self.window - 1
+        fetch = s == _READ and self.words_left != 0 and (not self.out_valid or out_words_ready)
+        if desc is not None and shown.desc_ready:
+            slot = desc.frame.seq & mask
+            if desc.store:
+                self.kept[slot] = (desc.frame.count, desc.frame.words, desc.frame.area)
+            self.slot, self.word, self.words_left = slot, 0, desc.frame.words
+            self.release, self.state = desc.release, _STORE if desc.store else _PASS
+        if word is not None and shown.words_ready:
+            if s == _STORE:
+                self.body[self.slot, self.word % self.slot_words] = word
+            last = self.words_left == 1
+            self.word, self.words_left = self.word + 1, self.words_left - 1
+            if last and s == _STORE:
+                self.state = _NEXT
+            elif last:
+                self.slot = (self.slot + 1) & mask
+                self.state = _RELEASE if self.release else _NEXT
+        if s == _RELEASE and out_desc_ready:
+            self.word, self.words_left = 0, self.kept.get(self.slot, (0, 0, 0))[1]
+            self.release, self.state = self.release - 1, _READ
+        if fetch:
+            self.read_data = self.body.get((self.slot, self.word % self.slot_words), 0)
+            self.word, self.words_left, self.out_valid = self.word + 1, self.words_left - 1, True
+        elif s == _READ and out_words_ready:
+            self.out_valid = False
+            if self.words_left == 0:
+                self.slot = (self.slot + 1) & mask
+                self.state = _RELEASE if self.release else _NEXT
         return shown
