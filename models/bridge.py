@@ -15,11 +15,13 @@ joined port to port as ``rtl/bridge/paths.py`` joins the blocks.
   decapsulator with the endpoint's receiver as its verdict stage → TLPs
   out; the receiver's feedback to the sender, the framer's ``data_sent``
   to the sender; go-back-N, or selective repeat with the reorder buffer
-  before the unpacker. Not modelled yet: the class queues of both paths and the
-  register slices around them, the order stamps they make, the credit
-  loop (the credits every frame carries and ``send_credit`` are inputs),
-  the ordering checkers: ``tlp_in`` is the packer's input and ``tlp_out``
-  the unpacker's output.
+  before the unpacker. Not composed yet: the class queues of both paths
+  (their twin, :class:`~tlpoe.models.queues_cycles.CycleClassQueues`, is
+  proven on its own) and the register slices around them, the order
+  stamps they make (here an input with each TLP), the credit loop (the
+  credits every frame carries and ``send_credit`` are inputs; the peer's
+  credits an output), the ordering checkers: ``tlp_in`` is the packer's
+  input and ``tlp_out`` the unpacker's output.
 
 :meth:`BridgeModel.step` is one clock cycle: the inputs of the RTL's ports,
 and what they show before the edge; ``tests/test_bridge_twin.py`` proves

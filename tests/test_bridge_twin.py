@@ -138,6 +138,15 @@ def test_decapsulator_twin_agrees_with_the_rtl_in_every_cycle(width, hold):
     assert bool(d.overflows) == (not hold)
 
 
+def test_the_bench_catches_a_decapsulator_that_admits_a_frame_too_many():
+    """The comparison is not vacuous: a twin whose room test allows a few
+    words more than the RTL's admits a frame the RTL drops for room."""
+    def roomier(model):
+        model.depth += 8
+    with pytest.raises(AssertionError, match="(control_frames|good_frames|drops|overflows): RTL"):
+        run_decap_twin(128, 1, 3000, hold=False, break_model=roomier)
+
+
 # --- the bridge's link path -------------------------------------------------------
 
 
