@@ -162,55 +162,12 @@ def take_credit_limit(limit, advertised, consumed, bits, enforce=True):
     return advertised, False
 
 
-def _limits(limit):
-    return [tuple(x) for x in limit]
-
-
-class CreditAdvertiser:
-    """The cycle-level twin of ``rtl/queues/credits.py`` ``CreditAdvertiser``: when
-    a receiver's credit limits must go out in a frame of their own.
-
-    ``buffers``: per class ``(hdr, data)`` credits. Each cycle,
-    :meth:`wants` says whether a frame is to be asked for, from the limits
-    (``[(hdr, data)] * 3``, cumulative) and the state; :attr:`request` is
-    that answer of the cycle before (a register), cleared by a frame sent;
-    :meth:`step` advances one clock edge (``sent``: a frame took the
-    limits; ``ack_due``: an ACK frame was due anyway, so a credit frame is
-    not counted)."""
-
-    HDR_BITS, DATA_BITS = 8, 16
-
-    def __init__(self, buffers, delay=256, refresh=4096):
-        self.buffers, self.delay, self.refresh = buffers, delay, refresh
-        self.advertised = [(0, 0)] * len(buffers)
-        self.waited = self.idle = self.frames = 0
-        self.request = False
-
-    def _unsent(self, limit):
-        return [((lh - ah) % (1 << self.HDR_BITS), (ld - ad) % (1 << self.DATA_BITS))
-                for (lh, ld), (ah, ad) in zip(limit, self.advertised)]
-
-    def wants(self, limit):
-        eighth = any(uh >= max(1, hdr // 8) or ud >= max(1, data // 8)
-                     for (uh, ud), (hdr, data) in zip(self._unsent(limit), self.buffers))
-        pending = _limits(limit) != self.advertised
-        return (eighth or (pending and self.waited >= self.delay) or
-                (self.refresh != 0 and self.idle >= self.refresh))
-
-    def step(self, limit, sent, ack_due=False):
-        want = self.wants(limit)
-        if sent:
-            if self.request and not ack_due:
-                self.frames += 1
-            self.advertised = _limits(limit)
-            self.waited = self.idle = 0
-            self.request = False
-            return
-        self.request = want
-        if _limits(limit) != self.advertised and self.waited != 0xFFFF:
-            self.waited += 1
-        if self.idle != 0xFFFFFF:
-            self.idle += 1
+def __getattr__(name):
+    # the advertiser's one twin lives with the credit loop's (models/credits_cycles.py)
+    if name == "CreditAdvertiser":
+        from .credits_cycles import CycleCreditAdvertiser
+        return CycleCreditAdvertiser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Request types whose completion may pass posted requests (D2b).

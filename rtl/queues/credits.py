@@ -18,6 +18,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...models.credits_cycles import TLP_OVERHEAD_BYTES, check_buffers, queue_credits
 from ..streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width
 from ..tlp_header import CLASSES, TlpHeader
 
@@ -39,34 +40,6 @@ class CreditLoop(wiring.Signature):
     def __init__(self):
         super().__init__({"limit": Out(Limits()), "peer_update": Out(1),
                           "peer_limit": Out(Limits())})
-
-
-def check_buffers(buffers):
-    """``buffers``: per class, ``(hdr, data)`` credits; raise naming it."""
-    if len(buffers) != 3:
-        raise ValueError(f"buffers must give (hdr, data) for 3 classes, not {buffers!r}")
-    for k, (hdr, credits) in enumerate(buffers):
-        if not 1 <= hdr < 2 ** (HDR_BITS - 1):
-            raise ValueError(f"buffers[{k}] header credits must be 1..127, not {hdr!r}")
-        if not 1 <= credits < 2 ** (DATA_BITS - 1):
-            raise ValueError(f"buffers[{k}] data credits must be 1..32767, not {credits!r}")
-    return tuple(tuple(b) for b in buffers)
-
-#: Most header bytes a TLP brings besides its payload: a 4-DW header and a digest.
-TLP_OVERHEAD_BYTES = 20
-
-
-def queue_credits(width, depth, tlps):
-    """The ``(hdr, data)`` credits a receive queue of ``depth`` beats and
-    ``tlps`` descriptors can promise: ``tlps`` headers (at most 127) and as
-    many 16-byte data credits as the beats left over hold in the worst case.
-    A TLP of ``c`` data credits takes at most ``(20 + 16c) / Wb + 1`` beats
-    of ``Wb`` bytes, so ``hdr`` TLPs with ``data`` credits in all fit when
-    ``(20 hdr + 16 data) / Wb + hdr <= depth``."""
-    wb = width // 8
-    hdr = min(tlps, 2 ** (HDR_BITS - 1) - 1)
-    credits = (wb * (depth - hdr) - TLP_OVERHEAD_BYTES * hdr) // 16
-    return hdr, max(0, min(credits, 2 ** (DATA_BITS - 1) - 1))
 
 
 class CreditReturn(wiring.Component):
