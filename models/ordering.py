@@ -452,6 +452,13 @@ class OrderMonitor:
         f = OrderFields.of(tlp)
         n = self.arrivals
         self.arrived[n] = ((self.counts[0], self.counts[2]), f)
+        self.enter(f)
+        self.arrivals = n + 1
+        return n
+
+    def enter(self, f):
+        """A TLP of fields ``f`` arrives: :meth:`ingress` without the
+        arrival's record (a checker that reads the queue's stamps)."""
         if f.cls != 1:
             index = self.counts[f.cls]
             pos = index % self.window
@@ -462,8 +469,6 @@ class OrderMonitor:
             self.at[f.cls][pos] = index
             self.rings[f.cls][index] = f
         self.counts[f.cls] += 1
-        self.arrivals = n + 1
-        return n
 
     def stamps(self, arrival):
         """``(posted, completions)`` that arrived before TLP ``arrival`` (a
@@ -489,9 +494,17 @@ class OrderMonitor:
         """The TLP with ``arrival`` number leaves (``tlp``: its bytes as they
         leave; the fields recorded at its arrival when omitted). Returns the
         cells of :data:`CHECK_CELLS` it broke (an empty tuple: legal)."""
-        (sp, sc), f = self.arrived.pop(arrival)
-        if tlp is not None:
-            f = OrderFields.of(tlp)
+        stamps, f = self.arrived.pop(arrival)
+        return self.leave(stamps, OrderFields.of(tlp) if tlp is not None else f)
+
+    def leave(self, stamps, f, completes=None):
+        """A TLP of fields ``f`` leaves with ``stamps`` (``(posted,
+        completions)`` before it, as the queue carries them, in the
+        monitor's count): :meth:`egress` without the arrival's record, for
+        a checker that reads the queue's stamps. ``completes``: whether it
+        answers an I/O or Configuration Write (D2b), if decided already
+        (default: the table now). Returns the cells it broke."""
+        sp, sc = stamps
         if f.cls != 1:
             own = (sp, None, sc)[f.cls]
             index = self.at[f.cls].pop(own % self.window, None)
@@ -502,7 +515,7 @@ class OrderMonitor:
         self.tlps_checked += 1
         posted = (e for i, e in self.rings[0].items() if i < sp)
         cpls = (e for i, e in self.rings[2].items() if i < sc) if f.cls == 2 else ()
-        bad = self.judge(f, posted, cpls)
+        bad = self.judge(f, posted, cpls, completes)
         if bad:
             self.violations += 1
             for cell in bad:
@@ -516,11 +529,13 @@ class OrderMonitor:
         held = self.writes.get(f.tag % (1 << self.tag_bits))
         return held is not None and held[1] and held[0] == f.requester
 
-    def judge(self, f, posted, cpls=()):
+    def judge(self, f, posted, cpls=(), completes=None):
         """The cells ``f`` breaks by leaving before the earlier ``posted``
-        TLPs and ``cpls`` (completions)."""
+        TLPs and ``cpls`` (completions); ``completes`` as :meth:`leave`'s."""
         if f.cls == 2:
-            free, cell = f.ro or self.completes_write(f), "D2a"
+            if completes is None:
+                completes = self.completes_write(f)
+            free, cell = f.ro or completes, "D2a"
         else:
             free, cell = f.cls == 0 and f.ro, ("A2a", "B2a")[f.cls]
         bad_posted = not free and any(not (f.ido and e.requester != f.own) for e in posted)
