@@ -8,24 +8,34 @@ joined port to port as ``rtl/bridge/paths.py`` joins the blocks.
   body and descriptor FIFOs and their room register, the verdict stage (a
   :class:`~tlpoe.models.link_cycles.CycleReceiver`'s verdict, or none), the
   register slice before the unpacker, the unpacker.
-* :class:`BridgeModel`: the bridge's link path both ways, as the
+* :class:`LinkPath`: the bridge's link path both ways, as the
   :class:`~tlpoe.rtl.bridge.bridge.Bridge` builds it between its class
   queues: TLPs in → packer → replay buffer (the endpoint's sender, with
   the frame bodies it stores) → framer → frames out; frames in →
   decapsulator with the endpoint's receiver as its verdict stage → TLPs
   out; the receiver's feedback to the sender, the framer's ``data_sent``
   to the sender; go-back-N, or selective repeat with the reorder buffer
-  before the unpacker. Not composed yet: the class queues of both paths
-  (their twin, :class:`~tlpoe.models.queues_cycles.CycleClassQueues`, is
-  proven on its own) and the register slices around them, the order
-  stamps they make (here an input with each TLP), the credit loop (the
-  credits every frame carries and ``send_credit`` are inputs; the peer's
-  credits an output), the ordering checkers: ``tlp_in`` is the packer's
-  input and ``tlp_out`` the unpacker's output.
+  before the unpacker.
+* :class:`BridgeModel`: the whole :class:`~tlpoe.rtl.bridge.bridge.Bridge`:
+  the link path between the class queues of both directions
+  (:class:`~tlpoe.models.queues_cycles.CycleClassQueues`) and their
+  register slices (transmit: ``tlp_in`` → queues, which make the order
+  stamps → slice → packer; receive: unpacker → slice → queues with
+  ``class_enable`` ``(1, np_accept, 1)`` and credits off → ``tlp_out``);
+  the credit loop (:mod:`tlpoe.models.credits_cycles`: the credit return
+  at the receive egress, the peer's limits from each good frame for the
+  transmit queues, the advertiser's ``send_credit``); both ordering
+  checkers (:mod:`tlpoe.models.order_cycles`), each fed the opposite
+  path's egress for its request table; the ``cfg`` inputs and every
+  ``stats`` field of :mod:`~tlpoe.rtl.bridge.registers`.
 
-:meth:`BridgeModel.step` is one clock cycle: the inputs of the RTL's ports,
-and what they show before the edge; ``tests/test_bridge_twin.py`` proves
-it against the RTL in amaranth.sim, every output and counter in every cycle.
+:meth:`LinkPath.step` and :meth:`BridgeModel.step` are one clock cycle:
+the inputs of the RTL's ports, and what they show before the edge;
+``tests/test_bridge_twin.py`` proves the link path against the RTL's
+blocks and ``tests/test_bridge_model.py`` the whole model against the
+RTL's Bridge in amaranth.sim, every output and counter in every cycle.
+The sizing of the Bridge's queues and credits is :func:`bridge_sizes`,
+which the RTL imports.
 """
 
 from collections import deque, namedtuple
@@ -35,10 +45,14 @@ from .deframing_cycles import (CycleDeframer, CycleReorderBuffer, CycleUnpacker,
                                frame_words, verdict_latency)
 from .framing_cycles import (CycleFramer, CyclePacker, FramerConfig, SkidBuffer,
                              SyncFifoBuffered)
+from .credits_cycles import (CycleCreditAdvertiser, CycleCreditReturn, CyclePeerCredits,
+                             queue_credits)
 from .link_cycles import CycleConfig, CycleEndpoint, RxFrame
+from .order_cycles import CycleOrderChecker, order_window
+from .queues_cycles import CycleClassQueues
 
 __all__ = ["decap_depths", "DecapCycle", "CycleDecapsulator", "BridgeConfig", "BridgeCycle",
-           "BridgeModel"]
+           "LinkPath", "bridge_sizes", "tx_max_credits", "BridgeSizes", "BridgeOutputs", "BridgeModel"]
 
 #: Bytes a frame occupies on an Ethernet line besides its own (without FCS):
 #: FCS, preamble and start delimiter, inter-frame gap (the Decapsulator's
@@ -163,9 +177,14 @@ BridgeCycle = namedtuple("BridgeCycle", "tlp_in_ready frame_out tlp_out peer_cre
                                         "unacked counters")
 
 
-class BridgeModel:
-    """The bridge's link path both ways, in cycles (see the module's
-    docstring for what it leaves out). Run-time inputs, settable between
+class LinkPath:
+    """The bridge's link path both ways, in cycles, between the class
+    queues: ``tlp_in`` is the packer's input (with the stamp the transmit
+    queues made) and ``tlp_out`` the unpacker's output; the credits every
+    frame carries (``framer``) and ``send_credit`` are inputs, the peer's
+    credits an output. After :meth:`step`, ``sent`` (the framer took a
+    descriptor) and ``send_ack`` (the receiver's feedback asked for an
+    ACK) are that cycle's values, for the credit advertiser. Run-time inputs, settable between
     cycles: ``flush_timeout``, ``replay_timeout``, ``nak_timeout``,
     ``ack_delay`` and ``framer`` (a :class:`FramerConfig`: MAC addresses,
     channel, and the credits every frame carries)."""
@@ -181,6 +200,7 @@ class BridgeModel:
                                        hold=False,
                                        window=link.window if link.mode == "sr" else None)
         self.framer_config = FramerConfig(credits_valid=True)
+        self.sent = self.send_ack = False
         self._clear_bodies()
 
     def _clear_bodies(self):
@@ -243,6 +263,7 @@ class BridgeModel:
             received=received, desc=packer.desc, words_valid=packer.word is not None,
             tx_ready=framer.desc_ready, tx_words_ready=framer.words_ready,
             data_sent=data_sent, send_credit=send_credit)
+        self.sent, self.send_ack = cycle.taken, bool(cycle.feedback.send_ack)
         if fetch:
             self.tx_word = self.reader.popleft()
         if cycle.taken and cycle.tx.frame_type == wire.FrameType.DATA:
@@ -263,3 +284,207 @@ class BridgeModel:
         self.decap.step(beat=frame_in, tlp_ready=tlp_out_ready, verdict=judged)
         return BridgeCycle(packer.tlp_ready, framer.frame, decap.tlp, decap.credits, down,
                            unacked, counters)
+
+
+# --- the whole bridge ------------------------------------------------------------
+
+
+class BridgeSizes(namedtuple("BridgeSizes", "queue_depth queue_tlps tx_queue_depth tx_tlps "
+                                            "buffers max_credits credit_refresh")):
+    """The sizes a Bridge derives from its parameters (:func:`bridge_sizes`):
+    each receive queue's ``queue_depth`` (beats) and ``queue_tlps``; the
+    transmit queues' ``tx_queue_depth`` and ``tx_tlps``; the ``buffers``
+    each receive queue promises, ``(hdr, data)`` per class; the transmit
+    queues' ``max_credits`` (data credits of the largest TLP, for the
+    credit check a cycle ahead); ``credit_refresh`` (cycles)."""
+    __slots__ = ()
+
+
+def bridge_sizes(width, *, mtu=1500, queue_depth=None, queue_tlps=32, tx_queue_depth=None,
+                 replay_timeout=4096, credit_refresh=None):
+    """The Bridge's sizing (one definition: ``rtl/bridge/bridge.py`` calls
+    it), each parameter checked with an error that names it."""
+    if not isinstance(queue_tlps, int) or not 2 <= queue_tlps <= 127:
+        raise ValueError(f"queue_tlps must be 2..127 (8-bit header credits), "
+                         f"not {queue_tlps!r}")
+    if queue_depth is None:
+        # 8 KiB per class, or two of the largest TLPs at the MTU, plus headers
+        queue_bytes = max(8192, 2 * wire.max_tlp_bytes(mtu))
+        queue_depth = -(-queue_bytes * 8 // width) + queue_tlps
+    if not isinstance(queue_depth, int) or queue_depth < 2:
+        raise ValueError(f"queue_depth must be at least 2 beats, not {queue_depth!r}")
+    largest = (wire.max_tlp_bytes(mtu) - 16) // 16      # data credits of the largest TLP
+    buffers = (queue_credits(width, queue_depth, queue_tlps),) * 3
+    for name, (hdr, credits) in zip(("P", "NP", "CPL"), buffers):
+        if credits < largest:
+            raise ValueError(
+                f"queue_depth={queue_depth} beats with queue_tlps={queue_tlps} leaves "
+                f"{credits} data credits per class, fewer than the {largest} of the "
+                f"largest TLP at MTU {mtu}: raise queue_depth")
+    if credit_refresh is None:
+        credit_refresh = replay_timeout
+    largest_beats = -(-(wire.max_tlp_bytes(mtu)) * 8 // width)
+    if tx_queue_depth is None:
+        tx_queue_depth = 2 * largest_beats      # a TLP waiting for credits, one behind
+    if not isinstance(tx_queue_depth, int) or tx_queue_depth < largest_beats:
+        raise ValueError(f"tx_queue_depth must hold the largest TLP ({largest_beats} "
+                         f"beats), not {tx_queue_depth!r}")
+    return BridgeSizes(queue_depth, queue_tlps, tx_queue_depth, min(queue_tlps, 16), buffers,
+                       tx_max_credits(mtu), credit_refresh)
+
+
+def tx_max_credits(mtu):
+    """The transmit queues' ``max_credits``: the data credits of the
+    largest TLP a frame of ``mtu`` carries, at most 256."""
+    return min(256, -(-wire.max_tlp_bytes(mtu) // 16))
+
+
+#: What the whole bridge shows in a cycle: ``tlp_in_ready``, ``frame_out``
+#: (a :class:`~tlpoe.models.framing_cycles.FrameBeat`, or None),
+#: ``tlp_out`` (``(data, keep, last)``, or None), ``link_down``,
+#: ``order_irq`` and ``stats`` (every field of
+#: :data:`~tlpoe.rtl.bridge.registers.STATS` by name, as
+#: :func:`~tlpoe.rtl.bridge.registers.decode_stats` reads the port).
+BridgeOutputs = namedtuple("BridgeOutputs", "tlp_in_ready frame_out tlp_out link_down order_irq "
+                                            "stats")
+
+#: The run-time configuration (the ``cfg`` port's fields and the MAC
+#: addresses) that :attr:`BridgeModel.cfg` holds, with their resets
+#: (a string: the Bridge parameter of that name).
+CONFIG_RESET = dict(channel=0, flush_timeout="flush_timeout", replay_timeout="replay_timeout",
+                    nak_timeout="nak_timeout", ack_delay="ack_delay",
+                    credit_delay="credit_delay", credit_refresh="credit_refresh",
+                    np_accept=1, ro_enable=1, credits_enable=1,
+                    dst_mac=0, src_mac=0)
+_ORDER_STATUS = ("irq", "first_valid", "first_cell", "first_tag", "first_stamp")
+_ORDER_COUNTERS = ("violations", "tlps_checked", "stamp_errors", "window_errors",
+                   "write_collisions", "by_cell")
+
+
+def _beat(tlp):
+    return None if tlp is None else tuple(tlp[:3])
+
+
+class BridgeModel:
+    """The whole :class:`~tlpoe.rtl.bridge.bridge.Bridge` in cycles (see
+    the module's docstring). ``config``: a :class:`BridgeConfig` (the link
+    endpoint's parameters and ``width``, ``mtu``, ``flush_timeout``,
+    ``ethertype``); the other parameters the Bridge's. :attr:`cfg`: the
+    run-time inputs by name (the ``cfg`` port's fields, ``dst_mac``,
+    ``src_mac``), settable between cycles; ``order_irq_clear`` (a strobe)
+    is an input of :meth:`step`."""
+
+    def __init__(self, config=None, *, queue_depth=None, queue_tlps=32, tx_queue_depth=None,
+                 credit_delay=256, credit_refresh=None, reorder_illegally=False):
+        self.config = config = config if config is not None else BridgeConfig()
+        link = config.link
+        self.width, self.mode = link.width, link.mode
+        self.sizes = sizes = bridge_sizes(
+            link.width, mtu=config.mtu, queue_depth=queue_depth, queue_tlps=queue_tlps,
+            tx_queue_depth=tx_queue_depth, replay_timeout=link.replay_timeout,
+            credit_refresh=credit_refresh)
+        self.parameters = dict(flush_timeout=config.flush_timeout,
+                               replay_timeout=link.replay_timeout, nak_timeout=link.nak_timeout,
+                               ack_delay=link.ack_delay, credit_delay=credit_delay,
+                               credit_refresh=sizes.credit_refresh)
+        self.link = LinkPath(config)
+        self.tx_queues = CycleClassQueues(link.width, depth=sizes.tx_queue_depth,
+                                          tlps=sizes.tx_tlps, max_credits=sizes.max_credits,
+                                          reorder_illegally=reorder_illegally)
+        self.rx_queues = CycleClassQueues(link.width, depth=sizes.queue_depth,
+                                          tlps=sizes.queue_tlps)
+        self.tx_checker = CycleOrderChecker(link.width, window=order_window(sizes.tx_tlps))
+        self.rx_checker = CycleOrderChecker(link.width, window=order_window(sizes.queue_tlps))
+        self.credit_return = CycleCreditReturn(sizes.buffers)
+        self.peer = CyclePeerCredits()
+        self.advertiser = CycleCreditAdvertiser(sizes.buffers, delay=credit_delay,
+                                                refresh=sizes.credit_refresh)
+        self.cfg = {name: self.parameters[v] if isinstance(v, str) else v
+                    for name, v in CONFIG_RESET.items()}
+        self.reset()
+
+    def reset(self):
+        """``rst``: every register and counter back to its initial value
+        (``cfg`` is an input: it keeps its values)."""
+        for block in (self.link, self.tx_queues, self.rx_queues, self.tx_checker,
+                      self.rx_checker, self.credit_return, self.peer, self.advertiser):
+            block.reset()
+        self.tx_slice, self.rx_slice = SkidBuffer(), SkidBuffer()
+
+    @property
+    def blocks(self):
+        return (self.link, self.tx_queues, self.rx_queues, self.tx_checker, self.rx_checker,
+                self.credit_return, self.peer, self.advertiser)
+
+    def _stats(self, link, tx_q, tx_order, rx_order):
+        c = link.counters
+        stats = {"link_down": int(link.link_down), "np_room": int(tx_q.np_room)}
+        for prefix, order in (("order_", rx_order), ("tx_order_", tx_order)):
+            for name in _ORDER_STATUS + _ORDER_COUNTERS:
+                value = getattr(order, name)
+                stats[prefix + name] = int(value) if isinstance(value, bool) else value
+        for name, value in c.items():
+            stats[name] = value
+        stats.setdefault("out_of_order_buffered", 0)
+        stats.update(credit_frames=self.advertiser.frames, credits_invalid=self.peer.invalid,
+                     credit_stall_cycles=list(tx_q.credit_stall_cycles),
+                     tlps_sent=list(tx_q.tlps_sent), credit_limit=list(self.peer.limit),
+                     credits_consumed=list(tx_q.credits_consumed),
+                     credits_advertised=list(self.advertiser.advertised))
+        return stats
+
+    def step(self, *, tlp_in=None, frame_out_ready=False, frame_in=None, tlp_out_ready=False,
+             order_irq_clear=False):
+        """One clock cycle. Inputs: ``tlp_in`` (the TLP beat offered,
+        ``(data, keep, last)``, or None), ``frame_out_ready``, ``frame_in``
+        (the MAC's beat, ``(data, keep, last)``, or None: always taken),
+        ``tlp_out_ready``, ``order_irq_clear``. Returns the
+        :class:`BridgeOutputs` shown before the edge."""
+        cfg, link = self.cfg, self.link
+        tx_slice, rx_slice = self.tx_slice, self.rx_slice
+        # registers other blocks read this cycle
+        limit = list(self.credit_return.limit)
+        send_credit = self.advertiser.request
+        peer_limit = list(self.peer.limit)
+        tx_o = tx_slice.o_payload if tx_slice.o_valid else None
+        rx_o = rx_slice.o_payload if rx_slice.o_valid else None
+        tx_i_ready, rx_i_ready = tx_slice.i_ready, rx_slice.i_ready
+        # the link path, its run-time inputs from cfg and the credit return
+        link.framer_config = FramerConfig(cfg["dst_mac"], cfg["src_mac"], cfg["channel"], limit,
+                                          True)
+        for name in ("flush_timeout", "replay_timeout", "nak_timeout", "ack_delay"):
+            setattr(link, name, cfg[name])
+        ln = link.step(tlp_in=tx_o, frame_out_ready=frame_out_ready, frame_in=frame_in,
+                       tlp_out_ready=rx_i_ready, send_credit=send_credit)
+        # the class queues both ways
+        tq = self.tx_queues.step(beat=tlp_in, out_ready=tx_i_ready, credit_limit=peer_limit,
+                                 credits_enable=bool(cfg["credits_enable"]),
+                                 ro_enable=bool(cfg["ro_enable"]))
+        rq = self.rx_queues.step(beat=_beat(rx_o), out_ready=tlp_out_ready,
+                                 ro_enable=bool(cfg["ro_enable"]),
+                                 class_enable=0b101 | (cfg["np_accept"] & 1) << 1)
+        tx_in = tlp_in if tlp_in is not None and tq.tlp_in_ready else None
+        tx_out = _beat(tq.tlp_out) if tq.tlp_out is not None and tx_i_ready else None
+        rx_in = _beat(rx_o) if rx_o is not None and rq.tlp_in_ready else None
+        rx_out = _beat(rq.tlp_out) if rq.tlp_out is not None and tlp_out_ready else None
+        # the order checkers: each its own queues, the requests of the other way's egress
+        to = self.tx_checker.step(in_beat=tx_in, out_beat=tx_out,
+                                  out_stamps=(tq.out_posted, tq.out_cpls), req_beat=rx_out,
+                                  irq_clear=order_irq_clear)
+        ro = self.rx_checker.step(in_beat=rx_in, out_beat=rx_out,
+                                  out_stamps=(rq.out_posted, rq.out_cpls), req_beat=tx_out,
+                                  irq_clear=order_irq_clear)
+        stats = self._stats(ln, tq, to, ro)
+        # the slices and the credit loop
+        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out, ln.tlp_in_ready)
+        rx_slice.clock(ln.tlp_out is not None, ln.tlp_out, rq.tlp_in_ready)
+        self.credit_return.step(valid=rx_out is not None, beat=rx_out or (0, 0, 0))
+        credits = ln.peer_credits
+        received = limit if credits is None else [
+            (credits[f"credit_{k}_hdr"], credits[f"credit_{k}_data"]) for k in ("p", "np", "cpl")]
+        self.peer.step(update=credits is not None, received=received,
+                       consumed=tq.credits_consumed, enable=bool(cfg["credits_enable"]))
+        self.advertiser.delay, self.advertiser.refresh = cfg["credit_delay"], cfg["credit_refresh"]
+        self.advertiser.step(limit, link.sent, link.send_ack)
+        return BridgeOutputs(int(tq.tlp_in_ready), ln.frame_out, _beat(rq.tlp_out),
+                             int(ln.link_down), int(to.irq or ro.irq), stats)

@@ -22,7 +22,7 @@ from collections import defaultdict, namedtuple
 
 from .ordering import CHECK_CELLS, OrderFields, OrderMonitor
 
-__all__ = ["LATENCY", "OrderCycle", "CycleOrderChecker"]
+__all__ = ["LATENCY", "OrderCycle", "CycleOrderChecker", "order_window"]
 
 #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
 #: cycle ``c + LATENCY`` on (and in ``verdict`` in ``c + LATENCY - 1``): the
@@ -188,3 +188,11 @@ class CycleOrderChecker:
         if cells:
             self._later(LATENCY, "violations")
             self.bad[self.cycle + LATENCY - 1] = (cells, sp, f.tag)
+
+
+def order_window(tlps):
+    """The checker's positions (per ring) for class queues of ``tlps`` per
+    class: a power of two above the most of one class inside at once
+    (``tlps`` queued, and a few on their way in and out). One definition:
+    ``rtl/bridge/paths.py`` imports it."""
+    return 1 << (tlps + 4).bit_length()

@@ -20,7 +20,8 @@ from amaranth.sim import Simulator
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
-from tlpoe.models.bridge import BridgeConfig, BridgeModel, CycleDecapsulator
+from tlpoe.models.bridge import BridgeConfig, CycleDecapsulator
+from tlpoe.models.bridge import LinkPath as BridgeModel      # the link path alone
 from tlpoe.models.deframing_cycles import frame_words
 from tlpoe.models.frame import CREDIT_FIELDS, encode_frame, pad_to_minimum
 from tlpoe.models.framing_cycles import WIDTHS, FramerConfig

@@ -5,11 +5,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
+from ...models.bridge import bridge_sizes
 from ..compose import exposed_members
 from ..link.link_common import check_mode
-from ..queues.credits import queue_credits
 from ..streams import check_width
-from ..tlp_header import CLASSES
 from .paths import ReceivePath, TransmitPath
 from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_layout
 
@@ -75,36 +74,16 @@ class Bridge(wiring.Component):
         check_mode(mode)
         check_width(width)
         self.width, self.mode = width, mode
-        if not isinstance(queue_tlps, int) or not 2 <= queue_tlps <= 127:
-            raise ValueError(f"queue_tlps must be 2..127 (8-bit header credits), "
-                             f"not {queue_tlps!r}")
-        if queue_depth is None:
-            # 8 KiB per class, or two of the largest TLPs at the MTU, plus headers
-            queue_bytes = max(8192, 2 * wire.max_tlp_bytes(mtu))
-            queue_depth = -(-queue_bytes * 8 // width) + queue_tlps
-        if not isinstance(queue_depth, int) or queue_depth < 2:
-            raise ValueError(f"queue_depth must be at least 2 beats, not {queue_depth!r}")
-        largest = (wire.max_tlp_bytes(mtu) - 16) // 16      # data credits of the largest TLP
-        self.buffers = (queue_credits(width, queue_depth, queue_tlps),) * 3
-        for name, (hdr, credits) in zip(CLASSES, self.buffers):
-            if credits < largest:
-                raise ValueError(
-                    f"queue_depth={queue_depth} beats with queue_tlps={queue_tlps} leaves "
-                    f"{credits} data credits per class, fewer than the {largest} of the "
-                    f"largest TLP at MTU {mtu}: raise queue_depth")
-        if credit_refresh is None:
-            credit_refresh = replay_timeout
-        largest_beats = -(-(wire.max_tlp_bytes(mtu)) * 8 // width)
-        if tx_queue_depth is None:
-            tx_queue_depth = 2 * largest_beats      # a TLP waiting for credits, one behind
-        if not isinstance(tx_queue_depth, int) or tx_queue_depth < largest_beats:
-            raise ValueError(f"tx_queue_depth must hold the largest TLP ({largest_beats} "
-                             f"beats), not {tx_queue_depth!r}")
+        sizes = bridge_sizes(width, mtu=mtu, queue_depth=queue_depth, queue_tlps=queue_tlps,
+                             tx_queue_depth=tx_queue_depth, replay_timeout=replay_timeout,
+                             credit_refresh=credit_refresh)
+        queue_depth, tx_queue_depth = sizes.queue_depth, sizes.tx_queue_depth
+        credit_refresh, self.buffers = sizes.credit_refresh, sizes.buffers
         link = dict(mtu=mtu, window=window, seq_bits=seq_bits, ethertype=ethertype, mode=mode,
                     buffers=self.buffers)
         self.tx = TransmitPath(width, **link, max_retries=max_retries,
                                replay_timeout=replay_timeout, flush_timeout=flush_timeout,
-                               queue_depth=tx_queue_depth, queue_tlps=min(queue_tlps, 16),
+                               queue_depth=tx_queue_depth, queue_tlps=sizes.tx_tlps,
                                credit_delay=credit_delay, credit_refresh=credit_refresh,
                                reorder_illegally=reorder_illegally)
         self.rx = ReceivePath(width, **link, ack_every=ack_every, ack_delay=ack_delay,

@@ -34,6 +34,8 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
 from ...models.frame import DropReason
+from ...models.bridge import tx_max_credits
+from ...models.order_cycles import order_window
 from ..framing.decapsulator import Decapsulator
 from ..framing.deframer import frame_words
 from ..framing.encapsulator import Encapsulator
@@ -67,13 +69,6 @@ def order_ports(prefix):
     ``irq_clear`` of both paths is ``order_irq_clear``."""
     return {"irq_clear": "order_irq_clear",
             **{name: f"{prefix}{name}" for name in ORDER_OUTPUTS}}
-
-
-def order_window(tlps):
-    """The checker's positions (per ring) for class queues of ``tlps`` per
-    class: a power of two above the most of one class inside at once
-    (``tlps`` queued, and a few on their way in and out)."""
-    return 1 << (tlps + 4).bit_length()
 
 
 class EgressTap(wiring.Signature):
@@ -143,7 +138,7 @@ class TransmitPath(wiring.Component):
                  flush_timeout, ethertype, mode, queue_depth, queue_tlps, buffers,
                  credit_delay, credit_refresh, reorder_illegally=False):
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
-                                  max_credits=min(256, -(-wire.max_tlp_bytes(mtu) // 16)),
+                                  max_credits=tx_max_credits(mtu),
                                   reorder_illegally=reorder_illegally)
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
                                    max_retries=max_retries, replay_timeout=replay_timeout,

@@ -1,0 +1,230 @@
+"""The whole bridge in cycles (``models/bridge.py`` :class:`BridgeModel`)
+against the RTL's :class:`~tlpoe.rtl.bridge.bridge.Bridge` in amaranth.sim,
+at 64 bits, both link modes: every ``frame_out`` beat, ``tlp_out`` beat,
+``tlp_in.ready``, ``link_down``, ``order_irq`` and every field of
+``stats`` in every cycle, with the ``cfg`` inputs changed at run time.
+
+The far end (:class:`BridgePeer`) sends DATA frames of random TLPs and of
+real ones (writes, reads, split completions: the ordering checkers'
+traffic), ACKs and NAKs naming our frames, credit frames (generous, stingy
+or beyond half a counter), some hostile; our ``tlp_in`` gets random
+TLPs and real ones; the MAC and the TLP side are ready or not, in phases.
+"""
+
+import random
+
+import numpy as np
+import pytest
+
+from tlpoe.models.bridge import BridgeConfig, BridgeModel
+from tlpoe.models.frame import CREDIT_FIELDS, encode_frame, pad_to_minimum
+from tlpoe.models.link_cycles import CycleConfig
+from tlpoe.rtl.bridge.bridge import Bridge
+from tlpoe.rtl.bridge.registers import CONFIG, decode_stats
+from tlpoe.tb.bfm import frame_to_beats
+from tlpoe.tb.hostile import good_frame, hostile_frame
+from tlpoe.tb.stimulus import ordering_traffic
+
+from test_bridge_twin import simulate
+from test_framing_twin import random_tlp, tlp_beats
+from test_queues_twin import beats_of
+
+WIDTH = 64
+
+
+def bridge_config(rng, mode):
+    seq_bits = rng.choice((5, 12))
+    return BridgeConfig(CycleConfig(
+        mode=mode, width=WIDTH, window=rng.choice((4, 8)), seq_bits=seq_bits,
+        max_retries=rng.randint(3, 8), replay_timeout=rng.randint(200, 600),
+        nak_timeout=rng.choice((0, rng.randint(40, 200))), ack_every=rng.randint(1, 8),
+        ack_delay=rng.randint(5, 80)), flush_timeout=rng.choice((4, 16, 64)))
+
+
+class BridgePeer:
+    """The far end and the host, from the model's state (the past only)."""
+
+    def __init__(self, rng, model):
+        self.rng, self.model = rng, model
+        self.mask = (1 << model.config.link.seq_bits) - 1
+        self.beats, self.tlp = [], []
+        self.real = [bytes(t) for t in ordering_traffic(rng.getrandbits(16), 400)]
+        self.rates = (0.3, 0.5, 1.0, 1.0, 0.8, 0.8)
+        self.credit_mode = "generous"
+
+    def credits(self):
+        rng, q = self.rng, self.model.tx_queues
+        if self.credit_mode == "random" or rng.random() < 0.03:
+            return {name: rng.getrandbits(16 if name.endswith("data") else 8)
+                    for name in CREDIT_FIELDS}
+        grow = (40, 4000) if self.credit_mode == "generous" else (1, 30)
+        out = {}
+        for k, cls in enumerate(("p", "np", "cpl")):
+            h, d = q.consumed[k]
+            out[f"credit_{cls}_hdr"] = (h + rng.randint(0, grow[0] // 4 + 1)) & 0xFF
+            out[f"credit_{cls}_data"] = (d + rng.randint(0, grow[1])) & 0xFFFF
+        return out
+
+    def frame(self):
+        rng, ep = self.rng, self.model.link.endpoint
+        rx, tx = ep.receiver, ep.sender
+        kind = rng.choices((0, 1, 2, 3, 4), (0.55, 0.25, 0.06, 0.1, 0.04))[0]
+        progress = self.rates[4]
+        ack = rng.choices((tx.on_wire - 1 - rng.randint(0, 2), tx.head - 1,
+                           rng.randrange(1 << 32)), (progress, 0.97 - progress, 0.03))[0]
+        ack &= self.mask
+        flags = rng.choice((3, 3, 3, 1, 2))
+        credits = self.credits()
+        if kind == 0:
+            in_order = self.rates[5]
+            seq = (rx.expected + rng.choices((0, rng.randint(1, 4), -rng.randint(1, 3)),
+                                             (in_order, 0.9 - in_order, 0.1))[0]) & self.mask
+            if rng.random() < 0.5:
+                tlps = [self.real.pop(0) for _ in range(rng.randint(1, 4)) if self.real]
+                if not tlps:
+                    self.real = [bytes(t) for t in ordering_traffic(rng.getrandbits(16), 400)]
+                    tlps = [self.real.pop(0)]
+                frame = encode_frame(tlps, seq=seq, ack=ack, flags=flags,
+                                     stamps=[rng.randrange(1 << 16) for _ in tlps],
+                                     credits=credits)
+            else:
+                frame = good_frame(rng, seq=seq, ack=ack, flags=flags, max_tlps=4)
+        else:
+            seq = (tx.head + rng.randint(-1, tx.unacked)) & self.mask if kind == 2 else 0
+            frame = encode_frame([], frame_type=kind, seq=seq, ack=ack, flags=flags,
+                                 credits=credits)
+        if rng.random() < 0.05:
+            frame = hostile_frame(rng, frame, mtu=1500).data if kind == 0 else frame[:-1]
+        return pad_to_minimum(frame)
+
+    def host_tlp(self):
+        rng = self.rng
+        if rng.random() < 0.6:
+            if not self.real:
+                self.real = [bytes(t) for t in ordering_traffic(rng.getrandbits(16), 400)]
+            return beats_of(self.real.pop(0), WIDTH)
+        return [b[:3] for b in tlp_beats(rng, random_tlp(rng, WIDTH, rng.random() < 0.7),
+                                         WIDTH)]
+
+    def next(self, cycle):
+        rng, model = self.rng, self.model
+        if cycle % 300 == 0:    # frame_in, tlp_in, frame_out ready, tlp_out ready, ACKs
+            # naming frames on the wire, DATA frames in order
+            self.rates = rng.choice(((0.3, 0.5, 1.0, 1.0, 0.8, 0.8), (0.6, 0.9, 0.7, 0.3, 0.7, 0.8),
+                                     (0.1, 1.0, 1.0, 1.0, 0.5, 0.8), (0.5, 0.3, 0.2, 1.0, 0.7, 0.7),
+                                     (0.3, 0.8, 1.0, 1.0, 0.0, 0.8), (0.5, 0.5, 1.0, 0.05, 0.8, 0.8),
+                                     (0.4, 0.5, 1.0, 1.0, 0.8, 0.0)))
+            self.credit_mode = rng.choice(("generous", "generous", "stingy", "random"))
+        if cycle % 400 == 200:  # the run-time configuration changes
+            cfg = model.cfg
+            cfg.update(np_accept=int(rng.random() < 0.8), ro_enable=int(rng.random() < 0.8),
+                       credits_enable=int(rng.random() < 0.8), channel=rng.getrandbits(16),
+                       flush_timeout=rng.randint(1, 80), credit_delay=rng.choice((4, 50, 256)),
+                       credit_refresh=rng.choice((0, 100, 700)), ack_delay=rng.randint(5, 80),
+                       nak_timeout=rng.choice((0, rng.randint(40, 200))),
+                       replay_timeout=rng.randint(200, 600))
+        frame_in = None
+        if self.beats or rng.random() < self.rates[0] * 0.1:
+            if not self.beats:
+                self.beats = [(b.data, b.keep, b.last)
+                              for b in frame_to_beats(self.frame(), WIDTH)]
+            if rng.random() < 0.95:
+                frame_in = self.beats.pop(0)
+        if not self.tlp:
+            self.tlp = self.host_tlp()
+        tlp_in = self.tlp[0] if rng.random() < self.rates[1] else None
+        return dict(tlp_in=tlp_in, frame_out_ready=rng.random() < self.rates[2],
+                    frame_in=frame_in, tlp_out_ready=rng.random() < self.rates[3],
+                    order_irq_clear=rng.random() < 0.01)
+
+    def after(self, inputs, out):
+        if inputs["tlp_in"] is not None and out.tlp_in_ready:
+            self.tlp.pop(0)
+
+
+def configure(ctx, dut, model, inputs):
+    cfg = dict(model.cfg)
+    ctx.set(dut.dst_mac, cfg.pop("dst_mac"))
+    ctx.set(dut.src_mac, cfg.pop("src_mac"))
+    cfg["order_irq_clear"] = int(inputs["order_irq_clear"])
+    assert set(cfg) == {f.name for f in CONFIG}
+    ctx.set(dut.cfg, cfg)
+
+
+def drive(ctx, dut, inputs):
+    tlp, beat = inputs["tlp_in"], inputs["frame_in"]
+    ctx.set(dut.tlp_in.valid, tlp is not None)
+    if tlp is not None:
+        ctx.set(dut.tlp_in.payload, dict(zip(("data", "keep", "last"), tlp)))
+    ctx.set(dut.frame_out.ready, inputs["frame_out_ready"])
+    ctx.set(dut.frame_in.valid, beat is not None)
+    if beat is not None:
+        ctx.set(dut.frame_in.payload, dict(zip(("data", "keep", "last"), beat)))
+    ctx.set(dut.tlp_out.ready, inputs["tlp_out_ready"])
+
+
+def observe(ctx, dut, names):
+    frame = tlp = None
+    if ctx.get(dut.frame_out.valid):
+        p = ctx.get(dut.frame_out.payload)
+        frame = (p.data, p.keep, p.last)
+    if ctx.get(dut.tlp_out.valid):
+        p = ctx.get(dut.tlp_out.payload)
+        tlp = (p.data, p.keep, p.last)
+    stats = decode_stats(ctx.get(dut.stats.as_value()))
+    return dict(tlp_in_ready=ctx.get(dut.tlp_in.ready), frame_out=frame, tlp_out=tlp,
+                link_down=ctx.get(dut.link_down), order_irq=ctx.get(dut.order_irq),
+                **{f"stats.{name}": stats[name] for name in names})
+
+
+def predict(model, inputs):
+    out = model.step(**inputs)
+    want = dict(out._asdict(), frame_out=None if out.frame_out is None else tuple(out.frame_out))
+    del want["stats"]
+    want.update({f"stats.{name}": value for name, value in out.stats.items()})
+    return want, out
+
+
+def assert_same(got, want, where):
+    for key in want:
+        assert got[key] == want[key], f"{where}: {key}: RTL {got[key]} model {want[key]}"
+
+
+def run_bridge_model(mode, seed, cycles, *, break_model=None, **params):
+    rng = random.Random(f"{mode}{seed}")
+    config = bridge_config(rng, mode)
+    params = dict(dict(queue_tlps=rng.choice((4, 8)), credit_delay=rng.choice((16, 256))),
+                  **params)
+    params["queue_depth"] = params.get("queue_depth") or 300 + params["queue_tlps"] * 2
+    link = config.link
+    dut = Bridge(WIDTH, mtu=config.mtu, window=link.window, seq_bits=link.seq_bits,
+                 max_retries=link.max_retries, replay_timeout=link.replay_timeout,
+                 nak_timeout=link.nak_timeout, ack_every=link.ack_every,
+                 ack_delay=link.ack_delay, flush_timeout=config.flush_timeout, mode=mode,
+                 **params)
+    model = BridgeModel(config, **params)
+    model.cfg.update(dst_mac=rng.getrandbits(48), src_mac=rng.getrandbits(48))
+    if break_model:
+        break_model(model)
+    peer = BridgePeer(rng, model)
+    names = list(BridgeModel(config, **params).step().stats)
+
+    async def bench(ctx):
+        for cycle in range(cycles):
+            inputs = peer.next(cycle)
+            configure(ctx, dut, model, inputs)
+            drive(ctx, dut, inputs)
+            got = observe(ctx, dut, names)
+            want, out = predict(model, inputs)
+            assert_same(got, want, f"{mode}, seed {seed}, {config}, {params}, cycle {cycle}")
+            peer.after(inputs, out)
+            await ctx.tick()
+
+    simulate(dut, bench)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_bridge_model_agrees_with_the_rtl_bridge_in_every_cycle(mode):
+    model = run_bridge_model(mode, 0, 3000)
+    assert model.tx_queues.tlps_sent[0] and model.rx_queues.tlps_sent[0]
