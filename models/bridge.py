@@ -62,8 +62,22 @@ WIRE_OVERHEAD = 4 + 8 + 12
 
 def decap_depths(width, mtu, window=None):
     """The Decapsulator's body and descriptor FIFO depths and its
-    ``in_flight`` (its sizing, restated: see ``rtl/framing/decapsulator.py``;
-    ``window``: the reorder buffer's, or None)."""
+    ``in_flight`` (``window``: the reorder buffer's, or None). One
+    definition: ``rtl/framing/decapsulator.py`` sizes its FIFOs by it.
+
+    Admission reads levels registered one cycle earlier, and the frame
+    before may still have words (2) and descriptors (one per frame whose
+    verdict is pending) on their way; one entry more because a
+    SyncFIFOBuffered's write side is full with its output register empty.
+    The body holds the frame arriving and the one before it, whose words
+    leave only once its verdict is out (up to the verdict latency and the
+    unpacker's start, 8, after the next frame starts); while the largest
+    frame is delivered, the smallest keep coming behind it, one per
+    MIN_FRAME + 24 bytes on a line no faster than a beat per cycle, each a
+    descriptor and its words. In selective repeat a release of kept frames
+    (up to a window, a cycle per word and one per frame) holds the FIFOs'
+    outputs while frames keep arriving: room for those and a descriptor
+    for each smallest frame in that time."""
     words, latency = frame_words(width, mtu), verdict_latency(width)
     in_flight = latency + 2
     depth = 2 * words + 2 + 3 + latency + 8

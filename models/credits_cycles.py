@@ -17,13 +17,11 @@ the sizing is :func:`queue_credits`, which the RTL imports.
 from collections import namedtuple
 
 from .ordering import take_credit_limit
-from .queues_cycles import data_credits, tlp_class
+from .queues_cycles import DATA_BITS, HDR_BITS, data_credits, tlp_class
 
 __all__ = ["HDR_BITS", "DATA_BITS", "TLP_OVERHEAD_BYTES", "check_buffers", "queue_credits",
            "CycleCreditReturn", "CyclePeerCredits", "CycleCreditAdvertiser"]
 
-#: The widths of the bridge header's credit fields (headers, 16-byte data credits).
-HDR_BITS, DATA_BITS = 8, 16
 #: Most header bytes a TLP brings besides its payload: a 4-DW header and a digest.
 TLP_OVERHEAD_BYTES = 20
 _MASKS = ((1 << HDR_BITS) - 1, (1 << DATA_BITS) - 1)

@@ -34,6 +34,7 @@ One cycle (the order of the RTL's combinational paths):
 from collections import namedtuple
 from dataclasses import dataclass, fields
 
+from .framing_cycles import WIDTHS
 from .link import MODES, seq_offset
 from .wire import HEADER_LEN, FrameType
 
@@ -44,8 +45,6 @@ __all__ = ["CHOICES", "CycleConfig", "SenderCounters", "ReceiverCounters", "RxFr
 #: Cycles from the edge where the receiver takes a frame to the edge where its
 #: ACK or NAK acts in the sender (the RTL's feedback register).
 FEEDBACK_LATENCY = 1
-#: Datapath widths in bits (the RTL's ``check_width``).
-WIDTHS = (64, 128, 256, 512)
 _TIMER_MAX = (1 << 24) - 1
 #: Rules where the ns model (:mod:`tlpoe.models.link`) made another
 #: legitimate choice than the RTL, each a setting of :class:`CycleConfig`:

@@ -17,12 +17,14 @@ from collections import namedtuple
 from .framing_cycles import WIDTHS, SyncFifo, SyncFifoBuffered
 from .ordering import OrderFields
 
-__all__ = ["NP_MAX_BYTES", "HeadFifo", "QueuesCycle", "CycleClassQueues", "tlp_class",
+__all__ = ["HDR_BITS", "DATA_BITS", "NP_MAX_BYTES", "HeadFifo", "QueuesCycle", "CycleClassQueues", "tlp_class",
            "data_credits"]
 
 #: The largest non-posted TLP: a 4-DW header and an atomic's 32 bytes of operands.
 NP_MAX_BYTES = 48
 P, NP, CPL = 0, 1, 2
+#: The widths of the bridge header's credit fields (headers, 16-byte data
+#: credits); one definition, which ``rtl/streams.py`` imports.
 HDR_BITS, DATA_BITS = 8, 16
 
 

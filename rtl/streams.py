@@ -15,13 +15,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..models import wire
+from ..models.framing_cycles import WIDTHS
+from ..models.queues_cycles import DATA_BITS, HDR_BITS
 
 __all__ = ["DATAPATH_WIDTHS", "check_width", "TlpBeat", "FrameBeat", "STAMP_BITS",
            "tlp_stream", "connect_tlp", "SkidBuffer", "frame_stream", "HDR_BITS", "DATA_BITS", "CreditLimit",
            "FrameDesc", "TxDesc", "RxDesc", "ReorderDesc", "KeptDesc"]
 
-#: Datapath widths the blocks are verified at (bits).
-DATAPATH_WIDTHS = (64, 128, 256, 512)
+#: Datapath widths the blocks are verified at (bits): the models' (one definition).
+DATAPATH_WIDTHS = WIDTHS
 
 
 def check_width(width, name="width"):
@@ -107,7 +109,7 @@ def frame_stream(width):
 
 # --- descriptors between blocks ---------------------------------------------------
 
-HDR_BITS, DATA_BITS = 8, 16         # credit counters: as the bridge header carries them
+# HDR_BITS, DATA_BITS: credit counters, as the bridge header carries them (the models')
 
 
 class CreditLimit(data.StructLayout):

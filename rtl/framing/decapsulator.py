@@ -5,6 +5,8 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
+from ...models.bridge import WIRE_OVERHEAD, decap_depths
+from ...models.deframing_cycles import frame_words, verdict_latency
 from ...models.frame import DropReason
 from ..streams import (STAMP_BITS, CreditLimit, RxDesc, SkidBuffer, check_width, frame_stream,
                        tlp_stream)
@@ -13,9 +15,9 @@ from .unpacker import TlpUnpacker
 
 __all__ = ["Decapsulator"]
 
-#: Bytes a frame occupies on an Ethernet line besides its own (without FCS):
-#: FCS (4), preamble and start delimiter (8), inter-frame gap (12).
-WIRE_OVERHEAD = 4 + 8 + 12
+#: WIRE_OVERHEAD (the model's): bytes a frame occupies on an Ethernet line
+#: besides its own (without FCS): FCS (4), preamble and start delimiter (8),
+#: inter-frame gap (12).
 
 
 class Decapsulator(wiring.Component):
@@ -92,34 +94,16 @@ class Decapsulator(wiring.Component):
         m.submodules.deframer = deframer = self.deframer
         m.submodules.unpacker = unpacker = self.unpacker
         words = deframer.max_words
-        # Admission reads levels registered one cycle earlier, and the frame
-        # before may still have words (2) and descriptors (one per frame
-        # whose verdict is pending) on their way; one entry more because a
-        # SyncFIFOBuffered's write side is full with its output register empty.
-        in_flight = deframer.latency + 2
-        # Room for the frame arriving and the one before it, whose words leave
-        # only once its verdict is out: with frames back to back, up to the
-        # verdict latency and the unpacker's start (8) of its words are still
-        # in when the next frame starts.
-        depth = 2 * words + 2 + 3 + deframer.latency + 8
-        # While the largest frame is delivered (after its verdict, up to a
-        # word per cycle), the smallest frames keep coming behind it: on a
-        # line no faster than a beat per cycle, one per MIN_FRAME + 24 bytes
-        # (FCS, preamble, gap). Each needs a descriptor and its words.
-        slot_bits = (wire.MIN_FRAME + WIRE_OVERHEAD) * 8
-        burst = -(-(words + deframer.latency + 8) * self.width // slot_bits) + 1
-        depth += burst * -(-wire.MIN_FRAME * 8 // self.width)
-        desc_depth = max(16, burst) + in_flight + 1
-        if self.reorder is not None:
-            # A release of kept frames (up to a window of them, a cycle per
-            # word and one per frame) holds the FIFOs' outputs while frames
-            # keep arriving, a word per cycle at most, and so does the
-            # frame that starts it as it passes: room for what arrives
-            # meanwhile, and a descriptor for each smallest frame in that time.
-            window = self.reorder.window
-            release = (window + 1) * (words + 1)
-            depth += release
-            desc_depth += release // max(1, wire.MIN_FRAME * 8 // self.width)
+        # The FIFOs' sizing (the model's decap_depths, one definition):
+        # room for the frame arriving and the one before it, the smallest
+        # frames behind the largest while it is delivered, and in selective
+        # repeat what arrives during a release; ``in_flight`` descriptors
+        # may be on their way when admission reads the registered levels.
+        window = None if self.reorder is None else self.reorder.window
+        depth, desc_depth, in_flight = decap_depths(self.width, self.mtu, window)
+        # the model's restated frame size and verdict latency are the Deframer's
+        assert (frame_words(self.width, self.mtu), verdict_latency(self.width)) == \
+            (words, deframer.latency), "models/deframing_cycles.py disagrees with the Deframer"
         m.submodules.body = body = fifo.SyncFIFOBuffered(width=self.width, depth=depth)
         layout = RxDesc(deframer.max_words) if self.verdict is None else \
             self.verdict.out.payload.shape()

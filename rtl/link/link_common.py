@@ -6,13 +6,14 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models.link import MODES
+from ...models.link_cycles import FEEDBACK_LATENCY
 
 __all__ = ["MODES", "FEEDBACK_LATENCY", "FEEDBACK_COUNTERS", "LinkFeedback", "check_mode", "check_window", "first_of"]
 
 
-#: Cycles from the edge where the receiver takes a frame's verdict to the
-#: edge where its ACK or NAK acts in the sender (the feedback register).
-FEEDBACK_LATENCY = 1
+#: FEEDBACK_LATENCY (the model's, :mod:`tlpoe.models.link_cycles`): cycles
+#: from the edge where the receiver takes a frame's verdict to the edge
+#: where its ACK or NAK acts in the sender (the feedback register).
 #: The sender's counters that a received frame moves, FEEDBACK_LATENCY late.
 FEEDBACK_COUNTERS = ("acks_invalid", "naks_invalid", "replays_nak")
 
