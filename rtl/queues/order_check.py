@@ -54,8 +54,11 @@ class): about 3,000 flip-flops and 2,500 LUTs.
 Timing: a TLP whose last beat is taken in cycle ``c`` is judged in
 ``verdict`` (valid in ``verdict_valid``, in egress order) in cycle
 ``c + 4`` and in the counters from ``c + latency`` on (5). An ingress TLP
-is inside from two cycles after its last beat; a TLP may leave from the
-cycle after its last beat in. A request's table entry is written three
+is inside from three cycles after its last beat (its kind registered, then
+the ring's write enables, then the position); a TLP may leave from the
+cycle after its last beat in, and the rings are read for it two cycles
+after its last beat out, so every TLP that came in before it (itself
+included) is inside by then. A request's table entry is written three
 cycles after its last beat. One TLP per cycle is judged at every width;
 the checker never holds a stream back. The model twin is
 :class:`tlpoe.models.ordering.OrderMonitor`: same verdicts, same counters.
@@ -193,14 +196,19 @@ class OrderChecker(wiring.Component):
         m = Module()
         W = self.window
 
-        # --- ingress: the fields registered on the last beat; the ring written a cycle later
+        # --- ingress: the fields and the kind registered on the last beat; the
+        # ring's write enables a cycle later, from registers; the ring written
+        # a cycle after that (the fields registered again)
         ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
         fi = _fields(m, ti.dws, "in_fields")
-        i1 = Signal(_Fields())
+        i1, i2 = Signal(_Fields()), Signal(_Fields())
+        p1, c1 = Signal(), Signal()
+        m.d.sync += [p1.eq(ti.done & (fi.cls == P)), c1.eq(ti.done & (fi.cls == CPL)),
+                     i2.eq(i1)]
         with m.If(ti.done):
             m.d.sync += i1.eq(fi)
-        posted = self._ring(m, "p", {"requester": 16}, ti.done & (fi.cls == P), i1)
-        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, ti.done & (fi.cls == CPL), i1)
+        posted = self._ring(m, "p", {"requester": 16}, p1, i2)
+        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, c1, i2)
 
         # --- the table of requests (D2b) --------------------------------------------------
         m.submodules.requests = table = memory.Memory(shape=_Request(), depth=2 ** self.tag_bits,
