@@ -160,6 +160,8 @@ class OrderChecker(wiring.Component):
     #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
     #: cycle ``c + latency`` on (and in ``verdict`` in cycle ``c + latency - 1``).
     latency = 5
+    #: Ring positions per copy of the leaving TLP's IDs (the fan-out of each copy).
+    GROUP = 16
 
     def __init__(self, width, *, window=64, stamp_bits=16, tag_bits=10):
         check_width(width)
@@ -239,15 +241,28 @@ class OrderChecker(wiring.Component):
                            (look.data.requester == f1.requester))
 
         # stage 2: may it pass posted TLPs at all; where its stamps are in each ring
+        # (the IDs it is compared by, a copy per group of positions: each copy
+        # drives the comparisons of its group, which the placer can keep near
+        # it. Each copy also loads in its own cycles of a free-running count,
+        # when nothing reads it, so that synthesis cannot merge them into one)
         v2, cls2, ido2, free2 = Signal(), Signal(2), Signal(), Signal()
-        own2, req2, tag2, sp2 = Signal(16), Signal(16), Signal(10), Signal(n)
+        groups = -(-W // self.GROUP)
+        ids2 = [SimpleNamespace(**{k: Signal(b, name=f"{k}2_{g}")
+                                   for k, b in (("own", 16), ("req", 16), ("tag", 10))})
+                for g in range(groups)]
+        spread = Signal(range(groups))
+        if groups > 1:
+            m.d.sync += spread.eq(Mux(spread == groups - 1, 0, spread + 1))
+        sp2 = Signal(n)
         m.d.sync += v2.eq(v1)
         with m.If(v1):
             m.d.sync += [
-                cls2.eq(f1.cls), ido2.eq(f1.ido), own2.eq(f1.own), req2.eq(f1.requester),
-                tag2.eq(f1.tag), sp2.eq(sp1),
+                cls2.eq(f1.cls), ido2.eq(f1.ido), sp2.eq(sp1),
                 free2.eq(Mux(f1.cls == CPL, f1.ro | completes_write, (f1.cls == P) & f1.ro)),
             ]
+        for g, ids in enumerate(ids2):
+            with m.If(v1 | ((spread == g) if g else 0)):
+                m.d.sync += [ids.own.eq(f1.own), ids.req.eq(f1.requester), ids.tag.eq(f1.tag)]
         earlier_p, here_p = posted.earlier(m, v1, sp1, v1 & (f1.cls == P))
         earlier_c, here_c = cpls.earlier(m, v1, sc1, v1 & (f1.cls == CPL))
         present = Mux(cls2 == P, here_p, Mux(cls2 == CPL, here_c, 1))
@@ -261,11 +276,11 @@ class OrderChecker(wiring.Component):
         sp3, tag3 = Signal(n), Signal(10)
         p3, differs3, c3, same3 = Signal(W), Signal(W), Signal(W), Signal(W)
         m.d.sync += [v3.eq(judged), cls3.eq(cls2), ido3.eq(ido2), free3.eq(free2),
-                     sp3.eq(sp2), tag3.eq(tag2), p3.eq(earlier_p), c3.eq(earlier_c)]
+                     sp3.eq(sp2), tag3.eq(ids2[0].tag), p3.eq(earlier_p), c3.eq(earlier_c)]
         for j in range(W):
-            pe, ce = posted.entries[j], cpls.entries[j]
-            m.d.sync += [differs3[j].eq(pe.requester != own2),
-                         same3[j].eq((ce.requester == req2) & (ce.tag == tag2))]
+            pe, ce, ids = posted.entries[j], cpls.entries[j], ids2[j // self.GROUP]
+            m.d.sync += [differs3[j].eq(pe.requester != ids.own),
+                         same3[j].eq((ce.requester == ids.req) & (ce.tag == ids.tag))]
         posted_bad = ~free3 & (p3 & ~Mux(ido3, differs3, 0)).any()
         d5b = (cls3 == CPL) & (c3 & same3).any()
 
