@@ -17,14 +17,14 @@ in a process pool:
 and two runs across two bridges and the network (``tb/test_link.py``:
 bridge A sends through the NIC/PHY model to bridge B, whose small receive
 queues make the credits bind; a scoreboard that allows exactly PCIe's
-passes; B's ordering checker; the wire-level credit monitor):
+passes; both bridges' ordering checkers; the wire-level credit monitor):
 
 ``bridge-legal``
     the ``ordering`` workload through the real queues: no illegal pass,
-    nothing flagged by B's checker, no TLP sent beyond B's credits;
+    nothing flagged by either bridge's checkers, no TLP sent beyond B's credits;
 ``bridge-illegal``
-    A's test-only arbiter: A's checker (its transmit queues) flags
-    exactly the TLPs the scoreboard sees make an illegal pass;
+    A's test-only arbiter: the checkers (A's transmit queues', B's receive
+    queues') flag exactly the TLPs the scoreboard sees make an illegal pass;
 
 and the RTL checker alone (``tb/test_order_check.py``, ``checker``):
 100,000 TLPs of a queue's random ingress and egress with legal and illegal
@@ -179,7 +179,8 @@ def bridge_checks(legal, illegal):
          legal["illegal_passes"] == 0 and legal["order_violations"] == 0,
          f"{legal['legal_passes']:,} legal passes over {legal['tlps_delivered']:,} TLPs, "
          f"{legal['order_violations']} flagged"),
-        ("across two bridges: B's checker flags exactly the TLPs that passed illegally",
+        ("across two bridges: the checkers (A's transmit, B's receive) flag exactly the TLPs "
+         "that passed illegally",
          illegal["illegal_tlps"] > 0 and illegal["order_violations"] == illegal["illegal_tlps"],
          f"{illegal['order_violations']}/{illegal['illegal_tlps']} TLPs "
          f"({illegal['illegal_passes']} illegal passes)"),
@@ -253,7 +254,7 @@ def main(argv=None):
             else:
                 print(f"{name}: {r['tlps_delivered']:,} TLPs through two bridges, "
                       f"{r['legal_passes']:,} legal and {r['illegal_passes']} illegal passes, "
-                      f"B's checker flagged {r['order_violations']} ({r['wall_s']} s)", flush=True)
+                      f"the checkers flagged {r['order_violations']} ({r['wall_s']} s)", flush=True)
     summary = summarise(records["legal"], records["illegal"])
     summary["bridge_tlps_checked"] = sum(records[n]["tlps_delivered"] for n in BRIDGE_RUNS)
     summary["tlps_checked"] += summary["bridge_tlps_checked"] + records["checker"]["tlps"]

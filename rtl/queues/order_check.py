@@ -54,8 +54,11 @@ class): about 3,000 flip-flops and 2,500 LUTs.
 Timing: a TLP whose last beat is taken in cycle ``c`` is judged in
 ``verdict`` (valid in ``verdict_valid``, in egress order) in cycle
 ``c + 4`` and in the counters from ``c + latency`` on (5). An ingress TLP
-is inside from two cycles after its last beat; a TLP may leave from the
-cycle after its last beat in. A request's table entry is written three
+is inside from three cycles after its last beat (its kind registered, then
+the ring's write enables, then the position); a TLP may leave from the
+cycle after its last beat in, and the rings are read for it two cycles
+after its last beat out, so every TLP that came in before it (itself
+included) is inside by then. A request's table entry is written three
 cycles after its last beat. One TLP per cycle is judged at every width;
 the checker never holds a stream back. The model twin is
 :class:`tlpoe.models.ordering.OrderMonitor`: same verdicts, same counters.
@@ -157,6 +160,8 @@ class OrderChecker(wiring.Component):
     #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
     #: cycle ``c + latency`` on (and in ``verdict`` in cycle ``c + latency - 1``).
     latency = 5
+    #: Ring positions per copy of the leaving TLP's IDs (the fan-out of each copy).
+    GROUP = 16
 
     def __init__(self, width, *, window=64, stamp_bits=16, tag_bits=10):
         check_width(width)
@@ -193,14 +198,19 @@ class OrderChecker(wiring.Component):
         m = Module()
         W = self.window
 
-        # --- ingress: the fields registered on the last beat; the ring written a cycle later
+        # --- ingress: the fields and the kind registered on the last beat; the
+        # ring's write enables a cycle later, from registers; the ring written
+        # a cycle after that (the fields registered again)
         ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
         fi = _fields(m, ti.dws, "in_fields")
-        i1 = Signal(_Fields())
+        i1, i2 = Signal(_Fields()), Signal(_Fields())
+        p1, c1 = Signal(), Signal()
+        m.d.sync += [p1.eq(ti.done & (fi.cls == P)), c1.eq(ti.done & (fi.cls == CPL)),
+                     i2.eq(i1)]
         with m.If(ti.done):
             m.d.sync += i1.eq(fi)
-        posted = self._ring(m, "p", {"requester": 16}, ti.done & (fi.cls == P), i1)
-        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, ti.done & (fi.cls == CPL), i1)
+        posted = self._ring(m, "p", {"requester": 16}, p1, i2)
+        cpls = self._ring(m, "c", {"requester": 16, "tag": 10}, c1, i2)
 
         # --- the table of requests (D2b) --------------------------------------------------
         m.submodules.requests = table = memory.Memory(shape=_Request(), depth=2 ** self.tag_bits,
@@ -231,15 +241,28 @@ class OrderChecker(wiring.Component):
                            (look.data.requester == f1.requester))
 
         # stage 2: may it pass posted TLPs at all; where its stamps are in each ring
+        # (the IDs it is compared by, a copy per group of positions: each copy
+        # drives the comparisons of its group, which the placer can keep near
+        # it. Each copy also loads in its own cycles of a free-running count,
+        # when nothing reads it, so that synthesis cannot merge them into one)
         v2, cls2, ido2, free2 = Signal(), Signal(2), Signal(), Signal()
-        own2, req2, tag2, sp2 = Signal(16), Signal(16), Signal(10), Signal(n)
+        groups = -(-W // self.GROUP)
+        ids2 = [SimpleNamespace(**{k: Signal(b, name=f"{k}2_{g}")
+                                   for k, b in (("own", 16), ("req", 16), ("tag", 10))})
+                for g in range(groups)]
+        spread = Signal(range(groups))
+        if groups > 1:
+            m.d.sync += spread.eq(Mux(spread == groups - 1, 0, spread + 1))
+        sp2 = Signal(n)
         m.d.sync += v2.eq(v1)
         with m.If(v1):
             m.d.sync += [
-                cls2.eq(f1.cls), ido2.eq(f1.ido), own2.eq(f1.own), req2.eq(f1.requester),
-                tag2.eq(f1.tag), sp2.eq(sp1),
+                cls2.eq(f1.cls), ido2.eq(f1.ido), sp2.eq(sp1),
                 free2.eq(Mux(f1.cls == CPL, f1.ro | completes_write, (f1.cls == P) & f1.ro)),
             ]
+        for g, ids in enumerate(ids2):
+            with m.If(v1 | ((spread == g) if g else 0)):
+                m.d.sync += [ids.own.eq(f1.own), ids.req.eq(f1.requester), ids.tag.eq(f1.tag)]
         earlier_p, here_p = posted.earlier(m, v1, sp1, v1 & (f1.cls == P))
         earlier_c, here_c = cpls.earlier(m, v1, sc1, v1 & (f1.cls == CPL))
         present = Mux(cls2 == P, here_p, Mux(cls2 == CPL, here_c, 1))
@@ -253,11 +276,11 @@ class OrderChecker(wiring.Component):
         sp3, tag3 = Signal(n), Signal(10)
         p3, differs3, c3, same3 = Signal(W), Signal(W), Signal(W), Signal(W)
         m.d.sync += [v3.eq(judged), cls3.eq(cls2), ido3.eq(ido2), free3.eq(free2),
-                     sp3.eq(sp2), tag3.eq(tag2), p3.eq(earlier_p), c3.eq(earlier_c)]
+                     sp3.eq(sp2), tag3.eq(ids2[0].tag), p3.eq(earlier_p), c3.eq(earlier_c)]
         for j in range(W):
-            pe, ce = posted.entries[j], cpls.entries[j]
-            m.d.sync += [differs3[j].eq(pe.requester != own2),
-                         same3[j].eq((ce.requester == req2) & (ce.tag == tag2))]
+            pe, ce, ids = posted.entries[j], cpls.entries[j], ids2[j // self.GROUP]
+            m.d.sync += [differs3[j].eq(pe.requester != ids.own),
+                         same3[j].eq((ce.requester == ids.req) & (ce.tag == ids.tag))]
         posted_bad = ~free3 & (p3 & ~Mux(ido3, differs3, 0)).any()
         d5b = (cls3 == CPL) & (c3 & same3).any()
 
