@@ -394,7 +394,7 @@ class CyclePacker:
 
     def _work_out(self, beat, first):
         """The queue entry for ``beat`` (``(data, keep, last, stamp)``)."""
-        W, D = self.width, self.width // 32
+        D = self.width // 32
         data, keep, last, stamp = beat
         h = _Head()
         h.data, h.keep, h.last, h.first = data, keep, int(last), int(first)

@@ -35,7 +35,7 @@ from collections import namedtuple
 from dataclasses import dataclass, fields
 
 from .framing_cycles import WIDTHS
-from .link import MODES, seq_offset
+from .link import MODES
 from .wire import HEADER_LEN, FrameType
 
 __all__ = ["CHOICES", "CycleConfig", "SenderCounters", "ReceiverCounters", "RxFrame", "TxFrame",

@@ -65,7 +65,8 @@ from .tlp import OrderingClass, Tlp, TlpType, payload_size_from_header
 
 __all__ = ["Rule", "Cell", "CELLS", "CELL_IDS", "cell_of", "legal_pass", "Violation",
            "OrderCheck", "check_order", "table_markdown", "STAMP_BITS", "order_stamps",
-           "OrderFields", "CHECK_CELLS", "OrderMonitor", "queue_stamps", "monitor_events", "CREDIT_CLASSES", "flow_control_need", "take_credit_limit", "CreditAdvertiser"]
+           "OrderFields", "CHECK_CELLS", "OrderMonitor", "queue_stamps", "monitor_events",
+           "CREDIT_CLASSES", "flow_control_need", "take_credit_limit"]
 
 P, NP, CPL = OrderingClass.POSTED, OrderingClass.NON_POSTED, OrderingClass.COMPLETION
 
@@ -160,14 +161,6 @@ def take_credit_limit(limit, advertised, consumed, bits, enforce=True):
     if enforce and (advertised - consumed) & mask > half:
         return limit, True
     return advertised, False
-
-
-def __getattr__(name):
-    # the advertiser's one twin lives with the credit loop's (models/credits_cycles.py)
-    if name == "CreditAdvertiser":
-        from .credits_cycles import CycleCreditAdvertiser
-        return CycleCreditAdvertiser
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Request types whose completion may pass posted requests (D2b).

@@ -13,7 +13,6 @@ TLPs and real ones; the MAC and the TLP side are ready or not, in phases.
 
 import random
 
-import numpy as np
 import pytest
 
 from tlpoe.models.bridge import BridgeConfig, BridgeModel

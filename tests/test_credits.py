@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 import random
 
-from tlpoe.models.ordering import CreditAdvertiser as AdvertiserModel
+from tlpoe.models.credits_cycles import CycleCreditAdvertiser as AdvertiserModel
 from tlpoe.models.tlp import OrderingClass, Tlp
 from tlpoe.rtl.queues.credits import CreditAdvertiser, CreditReturn, queue_credits
 from tlpoe.tb.bfm import StreamLayout, to_beats

@@ -15,8 +15,7 @@ from amaranth.sim import Simulator
 
 from tlpoe.models import wire
 from tlpoe.models.frame import decode_frame
-from tlpoe.models.framing_cycles import (WIDTHS, CycleFramer, CyclePacker, FramerConfig,
-                                         framer_latency)
+from tlpoe.models.framing_cycles import WIDTHS, CycleFramer, CyclePacker, FramerConfig
 from tlpoe.models.tlp import Tlp
 from tlpoe.rtl.framing.framer import Framer
 from tlpoe.rtl.framing.packer import TlpPacker

@@ -14,7 +14,7 @@ import pytest
 from tlpoe.models.order_cycles import CycleOrderChecker
 from tlpoe.models.ordering import queue_stamps
 from tlpoe.models.tlp import Tlp
-from tlpoe.rtl.queues.order_check import CELLS, OrderChecker
+from tlpoe.rtl.queues.order_check import OrderChecker
 from tlpoe.tb.stimulus import ordering_trace
 
 from test_framing_twin import assert_same, simulate

@@ -10,7 +10,6 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from tlpoe.models.framing_cycles import WIDTHS
 from tlpoe.models.queues_cycles import CycleClassQueues
@@ -22,7 +21,7 @@ from test_framing_twin import assert_same, simulate
 
 def beats_of(tlp, width):
     """A TLP's bytes as stream beats ``(data, keep, last)``."""
-    wb, D = width // 8, width // 32
+    wb = width // 8
     out = []
     for i in range(0, len(tlp), wb):
         chunk = tlp[i:i + wb]

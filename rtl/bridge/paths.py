@@ -32,9 +32,8 @@ from amaranth.hdl import Cat, Module
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
-from ...models import wire
-from ...models.frame import DropReason
 from ...models.bridge import tx_max_credits
+from ...models.frame import DropReason
 from ...models.order_cycles import order_window
 from ..framing.decapsulator import Decapsulator
 from ..framing.deframer import frame_words

@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models import wire
-from ...models.bridge import WIRE_OVERHEAD, decap_depths
+from ...models.bridge import decap_depths
 from ...models.deframing_cycles import frame_words, verdict_latency
 from ...models.frame import DropReason
 from ..streams import (STAMP_BITS, CreditLimit, RxDesc, SkidBuffer, check_width, frame_stream,
@@ -14,10 +14,6 @@ from .deframer import Deframer
 from .unpacker import TlpUnpacker
 
 __all__ = ["Decapsulator"]
-
-#: WIRE_OVERHEAD (the model's): bytes a frame occupies on an Ethernet line
-#: besides its own (without FCS): FCS (4), preamble and start delimiter (8),
-#: inter-frame gap (12).
 
 
 class Decapsulator(wiring.Component):

@@ -18,7 +18,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...models.credits_cycles import TLP_OVERHEAD_BYTES, check_buffers, queue_credits
+from ...models.credits_cycles import check_buffers, queue_credits
 from ..streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width
 from ..tlp_header import CLASSES, TlpHeader
 
