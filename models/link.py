@@ -1,8 +1,10 @@
 """The tlpoe link layer, version 1: the reference model of the bridge's replay
 buffer (transmit) and sequence check (receive), in go-back-N or selective repeat.
 
-The RTL implements exactly the rules below; they are the contract. Plain
-Python, no simulator, no clock: every method takes the current time ``now`` in
+The rules below are the protocol's contract; the RTL's own twin, cycle for
+cycle, is :mod:`tlpoe.models.link_cycles`, which states where the RTL made
+another legitimate choice (``CHOICES``) and what a clock adds
+(docs/bridge-model.md). Plain Python, no simulator, no clock: every method takes the current time ``now`` in
 ns, and a transport (the discrete-event simulation :mod:`tlpoe.models.linksim`,
 a testbench, a unit test) moves the bytes.
 
