@@ -38,6 +38,7 @@ from .capture import link_capture
 from .credit_monitor import CreditMonitor
 from .faults import model_verdict
 from .bridge_ports import BridgePorts
+from .bridge_twin import BridgeTwin, bridge_model
 from .items import StreamItem
 from .link_coverage import LinkCoverage
 from .link_oracle import ReceiverOracle, SenderChecker
@@ -166,7 +167,12 @@ class LinkEnv(uvm_env):
     (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
     directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides),
     ``mac_fifo_bytes``, ``seed``, ``coverage_file`` (where
-    :class:`~tlpoe.tb.link_coverage.LinkCoverage` writes; empty: nowhere).
+    :class:`~tlpoe.tb.link_coverage.LinkCoverage` writes; empty: nowhere);
+    ``twin`` (true: each bridge's cycle twin, a
+    :class:`~tlpoe.tb.bridge_twin.BridgeTwin`, in ``twins[side]``), ``bridge``
+    (the Bridges' parameters besides ``width``, ``window``, ``seq_bits`` and
+    ``mode``: the twins' too) and ``twin_break`` (parameters the twins take
+    differently from the Bridges: a deliberate break, which must fail).
 
     Per bridge: ``oracles[side]``, ``checkers[side]`` and, where a TLP
     monitor watches its ``tlp_out``, ``oracle_scoreboards[side]`` (the
@@ -224,6 +230,13 @@ class LinkEnv(uvm_env):
             for src, dst in (("a", "b"), ("b", "a"))}
         self.coverage = LinkCoverage("coverage", self, dut, config.modulus, p["coverage_file"])
         self.pcap = link_capture(self, frame)      # PCAP=1: tb/capture.py
+        self.twins = {}
+        if p["twin"]:       # created now, before the test's reset
+            bridge = {"mode": p["mode"], "window": p["window"], "seq_bits": p["seq_bits"],
+                      "mtu": p["mtu"], **p["bridge"]}
+            self.twins = {side: BridgeTwin(dut, side, bridge_model(
+                p["width"], **{**bridge, **p["twin_break"]}), name=f"twin_{side}")
+                for side in ("a", "b")}
 
     def connect_phase(self):
         for key, sb in self.scoreboards.items():
@@ -259,6 +272,11 @@ class LinkEnv(uvm_env):
         for side, sb in self.oracle_scoreboards.items():
             self.oracles[side].tlp_ap.connect(sb.expected_export)
             self.rx[side].ap.connect(sb.actual_export)
+
+    def check_phase(self):
+        for twin in self.twins.values():
+            self.logger.info(twin.summary())
+            twin.check()
 
     def settle(self, counters):
         """Hand both bridges' counters ({side: :func:`read_bridge_counters`},

@@ -8,7 +8,10 @@ scenario must move (replay causes, duplicates, wrap-arounds, window full).
 The environment also runs the reference link model beside each bridge
 (receive counters and delivered TLPs exactly as the model predicts, every
 frame sent within the go-back-N rules) and samples the link's functional
-coverage, written to ``coverage_file`` when that is not empty.
+coverage, written to ``coverage_file`` when that is not empty. With ``twin``
+each bridge also has its cycle twin (tb/bridge_twin.py): the model of the
+whole Bridge (its parameters ``bridge``), compared with the RTL in every
+cycle, every output and counter.
 """
 
 import json
@@ -40,7 +43,8 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               mac_fifo_bytes=4096, credits=1, credit_delay=200, credit_refresh=None,
               np_block_cycles=0, expect_order_violations=False, expect_overrun=False, ido=0.1,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
-              drain_us=2000, clock_ns=10.0, report="", coverage_file="")
+              drain_us=2000, clock_ns=10.0, report="", coverage_file="",
+              twin=False, bridge={}, twin_break={})
 
 
 def workload(src):

@@ -23,8 +23,13 @@ SEED = 20261125
 WIDTH, SEQ_BITS, WINDOW = 64, 6, 8
 
 
+#: The Bridges' parameters besides width, window, seq_bits and mode: the
+#: bench's twins (``twin=True``) are built from the same.
+BRIDGE = {"max_retries": 6}
+
+
 def pair(mode="gbn"):
-    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, max_retries=6, mode=mode)
+    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, mode=mode, **BRIDGE)
     return Pair(Bridge(WIDTH, **kw), Bridge(WIDTH, **kw))
 
 
@@ -33,7 +38,8 @@ def run(sim, name, mode="gbn", **params):
     return run_cocotb(sim, functools.partial(pair, mode), "pair", MODULE, build_key=key,
                       testcase="LinkRandomTest", seed=SEED, run_name=name,
                       params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
-                              "mode": mode, "coverage_file": "coverage.yml", **params})
+                              "mode": mode, "coverage_file": "coverage.yml", "bridge": BRIDGE,
+                              **params})
 
 
 pytestmark = [pytest.mark.sim]
