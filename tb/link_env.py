@@ -198,9 +198,11 @@ class LinkEnv(uvm_env):
             sb = TlpScoreboard(f"sb_{src}{dst}", self, p["mtu"])
             sb.pass_rule = tlp_pass_rule    # the bridges may reorder where PCIe allows
             self.scoreboards[src + dst] = sb
-        for side in ("a", "b"):                 # a side with no receiver agent still drains
-            if side not in self.rx:
+        for side in ("a", "b"):
+            if side not in self.rx:             # a side with no receiver agent still drains
                 getattr(dut, f"{side}_tlp_out__ready").value = 1
+            if side not in self.tx:             # and offers nothing (not an undriven valid)
+                getattr(dut, f"{side}_tlp_in__valid").value = 0
         self.wires = {}
         for index, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
             phy = phy_from_params({**p["phy"], **p[f"phy_{src}_to_{dst}"]},
