@@ -4,10 +4,11 @@
 one RTL :class:`~tlpoe.rtl.bridge.bridge.Bridge`: once per clock cycle it
 reads the inputs the bridge registers, steps the model with them, and
 compares the model's outputs with what the bridge showed in that cycle:
-``tlp_in.ready``, every ``frame_out`` and ``tlp_out`` beat offered (valid
-and payload), ``link_down``, ``order_irq`` and every field of ``stats``. The
-first difference fails the test, naming the cycle, the port or field and
-both values. :func:`bridge_model` builds the model from the Bridge's own
+``tlp_in.ready``, ``frame_in.ready`` (always 1: a MAC cannot wait), every
+``frame_out`` and ``tlp_out`` beat offered (valid and payload),
+``link_down``, ``order_irq`` and every field of ``stats``. The first
+difference fails the test, naming the cycle, the port or field and both
+values. :func:`bridge_model` builds the model from the Bridge's own
 parameters, so twin and DUT cannot be configured apart by accident.
 
 Sampling, and why it is exact. cocotb defers every signal write to the
@@ -89,7 +90,7 @@ class BridgeTwin:
         self.clk = clk if clk is not None else dut.clk
         self.rst = rst if rst is not None else dut.rst
         self.tlp_in = [port(f"tlp_in__{s}") for s in ("valid", "payload", "ready")]
-        self.frame_in = [port(f"frame_in__{s}") for s in ("valid", "payload")]
+        self.frame_in = [port(f"frame_in__{s}") for s in ("valid", "payload", "ready")]
         self.frame_out = [port(f"frame_out__{s}") for s in ("valid", "payload", "ready")]
         self.tlp_out = [port(f"tlp_out__{s}") for s in ("valid", "payload", "ready")]
         self.cfg, self.macs = port("cfg"), (port("dst_mac"), port("src_mac"))
@@ -146,6 +147,7 @@ class BridgeTwin:
         if raw != self._stats_raw:
             self._stats_raw, self._stats = raw, decode_stats(raw)
         return (self._int(self.tlp_in[2], "tlp_in.ready"),
+                self._int(self.frame_in[2], "frame_in.ready"),
                 self._beat(self.frame_out[0], self.frame_out[1], self.frame_layout, "frame_out"),
                 self._beat(self.tlp_out[0], self.tlp_out[1], self.tlp_layout, "tlp_out"),
                 self._int(self.link_down, "link_down"), self._int(self.order_irq, "order_irq"),
@@ -157,11 +159,13 @@ class BridgeTwin:
         start = time.perf_counter()
         out = self.model.step(**inputs)
         frame = None if out.frame_out is None else tuple(out.frame_out)
-        want = (out.tlp_in_ready, frame, out.tlp_out, out.link_down, out.order_irq)
+        # frame_in.ready: a MAC cannot wait, the bridge takes every beat (the model's
+        # decapsulator has hold=False)
+        want = (out.tlp_in_ready, 1, frame, out.tlp_out, out.link_down, out.order_irq)
         differences = [(name, g, w) for name, g, w in zip(
-            ("tlp_in.ready", "frame_out", "tlp_out", "link_down", "order_irq"), got, want)
-            if g != w]
-        stats = got[5]
+            ("tlp_in.ready", "frame_in.ready", "frame_out", "tlp_out", "link_down",
+             "order_irq"), got, want) if g != w]
+        stats = got[6]
         differences += [(f"stats.{k}", stats[k], v) for k, v in out.stats.items()
                         if stats[k] != v]
         self.seconds += time.perf_counter() - start
