@@ -44,7 +44,7 @@ from ..models.link_cycles import CycleConfig
 from ..rtl.bridge.registers import config_layout, decode_stats
 from .bfm import StreamLayout
 
-__all__ = ["bridge_model", "BridgeTwin", "TwinDifference"]
+__all__ = ["BRIDGE_PARAMETERS", "bridge_model", "BridgeTwin", "TwinDifference"]
 
 #: The Bridge's parameters, by where the model takes them.
 _LINK = ("mode", "window", "seq_bits", "max_retries", "replay_timeout", "nak_timeout",
@@ -52,12 +52,14 @@ _LINK = ("mode", "window", "seq_bits", "max_retries", "replay_timeout", "nak_tim
 _CONFIG = ("mtu", "flush_timeout", "ethertype")
 _MODEL = ("queue_depth", "queue_tlps", "tx_queue_depth", "credit_delay", "credit_refresh",
           "reorder_illegally")
+#: Every parameter of a Bridge besides ``width``, which :func:`bridge_model` takes.
+BRIDGE_PARAMETERS = _LINK + _CONFIG + _MODEL
 
 
 def bridge_model(width, **bridge):
     """The :class:`BridgeModel` of ``Bridge(width, **bridge)``: the same
     parameters, by the Bridge's names (an unknown one raises naming it)."""
-    unknown = sorted(set(bridge) - set(_LINK + _CONFIG + _MODEL))
+    unknown = sorted(set(bridge) - set(BRIDGE_PARAMETERS))
     if unknown:
         raise ValueError(f"Bridge has no parameter(s) {unknown}")
     link = CycleConfig(width=width, **{k: v for k, v in bridge.items() if k in _LINK})

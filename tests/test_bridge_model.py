@@ -11,6 +11,7 @@ or beyond half a counter), some hostile; our ``tlp_in`` gets random
 TLPs and real ones; the MAC and the TLP side are ready or not, in phases.
 """
 
+import inspect
 import random
 
 import pytest
@@ -21,6 +22,7 @@ from tlpoe.models.link_cycles import CycleConfig
 from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.rtl.bridge.registers import CONFIG, decode_stats
 from tlpoe.tb.bfm import frame_to_beats
+from tlpoe.tb.bridge_twin import BRIDGE_PARAMETERS, bridge_model
 from tlpoe.tb.hostile import good_frame, hostile_frame
 from tlpoe.tb.stimulus import ordering_traffic
 
@@ -270,3 +272,25 @@ def test_the_bench_catches_receive_queues_that_ignore_np_accept():
     with pytest.raises(AssertionError, match="RTL .* model"):
         for seed in range(SEEDS):
             run_bridge_model("gbn", seed, 3000, break_model=eager)
+
+
+def test_the_benches_twin_is_built_from_every_bridge_parameter():
+    """``tb/bridge_twin.py`` :func:`bridge_model` takes each of the Bridge's
+    parameters by its name, to the model's place for it (a parameter the
+    Bridge gains fails here until the twin takes it)."""
+    assert set(BRIDGE_PARAMETERS) == set(inspect.signature(Bridge).parameters) - {"width"}
+    params = dict(mode="sr", window=4, seq_bits=7, max_retries=3, replay_timeout=999,
+                  nak_timeout=77, ack_every=5, ack_delay=33, mtu=9000, flush_timeout=9,
+                  ethertype=0x88B6, queue_depth=1300, queue_tlps=8, tx_queue_depth=1200,
+                  credit_delay=12, credit_refresh=500, reorder_illegally=True)
+    model = bridge_model(64, **params)
+    link = model.config.link
+    assert (link.width, link.mode, link.window, link.seq_bits, link.max_retries,
+            link.replay_timeout, link.nak_timeout, link.ack_every, link.ack_delay) == \
+        (64, "sr", 4, 7, 3, 999, 77, 5, 33)
+    assert (model.config.mtu, model.config.flush_timeout, model.config.ethertype) == \
+        (9000, 9, 0x88B6)
+    assert model.sizes[:3] == (1300, 8, 1200) and model.sizes.credit_refresh == 500
+    assert model.cfg["credit_delay"] == 12 and model.tx_queues.reorder_illegally
+    with pytest.raises(ValueError, match="ack_evry"):
+        bridge_model(64, ack_evry=2)
