@@ -171,7 +171,8 @@ class LinkEnv(uvm_env):
     ``twin`` (true: each bridge's cycle twin, a
     :class:`~tlpoe.tb.bridge_twin.BridgeTwin`, in ``twins[side]``), ``bridge``
     (the Bridges' parameters besides ``width``, ``window``, ``seq_bits`` and
-    ``mode``: the twins' too) and ``twin_break`` (parameters the twins take
+    ``mode``: the twins' too), ``bridge_sides`` (those of one bridge only,
+    ``{"a": {...}}``) and ``twin_break`` (parameters the twins take
     differently from the Bridges: a deliberate break, which must fail).
 
     Per bridge: ``oracles[side]``, ``checkers[side]`` and, where a TLP
@@ -237,8 +238,8 @@ class LinkEnv(uvm_env):
             bridge = {"mode": p["mode"], "window": p["window"], "seq_bits": p["seq_bits"],
                       "mtu": p["mtu"], **p["bridge"]}
             self.twins = {side: BridgeTwin(dut, side, bridge_model(
-                p["width"], **{**bridge, **p["twin_break"]}), name=f"twin_{side}")
-                for side in ("a", "b")}
+                p["width"], **{**bridge, **p["bridge_sides"].get(side, {}), **p["twin_break"]}),
+                name=f"twin_{side}") for side in ("a", "b")}
 
     def connect_phase(self):
         for key, sb in self.scoreboards.items():

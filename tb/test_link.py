@@ -44,7 +44,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               np_block_cycles=0, expect_order_violations=False, expect_overrun=False, ido=0.1,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
               drain_us=2000, clock_ns=10.0, report="", coverage_file="",
-              twin=False, bridge={}, twin_break={})
+              twin=False, bridge={}, bridge_sides={}, twin_break={})
 
 
 def workload(src):

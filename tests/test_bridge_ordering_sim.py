@@ -6,9 +6,15 @@ testbench (tb/test_link.py) checks delivery with a scoreboard that allows
 exactly the passes PCIe allows (:func:`tlpoe.models.ordering.legal_pass`),
 B's ordering checker against that scoreboard, and, on the wire, that A never
 sends beyond the credits B advertised (tb/credit_monitor.py). B has small
-receive queues so that the credits bind (``BRIDGE`` in sim/ordering.py)."""
+receive queues so that the credits bind (``BRIDGE`` in sim/ordering.py).
+
+``TWIN=1`` in the environment runs each bridge's cycle twin
+(tb/bridge_twin.py) too; it is off by default: these runs are 12,000 to
+36,000 cycles, which the twins would take 20 to 45 s more each on Verilator
+(all four agree with it, on Verilator, at the time of writing)."""
 
 import json
+import os
 
 import pytest
 import yaml
@@ -24,12 +30,17 @@ SEED = 20261126
 
 def run(sim, name, illegal=False, **params):
     """One run of the two-bridge setup of ``make ordering`` (``BRIDGE``)."""
+    twin = os.environ.get("TWIN", "0") not in ("", "0")
+    bridge = {k: BRIDGE[k] for k in ("max_retries", "queue_depth", "queue_tlps")}
     return run_cocotb(sim, lambda: bridge_pair(illegal), "pair", MODULE,
                       build_key=bridge_build_key(illegal), testcase="LinkRandomTest",
                       seed=SEED, run_name=name,
                       params={"width": BRIDGE["width"], "seq_bits": BRIDGE["seq_bits"],
                               "window": BRIDGE["window"], "phy": BRIDGE["phy"],
-                              "coverage_file": "coverage.yml", **params})
+                              "coverage_file": "coverage.yml", "twin": twin,
+                              "bridge": bridge,
+                              "bridge_sides": {"a": {"reorder_illegally": illegal}},
+                              **params})
 
 
 pytestmark = [pytest.mark.sim]
