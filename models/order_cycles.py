@@ -7,9 +7,10 @@ of the one before), the egress's stamps read on the first beat, the
 request table's lookup on the beat with DW 2 and its writes three
 cycles after a request's last beat, ``verdict`` four cycles after a
 TLP's last beat and the counters, ``first_*`` and ``irq`` five,
-``stamp_errors`` three, ``window_errors`` three after an arrival's last
-beat (a position freed by the TLP that left the cycle before still
-counts as taken, as the RTL's ring clears it two cycles late),
+``stamp_errors`` three; an arrival inside three cycles after its last
+beat (a TLP leaving in the same cycle is compared without it) and its
+``window_errors`` four (a position freed by a TLP leaving in the same
+cycle still counts as taken: the RTL's ring clears it that late),
 ``write_collisions`` four after a request's.
 
 :meth:`CycleOrderChecker.step` takes one cycle's inputs (the beats taken
@@ -32,7 +33,7 @@ LATENCY = 5
 #: egress's last beat), a window error (from the arrival's), a write
 #: collision (from the request's); and from a request's last beat to its
 #: table entry being read.
-STAMP_ERROR_DELAY, WINDOW_ERROR_DELAY, COLLISION_DELAY, TABLE_DELAY = 3, 3, 4, 3
+STAMP_ERROR_DELAY, WINDOW_ERROR_DELAY, COLLISION_DELAY, TABLE_DELAY = 3, 4, 4, 3
 
 COUNTERS = ("violations", "tlps_checked", "window_errors", "stamp_errors",
             "write_collisions")
@@ -125,10 +126,6 @@ class CycleOrderChecker:
             header = tap_req.beat(req_beat[0], req_beat[2])
             if header is not None:
                 self.requests[now + TABLE_DELAY].append(header)
-        if in_beat is not None:
-            header = tap_in.beat(in_beat[0], in_beat[2])
-            if header is not None:
-                self._arrive(OrderFields.of(header))
         if out_beat is not None:
             if tap_out.index == self.tag_beat:
                 dw0 = out_beat[0] & 0xFFFFFFFF if self.tag_beat == 0 else tap_out.held[0]
@@ -138,6 +135,12 @@ class CycleOrderChecker:
             header = tap_out.beat(out_beat[0], out_beat[2], tuple(out_stamps))
             if header is not None:
                 self._leave(OrderFields.of(header), tap_out.arrival)
+        # an arrival is inside from three cycles after its last beat, after a
+        # TLP leaving in the same cycle was compared
+        if in_beat is not None:
+            header = tap_in.beat(in_beat[0], in_beat[2])
+            if header is not None:
+                self._arrive(OrderFields.of(header))
         # the edge
         self.cycle = now + 1
         for name, amount in self.due.pop(self.cycle, ()):
@@ -159,8 +162,8 @@ class CycleOrderChecker:
         pos = mon.counts[f.cls] % self.window
         mon.enter(f)
         hit = mon.window_errors - before
-        # the RTL's ring still holds the position the last egress freed
-        if f.cls != 1 and not hit and self.cleared.get(f.cls) == (pos, self.cycle - 1):
+        # the RTL's ring still holds a position freed by a TLP leaving in this cycle
+        if f.cls != 1 and not hit and self.cleared.get(f.cls) == (pos, self.cycle):
             hit = 1
         self._later(WINDOW_ERROR_DELAY, "window_errors", hit)
 

@@ -25,8 +25,8 @@ from tlpoe.tb.bfm import frame_to_beats
 from tlpoe.tb.bridge_twin import BRIDGE_PARAMETERS, bridge_model
 from tlpoe.tb.hostile import good_frame, hostile_frame
 from tlpoe.tb.stimulus import ordering_traffic
+from tlpoe.tb.twin_sim import assert_same, simulate
 
-from test_bridge_twin import simulate
 from test_framing_twin import random_tlp, tlp_beats
 from test_queues_twin import beats_of
 
@@ -186,11 +186,6 @@ def predict(model, inputs):
     del want["stats"]
     want.update({f"stats.{name}": value for name, value in out.stats.items()})
     return want, out
-
-
-def assert_same(got, want, where):
-    for key in want:
-        assert got[key] == want[key], f"{where}: {key}: RTL {got[key]} model {want[key]}"
 
 
 def run_bridge_model(mode, seed, cycles, *, break_model=None, **params):

@@ -15,7 +15,6 @@ import dataclasses
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
@@ -34,21 +33,10 @@ from tlpoe.rtl.link.replay import ReplayBuffer
 from tlpoe.rtl.tlp_header import CLASSES
 from tlpoe.tb.bfm import frame_to_beats
 from tlpoe.tb.hostile import good_frame, hostile_frame
+from tlpoe.tb.twin_sim import assert_same, simulate
 
 from test_deframing_twin import random_frame
 from test_framing_twin import random_tlp, tlp_beats
-
-
-def simulate(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-
-
-def assert_same(got, want, where):
-    for key in want:
-        assert got[key] == want[key], f"{where}: {key}: RTL {got[key]} model {want[key]}"
 
 
 # --- the Decapsulator -------------------------------------------------------------

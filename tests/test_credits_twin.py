@@ -17,7 +17,7 @@ from tlpoe.models.tlp import random_tlp
 from tlpoe.rtl.queues import credits as rtl_credits
 from tlpoe.rtl.queues.credits import CreditAdvertiser, CreditReturn, PeerCredits
 
-from test_framing_twin import assert_same, simulate
+from tlpoe.tb.twin_sim import assert_same, simulate
 from test_queues_twin import beats_of
 
 BUFFERS = ((32, 256), (16, 16), (12, 100))

@@ -14,7 +14,6 @@ frame ``ok``, ``good`` and ``words`` only, see the model), the credit fields wit
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from tlpoe.models import wire
 from tlpoe.models.deframing_cycles import CycleDeframer, CycleUnpacker, RxDesc
@@ -25,18 +24,7 @@ from tlpoe.rtl.framing.unpacker import TlpUnpacker
 from tlpoe.rtl.tlp_header import CLASSES
 from tlpoe.tb.bfm import frame_to_beats
 from tlpoe.tb.hostile import good_frame, hostile_frame
-
-
-def simulate(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-
-
-def assert_same(got, want, where):
-    for key in want:
-        assert got[key] == want[key], f"{where}: {key}: RTL {got[key]} model {want[key]}"
+from tlpoe.tb.twin_sim import assert_same, simulate
 
 
 # --- the Deframer -----------------------------------------------------------------

@@ -11,7 +11,6 @@ bit) and every counter compared: the models are cycle-exact."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from tlpoe.models import wire
 from tlpoe.models.frame import decode_frame
@@ -19,18 +18,7 @@ from tlpoe.models.framing_cycles import WIDTHS, CycleFramer, CyclePacker, Framer
 from tlpoe.models.tlp import Tlp
 from tlpoe.rtl.framing.framer import Framer
 from tlpoe.rtl.framing.packer import TlpPacker
-
-
-def simulate(dut, bench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-
-
-def assert_same(got, want, where):
-    for key in want:
-        assert got[key] == want[key], f"{where}: {key}: RTL {got[key]} model {want[key]}"
+from tlpoe.tb.twin_sim import assert_same, simulate
 
 
 # --- the Framer -------------------------------------------------------------------

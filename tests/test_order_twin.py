@@ -17,7 +17,7 @@ from tlpoe.models.tlp import Tlp
 from tlpoe.rtl.queues.order_check import OrderChecker
 from tlpoe.tb.stimulus import ordering_trace
 
-from test_framing_twin import assert_same, simulate
+from tlpoe.tb.twin_sim import assert_same, simulate
 from test_queues_twin import beats_of
 
 STREAMS = ("in", "out", "req")

@@ -16,7 +16,7 @@ from tlpoe.models.queues_cycles import CycleClassQueues
 from tlpoe.models.tlp import random_tlp
 from tlpoe.rtl.queues.classq import ClassQueues
 
-from test_framing_twin import assert_same, simulate
+from tlpoe.tb.twin_sim import assert_same, simulate
 
 
 def beats_of(tlp, width):
