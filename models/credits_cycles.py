@@ -102,7 +102,8 @@ class CyclePeerCredits:
     :func:`~tlpoe.models.ordering.take_credit_limit` against ``consumed``
     (``enable``: credits enforced); ``invalid`` counts the updates with a
     field refused as invalid. Outputs (``limit``, ``invalid``) are the
-    attributes, registers."""
+    attributes, registers. A frame's fields are registered first and taken
+    at the next edge (against that cycle's ``consumed``)."""
 
     def __init__(self):
         self.reset()
@@ -110,12 +111,15 @@ class CyclePeerCredits:
     def reset(self):
         self.limit = [(0, 0)] * 3
         self.invalid = 0
+        self._pending = None
 
     def step(self, *, update=False, received=((0, 0),) * 3, consumed=((0, 0),) * 3,
              enable=True):
         """One edge; returns ``(limit, invalid)`` shown before it."""
         shown = (list(self.limit), self.invalid)
-        if update:
+        pending, self._pending = self._pending, (tuple(received) if update else None)
+        if pending is not None:
+            received = pending
             limit, bad = [], False
             for cur, new, used in zip(self.limit, received, consumed):
                 parts = []

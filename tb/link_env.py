@@ -13,12 +13,12 @@ is queued for the line, it holds the bridge's ``frame_out`` (ready low), so a
 datapath faster than the line rate runs at the line rate, as on a board. The
 scoreboards check exactly-once, in-order, bit-exact TLP delivery per direction.
 
-Beside each bridge runs the reference link layer (:mod:`tlpoe.tb.link_oracle`):
-a :class:`~tlpoe.tb.link_oracle.ReceiverOracle` on the frames handed to its
-``frame_in`` (its counters and delivered TLPs must equal the model's) and a
-:class:`~tlpoe.tb.link_oracle.SenderChecker` on the frames it sends.
+With ``twin``, beside each bridge runs its cycle twin
+(:class:`~tlpoe.tb.bridge_twin.BridgeTwin`): the model of the whole Bridge
+(:class:`~tlpoe.models.bridge.BridgeModel`), compared with the RTL in every
+cycle, every frame and TLP beat and every counter.
 :class:`~tlpoe.tb.link_coverage.LinkCoverage` samples the replay causes and
-link events.
+link events from the counters.
 """
 
 import collections
@@ -30,7 +30,6 @@ from cocotb.utils import get_sim_time
 from pyuvm import uvm_analysis_port, uvm_component, uvm_env
 
 from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
-from ..models.link import LinkConfig
 from ..models.phy import Fate, phy_from_params
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
@@ -41,9 +40,8 @@ from .bridge_ports import BridgePorts
 from .bridge_twin import BridgeTwin, bridge_model
 from .items import StreamItem
 from .link_coverage import LinkCoverage
-from .link_oracle import ReceiverOracle, SenderChecker
 from .loopback_env import TlpScoreboard
-from .scoreboard import AnalysisImp, Scoreboard, tlp_pass_rule
+from .scoreboard import AnalysisImp, tlp_pass_rule
 
 __all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "configure", "configure_bridge",
            "COUNTERS", "SR_COUNTERS"]
@@ -161,7 +159,7 @@ def read_bridge_counters(dut, side, mode="gbn"):
 
 
 class LinkEnv(uvm_env):
-    """Agents, network, scoreboards, the model oracles and coverage around
+    """Agents, network, scoreboards, the cycle twins and coverage around
     the Pair DUT. ``params`` (ConfigDB): ``width``, ``mtu``, ``seq_bits``,
     ``window``, ``valid_gap``, ``backpressure``, ``bidirectional``, ``phy``
     (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
@@ -174,11 +172,7 @@ class LinkEnv(uvm_env):
     ``mode``: the twins' too), ``bridge_sides`` (those of one bridge only,
     ``{"a": {...}}``) and ``twin_break`` (parameters the twins take
     differently from the Bridges: a deliberate break, which must fail).
-
-    Per bridge: ``oracles[side]``, ``checkers[side]`` and, where a TLP
-    monitor watches its ``tlp_out``, ``oracle_scoreboards[side]`` (the
-    model's TLPs against the bridge's). Call :meth:`settle` with the
-    counters read at the end of the run."""
+    Call :meth:`settle` with the counters read at the end of the run."""
 
     def build_phase(self):
         p = self.cdb_get("params")
@@ -215,23 +209,11 @@ class LinkEnv(uvm_env):
                 dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True,
                 ready_fn=wire.mac_ready))
             setattr(self, f"{src}_wire", out)
-        config = LinkConfig(mode=p["mode"], seq_bits=p["seq_bits"], window=p["window"],
-                            mtu=p["mtu"])
-        self.oracles, self.checkers, self.oracle_scoreboards = {}, {}, {}
-        for peer, side in (("b", "a"), ("a", "b")):
-            oracle = ReceiverOracle(f"oracle_{side}", self, config, self.wires[peer + side].driver)
-            self.oracles[side] = oracle
-            self.checkers[side] = SenderChecker(f"checker_{side}", self, config, oracle)
-            if side in self.rx:
-                sb = Scoreboard(f"oracle_sb_{side}", self)
-                if p["np_block_cycles"]:        # the receive queues reorder too
-                    sb.pass_rule = tlp_pass_rule
-                self.oracle_scoreboards[side] = sb
         self.credit_monitors = {
             src + dst: CreditMonitor(f"credits_{src}{dst}", self, p["seq_bits"],
                                      enabled=bool(p["credits"]))
             for src, dst in (("a", "b"), ("b", "a"))}
-        self.coverage = LinkCoverage("coverage", self, dut, config.modulus, p["coverage_file"])
+        self.coverage = LinkCoverage("coverage", self, dut, 1 << p["seq_bits"], p["coverage_file"])
         self.pcap = link_capture(self, frame)      # PCAP=1: tb/capture.py
         self.twins = {}
         if p["twin"]:       # created now, before the test's reset
@@ -248,12 +230,7 @@ class LinkEnv(uvm_env):
             self.rx[dst].ap.connect(sb.actual_export)
         for key, wire in self.wires.items():
             getattr(self, f"{key[0]}_wire").ap.connect(wire.frame_export)
-            oracle = self.oracles[key[1]]
-            wire.handed_ap.connect(oracle.frame_export)
-            oracle.ap.connect(self.checkers[key[1]].peer_export)
-            oracle.ap.connect(self.coverage.observation_export)
-        for side, checker in self.checkers.items():
-            getattr(self, f"{side}_wire").ap.connect(checker.frame_export)
+        for side in ("a", "b"):
             getattr(self, f"{side}_wire").ap.connect(self.coverage.frame_exports[side])
         # what each bridge took in (as the scoreboard predicts it) and put out
         self.ingress = {src: [] for src in self.tx}
@@ -272,9 +249,6 @@ class LinkEnv(uvm_env):
             src, dst = key
             self.wires[dst + src].handed_ap.connect(monitor.limit_export)
             getattr(self, f"{src}_wire").ap.connect(monitor.sent_export)
-        for side, sb in self.oracle_scoreboards.items():
-            self.oracles[side].tlp_ap.connect(sb.expected_export)
-            self.rx[side].ap.connect(sb.actual_export)
 
     def check_phase(self):
         for twin in self.twins.values():
@@ -284,9 +258,7 @@ class LinkEnv(uvm_env):
     def settle(self, counters):
         """Hand both bridges' counters ({side: :func:`read_bridge_counters`},
         read in the read-only phase after a clock edge, so that every frame
-        a ``frame_in`` has taken is counted) to the oracles and coverage."""
-        for side, oracle in self.oracles.items():
-            oracle.settle(counters[side])
+        a ``frame_in`` has taken is counted) to the coverage."""
         self.coverage.settle(counters)
 
 

@@ -170,6 +170,11 @@ class PeerCredits(wiring.Component):
     class would stall for good. Those are counted in ``invalid``. (With
     ``enable`` clear, consumed runs past the limits: only the first rule
     holds.)
+
+    A frame's fields are registered here first and taken a cycle later:
+    they come from the receive side's deframer, across the chip from the
+    transmit queues that read ``limit`` (at 256 bits that wire was the
+    Bridge's critical path).
     """
 
     def __init__(self):
@@ -184,9 +189,12 @@ class PeerCredits(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        update = Signal()
+        received = Signal(Limits())
+        m.d.sync += [update.eq(self.update), received.eq(self.received)]
         invalid = []
         for k in range(3):
-            new, cur, consumed = self.received[k], self.limit[k], self.consumed[k]
+            new, cur, consumed = received[k], self.limit[k], self.consumed[k]
             for part, bits in (("hdr", HDR_BITS), ("data", DATA_BITS)):
                 name = f"{CLASSES[k]}_{part}"
                 ahead = Signal(bits, name=f"ahead_{name}")
@@ -195,9 +203,9 @@ class PeerCredits(wiring.Component):
                 m.d.comb += [ahead.eq(getattr(new, part) - getattr(cur, part)),
                              room.eq(getattr(new, part) - getattr(consumed, part)),
                              legal.eq((room <= 1 << (bits - 1)) | ~self.enable)]
-                with m.If(self.update & ~ahead[-1] & legal):
+                with m.If(update & ~ahead[-1] & legal):
                     m.d.sync += getattr(cur, part).eq(getattr(new, part))
                 invalid.append(~ahead[-1] & ~legal)
-        with m.If(self.update & Cat(*invalid).any()):
+        with m.If(update & Cat(*invalid).any()):
             m.d.sync += self.invalid.eq(self.invalid + 1)
         return m
