@@ -97,20 +97,30 @@ QUICK_POINTS = {
 
 def system(width=WIDTH):
     """The disaggregated RTL of the end-to-end bench: two host links, the
-    fabric's tables behind its CSRs."""
+    fabric's tables behind its CSRs; the device bridges' TLP ports, which
+    meet the fabric inside, also shown as outputs ``d{i}_tlp_in`` and
+    ``d{i}_tlp_out`` (:class:`~tlpoe.tb.tops.Tapped`) for their cycle twins."""
     from ..rtl.bridge.system import DisaggregatedTop
-    return DisaggregatedTop(width, hosts=2, fabric_csr=True, **bridge_params(width))
+    from ..tb.tops import Tapped
+    top = DisaggregatedTop(width, hosts=2, fabric_csr=True, **bridge_params(width))
+    return Tapped(top, {f"d{i}_{port}": (lambda t, i=i, port=port:
+                                         getattr(t.device_bridges[i], port))
+                        for i in range(2) for port in ("tlp_in", "tlp_out")})
 
 
 def run_system(sim, name, params, report_dir, width=WIDTH, clock_ns=CLOCK_NS):
     """One end-to-end run (``tb/test_e2e.py``) named ``name``, the bridges
-    clocked every ``clock_ns``; returns its record."""
+    clocked every ``clock_ns``; returns its record. ``TWIN=1`` in the
+    environment runs each bridge's cycle twin (``params["twin"]``)."""
     from .runner import run_cocotb
     report = Path(report_dir) / f"{name}.json"
+    if os.environ.get("TWIN", "0") not in ("", "0"):
+        params = {**params, "twin": True}
     run_cocotb(sim, functools.partial(system, width), "system", "tlpoe.tb.test_e2e",
                build_key=build_key(width), testcase="E2eRun", seed=SEED,
                run_name=f"{name}-w{width}" if width != WIDTH else name,
-               params={"width": width, "clock_ns": clock_ns, "report": str(report), **params})
+               params={"width": width, "clock_ns": clock_ns, "report": str(report),
+                       "bridge": bridge_params(width), **params})
     return json.loads(report.read_text())
 
 

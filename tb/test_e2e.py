@@ -27,6 +27,12 @@ Throughout, :class:`~tlpoe.tb.e2e_env.BoundaryChecker` judges every TLP
 entering the chassis or reaching a host against the assignments, and the
 models' own checks (the hosts' and GPUs' completion trackers) must stay
 clean. ``report`` (a path) receives the run's record as JSON.
+
+With ``twin``, each of the four bridges has its cycle twin
+(:class:`~tlpoe.tb.bridge_twin.BridgeTwin`): the model of the whole Bridge,
+compared with the RTL in every cycle, every frame and TLP beat and every
+counter. The device bridges' TLP ports meet the fabric inside the design;
+the bench's top (sim/e2e.py ``system``) shows them as outputs for this.
 """
 
 import json
@@ -54,6 +60,7 @@ from tlpoe.tb.e2e_env import (
     BoundaryChecker, EthernetNetwork, ModelTime, RtlTlpPort, device_mac, host_mac, pcie_link,
 )
 from tlpoe.tb.bridge_ports import BridgePorts
+from tlpoe.tb.bridge_twin import BridgeTwin, bridge_model
 from tlpoe.tb.link_env import configure_bridge
 from tlpoe.tb.params import tb_params
 
@@ -71,7 +78,10 @@ P = tb_params(
     mmio_probes=4, dma_sizes=[4096, 65536], saxpy_n=1024, gemm_n=0, gemm_resident_n=0,
     peer_saxpy_n=1024,
     congestion=False, congestion_bytes=65536, attacks=True, reassign=True,
-    timeout_us=2000, report="")
+    timeout_us=2000, report="",
+    # each bridge's cycle twin (tb/bridge_twin.py), built from ``bridge``: the
+    # Bridges' parameters besides width (sim/e2e.py ``bridge_params``)
+    twin=False, bridge={})
 
 HOST_BUS = 1                 # the bus each host sees its remote GPUs on
 HOST_RID = 0x0000            # every host's root complex (each on its own link)
@@ -278,6 +288,10 @@ class E2eTest(uvm_test):
         for i in range(p["hosts"]):
             configure_bridge(dut, f"h{i}", device_mac(i), host_mac(i), p)
             configure_bridge(dut, f"d{i}", host_mac(i), device_mac(i), p)
+        self.twins = [BridgeTwin(dut, side, bridge_model(p["width"], **p["bridge"]),
+                                 name=f"twin_{side}")
+                      for i in range(p["hosts"]) for side in (f"h{i}", f"d{i}")
+                      ] if p["twin"] else []      # created before the reset
         await reset(dut.clk, dut.rst)
         self.start_pool()
         t0 = get_sim_time("ns")
@@ -305,6 +319,8 @@ class E2eTest(uvm_test):
         self.record["switch"] = self.network.switch.counters.as_dict()
         self.record["end_ns"] = get_sim_time("ns")
         self.record["boundary_checked"] = dict(self.boundary.checked)
+        self.record["twins"] = {t.name: dict(cycles=t.cycles, seconds=round(t.seconds, 1))
+                                for t in self.twins}
         self.drop_objection()
 
     async def attack_phase(self, first):
@@ -360,6 +376,9 @@ class E2eTest(uvm_test):
     # ---------------------------------------------------------------- checks
     def check_phase(self):
         r = self.record
+        for twin in self.twins:
+            self.logger.info(twin.summary())
+            twin.check()
         assert not self.boundary.violations, \
             f"{len(self.boundary.violations)} TLP(s) crossed an access-table boundary; first: " \
             f"{self.boundary.violations[0]}"

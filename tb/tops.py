@@ -7,11 +7,14 @@ RTL's blocks and never part of the product's Verilog.
 * :class:`Loopback`: an Encapsulator and a Decapsulator side by side (the
   link-less TLP path of both directions, its Ethernet side open);
 * :class:`CheckedQueues`: ClassQueues with an OrderChecker on their egress
-  (the ordering bench's unit).
+  (the ordering bench's unit);
+* :class:`Tapped`: any component with internal streams shown as outputs
+  (the end-to-end bench's device bridges, for their cycle twins).
 """
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 
 from ..models import wire
 from ..rtl.queues.classq import ClassQueues
@@ -22,7 +25,7 @@ from ..rtl.bridge.paths import ORDER_OUTPUTS, order_window
 from ..rtl.queues.order_check import OrderChecker
 from ..rtl.streams import check_width
 
-__all__ = ["Pair", "Loopback", "CheckedQueues"]
+__all__ = ["Pair", "Loopback", "CheckedQueues", "Tapped"]
 
 
 class Pair(wiring.Component):
@@ -125,4 +128,35 @@ class CheckedQueues(wiring.Component):
                 m.d.comb += getattr(checker, name).eq(getattr(self, f"check_{name}"))
             else:
                 m.d.comb += getattr(self, f"check_{name}").eq(getattr(checker, name))
+        return m
+
+
+class Tapped(wiring.Component):
+    """``inner`` with every port under its own name, and each stream of
+    ``taps`` (``{name: function(inner) -> stream interface}``, read after
+    ``inner`` is built) shown as three outputs ``{name}__valid``,
+    ``{name}__payload`` and ``{name}__ready``: the stream's wires as they
+    are, read only. For a bench that must watch a stream the design wires
+    inside (a device bridge's TLP ports meet the fabric inside
+    ``DisaggregatedTop``); a simulator then needs no access below the top."""
+
+    def __init__(self, inner, taps):
+        self.inner = inner
+        self._taps = {name: get(inner) for name, get in taps.items()}
+        members = exposed_members(inner)
+        for name, stream in self._taps.items():
+            for part in ("valid", "payload", "ready"):
+                port = f"{name}__{part}"
+                if port in members:
+                    raise ValueError(f"tap {name!r}: {port} is already a port of the design")
+                members[port] = Out(getattr(stream, part).shape())
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        forward(m, self, self.inner)
+        for name, stream in self._taps.items():
+            for part in ("valid", "payload", "ready"):
+                m.d.comb += getattr(self, f"{name}__{part}").eq(getattr(stream, part))
         return m
