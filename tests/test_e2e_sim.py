@@ -16,8 +16,8 @@ run, Icarus's included."""
 
 import pytest
 
-from tlpoe.sim.e2e import run_system
-from tlpoe.sim.runner import simulators
+from tlpoe.sim.e2e import bridge_params, run_system
+from tlpoe.sim.runner import SimulationFailed, simulators
 
 
 def run(sim, name, tmp_path, **params):
@@ -89,3 +89,17 @@ def test_remote_gpu_ber_and_congestion_verilator(tmp_path):
     c = r["counters"]
     assert sum(c[f"{s}_frames_retransmitted"] for s in ("h0", "d0", "h1", "d1")) > 0, c
     assert r["host1"]["round_trips"] > 0
+
+
+@pytest.mark.skipif("verilator" not in SIMS, reason="the twins run on Verilator in make test")
+def test_the_twins_catch_a_model_configured_apart_from_the_rtl(tmp_path):
+    """The twins' comparison in this bench is not vacuous: models built with
+    64 receive TLP slots against the RTL's 127 must fail the run, naming the
+    first field that differs."""
+    bridge = {**bridge_params(), "queue_tlps": 64}
+    with pytest.raises(SimulationFailed) as failure:
+        run("verilator", "twin-break", tmp_path, dma_sizes=[4096], saxpy_n=64,
+            peer_saxpy_n=64, reassign=False, twin=True, bridge=bridge)
+    log = failure.value.log.read_text()
+    assert "TwinDifference: twin_h0: cycle " in log
+    assert "stats.credits_advertised: RTL [(127, " in log and "model [(64, " in log
