@@ -39,6 +39,7 @@ from ..models.tlp import Tlp
 from ..rtl.streams import DATA_BITS, HDR_BITS
 from ..rtl.tlp_header import CLASSES
 from ..rtl.link.link_common import FEEDBACK_COUNTERS, FEEDBACK_LATENCY
+from ..rtl.queues.credits import PEER_CREDITS_STAGES
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .faults import _refresh_crc, _set
 from .fuzz import FATE_COUNTERS, MAC_LINE, FrameJudge, Prediction, ReceivePort, predict_frame
@@ -127,7 +128,10 @@ class BridgeFuzz:
                                 on_tlp=self.judge.tlp_out,
                                 # elsewhere a beat per cycle
                                 mac_line=MAC_LINE.get(p["width"], (p["width"] / 8, 125.0)),
-                                latency={name: FEEDBACK_LATENCY for name in FEEDBACK_COUNTERS},
+                                latency={**{name: FEEDBACK_LATENCY for name in FEEDBACK_COUNTERS},
+                                         # the peer's credit fields are registered first
+                                         **{name: PEER_CREDITS_STAGES
+                                            for name in ("credit_limit", "credits_invalid")}},
                                 reader=self.ports.stats)
         self.tlp_driver = StreamDriver(dut, "tlp_in", dut.clk, StreamLayout.tlp(p["width"]),
                                        valid_gap=0.3, rng=random.Random(p["seed"]))

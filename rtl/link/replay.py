@@ -217,28 +217,12 @@ class ReplayBuffer(wiring.Component):
         else:
             m.d.comb += reading.eq((words_left != 0) | (held_valid & held_data))
         m.d.comb += full.eq((in_flight == self.window) | reading)
-        # A word taken is written into the body a cycle later, from registers:
-        # the write enable and address reach every block RAM of a wide body
-        # (at 256 bits, the path from ``tail`` through ``full`` to them was
-        # the Bridge's critical path). The reader cannot meet it: a frame is
-        # read only after its descriptor was committed and taken, two cycles
-        # or more after its last word; and while the reader works in a slot,
-        # ``reading`` keeps the words of the frame at ``tail`` out of it.
-        body_w_addr = Signal.like(body_w.addr)
-        body_w_data = Signal.like(body_w.data)
-        body_w_en = Signal()
-        m.d.sync += [
-            body_w_addr.eq(Cat(wr_word[:word_bits], slot(tail)) if slot_bits
-                           else wr_word[:word_bits]),
-            body_w_data.eq(self.words.payload),
-            body_w_en.eq(self.words.valid & self.words.ready),
-        ]
         m.d.comb += [
             self.words.ready.eq(~full),
             self.desc.ready.eq(~full),
-            body_w.addr.eq(body_w_addr),
-            body_w.data.eq(body_w_data),
-            body_w.en.eq(body_w_en),
+            body_w.addr.eq(Cat(wr_word[:word_bits], slot(tail)) if slot_bits else wr_word[:word_bits]),
+            body_w.data.eq(self.words.payload),
+            body_w.en.eq(self.words.valid & self.words.ready),
             desc_w.addr.eq(slot(tail)),
             desc_w.data.eq(self.desc.payload),
             desc_w.en.eq(self.desc.valid & self.desc.ready),

@@ -22,7 +22,8 @@ from ...models.credits_cycles import check_buffers, queue_credits
 from ..streams import DATA_BITS, HDR_BITS, CreditLimit, TlpBeat, check_width
 from ..tlp_header import CLASSES, TlpHeader
 
-__all__ = ["CreditReturn", "CreditAdvertiser", "PeerCredits", "CreditLoop", "Limits",
+__all__ = ["CreditReturn", "CreditAdvertiser", "PeerCredits", "PEER_CREDITS_STAGES",
+           "CreditLoop", "Limits",
            "queue_credits"]
 
 
@@ -157,6 +158,12 @@ class CreditAdvertiser(wiring.Component):
             with m.If(idle != 0xFFFFFF):
                 m.d.sync += idle.eq(idle + 1)
         return m
+
+
+#: Register stages in front of :class:`PeerCredits`' rule: a frame's credit
+#: fields show in ``limit`` and ``invalid`` this many edges later than if
+#: they were taken as they come.
+PEER_CREDITS_STAGES = 1
 
 
 class PeerCredits(wiring.Component):
