@@ -12,7 +12,8 @@ The small case on Verilator also runs each bridge's cycle twin
 (tb/bridge_twin.py): the model of the whole Bridge compared with the RTL in
 every cycle, four bridges at 256 bits, about 122,000 cycles each (about 65 s
 of model time). ``TWIN=1`` in the environment turns the twins on in every
-run, Icarus's included."""
+run, Icarus's included (the small case there: 67,509 cycles per bridge,
+262 s)."""
 
 import pytest
 

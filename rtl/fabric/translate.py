@@ -749,13 +749,18 @@ class TlpMerge(wiring.Component):
         cur = Signal(range(max(2, self.n)))
         turn = Signal(range(max(2, self.n)))
         pick = Signal.like(cur)
-        # the first valid input from `turn` on
-        for t in range(self.n):
-            with m.If(turn == t):
-                order = [(t + k) % self.n for k in range(self.n)]
-                for k, i in enumerate(reversed(order)):
-                    with m.If(inputs[i].valid):
-                        m.d.comb += pick.eq(i)
+        # the first valid input from `turn` on (0 when none), as multiplexers:
+        # an if-chain becomes an `always @*` block, which Icarus evaluates
+        # only once an input changes, so `pick` stayed X after reset while
+        # no input was valid, and X'd `sel`, `tlp_out.valid` and every ready
+        first_valid = Const(0, pick.shape())
+        for t in reversed(range(self.n)):
+            order = [(t + k) % self.n for k in range(self.n)]
+            choice = Const(0, pick.shape())
+            for i in reversed(order):
+                choice = Mux(inputs[i].valid, i, choice)
+            first_valid = Mux(turn == t, choice, first_valid)
+        m.d.comb += pick.eq(first_valid)
         sel = Signal.like(cur)
         m.d.comb += sel.eq(Mux(busy, cur, pick))
         out = self.tlp_out
