@@ -1,7 +1,9 @@
 """The ordering checker in cycles: a thin wrapper that gives
 :class:`~tlpoe.models.ordering.OrderMonitor`'s verdicts (the rules, not
 restated here) the timing of the RTL's
-:class:`~tlpoe.rtl.queues.order_check.OrderChecker`: its taps (the first
+:class:`~tlpoe.rtl.queues.order_check.OrderChecker`: its stream inputs
+registered first (``INPUT_STAGES``; every delay below counts from the
+registered beat, ``irq_clear`` is not staged), its taps (the first
 three DWs of each TLP as its beats go by, a short TLP keeping the DWs
 of the one before), the egress's stamps read on the first beat, the
 request table's lookup on the beat with DW 2 and its writes three
@@ -19,21 +21,28 @@ what the RTL shows before the edge. ``tests/test_order_twin.py`` proves
 it against the RTL in amaranth.sim, every output every cycle.
 """
 
-from collections import defaultdict, namedtuple
+from collections import defaultdict, deque, namedtuple
 
 from .ordering import CHECK_CELLS, OrderFields, OrderMonitor
 
-__all__ = ["LATENCY", "OrderCycle", "CycleOrderChecker", "order_window"]
+__all__ = ["INPUT_STAGES", "LATENCY", "OrderCycle", "CycleOrderChecker", "order_window"]
 
+#: Registers on the checker's stream inputs (its three taps and the
+#: egress's stamps) before any of its logic: every timing below counts
+#: from the registered beat, ``INPUT_STAGES`` cycles after the beat is
+#: taken. The RTL's ``OrderChecker.INPUT_STAGES``.
+INPUT_STAGES = 1
 #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
 #: cycle ``c + LATENCY`` on (and in ``verdict`` in ``c + LATENCY - 1``): the
 #: RTL's ``OrderChecker.latency``.
-LATENCY = 5
-#: Cycles from a stage's event to its counter: a stamp error (from the
-#: egress's last beat), a window error (from the arrival's), a write
-#: collision (from the request's); and from a request's last beat to its
-#: table entry being read.
+LATENCY = INPUT_STAGES + 5
+#: Cycles from a stage's event (its registered beat) to its counter: a
+#: stamp error (from the egress's last beat), a window error (from the
+#: arrival's), a write collision (from the request's); and from a request's
+#: last beat to its table entry being read.
 STAMP_ERROR_DELAY, WINDOW_ERROR_DELAY, COLLISION_DELAY, TABLE_DELAY = 3, 4, 4, 3
+#: From the registered last beat to the verdict (``- 1``) and the counters.
+_JUDGE_DELAY = LATENCY - INPUT_STAGES
 
 COUNTERS = ("violations", "tlps_checked", "window_errors", "stamp_errors",
             "write_collisions")
@@ -87,6 +96,8 @@ class CycleOrderChecker:
     def reset(self):
         self.monitor = OrderMonitor(self.window, self.tag_bits)
         self.taps = [_Tap(self.width) for _ in range(3)]      # in, out, req
+        # the stream inputs on their way through the input registers
+        self.staged = deque([(None, None, (0, 0), None)] * INPUT_STAGES)
         self.cycle = 0
         self.looked = None                  # the table entry the last lookup read
         self.requests = defaultdict(list)   # cycle -> requests written before it
@@ -116,6 +127,8 @@ class CycleOrderChecker:
              irq_clear=False):
         """One clock cycle; returns the :class:`OrderCycle` shown before the edge."""
         shown, mon, now = self.outputs(), self.monitor, self.cycle
+        self.staged.append((in_beat, out_beat, tuple(out_stamps), req_beat))
+        in_beat, out_beat, out_stamps, req_beat = self.staged.popleft()
         for tlp in self.requests.pop(now, ()):      # the table as this cycle reads it
             before = mon.write_collisions
             mon.request(tlp)
@@ -186,11 +199,12 @@ class CycleOrderChecker:
         if mon.stamp_errors != before:
             self._later(STAMP_ERROR_DELAY, "stamp_errors")
             return
-        self.verdicts[self.cycle + LATENCY - 1] = sum(1 << CHECK_CELLS.index(c) for c in cells)
-        self._later(LATENCY, "tlps_checked")
+        self.verdicts[self.cycle + _JUDGE_DELAY - 1] = sum(1 << CHECK_CELLS.index(c)
+                                                           for c in cells)
+        self._later(_JUDGE_DELAY, "tlps_checked")
         if cells:
-            self._later(LATENCY, "violations")
-            self.bad[self.cycle + LATENCY - 1] = (cells, sp, f.tag)
+            self._later(_JUDGE_DELAY, "violations")
+            self.bad[self.cycle + _JUDGE_DELAY - 1] = (cells, sp, f.tag)
 
 
 def order_window(tlps):

@@ -51,10 +51,14 @@ comparison, 2 to 3 more per position in the pipeline; two block RAMs of
 requests' read-modify-write). At W = 64 (the receive queues of 32 TLPs per
 class): about 3,000 flip-flops and 2,500 LUTs.
 
-Timing: a TLP whose last beat is taken in cycle ``c`` is judged in
-``verdict`` (valid in ``verdict_valid``, in egress order) in cycle
-``c + 4`` and in the counters from ``c + latency`` on (5). An ingress TLP
-is inside from three cycles after its last beat (its kind registered, then
+Timing: the stream inputs are registered before any logic
+(``INPUT_STAGES``, 1), so the checker can be placed a register's hop from
+the queues it watches; the times below count from the registered beat,
+one cycle after the beat is taken. A TLP whose last beat is taken in
+cycle ``c`` is judged in ``verdict`` (valid in ``verdict_valid``, in
+egress order) in cycle ``c + latency - 1`` and in the counters from
+``c + latency`` on (6). An ingress TLP is inside from three cycles after
+its (registered) last beat (its kind registered, then
 the ring's write enables, then the position); a TLP may leave from the
 cycle after its last beat in, and the rings are read for it two cycles
 after its last beat out, so every TLP that came in before it (itself
@@ -70,6 +74,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...models.order_cycles import INPUT_STAGES, LATENCY
 from ...models.ordering import CHECK_CELLS
 from ..streams import TlpBeat, check_width
 from ..tlp_header import CPL, NP, P, TlpHeader
@@ -157,9 +162,11 @@ class OrderChecker(wiring.Component):
     ``tlps_checked``, ``window_errors``, ``stamp_errors`` and
     ``write_collisions``. No backpressure."""
 
+    #: Registers on the stream inputs before any of the checker's logic.
+    INPUT_STAGES = INPUT_STAGES
     #: A TLP whose last beat is taken in cycle ``c`` is in the counters from
     #: cycle ``c + latency`` on (and in ``verdict`` in cycle ``c + latency - 1``).
-    latency = 5
+    latency = LATENCY
     #: Ring positions per copy of the leaving TLP's IDs (the fan-out of each copy).
     GROUP = 16
 
@@ -201,7 +208,11 @@ class OrderChecker(wiring.Component):
         # --- ingress: the fields and the kind registered on the last beat; the
         # ring's write enables a cycle later, from registers; the ring written
         # a cycle after that (the fields registered again)
-        ti = _tap(m, self.width, self.in_valid, self.in_beat, "in")
+        # --- the taps' inputs registered first (``INPUT_STAGES``): the checker
+        # may sit anywhere on the part, a register's hop from the queues it watches
+        s = self._staged(m)
+
+        ti = _tap(m, self.width, s.in_valid, s.in_beat, "in")
         fi = _fields(m, ti.dws, "in_fields")
         i1, i2 = Signal(_Fields()), Signal(_Fields())
         p1, c1 = Signal(), Signal()
@@ -215,17 +226,17 @@ class OrderChecker(wiring.Component):
         # --- the table of requests (D2b) --------------------------------------------------
         m.submodules.requests = table = memory.Memory(shape=_Request(), depth=2 ** self.tag_bits,
                                                       init=[])
-        self._requests(m, table)
+        self._requests(m, table, s)
 
         # --- egress, stage 0: the header and stamps; the completion's request looked up ------
-        to = _tap(m, self.width, self.out_valid, self.out_beat, "out",
-                  Cat(self.out_posted, self.out_cpls))
+        to = _tap(m, self.width, s.out_valid, s.out_beat, "out",
+                  Cat(s.out_posted, s.out_cpls))
         fo = _fields(m, to.dws, "out_fields")
         look = table.read_port()
         tag_beat = 2 // (self.width // 32)
         dw0 = to.lane(0) if tag_beat == 0 else to.held[0]
         m.d.comb += [
-            look.en.eq(self.out_valid & (to.index == tag_beat)),
+            look.en.eq(s.out_valid & (to.index == tag_beat)),
             look.addr.eq(TlpHeader(Cat(dw0, Const(0, 32), to.lane(2))).completion_tag
                          [:self.tag_bits]),
         ]
@@ -385,11 +396,25 @@ class OrderChecker(wiring.Component):
         r.earlier = earlier
         return r
 
-    def _requests(self, m, table):
+    def _staged(self, m):
+        """The stream inputs (``in_*``, ``out_*`` with the stamps, ``req_*``)
+        a register later: ``INPUT_STAGES`` cycles on every path into the
+        checker, none of its logic before a register. ``irq_clear`` is not
+        staged."""
+        s = SimpleNamespace()
+        for name in ("in_valid", "in_beat", "out_valid", "out_beat", "out_posted",
+                     "out_cpls", "req_valid", "req_beat"):
+            port = getattr(self, name)
+            staged = Signal(port.shape(), name=f"{name}_r")
+            m.d.sync += staged.eq(port)
+            setattr(s, name, staged)
+        return s
+
+    def _requests(self, m, table, s):
         """The opposite direction's non-posted requests into the per-tag
         table: read, then written a cycle later (a write in that cycle to
         the tag read is forwarded)."""
-        tr = _tap(m, self.width, self.req_valid, self.req_beat, "req")
+        tr = _tap(m, self.width, s.req_valid, s.req_beat, "req")
         fr = _fields(m, tr.dws, "req_fields")
         r1_valid, r1 = Signal(), Signal(_Fields())
         m.d.sync += r1_valid.eq(tr.done & (fr.cls == NP))
