@@ -216,7 +216,13 @@ class ReplayBuffer(wiring.Component):
                 (held_valid & held_data & (slot(held.seq) == slot(tail))))
         else:
             m.d.comb += reading.eq((words_left != 0) | (held_valid & held_data))
-        m.d.comb += full.eq((in_flight == self.window) | reading)
+        # ``in_flight == window``, kept in a register (``at_window``) worked out
+        # from this cycle's next tail and head: the store's ``ready`` then does
+        # not wait for the ``tail - head`` subtraction (in the 256-bit Bridge,
+        # head -> tail - head -> ready -> the packer's slice -> the body's
+        # write enables was the critical path)
+        at_window = Signal()
+        m.d.comb += full.eq(at_window | reading)
         m.d.comb += [
             self.words.ready.eq(~full),
             self.desc.ready.eq(~full),
@@ -251,6 +257,9 @@ class ReplayBuffer(wiring.Component):
         new_head = Signal(n)
         m.d.comb += new_head.eq(Mux(ack_ok, ack_seq + 1, head))
         m.d.sync += head.eq(new_head)
+        stored_next = mod(tail - new_head, "stored_next")   # before this cycle's frame
+        m.d.sync += at_window.eq(Mux(self.desc.valid & self.desc.ready,
+                                     stored_next == self.window - 1, stored_next == self.window))
         nak_ok = Signal()
         m.d.comb += nak_ok.eq(nak_in & within(nak_seq, head, wire_span))
         with m.If(nak_in & ~nak_ok & ahead(nak_seq, head)):
