@@ -477,10 +477,14 @@ class ClassQueues(wiring.Component):
                                                else heads[k].stamp),
                                  pick_posted.eq(heads[k].stamp), pick_cpls.eq(heads[k].cpls),
                                  pick_beats.eq(heads[k].beats), pick_one.eq(heads[k].one)]
+        # `cur` one-hot and gated by `busy` (`serving[k]` is `busy & (cur == k)`,
+        # kept as registers): the output's valid, and so the grant of the
+        # next TLP while this one's last beat leaves, decode nothing
+        serving = Signal(3)
         out = self.tlp_out
         beat = TlpBeat(self.width)(Array(b.r_data for b in beats)[cur])
         m.d.comb += [
-            out.valid.eq(busy & Array(b.r_rdy for b in beats)[cur]),
+            out.valid.eq((serving & Cat(*(b.r_rdy for b in beats))) != 0),
             out.payload.data.eq(beat.data),
             out.payload.keep.eq(beat.keep),
             out.payload.last.eq(beat.last),
@@ -493,7 +497,7 @@ class ClassQueues(wiring.Component):
         m.d.comb += granted.eq((~busy | (sent & last_q)) & any_eligible)
         for k, (b, d) in enumerate(zip(beats, descs)):
             m.d.comb += [
-                b.r_en.eq(sent & (cur == k)),
+                b.r_en.eq(out.ready & serving[k] & b.r_rdy),
                 d.r_en.eq(granted & (pick == k)),
             ]
             with m.If(granted & (pick == k)):
@@ -506,7 +510,7 @@ class ClassQueues(wiring.Component):
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
                          cur_stamp.eq(pick_stamp), cur_posted.eq(pick_posted), cur_cpls.eq(pick_cpls),
-                         busy.eq(1),
+                         busy.eq(1), serving.eq(1 << pick),
                          left.eq(pick_beats),
                          last_q.eq(pick_one)]
             with m.If(pick == P):
@@ -514,7 +518,7 @@ class ClassQueues(wiring.Component):
         with m.Elif(sent):
             m.d.sync += [left.eq(left - 1), last_q.eq(left == 2)]
             with m.If(last_q):
-                m.d.sync += busy.eq(0)
+                m.d.sync += [busy.eq(0), serving.eq(0)]
         return m
 
     @staticmethod
