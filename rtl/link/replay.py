@@ -257,9 +257,15 @@ class ReplayBuffer(wiring.Component):
         new_head = Signal(n)
         m.d.comb += new_head.eq(Mux(ack_ok, ack_seq + 1, head))
         m.d.sync += head.eq(new_head)
-        stored_next = mod(tail - new_head, "stored_next")   # before this cycle's frame
-        m.d.sync += at_window.eq(Mux(self.desc.valid & self.desc.ready,
-                                     stored_next == self.window - 1, stored_next == self.window))
+        # frames stored after this cycle's ACK, before this cycle's frame: both
+        # cases worked out from registers in parallel, the ACK's check picks
+        stored_acked = mod(tail - ack_seq - 1, "stored_acked")
+        fire = self.desc.valid & self.desc.ready
+        m.d.sync += at_window.eq(Mux(ack_ok,
+                                     Mux(fire, stored_acked == self.window - 1,
+                                         stored_acked == self.window),
+                                     Mux(fire, in_flight == self.window - 1,
+                                         in_flight == self.window)))
         nak_ok = Signal()
         m.d.comb += nak_ok.eq(nak_in & within(nak_seq, head, wire_span))
         with m.If(nak_in & ~nak_ok & ahead(nak_seq, head)):
