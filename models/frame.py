@@ -16,16 +16,16 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum
 
 from .wire import (
-    BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN,
-    MIN_FRAME, MIN_TLP, PREFIX_LEN, TLP_PREFIX, VERSION, FrameType, body_capacity,
-    max_tlp_bytes,
+    BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, KEEPALIVE_FIELDS,
+    KEEPALIVE_OFFSET, MIN_FRAME, MIN_TLP, PREFIX_LEN, TLP_PREFIX, VERSION, FrameType,
+    body_capacity, max_tlp_bytes,
 )
 
 __all__ = [
     "DropReason", "FrameError", "Frame", "CHECK_ORDER", "CREDIT_FIELDS",
     "FLAG_ACK_VALID", "FLAG_CREDITS_VALID", "DEFAULT_DST_MAC", "DEFAULT_SRC_MAC",
     "PREAMBLE_SFD_LEN", "FCS_LEN", "IFG_LEN",
-    "encode_frame", "decode_frame", "pad_to_minimum", "frame_crc",
+    "encode_frame", "decode_frame", "pad_to_minimum", "frame_crc", "keepalive_credits",
     "aggregate", "frames_for", "largest_tlp", "frame_overhead_bytes", "wire_bytes",
     "wire_efficiency", "FrameStats",
 ]
@@ -133,6 +133,17 @@ class Frame:
         """The six credit fields as a dict (keys :data:`CREDIT_FIELDS`)."""
         return {name: getattr(self, name) for name in CREDIT_FIELDS}
 
+    @property
+    def keepalive(self):
+        """A KEEPALIVE's link-state fields (:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`),
+        read from the bytes the credit fields occupy."""
+        raw = bytearray(KEEPALIVE_FIELDS.length)
+        for name in CREDIT_FIELDS:
+            f = BRIDGE_HEADER[name]
+            at = f.offset - KEEPALIVE_OFFSET
+            raw[at:at + f.size] = getattr(self, name).to_bytes(f.size, "big")
+        return KEEPALIVE_FIELDS.unpack(bytes(raw))
+
     def encode(self):
         """The frame's bytes again (unpadded); ``reserved`` is sent as 0."""
         return encode_frame(
@@ -148,6 +159,20 @@ def frame_crc(frame, payload_length):
     """The end-to-end CRC of ``frame``: ``zlib.crc32`` of bytes
     ``ETH_LEN .. HEADER_LEN + payload_length - 1`` (bridge header and TLP area)."""
     return zlib.crc32(memoryview(frame)[ETH_LEN:HEADER_LEN + payload_length])
+
+
+def keepalive_credits(**fields):
+    """The credit-field values (for :func:`encode_frame`'s ``credits``) that
+    carry a KEEPALIVE's link-state ``fields`` (names of
+    :data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`)."""
+    raw = KEEPALIVE_FIELDS.pack(**fields)
+    out = {}
+    for name in CREDIT_FIELDS:
+        f = BRIDGE_HEADER[name]
+        at = f.offset - KEEPALIVE_OFFSET
+        out[name] = int.from_bytes(raw[at:at + f.size], "big")
+    return out
+
 
 
 def _check_tlp(index, tlp):

@@ -101,11 +101,11 @@ from dataclasses import dataclass, field, fields
 
 from .frame import (
     FLAG_ACK_VALID, DropReason, FrameError, decode_frame, encode_frame, frame_crc,
-    largest_tlp,
+    keepalive_credits, largest_tlp,
 )
 from .wire import (
     BRIDGE_HEADER, BRIDGE_LEN, CRC_LEN, ETH_LEN, ETHERTYPE, HEADER_LEN, MIN_TLP, PREFIX_LEN,
-    FrameType, body_capacity,
+    FrameType, LinkState, body_capacity,
 )
 
 __all__ = [
@@ -158,6 +158,16 @@ class LinkConfig:
     max_tlps_per_frame: int | None = None  #: aggregation limit (None: the MTU alone)
     channel: int = 0                     #: bridge header `channel` written on send
     ethertype: int = ETHERTYPE
+    #: The link state machine (docs/link-state.md): None, off (a link that
+    #: goes down stays down until :meth:`LinkEndpoint.reset`); else the
+    #: KEEPALIVE interval: every ``keepalive_ns`` while not UP, and while UP
+    #: once nothing was sent for that long.
+    keepalive_ns: float | None = None
+    #: Silence that takes an UP link down (None: 3 x ``keepalive_ns``, BFD's
+    #: detect multiplier).
+    dead_ns: float | None = None
+    #: The endpoint's first incarnation (32 bits); each :meth:`LinkEndpoint.reset` adds 1.
+    incarnation: int = 1
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -175,10 +185,28 @@ class LinkConfig:
             _check_int("max_tlps_per_frame", self.max_tlps_per_frame, 1)
         _check_int("channel", self.channel, 0, 0xFFFF)
         _check_int("ethertype", self.ethertype, 0, 0xFFFF)
+        if self.keepalive_ns is not None:
+            _check_time("keepalive_ns", self.keepalive_ns, allow_zero=False)
+        if self.dead_ns is not None:
+            if self.keepalive_ns is None:
+                raise ValueError("dead_ns needs keepalive_ns (the link state machine)")
+            _check_time("dead_ns", self.dead_ns, allow_zero=False)
+            if self.dead_ns <= self.keepalive_ns:
+                raise ValueError(f"dead_ns ({self.dead_ns}) must exceed keepalive_ns "
+                                 f"({self.keepalive_ns}): a quiet but healthy peer sends a "
+                                 "KEEPALIVE every keepalive_ns")
+        _check_int("incarnation", self.incarnation, 0, 0xFFFFFFFF)
 
     @property
     def modulus(self):
         return 1 << self.seq_bits
+
+    @property
+    def dead_time(self):
+        """Silence, in ns, that takes an UP link down (None without the state machine)."""
+        if self.keepalive_ns is None:
+            return None
+        return 3 * self.keepalive_ns if self.dead_ns is None else self.dead_ns
 
     @property
     def nak_timeout(self):
@@ -209,6 +237,12 @@ class LinkCounters:
     acks_received: int = 0           #: ACK frames received
     naks_received: int = 0
     link_down_events: int = 0
+    link_up_events: int = 0          #: the state machine's transitions to UP
+    peer_restarts: int = 0           #: KEEPALIVEs with a new peer incarnation
+    keepalives_sent: int = 0
+    keepalives_received: int = 0
+    frames_dropped_restart: int = 0  #: replay-buffer frames dropped on a peer restart
+    tlps_dropped_restart: int = 0    #: ... and their TLPs
     acks_invalid: int = 0            #: acks naming a frame not sent (ignored)
     naks_invalid: int = 0            #: NAKs naming a frame not sent (ignored)
     drops: dict = field(default_factory=lambda: {r.name: 0 for r in DropReason})
@@ -560,7 +594,8 @@ class LinkReceiver:
 class LinkEndpoint:
     """One end of a link: a :class:`LinkSender` and a :class:`LinkReceiver`
     sharing one :class:`LinkCounters`, because every frame carries both
-    directions' state.
+    directions' state; with ``keepalive_ns`` set, the link state machine of
+    docs/link-state.md around them.
 
     Event methods (``now`` in ns, non-decreasing):
 
@@ -571,23 +606,59 @@ class LinkEndpoint:
       or None. The transport calls it whenever its transmitter is idle after
       any event (frames are built at transmit time, so replays and acks are
       always current); :meth:`drain` pulls every frame ready now.
+
+    The link state machine (``keepalive_ns`` not None): the endpoint starts
+    DOWN and sends a KEEPALIVE every ``keepalive_ns`` (its incarnation, the
+    peer's as far as it knows, its state, ``seq`` = its ``base``, the oldest
+    frame not acknowledged). DOWN goes to INIT on a KEEPALIVE saying DOWN,
+    and DOWN or INIT to UP on one saying INIT or UP that names our
+    incarnation. While not UP only KEEPALIVEs are read and only KEEPALIVEs
+    are sent. UP goes DOWN after :attr:`LinkConfig.dead_time` without a good
+    frame, after ``max_retries`` replay-timer expiries without progress, or
+    on a KEEPALIVE saying DOWN (``link_down_events``, ``on_link_down``).
+    On UP every frame not acknowledged is sent again (go-back-N from the
+    oldest; selective repeat queues each). A KEEPALIVE with an incarnation
+    other than the one held (or the first one heard) is a peer restart: the
+    replay buffer's frames are dropped (``frames_dropped_restart``,
+    ``tlps_dropped_restart``; TLPs not yet framed stay queued) and the
+    receiver takes the peer's ``base`` as the next number it expects, from
+    the KEEPALIVE that brings the link UP.
     """
 
-    def __init__(self, config=None, *, on_link_down=None):
+    def __init__(self, config=None, *, on_link_down=None, on_link_up=None):
         self.config = config if config is not None else LinkConfig()
         self.counters = LinkCounters()
         self.on_link_down = on_link_down
+        self.on_link_up = on_link_up
         self.sender = LinkSender(self.config, self.counters)
         self.receiver = LinkReceiver(self.config, self.counters)
         self._mask = self.config.modulus - 1
-        self.down = False
+        self.stateful = self.config.keepalive_ns is not None
+        self.incarnation = self.config.incarnation
+        self._init_state()
+
+    def _init_state(self):
+        self.state = LinkState.DOWN if self.stateful else LinkState.UP
+        self.peer_incarnation = None     # None: no peer heard since reset
+        self.adopt = False               # take the peer's base when UP
+        self.last_heard = self.last_sent = None
+        self.next_keepalive = 0.0        # while not UP: when the next KEEPALIVE is due
+
+    @property
+    def down(self):
+        """True while the link is not UP (without the state machine: after
+        the retry limit, until :meth:`reset`)."""
+        return self.state != LinkState.UP
 
     def reset(self):
-        """Back to the initial state (link up, sequence numbers 0, queues and
-        buffers empty); counters are kept."""
+        """Back to the initial state (sequence numbers 0, queues and buffers
+        empty; with the state machine DOWN, a new incarnation, no peer
+        known); counters are kept."""
         self.sender.reset()
         self.receiver.reset()
-        self.down = False
+        if self.stateful:
+            self.incarnation = (self.incarnation + 1) & 0xFFFFFFFF
+        self._init_state()
 
     def submit(self, tlps, now=0):
         """Queue TLPs (``bytes`` each) for transmission, in order."""
@@ -595,23 +666,100 @@ class LinkEndpoint:
 
     def next_deadline(self):
         """The earliest running timer's deadline (ns), or None."""
-        if self.down:
-            return None
-        deadlines = [t for t in (self.sender.replay_deadline, self.receiver.ack_deadline,
-                                 self.receiver.nak_deadline) if t is not None]
+        if not self.stateful:
+            if self.down:
+                return None
+            timers = (self.sender.replay_deadline, self.receiver.ack_deadline,
+                      self.receiver.nak_deadline)
+        elif self.down:
+            timers = (self.next_keepalive,)
+        else:
+            keepalive = self.config.keepalive_ns
+            timers = (self.sender.replay_deadline, self.receiver.ack_deadline,
+                      self.receiver.nak_deadline,
+                      None if self.last_sent is None else self.last_sent + keepalive,
+                      self.last_heard + self.config.dead_time)
+        deadlines = [t for t in timers if t is not None]
         return min(deadlines) if deadlines else None
 
     def on_timer(self, now):
         if self.down:
             return
+        if self.stateful and now >= self.last_heard + self.config.dead_time:
+            self._go_down(now)
+            return
         self.receiver.on_timer(now)
         if self.sender.on_timer(now):
-            self.down = True
-            self.counters.link_down_events += 1
-            if self.on_link_down is not None:
-                self.on_link_down(self)
+            self._go_down(now)
 
-    def _encode(self, frame_type, seq, tlps=(), entry=None):
+    def _go_down(self, now):
+        self.state = LinkState.DOWN
+        self.counters.link_down_events += 1
+        sender = self.sender
+        sender.replay_deadline, sender.retries = None, 0
+        self.next_keepalive = now
+        if self.on_link_down is not None:
+            self.on_link_down(self)
+
+    def _go_up(self, base, now):
+        self.state = LinkState.UP
+        self.counters.link_up_events += 1
+        self.last_heard = now
+        if self.adopt:
+            self.adopt = False
+            self.receiver.reset()
+            self.receiver.expected = base & self._mask
+            self.receiver.top = self.receiver.expected
+        sender = self.sender
+        if self.config.mode == "gbn":
+            sender.resend_index = 0
+        else:
+            for entry in sender.outstanding:
+                if entry.sends and not entry.queued:
+                    entry.queued = True
+                    sender.resend.append(entry)
+        if self.on_link_up is not None:
+            self.on_link_up(self)
+
+    def _restart(self):
+        """The peer lost its link state: drop the replay buffer's frames."""
+        sender, counters = self.sender, self.counters
+        counters.peer_restarts += 1
+        counters.frames_dropped_restart += len(sender.outstanding)
+        counters.tlps_dropped_restart += sum(len(e.tlps) for e in sender.outstanding)
+        for entry in sender.outstanding:
+            entry.acked = True
+        sender.outstanding.clear()
+        sender.resend.clear()
+        sender.resend_index = 0
+        sender.replay_deadline, sender.retries = None, 0
+        self.receiver.reset()
+
+    def _on_keepalive(self, frame, now):
+        self.counters.keepalives_received += 1
+        k = frame.keepalive
+        if k["incarnation"] != self.peer_incarnation:
+            if self.peer_incarnation is not None:
+                self._restart()
+                if self.state == LinkState.UP:
+                    self._go_down(now)
+            self.peer_incarnation = k["incarnation"]
+            self.adopt = True
+        says = k["state"]
+        names_us = bool(k["peer_known"]) and k["peer_incarnation"] == self.incarnation
+        if self.state == LinkState.UP:
+            if says == LinkState.DOWN:
+                self._go_down(now)
+        elif says in (LinkState.INIT, LinkState.UP) and names_us:
+            self._go_up(frame.seq, now)
+        elif says == LinkState.DOWN or self.state == LinkState.DOWN:
+            self.state = LinkState.INIT
+
+    def _base(self):
+        sender = self.sender
+        return sender.outstanding[0].seq if sender.outstanding else sender.next_seq
+
+    def _encode(self, frame_type, seq, tlps=(), entry=None, credits=None):
         rx = self.receiver
         flags = FLAG_ACK_VALID if rx.ack_valid else 0
         if flags:
@@ -621,14 +769,32 @@ class LinkEndpoint:
             entry.frame = _with_ack(entry.frame, flags, rx.ack)
             return entry.frame
         frame = encode_frame(tlps, seq=seq, ack=rx.ack, flags=flags, frame_type=frame_type,
-                             channel=self.config.channel, ethertype=self.config.ethertype)
+                             channel=self.config.channel, ethertype=self.config.ethertype,
+                             credits=credits)
         if entry is not None:
             entry.frame = frame
         return frame
 
+    def _keepalive(self, now):
+        self.counters.keepalives_sent += 1
+        known = self.peer_incarnation is not None
+        credits = keepalive_credits(incarnation=self.incarnation,
+                                    peer_incarnation=self.peer_incarnation if known else 0,
+                                    peer_known=int(known), state=self.state)
+        return self._encode(FrameType.KEEPALIVE, self._base(), credits=credits)
+
     def poll(self, now):
         """The next frame for the MAC (bytes), or None when nothing is due."""
+        frame = self._poll(now)
+        if frame is not None:
+            self.last_sent = now
+        return frame
+
+    def _poll(self, now):
         if self.down:
+            if self.stateful and now >= self.next_keepalive:
+                self.next_keepalive = now + self.config.keepalive_ns
+                return self._keepalive(now)
             return None
         rx = self.receiver
         nak = rx.next_nak()
@@ -642,6 +808,9 @@ class LinkEndpoint:
         if rx.ack_due:
             self.counters.acks_sent += 1
             return self._encode(FrameType.ACK, 0)
+        if self.stateful and (self.last_sent is None or
+                              now >= self.last_sent + self.config.keepalive_ns):
+            return self._keepalive(now)
         return None
 
     def drain(self, now):
@@ -653,7 +822,7 @@ class LinkEndpoint:
 
     def receive(self, data, now):
         """A frame from the MAC; returns the TLPs it makes deliverable, in order."""
-        if self.down:
+        if self.down and not self.stateful:
             return []
         try:
             frame = decode_frame(data, ethertype=self.config.ethertype, mtu=self.config.mtu)
@@ -663,6 +832,12 @@ class LinkEndpoint:
         counters = self.counters
         counters.frames_received += 1
         frame_type = frame.frame_type
+        if self.stateful:
+            if frame_type == FrameType.KEEPALIVE:
+                self._on_keepalive(frame, now)
+            if self.down:
+                return []
+            self.last_heard = now
         if frame.flags & FLAG_ACK_VALID:
             if frame_type == FrameType.ACK:
                 counters.acks_received += 1

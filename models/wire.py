@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 __all__ = [
-    "Field", "Layout", "FrameType", "ETHERNET", "BRIDGE_HEADER", "TLP_PREFIX",
+    "Field", "Layout", "FrameType", "LinkState", "ETHERNET", "BRIDGE_HEADER", "TLP_PREFIX",
+    "KEEPALIVE_FIELDS", "KEEPALIVE_OFFSET",
     "ETHERTYPE", "VERSION", "ETH_LEN", "BRIDGE_LEN", "HEADER_LEN", "PREFIX_LEN",
     "CRC_LEN", "MIN_FRAME", "MTUS", "body_capacity", "max_tlp_bytes",
 ]
@@ -52,7 +53,7 @@ class FrameType(IntEnum):
     ACK = 1           #: cumulative acknowledgement, no TLPs
     NAK = 2           #: negative acknowledgement: resend from ``seq``, the first frame missing
     CREDIT = 3        #: credit update only
-    KEEPALIVE = 4     #: liveness; carries ACK and credits like any header
+    KEEPALIVE = 4     #: liveness and the link-state handshake (:data:`KEEPALIVE_FIELDS`)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,31 @@ BRIDGE_HEADER = Layout("bridge", 26, [
     Field("credit_np_hdr", 23, 1, "non-posted header credits, cumulative"),
     Field("credit_cpl_hdr", 24, 1, "completion header credits, cumulative"),
     Field("reserved", 25, 1, "0 on send, ignored on receive"),
+])
+
+#: Where a KEEPALIVE frame's link-state fields sit in the bridge header: in
+#: the bytes the credit fields use in other frames (``flags`` bit 1, credits
+#: valid, is 0 in a KEEPALIVE). ``seq`` carries the sender's ``base``.
+KEEPALIVE_OFFSET = 16
+
+
+class LinkState(IntEnum):
+    """A bridge's link state (after BFD's, RFC 5880 section 6.2), in a
+    KEEPALIVE's ``state`` field."""
+    DOWN = 0
+    INIT = 1
+    UP = 2
+
+
+KEEPALIVE_FIELDS = Layout("keepalive", 9, [
+    Field("incarnation", 0, 4, "the sender's incarnation: changes whenever it loses its "
+                               "link state"),
+    Field("peer_incarnation", 4, 4, "the incarnation the sender holds for us "
+                                    "(valid with `peer_known`)"),
+    Field("reserved_ka", 8, 1, "0 on send, ignored on receive", bits=5, shift=3),
+    Field("peer_known", 8, 1, "`peer_incarnation` is valid", bits=1, shift=2),
+    Field("state", 8, 1, "the sender's link state: DOWN 0, INIT 1, UP 2 (3 reserved)",
+          bits=2, shift=0),
 ])
 
 TLP_PREFIX = Layout("tlp_prefix", 4, [

@@ -98,6 +98,21 @@ def _bridge():
             + "\n\n" + flags)
 
 
+def _keepalive():
+    base = wire.ETH_LEN + wire.KEEPALIVE_OFFSET
+    rows = [(_span(base + f.offset, f.size), _span(wire.KEEPALIVE_OFFSET + f.offset, f.size),
+             _bits(f), f"`{f.name}`", f.doc) for f in wire.KEEPALIVE_FIELDS]
+    return ("## KEEPALIVE frames: the link-state handshake\n\n"
+            "A KEEPALIVE carries the link state machine's handshake "
+            "([link-state.md](link-state.md)) in the bytes the credit fields use in "
+            "other frames; its `flags` bit 1 (credits valid) is 0, `tlp_count` and "
+            "`payload_length` are 0, so every receive check applies unchanged. Its "
+            "`seq` is the sender's `base` (the oldest DATA frame not acknowledged, or "
+            "the next one to send), its `ack` as in every frame. States: "
+            + ", ".join(f"{s.name} = {s.value}" for s in wire.LinkState) + ".\n\n"
+            + _table(["Frame offset", "Header offset", "Bits", "Field", "Meaning"], rows))
+
+
 def _prefix():
     rows = [(_span(f.offset, f.size), _bits(f), f"`{f.name}`", f.doc) for f in wire.TLP_PREFIX]
     return ("## TLP prefix (before every TLP)\n\n"
@@ -290,7 +305,7 @@ def render():
         "# tlpoe wire format",
         f"<!-- Generated from models/wire.py and models/frame.py by `{REGENERATE}`; "
         "do not edit by hand. -->",
-        _overview(), _ethernet(), _bridge(), _prefix(), _crc(), _aggregation(),
+        _overview(), _ethernet(), _bridge(), _keepalive(), _prefix(), _crc(), _aggregation(),
         _drops(), _example(), _references(),
     ]
     return "\n\n".join(sections) + "\n"
