@@ -17,7 +17,12 @@ the entry and counts ``tag_reuse``: the same Transaction ID twice is a
 requester bug (the old request can no longer be answered apart from the new
 one), and two requesters using the same tag at once, or two tags equal in
 their low ``tag_bits``, share one slot as well; the old entry's completions
-then match nothing and are late.
+then match nothing and are late. An entry replaced by another transaction
+(another requester, or another Tag with the same low bits) is answered at
+once with its error completion (``evicted``; returned by the next
+:meth:`~CompletionTracker.expire` or :meth:`~CompletionTracker.restart`),
+so that its requester never waits; the same Transaction ID again is not
+(an answer would complete the new request as well).
 
 A completion matching an entry (its Requester ID and whole Tag) is
 delivered and counts ``matched``. It retires the entry when it is final: a
@@ -67,7 +72,7 @@ DEFAULT_HOLD_NS = 10_000_000
 # cocotbext-pcie's Tlp.create_completion_for_tlp and verilog-pcie's
 # pcie_axil_master do. (Tlp.completion_for copies RO and IDO only.)
 _CPL_ATTR = Attr.NS | Attr.RO | Attr.IDO
-_COUNTERS = ("tracked", "matched", "tag_reuse", "late_completions", "timeouts",
+_COUNTERS = ("tracked", "matched", "tag_reuse", "evicted", "late_completions", "timeouts",
              "link_down_completions", "restart_completions")
 
 
@@ -146,6 +151,7 @@ class CompletionTracker:
         self.timeout_ns, self.tag_bits, self.hold_ns = timeout_ns, tag_bits, hold_ns
         self._slots = [None] * (1 << tag_bits)
         self._down_since = None
+        self._answered = []         # error completions of evicted entries, not yet returned
         self._counts = dict.fromkeys(_COUNTERS, 0)
 
     @property
@@ -161,8 +167,14 @@ class CompletionTracker:
         if tlp.ordering_class is not OrderingClass.NON_POSTED:
             return False
         slot = tlp.tag & (len(self._slots) - 1)
-        if self._slots[slot] is not None:
+        old = self._slots[slot]
+        if old is not None:
             self._counts["tag_reuse"] += 1
+            if (old.requester_id, old.tag) != (tlp.requester_id, tlp.tag):
+                # another transaction: answered now, so that it never waits
+                # (the same Transaction ID again gets no answer of its own:
+                # one would complete the new request too)
+                self._answered.append(self._complete(slot, "evicted"))
         byte_count, lower_address = _first_completion(tlp)
         self._slots[slot] = _Entry(tlp.requester_id, tlp.tag, now, byte_count, lower_address,
                                    tlp.tc, tlp.attr & _CPL_ATTR, tlp.type is TlpType.MRdLk)
@@ -198,9 +210,10 @@ class CompletionTracker:
 
     def expire(self, now):
         """Error completions for the entries timed out, and for every entry once
-        the link has been down ``hold_ns``; oldest request first."""
+        the link has been down ``hold_ns``; oldest request first, after those
+        of entries evicted since the last call (``evicted``)."""
         held = self._down_since is not None and now - self._down_since >= self.hold_ns
-        done = []
+        done, self._answered = self._answered, []
         for slot in self._by_age():
             if now - self._slots[slot].sent >= self.timeout_ns:
                 done.append(self._complete(slot, "timeouts"))
@@ -210,7 +223,8 @@ class CompletionTracker:
 
     def restart(self, now):
         """The peer restarted: error completions for every entry, oldest first."""
-        return [self._complete(slot, "restart_completions") for slot in self._by_age()]
+        done, self._answered = self._answered, []
+        return done + [self._complete(slot, "restart_completions") for slot in self._by_age()]
 
     def _by_age(self):
         """Occupied slots, the oldest request first (ties: the lower slot)."""
