@@ -1,0 +1,153 @@
+"""The link state machine (docs/link-state.md): DOWN, INIT, UP after BFD's
+(RFC 5880, 6.2), the KEEPALIVE handshake with incarnations, the keepalive
+and dead timers. Its cycle twin is
+:class:`tlpoe.models.link_state_cycles.CycleLinkState`; the protocol it
+implements is :class:`tlpoe.models.link.LinkEndpoint`'s with
+``keepalive_ns`` set.
+"""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ...models import wire
+from ...models.link_state_cycles import TIMER_BITS
+from ..wirefmt import pack_bytes, unpack_field
+
+__all__ = ["LinkStateMachine"]
+
+KA = wire.KEEPALIVE_FIELDS
+DOWN, INIT, UP = (int(s) for s in (wire.LinkState.DOWN, wire.LinkState.INIT,
+                                   wire.LinkState.UP))
+
+
+class LinkStateMachine(wiring.Component):
+    """One bridge's link state.
+
+    Inputs, each for one cycle: ``rx_good`` (a frame passed the receive
+    checks), ``rx_keepalive`` (... and it is a KEEPALIVE, its fields in
+    ``rx_fields``, the :data:`~tlpoe.models.wire.KEEPALIVE_FIELDS` bytes in
+    lane order, and its ``seq`` in ``rx_base``), ``retry_limit`` (the
+    replay timer expired ``max_retries`` times without progress),
+    ``frame_sent`` (a frame of any type went to the framer) and
+    ``keepalive_sent`` (... a KEEPALIVE). Configuration, in cycles:
+    ``keepalive`` (the KEEPALIVE interval; 0 is taken as 1) and ``dead``
+    (silence that takes UP down); ``incarnation`` is XORed into the
+    bridge's own count of resets (a register ``rst`` does not clear, one
+    more after every reset).
+
+    Outputs: ``state`` and ``up``; ``keepalive_due`` (a KEEPALIVE is to be
+    sent: while not UP every ``keepalive`` cycles and at once on going
+    DOWN, while UP once nothing was sent for ``keepalive`` cycles), with
+    ``tx_fields``, the KEEPALIVE's fields as bytes; one-cycle pulses
+    ``rewind`` (the link came UP: resend every frame not acknowledged),
+    ``restart`` (the peer restarted: drop the stored frames, start the
+    credits again) and ``adopt`` with ``adopt_base`` (the receiver's next
+    expected sequence number, on the UP after a restart or after reset);
+    counters ``link_up_events``, ``link_down_events``, ``peer_restarts``,
+    ``keepalives_sent``, ``keepalives_received``; the ``peer_incarnation``
+    held (valid with ``peer_known``) and ``incarnation``.
+
+    Timing: a KEEPALIVE's pulse moves the state, the pulses and the
+    counters at the edge that ends its cycle (they show in the next);
+    ``rewind``, ``restart`` and ``adopt`` are registered (one cycle). A
+    KEEPALIVE in the same cycle as ``retry_limit`` or the dead time is
+    handled first, and the timers then act on the state it left.
+    """
+
+    def __init__(self, *, keepalive=2500, dead=7500, incarnation=0):
+        for name, value in (("keepalive", keepalive), ("dead", dead)):
+            if not isinstance(value, int) or not 1 <= value < 2 ** TIMER_BITS:
+                raise ValueError(f"{name} must be 1..2**{TIMER_BITS}-1 cycles, not {value!r}")
+        if dead <= keepalive:
+            raise ValueError(f"dead ({dead}) must exceed keepalive ({keepalive}) cycles")
+        if not isinstance(incarnation, int) or not 0 <= incarnation < 2 ** 32:
+            raise ValueError(f"incarnation must be a 32-bit number, not {incarnation!r}")
+        super().__init__({
+            "rx_good": In(1), "rx_keepalive": In(1), "rx_fields": In(8 * KA.length),
+            "rx_base": In(32), "retry_limit": In(1), "frame_sent": In(1),
+            "keepalive_sent": In(1),
+            "keepalive": In(TIMER_BITS, init=keepalive), "dead": In(TIMER_BITS, init=dead),
+            "incarnation": In(32, init=incarnation),
+            "state": Out(2), "up": Out(1), "keepalive_due": Out(1),
+            "tx_fields": Out(8 * KA.length),
+            "rewind": Out(1), "restart": Out(1), "adopt": Out(1), "adopt_base": Out(32),
+            "peer_incarnation": Out(32), "peer_known": Out(1), "own_incarnation": Out(32),
+            "link_up_events": Out(32), "link_down_events": Out(32), "peer_restarts": Out(32),
+            "keepalives_sent": Out(32), "keepalives_received": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(2, init=DOWN)
+        # the resets seen: `rst` does not clear it; one more after each reset
+        resets = Signal(32, init=0, reset_less=True)
+        fresh = Signal(init=1)
+        with m.If(fresh):
+            m.d.sync += [resets.eq(resets + 1), fresh.eq(0)]
+        mine = Signal(32)
+        m.d.comb += [mine.eq(resets ^ self.incarnation), self.own_incarnation.eq(mine),
+                     self.state.eq(state), self.up.eq(state == UP)]
+
+        peer, known, adopt_pending = self.peer_incarnation, self.peer_known, Signal()
+        theirs = unpack_field(KA, "incarnation", self.rx_fields)
+        says = unpack_field(KA, "state", self.rx_fields)
+        names_us = (unpack_field(KA, "peer_known", self.rx_fields) &
+                    (unpack_field(KA, "peer_incarnation", self.rx_fields) == mine))
+        ka = self.rx_keepalive
+        new_peer = ka & (~known | (theirs != peer))
+        restart = ka & known & (theirs != peer)
+        # the state the KEEPALIVE finds: a restart takes UP down first
+        found = Signal(2)
+        m.d.comb += found.eq(Mux(restart & (state == UP), DOWN, state))
+        go_up, go_down, to_init = Signal(), Signal(), Signal()
+        m.d.comb += [
+            go_up.eq(ka & (found != UP) & ((says == INIT) | (says == UP)) & names_us),
+            to_init.eq(ka & (found != UP) & ~go_up & ((says == DOWN) | (found == DOWN))),
+        ]
+
+        # --- the timers -------------------------------------------------------------
+        heard = Signal(TIMER_BITS)       # cycles since a good frame
+        sent = Signal(TIMER_BITS)        # cycles since a frame went out
+        since_ka = Signal(TIMER_BITS, init=2 ** TIMER_BITS - 1)    # ... a KEEPALIVE: one due at once
+        for timer, restart_on in ((heard, self.rx_good), (sent, self.frame_sent),
+                                  (since_ka, self.keepalive_sent)):
+            with m.If(restart_on):
+                m.d.sync += timer.eq(0)
+            with m.Elif(timer != 2 ** TIMER_BITS - 1):
+                m.d.sync += timer.eq(timer + 1)
+        silent = (state == UP) & ~ka & (heard >= self.dead)
+        m.d.comb += go_down.eq(Mux(ka, (found == UP) & (says == DOWN) | restart & (state == UP),
+                                   (state == UP) & (self.retry_limit | silent)))
+        m.d.comb += self.keepalive_due.eq(Mux(state == UP, sent >= self.keepalive,
+                                              since_ka >= self.keepalive))
+
+        # --- the state, the pulses, the counters ------------------------------------------
+        m.d.sync += [self.rewind.eq(go_up), self.restart.eq(restart),
+                     self.adopt.eq(go_up & (adopt_pending | new_peer))]
+        with m.If(go_up):
+            m.d.sync += [state.eq(UP), self.adopt_base.eq(self.rx_base),
+                         self.link_up_events.eq(self.link_up_events + 1), adopt_pending.eq(0),
+                         heard.eq(0)]
+        with m.Elif(go_down | to_init):
+            m.d.sync += state.eq(Mux(to_init, INIT, DOWN))
+            with m.If(new_peer):
+                m.d.sync += adopt_pending.eq(1)
+        with m.Elif(new_peer):
+            m.d.sync += adopt_pending.eq(1)
+        with m.If(go_down):
+            m.d.sync += [self.link_down_events.eq(self.link_down_events + 1),
+                         since_ka.eq(self.keepalive)]        # a KEEPALIVE at once
+        with m.If(new_peer):
+            m.d.sync += [peer.eq(theirs), known.eq(1)]
+        with m.If(restart):
+            m.d.sync += self.peer_restarts.eq(self.peer_restarts + 1)
+        with m.If(ka):
+            m.d.sync += self.keepalives_received.eq(self.keepalives_received + 1)
+        with m.If(self.keepalive_sent):
+            m.d.sync += self.keepalives_sent.eq(self.keepalives_sent + 1)
+
+        m.d.comb += self.tx_fields.eq(pack_bytes(KA, incarnation=mine,
+                                                 peer_incarnation=Mux(known, peer, 0),
+                                                 peer_known=known, state=state))
+        return m

@@ -1,0 +1,122 @@
+"""The link state machine's cycle twin (``models/link_state_cycles.py``)
+against the RTL (``rtl/link/link_state.py``) in amaranth.sim, every
+output in every cycle, under random KEEPALIVEs (peers old and new, every
+state, naming us or not), good frames, silences, retry limits, frames and
+KEEPALIVEs sent, and resets."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module, ResetInserter, Signal
+
+from tlpoe.models.link_state_cycles import CycleLinkState
+from tlpoe.models.wire import KEEPALIVE_FIELDS as KA
+from tlpoe.rtl.link.link_state import LinkStateMachine
+
+from tlpoe.tb.twin_sim import assert_same, simulate
+
+KEEPALIVE, DEAD, SEED_INCARNATION = 5, 13, 0x5A5A0000
+
+
+def as_bytes(fields):
+    return int.from_bytes(KA.pack(**fields), "little")
+
+
+def run_twin(seed, cycles, break_model=None):
+    rng = random.Random(seed)
+    dut = LinkStateMachine(keepalive=KEEPALIVE, dead=DEAD, incarnation=SEED_INCARNATION)
+    rst = Signal()
+    top = Module()
+    top.submodules.dut = ResetInserter(rst)(dut)
+    model = CycleLinkState(keepalive=KEEPALIVE, dead=DEAD, incarnation=SEED_INCARNATION)
+    if break_model:
+        break_model(model)
+    peers = [0x1000, 0x2000, 0x3000]
+    names = ("state", "up", "keepalive_due", "rewind", "restart", "adopt", "adopt_base",
+             "peer_incarnation", "peer_known", "own_incarnation", "link_up_events",
+             "link_down_events", "peer_restarts", "keepalives_sent", "keepalives_received")
+
+    async def bench(ctx):
+        quiet = 0
+        for cycle in range(cycles):
+            if quiet:
+                quiet -= 1
+            elif rng.random() < 0.01:
+                quiet = rng.randrange(5, 40)        # a silence: the dead timer runs out
+            ka = None
+            if not quiet and rng.random() < 0.3:
+                if rng.random() < 0.02:
+                    peers[0] = rng.choice(peers[1:]) if rng.random() < 0.5 else \
+                        rng.randrange(1 << 32)      # the peer restarts
+                mine = model.mine if rng.random() < 0.7 else rng.randrange(1 << 32)
+                ka = {"incarnation": peers[0] if rng.random() < 0.9 else rng.choice(peers),
+                      "peer_incarnation": mine, "peer_known": int(rng.random() < 0.8),
+                      "state": rng.choice((0, 0, 1, 2, 2, 3)), "base": rng.randrange(1 << 32)}
+            good = ka is not None or (not quiet and rng.random() < 0.3)
+            kw = dict(rx_good=good, keepalive=ka, retry_limit=rng.random() < 0.01,
+                      frame_sent=rng.random() < 0.2, keepalive_sent=rng.random() < 0.05)
+            reset = rng.random() < 0.003
+            ctx.set(rst, reset)
+            ctx.set(dut.rx_good, kw["rx_good"])
+            ctx.set(dut.rx_keepalive, ka is not None)
+            fields = {k: v for k, v in (ka or {}).items() if k != "base"}
+            ctx.set(dut.rx_fields, as_bytes(fields) if ka else 0)
+            ctx.set(dut.rx_base, ka["base"] if ka else 0)
+            for name in ("retry_limit", "frame_sent", "keepalive_sent"):
+                ctx.set(getattr(dut, name), kw[name])
+            got = {name: ctx.get(getattr(dut, name)) for name in names}
+            got["tx_fields"] = ctx.get(dut.tx_fields)
+            shown = model.step(**kw)
+            want = shown._asdict()
+            want["tx_fields"] = as_bytes(want["tx_fields"])
+            want = {k: int(v) for k, v in want.items()}
+            assert_same(got, want, f"seed {seed}, cycle {cycle}")
+            if reset:
+                model.reset()
+            await ctx.tick()
+
+    simulate(top, bench)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_twin_follows_the_rtl(seed):
+    run_twin(seed, 4000)
+
+
+def test_the_twin_comes_up_and_goes_down_in_these_runs():
+    # the random runs reach every transition the machine has (INIT goes DOWN
+    # never: unlike BFD's, the dead time runs only while UP; UP goes to
+    # INIT when a restarted peer says DOWN)
+    model_events = []
+
+    def watch(model):
+        step = model.step
+
+        def traced(**kw):
+            before = model.state
+            shown = step(**kw)
+            model_events.append((before, model.state))
+            return shown
+        model.step = traced
+    run_twin(0, 4000, break_model=watch)
+    moves = {e for e in model_events if e[0] != e[1]}
+    assert moves == {(0, 1), (0, 2), (1, 2), (2, 0), (2, 1)}, moves
+
+
+@pytest.mark.parametrize("name, mutate", [
+    ("the dead time one cycle longer", lambda m: setattr(m, "dead", m.dead + 1)),
+    ("no KEEPALIVE at once after reset", lambda m: setattr(m, "since_ka", 0)),
+    ("another incarnation", lambda m: setattr(m, "incarnation", m.incarnation ^ 1)),
+])
+def test_a_twin_apart_from_the_rtl_fails(name, mutate):
+    with pytest.raises(AssertionError):
+        run_twin(1, 2000, break_model=mutate)
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"keepalive": 0}, "keepalive"), ({"dead": 1 << 24}, "dead"),
+    ({"keepalive": 10, "dead": 10}, "dead"), ({"incarnation": -1}, "incarnation"),
+])
+def test_bad_parameter_raises_naming_it(kw, name):
+    with pytest.raises(ValueError, match=name):
+        LinkStateMachine(**kw)
