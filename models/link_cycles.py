@@ -350,6 +350,7 @@ class CycleSender:
         self.counters = SenderCounters()
         self.stored = {}            # slot -> (count, length)
         self.head = self.tail = self.send_ptr = self.high = self.on_wire = 0
+        self.at_window = False      # the window full (a register: before this cycle's ACK)
         self.committed = None
         self.words_left = 0         # body words still to fetch
         self.read_slot = 0
@@ -383,7 +384,7 @@ class CycleSender:
         reading = (self.words_left and self.read_slot == tail) or (
             self.committed is not None and self.committed.frame_type == FrameType.DATA and
             self._slot(self.committed.seq) == tail)
-        return self.unacked != self.config.window and not reading
+        return not self.at_window and not reading
 
     def offer(self, fb):
         """The frame offered to the framer this cycle (a :class:`TxFrame`),
@@ -414,6 +415,9 @@ class CycleSender:
         if not ready and (words_valid or desc is not None):
             c.window_full_cycles += 1
         stored = ready and desc is not None
+        # the RTL's `at_window`: the window full after this cycle's frame,
+        # counted before this cycle's ACK (a slot freed now is free next cycle)
+        at_window = (in_flight + stored) == cfg.window
 
         # acknowledgements, NAKs and the replay timer (the registered feedback)
         if data_sent is not None and self._ahead(data_sent, self.on_wire):
@@ -512,6 +516,7 @@ class CycleSender:
         if stored:
             self.stored[self._slot(self.tail)] = (desc[0], desc[1])
             self.tail = (self.tail + 1) & mask
+        self.at_window = at_window
         send_nak = fb.send_nak
         if taken and held.frame_type == FrameType.NAK:
             send_nak = None

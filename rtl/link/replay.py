@@ -257,15 +257,13 @@ class ReplayBuffer(wiring.Component):
         new_head = Signal(n)
         m.d.comb += new_head.eq(Mux(ack_ok, ack_seq + 1, head))
         m.d.sync += head.eq(new_head)
-        # frames stored after this cycle's ACK, before this cycle's frame: both
-        # cases worked out from registers in parallel, the ACK's check picks
-        stored_acked = mod(tail - ack_seq - 1, "stored_acked")
+        # from this cycle's count and frame, not its ACK: a slot an ACK frees
+        # is free for the packer a cycle later (the ACK's check is not on
+        # the path: its three carry chains in a row were the 128-bit
+        # Bridge's critical path, and over the replay buffer's LUT budget)
         fire = self.desc.valid & self.desc.ready
-        m.d.sync += at_window.eq(Mux(ack_ok,
-                                     Mux(fire, stored_acked == self.window - 1,
-                                         stored_acked == self.window),
-                                     Mux(fire, in_flight == self.window - 1,
-                                         in_flight == self.window)))
+        m.d.sync += at_window.eq(Mux(fire, in_flight == self.window - 1,
+                                     in_flight == self.window))
         nak_ok = Signal()
         m.d.comb += nak_ok.eq(nak_in & within(nak_seq, head, wire_span))
         with m.If(nak_in & ~nak_ok & ahead(nak_seq, head)):
