@@ -353,8 +353,12 @@ class ClassQueues(wiring.Component):
                                  Mux(spent, Mux(now_free, r, down), Mux(now_free, up, r))))
             # the same choice of whether it is zero (`up` never is; `down`
             # is zero when r is 1), each outcome worked out from registers
+            # freed != 0 without its adder: both terms are counts, so the
+            # sum is zero only when each is (the adder stays on the path to
+            # the count's register only)
+            released_nz = Mux(arrive_k[k] & (unsent <= 1), 1, released_any[k])
             m.d.comb += released_any_next[k].eq(
-                Mux(p_grant, freed != 0,
+                Mux(p_grant, released_nz | Mux(unsent == 1, tail[j] != 0, from_waits[j] != 0),
                     Mux(spent, Mux(now_free, released_any[k], r != 1),
                         now_free | released_any[k])))
             m.d.sync += released_any[k].eq(released_any_next[k])
