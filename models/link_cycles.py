@@ -119,6 +119,8 @@ class SenderCounters:
     window_full_cycles: int = 0
     acks_invalid: int = 0
     naks_invalid: int = 0
+    replays_link: int = 0
+    frames_dropped: int = 0
 
 
 @dataclass
@@ -359,7 +361,7 @@ class CycleSender:
         self.timer = self.retries = 0
         self.replaying = False
         self.replay_to = 0
-        self.link_down = False
+        self.retry_limit = False    # the last expiry, this cycle (an output)
         self.resend = 0             # selective repeat: bit i, frame head + i queued
 
     def _slot(self, seq):
@@ -386,23 +388,29 @@ class CycleSender:
             self._slot(self.committed.seq) == tail)
         return not self.at_window and not reading
 
-    def offer(self, fb):
+    def offer(self, fb, up=True, drop=False):
         """The frame offered to the framer this cycle (a :class:`TxFrame`),
         or None, and whether a NAK offered is stale (the receiver no longer
-        asks for it: it goes as an ACK frame)."""
+        asks for it: it goes as an ACK frame). While not ``up`` only a
+        KEEPALIVE frame; its ``seq`` is the head as it is now (the tail
+        after a ``drop`` in this cycle)."""
         held = self.committed
-        if held is None or self.words_left or self.out_valid or self.link_down:
+        if held is None or self.words_left or self.out_valid or \
+                not (up or held.frame_type == FrameType.KEEPALIVE):
             return None, False
         stale = held.frame_type == FrameType.NAK and fb.send_nak != held.seq
         frame_type, seq = (FrameType.ACK, 0) if stale else (held.frame_type, held.seq)
+        if held.frame_type == FrameType.KEEPALIVE:
+            seq = self.tail if drop else self.head
         return TxFrame(frame_type, int(fb.rx_ack_valid), seq, fb.rx_ack, held.count,
                        held.length), stale
 
-    def clock(self, fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit):
+    def clock(self, fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit,
+              up=True, rewind=False, drop=False, keepalive_due=False):
         """Move the registers across the edge (the arguments as in
         :meth:`CycleEndpoint.step`; ``fb`` this cycle's feedback, ``taken``
         and ``stale`` from :meth:`offer`). Returns whether ``desc`` was
-        stored."""
+        stored; ``retry_limit`` is this cycle's."""
         cfg, c, mask = self.config, self.counters, self._mask
         gbn = cfg.mode == "gbn"
         held = self.committed
@@ -435,21 +443,24 @@ class CycleSender:
             c.naks_invalid += 1
         awaiting = sent_span != 0
         expired = awaiting and r.ack_in is None and self.timer >= self.replay_timeout
-        event = (nak_ok or expired) and not self.link_down
+        event = (nak_ok or expired) and up
         restart = event and (not nak_ok or cfg.nak_replay_timer == "restart")
-        if ack_ok or not awaiting or restart:
+        if ack_ok or not awaiting or restart or not up:
             timer = 0
         else:
             timer = min(self.timer + 1, _TIMER_MAX)
-        retries, link_down = (0 if ack_ok else self.retries), self.link_down
+        retries = self.retries
+        limit = self.retry_limit = event and not nak_ok and self.retries + 1 >= cfg.max_retries
         if event:
             if nak_ok:
                 c.replays_nak += 1
             else:
                 retries = (self.retries + 1) & 0xFF
-                link_down = self.retries + 1 >= cfg.max_retries
-                c.link_down_events += link_down
-                c.replays_timeout += not link_down or cfg.final_expiry == "counted"
+                c.replays_timeout += not limit or cfg.final_expiry == "counted"
+        if ack_ok or not up or limit:
+            retries = 0
+        c.link_down_events += limit
+        c.replays_link += bool(rewind)
 
         # the choice of the next frame, from registers only
         unsent = self._within(self.send_ptr, head, in_flight)
@@ -462,25 +473,32 @@ class CycleSender:
             first = (self.resend & -self.resend).bit_length() - 1 if resend_now else 0
             seq_out = (head + first) & mask if resend_now else self.send_ptr
             have_data = resend_now or unsent
-        load = held is None and not self.link_down and not self.replaying
-        commit_data = load and r.send_nak is None and have_data
+        # (while not up, only a KEEPALIVE frame)
+        load = held is None and not self.replaying
+        nak_now = r.send_nak is not None and up
+        ack_now = r.send_ack and up
+        commit_data = load and not nak_now and have_data and up
         committed = held
-        if load and (r.send_nak is not None or have_data or r.send_ack):
-            if r.send_nak is not None:
+        if load and (nak_now or commit_data or ack_now or keepalive_due):
+            if nak_now:
                 committed = _Committed(FrameType.NAK, r.send_nak, resend=resend_now)
-            elif have_data:
+            elif commit_data:
                 count, length = self.stored[self._slot(seq_out)]
                 words = (((HEADER_LEN + length + self._wb - 1) >> self._word_shift)
                          - self._first_word)
                 committed = _Committed(FrameType.DATA, seq_out, count, length, words, resend_now)
-            else:
+            elif ack_now:
                 committed = _Committed(FrameType.ACK, 0, resend=resend_now)
+            else:
+                committed = _Committed(FrameType.KEEPALIVE, 0, resend=resend_now)
         if taken:
             committed = None
         behind = held_data and ((held.seq - head) & mask) >= self._half
         withdraw = held_data and not taken and (
-            behind or (self.replaying and (gbn or not held.resend)))
-        if withdraw:
+            behind or not up or (self.replaying and (gbn or not held.resend)))
+        # while not up, an ACK or NAK frame committed is withdrawn too
+        if withdraw or (held is not None and held.frame_type != FrameType.KEEPALIVE
+                        and not up):
             committed = None
 
         # send_ptr: one past the frame committed; the frame a go-back-N replay
@@ -494,7 +512,8 @@ class CycleSender:
             ptr = self.send_ptr
         send_ptr = ptr if self._within(ptr, head, stored_span) else head
         if not gbn:
-            self.resend = self._requeue(held, commit_data and resend_now, first, head, new_head)
+            self.resend = self._requeue(held, commit_data and resend_now, first, head, new_head,
+                                        sent_span if rewind else 0)
 
         # the framer takes the committed frame; the body reader
         words_left, out_valid, high = self.words_left, self.out_valid, self.high
@@ -506,13 +525,24 @@ class CycleSender:
             words_left, self.read_slot = held.words, self._slot(held.seq)
         if taken and held.frame_type == FrameType.NAK and not stale:
             c.naks_sent += 1
-        elif taken and not held_data:
+        elif taken and not held_data and held.frame_type != FrameType.KEEPALIVE:
             c.acks_sent += 1
         if self.words_left and (not self.out_valid or tx_words_ready):
             words_left, out_valid = self.words_left - 1, True
         elif tx_words_ready:
             out_valid = False
 
+        # the peer restarted: every frame stored is forgotten (the one stored
+        # now stays); a DATA frame committed is withdrawn
+        if drop:
+            c.frames_dropped += in_flight
+            new_head = on_wire = high = send_ptr = self.tail
+            timer = retries = 0
+            at_window = stored and cfg.window == 1
+            if held_data and not taken:
+                committed = None
+            if not gbn:
+                self.resend = 0
         if stored:
             self.stored[self._slot(self.tail)] = (desc[0], desc[1])
             self.tail = (self.tail + 1) & mask
@@ -522,17 +552,20 @@ class CycleSender:
             send_nak = None
         self.fb = Feedback(fb.rx_ack, fb.rx_ack_valid, fb.ack_in, fb.nak_in,
                            (fb.send_ack or send_credit) and not taken, send_nak)
-        self.replaying, self.replay_to = event, (r.nak_in if nak_ok else head)
+        rewinding = rewind and gbn      # a go-back-N replay to head
+        self.replaying = event or rewinding
+        self.replay_to = r.nak_in if nak_ok and not rewinding else head
         self.head, self.on_wire, self.high, self.send_ptr = new_head, on_wire, high, send_ptr
-        self.timer, self.retries, self.link_down = timer, retries, link_down
+        self.timer, self.retries = timer, retries
         self.committed, self.words_left, self.out_valid = committed, words_left, out_valid
         return stored
 
-    def _requeue(self, held, resent, first, head, new_head):
+    def _requeue(self, held, resent, first, head, new_head, rewound):
         """Selective repeat's resend bitmap after this cycle: the resend
         committed leaves it, the frame a replay names joins it (unless it is
-        the frame committed, or behind ``head`` now), and it shifts to the
-        new ``head``."""
+        the frame committed, or behind ``head`` now), on a rewind the
+        ``rewound`` frames from ``head`` join it, and it shifts to the new
+        ``head``."""
         mask = self._mask
         kept = self.resend & ~(1 << first) if resent else self.resend
         named = (self.replay_to - head) & mask
@@ -540,6 +573,7 @@ class CycleSender:
                      held.seq == self.replay_to)
         if self.replaying and not committed and named < self._half:
             kept |= 1 << (named & (self.config.window - 1))
+        kept |= (1 << min(rewound, self.config.window)) - 1
         return (kept >> ((new_head - head) & mask)) & ((1 << self.config.window) - 1)
 
 
@@ -550,18 +584,22 @@ class CycleEndpoint:
 
     ``replay_timeout``, ``nak_timeout`` and ``ack_delay`` are the run-time
     inputs (set them between cycles); ``counters()`` gives every counter by
-    its RTL name; ``link_down`` is the interrupt.
+    its RTL name; ``link_down`` is the interrupt: without a link state
+    (``up`` not given to :meth:`step`) a latch, set by the sender's retry
+    limit until reset, that takes ``up`` away, as the TransmitPath's.
     """
 
     def __init__(self, config=None):
         self.config = config if config is not None else CycleConfig()
         self.sender = CycleSender(self.config)
         self.receiver = CycleReceiver(self.config)
+        self.link_down = False
 
     def reset(self):
         """``rst``: every register and counter back to its initial value."""
         self.sender.reset()
         self.receiver.reset()
+        self.link_down = False
 
     replay_timeout = property(lambda self: self.sender.replay_timeout,
                               lambda self, v: setattr(self.sender, "replay_timeout", v))
@@ -569,10 +607,6 @@ class CycleEndpoint:
                            lambda self, v: setattr(self.receiver, "nak_timeout", v))
     ack_delay = property(lambda self: self.receiver.ack_delay,
                          lambda self, v: setattr(self.receiver, "ack_delay", v))
-
-    @property
-    def link_down(self):
-        return self.sender.link_down
 
     def counters(self):
         """Every counter, by its RTL name (``out_of_order_buffered`` only in
@@ -585,7 +619,8 @@ class CycleEndpoint:
         return out
 
     def step(self, *, received=None, desc=None, words_valid=False, tx_ready=False,
-             tx_words_ready=False, data_sent=None, send_credit=False):
+             tx_words_ready=False, data_sent=None, send_credit=False, up=None, rewind=False,
+             drop=False, keepalive_due=False):
         """One clock cycle. Inputs:
 
         * ``received``: the :class:`RxFrame` the receiver takes this cycle
@@ -596,16 +631,22 @@ class CycleEndpoint:
           ``tx_words.ready``;
         * ``data_sent``: the sequence number of the DATA frame whose last
           beat the MAC took this cycle (the Framer's report), or None;
-        * ``send_credit``: the credit loop asks for an ACK frame.
+        * ``send_credit``: the credit loop asks for an ACK frame;
+        * the link state's (docs/link-state.md), to the sender: ``up`` (None:
+          the latch ``link_down``), ``rewind``, ``drop``, ``keepalive_due``.
 
         Returns the :class:`Cycle` the RTL shows before the edge."""
         rx, tx = self.receiver, self.sender
+        if up is None:
+            up = not self.link_down
         verdict, kind, distance = rx.judge(received)
         fb = rx.feedback(received)
-        offered, stale = tx.offer(fb)
+        offered, stale = tx.offer(fb, up, drop)
         taken = offered is not None and bool(tx_ready)
         sent_nak = taken and tx.committed.frame_type == FrameType.NAK and not stale
         cycle = Cycle(offered, taken, tx.out_valid, tx.store_ready(), verdict, fb)
-        tx.clock(fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit)
+        tx.clock(fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit,
+                 up, rewind, drop, keepalive_due)
+        self.link_down |= tx.retry_limit
         rx.clock(verdict or Verdict(0, 0, 0), kind, distance, taken, sent_nak)
         return cycle

@@ -16,7 +16,7 @@ import random
 
 import pytest
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 
 from tlpoe.models.bridge import BridgeConfig, CycleDecapsulator
@@ -146,7 +146,8 @@ class LinkCore(Elaboratable):
     ``hold=False``), joined as ``rtl/bridge/paths.py`` joins them: the
     receiver's feedback to the sender, the framer's ``data_sent`` to it,
     every frame carrying credits (``framer.credits`` and
-    ``replay.send_credit`` are left to the bench: the credit loop's)."""
+    ``replay.send_credit`` are left to the bench: the credit loop's), the
+    link down from the retry limit until reset (the TransmitPath's latch)."""
 
     def __init__(self, config):
         link = config.link
@@ -164,12 +165,16 @@ class LinkCore(Elaboratable):
         self.decap = Decapsulator(link.width, mtu=config.mtu, ethertype=config.ethertype,
                                   verdict=self.link_rx, reorder=reorder, hold=False)
         self.framer = self.encap.framer
+        self.link_down = Signal()
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.encap, m.submodules.decap = self.encap, self.decap
         wiring.connect(m, self.link_rx.feedback, self.replay.feedback)
+        with m.If(self.replay.retry_limit):
+            m.d.sync += self.link_down.eq(1)
         m.d.comb += [
+            self.replay.up.eq(~self.link_down),
             self.framer.credits_valid.eq(1),
             self.replay.data_sent.eq(self.framer.data_sent),
             self.replay.data_sent_seq.eq(self.framer.data_sent_seq),
@@ -300,7 +305,7 @@ def core_observe(ctx, dut, names):
     counters = {name: ctx.get(getattr(block, name)) for name, block in names.items()}
     counters["drops"] = list(counters["drops"])
     return dict(tlp_in_ready=ctx.get(encap.tlp.ready), frame_out=frame, tlp_out=tlp,
-                peer_credits=credits, link_down=ctx.get(dut.replay.link_down),
+                peer_credits=credits, link_down=ctx.get(dut.link_down),
                 unacked=ctx.get(dut.replay.unacked), counters=counters)
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import random
 
 import pytest
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
@@ -25,9 +25,12 @@ MAX_WORDS = 4
 
 class Endpoint(Elaboratable):
     """The smallest RTL top with both blocks: the LinkReceiver's feedback
-    into the ReplayBuffer, as ``Bridge`` (``rtl/bridge/paths.py``) wires it."""
+    into the ReplayBuffer, as ``Bridge`` (``rtl/bridge/paths.py``) wires it;
+    ``up`` from the TransmitPath's latch (``link_down``, set by the retry
+    limit), or, with ``link_state``, driven by the bench as a link state
+    machine would."""
 
-    def __init__(self, config):
+    def __init__(self, config, link_state=False):
         c = config
         self.tx = ReplayBuffer(c.width, window=c.window, seq_bits=c.seq_bits,
                                max_retries=c.max_retries, replay_timeout=c.replay_timeout,
@@ -36,11 +39,17 @@ class Endpoint(Elaboratable):
                                ack_delay=c.ack_delay, nak_timeout=c.nak_timeout, mode=c.mode,
                                window=c.window)
         self.sr = c.mode == "sr"
+        self.link_state = link_state
+        self.link_down = Signal()
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.tx, m.submodules.rx = self.tx, self.rx
         wiring.connect(m, self.rx.feedback, self.tx.feedback)
+        with m.If(self.tx.retry_limit):
+            m.d.sync += self.link_down.eq(1)
+        if not self.link_state:
+            m.d.comb += self.tx.up.eq(~self.link_down)
         return m
 
 
@@ -63,8 +72,13 @@ class Stimulus:
 
     PHASE = 500
 
-    def __init__(self, rng, config, model):
+    def __init__(self, rng, config, model, link_state=False):
         self.rng, self.config, self.model = rng, config, model
+        # the link state, as a LinkStateMachine drives it: UP and DOWN in
+        # turns; `rewind` in the first cycle UP; `drop` (a peer restart) in
+        # the first cycle DOWN, with the UP, or (a hostile case) alone
+        self.link_state, self.up, self.left = link_state, True, rng.randint(100, 600)
+        self.pulses = {}
         self.mask = (1 << config.seq_bits) - 1
         self.cycle = 0
         self.progress = 0.5             # share of acks that name frames on the wire
@@ -112,10 +126,27 @@ class Stimulus:
         if self.on_wire and rng.random() < 0.5:
             data_sent = self.on_wire.pop(0)
         offer = self.packer[0] if self.packer else None
-        return self.rx_frame, rng.random() < 0.8, dict(
+        inputs = dict(
             desc=offer if isinstance(offer, tuple) else None, words_valid=offer == "word",
             tx_ready=rng.random() < 0.6, tx_words_ready=rng.random() < 0.7,
             data_sent=data_sent, send_credit=rng.random() < 0.02)
+        if self.link_state:
+            inputs.update(self.link_inputs())
+        return self.rx_frame, rng.random() < 0.8, inputs
+
+    def link_inputs(self):
+        rng = self.rng
+        rewind = drop = False
+        self.left -= 1
+        if self.left == 0:
+            self.up = not self.up
+            self.left = rng.randint(100, 600) if self.up else rng.randint(20, 300)
+            rewind = self.up
+            drop = rng.random() < 0.3
+        elif rng.random() < 0.002:
+            drop = True
+        return dict(up=self.up, rewind=rewind, drop=drop,
+                    keepalive_due=rng.random() < (0.03 if self.up else 0.2))
 
     def after(self, rx_ready, inputs, cycle):
         """Bookkeeping with what happened in the cycle (after the model's step)."""
@@ -150,6 +181,9 @@ def drive(ctx, dut, frame, rx_ready, inputs):
     ctx.set(tx.data_sent, inputs["data_sent"] is not None)
     ctx.set(tx.data_sent_seq, inputs["data_sent"] or 0)
     ctx.set(tx.send_credit, inputs["send_credit"])
+    if dut.link_state:
+        for name in ("up", "rewind", "drop", "keepalive_due"):
+            ctx.set(getattr(tx, name), inputs[name])
 
 
 def observe(ctx, dut, counters, received):
@@ -161,7 +195,7 @@ def observe(ctx, dut, counters, received):
         offered = TxFrame(p.frame_type, p.flags, p.seq, p.ack, p.count, p.length)
     got = dict(
         tx=offered, tx_words_valid=ctx.get(tx.tx_words.valid), store_ready=ctx.get(tx.desc.ready),
-        link_down=ctx.get(tx.link_down), unacked=ctx.get(tx.unacked),
+        link_down=ctx.get(dut.link_down), unacked=ctx.get(tx.unacked),
         rx_ack=(ctx.get(fb.rx_ack), ctx.get(fb.rx_ack_valid)), send_ack=ctx.get(fb.send_ack),
         send_nak=ctx.get(fb.nak_from) if ctx.get(fb.send_nak) else None,
         counters={name: ctx.get(getattr(block, name)) for name, block in counters.items()})
@@ -192,17 +226,18 @@ def predict(model, received, inputs):
     return {key: _norm(value) for key, value in want.items()}, step
 
 
-def run_twin(config, seed, cycles, break_model=None):
+def run_twin(config, seed, cycles, break_model=None, link_state=False):
     """``cycles`` cycles of random stimulus into the RTL and the model
-    (``break_model(model)`` first, if given); fails at the first cycle where
-    they differ. Returns the events hit (:data:`COVER`)."""
+    (``break_model(model)`` first, if given; with ``link_state`` the link
+    goes down and up, :meth:`Stimulus.link_inputs`); fails at the first
+    cycle where they differ. Returns the events hit (:data:`COVER`)."""
     rng = random.Random(seed)
     events = set()
-    dut = Endpoint(config)
+    dut = Endpoint(config, link_state)
     model = CycleEndpoint(config)
     if break_model:
         break_model(model)
-    stim = Stimulus(rng, config, model)
+    stim = Stimulus(rng, config, model, link_state)
     counters = {name: dut.tx if hasattr(dut.tx, name) else dut.rx for name in model.counters()}
 
     async def bench(ctx):
@@ -224,7 +259,7 @@ def run_twin(config, seed, cycles, break_model=None):
                 assert got[key] == want[key], \
                     f"{config}, seed {seed}, cycle {cycle_no}: {key}: " \
                     f"RTL {got[key]} model {want[key]}"
-            events.update(_events(model, committed, step))
+            events.update(_events(model, committed, step, inputs))
             stim.after(rx_ready and frame is not None, inputs, step)
             await ctx.tick()
 
@@ -236,8 +271,15 @@ def run_twin(config, seed, cycles, break_model=None):
     return events
 
 
-def _events(model, committed, step):
+def _events(model, committed, step, inputs):
     """The events of one cycle that :data:`COVER` asks for."""
+    if step.taken and step.tx.frame_type == FrameType.KEEPALIVE:
+        yield "KEEPALIVE sent " + ("while up" if inputs.get("up", True) else "while down")
+    if committed is not None and committed.frame_type != FrameType.KEEPALIVE \
+            and not inputs.get("up", True) and model.sender.committed is None:
+        yield "frame withdrawn as the link went down"
+    if inputs.get("drop") and inputs.get("rewind"):
+        yield "restart with the UP"
     if committed is not None and committed.frame_type == FrameType.NAK and step.taken \
             and step.tx.frame_type == FrameType.ACK:
         yield "stale NAK sent as an ACK"
@@ -261,6 +303,24 @@ COVER = {mode: {
     "DATA frame withdrawn", "sequence numbers wrapped", "ACK frame for the credit loop",
     *(("out_of_order_buffered", "held frames released") if mode == "sr" else ()),
 } for mode in ("gbn", "sr")}
+
+
+#: ... with the link going down and up (``link_state``).
+LINK_COVER = {"replays_link", "frames_dropped", "KEEPALIVE sent while up",
+              "KEEPALIVE sent while down", "frame withdrawn as the link went down",
+              "restart with the UP", "frames_retransmitted", "replays_nak", "acks_sent"}
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_model_and_rtl_agree_as_the_link_goes_down_and_up(mode):
+    """The link state's inputs (docs/link-state.md): no DATA, ACK or NAK
+    while down, KEEPALIVEs, the rewind on UP, the drop on a peer restart,
+    every cycle equal."""
+    hit = set()
+    for seed in range(4):
+        config = random_config(random.Random(f"link{mode}{seed}"), mode)
+        hit |= run_twin(config, seed, CYCLES, link_state=True)
+    assert LINK_COVER <= hit, f"not hit: {LINK_COVER - hit}"
 
 
 @pytest.mark.parametrize("mode", ["gbn", "sr"])

@@ -404,7 +404,7 @@ def test_an_ack_for_frames_stored_but_not_sent_is_counted_and_ignored(mode):
         await pulse(ctx, dut, "ack", 2)         # now they were sent: released
         await ctx.tick().repeat(5 * 60)         # an idle link: no timer runs
         assert ctx.get(dut.unacked) == 0
-        assert ctx.get(dut.replays_timeout) == 0 and not ctx.get(dut.link_down)
+        assert ctx.get(dut.replays_timeout) == 0 and ctx.get(dut.link_down_events) == 0
         assert ctx.get(dut.acks_invalid) == 2
     held_replay(mode, bench)
 

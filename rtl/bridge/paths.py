@@ -52,7 +52,8 @@ __all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TX_COUNTERS", "RX_COUNTE
 
 #: The ReplayBuffer's counters, each ``Out(32)`` on the transmit path.
 TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted", "link_down_events",
-               "acks_sent", "naks_sent", "window_full_cycles", "acks_invalid", "naks_invalid")
+               "acks_sent", "naks_sent", "window_full_cycles", "acks_invalid", "naks_invalid",
+               "replays_link", "frames_dropped")
 #: The LinkReceiver's counters, each ``Out(32)`` on the receive path.
 RX_COUNTERS = ("frames_accepted", "duplicates", "out_of_order", "naks_repeated")
 #: The receive path's counters of selective repeat only (``mode="sr"``).
@@ -231,8 +232,9 @@ class TransmitPath(wiring.Component):
             encap.channel.eq(self.channel),
             encap.flush_timeout.eq(self.flush_timeout),
             replay.replay_timeout.eq(self.replay_timeout),
+            # the link is down from the last replay expiry until reset
+            replay.up.eq(~self.link_down),
             # status
-            self.link_down.eq(replay.link_down),
             self.frames_sent.eq(encap.frames_sent),
             self.oversize_drops.eq(encap.oversize_drops),
             self.length_errors.eq(encap.length_errors),
@@ -246,6 +248,8 @@ class TransmitPath(wiring.Component):
             self.tlps_sent.eq(queues.tlps_sent),
             *(getattr(self, name).eq(getattr(replay, name)) for name in TX_COUNTERS),
         ]
+        with m.If(replay.retry_limit):
+            m.d.sync += self.link_down.eq(1)
         return m
 
 

@@ -60,9 +60,25 @@ class ReplayBuffer(wiring.Component):
       while it is the frame committed); queued frames go before new DATA
       frames, the lowest sequence number first.
 
-    After ``max_retries`` consecutive timer expiries without progress the link
-    goes down: ``link_down`` stays set (and nothing more is sent) until
-    reset, and ``link_down_events`` counts it.
+    After ``max_retries`` consecutive timer expiries without progress
+    ``retry_limit`` pulses (in the cycle of the last expiry) and
+    ``link_down_events`` counts it: the link state above (the
+    :class:`~tlpoe.rtl.link.link_state.LinkStateMachine`, or a latch) takes
+    ``up`` away.
+
+    The link state (docs/link-state.md): while ``up`` is 0 no DATA, ACK or
+    NAK frame is committed or offered (one committed is withdrawn), the
+    replay timer and the retry count stay at 0, and only KEEPALIVE frames
+    go out. ``keepalive_due`` asks for a KEEPALIVE frame (its ``seq`` the
+    ``head`` as it is when the framer takes it, its ``base``): the lowest
+    priority while up, after an ACK frame. ``rewind`` (a pulse, the link came up) resends every frame sent
+    and not acknowledged (go-back-N: a replay to ``head``; selective
+    repeat: each one queued), counted in ``replays_link``. ``drop`` (a
+    pulse, the peer restarted) forgets every frame stored: ``head``,
+    ``send_ptr`` and the sent marks jump to ``tail`` and the frames are
+    counted in ``frames_dropped`` (a frame being read out finishes).
+    ``frame_sent`` and ``keepalive_sent`` pulse when the framer takes a
+    frame, a KEEPALIVE frame.
 
     Sequence numbers are ``seq_bits`` wide and wrap; ``window`` (a power of two
     below ``2**(seq_bits-1)``, at least 2 in selective repeat) is the replay
@@ -98,7 +114,13 @@ class ReplayBuffer(wiring.Component):
             "data_sent": In(1),         # the MAC took the last beat of DATA frame ...
             "data_sent_seq": In(seq),   # ... this one (the Framer's report)
             "replay_timeout": In(24, init=replay_timeout),
-            "link_down": Out(1),
+            "up": In(1, init=1),        # the link state: UP
+            "rewind": In(1),            # the link came up: resend what is not acknowledged
+            "drop": In(1),              # the peer restarted: forget the frames stored
+            "keepalive_due": In(1),     # a KEEPALIVE frame is due
+            "retry_limit": Out(1),      # the last of max_retries expiries (a pulse)
+            "frame_sent": Out(1),       # the framer took a frame ...
+            "keepalive_sent": Out(1),   # ... a KEEPALIVE frame
             "unacked": Out(range(window + 1)),
             "replays_nak": Out(32),
             "replays_timeout": Out(32),
@@ -109,6 +131,8 @@ class ReplayBuffer(wiring.Component):
             "window_full_cycles": Out(32),
             "acks_invalid": Out(32),
             "naks_invalid": Out(32),
+            "replays_link": Out(32),
+            "frames_dropped": Out(32),
         })
 
     def elaborate(self, platform):
@@ -163,6 +187,7 @@ class ReplayBuffer(wiring.Component):
         held_data = Signal()            # a DATA frame ...
         held_resend = Signal()          # ... sent before
         held_nak = Signal()
+        held_ka = Signal()              # a KEEPALIVE frame
         held_words = Signal(word_bits + 1)      # its body words
         words_left = Signal(word_bits + 1)      # body words still to fetch (the reader)
         out_valid = Signal()                    # tx_words holds a word
@@ -181,11 +206,16 @@ class ReplayBuffer(wiring.Component):
             self.tx_desc.payload.eq(held),
             self.tx_desc.payload.frame_type.eq(Mux(stale_nak, wire.FrameType.ACK,
                                                    held.frame_type)),
-            self.tx_desc.payload.seq.eq(Mux(stale_nak, 0, held.seq)),
+            # a KEEPALIVE's base is the head as it is when the framer takes
+            # it (after a drop in this cycle: the tail)
+            self.tx_desc.payload.seq.eq(Mux(held_ka, Mux(self.drop, tail, head),
+                                            Mux(stale_nak, 0, held.seq))),
             self.tx_desc.payload.flags.eq(Mux(fb.rx_ack_valid, FLAG_ACK_VALID, 0)),
             self.tx_desc.payload.ack.eq(fb.rx_ack),
-            self.tx_desc.valid.eq(held_valid & reader_idle & ~self.link_down),
+            self.tx_desc.valid.eq(held_valid & reader_idle & (self.up | held_ka)),
             taken.eq(self.tx_desc.valid & self.tx_desc.ready),
+            self.frame_sent.eq(taken),
+            self.keepalive_sent.eq(taken & held_ka),
             fb.sent_ack.eq(taken),
             fb.sent_nak.eq(taken & held_nak & ~stale_nak),
         ]
@@ -276,25 +306,30 @@ class ReplayBuffer(wiring.Component):
         m.d.comb += [awaiting.eq(sent_span != 0),
                      expired.eq(awaiting & ~ack_in & (timer >= self.replay_timeout))]
         event = Signal()        # a replay event found this cycle
-        m.d.comb += event.eq((nak_ok | expired) & ~self.link_down)
+        m.d.comb += event.eq((nak_ok | expired) & self.up)
         replaying = Signal()    # ... carried out this cycle
         replay_to = Signal(n)   # the frame it names: the NAK's, or the oldest
-        m.d.sync += [replaying.eq(event), replay_to.eq(Mux(nak_ok, nak_seq, head))]
-        with m.If(ack_ok | ~awaiting | event):
+        # (a rewind: a replay to head, in go-back-N)
+        rewinding = self.rewind if gbn else Const(0)
+        m.d.sync += [replaying.eq(event | rewinding),
+                     replay_to.eq(Mux(nak_ok & ~rewinding, nak_seq, head))]
+        with m.If(self.rewind):
+            m.d.sync += self.replays_link.eq(self.replays_link + 1)
+        with m.If(ack_ok | ~awaiting | event | ~self.up):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != (1 << 24) - 1):
             m.d.sync += timer.eq(timer + 1)
-        with m.If(ack_ok):
-            m.d.sync += retries.eq(0)
+        m.d.comb += self.retry_limit.eq(event & ~nak_ok & (retries + 1 >= self.max_retries))
         with m.If(event):
             with m.If(nak_ok):
                 m.d.sync += self.replays_nak.eq(self.replays_nak + 1)
             with m.Else():
                 m.d.sync += [self.replays_timeout.eq(self.replays_timeout + 1),
                              retries.eq(retries + 1)]
-                with m.If(retries + 1 >= self.max_retries):
-                    m.d.sync += [self.link_down.eq(1),
-                                 self.link_down_events.eq(self.link_down_events + 1)]
+        with m.If(ack_ok | ~self.up | self.retry_limit):
+            m.d.sync += retries.eq(0)
+        with m.If(self.retry_limit):
+            m.d.sync += self.link_down_events.eq(self.link_down_events + 1)
 
         # --- the choice of the next frame, from registers only -----------------------
         unsent = Signal()       # send_ptr names a stored frame at or after head
@@ -318,21 +353,28 @@ class ReplayBuffer(wiring.Component):
         stored = desc_r.data
         load = Signal()                 # the register is free: commit a frame
         commit_data = Signal()
-        m.d.comb += [load.eq(~held_valid & ~self.link_down & ~replaying),
-                     commit_data.eq(load & ~send_nak & have_data)]
-        with m.If(load & (send_nak | have_data | send_ack)):
-            m.d.sync += [held_valid.eq(1), held_nak.eq(send_nak), held_data.eq(commit_data),
-                         held_resend.eq(resend_now)]
-            with m.If(send_nak):
+        # while not up, only a KEEPALIVE frame
+        nak_now, ack_now = Signal(), Signal()
+        m.d.comb += [nak_now.eq(send_nak & self.up), ack_now.eq(send_ack & self.up),
+                     load.eq(~held_valid & ~replaying),
+                     commit_data.eq(load & ~nak_now & have_data & self.up)]
+        with m.If(load & (nak_now | commit_data | ack_now | self.keepalive_due)):
+            m.d.sync += [held_valid.eq(1), held_nak.eq(nak_now), held_data.eq(commit_data),
+                         held_resend.eq(resend_now),
+                         held_ka.eq(~nak_now & ~commit_data & ~ack_now)]
+            with m.If(nak_now):
                 m.d.sync += [held.frame_type.eq(wire.FrameType.NAK), held.seq.eq(nak_from),
                              held.count.eq(0), held.length.eq(0)]
-            with m.Elif(have_data):
+            with m.Elif(commit_data):
                 m.d.sync += [held.frame_type.eq(wire.FrameType.DATA), held.seq.eq(seq_out),
                              held.count.eq(stored.count), held.length.eq(stored.length),
                              held_words.eq(((wire.HEADER_LEN + stored.length + wb - 1)
                                             >> (wb.bit_length() - 1)) - first_word)]
-            with m.Else():
+            with m.Elif(ack_now):
                 m.d.sync += [held.frame_type.eq(wire.FrameType.ACK), held.seq.eq(0),
+                             held.count.eq(0), held.length.eq(0)]
+            with m.Else():
+                m.d.sync += [held.frame_type.eq(wire.FrameType.KEEPALIVE), held.seq.eq(0),
                              held.count.eq(0), held.length.eq(0)]
         with m.If(taken):
             m.d.sync += held_valid.eq(0)
@@ -350,8 +392,10 @@ class ReplayBuffer(wiring.Component):
             m.d.comb += committed.eq(held_valid & held_data & (held.seq[:n] == replay_to))
         withdraw = Signal()
         m.d.comb += withdraw.eq(held_valid & held_data & ~taken & (
-            behind | (replaying if gbn else replaying & ~held_resend)))
-        with m.If(withdraw):
+            behind | ~self.up | (replaying if gbn else replaying & ~held_resend)))
+        # while not up, an ACK or NAK frame committed is withdrawn too (the
+        # KEEPALIVEs need the register; the receiver asks again)
+        with m.If(withdraw | (held_valid & ~held_ka & ~self.up)):
             m.d.sync += held_valid.eq(0)
 
         # send_ptr: one past the frame committed; the frame a go-back-N replay
@@ -381,6 +425,9 @@ class ReplayBuffer(wiring.Component):
             queue = Signal()
             m.d.comb += queue.eq(replaying & ~committed & ~named[n - 1])
             queued = Mux(queue, kept | (Const(1, 1) << named[:slot_bits]), kept)
+            # a rewind queues every frame sent and not acknowledged
+            every_sent = Cat(sent_span > i for i in range(self.window))
+            queued = Mux(self.rewind, queued | every_sent, queued)
             m.d.sync += resend.eq(queued >> mod(new_head - head, "released"))
 
         # --- the framer takes the committed frame; the body reader --------------------
@@ -394,7 +441,7 @@ class ReplayBuffer(wiring.Component):
                                     else 0)]
         with m.If(fb.sent_nak):                 # a stale NAK goes out as an ACK frame
             m.d.sync += self.naks_sent.eq(self.naks_sent + 1)
-        with m.Elif(taken & ~held_data):
+        with m.Elif(taken & ~held_data & ~held_ka):
             m.d.sync += self.acks_sent.eq(self.acks_sent + 1)
         fetch = Signal()
         m.d.comb += [
@@ -409,4 +456,18 @@ class ReplayBuffer(wiring.Component):
                          out_valid.eq(1)]
         with m.Elif(self.tx_words.ready):
             m.d.sync += out_valid.eq(0)
+
+        # --- the peer restarted: every frame stored is forgotten ----------------------
+        # (after every other assignment: it wins). A DATA frame committed is
+        # withdrawn; one being read out finishes. The frame stored in this
+        # cycle, if any, stays (tail moves past it).
+        with m.If(self.drop):
+            m.d.sync += [head.eq(tail), send_ptr.eq(tail), high.eq(tail), on_wire.eq(tail),
+                         timer.eq(0), retries.eq(0),
+                         at_window.eq(fire if self.window == 1 else 0),
+                         self.frames_dropped.eq(self.frames_dropped + in_flight)]
+            with m.If(held_valid & held_data & ~taken):
+                m.d.sync += held_valid.eq(0)
+            if not gbn:
+                m.d.sync += resend.eq(0)
         return m
