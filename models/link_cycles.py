@@ -270,6 +270,13 @@ class CycleReceiver:
         elif sent_ack:
             self.dup_ack = False
 
+    def adopt(self, base):
+        """The link came up after a restart (after :meth:`clock`): ``base``
+        is the next number expected, and nothing else is known."""
+        self.expected = base & self._mask
+        self.ack_valid = self.dup_ack = self.nak_done = self.nak_request = False
+        self.pending = self.age = self.nak_timer = self.held = self.top = self.scan = 0
+
     def _clock_gap(self, kind, sent_nak, accepted):
         """Go-back-N: one NAK per gap, again each ``nak_timeout`` it stays open."""
         c = self.counters
@@ -620,7 +627,7 @@ class CycleEndpoint:
 
     def step(self, *, received=None, desc=None, words_valid=False, tx_ready=False,
              tx_words_ready=False, data_sent=None, send_credit=False, up=None, rewind=False,
-             drop=False, keepalive_due=False):
+             drop=False, keepalive_due=False, adopt=False, adopt_base=0):
         """One clock cycle. Inputs:
 
         * ``received``: the :class:`RxFrame` the receiver takes this cycle
@@ -632,15 +639,21 @@ class CycleEndpoint:
         * ``data_sent``: the sequence number of the DATA frame whose last
           beat the MAC took this cycle (the Framer's report), or None;
         * ``send_credit``: the credit loop asks for an ACK frame;
-        * the link state's (docs/link-state.md), to the sender: ``up`` (None:
-          the latch ``link_down``), ``rewind``, ``drop``, ``keepalive_due``.
+        * the link state's (docs/link-state.md): ``up`` (None: to the sender
+          the latch ``link_down``, to the receiver 1), ``rewind``, ``drop``,
+          ``keepalive_due`` to the sender, ``adopt`` and ``adopt_base`` to
+          the receiver (which, while not up or adopting, judges a frame as
+          one that failed its checks).
 
         Returns the :class:`Cycle` the RTL shows before the edge."""
         rx, tx = self.receiver, self.sender
+        judged = received
+        if received is not None and (up is False or adopt):
+            judged = received._replace(ok=0)
         if up is None:
             up = not self.link_down
-        verdict, kind, distance = rx.judge(received)
-        fb = rx.feedback(received)
+        verdict, kind, distance = rx.judge(judged)
+        fb = rx.feedback(judged)
         offered, stale = tx.offer(fb, up, drop)
         taken = offered is not None and bool(tx_ready)
         sent_nak = taken and tx.committed.frame_type == FrameType.NAK and not stale
@@ -649,4 +662,6 @@ class CycleEndpoint:
                  up, rewind, drop, keepalive_due)
         self.link_down |= tx.retry_limit
         rx.clock(verdict or Verdict(0, 0, 0), kind, distance, taken, sent_nak)
+        if adopt:
+            rx.adopt(adopt_base)
         return cycle

@@ -77,8 +77,8 @@ class Stimulus:
         # the link state, as a LinkStateMachine drives it: UP and DOWN in
         # turns; `rewind` in the first cycle UP; `drop` (a peer restart) in
         # the first cycle DOWN, with the UP, or (a hostile case) alone
-        self.link_state, self.up, self.left = link_state, True, rng.randint(100, 600)
-        self.pulses = {}
+        self.link_state, self.up = link_state, True
+        self.left = rng.randint(100, 600) if link_state else 0
         self.mask = (1 << config.seq_bits) - 1
         self.cycle = 0
         self.progress = 0.5             # share of acks that name frames on the wire
@@ -126,26 +126,33 @@ class Stimulus:
         if self.on_wire and rng.random() < 0.5:
             data_sent = self.on_wire.pop(0)
         offer = self.packer[0] if self.packer else None
+        rx_ready = rng.random() < 0.8
         inputs = dict(
             desc=offer if isinstance(offer, tuple) else None, words_valid=offer == "word",
             tx_ready=rng.random() < 0.6, tx_words_ready=rng.random() < 0.7,
             data_sent=data_sent, send_credit=rng.random() < 0.02)
         if self.link_state:
             inputs.update(self.link_inputs())
-        return self.rx_frame, rng.random() < 0.8, inputs
+        return self.rx_frame, rx_ready, inputs
 
     def link_inputs(self):
+        """The link state's inputs: UP and DOWN in turns; ``rewind`` in the
+        first cycle UP, with ``adopt`` (a base the peer announced) half the
+        time; ``drop`` (a peer restart) in the first cycle DOWN, with the UP,
+        or (as a hostile peer could cause) alone."""
         rng = self.rng
-        rewind = drop = False
+        rewind = drop = adopt = False
         self.left -= 1
         if self.left == 0:
             self.up = not self.up
             self.left = rng.randint(100, 600) if self.up else rng.randint(20, 300)
             rewind = self.up
             drop = rng.random() < 0.3
+            adopt = self.up and rng.random() < 0.5
         elif rng.random() < 0.002:
             drop = True
-        return dict(up=self.up, rewind=rewind, drop=drop,
+        return dict(up=self.up, rewind=rewind, drop=drop, adopt=adopt,
+                    adopt_base=rng.randrange(1 << self.config.seq_bits),
                     keepalive_due=rng.random() < (0.03 if self.up else 0.2))
 
     def after(self, rx_ready, inputs, cycle):
@@ -184,6 +191,8 @@ def drive(ctx, dut, frame, rx_ready, inputs):
     if dut.link_state:
         for name in ("up", "rewind", "drop", "keepalive_due"):
             ctx.set(getattr(tx, name), inputs[name])
+        for name in ("up", "adopt", "adopt_base"):
+            ctx.set(getattr(rx, name), inputs[name])
 
 
 def observe(ctx, dut, counters, received):
@@ -280,6 +289,8 @@ def _events(model, committed, step, inputs):
         yield "frame withdrawn as the link went down"
     if inputs.get("drop") and inputs.get("rewind"):
         yield "restart with the UP"
+    if inputs.get("adopt") and step.feedback.send_nak is not None:
+        yield "base adopted with a NAK due"
     if committed is not None and committed.frame_type == FrameType.NAK and step.taken \
             and step.tx.frame_type == FrameType.ACK:
         yield "stale NAK sent as an ACK"
@@ -308,7 +319,8 @@ COVER = {mode: {
 #: ... with the link going down and up (``link_state``).
 LINK_COVER = {"replays_link", "frames_dropped", "KEEPALIVE sent while up",
               "KEEPALIVE sent while down", "frame withdrawn as the link went down",
-              "restart with the UP", "frames_retransmitted", "replays_nak", "acks_sent"}
+              "restart with the UP", "frames_retransmitted", "replays_nak", "acks_sent",
+              "base adopted with a NAK due", "frames_accepted", "duplicates"}
 
 
 @pytest.mark.parametrize("mode", ["gbn", "sr"])

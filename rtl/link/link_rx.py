@@ -67,6 +67,13 @@ class LinkReceiver(wiring.Component):
     * ACKs are coalesced: ``send_ack`` rises after ``ack_every`` delivered
       frames or ``ack_delay`` cycles after the first unacknowledged one, and
       falls when any frame carrying the ack leaves (``sent_ack``).
+
+    The link state (docs/link-state.md): while ``up`` is 0, and in a cycle
+    of ``adopt``, a frame is judged as one that failed its checks (not
+    delivered, its ack and NAK not passed on, nothing counted). ``adopt``
+    (a pulse: the link came up after a restart) makes ``adopt_base`` the
+    next number expected and clears the rest: the ack is not valid, no ACK
+    or NAK is due, no frame is held (a reorder buffer's slots are then free).
     """
 
     def __init__(self, *, max_words, seq_bits=12, ack_every=8, ack_delay=256, nak_timeout=1024,
@@ -92,6 +99,9 @@ class LinkReceiver(wiring.Component):
             "out": Out(stream.Signature(verdict)),
             "ack_delay": In(16, init=ack_delay),
             "nak_timeout": In(24, init=nak_timeout),
+            "up": In(1, init=1),            # the link state: UP
+            "adopt": In(1),                 # take adopt_base as the next number expected
+            "adopt_base": In(n),
             "feedback": Out(LinkFeedback(n)),
             "frames_accepted": Out(32),
             "duplicates": Out(32),
@@ -116,21 +126,23 @@ class LinkReceiver(wiring.Component):
         is_data = desc.frame_type == wire.FrameType.DATA
         distance = Signal(n)
         m.d.comb += distance.eq(desc.seq[:n] - expected)
+        ok = Signal()       # checked, and the link up (not adopting a base now)
+        m.d.comb += ok.eq(desc.ok & self.up & ~self.adopt)
         in_order = Signal()
         behind = Signal()
         m.d.comb += [
-            in_order.eq(desc.ok & is_data & (distance == 0)),
-            behind.eq(desc.ok & is_data & distance[n - 1]),
+            in_order.eq(ok & is_data & (distance == 0)),
+            behind.eq(ok & is_data & distance[n - 1]),
         ]
         ahead = Signal()
-        m.d.comb += ahead.eq(desc.ok & is_data & (distance != 0) & ~distance[n - 1])
+        m.d.comb += ahead.eq(ok & is_data & (distance != 0) & ~distance[n - 1])
         verdict = self.out.payload if gbn else self.out.payload.frame
         m.d.comb += [
             verdict.eq(desc),
             verdict.good.eq(desc.good & in_order),
-            fb.ack_in.eq(take & desc.ok & desc.flags[0]),
+            fb.ack_in.eq(take & ok & desc.flags[0]),
             fb.ack_seq.eq(desc.ack[:n]),
-            fb.nak_in.eq(take & desc.ok & (desc.frame_type == wire.FrameType.NAK)),
+            fb.nak_in.eq(take & ok & (desc.frame_type == wire.FrameType.NAK)),
             fb.nak_seq.eq(desc.seq[:n]),
             fb.rx_ack.eq(expected - 1),
         ]
@@ -167,7 +179,14 @@ class LinkReceiver(wiring.Component):
             dup_ack | (pending >= self.ack_every) | ((pending != 0) & (age >= self.ack_delay))))
 
         if gbn:
-            self._go_back_n_naks(m, take, ahead, accepted)
+            nak_state = self._go_back_n_naks(m, take, ahead, accepted)
+        else:
+            nak_state = self._nak_state
+        # the link came up after a restart: the peer's base, nothing else
+        # (after every other assignment: it wins)
+        with m.If(self.adopt):
+            m.d.sync += [expected.eq(self.adopt_base), fb.rx_ack_valid.eq(0), pending.eq(0),
+                         age.eq(0), dup_ack.eq(0), *(s.eq(0) for s in nak_state)]
         return m
 
     def _go_back_n_naks(self, m, take, ahead, accepted):
@@ -189,6 +208,7 @@ class LinkReceiver(wiring.Component):
                 m.d.sync += self.naks_repeated.eq(self.naks_repeated + 1)
         with m.If(accepted):
             m.d.sync += [nak_done.eq(0), fb.send_nak.eq(0)]
+        return nak_done, nak_timer, fb.send_nak
 
     def _nak_timer(self, m):
         """The NAK timer's state: ``nak_done`` (the NAK watched went out: the
@@ -273,4 +293,5 @@ class LinkReceiver(wiring.Component):
         with m.If(accepted):
             # expected moves on: watch its NAK if it already went out
             m.d.sync += [repeat.eq(0), nak_done.eq(moved(scan_next) != 0), nak_timer.eq(1)]
+        self._nak_state = (held, top, scan, repeat, nak_done, nak_timer)
         return delivered, advance
