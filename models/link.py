@@ -613,7 +613,9 @@ class LinkEndpoint:
     frame not acknowledged). DOWN goes to INIT on a KEEPALIVE saying DOWN,
     and DOWN or INIT to UP on one saying INIT or UP that names our
     incarnation. While not UP only KEEPALIVEs are read and only KEEPALIVEs
-    are sent. UP goes DOWN after :attr:`LinkConfig.dead_time` without a good
+    are sent. A KEEPALIVE is owed (sent as soon as the frame choice gets to
+    it, whatever the interval) after every change of state and on a
+    KEEPALIVE saying INIT while UP: the peer learns our state at once. UP goes DOWN after :attr:`LinkConfig.dead_time` without a good
     frame, after ``max_retries`` replay-timer expiries without progress, or
     on a KEEPALIVE saying DOWN (``link_down_events``, ``on_link_down``).
     On UP every frame not acknowledged is sent again (go-back-N from the
@@ -643,6 +645,7 @@ class LinkEndpoint:
         self.adopt = False               # take the peer's base when UP
         self.last_heard = self.last_sent = None
         self.next_keepalive = 0.0        # while not UP: when the next KEEPALIVE is due
+        self.owed = False                # a KEEPALIVE due until sent: the state changed
 
     @property
     def down(self):
@@ -698,11 +701,13 @@ class LinkEndpoint:
         sender = self.sender
         sender.replay_deadline, sender.retries = None, 0
         self.next_keepalive = now
+        self.owed = True
         if self.on_link_down is not None:
             self.on_link_down(self)
 
     def _go_up(self, base, now):
         self.state = LinkState.UP
+        self.owed = True
         self.counters.link_up_events += 1
         self.last_heard = now
         if self.adopt:
@@ -750,10 +755,13 @@ class LinkEndpoint:
         if self.state == LinkState.UP:
             if says == LinkState.DOWN:
                 self._go_down(now)
+            elif says == LinkState.INIT:
+                self.owed = True        # the peer may have missed ours: answer
         elif says in (LinkState.INIT, LinkState.UP) and names_us:
             self._go_up(frame.seq, now)
         elif says == LinkState.DOWN or self.state == LinkState.DOWN:
             self.state = LinkState.INIT
+            self.owed = True
 
     def _base(self):
         sender = self.sender
@@ -777,6 +785,7 @@ class LinkEndpoint:
 
     def _keepalive(self, now):
         self.counters.keepalives_sent += 1
+        self.owed = False
         known = self.peer_incarnation is not None
         credits = keepalive_credits(incarnation=self.incarnation,
                                     peer_incarnation=self.peer_incarnation if known else 0,
@@ -792,7 +801,7 @@ class LinkEndpoint:
 
     def _poll(self, now):
         if self.down:
-            if self.stateful and now >= self.next_keepalive:
+            if self.stateful and (self.owed or now >= self.next_keepalive):
                 self.next_keepalive = now + self.config.keepalive_ns
                 return self._keepalive(now)
             return None
@@ -808,7 +817,7 @@ class LinkEndpoint:
         if rx.ack_due:
             self.counters.acks_sent += 1
             return self._encode(FrameType.ACK, 0)
-        if self.stateful and (self.last_sent is None or
+        if self.stateful and (self.owed or self.last_sent is None or
                               now >= self.last_sent + self.config.keepalive_ns):
             return self._keepalive(now)
         return None

@@ -14,7 +14,8 @@ UP naming our incarnation: up; else DOWN, or the peer says DOWN: INIT).
 Without a KEEPALIVE, UP goes down on ``retry_limit`` or after ``dead``
 cycles without a good frame. The timers count cycles since a good frame,
 since a frame was sent, since a KEEPALIVE was sent (due at once after
-reset and on going down).
+reset). A KEEPALIVE is owed, due until one is sent, from every change of
+state and from a KEEPALIVE saying INIT heard while UP.
 """
 
 from collections import namedtuple
@@ -51,6 +52,7 @@ class CycleLinkState:
         self.peer, self.known, self.adopt_pending = 0, False, False
         self.heard = self.sent = 0
         self.since_ka = _MAX
+        self.owed = False
         self.pulses = (False, False, False)     # rewind, restart, adopt
         self.adopt_base = 0
         self.counts = dict.fromkeys(("link_up_events", "link_down_events", "peer_restarts",
@@ -61,7 +63,7 @@ class CycleLinkState:
         return (self.resets ^ self.incarnation) & 0xFFFFFFFF
 
     def outputs(self):
-        due = (self.sent if self.state == UP else self.since_ka) >= self.keepalive
+        due = self.owed or (self.sent if self.state == UP else self.since_ka) >= self.keepalive
         fields = {"incarnation": self.mine, "peer_incarnation": self.peer if self.known else 0,
                   "peer_known": int(self.known), "state": self.state}
         return LinkStateCycle(self.state, self.state == UP, due, fields, *self.pulses,
@@ -75,7 +77,7 @@ class CycleLinkState:
         shown = self.outputs()
         state, counts = self.state, self.counts
         ka = keepalive is not None
-        new_peer = restart = go_up = go_down = to_init = False
+        new_peer = restart = go_up = go_down = to_init = answer = False
         if ka:
             theirs = keepalive["incarnation"]
             new_peer = not self.known or theirs != self.peer
@@ -87,6 +89,7 @@ class CycleLinkState:
             go_up = found != UP and says in (INIT, UP) and names_us
             to_init = found != UP and not go_up and (says == DOWN or found == DOWN)
             go_down = (found == UP and says == DOWN) or (restart and state == UP)
+            answer = found == UP and says == INIT
         else:
             silent = state == UP and self.heard >= self.dead
             go_down = state == UP and (retry_limit or silent)
@@ -106,7 +109,10 @@ class CycleLinkState:
             self.adopt_pending = True
         if go_down:
             counts["link_down_events"] += 1
-            self.since_ka = self.keepalive
+        if go_up or go_down or to_init or answer:
+            self.owed = True
+        elif keepalive_sent:
+            self.owed = False
         if new_peer:
             self.peer, self.known = keepalive["incarnation"], True
         if restart:

@@ -147,6 +147,35 @@ def test_two_ends_come_up_then_carry_traffic_both_ways():
     assert a.peer_incarnation == 201 and b.peer_incarnation == 101
 
 
+def test_the_handshake_takes_round_trips_not_keepalive_intervals():
+    """Each change of state owes the peer a KEEPALIVE at once: both ends
+    are UP within a few one-way latencies of the first KEEPALIVE, well
+    before the next interval."""
+    a, b = pair()
+    wire = Wire(a, b)
+    wire.run(KEEPALIVE_NS / 2)
+    assert not a.down and not b.down
+    assert max(t for t, _, _ in wire.events) <= 4 * LATENCY_NS + 2 * STEP_NS
+
+
+def test_an_up_end_answers_a_peer_still_in_init_while_data_flows():
+    """The KEEPALIVE that would bring the peer UP is lost; the peer, INIT,
+    repeats its own every interval. The end that is UP owes an answer to
+    each, sent between its DATA frames (DATA does not cancel it), so the
+    peer comes UP at its next KEEPALIVE, not once the DATA stops."""
+    a, b = pair()
+    wire = Wire(a, b, cuts=[(2 * LATENCY_NS, 3 * LATENCY_NS + STEP_NS, "b")])
+    busy = traffic(400, start=0.0, every=STEP_NS)          # a frame every step
+    wire.run(KEEPALIVE_NS / 2, busy)
+    assert not a.down and b.down                # a's UP KEEPALIVE lost: b INIT
+    wire.run(KEEPALIVE_NS * 2, [s for s in busy if KEEPALIVE_NS / 2 <= s[0] < KEEPALIVE_NS * 2])
+    assert not b.down
+    up_b = max(t for t, end, what in wire.events if end == "b")
+    assert up_b <= KEEPALIVE_NS + 4 * LATENCY_NS
+    wire.run(2_000_000.0, [s for s in busy if s[0] >= KEEPALIVE_NS * 2])
+    assert exactly_once(wire.delivered["b"], 400)
+
+
 def test_data_waits_for_the_handshake():
     a, b = pair()
     a.submit([tlp(0)])

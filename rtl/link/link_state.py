@@ -37,8 +37,10 @@ class LinkStateMachine(wiring.Component):
     more after every reset).
 
     Outputs: ``state`` and ``up``; ``keepalive_due`` (a KEEPALIVE is to be
-    sent: while not UP every ``keepalive`` cycles and at once on going
-    DOWN, while UP once nothing was sent for ``keepalive`` cycles), with
+    sent: while not UP every ``keepalive`` cycles, while UP once nothing
+    was sent for ``keepalive`` cycles; and from every change of state, and
+    from a KEEPALIVE saying INIT heard while UP, until one is sent, so that
+    the peer learns our state however busy the link is), with
     ``tx_fields``, the KEEPALIVE's fields as bytes; one-cycle pulses
     ``rewind`` (the link came UP: resend every frame not acknowledged),
     ``restart`` (the peer restarted: drop the stored frames, start the
@@ -119,8 +121,17 @@ class LinkStateMachine(wiring.Component):
         silent = (state == UP) & ~ka & (heard >= self.dead)
         m.d.comb += go_down.eq(Mux(ka, (found == UP) & (says == DOWN) | restart & (state == UP),
                                    (state == UP) & (self.retry_limit | silent)))
-        m.d.comb += self.keepalive_due.eq(Mux(state == UP, sent >= self.keepalive,
-                                              since_ka >= self.keepalive))
+        # a KEEPALIVE owed to the peer: our state changed, or it is still
+        # INIT while we are UP (ours may have been lost); DATA does not
+        # cancel it, only a KEEPALIVE sent
+        owed = Signal()
+        answer = ka & (found == UP) & (says == INIT)
+        with m.If(go_up | go_down | to_init | answer):
+            m.d.sync += owed.eq(1)
+        with m.Elif(self.keepalive_sent):
+            m.d.sync += owed.eq(0)
+        m.d.comb += self.keepalive_due.eq(owed | Mux(state == UP, sent >= self.keepalive,
+                                                     since_ka >= self.keepalive))
 
         # --- the state, the pulses, the counters ------------------------------------------
         m.d.sync += [self.rewind.eq(go_up), self.restart.eq(restart),
@@ -136,8 +147,7 @@ class LinkStateMachine(wiring.Component):
         with m.Elif(new_peer):
             m.d.sync += adopt_pending.eq(1)
         with m.If(go_down):
-            m.d.sync += [self.link_down_events.eq(self.link_down_events + 1),
-                         since_ka.eq(self.keepalive)]        # a KEEPALIVE at once
+            m.d.sync += self.link_down_events.eq(self.link_down_events + 1)
         with m.If(new_peer):
             m.d.sync += [peer.eq(theirs), known.eq(1)]
         with m.If(restart):
