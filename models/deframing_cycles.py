@@ -30,7 +30,7 @@ them in amaranth.sim).
 from collections import namedtuple
 
 from . import wire
-from .frame import FLAG_CREDITS_VALID, CREDIT_FIELDS, DropReason, FrameError, decode_frame
+from .frame import CREDIT_FIELDS, DropReason, FrameError, carries_credits, decode_frame
 from .framing_cycles import WIDTHS, crc_latency
 
 __all__ = ["RxDesc", "DeframerCycle", "CycleDeframer", "verdict_latency", "frame_words",
@@ -106,7 +106,7 @@ class CycleDeframer:
         desc = credits = None
         if v is not None and v.adm:
             desc = v.desc
-            if v.desc.ok and v.desc.flags & FLAG_CREDITS_VALID:
+            if v.desc.ok and carries_credits(v.desc.frame_type, v.desc.flags):
                 credits = v.credits
         return DeframerCycle(self.word, desc, credits, list(self.drops), self.good_frames,
                              self.control_frames, self.overflows)

@@ -26,6 +26,7 @@ __all__ = [
     "FLAG_ACK_VALID", "FLAG_CREDITS_VALID", "DEFAULT_DST_MAC", "DEFAULT_SRC_MAC",
     "PREAMBLE_SFD_LEN", "FCS_LEN", "IFG_LEN",
     "encode_frame", "decode_frame", "pad_to_minimum", "frame_crc", "keepalive_credits",
+    "carries_credits",
     "aggregate", "frames_for", "largest_tlp", "frame_overhead_bytes", "wire_bytes",
     "wire_efficiency", "FrameStats",
 ]
@@ -134,6 +135,13 @@ class Frame:
         return {name: getattr(self, name) for name in CREDIT_FIELDS}
 
     @property
+    def carries_credits(self):
+        """The credit fields are limits the receiver takes: ``flags`` bit 1
+        set, and not a KEEPALIVE (whose bytes there are its link-state
+        fields, whatever a peer set in its flags)."""
+        return bool(carries_credits(self.frame_type, self.flags))
+
+    @property
     def keepalive(self):
         """A KEEPALIVE's link-state fields (:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`),
         read from the bytes the credit fields occupy."""
@@ -159,6 +167,13 @@ def frame_crc(frame, payload_length):
     """The end-to-end CRC of ``frame``: ``zlib.crc32`` of bytes
     ``ETH_LEN .. HEADER_LEN + payload_length - 1`` (bridge header and TLP area)."""
     return zlib.crc32(memoryview(frame)[ETH_LEN:HEADER_LEN + payload_length])
+
+
+def carries_credits(frame_type, flags):
+    """Whether a frame of ``frame_type`` with ``flags`` carries credit
+    limits (the rule of :attr:`Frame.carries_credits`, for a header not
+    decoded into a :class:`Frame`)."""
+    return flags & FLAG_CREDITS_VALID and frame_type != FrameType.KEEPALIVE
 
 
 def keepalive_credits(**fields):

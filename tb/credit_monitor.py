@@ -15,7 +15,7 @@ its size: an overrun. It is an assertion (``check_phase``), not a hope.
 
 from pyuvm import uvm_component
 
-from ..models.frame import FLAG_CREDITS_VALID, FrameError, FrameType, decode_frame
+from ..models.frame import FrameError, FrameType, decode_frame
 from ..models.link import seq_offset
 from ..models.ordering import CREDIT_CLASSES, flow_control_need
 from ..models.wire import BRIDGE_HEADER
@@ -73,7 +73,7 @@ class CreditMonitor(uvm_component):
             frame = decode_frame(item.data)
         except FrameError:
             return                          # the bridge drops it too
-        if not frame.flags & FLAG_CREDITS_VALID:
+        if not frame.carries_credits:
             return
         for (hdr, data), name in zip(self.limits, CLASS_NAMES):
             hdr.update(getattr(frame, f"credit_{name}_hdr"))

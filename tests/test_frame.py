@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tlpoe.models.frame import (
-    CHECK_ORDER, DropReason, FrameError, FrameStats, aggregate, decode_frame,
+    CHECK_ORDER, FLAG_CREDITS_VALID, DropReason, FrameError, FrameStats, aggregate, decode_frame,
     encode_frame, frame_overhead_bytes, frames_for, largest_tlp, pad_to_minimum,
     wire_efficiency,
 )
@@ -336,3 +336,15 @@ def test_wire_efficiency_counts_preamble_fcs_ifg_and_padding():
     # One 12-byte TLP per 60-byte frame would be 12 / (60 + 4 + 8 + 12).
     frames = [encode_frame([tlp(12)])]
     assert FrameStats.of(frames).efficiency == pytest.approx(12 / 84)
+
+
+@pytest.mark.parametrize("frame_type", list(FrameType))
+def test_only_a_frame_that_is_not_a_keepalive_carries_credits(frame_type):
+    """Flag bit 1 makes the credit fields limits, except in a KEEPALIVE,
+    whose bytes there are its link-state fields (a peer that sets the flag
+    there must not change our credits)."""
+    for flags in (0, FLAG_CREDITS_VALID):
+        frame = decode_frame(encode_frame([], frame_type=frame_type, flags=flags) if frame_type
+                             else encode_frame([bytes(12)], flags=flags))
+        want = bool(flags) and frame_type != FrameType.KEEPALIVE
+        assert frame.carries_credits == want

@@ -69,7 +69,9 @@ class Deframer(wiring.Component):
     ``credits`` holds the bridge header's six credit fields (per class P,
     NP, CPL) while ``credits_update`` pulses, in the descriptor's cycle, if
     the frame passed every check and its ``flags`` say the credit fields are
-    valid (any frame type: retransmissions and duplicates too).
+    valid (any frame type but KEEPALIVE: retransmissions and duplicates
+    too); a KEEPALIVE's link-state fields are read from the same ``credits``
+    (:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`, whatever its flags).
     """
 
     def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE):
@@ -359,7 +361,11 @@ class Deframer(wiring.Component):
             self.desc.payload.flags.eq(flags),
             self.desc.payload.seq.eq(at("seq", E)),
             self.desc.payload.ack.eq(at("ack", E)),
-            self.credits_update.eq(done & adm & ~failed_e & flags[1]),   # FLAG_CREDITS_VALID
+            # FLAG_CREDITS_VALID, in any frame but a KEEPALIVE (whose bytes
+            # there are its link-state fields: a peer's flags cannot make
+            # them limits)
+            self.credits_update.eq(done & adm & ~failed_e & flags[1] &
+                                   (at("frame_type", E) != wire.FrameType.KEEPALIVE)),
         ]
         for k, name in enumerate(CLASSES):
             m.d.comb += [self.credits[k].hdr.eq(at(f"credit_{name}_hdr", E)),
