@@ -47,7 +47,9 @@ from .framing_cycles import (CycleFramer, CyclePacker, FramerConfig, SkidBuffer,
                              SyncFifoBuffered)
 from .credits_cycles import (CycleCreditAdvertiser, CycleCreditReturn, CyclePeerCredits,
                              queue_credits)
+from .frame import keepalive_credits
 from .link_cycles import CycleConfig, CycleEndpoint, RxFrame
+from .link_state_cycles import CycleLinkState
 from .order_cycles import CycleOrderChecker, order_window
 from .queues_cycles import CycleClassQueues
 
@@ -95,9 +97,10 @@ def decap_depths(width, mtu, window=None):
 #: What the decapsulator shows in a cycle: ``frame_ready``, ``tlp`` (the
 #: beat offered, ``(data, keep, last, stamp)``, or None), ``desc`` (the
 #: deframer's verdict this cycle, an ``RxDesc``, or None: what a verdict
-#: stage judges), ``credits`` (while ``credits_update``) and the counters.
+#: stage judges), ``credits`` (while ``credits_update``), the counters and
+#: ``keepalive`` (a KEEPALIVE's link-state fields with its ``desc``, else None).
 DecapCycle = namedtuple("DecapCycle", "frame_ready tlp desc credits drops good_frames "
-                                      "control_frames overflows tlps_out")
+                                      "control_frames overflows tlps_out keepalive")
 
 
 class CycleDecapsulator:
@@ -137,7 +140,8 @@ class CycleDecapsulator:
     def outputs(self):
         d, u = self.deframer.outputs(), self.unpacker.outputs()
         return DecapCycle(not self.hold or self.in_frame or self.room, u.tlp, d.desc, d.credits,
-                          d.drops, d.good_frames, d.control_frames, d.overflows, u.tlps_out)
+                          d.drops, d.good_frames, d.control_frames, d.overflows, u.tlps_out,
+                          d.keepalive)
 
     def step(self, *, beat=None, tlp_ready=False, verdict=None):
         """One clock cycle; returns the :class:`DecapCycle` shown before the edge."""
@@ -201,10 +205,13 @@ class LinkPath:
     ACK) are that cycle's values, for the credit advertiser. Run-time inputs, settable between
     cycles: ``flush_timeout``, ``replay_timeout``, ``nak_timeout``,
     ``ack_delay`` and ``framer`` (a :class:`FramerConfig`: MAC addresses,
-    channel, and the credits every frame carries)."""
+    channel, and the credits every frame carries). ``state``: the link
+    state machine (a :class:`~tlpoe.models.link_state_cycles.CycleLinkState`),
+    or None: the link goes down for good at the replay limit (a latch)."""
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, state=None):
         self.config = config = config if config is not None else BridgeConfig()
+        self.state = state
         link = config.link
         self.width = link.width
         self.packer = CyclePacker(link.width, mtu=config.mtu, flush_timeout=config.flush_timeout)
@@ -227,6 +234,8 @@ class LinkPath:
         """``rst``: every register and counter back to its initial value."""
         for block in (self.packer, self.endpoint, self.framer, self.decap):
             block.reset()
+        if self.state is not None:
+            self.state.reset()
         self._clear_bodies()
 
     flush_timeout = property(lambda self: self.packer.flush_timeout,
@@ -240,16 +249,27 @@ class LinkPath:
 
     @property
     def link_down(self):
+        if self.state is not None:
+            return not self.state.outputs().up
         return self.endpoint.link_down
 
     def counters(self):
-        """Every counter, by its RTL name."""
+        """Every counter, by its RTL name, and ``link_status``."""
         p, f, d = self.packer, self.framer, self.decap
-        return {"oversize_drops": p.oversize_drops, "length_errors": p.length_errors,
-                "frames_sent": f.frames_sent, **self.endpoint.counters(),
-                "drops": list(d.deframer.drops), "good_frames": d.deframer.good_frames,
-                "control_frames": d.deframer.control_frames,
-                "overflows": d.deframer.overflows, "tlps_out": d.unpacker.tlps_out}
+        out = {"oversize_drops": p.oversize_drops, "length_errors": p.length_errors,
+               "frames_sent": f.frames_sent, **self.endpoint.counters(),
+               "drops": list(d.deframer.drops), "good_frames": d.deframer.good_frames,
+               "control_frames": d.deframer.control_frames,
+               "overflows": d.deframer.overflows, "tlps_out": d.unpacker.tlps_out}
+        if self.state is None:      # UP until the replay buffer gives up
+            out["link_status"] = int(wire.LinkState.DOWN if self.endpoint.link_down
+                                     else wire.LinkState.UP)
+            out.update(dict.fromkeys(("link_up_events", "peer_restarts", "keepalives_sent",
+                                      "keepalives_received"), 0))
+        else:
+            out["link_status"] = self.state.state
+            out.update(self.state.counts)
+        return out
 
     def step(self, *, tlp_in=None, frame_out_ready=False, frame_in=None, tlp_out_ready=False,
              send_credit=False):
@@ -273,11 +293,30 @@ class LinkPath:
         word_shown = self.tx_word if sender.out_valid else None
         fetch = sender.words_left and (not sender.out_valid or framer.words_ready)
         data_sent = framer.data_sent_seq if frame_out_ready else None
+        state = None if self.state is None else self.state.outputs()
+        link_state = {} if state is None else dict(
+            up=state.up, rewind=state.rewind, drop=state.restart,
+            keepalive_due=state.keepalive_due, adopt=state.adopt,
+            adopt_base=state.adopt_base & ((1 << self.config.link.seq_bits) - 1))
         cycle = self.endpoint.step(
             received=received, desc=packer.desc, words_valid=packer.word is not None,
             tx_ready=framer.desc_ready, tx_words_ready=framer.words_ready,
-            data_sent=data_sent, send_credit=send_credit)
-        self.sent, self.send_ack = cycle.taken, bool(cycle.feedback.send_ack)
+            data_sent=data_sent, send_credit=send_credit, **link_state)
+        keepalive = cycle.tx is not None and cycle.tx.frame_type == wire.FrameType.KEEPALIVE
+        # a KEEPALIVE carries its link-state fields in the credit bytes, not
+        # marked valid, and is no credit advertisement
+        self.sent, self.send_ack = cycle.taken and not keepalive, bool(cycle.feedback.send_ack)
+        framer_config = self.framer_config
+        if keepalive:
+            credits = keepalive_credits(**state.tx_fields)
+            framer_config = framer_config._replace(
+                credits=[(credits[f"credit_{k}_hdr"], credits[f"credit_{k}_data"])
+                         for k in ("p", "np", "cpl")], credits_valid=False)
+        if self.state is not None:
+            ka = None if decap.keepalive is None else dict(decap.keepalive, base=decap.desc.seq)
+            self.state.step(rx_good=decap.desc is not None and bool(decap.desc.ok), keepalive=ka,
+                            retry_limit=self.endpoint.sender.retry_limit,
+                            frame_sent=cycle.taken, keepalive_sent=cycle.taken and keepalive)
         if fetch:
             self.tx_word = self.reader.popleft()
         if cycle.taken and cycle.tx.frame_type == wire.FrameType.DATA:
@@ -288,7 +327,7 @@ class LinkPath:
             self.bodies[tail_slot], self.pending = self.pending, []
         offered = cycle.tx._asdict() if cycle.tx is not None else None
         self.framer.step(desc=offered, word=word_shown, frame_ready=frame_out_ready,
-                         config=self.framer_config)
+                         config=framer_config)
         self.packer.step(beat=tlp_in, words_ready=store, desc_ready=store)
         verdict, sr = cycle.verdict, self.config.link.mode == "sr"
 
@@ -369,6 +408,7 @@ CONFIG_RESET = dict(channel=0, flush_timeout="flush_timeout", replay_timeout="re
                     nak_timeout="nak_timeout", ack_delay="ack_delay",
                     credit_delay="credit_delay", credit_refresh="credit_refresh",
                     np_accept=1, ro_enable=1, credits_enable=1,
+                    keepalive="keepalive", dead="dead", incarnation=0,
                     dst_mac=0, src_mac=0)
 _ORDER_STATUS = ("irq", "first_valid", "first_cell", "first_tag", "first_stamp")
 _ORDER_COUNTERS = ("violations", "tlps_checked", "stamp_errors", "window_errors",
@@ -389,7 +429,8 @@ class BridgeModel:
     is an input of :meth:`step`."""
 
     def __init__(self, config=None, *, queue_depth=None, queue_tlps=32, tx_queue_depth=None,
-                 credit_delay=256, credit_refresh=None, reorder_illegally=False):
+                 credit_delay=256, credit_refresh=None, reorder_illegally=False,
+                 link_state=False, keepalive=2500, dead=None):
         self.config = config = config if config is not None else BridgeConfig()
         link = config.link
         self.width, self.mode = link.width, link.mode
@@ -400,8 +441,11 @@ class BridgeModel:
         self.parameters = dict(flush_timeout=config.flush_timeout,
                                replay_timeout=link.replay_timeout, nak_timeout=link.nak_timeout,
                                ack_delay=link.ack_delay, credit_delay=credit_delay,
-                               credit_refresh=sizes.credit_refresh)
-        self.link = LinkPath(config)
+                               credit_refresh=sizes.credit_refresh, keepalive=keepalive,
+                               dead=3 * keepalive if dead is None else dead)
+        dead = self.parameters["dead"]
+        self.link = LinkPath(config, CycleLinkState(keepalive=keepalive, dead=dead)
+                             if link_state else None)
         self.tx_queues = CycleClassQueues(link.width, depth=sizes.tx_queue_depth,
                                           tlps=sizes.tx_tlps, max_credits=sizes.max_credits,
                                           reorder_illegally=reorder_illegally)
@@ -468,6 +512,9 @@ class BridgeModel:
                                           True)
         for name in ("flush_timeout", "replay_timeout", "nak_timeout", "ack_delay"):
             setattr(link, name, cfg[name])
+        if link.state is not None:
+            for name in ("keepalive", "dead", "incarnation"):
+                setattr(link.state, name, cfg[name])
         ln = link.step(tlp_in=tx_o, frame_out_ready=frame_out_ready, frame_in=frame_in,
                        tlp_out_ready=rx_i_ready, send_credit=send_credit)
         # the class queues both ways

@@ -30,7 +30,8 @@ them in amaranth.sim).
 from collections import namedtuple
 
 from . import wire
-from .frame import CREDIT_FIELDS, DropReason, FrameError, carries_credits, decode_frame
+from .frame import (CREDIT_FIELDS, DropReason, FrameError, carries_credits, decode_frame,
+                    keepalive_fields)
 from .framing_cycles import WIDTHS, crc_latency
 
 __all__ = ["RxDesc", "DeframerCycle", "CycleDeframer", "verdict_latency", "frame_words",
@@ -44,10 +45,13 @@ __all__ = ["RxDesc", "DeframerCycle", "CycleDeframer", "verdict_latency", "frame
 RxDesc = namedtuple("RxDesc", "good count words area ok frame_type flags seq ack")
 #: What the deframer shows in a cycle: ``word`` (a body word pushed, or
 #: None), ``desc`` (an :class:`RxDesc` pushed, or None), ``credits`` (the
-#: frame's six credit fields, by name, while ``credits_update``, else None)
-#: and the counters (``drops`` a list by :class:`DropReason`).
+#: frame's six credit fields, by name, while ``credits_update``, else None),
+#: the counters (``drops`` a list by :class:`DropReason`) and ``keepalive``
+#: (a KEEPALIVE's link-state fields, a dict, with ``desc`` when it passed
+#: every check, else None).
 DeframerCycle = namedtuple("DeframerCycle",
-                           "word desc credits drops good_frames control_frames overflows")
+                           "word desc credits drops good_frames control_frames overflows "
+                           "keepalive")
 
 
 def frame_words(width, mtu):
@@ -103,13 +107,15 @@ class CycleDeframer:
 
     def outputs(self):
         v = self.line[-1]
-        desc = credits = None
+        desc = credits = keepalive = None
         if v is not None and v.adm:
             desc = v.desc
             if v.desc.ok and carries_credits(v.desc.frame_type, v.desc.flags):
                 credits = v.credits
+            if v.desc.ok and v.desc.frame_type == wire.FrameType.KEEPALIVE:
+                keepalive = keepalive_fields(v.credits)
         return DeframerCycle(self.word, desc, credits, list(self.drops), self.good_frames,
-                             self.control_frames, self.overflows)
+                             self.control_frames, self.overflows, keepalive)
 
     def _judge(self, frame, adm, words):
         """The verdict on ``frame`` (its bytes as the RTL counts them)."""

@@ -26,7 +26,7 @@ __all__ = [
     "FLAG_ACK_VALID", "FLAG_CREDITS_VALID", "DEFAULT_DST_MAC", "DEFAULT_SRC_MAC",
     "PREAMBLE_SFD_LEN", "FCS_LEN", "IFG_LEN",
     "encode_frame", "decode_frame", "pad_to_minimum", "frame_crc", "keepalive_credits",
-    "carries_credits",
+    "keepalive_fields", "carries_credits",
     "aggregate", "frames_for", "largest_tlp", "frame_overhead_bytes", "wire_bytes",
     "wire_efficiency", "FrameStats",
 ]
@@ -145,12 +145,7 @@ class Frame:
     def keepalive(self):
         """A KEEPALIVE's link-state fields (:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`),
         read from the bytes the credit fields occupy."""
-        raw = bytearray(KEEPALIVE_FIELDS.length)
-        for name in CREDIT_FIELDS:
-            f = BRIDGE_HEADER[name]
-            at = f.offset - KEEPALIVE_OFFSET
-            raw[at:at + f.size] = getattr(self, name).to_bytes(f.size, "big")
-        return KEEPALIVE_FIELDS.unpack(bytes(raw))
+        return keepalive_fields(self.credits)
 
     def encode(self):
         """The frame's bytes again (unpadded); ``reserved`` is sent as 0."""
@@ -174,6 +169,18 @@ def carries_credits(frame_type, flags):
     limits (the rule of :attr:`Frame.carries_credits`, for a header not
     decoded into a :class:`Frame`)."""
     return flags & FLAG_CREDITS_VALID and frame_type != FrameType.KEEPALIVE
+
+
+def keepalive_fields(credits):
+    """The link-state fields (:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`,
+    a dict) whose bytes are those of the six credit fields ``credits`` (a
+    dict by :data:`CREDIT_FIELDS`): the inverse of :func:`keepalive_credits`."""
+    raw = bytearray(KEEPALIVE_FIELDS.length)
+    for name in CREDIT_FIELDS:
+        f = BRIDGE_HEADER[name]
+        at = f.offset - KEEPALIVE_OFFSET
+        raw[at:at + f.size] = credits[name].to_bytes(f.size, "big")
+    return KEEPALIVE_FIELDS.unpack(bytes(raw))
 
 
 def keepalive_credits(**fields):

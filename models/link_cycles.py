@@ -464,7 +464,7 @@ class CycleSender:
             else:
                 retries = (self.retries + 1) & 0xFF
                 c.replays_timeout += not limit or cfg.final_expiry == "counted"
-        if ack_ok or not up or limit:
+        if ack_ok or not up:
             retries = 0
         c.link_down_events += limit
         c.replays_link += bool(rewind)

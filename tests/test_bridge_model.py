@@ -17,7 +17,7 @@ import random
 import pytest
 
 from tlpoe.models.bridge import BridgeConfig, BridgeModel
-from tlpoe.models.frame import CREDIT_FIELDS, encode_frame, pad_to_minimum
+from tlpoe.models.frame import CREDIT_FIELDS, encode_frame, keepalive_credits, pad_to_minimum
 from tlpoe.models.link_cycles import CycleConfig
 from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.rtl.bridge.registers import CONFIG, decode_stats
@@ -52,6 +52,10 @@ class BridgePeer:
         self.real = [bytes(t) for t in ordering_traffic(rng.getrandbits(16), 400)]
         self.rates = (0.3, 0.5, 1.0, 1.0, 0.8, 0.8)
         self.credit_mode = "generous"
+        # with the link state machine: the peer's incarnation (it restarts
+        # now and then) and KEEPALIVEs that mostly name ours
+        self.link_state = model.link.state is not None
+        self.incarnation = rng.getrandbits(32)
 
     def credits(self):
         rng, q = self.rng, self.model.tx_queues
@@ -69,7 +73,8 @@ class BridgePeer:
     def frame(self):
         rng, ep = self.rng, self.model.link.endpoint
         rx, tx = ep.receiver, ep.sender
-        kind = rng.choices((0, 1, 2, 3, 4), (0.55, 0.25, 0.06, 0.1, 0.04))[0]
+        kind = rng.choices((0, 1, 2, 3, 4),
+                           (0.55, 0.25, 0.06, 0.1, 0.15 if self.link_state else 0.04))[0]
         progress = self.rates[4]
         ack = rng.choices((tx.on_wire - 1 - rng.randint(0, 2), tx.head - 1,
                            rng.randrange(1 << 32)), (progress, 0.97 - progress, 0.03))[0]
@@ -90,6 +95,8 @@ class BridgePeer:
                                      credits=credits)
             else:
                 frame = good_frame(rng, seq=seq, ack=ack, flags=flags, max_tlps=4)
+        elif kind == 4 and self.link_state:
+            frame = self.keepalive(ack, flags)
         else:
             seq = (tx.head + rng.randint(-1, tx.unacked)) & self.mask if kind == 2 else 0
             frame = encode_frame([], frame_type=kind, seq=seq, ack=ack, flags=flags,
@@ -97,6 +104,21 @@ class BridgePeer:
         if rng.random() < 0.05:
             frame = hostile_frame(rng, frame, mtu=1500).data if kind == 0 else frame[:-1]
         return pad_to_minimum(frame)
+
+    def keepalive(self, ack, flags):
+        """A KEEPALIVE of the peer: its incarnation (a new one now and
+        then: a restart), a state (DOWN, INIT, UP, now and then the
+        reserved 3), ours named or not, a base near what we expect."""
+        rng, state = self.rng, self.model.link.state
+        if rng.random() < 0.1:
+            self.incarnation = rng.getrandbits(32)
+        fields = dict(incarnation=self.incarnation,
+                      peer_incarnation=state.mine if rng.random() < 0.9 else rng.getrandbits(32),
+                      peer_known=int(rng.random() < 0.9),
+                      state=rng.choices((0, 1, 2, 3), (0.15, 0.35, 0.45, 0.05))[0])
+        base = self.model.link.endpoint.receiver.expected + rng.choice((0, 0, 0, 1, -1))
+        return encode_frame([], frame_type=4, seq=base & self.mask, ack=ack, flags=flags,
+                            credits=keepalive_credits(**fields))
 
     def host_tlp(self):
         rng = self.rng
@@ -247,6 +269,25 @@ def test_bridge_model_agrees_with_the_rtl_bridge_in_every_cycle(mode):
         hit |= moved(model.step().stats)
     cover = COVER | ({"out_of_order_buffered"} if mode == "sr" else {"out_of_order"})
     assert cover <= hit, f"not moved: {cover - hit}"
+
+
+#: ... with the link state machine (its own counters and the replay
+#: buffer's link ones).
+LINK_COVER = {"link_up_events", "link_down_events", "peer_restarts", "keepalives_sent",
+              "keepalives_received", "replays_link", "frames_dropped", "frames_accepted",
+              "tlps_out"}
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_bridge_model_agrees_with_the_link_state_machine(mode):
+    """``link_state``: the peer's KEEPALIVEs (restarts, every state, ours
+    named or not) take the link up and down; the KEEPALIVEs we send, the
+    rewinds, drops and adopted bases, every cycle equal."""
+    hit = set()
+    for seed in range(2):
+        model = run_bridge_model(mode, seed, 3000, link_state=True, keepalive=80, dead=300)
+        hit |= moved(model.step().stats)
+    assert LINK_COVER <= hit, f"not moved: {LINK_COVER - hit}"
 
 
 def test_bridge_model_agrees_when_the_transmit_queues_reorder_illegally():

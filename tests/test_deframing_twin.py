@@ -17,7 +17,8 @@ import pytest
 
 from tlpoe.models import wire
 from tlpoe.models.deframing_cycles import CycleDeframer, CycleUnpacker, RxDesc
-from tlpoe.models.frame import FLAG_CREDITS_VALID, CREDIT_FIELDS, encode_frame, pad_to_minimum
+from tlpoe.models.frame import (FLAG_CREDITS_VALID, CREDIT_FIELDS, encode_frame,
+                               keepalive_fields, pad_to_minimum)
 from tlpoe.models.framing_cycles import WIDTHS
 from tlpoe.rtl.framing.deframer import Deframer
 from tlpoe.rtl.framing.unpacker import TlpUnpacker
@@ -93,13 +94,17 @@ def deframer_observe(ctx, dut):
     if ctx.get(dut.desc.valid):
         p = ctx.get(dut.desc.payload)
         desc = _desc_fields(RxDesc(*(getattr(p, name) for name in RxDesc._fields)))
+    fields = {f"credit_{name}_{part}": getattr(ctx.get(dut.credits[k]), part)
+              for k, name in enumerate(CLASSES) for part in ("hdr", "data")}
     if ctx.get(dut.credits_update):
-        credits = {f"credit_{name}_{part}": getattr(ctx.get(dut.credits[k]), part)
-                   for k, name in enumerate(CLASSES) for part in ("hdr", "data")}
+        credits = fields
+    # a KEEPALIVE's link-state fields: the same bytes, whatever its flags say
+    keepalive = keepalive_fields(fields) if desc is not None and desc.ok and \
+        desc.frame_type == wire.FrameType.KEEPALIVE else None
     return dict(word=ctx.get(dut.words.payload) if ctx.get(dut.words.valid) else None,
                 desc=desc, credits=credits, drops=list(ctx.get(dut.drops)),
                 good_frames=ctx.get(dut.good_frames), control_frames=ctx.get(dut.control_frames),
-                overflows=ctx.get(dut.overflows))
+                overflows=ctx.get(dut.overflows), keepalive=keepalive)
 
 
 def deframer_predict(model, inputs):

@@ -15,7 +15,7 @@ from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_la
 __all__ = ["Bridge", "STREAMS", "INTERRUPTS"]
 
 #: The ports that join the two paths inside the bridge.
-JOINS = ("feedback", "credits", "egress_tap", "opposite")
+JOINS = ("feedback", "credits", "link", "egress_tap", "opposite")
 #: The bridge's streams and its interrupt outputs (levels), ports of their own.
 STREAMS = ("tlp_in", "frame_out", "frame_in", "tlp_out")
 INTERRUPTS = ("link_down", "order_irq")
@@ -48,7 +48,11 @@ class Bridge(wiring.Component):
     ``queue_depth`` (beats) and ``queue_tlps`` (1..127) of each receive
     queue, which set the credits advertised; ``tx_queue_depth``;
     ``credit_delay`` and ``credit_refresh`` (cycles); ``reorder_illegally``
-    (tests only: the transmit arbiter makes illegal passes).
+    (tests only: the transmit arbiter makes illegal passes); ``link_state``
+    (docs/link-state.md: the DOWN/INIT/UP state machine with KEEPALIVEs,
+    flaps ridden out, peer restarts; without it the link goes down for good
+    at the replay limit), its ``keepalive`` and ``dead`` times (cycles;
+    ``dead`` 3 × ``keepalive`` unless given).
 
     Ports: the four streams; ``dst_mac`` and ``src_mac``; ``cfg`` (in:
     the run-time settings, reset to the parameters) and ``stats`` (out:
@@ -70,10 +74,12 @@ class Bridge(wiring.Component):
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
                  flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn", queue_depth=None,
                  queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
-                 reorder_illegally=False):
+                 reorder_illegally=False, link_state=False, keepalive=2500, dead=None):
         check_mode(mode)
         check_width(width)
-        self.width, self.mode = width, mode
+        if dead is None:
+            dead = 3 * keepalive            # BFD's detection multiplier (RFC 5880, 6.8.1)
+        self.width, self.mode, self.link_state = width, mode, link_state
         sizes = bridge_sizes(width, mtu=mtu, queue_depth=queue_depth, queue_tlps=queue_tlps,
                              tx_queue_depth=tx_queue_depth, replay_timeout=replay_timeout,
                              credit_refresh=credit_refresh)
@@ -85,13 +91,15 @@ class Bridge(wiring.Component):
                                replay_timeout=replay_timeout, flush_timeout=flush_timeout,
                                queue_depth=tx_queue_depth, queue_tlps=sizes.tx_tlps,
                                credit_delay=credit_delay, credit_refresh=credit_refresh,
-                               reorder_illegally=reorder_illegally)
+                               reorder_illegally=reorder_illegally, link_state=link_state,
+                               keepalive=keepalive, dead=dead)
         self.rx = ReceivePath(width, **link, ack_every=ack_every, ack_delay=ack_delay,
                               nak_timeout=nak_timeout, queue_depth=queue_depth,
                               queue_tlps=queue_tlps)
         self.parameters = dict(flush_timeout=flush_timeout, replay_timeout=replay_timeout,
                                nak_timeout=nak_timeout, ack_delay=ack_delay,
-                               credit_delay=credit_delay, credit_refresh=credit_refresh)
+                               credit_delay=credit_delay, credit_refresh=credit_refresh,
+                               keepalive=keepalive, dead=dead)
         self._check_described()
         members = {name: member for path in (self.tx, self.rx)
                    for name, member in exposed_members(path).items() if name in STREAMS}
@@ -119,6 +127,7 @@ class Bridge(wiring.Component):
         m.submodules.rx = rx = self.rx
         connect(m, rx.feedback, tx.feedback)
         connect(m, rx.credits, tx.credits)
+        connect(m, rx.link, tx.link)
         connect(m, tx.egress_tap, rx.opposite)      # each checker sees the other way's requests
         connect(m, rx.egress_tap, tx.opposite)
         connect(m, flipped(self.tlp_in), tx.tlp_in)

@@ -28,32 +28,39 @@ against egress; the requests each path's queues hand on
 ``opposite`` (the requests its completions answer, D2b).
 """
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models.bridge import tx_max_credits
 from ...models.frame import DropReason
 from ...models.order_cycles import order_window
+from ...models.wire import FrameType, LinkState
 from ..framing.decapsulator import Decapsulator
 from ..framing.deframer import frame_words
 from ..framing.encapsulator import Encapsulator
-from ..link.link_common import LinkFeedback
+from ..link.link_common import LinkFeedback, LinkStatePort
 from ..link.link_rx import LinkReceiver
+from ..link.link_state import LinkStateMachine, credits_from_keepalive, keepalive_from_credits
 from ..link.reorder import ReorderBuffer
 from ..link.replay import ReplayBuffer
 from ..queues.classq import ClassQueues
 from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
 from ..queues.order_check import OrderChecker
 from ..streams import SkidBuffer, TlpBeat, connect_tlp, frame_stream, tlp_stream
+from ..tlp_header import CLASSES
 
 __all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TX_COUNTERS", "RX_COUNTERS",
            "SR_COUNTERS", "ORDER_OUTPUTS", "order_ports", "order_window"]
 
 #: The ReplayBuffer's counters, each ``Out(32)`` on the transmit path.
-TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted", "link_down_events",
+TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted",
                "acks_sent", "naks_sent", "window_full_cycles", "acks_invalid", "naks_invalid",
                "replays_link", "frames_dropped")
+#: The link state machine's counters (0 without it; ``link_down_events``
+#: then counts the replay buffer's retry limits).
+LINK_COUNTERS = ("link_down_events", "link_up_events", "peer_restarts", "keepalives_sent",
+                 "keepalives_received")
 #: The LinkReceiver's counters, each ``Out(32)`` on the receive path.
 RX_COUNTERS = ("frames_accepted", "duplicates", "out_of_order", "naks_repeated")
 #: The receive path's counters of selective repeat only (``mode="sr"``).
@@ -128,15 +135,25 @@ class TransmitPath(wiring.Component):
     link-less receive path.
 
     ``feedback`` (in): the local receiver's :class:`LinkFeedback`;
-    ``credits`` (in): the :class:`CreditLoop`. The parameters are the
+    ``credits`` (in): the :class:`CreditLoop`; ``link`` (in): the
+    :class:`LinkStatePort` of the receive path. The parameters are the
     :class:`~tlpoe.rtl.bridge.bridge.Bridge`'s; ``buffers`` are the receive
     buffers' ``(hdr, data)`` credits per class, which set when an
     advertisement is due.
+
+    With ``link_state`` (docs/link-state.md) a :class:`LinkStateMachine`
+    (``link_state``) keeps the link's state from the receive path's verdicts
+    and the replay buffer's retry limit, and drives the replay buffer
+    (``up``, ``rewind``, ``drop``, KEEPALIVEs, whose link-state fields go to
+    the Framer in the place of the credits, not marked valid) and, through
+    ``link``, the receiver. Without it ``link_down`` is a latch: set by the
+    replay buffer's retry limit, until reset.
     """
 
     def __init__(self, width, *, mtu, window, seq_bits, max_retries, replay_timeout,
                  flush_timeout, ethertype, mode, queue_depth, queue_tlps, buffers,
-                 credit_delay, credit_refresh, reorder_illegally=False):
+                 credit_delay, credit_refresh, reorder_illegally=False, link_state=False,
+                 keepalive=2500, dead=7500):
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
                                   max_credits=tx_max_credits(mtu),
                                   reorder_illegally=reorder_illegally)
@@ -150,11 +167,14 @@ class TransmitPath(wiring.Component):
         self.advertiser = CreditAdvertiser(buffers=buffers, delay=credit_delay,
                                            refresh=credit_refresh)
         self.checker, self._order_names, order = _checker(width, self.queues, "tx_order_")
+        self.link_state = LinkStateMachine(keepalive=keepalive, dead=dead) if link_state \
+            else None
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "frame_out": Out(frame_stream(width)),
             "feedback": In(LinkFeedback(seq_bits)),
             "credits": In(CreditLoop()),
+            "link": In(LinkStatePort(seq_bits)),
             "egress_tap": Out(EgressTap(width)),
             "opposite": In(EgressTap(width)),
             # configuration
@@ -167,8 +187,13 @@ class TransmitPath(wiring.Component):
             "credits_enable": In(1, init=1),
             "credit_delay": In(16, init=credit_delay),
             "credit_refresh": In(24, init=credit_refresh),
+            "keepalive": In(24, init=keepalive),
+            "dead": In(24, init=dead),
+            "incarnation": In(32),
             # status and counters
             "link_down": Out(1),
+            "link_status": Out(2),
+            **{name: Out(32) for name in LINK_COUNTERS},
             "frames_sent": Out(32),
             "oversize_drops": Out(32),
             "length_errors": Out(32),
@@ -215,10 +240,7 @@ class TransmitPath(wiring.Component):
             peer.received.eq(self.credits.peer_limit),
             peer.consumed.eq(queues.credits_consumed),
             peer.enable.eq(self.credits_enable),
-            framer.credits.eq(self.credits.limit),
-            framer.credits_valid.eq(1),
             advertiser.limit.eq(self.credits.limit),
-            advertiser.sent.eq(framer.desc.valid & framer.desc.ready),
             advertiser.ack_due.eq(self.feedback.send_ack),
             advertiser.delay.eq(self.credit_delay),
             advertiser.refresh.eq(self.credit_refresh),
@@ -232,8 +254,6 @@ class TransmitPath(wiring.Component):
             encap.channel.eq(self.channel),
             encap.flush_timeout.eq(self.flush_timeout),
             replay.replay_timeout.eq(self.replay_timeout),
-            # the link is down from the last replay expiry until reset
-            replay.up.eq(~self.link_down),
             # status
             self.frames_sent.eq(encap.frames_sent),
             self.oversize_drops.eq(encap.oversize_drops),
@@ -248,9 +268,51 @@ class TransmitPath(wiring.Component):
             self.tlps_sent.eq(queues.tlps_sent),
             *(getattr(self, name).eq(getattr(replay, name)) for name in TX_COUNTERS),
         ]
-        with m.If(replay.retry_limit):
-            m.d.sync += self.link_down.eq(1)
+        self._link(m, replay, framer, advertiser)
         return m
+
+    def _link(self, m, replay, framer, advertiser):
+        """The link state (or, without its machine, the latch) and the
+        Framer's credit fields: our limits, marked valid, in every frame but
+        a KEEPALIVE, which carries its link-state fields there."""
+        sm, link = self.link_state, self.link
+        keepalive = framer.desc.payload.frame_type == FrameType.KEEPALIVE
+        m.d.comb += [
+            framer.credits.eq(self.credits.limit),
+            framer.credits_valid.eq(1),
+            advertiser.sent.eq(framer.desc.valid & framer.desc.ready),
+        ]
+        if sm is None:
+            # the link is down from the last replay expiry until reset
+            m.d.comb += [replay.up.eq(~self.link_down),
+                         self.link_status.eq(Mux(self.link_down, LinkState.DOWN, LinkState.UP)),
+                         self.link_down_events.eq(replay.link_down_events)]
+            with m.If(replay.retry_limit):
+                m.d.sync += self.link_down.eq(1)
+            return
+        m.submodules.link_state = sm
+        fields = credits_from_keepalive(sm.tx_fields)
+        with m.If(keepalive):
+            m.d.comb += [
+                *(getattr(framer.credits[k], part).eq(fields[f"credit_{name}_{part}"])
+                  for k, name in enumerate(CLASSES) for part in ("hdr", "data")),
+                framer.credits_valid.eq(0),
+                advertiser.sent.eq(0),
+            ]
+        m.d.comb += [
+            sm.rx_good.eq(link.good), sm.rx_keepalive.eq(link.keepalive),
+            sm.rx_fields.eq(link.fields), sm.rx_base.eq(link.base),
+            sm.retry_limit.eq(replay.retry_limit), sm.frame_sent.eq(replay.frame_sent),
+            sm.keepalive_sent.eq(replay.keepalive_sent),
+            sm.keepalive.eq(self.keepalive), sm.dead.eq(self.dead),
+            sm.incarnation.eq(self.incarnation),
+            replay.up.eq(sm.up), replay.rewind.eq(sm.rewind), replay.drop.eq(sm.restart),
+            replay.keepalive_due.eq(sm.keepalive_due),
+            link.up.eq(sm.up), link.adopt.eq(sm.adopt), link.adopt_base.eq(sm.adopt_base),
+            link.restart.eq(sm.restart),
+            self.link_down.eq(~sm.up), self.link_status.eq(sm.state),
+            *(getattr(self, name).eq(getattr(sm, name)) for name in LINK_COUNTERS),
+        ]
 
 
 class ReceivePath(wiring.Component):
@@ -265,7 +327,9 @@ class ReceivePath(wiring.Component):
     :class:`OrderChecker` (ports ``order_*``) and a :class:`CreditReturn`.
 
     ``feedback`` (out): the :class:`LinkFeedback` to the local sender;
-    ``credits`` (out): the :class:`CreditLoop`. ``queue_depth`` and
+    ``credits`` (out): the :class:`CreditLoop`; ``link`` (out): the
+    :class:`LinkStatePort` (every checked frame to the link state machine;
+    ``up`` and ``adopt`` to the receiver). ``queue_depth`` and
     ``queue_tlps`` size each receive queue; ``buffers`` are the credits
     they promise.
     """
@@ -290,6 +354,7 @@ class ReceivePath(wiring.Component):
             "tlp_out": Out(tlp_stream(width)),
             "feedback": Out(LinkFeedback(seq_bits)),
             "credits": Out(CreditLoop()),
+            "link": Out(LinkStatePort(seq_bits)),
             "egress_tap": Out(EgressTap(width)),
             "opposite": In(EgressTap(width)),
             # configuration
@@ -337,6 +402,15 @@ class ReceivePath(wiring.Component):
             self.credits.limit.eq(credit_return.limit),
             self.credits.peer_update.eq(decap.credits_update),
             self.credits.peer_limit.eq(decap.credits),
+            # the link state: every checked frame, a KEEPALIVE's fields read
+            # from the bytes the credit fields use
+            self.link.good.eq(decap.checked),
+            self.link.keepalive.eq(decap.checked & (decap.checked_type == FrameType.KEEPALIVE)),
+            self.link.fields.eq(keepalive_from_credits(decap.credits)),
+            self.link.base.eq(decap.checked_seq),
+            link_rx.up.eq(self.link.up),
+            link_rx.adopt.eq(self.link.adopt),
+            link_rx.adopt_base.eq(self.link.adopt_base),
             # configuration
             link_rx.nak_timeout.eq(self.nak_timeout),
             link_rx.ack_delay.eq(self.ack_delay),

@@ -107,6 +107,16 @@ CONFIG = (
           reg="CONTROL"),
     Field("credits_enable", "config", "The transmit side obeys the peer's credits.", 1, init=1,
           reg="CONTROL"),
+    Field("keepalive", "config",
+          "KEEPALIVE interval (cycles), with the link state machine: while not UP, and "
+          "while UP once nothing else was sent for as long.", 24, init="keepalive"),
+    Field("dead", "config",
+          "Cycles without a good frame that take an UP link down (the link state machine).",
+          24, init="dead"),
+    Field("incarnation", "config",
+          "XORed into the bridge's own count of resets: its incarnation, which the peer "
+          "compares to tell a restart from a flap (write a boot counter or a random number).",
+          32),
     Field("order_irq_clear", "strobe",
           "Write 1: clear the ordering interrupt (both checkers').", 1),
 )
@@ -158,9 +168,13 @@ def _order_counters(prefix, where):
 #: Every counter and status value (the ``stats`` port), in register order.
 STATS = (
     # levels
-    Field("link_down", "status", "The replay buffer gave up: retries exhausted (an interrupt).",
-          1, reg="STATUS"),
+    Field("link_down", "status",
+          "The link is not UP (an interrupt): with the link state machine, DOWN or INIT; "
+          "without it, the replay buffer gave up (retries exhausted).", 1, reg="STATUS"),
     Field("np_room", "status", "The transmit side can take a Non-Posted TLP.", 1, reg="STATUS"),
+    Field("link_status", "status",
+          "The link state: DOWN 0, INIT 1, UP 2 (without the link state machine: UP until "
+          "the replay buffer gives up, then DOWN).", 2, reg="STATUS"),
     *(f for prefix, where in ORDER_CHECKERS for f in _order_status(prefix, where)),
     # transmit
     Field("frames_sent", "counter", "Frames sent (data and control)."),
@@ -169,7 +183,14 @@ STATS = (
     Field("replays_nak", "counter", "Replays started by a NAK."),
     Field("replays_timeout", "counter", "Replays started by the replay timer."),
     Field("frames_retransmitted", "counter", "Frames sent again."),
-    Field("link_down_events", "counter", "Times the link went down (retries exhausted)."),
+    Field("link_down_events", "counter",
+          "Times the link went down (retries exhausted; with the link state machine also a "
+          "silent peer, a peer saying DOWN, a peer restart)."),
+    Field("link_up_events", "counter", "Times the link came up (the link state machine)."),
+    Field("peer_restarts", "counter",
+          "KEEPALIVEs with a new incarnation of a peer heard before (the link state machine)."),
+    Field("keepalives_sent", "counter", "KEEPALIVE frames sent."),
+    Field("keepalives_received", "counter", "KEEPALIVE frames received that passed every check."),
     Field("replays_link", "counter",
           "Replays of every frame not acknowledged as the link came up (docs/link-state.md)."),
     Field("frames_dropped", "counter",
@@ -346,6 +367,8 @@ def _defaults():
     out = {name: params[name].default for name in RDL_PARAMETERS}
     if out.get("credit_refresh") is None:       # credit_refresh defaults to replay_timeout
         out["credit_refresh"] = out["replay_timeout"]
+    if out.get("dead") is None:                 # dead defaults to 3 x keepalive
+        out["dead"] = 3 * out["keepalive"]
     return out
 
 

@@ -28,7 +28,9 @@ class Decapsulator(wiring.Component):
     counter per :class:`~tlpoe.models.frame.DropReason`, indexed by its
     value), ``good_frames``, ``control_frames``, ``tlps_out``.  Side
     outputs: ``credits`` and a ``credits_update`` pulse
-    from every frame that passed the checks with valid credit fields.
+    from every frame that passed the checks with valid credit fields;
+    ``checked`` (a pulse per frame that passed the checks, of any type),
+    with its ``checked_type`` and ``checked_seq``, in the same cycle.
 
     ``verdict`` (optional): a stage on each frame's verdict between the checks
     and delivery, such as the link layer's
@@ -83,6 +85,12 @@ class Decapsulator(wiring.Component):
             "tlps_out": Out(32),
             "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credits_update": Out(1),
+            # every verdict on a frame that passed the checks (one cycle), for
+            # the link state: its type and seq (``credits`` holds the bytes a
+            # KEEPALIVE's link-state fields use)
+            "checked": Out(1),
+            "checked_type": Out(4),
+            "checked_seq": Out(32),
         })
 
     def elaborate(self, platform):
@@ -156,5 +164,8 @@ class Decapsulator(wiring.Component):
             self.tlps_out.eq(unpacker.tlps_out),
             self.credits.eq(deframer.credits),
             self.credits_update.eq(deframer.credits_update),
+            self.checked.eq(deframer.desc.valid & deframer.desc.payload.ok),
+            self.checked_type.eq(deframer.desc.payload.frame_type),
+            self.checked_seq.eq(deframer.desc.payload.seq),
         ]
         return m

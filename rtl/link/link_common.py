@@ -6,9 +6,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models.link import MODES
+from ...models.wire import KEEPALIVE_FIELDS
 from ...models.link_cycles import FEEDBACK_LATENCY
 
-__all__ = ["MODES", "FEEDBACK_LATENCY", "FEEDBACK_COUNTERS", "LinkFeedback", "check_mode", "check_window", "first_of"]
+__all__ = ["MODES", "FEEDBACK_LATENCY", "FEEDBACK_COUNTERS", "LinkFeedback", "LinkStatePort",
+           "check_mode", "check_window", "first_of"]
 
 
 #: FEEDBACK_LATENCY (the model's, :mod:`tlpoe.models.link_cycles`): cycles
@@ -45,6 +47,27 @@ class LinkFeedback(wiring.Signature):
             "nak_in": Out(1), "nak_seq": Out(n),
             "send_ack": Out(1), "send_nak": Out(1), "nak_from": Out(n),
             "sent_ack": In(1), "sent_nak": In(1),
+        })
+
+
+class LinkStatePort(wiring.Signature):
+    """Between the receive path and the link state machine (docs/link-state.md),
+    as the receive path sees it.
+
+    Out, each from a frame's verdict (one cycle): ``good`` (it passed every
+    check), ``keepalive`` (... and it is a KEEPALIVE: its link-state
+    ``fields``, :data:`~tlpoe.models.wire.KEEPALIVE_FIELDS` as a byte
+    vector, and its ``base``, the ``seq`` field). In: ``up`` (the link is
+    UP; 1 without a state machine), ``adopt`` with ``adopt_base`` (the
+    receiver's next expected number after a peer restart) and ``restart``
+    (the peer restarted), pulses.
+    """
+
+    def __init__(self, seq_bits):
+        super().__init__({
+            "good": Out(1), "keepalive": Out(1), "fields": Out(8 * KEEPALIVE_FIELDS.length),
+            "base": Out(32),
+            "up": In(1, init=1), "adopt": In(1), "adopt_base": In(seq_bits), "restart": In(1),
         })
 
 

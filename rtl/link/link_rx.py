@@ -131,7 +131,10 @@ class LinkReceiver(wiring.Component):
         in_order = Signal()
         behind = Signal()
         m.d.comb += [
-            in_order.eq(ok & is_data & (distance == 0)),
+            # an equality, not the subtraction's zero test: no carry chain
+            # from the verdict to the acceptance (the 256-bit Bridge's
+            # critical path ran deframer -> distance -> pending's adder)
+            in_order.eq(ok & is_data & (desc.seq[:n] == expected)),
             behind.eq(ok & is_data & distance[n - 1]),
         ]
         ahead = Signal()
@@ -165,7 +168,8 @@ class LinkReceiver(wiring.Component):
         age = Signal(16)
         pending_now = Signal(8)
         m.d.comb += pending_now.eq(Mux(fb.sent_ack, 0, pending))
-        m.d.sync += pending.eq(pending_now + advance)
+        # both sums from registers; the acceptance picks
+        m.d.sync += pending.eq(Mux(accepted, pending_now + delivered, pending_now))
         with m.If((pending_now == 0) & ~accepted):
             m.d.sync += age.eq(0)
         with m.Elif(age != 0xFFFF):

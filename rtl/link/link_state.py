@@ -12,13 +12,34 @@ from amaranth.lib.wiring import In, Out
 
 from ...models import wire
 from ...models.link_state_cycles import TIMER_BITS
+from ...models.frame import CREDIT_FIELDS
+from ..tlp_header import CLASSES
 from ..wirefmt import pack_bytes, unpack_field
 
-__all__ = ["LinkStateMachine"]
+__all__ = ["LinkStateMachine", "keepalive_from_credits", "credits_from_keepalive"]
 
 KA = wire.KEEPALIVE_FIELDS
 DOWN, INIT, UP = (int(s) for s in (wire.LinkState.DOWN, wire.LinkState.INIT,
                                    wire.LinkState.UP))
+
+
+def keepalive_from_credits(credits):
+    """A KEEPALIVE's link-state fields (a byte vector of
+    :data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`) from the credit fields the
+    Deframer read out of its header (``credits``, per class P, NP, CPL:
+    ``hdr``, ``data``): the same bytes, ``KEEPALIVE_OFFSET`` on."""
+    header = pack_bytes(wire.BRIDGE_HEADER, **{
+        f"credit_{name}_{part}": getattr(credits[k], part)
+        for k, name in enumerate(CLASSES) for part in ("hdr", "data")})
+    return header[8 * wire.KEEPALIVE_OFFSET:8 * (wire.KEEPALIVE_OFFSET + KA.length)]
+
+
+def credits_from_keepalive(fields):
+    """The credit-field values (a dict ``credit_{class}_{hdr|data}``, as
+    the Framer's ``credits`` takes them) whose bytes are the KEEPALIVE
+    ``fields`` (a byte vector): the inverse of :func:`keepalive_from_credits`."""
+    return {name: unpack_field(wire.BRIDGE_HEADER, name, fields, base=-wire.KEEPALIVE_OFFSET)
+            for name in CREDIT_FIELDS}
 
 
 class LinkStateMachine(wiring.Component):

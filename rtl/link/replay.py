@@ -315,7 +315,10 @@ class ReplayBuffer(wiring.Component):
                      replay_to.eq(Mux(nak_ok & ~rewinding, nak_seq, head))]
         with m.If(self.rewind):
             m.d.sync += self.replays_link.eq(self.replays_link + 1)
-        with m.If(ack_ok | ~awaiting | event | ~self.up):
+        # (cleared on an event, or while down: the same terms written out,
+        # so the clear does not wait for the event's AND with up)
+        with m.If(ack_ok | ~awaiting | nak_ok | (~ack_in & (timer >= self.replay_timeout)) |
+                  ~self.up):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != (1 << 24) - 1):
             m.d.sync += timer.eq(timer + 1)
@@ -326,7 +329,8 @@ class ReplayBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [self.replays_timeout.eq(self.replays_timeout + 1),
                              retries.eq(retries + 1)]
-        with m.If(ack_ok | ~self.up | self.retry_limit):
+        # (at the limit the link state takes `up` away, which clears it)
+        with m.If(ack_ok | ~self.up):
             m.d.sync += retries.eq(0)
         with m.If(self.retry_limit):
             m.d.sync += self.link_down_events.eq(self.link_down_events + 1)
