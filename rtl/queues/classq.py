@@ -326,9 +326,23 @@ class ClassQueues(wiring.Component):
         # arbitration (a posted TLP granted or not) from registers and the
         # ingress; the grant only picks, at the end.
         m.d.sync += unsent.eq(Mux(p_grant, unsent + p_arrive - 1, unsent + p_arrive))
+        # unsent == 0 and unsent == 1 in registers beside the count, each
+        # worked out from the count's compares and this cycle's arrival and
+        # grant: every test below reads a flip-flop, not the count's bits
+        # (the 256-bit Bridge's critical path ran unsent -> == 1 -> the
+        # released counts' adders)
+        top = (1 << len(unsent)) - 1
+        is0, is1 = Signal(init=1, name="unsent_is0"), Signal(name="unsent_is1")
+        m.d.sync += [
+            is0.eq(Mux(p_grant, Mux(p_arrive, unsent == 0, unsent == 1),
+                       Mux(p_arrive, unsent == top, unsent == 0))),
+            is1.eq(Mux(p_grant, Mux(p_arrive, unsent == 1, unsent == 2),
+                       Mux(p_arrive, unsent == 0, unsent == 1))),
+        ]
+        le1 = is0 | is1
         still = Signal()                    # a posted TLP not granted after this cycle
-        m.d.comb += still.eq(Mux(p_grant, unsent > 1, unsent != 0))
-        last_out = p_grant & (unsent == 1)  # the latest posted TLP is granted now
+        m.d.comb += still.eq(Mux(p_grant, ~le1, ~is0))
+        last_out = p_grant & is1            # the latest posted TLP is granted now
         from_waits = [waits.r_data[:cb], waits.r_data[cb:]]
         # The entry is written whenever a posted TLP arrives behind one not
         # granted before this cycle, so that the write does not wait for
@@ -337,17 +351,17 @@ class ClassQueues(wiring.Component):
         # left (unsent stays 1), so nothing reads `waits` next cycle but the
         # stale entry's own removal.
         stale = Signal()
-        m.d.sync += stale.eq(p_arrive & p_grant & (unsent == 1))
-        m.d.comb += [waits.w_data.eq(Cat(*tail)), waits.w_en.eq(p_arrive & (unsent != 0)),
-                     waits.r_en.eq((p_grant & (unsent >= 2)) | stale)]
+        m.d.sync += stale.eq(p_arrive & p_grant & is1)
+        m.d.comb += [waits.w_data.eq(Cat(*tail)), waits.w_en.eq(p_arrive & ~is0),
+                     waits.r_en.eq((p_grant & ~le1) | stale)]
         for j, k in enumerate((NP, CPL)):
             # released: + arrivals that wait for nothing, + the counts a
             # posted grant releases, - a head of this class granted
             r, up, down = released[k], released[k] + 1, released[k] - 1
-            now_free = arrive_k[k] & (unsent == 0)      # (no posted grant)
+            now_free = arrive_k[k] & is0                # (no posted grant)
             freed = Signal.like(r, name=f"freed_{CLASSES[k]}")
-            m.d.comb += freed.eq(Mux(arrive_k[k] & (unsent <= 1), up, r) +
-                                 Mux(unsent == 1, tail[j], from_waits[j]))
+            m.d.comb += freed.eq(Mux(arrive_k[k] & le1, up, r) +
+                                 Mux(is1, tail[j], from_waits[j]))
             spent = granted & (pick == k) & ~heads_free[k]
             m.d.sync += r.eq(Mux(p_grant, freed,
                                  Mux(spent, Mux(now_free, r, down), Mux(now_free, up, r))))
@@ -356,9 +370,9 @@ class ClassQueues(wiring.Component):
             # freed != 0 without its adder: both terms are counts, so the
             # sum is zero only when each is (the adder stays on the path to
             # the count's register only)
-            released_nz = Mux(arrive_k[k] & (unsent <= 1), 1, released_any[k])
+            released_nz = Mux(arrive_k[k] & le1, 1, released_any[k])
             m.d.comb += released_any_next[k].eq(
-                Mux(p_grant, released_nz | Mux(unsent == 1, tail[j] != 0, from_waits[j] != 0),
+                Mux(p_grant, released_nz | Mux(is1, tail[j] != 0, from_waits[j] != 0),
                     Mux(spent, Mux(now_free, released_any[k], r != 1),
                         now_free | released_any[k])))
             m.d.sync += released_any[k].eq(released_any_next[k])
