@@ -507,6 +507,9 @@ class BridgeModel:
         tx_o = tx_slice.o_payload if tx_slice.o_valid else None
         rx_o = rx_slice.o_payload if rx_slice.o_valid else None
         tx_i_ready, rx_i_ready = tx_slice.i_ready, rx_slice.i_ready
+        # the link state's pulses this cycle (a peer restart: the credits)
+        shown = None if link.state is None else link.state.outputs()
+        restart = shown is not None and shown.restart
         # the link path, its run-time inputs from cfg and the credit return
         link.framer_config = FramerConfig(cfg["dst_mac"], cfg["src_mac"], cfg["channel"], limit,
                                           True)
@@ -520,7 +523,7 @@ class BridgeModel:
         # the class queues both ways
         tq = self.tx_queues.step(beat=tlp_in, out_ready=tx_i_ready, credit_limit=peer_limit,
                                  credits_enable=bool(cfg["credits_enable"]),
-                                 ro_enable=bool(cfg["ro_enable"]))
+                                 ro_enable=bool(cfg["ro_enable"]), credits_restart=restart)
         rq = self.rx_queues.step(beat=_beat(rx_o), out_ready=tlp_out_ready,
                                  ro_enable=bool(cfg["ro_enable"]),
                                  class_enable=0b101 | (cfg["np_accept"] & 1) << 1)
@@ -539,12 +542,15 @@ class BridgeModel:
         # the slices and the credit loop
         tx_slice.clock(tq.tlp_out is not None, tq.tlp_out, ln.tlp_in_ready)
         rx_slice.clock(ln.tlp_out is not None, ln.tlp_out, rq.tlp_in_ready)
-        self.credit_return.step(valid=rx_out is not None, beat=rx_out or (0, 0, 0))
+        self.credit_return.step(valid=rx_out is not None, beat=rx_out or (0, 0, 0),
+                                in_valid=rx_in is not None, in_beat=rx_in or (0, 0, 0),
+                                rebase=shown is not None and shown.adopt)
         credits = ln.peer_credits
         received = limit if credits is None else [
             (credits[f"credit_{k}_hdr"], credits[f"credit_{k}_data"]) for k in ("p", "np", "cpl")]
         self.peer.step(update=credits is not None, received=received,
-                       consumed=tq.credits_consumed, enable=bool(cfg["credits_enable"]))
+                       consumed=tq.credits_consumed, enable=bool(cfg["credits_enable"]),
+                       restart=restart)
         self.advertiser.delay, self.advertiser.refresh = cfg["credit_delay"], cfg["credit_refresh"]
         self.advertiser.step(limit, link.sent, link.send_ack)
         return BridgeOutputs(int(tq.tlp_in_ready), ln.frame_out, _beat(rq.tlp_out),

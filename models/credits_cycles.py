@@ -61,38 +61,62 @@ def _limits(limit):
 ReturnCycle = namedtuple("ReturnCycle", "limit freed")
 
 
+class _FirstBeats:
+    """Each TLP's first beat, its class and data credits registered (the
+    RTL's ``CreditReturn._first_beats``)."""
+
+    def __init__(self):
+        self.first, self.seen, self.cls, self.credits = True, False, 0, 0
+
+    def clock(self, valid, beat):
+        dw0 = beat[0] & 0xFFFFFFFF
+        self.seen = bool(valid and self.first)
+        self.cls = tlp_class(dw0.to_bytes(4, "little") + bytes(8))[0]
+        self.credits = data_credits(dw0)
+        if valid:
+            self.first = bool(beat[2])
+
+
 class CycleCreditReturn:
     """:class:`~tlpoe.rtl.queues.credits.CreditReturn`: a TLP whose first
     beat is taken (``valid``, ``beat`` ``(data, keep, last)``) frees one
     header and its data credits two edges later (its class and credits
-    are registered first)."""
+    are registered first); the queues' ingress (``in_valid``, ``in_beat``)
+    is counted the same way into ``taken``, which ``rebase`` takes from
+    the limit (the peer restarted)."""
 
     def __init__(self, buffers=((32, 256), (16, 16), (32, 256))):
         self.buffers = check_buffers(buffers)
         self.reset()
 
     def reset(self):
-        self.first = True
-        self.seen, self.seen_cls, self.seen_credits = False, 0, 0
+        self.out, self.into = _FirstBeats(), _FirstBeats()
         self.freed = [(0, 0)] * 3
+        self.taken = [(0, 0)] * 3
         self.limit = [tuple(b) for b in self.buffers]
 
     def outputs(self):
         return ReturnCycle(list(self.limit), list(self.freed))
 
-    def step(self, *, valid=False, beat=(0, 0, 0)):
+    def step(self, *, valid=False, beat=(0, 0, 0), in_valid=False, in_beat=(0, 0, 0),
+             rebase=False):
         shown = self.outputs()
-        if self.seen:
-            k, c = self.seen_cls, self.seen_credits
+        out, into = self.out, self.into
+        if out.seen:
+            k, c = out.cls, out.credits
             for reg in (self.freed, self.limit):
                 h, d = reg[k]
                 reg[k] = ((h + 1) & _MASKS[0], (d + c) & _MASKS[1])
-        dw0 = beat[0] & 0xFFFFFFFF
-        self.seen = bool(valid and self.first)
-        self.seen_cls = tlp_class(dw0.to_bytes(4, "little") + bytes(8))[0]
-        self.seen_credits = data_credits(dw0)
-        if valid:
-            self.first = bool(beat[2])
+        if rebase:
+            self.limit = [((h - th) & _MASKS[0], (d - td) & _MASKS[1])
+                          for (h, d), (th, td) in zip(self.limit, self.taken)]
+            self.taken = [(0, 0)] * 3
+        if into.seen:
+            k, c = into.cls, into.credits
+            h, d = self.taken[k]
+            self.taken[k] = ((h + 1) & _MASKS[0], (d + c) & _MASKS[1])
+        out.clock(valid, beat)
+        into.clock(in_valid, in_beat)
         return shown
 
 
@@ -114,8 +138,9 @@ class CyclePeerCredits:
         self._pending = None
 
     def step(self, *, update=False, received=((0, 0),) * 3, consumed=((0, 0),) * 3,
-             enable=True):
-        """One edge; returns ``(limit, invalid)`` shown before it."""
+             enable=True, restart=False):
+        """One edge; returns ``(limit, invalid)`` shown before it.
+        ``restart``: every limit 0, an update on its way dropped."""
         shown = (list(self.limit), self.invalid)
         pending, self._pending = self._pending, (tuple(received) if update else None)
         if pending is not None:
@@ -131,6 +156,8 @@ class CyclePeerCredits:
             self.limit = limit
             if bad:
                 self.invalid = (self.invalid + 1) & 0xFFFFFFFF
+        if restart:
+            self.limit, self._pending = [(0, 0)] * 3, None
         return shown
 
 

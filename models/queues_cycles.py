@@ -202,8 +202,10 @@ class CycleClassQueues:
                            list(self.tlps_sent))
 
     def step(self, *, beat=None, out_ready=False, credit_limit=((0, 0),) * 3,
-             credits_enable=False, ro_enable=True, class_enable=0b111):
-        """One clock cycle; returns the :class:`QueuesCycle` shown before the edge."""
+             credits_enable=False, ro_enable=True, class_enable=0b111, credits_restart=False):
+        """One clock cycle; returns the :class:`QueuesCycle` shown before the edge.
+        ``credits_restart``: the peer restarted (nothing consumed; no credit
+        until its limits come)."""
         shown = self.outputs()
         mask_s = (1 << self.stamp_bits) - 1
         heads = [d.r_data for d in self.descs]
@@ -284,7 +286,8 @@ class CycleClassQueues:
             nxt = self._room(avail_h, 2, HDR_BITS) and \
                 self._room(avail_d, head.data_credits + self.max_credits, DATA_BITS)
             credit_ok.append(not credits_enable or (nxt if r_en[k] else
-                                                    (stable if d.r_rdy else idle)))
+                                                    (stable if d.r_rdy else idle))
+                             and not credits_restart)
             free_next = nexts[k].free if loads[k] else head.free
             order_ready.append((loads[k] or (d.r_rdy and not r_en[k])) and
                                (free_next or released_any_next[k]))
@@ -312,6 +315,8 @@ class CycleClassQueues:
             if self.last_q:
                 self.busy = False
             self.left, self.last_q = self.left - 1, self.left == 2
+        if credits_restart:
+            self.consumed = [[0, 0] for _ in range(3)]
         for k in range(3):
             w_beat = move and self.r_cls == k
             w_desc = w_beat and r_last

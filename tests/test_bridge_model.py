@@ -55,7 +55,7 @@ class BridgePeer:
         # with the link state machine: the peer's incarnation (it restarts
         # now and then) and KEEPALIVEs that mostly name ours
         self.link_state = model.link.state is not None
-        self.incarnation = rng.getrandbits(32)
+        self.incarnation = rng.getrandbits(32) if self.link_state else 0
 
     def credits(self):
         rng, q = self.rng, self.model.tx_queues

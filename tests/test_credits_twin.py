@@ -36,14 +36,17 @@ def get_limits(ctx, port):
 # --- CreditReturn ------------------------------------------------------------------
 
 
-def run_return_twin(width, seed, cycles, break_model=None):
+def run_return_twin(width, seed, cycles, break_model=None, rebases=False):
+    """The egress frees credits; with ``rebases``, the ingress is counted
+    too (its own TLPs) and ``rebase`` pulses now and then."""
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
     dut = CreditReturn(width, buffers=BUFFERS)
     model = CycleCreditReturn(BUFFERS)
     if break_model:
         break_model(model)
-    beats = []
+    beats, ins = [], []
+    model.rebased = 0
 
     async def bench(ctx):
         rate = 1.0
@@ -57,11 +60,24 @@ def run_return_twin(width, seed, cycles, break_model=None):
             beat = beats[0]
             ctx.set(dut.valid, valid)
             ctx.set(dut.beat, dict(zip(("data", "keep", "last"), beat)))
+            extra = {}
+            if rebases:
+                if not ins:
+                    ins.extend(beats_of(random_tlp(np_rng, max_payload=rng.choice((16, 512)))
+                                        .pack(), width))
+                extra = dict(in_valid=rng.random() < rate, in_beat=ins[0],
+                             rebase=rng.random() < 0.01)
+                ctx.set(dut.in_valid, extra["in_valid"])
+                ctx.set(dut.in_beat, dict(zip(("data", "keep", "last"), ins[0])))
+                ctx.set(dut.rebase, extra["rebase"])
+                model.rebased += extra["rebase"] and any(any(t) for t in model.taken)
             got = dict(limit=get_limits(ctx, dut.limit), freed=get_limits(ctx, dut.freed))
-            want = model.step(valid=valid, beat=beat)._asdict()
+            want = model.step(valid=valid, beat=beat, **extra)._asdict()
             assert_same(got, want, f"width {width}, seed {seed}, cycle {cycle}")
             if valid:
                 beats.pop(0)
+            if extra.get("in_valid"):
+                ins.pop(0)
             await ctx.tick()
 
     simulate(dut, bench)
@@ -74,6 +90,14 @@ def test_credit_return_twin_agrees_with_the_rtl_in_every_cycle(width):
     assert all(h > 10 for h, _ in model.freed)
 
 
+@pytest.mark.parametrize("width", [64, 256])
+def test_credit_return_rebases_on_the_credits_taken(width):
+    """``rebase`` (the peer restarted) takes the credits taken into the
+    queues since the last one from the limit, every cycle equal."""
+    model = run_return_twin(width, width + 1, 3000, rebases=True)
+    assert model.rebased >= 10
+
+
 def test_the_bench_catches_a_credit_return_a_cycle_early():
     """A twin that frees a TLP's credits on the edge after its first beat
     (skipping the RTL's register) is seen."""
@@ -82,11 +106,11 @@ def test_the_bench_catches_a_credit_return_a_cycle_early():
 
         def hasty(**inputs):
             shown = step(**inputs)
-            if model.seen:                  # apply the freed credits at once
-                k, c = model.seen_cls, model.seen_credits
+            if model.out.seen:              # apply the freed credits at once
+                k, c = model.out.cls, model.out.credits
                 for reg in (model.freed, model.limit):
                     reg[k] = ((reg[k][0] + 1) & 0xFF, (reg[k][1] + c) & 0xFFFF)
-                model.seen = False
+                model.out.seen = False
             return shown
         model.step = hasty
     with pytest.raises(AssertionError, match="RTL .* model"):
@@ -96,7 +120,7 @@ def test_the_bench_catches_a_credit_return_a_cycle_early():
 # --- PeerCredits -------------------------------------------------------------------
 
 
-def run_peer_twin(seed, cycles, break_model=None):
+def run_peer_twin(seed, cycles, break_model=None, restarts=False):
     rng = random.Random(seed)
     dut = PeerCredits()
     model = CyclePeerCredits()
@@ -127,13 +151,20 @@ def run_peer_twin(seed, cycles, break_model=None):
             update = rng.random() < 0.3
             received = [tuple(advert(model.limit[k][i], consumed[k][i], bits)[1]
                               for i, bits in enumerate((8, 16))) for k in range(3)]
+            extra = {}
+            if restarts:            # the peer restarts: the sender's consumed 0 too
+                extra["restart"] = rng.random() < 0.02
+                ctx.set(dut.restart, extra["restart"])
+                if extra["restart"]:
+                    consumed[:] = [[0, 0] for _ in range(3)]
+                    kinds.add("restart")
             ctx.set(dut.update, update)
             ctx.set(dut.enable, enable)
             set_limits(ctx, dut.received, received)
             set_limits(ctx, dut.consumed, consumed)
             got = dict(limit=get_limits(ctx, dut.limit), invalid=ctx.get(dut.invalid))
             limit, invalid = model.step(update=update, received=received, consumed=consumed,
-                                        enable=enable)
+                                        enable=enable, **extra)
             assert_same(got, dict(limit=limit, invalid=invalid), f"seed {seed}, cycle {cycle}")
             await ctx.tick()
 
@@ -146,6 +177,13 @@ def test_peer_credits_twin_agrees_with_the_rtl_in_every_cycle():
     for seed in range(3):
         invalid += run_peer_twin(seed, 2000).invalid
     assert invalid > 20
+
+
+def test_peer_credits_restart_forget_the_limits():
+    """``restart``: every limit 0 and an update on its way dropped, every
+    cycle equal, and limits are taken again after it."""
+    model = run_peer_twin(7, 3000, restarts=True)
+    assert any(any(x) for x in model.limit)
 
 
 def test_the_bench_catches_peer_credits_that_take_limits_beyond_half():

@@ -35,8 +35,10 @@ class QueueStimulus:
     configuration, in phases; from the past only (the model's counters
     before the step are the RTL's)."""
 
-    def __init__(self, rng, width, model):
+    def __init__(self, rng, width, model, restarts=False):
         self.rng, self.width, self.model = rng, width, model
+        self.restarts = restarts        # the peer restarts now and then: its limits 0
+        self.restarted = 0              # ... with something consumed
         self.np_rng = np.random.default_rng(rng.getrandbits(32))
         self.beats = []
         self.limit = [[0, 0] for _ in range(3)]
@@ -57,10 +59,16 @@ class QueueStimulus:
             tlp = random_tlp(self.np_rng, max_payload=rng.choice((16, 64, 128))).pack()
             self.beats = beats_of(tlp, self.width)
         beat = self.beats[0] if rng.random() < self.phase["rate"] else None
-        return dict(beat=beat, out_ready=rng.random() < self.phase["ready"],
-                    credit_limit=[tuple(x) for x in self.limit],
-                    credits_enable=self.phase["credits"], ro_enable=self.phase["ro"],
-                    class_enable=self.phase["enable"])
+        inputs = dict(beat=beat, out_ready=rng.random() < self.phase["ready"],
+                      credit_limit=[tuple(x) for x in self.limit],
+                      credits_enable=self.phase["credits"], ro_enable=self.phase["ro"],
+                      class_enable=self.phase["enable"])
+        if self.restarts:
+            inputs["credits_restart"] = restart = rng.random() < 0.01
+            if restart:             # PeerCredits' limits go to 0 a cycle later
+                self.limit = [[0, 0] for _ in range(3)]
+                self.restarted += any(any(c) for c in self.model.consumed)
+        return inputs
 
     def after(self, inputs, step):
         if inputs["beat"] is not None and step.tlp_in_ready:
@@ -79,6 +87,7 @@ def drive(ctx, dut, inputs):
     ctx.set(dut.credits_enable, inputs["credits_enable"])
     ctx.set(dut.ro_enable, inputs["ro_enable"])
     ctx.set(dut.class_enable, inputs["class_enable"])
+    ctx.set(dut.credits_restart, inputs.get("credits_restart", False))
 
 
 def observe(ctx, dut):
@@ -103,7 +112,7 @@ def predict(model, inputs):
 
 
 def run_queues_twin(width, seed, cycles, *, depth=None, tlps=None, break_model=None,
-                    reorder_illegally=False):
+                    reorder_illegally=False, restarts=False):
     rng = random.Random(seed)
     depth = depth or 2 * -(-(16 + 128 + 4) * 8 // width) + rng.randint(0, 8)
     tlps = tlps or rng.choice((2, 4, 16))
@@ -114,7 +123,7 @@ def run_queues_twin(width, seed, cycles, *, depth=None, tlps=None, break_model=N
                              reorder_illegally=reorder_illegally)
     if break_model:
         break_model(model)
-    stim = QueueStimulus(rng, width, model)
+    stim = QueueStimulus(rng, width, model, restarts)
 
     async def bench(ctx):
         for cycle in range(cycles):
@@ -128,6 +137,7 @@ def run_queues_twin(width, seed, cycles, *, depth=None, tlps=None, break_model=N
             await ctx.tick()
 
     simulate(dut, bench)
+    model.restarted = stim.restarted
     return model
 
 
@@ -139,6 +149,19 @@ def test_class_queues_twin_agrees_with_the_rtl_in_every_cycle(width):
         sent = [a + b for a, b in zip(sent, model.tlps_sent)]
         stalls = [a + b for a, b in zip(stalls, model.stall)]
     assert all(n > 10 for n in sent) and any(stalls)
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_class_queues_twin_agrees_when_the_peer_restarts(width):
+    """``credits_restart`` (docs/link-state.md): nothing consumed, no credit
+    until the peer's limits come (here 0 a cycle later, as PeerCredits'),
+    every cycle equal, and TLPs still flow once limits grow again."""
+    restarted = sent = 0
+    for seed in range(3):
+        model = run_queues_twin(width, 20 + seed, 2000, restarts=True)
+        restarted += model.restarted
+        sent += sum(model.tlps_sent)
+    assert restarted >= 3 and sent > 30
 
 
 def test_class_queues_twin_agrees_when_reordering_illegally():

@@ -268,10 +268,10 @@ class TransmitPath(wiring.Component):
             self.tlps_sent.eq(queues.tlps_sent),
             *(getattr(self, name).eq(getattr(replay, name)) for name in TX_COUNTERS),
         ]
-        self._link(m, replay, framer, advertiser)
+        self._link(m, replay, framer, advertiser, queues, peer)
         return m
 
-    def _link(self, m, replay, framer, advertiser):
+    def _link(self, m, replay, framer, advertiser, queues, peer):
         """The link state (or, without its machine, the latch) and the
         Framer's credit fields: our limits, marked valid, in every frame but
         a KEEPALIVE, which carries its link-state fields there."""
@@ -308,6 +308,8 @@ class TransmitPath(wiring.Component):
             sm.incarnation.eq(self.incarnation),
             replay.up.eq(sm.up), replay.rewind.eq(sm.rewind), replay.drop.eq(sm.restart),
             replay.keepalive_due.eq(sm.keepalive_due),
+            # the peer restarted: it counts its credits from 0 again
+            queues.credits_restart.eq(sm.restart), peer.restart.eq(sm.restart),
             link.up.eq(sm.up), link.adopt.eq(sm.adopt), link.adopt_base.eq(sm.adopt_base),
             link.restart.eq(sm.restart),
             self.link_down.eq(~sm.up), self.link_status.eq(sm.state),
@@ -395,9 +397,13 @@ class ReceivePath(wiring.Component):
             # the receive queues: NP waits for np_accept
             queues.ro_enable.eq(self.ro_enable),
             queues.class_enable.eq(Cat(1, self.np_accept, 1)),
-            # the credits freed at the egress
+            # the credits freed at the egress; those taken in at the ingress,
+            # which a rebase (the link up after a peer restart) takes off
             credit_return.valid.eq(out_taken),
             credit_return.beat.eq(self.tlp_out.payload),
+            credit_return.in_valid.eq(queues.tlp_in.valid & queues.tlp_in.ready),
+            credit_return.in_beat.eq(queues.tlp_in.payload),
+            credit_return.rebase.eq(self.link.adopt),
             # the credit loop: ours to advertise, the peer's from each good frame
             self.credits.limit.eq(credit_return.limit),
             self.credits.peer_update.eq(decap.credits_update),

@@ -186,6 +186,7 @@ class ClassQueues(wiring.Component):
             "ro_enable": In(1, init=1),
             "credits_enable": In(1),
             "credit_limit": In(data.ArrayLayout(CreditLimit(), 3)),
+            "credits_restart": In(1),       # the peer restarted: nothing consumed
             "credits_consumed": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
@@ -411,9 +412,12 @@ class ClassQueues(wiring.Component):
             # (with the credits switched off, always: a configuration bit,
             # taken a cycle late)
             credit_ok = Signal(name=f"credit_ok_{CLASSES[k]}")
+            # (a credits restart: none until the peer's limits come, which
+            # the check a cycle ahead has not seen yet)
             m.d.sync += credit_ok.eq(~self.credits_enable |
                                      Mux(now, unknown_next,
-                                         Mux(descs[k].r_rdy, stable, unknown_idle)))
+                                         Mux(descs[k].r_rdy, stable, unknown_idle)) &
+                                     ~self.credits_restart)
             if k == P or self.reorder_illegally:
                 ready = descs[k].r_rdy
             else:
@@ -525,6 +529,12 @@ class ClassQueues(wiring.Component):
                     consumed.data.eq(consumed.data + heads[k].data_credits),
                     self.tlps_sent[k].eq(self.tlps_sent[k] + 1),
                 ]
+        # The peer restarted: what it had consumed is forgotten (a TLP
+        # granted now, or granted before and not yet framed, reaches the new
+        # peer uncharged: at most a frame's worth, which its receive path's
+        # backpressure absorbs, docs/link-state.md)
+        with m.If(self.credits_restart):
+            m.d.sync += self.credits_consumed.eq(0)
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
                          cur_stamp.eq(pick_stamp), cur_posted.eq(pick_posted), cur_cpls.eq(pick_cpls),

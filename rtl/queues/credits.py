@@ -14,7 +14,7 @@ their own; :class:`PeerCredits` keeps the limits the peer advertised, for
 the transmit queues.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,6 +50,13 @@ class CreditReturn(wiring.Component):
     registered first). ``limit`` is the cumulative limit to advertise per
     class; ``freed`` the credits freed so far (cumulative, same widths).
 
+    The peer restarted (docs/link-state.md): it counts what it consumes
+    from 0 again, so ``rebase`` (a pulse, the link up after the restart)
+    takes from ``limit`` the credits ``taken`` into the receive queues
+    since the last rebase (their ingress, ``in_valid`` / ``in_beat``,
+    counted as the egress is): the limit is then the free space, and grows
+    with every credit freed as before.
+
     ``buffers`` gives, per class, ``(hdr, data)``: the receive buffer in
     headers (1..127) and 16-byte data credits (1..32767); the modular credit
     rule allows at most half of each counter's range outstanding.
@@ -61,37 +68,50 @@ class CreditReturn(wiring.Component):
         super().__init__({
             "valid": In(1),
             "beat": In(TlpBeat(width)),
+            "in_valid": In(1),
+            "in_beat": In(TlpBeat(width)),
+            "rebase": In(1),
             "limit": Out(Limits()),
             "freed": Out(Limits()),
         })
 
+    @staticmethod
+    def _first_beats(m, valid, beat, name):
+        """Each TLP's first beat (``valid``, ``beat``), its class and data
+        credits, registered: (seen, class, credits), a cycle late."""
+        first = Signal(init=1, name=f"{name}_first")
+        with m.If(valid):
+            m.d.sync += first.eq(beat.last)
+        hdr = TlpHeader(beat.data[:32])
+        seen = Signal(name=f"{name}_seen")
+        seen_cls = Signal(2, name=f"{name}_cls")
+        seen_credits = Signal(9, name=f"{name}_credits")
+        m.d.sync += [seen.eq(valid & first), seen_cls.eq(hdr.cls),
+                     seen_credits.eq(hdr.data_credits)]
+        return seen, seen_cls, seen_credits
+
     def elaborate(self, platform):
         m = Module()
-        first = Signal(init=1)
-        with m.If(self.valid):
-            m.d.sync += first.eq(self.beat.last)
-        hdr = TlpHeader(self.beat.data[:32])
-        credits = Signal(9)
-        m.d.comb += credits.eq(hdr.data_credits)
-        cls = Signal(2)
-        m.d.comb += cls.eq(hdr.cls)
         # The TLP's class and credits are registered before the counters
         # add them: the receive queue's FIFO read is not on the adders' path.
-        seen = Signal()
-        seen_cls = Signal(2)
-        seen_credits = Signal(9)
-        m.d.sync += [seen.eq(self.valid & first), seen_cls.eq(cls), seen_credits.eq(credits)]
+        seen, seen_cls, seen_credits = self._first_beats(m, self.valid, self.beat, "out")
+        got, got_cls, got_credits = self._first_beats(m, self.in_valid, self.in_beat, "in")
         # The limit (freed + the buffer) is a counter of its own, moved with
         # `freed`: a register, not an adder on the advertiser's path.
         limit = Signal(Limits(), init=[{"hdr": hdr, "data": size} for hdr, size in self.buffers])
+        taken = Signal(Limits())        # credits into the queues since the last rebase
         m.d.comb += self.limit.eq(limit)
         for k in range(len(self.buffers)):
-            freed = self.freed[k]
-            with m.If(seen & (seen_cls == k)):
+            freed, now = self.freed[k], seen & (seen_cls == k)
+            into = got & (got_cls == k)
+            with m.If(now):
                 m.d.sync += [freed.hdr.eq(freed.hdr + 1),
-                             freed.data.eq(freed.data + seen_credits),
-                             limit[k].hdr.eq(limit[k].hdr + 1),
-                             limit[k].data.eq(limit[k].data + seen_credits)]
+                             freed.data.eq(freed.data + seen_credits)]
+            for part, one, c in (("hdr", 1, 1), ("data", seen_credits, got_credits)):
+                lim, tk = getattr(limit[k], part), getattr(taken[k], part)
+                plus = Mux(now, lim + one, lim)
+                m.d.sync += [lim.eq(Mux(self.rebase, plus - tk, plus)),
+                             tk.eq(Mux(self.rebase, 0, tk) + Mux(into, c, 0))]
         return m
 
 
@@ -178,6 +198,9 @@ class PeerCredits(wiring.Component):
     ``enable`` clear, consumed runs past the limits: only the first rule
     holds.)
 
+    ``restart`` (the peer restarted: it counts from 0 again) sets every
+    limit to 0 until its first credit frame, and drops an update on its way.
+
     A frame's fields are registered here first and taken a cycle later:
     they come from the receive side's deframer, across the chip from the
     transmit queues that read ``limit`` (at 256 bits that wire was the
@@ -190,6 +213,7 @@ class PeerCredits(wiring.Component):
             "received": In(Limits()),
             "consumed": In(Limits()),
             "enable": In(1, init=1),
+            "restart": In(1),           # the peer restarted: no limits until it sends some
             "limit": Out(Limits()),
             "invalid": Out(32),
         })
@@ -215,4 +239,6 @@ class PeerCredits(wiring.Component):
                 invalid.append(~ahead[-1] & ~legal)
         with m.If(update & Cat(*invalid).any()):
             m.d.sync += self.invalid.eq(self.invalid + 1)
+        with m.If(self.restart):        # (an update on its way is the old peer's)
+            m.d.sync += [self.limit.eq(0), update.eq(0)]
         return m
