@@ -129,6 +129,8 @@ def view(layer):
            "header": {k.removeprefix("tlpoe."): _number(v) for k, v in fields.items()
                       if k.removeprefix("tlpoe.") in HEADER_KEYS},
            "drop_reason": _number(fields["tlpoe.drop_reason"]) if "tlpoe.drop_reason" in fields else None,
+           "keepalive": {k.removeprefix("tlpoe.keepalive."): _number(v) for k, v in fields.items()
+                         if k.startswith("tlpoe.keepalive.")},
            "crc": None, "tlps": [_tlp_view(t) for t in tlps]}
     if "tlpoe.crc" in fields:
         out["crc"] = (_number(fields["tlpoe.crc"]), _number(fields["tlpoe.crc.computed"]),
@@ -210,10 +212,12 @@ def expected_view(frame, mtu=None, ethertype=wire.ETHERTYPE):
         verdict = e.reason
     out = {"tlpoe": True, "drop_reason": None if verdict is None else int(verdict),
            "experts": [] if verdict is None else ["tlpoe.dropped"], "header": {}, "crc": None,
-           "tlps": []}
+           "tlps": [], "keepalive": {}}
     if len(frame) < wire.HEADER_LEN:
         return out
     header = wire.BRIDGE_HEADER.unpack(frame, wire.ETH_LEN)
+    if header["frame_type"] == wire.FrameType.KEEPALIVE:    # its link-state fields
+        out["keepalive"] = fm.keepalive_fields({name: header[name] for name in fm.CREDIT_FIELDS})
     flags = header["flags"]
     out["header"] = {**header, **{name: int(bool(flags & bit)) for bit, name in FLAG_NAMES.items()},
                      "flags.reserved": flags & ~sum(FLAG_NAMES) & 0xFF}
@@ -320,6 +324,13 @@ def model_frames():
     frames += [control_frame(rng, seq=kind) for kind in range(8)]
     frames += [fm.pad_to_minimum(encode_frame([], frame_type=kind, flags=3, seq=kind))
                for kind in wire.FrameType if kind != wire.FrameType.DATA]
+    # KEEPALIVEs in every state, the peer known or not, a reserved bit set
+    frames += [fm.pad_to_minimum(encode_frame(
+        [], frame_type=wire.FrameType.KEEPALIVE, flags=1, seq=0x1234 + state, ack=7,
+        credits=fm.keepalive_credits(incarnation=0xC0FFEE00 + state, peer_incarnation=0xBEEF,
+                                     peer_known=state & 1, state=state,
+                                     reserved_ka=0b10000 if state == 3 else 0)))
+        for state in range(4)]
     good = frames[1]
     for reason in DropReason:
         for _ in range(3):

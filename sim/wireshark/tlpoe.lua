@@ -61,6 +61,20 @@ local W = {
       [3] = "CREDIT",
       [4] = "KEEPALIVE",
     },
+    -- a KEEPALIVE's link-state fields, in the credit fields' bytes
+    KEEPALIVE_OFFSET = 16,
+    KEEPALIVE_FIELDS = {
+      { name = "incarnation", offset = 0, size = 4, bits = 32, shift = 0, whole = true, doc = "the sender's incarnation: changes whenever it loses its link state" },
+      { name = "peer_incarnation", offset = 4, size = 4, bits = 32, shift = 0, whole = true, doc = "the incarnation the sender holds for us (valid with `peer_known`)" },
+      { name = "reserved_ka", offset = 8, size = 1, bits = 5, shift = 3, whole = false, doc = "0 on send, ignored on receive" },
+      { name = "peer_known", offset = 8, size = 1, bits = 1, shift = 2, whole = false, doc = "`peer_incarnation` is valid" },
+      { name = "state", offset = 8, size = 1, bits = 2, shift = 0, whole = false, doc = "the sender's link state: DOWN 0, INIT 1, UP 2 (3 reserved)" },
+    },
+    LINK_STATES = {
+      [0] = "DOWN",
+      [1] = "INIT",
+      [2] = "UP",
+    },
     DROP_REASONS = {
       [0] = "TRUNCATED",
       [1] = "ETHERTYPE",
@@ -336,6 +350,18 @@ for _, f in ipairs(W.TLP_PREFIX) do
     F["prefix." .. f.name] = uint_field("tlpoe.prefix." .. f.name, f.name, f.size, base.DEC, nil, nil, f.doc)
 end
 
+for _, f in ipairs(W.KEEPALIVE_FIELDS) do
+    local mask = nil
+    if not f.whole then mask = low_mask(f.bits) * math.floor(2 ^ f.shift) end
+    local valuestring = nil
+    if f.name == "state" then valuestring = W.LINK_STATES end
+    local display = base.DEC
+    if f.name == "incarnation" or f.name == "peer_incarnation" then display = base.HEX end
+    F["keepalive." .. f.name] = uint_field("tlpoe.keepalive." .. f.name, f.name, f.size, display,
+        valuestring, mask, f.doc)
+end
+F.keepalive = ProtoField.none("tlpoe.keepalive", "link state (KEEPALIVE)")
+
 F.crc = ProtoField.uint32("tlpoe.crc", "CRC", base.HEX, nil, nil, "end-to-end CRC-32 as received")
 F["crc.computed"] = ProtoField.uint32("tlpoe.crc.computed", "CRC computed", base.HEX)
 F["crc.status"] = ProtoField.uint8("tlpoe.crc.status", "CRC status", base.DEC, { [0] = "bad", [1] = "good" })
@@ -523,6 +549,15 @@ local function dissect_header(tvb, tree)
             item:add(F["flags.reserved"], tvb:range(f.offset, f.size))
         end
     end
+    if h.frame_type == FRAME_TYPE.KEEPALIVE then
+        -- the link-state fields, in the bytes the credit fields use
+        local ka = tree:add(F.keepalive, tvb:range(W.KEEPALIVE_OFFSET, W.BRIDGE_LEN - W.KEEPALIVE_OFFSET))
+        h.keepalive = {}
+        for _, f in ipairs(W.KEEPALIVE_FIELDS) do
+            h.keepalive[f.name] = get(tvb, W.KEEPALIVE_OFFSET, f)
+            ka:add(F["keepalive." .. f.name], tvb:range(W.KEEPALIVE_OFFSET + f.offset, f.size))
+        end
+    end
     return h
 end
 
@@ -616,6 +651,10 @@ function proto.dissector(tvb, pinfo, tree)
 
     local kind = W.FRAME_TYPES[h.frame_type] or string.format("type %d", h.frame_type)
     local info = string.format("%s seq=%d ack=%d", kind, h.seq, h.ack)
+    if h.keepalive ~= nil then
+        info = info .. string.format(" %s incarnation=0x%08x", W.LINK_STATES[h.keepalive.state]
+            or string.format("state %d", h.keepalive.state), h.keepalive.incarnation)
+    end
     if count > 0 then info = info .. string.format(" %d TLPs: %s", count, table.concat(names, " ")) end
     if reason ~= nil then
         root:add(F.drop_reason, by_name(W.DROP_REASONS)[reason]):set_generated()
