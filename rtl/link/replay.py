@@ -408,16 +408,25 @@ class ReplayBuffer(wiring.Component):
         # Each candidate is checked against head (from registers, in parallel)
         # before the choice, which then picks a candidate and its check: the
         # choice (commit_data, from the descriptor read) is the late signal.
-        stored_span = mod(in_flight + 1, "stored_span")
+        # "At or before tail" is an offset from head of at most in_flight
+        # (in_flight < 2**(n-1): no wrap), compared with the count itself,
+        # not with in_flight + 1 (a carry chain fewer in a row; the 256-bit
+        # Bridge's critical path with seed 3 ran tail -> in_flight + 1 ->
+        # this check); the next pointer's check from send_ptr's own offset.
+        def upto_tail(seq, name):
+            return mod(seq - head, name) <= in_flight
+        ptr_off = mod(send_ptr - head, "ptr_offset")
         plus_one = mod(send_ptr + 1, "send_next")
         other = replay_to if gbn else held.seq[:n]
         ptr_next, ptr_ok = Signal(n), Signal()
         advance = commit_data if gbn else commit_data & ~resend_now
-        m.d.comb += [ptr_next.eq(send_ptr), ptr_ok.eq(within(send_ptr, head, stored_span))]
+        m.d.comb += [ptr_next.eq(send_ptr), ptr_ok.eq(ptr_off <= in_flight)]
         with m.If(replaying if gbn else withdraw & ~held_resend):
-            m.d.comb += [ptr_next.eq(other), ptr_ok.eq(within(other, head, stored_span))]
+            m.d.comb += [ptr_next.eq(other), ptr_ok.eq(upto_tail(other, "other_offset"))]
         with m.Elif(advance):
-            m.d.comb += [ptr_next.eq(plus_one), ptr_ok.eq(within(plus_one, head, stored_span))]
+            # send_ptr + 1 at or before tail: send_ptr before it, or just behind head
+            m.d.comb += [ptr_next.eq(plus_one),
+                         ptr_ok.eq((ptr_off < in_flight) | (ptr_off == (1 << n) - 1))]
         m.d.sync += send_ptr.eq(Mux(ptr_ok, ptr_next, head))
         if not gbn:
             # the queue after this cycle's resend and replay, from head, then
