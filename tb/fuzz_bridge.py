@@ -285,7 +285,7 @@ class BridgeFuzz:
                 self._ack(frame.ack % self.modulus, moves)
             if frame.frame_type is wire.FrameType.NAK:
                 self._nak(frame.seq % self.modulus, moves)
-            if frame.flags & FLAG_CREDITS_VALID:
+            if frame.carries_credits:      # (never a KEEPALIVE's bytes)
                 self._credits(frame, moves)
         self.judge.frame_done(index, kind, Prediction(prediction.label, moves,
                                                       [(t, 0) for t in tlps]), counters)

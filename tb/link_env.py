@@ -52,7 +52,9 @@ COUNTERS = ("frames_sent", "good_frames", "control_frames", "overflows", "tlps_o
             "naks_repeated", "window_full_cycles", "link_down", "credit_frames",
             "order_violations", "order_stamp_errors", "order_window_errors",
             "order_tlps_checked", "tx_order_violations", "tx_order_stamp_errors",
-            "tx_order_window_errors", "tx_order_tlps_checked")
+            "tx_order_window_errors", "tx_order_tlps_checked", "link_status", "link_up_events",
+            "peer_restarts", "keepalives_sent", "keepalives_received", "replays_link",
+            "frames_dropped")
 #: Per-class counters (P, NP, CPL), read as ``<name>_p`` ... ``<name>_cpl``.
 CLASS_COUNTERS = ("credit_stall_cycles", "tlps_sent")
 #: The counters a selective-repeat bridge (``mode="sr"``) adds.

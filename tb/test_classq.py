@@ -142,6 +142,7 @@ class CreditPeer(uvm_component):
         start, length = P["np_block_start"], P["np_block_cycles"]
         self.np_frozen = (0, 0)
         dut.credits_enable.value = 1
+        dut.credits_restart.value = 0        # (the peer never restarts here)
         dut.credit_limit.value = self.limits(bool(length) and start == 0)
         while True:
             await edge
