@@ -6,7 +6,7 @@ implements is :class:`tlpoe.models.link.LinkEndpoint`'s with
 ``keepalive_ns`` set.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,8 +105,10 @@ class LinkStateMachine(wiring.Component):
         state = Signal(2, init=DOWN)
         # the resets seen: `rst` does not clear it; one more after each reset
         resets = Signal(32, init=0, reset_less=True)
+        # once per reset however long `rst` is held (the count is reset-less:
+        # it would move in every cycle of a long reset)
         fresh = Signal(init=1)
-        with m.If(fresh):
+        with m.If(fresh & ~ResetSignal("sync")):
             m.d.sync += [resets.eq(resets + 1), fresh.eq(0)]
         mine = Signal(32)
         m.d.comb += [mine.eq(resets ^ self.incarnation), self.own_incarnation.eq(mine),
