@@ -12,7 +12,8 @@ first: a new peer incarnation is taken (a restart when one was held:
 found (UP and the peer says DOWN: down; not UP and the peer says INIT or
 UP naming our incarnation: up; else DOWN, or the peer says DOWN: INIT).
 Without a KEEPALIVE, UP goes down on ``retry_limit`` or after ``dead``
-cycles without a good frame. The timers count cycles since a good frame,
+cycles without a good frame (:func:`dead_in_use`: a ``dead`` not above
+``keepalive`` is taken as 3 x ``keepalive``). The timers count cycles since a good frame,
 since a frame was sent, since a KEEPALIVE was sent (due at once after
 reset). A KEEPALIVE is owed, due until one is sent, from every change of
 state and from a KEEPALIVE saying INIT heard while UP.
@@ -22,7 +23,7 @@ from collections import namedtuple
 
 from .wire import LinkState
 
-__all__ = ["TIMER_BITS", "CycleLinkState", "LinkStateCycle"]
+__all__ = ["TIMER_BITS", "CycleLinkState", "LinkStateCycle", "dead_in_use"]
 
 #: Width of the timers and of ``keepalive`` and ``dead`` (cycles).
 TIMER_BITS = 24
@@ -36,6 +37,17 @@ LinkStateCycle = namedtuple("LinkStateCycle", "state up keepalive_due tx_fields 
                                               "keepalives_received")
 
 
+def dead_in_use(keepalive, dead):
+    """The dead time the link state machine uses for the ``keepalive`` and
+    ``dead`` configured (cycles): ``dead`` if it exceeds ``keepalive``,
+    else 3 x ``keepalive`` (at least 3, at most the timers' maximum), so
+    that a zero or too short ``dead`` cannot take the link down between two
+    KEEPALIVEs. Registered in the RTL: a new value acts one cycle later."""
+    if dead > keepalive:
+        return dead
+    return min(3 * max(keepalive, 1), _MAX)
+
+
 class CycleLinkState:
     """``keepalive``, ``dead`` (cycles) and ``incarnation`` as the RTL's
     configuration; :meth:`reset` is the RTL's ``rst`` (the count of
@@ -43,6 +55,7 @@ class CycleLinkState:
 
     def __init__(self, *, keepalive=2500, dead=7500, incarnation=0):
         self.keepalive, self.dead, self.incarnation = keepalive, dead, incarnation
+        self.dead_init = dead
         self.resets = 0
         self.reset()
 
@@ -51,6 +64,7 @@ class CycleLinkState:
         self.state = DOWN
         self.peer, self.known, self.adopt_pending = 0, False, False
         self.heard = self.sent = 0
+        self.dead_used = self.dead_init
         self.since_ka = _MAX
         self.owed = False
         self.pulses = (False, False, False)     # rewind, restart, adopt
@@ -91,13 +105,14 @@ class CycleLinkState:
             go_down = (found == UP and says == DOWN) or (restart and state == UP)
             answer = found == UP and says == INIT
         else:
-            silent = state == UP and self.heard >= self.dead
+            silent = state == UP and self.heard >= self.dead_used
             go_down = state == UP and (retry_limit or silent)
         # the edge
         self.pulses = (go_up, restart, go_up and (self.adopt_pending or new_peer))
         self.heard = 0 if rx_good else min(self.heard + 1, _MAX)
         self.sent = 0 if frame_sent else min(self.sent + 1, _MAX)
         self.since_ka = 0 if keepalive_sent else min(self.since_ka + 1, _MAX)
+        self.dead_used = dead_in_use(self.keepalive, self.dead)
         if go_up:
             self.state, self.adopt_base, self.adopt_pending = UP, keepalive["base"], False
             counts["link_up_events"] += 1

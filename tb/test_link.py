@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cocotb
 import pyuvm
-from cocotb.triggers import Combine, ReadOnly, SimTimeoutError, with_timeout
+from cocotb.triggers import Combine, ReadOnly, SimTimeoutError, Timer, with_timeout
 from pyuvm import ConfigDB, uvm_test
 
 from tlpoe.models.frame import DropReason
@@ -27,6 +27,7 @@ from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import OrderingClass, Tlp
 from tlpoe.tb import stimulus
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
+from tlpoe.tb.bridge_ports import BridgePorts
 from tlpoe.tb.link_env import LinkEnv, configure, read_bridge_counters
 from tlpoe.tb.ordering_coverage import sample_cells
 from tlpoe.tb.params import tb_params
@@ -43,7 +44,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               mac_fifo_bytes=4096, credits=1, credit_delay=200, credit_refresh=None,
               np_block_cycles=0, expect_order_violations=False, expect_overrun=False, ido=0.1,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
-              drain_us=2000, clock_ns=10.0, report="", coverage_file="",
+              drain_us=2000, progress_us=0, clock_ns=10.0, report="", coverage_file="",
               twin=False, bridge={}, bridge_sides={}, twin_break={})
 
 
@@ -82,6 +83,8 @@ class LinkTest(uvm_test):
             self.ports["b"].set(np_accept=0)    # B's consumer takes no non-posted TLP yet
             cocotb.start_soon(self.release_np(dut))
         await reset(dut.clk, dut.rst)
+        if P["progress_us"]:
+            cocotb.start_soon(self.progress(dut))
         self.stimulus = {}
         sends = []
         for src in self.env.tx:
@@ -171,6 +174,21 @@ class LinkTest(uvm_test):
                 problems.append(f"while B blocked non-posted TLPs: {np_during} non-posted "
                                 f"and {p_during} posted left B ({np_total} non-posted in all)")
         return problems
+
+    async def progress(self, dut):
+        """Every ``progress_us``: each side's link status and how far its
+        traffic got, to the log (for a long scenario's post-mortem)."""
+        names = ("link_status", "frames_sent", "good_frames", "tlps_out", "keepalives_sent",
+                 "keepalives_received", "replays_timeout", "replays_link", "link_down_events",
+                 "link_up_events")
+        while True:
+            await Timer(P["progress_us"], "us")
+            line = []
+            for side in ("a", "b"):
+                stats = BridgePorts(dut, side).stats()
+                line.append(f"{side}: " + " ".join(f"{n}={stats[n]}" for n in names))
+            delivered = {dst: len(items) for dst, items in self.env.delivered.items()}
+            self.logger.info(f"progress: {' | '.join(line)} | delivered {delivered}")
 
     async def release_np(self, dut):
         await wait_cycles(dut.clk, P["np_block_cycles"])

@@ -9,7 +9,7 @@ import random
 import pytest
 from amaranth.hdl import Module, ResetInserter, Signal
 
-from tlpoe.models.link_state_cycles import CycleLinkState
+from tlpoe.models.link_state_cycles import CycleLinkState, dead_in_use
 from tlpoe.models.wire import KEEPALIVE_FIELDS as KA
 from tlpoe.rtl.link.link_state import LinkStateMachine
 
@@ -22,7 +22,7 @@ def as_bytes(fields):
     return int.from_bytes(KA.pack(**fields), "little")
 
 
-def run_twin(seed, cycles, break_model=None):
+def run_twin(seed, cycles, break_model=None, vary_config=False):
     rng = random.Random(seed)
     dut = LinkStateMachine(keepalive=KEEPALIVE, dead=DEAD, incarnation=SEED_INCARNATION)
     rst = Signal()
@@ -55,6 +55,11 @@ def run_twin(seed, cycles, break_model=None):
             good = ka is not None or (not quiet and rng.random() < 0.3)
             kw = dict(rx_good=good, keepalive=ka, retry_limit=rng.random() < 0.01,
                       frame_sent=rng.random() < 0.2, keepalive_sent=rng.random() < 0.05)
+            if vary_config and rng.random() < 0.004:     # the registers rewritten
+                model.keepalive = rng.choice((0, 1, 4, KEEPALIVE))
+                model.dead = rng.choice((0, 1, model.keepalive, model.keepalive + 1, DEAD))
+                ctx.set(dut.keepalive, model.keepalive)
+                ctx.set(dut.dead, model.dead)
             reset = rng.random() < 0.003
             ctx.set(rst, reset)
             ctx.set(dut.rx_good, kw["rx_good"])
@@ -81,6 +86,48 @@ def run_twin(seed, cycles, break_model=None):
 @pytest.mark.parametrize("seed", range(4))
 def test_the_twin_follows_the_rtl(seed):
     run_twin(seed, 4000)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_twin_follows_the_rtl_when_keepalive_and_dead_are_rewritten(seed):
+    """Every register value, out of range ones too: ``dead`` at or below
+    ``keepalive`` (0 among them) is taken as 3 x ``keepalive``."""
+    run_twin(seed, 6000, vary_config=True)
+
+
+@pytest.mark.parametrize("keepalive, dead, used", [
+    (5, 13, 13), (5, 6, 6), (5, 5, 15), (5, 0, 15), (0, 0, 3), (1, 1, 3),
+    ((1 << 24) - 1, 0, (1 << 24) - 1), (6_000_000, 2, (1 << 24) - 1),
+])
+def test_a_dead_time_not_above_the_keepalive_is_clamped(keepalive, dead, used):
+    """``dead`` 0 (an unwritten register) would take UP down at once and
+    flap the link for ever: the machine uses 3 x ``keepalive`` instead. In
+    the RTL: UP, then silence; down after exactly ``used`` cycles."""
+    assert dead_in_use(keepalive, dead) == used
+    if used > 100:
+        return
+    dut = LinkStateMachine(keepalive=2, dead=7)
+    ka = {"incarnation": 0x77, "peer_incarnation": 1, "peer_known": 1, "state": 1}
+
+    async def bench(ctx):
+        ctx.set(dut.keepalive, keepalive)
+        ctx.set(dut.dead, dead)
+        await ctx.tick()                    # the incarnation: 1 after reset
+        assert ctx.get(dut.own_incarnation) == 1
+        ctx.set(dut.rx_keepalive, 1)
+        ctx.set(dut.rx_good, 1)
+        ctx.set(dut.rx_fields, as_bytes(ka))
+        await ctx.tick()
+        ctx.set(dut.rx_keepalive, 0)
+        ctx.set(dut.rx_good, 0)
+        quiet = 0
+        while ctx.get(dut.up):
+            await ctx.tick()
+            quiet += 1
+            assert quiet <= used + 1, "still UP"
+        assert quiet == used + 1, (quiet, used)
+
+    simulate(dut, bench)
 
 
 def test_the_twin_comes_up_and_goes_down_in_these_runs():

@@ -109,9 +109,11 @@ CONFIG = (
           reg="CONTROL"),
     Field("keepalive", "config",
           "KEEPALIVE interval (cycles), with the link state machine: while not UP, and "
-          "while UP once nothing else was sent for as long.", 24, init="keepalive"),
+          "while UP once nothing else was sent for as long (0 acts as 1).", 24,
+          init="keepalive"),
     Field("dead", "config",
-          "Cycles without a good frame that take an UP link down (the link state machine).",
+          "Cycles without a good frame that take an UP link down (the link state machine). "
+          "A value not above keepalive (0 among them) is clamped: 3 x keepalive is used.",
           24, init="dead"),
     Field("incarnation", "config",
           "XORed into the bridge's own count of resets: its incarnation, which the peer "

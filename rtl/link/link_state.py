@@ -53,7 +53,8 @@ class LinkStateMachine(wiring.Component):
     ``frame_sent`` (a frame of any type went to the framer) and
     ``keepalive_sent`` (... a KEEPALIVE). Configuration, in cycles:
     ``keepalive`` (the KEEPALIVE interval; 0 is taken as 1) and ``dead``
-    (silence that takes UP down); ``incarnation`` is XORed into the
+    (silence that takes UP down; one not above ``keepalive`` is taken as
+    3 x ``keepalive``, a cycle after it is set); ``incarnation`` is XORed into the
     bridge's own count of resets (a register ``rst`` does not clear, one
     more after every reset).
 
@@ -86,6 +87,7 @@ class LinkStateMachine(wiring.Component):
             raise ValueError(f"dead ({dead}) must exceed keepalive ({keepalive}) cycles")
         if not isinstance(incarnation, int) or not 0 <= incarnation < 2 ** 32:
             raise ValueError(f"incarnation must be a 32-bit number, not {incarnation!r}")
+        self._dead = dead
         super().__init__({
             "rx_good": In(1), "rx_keepalive": In(1), "rx_fields": In(8 * KA.length),
             "rx_base": In(32), "retry_limit": In(1), "frame_sent": In(1),
@@ -141,7 +143,16 @@ class LinkStateMachine(wiring.Component):
                 m.d.sync += timer.eq(0)
             with m.Elif(timer != 2 ** TIMER_BITS - 1):
                 m.d.sync += timer.eq(timer + 1)
-        silent = (state == UP) & ~ka & (heard >= self.dead)
+        # the dead time in use (models.link_state_cycles.dead_in_use): a
+        # `dead` not above `keepalive` is taken as 3 x keepalive (at least 3,
+        # at most the timers' maximum); registered, from the configuration
+        top = 2 ** TIMER_BITS - 1
+        triple = Signal(TIMER_BITS + 2)
+        dead_used = Signal(TIMER_BITS, init=self._dead)
+        m.d.comb += triple.eq(Mux(self.keepalive == 0, 1, self.keepalive) * 3)
+        m.d.sync += dead_used.eq(Mux(self.dead > self.keepalive, self.dead,
+                                     Mux(triple > top, top, triple)))
+        silent = (state == UP) & ~ka & (heard >= dead_used)
         m.d.comb += go_down.eq(Mux(ka, (found == UP) & (says == DOWN) | restart & (state == UP),
                                    (state == UP) & (self.retry_limit | silent)))
         # a KEEPALIVE owed to the peer: our state changed, or it is still
