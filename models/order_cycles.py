@@ -94,7 +94,20 @@ class CycleOrderChecker:
         self.reset()
 
     def reset(self):
+        """``rst``: every register to its reset value. The table of
+        requests is block RAM, which ``rst`` does not clear: it keeps what
+        it held, the write of the cycle before the reset's edge and the
+        write made at that edge (its enable is a register ``rst`` has not
+        yet cleared). A completion after the reset may so find a request
+        from before it, as it would in the RTL."""
+        table = {}
+        if hasattr(self, "monitor"):
+            for cycle in (self.cycle, self.cycle + 1):
+                for tlp in self.requests.get(cycle, ()):
+                    self.monitor.request(tlp)
+            table = self.monitor.writes
         self.monitor = OrderMonitor(self.window, self.tag_bits)
+        self.monitor.writes = table
         self.taps = [_Tap(self.width) for _ in range(3)]      # in, out, req
         # the stream inputs on their way through the input registers
         self.staged = deque([(None, None, (0, 0), None)] * INPUT_STAGES)

@@ -234,6 +234,10 @@ class StreamDriver:
         self._wake = Event()
         self._idle = Event()
         self._idle.set()
+        #: True: start no new packet (one under way is finished): a bench
+        #: that resets the DUT keeps packets whole
+        self.held = False
+        self.at_boundary = True     # no packet under way
         self.valid.value = 0
         self._task = cocotb.start_soon(self._run())
 
@@ -276,8 +280,10 @@ class StreamDriver:
         current = None          # the beat on the bus: (packed, done)
         valid_high = False
         while True:
-            if current is None and queue and not (gap and rng.random() < gap):
+            if current is None and queue and not (self.held and self.at_boundary) and \
+                    not (gap and rng.random() < gap):
                 current = queue.popleft()
+                self.at_boundary = False
                 payload.value = current[0]
                 if not valid_high:
                     valid.value = 1
@@ -296,6 +302,7 @@ class StreamDriver:
                 self.beats_sent += 1
                 if current[1] is not None:
                     self.packets_sent += 1
+                    self.at_boundary = True
                     current[1].set()
                 current = None
 
@@ -337,6 +344,10 @@ class StreamMonitor:
         self.beats_seen = 0
         self.packets_seen = 0
         self.stall_cycles = 0
+        #: None, or a function true in a cycle whose edge resets the source
+        #: (a bridge reset alone): its partial packet is dropped, ``abandoned``
+        self.reset_fn = None
+        self.abandoned = 0
         if drive_ready:
             self.ready.value = 1
         self._task = cocotb.start_soon(self._run())
@@ -405,6 +416,11 @@ class StreamMonitor:
             elif stalled is not None:
                 raise StreamProtocolError(f"{self.name}: valid withdrawn before ready "
                                           f"took the beat (cycle {self.cycles})")
+            if self.reset_fn is not None and self.reset_fn():
+                # the source was reset at this edge: a packet under way is
+                # gone (counted), a stalled beat may be withdrawn
+                self.abandoned += bool(beats)
+                beats, stalled = [], None
             if drive and (bp or self.ready_fn):
                 want = 0 if bp and rng.random() < bp else 1
                 if want and self.ready_fn is not None and not self.ready_fn():

@@ -79,8 +79,8 @@ class BridgeTwin:
     """A :class:`BridgeModel` ``model`` beside the bridge whose ports are
     ``{prefix}_*`` in the cocotb ``dut`` (``prefix`` None: the top level),
     clocked by ``clk`` and reset by ``rst`` (default ``dut.clk``,
-    ``dut.rst``). Its coroutine starts at once. After the run: ``cycles``
-    (compared), ``seconds`` (wall time in the model and the comparison),
+    ``dut.rst``; a tuple: by any of them high). Its coroutine starts at
+    once. After the run: ``cycles`` (compared), ``seconds`` (wall time in the model and the comparison),
     ``failure`` (the first difference's message, or None); :meth:`check`
     raises unless it compared cycles and found no difference."""
 
@@ -90,7 +90,9 @@ class BridgeTwin:
         port = (lambda n: getattr(dut, n)) if prefix is None else \
             (lambda n: getattr(dut, f"{prefix}_{n}"))
         self.clk = clk if clk is not None else dut.clk
-        self.rst = rst if rst is not None else dut.rst
+        # the bridge's resets: rst, and any other input that resets it alone
+        self.rst = tuple(rst) if isinstance(rst, (tuple, list)) else \
+            (rst if rst is not None else dut.rst,)
         self.tlp_in = [port(f"tlp_in__{s}") for s in ("valid", "payload", "ready")]
         self.frame_in = [port(f"frame_in__{s}") for s in ("valid", "payload", "ready")]
         self.frame_out = [port(f"frame_out__{s}") for s in ("valid", "payload", "ready")]
@@ -187,7 +189,7 @@ class BridgeTwin:
         got = None              # the outputs of the cycle the next edge ends
         while True:
             await edge
-            if self._int(self.rst, "rst"):
+            if any(self._int(r, "rst") for r in self.rst):
                 self.model.reset()
                 self.resets += 1
             elif got is not None:

@@ -195,6 +195,8 @@ class LinkEnv(uvm_env):
             sb = TlpScoreboard(f"sb_{src}{dst}", self, p["mtu"])
             sb.pass_rule = tlp_pass_rule    # the bridges may reorder where PCIe allows
             self.scoreboards[src + dst] = sb
+        if p.get("peer_reset_us") or hasattr(dut, "b_reset"):
+            dut.b_reset.value = 0               # B's own reset (Pair(peer_reset=True))
         for side in ("a", "b"):
             if side not in self.rx:             # a side with no receiver agent still drains
                 getattr(dut, f"{side}_tlp_out__ready").value = 1
@@ -212,8 +214,10 @@ class LinkEnv(uvm_env):
                 ready_fn=wire.mac_ready))
             setattr(self, f"{src}_wire", out)
         self.credit_monitors = {
+            # (not across a peer's restart: the credits start again on each
+            # side at its own moment, which the monitor does not follow)
             src + dst: CreditMonitor(f"credits_{src}{dst}", self, p["seq_bits"],
-                                     enabled=bool(p["credits"]))
+                                     enabled=bool(p["credits"]) and not p.get("peer_reset_us"))
             for src, dst in (("a", "b"), ("b", "a"))}
         self.coverage = LinkCoverage("coverage", self, dut, 1 << p["seq_bits"], p["coverage_file"])
         self.pcap = link_capture(self, frame)      # PCAP=1: tb/capture.py
@@ -221,9 +225,10 @@ class LinkEnv(uvm_env):
         if p["twin"]:       # created now, before the test's reset
             bridge = {"mode": p["mode"], "window": p["window"], "seq_bits": p["seq_bits"],
                       "mtu": p["mtu"], **p["bridge"]}
+            resets = {"b": (dut.rst, dut.b_reset)} if p.get("peer_reset_us") else {}
             self.twins = {side: BridgeTwin(dut, side, bridge_model(
                 p["width"], **{**bridge, **p["bridge_sides"].get(side, {}), **p["twin_break"]}),
-                name=f"twin_{side}") for side in ("a", "b")}
+                rst=resets.get(side), name=f"twin_{side}") for side in ("a", "b")}
 
     def connect_phase(self):
         for key, sb in self.scoreboards.items():

@@ -106,6 +106,14 @@ class Scoreboard(uvm_component):
         #: True where illegal passes are the point (a test-only reordering
         #: arbiter): they must occur, and do not fail the test by themselves
         self.expect_illegal = False
+        #: None, or ``may_lose(expected_item)``: True for an item the DUT
+        #: may lose (a peer bridge's restart drops what it held). Such an
+        #: item overtaken where it may not be, or never arriving, is
+        #: counted in ``lost`` instead of failing the test; what does
+        #: arrive must still match, exactly once, in a legal order. Only
+        #: with a ``pass_rule``.
+        self.may_lose = None
+        self.lost_items = []    # those, in the order they were given up
         self._drained = Event()
         self._drained.set()
 
@@ -166,7 +174,17 @@ class Scoreboard(uvm_component):
             index = self.compared
             self.compared += 1
             illegal = False
-            for earlier in list(expected)[:at]:
+            overtaken = list(expected)[:at]
+            if self.may_lose is not None:       # the losable ones it may not pass: lost
+                lost = [not self.pass_rule(act, e) and self.may_lose(e) for e in overtaken]
+                if any(lost):
+                    self.lost_items += [e for e, gone in zip(overtaken, lost) if gone]
+                    rest = list(expected)[at:]
+                    expected.clear()
+                    expected.extend(e for e, gone in zip(overtaken, lost) if not gone)
+                    expected.extend(rest)
+                    overtaken = [e for e, gone in zip(overtaken, lost) if not gone]
+            for earlier in overtaken:
                 if self.pass_rule(act, earlier):
                     self.passes += 1
                 else:
@@ -177,7 +195,23 @@ class Scoreboard(uvm_component):
             self.illegal_items += illegal
             self.compare_items(exp, act)        # equal bytes: for the subclass's tallies
         self._actual = unmatched
-        if not expected:
+        if self.settled():
+            self._drained.set()
+
+    @property
+    def lost(self):
+        """Expected items given up as lost (``may_lose``)."""
+        return len(self.lost_items)
+
+    def settled(self):
+        """No expected item is pending but ones the DUT may lose."""
+        if self.may_lose is None:
+            return not self._expected
+        return all(self.may_lose(e) for e in self._expected)
+
+    def recheck(self):
+        """After ``may_lose`` changed: whether the pending items now settle."""
+        if self.settled():
             self._drained.set()
 
     def _mismatch(self, index, exp, act, problem):
@@ -214,6 +248,10 @@ class Scoreboard(uvm_component):
             problems.append(f"{self.mismatched} of {self.compared} compared items mismatched"
                             + (f" ({self.illegal_passes} illegal passes)"
                                if self.illegal_passes else ""))
+        if self.may_lose is not None:
+            self.lost_items += [e for e in self._expected if self.may_lose(e)]
+            self._expected = collections.deque(e for e in self._expected
+                                               if not self.may_lose(e))
         if self._expected and not self.allow_pending:
             problems.append(f"{len(self._expected)} expected item(s) never arrived; first: "
                             f"{_describe(self._expected[0])}")
@@ -224,7 +262,8 @@ class Scoreboard(uvm_component):
             problems.append("no item was compared")
         if problems:
             raise AssertionError(f"{self.get_full_name()}: " + "; ".join(problems))
-        self.logger.info(f"{self.compared} items compared, all matched")
+        self.logger.info(f"{self.compared} items compared, all matched"
+                         + (f"; {self.lost} lost where they may be" if self.may_lose else ""))
 
 
 def match_interleaved(sources, actual):

@@ -12,9 +12,9 @@ RTL's blocks and never part of the product's Verilog.
   (the end-to-end bench's device bridges, for their cycle twins).
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, ResetInserter
 from amaranth.lib import wiring
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from ..models import wire
 from ..rtl.queues.classq import ClassQueues
@@ -31,15 +31,19 @@ __all__ = ["Pair", "Loopback", "CheckedQueues", "Tapped"]
 class Pair(wiring.Component):
     """Components ``a`` and ``b`` (same signature) with every port exposed as
     ``a_<port>`` and ``b_<port>``: two bridges whose Ethernet sides the
-    testbench connects through a network model."""
+    testbench connects through a network model. With ``peer_reset``: an
+    input ``b_reset`` resets ``b`` alone (a peer bridge restarting)."""
 
-    def __init__(self, a, b):
+    def __init__(self, a, b, *, peer_reset=False):
         if a.signature != b.signature:
             raise ValueError("a and b must have the same signature")
         self.a, self.b = a, b
+        self.peer_reset = peer_reset
+        extra = {"b_reset": In(1)} if peer_reset else {}
         super().__init__({
             **exposed_members(a, self._prefixed(a, "a")),
             **exposed_members(b, self._prefixed(b, "b")),
+            **extra,
         })
 
     @staticmethod
@@ -50,8 +54,16 @@ class Pair(wiring.Component):
         m = Module()
         for side in ("a", "b"):
             inner = getattr(self, side)
+            if side == "b" and self.peer_reset:
+                # b alone reset too: a peer bridge's restart. (Not a domain of
+                # its own: a clock assigned from clk races the bench's inputs
+                # in Icarus. Its ResetSignal stays rst: the bench pulses
+                # b_reset for one cycle, after which the link state machine
+                # counts one reset, as after rst.)
+                inner = ResetInserter(self.b_reset)(inner)
             m.submodules[side] = inner
-            forward(m, self, inner, self._prefixed(inner, side))
+            component = getattr(self, side)
+            forward(m, self, component, self._prefixed(component, side))
         return m
 
 
