@@ -331,7 +331,8 @@ def test_a_peer_reset_mid_traffic(sim, mode):
     run_with_link_state(sim, f"peer-reset-{mode}", mode=mode, count=300, bidirectional=True,
                         drain_us=3000, progress_us=20, peer_reset_us=20,
                         expect_nonzero=["a.peer_restarts", "a.link_up_events",
-                                        "b.link_up_events", "a.link_down_events"],
+                                        "b.link_up_events", "a.link_down_events",
+                                        "a.frames_dropped"],
                         expect_zero=["b.peer_restarts"])
 
 
