@@ -1,0 +1,342 @@
+"""The completion tracker (docs/link-state.md, "Completion timeout and
+containment"): the non-posted requests carried to the peer, in a per-tag
+table in block RAM, answered with Unsupported Request completions when their
+completions cannot come. The rules are
+:class:`tlpoe.models.cpl_tracker.CompletionTracker`'s; the cycle twin is
+:class:`tlpoe.models.cpl_tracker_cycles.CycleCplTracker`.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...models.cpl_tracker_cycles import COUNTERS, TICK_CYCLES, TIMEOUT_MAX
+from ...models.tlp import HEADER_LAYOUTS, CplStatus, TlpType
+from ..tlp_header import NP, TlpHeader
+from ..wirefmt import pack_bytes
+
+__all__ = ["CplTracker"]
+
+_CPL, _MEM3 = HEADER_LAYOUTS["cpl"], HEADER_LAYOUTS["mem3"]
+
+
+class _Entry(data.StructLayout):
+    """A slot of the table: 70 bits."""
+
+    def __init__(self):
+        super().__init__({"valid": 1, "gen": 1, "requester": 16, "tag": 10, "deadline": 16,
+                          "byte_count": 12, "lower_address": 7, "tc": 3, "attr": 3,
+                          "locked": 1})
+
+
+class _Answer(data.StructLayout):
+    """An error completion's fields (``attr``: NS, RO, IDO from bit 0)."""
+
+    def __init__(self):
+        super().__init__({"requester": 16, "tag": 10, "byte_count": 12,
+                          "lower_address": 7, "tc": 3, "attr": 3, "locked": 1})
+
+
+def _lowest_enabled(be):
+    """Offset of the first enabled byte of a DW (0 when none)."""
+    return Mux(be[0], 0, Mux(be[1], 1, Mux(be[2], 2, Mux(be[3], 3, 0))))
+
+
+def _highest_enabled(be):
+    return Mux(be[3], 3, Mux(be[2], 2, Mux(be[1], 1, 0)))
+
+
+class CplTracker(wiring.Component):
+    """The completion tracker: one table slot per low ``tag_bits`` (8 or
+    10) of the Tag, ``2**tag_bits`` x 70 bits of block RAM (one write
+    port, one synchronous read port).
+
+    Request side: ``req_valid``/``req_ready``/``req_header`` (the first 4
+    header DWs in lane order, :class:`~tlpoe.rtl.tlp_header.TlpHeader`'s):
+    every TLP going to the peer; the non-posted requests are tracked, the
+    others taken and ignored. Completion side: ``cpl_valid``/``cpl_ready``/
+    ``cpl_header``: every TLP from the peer, each answered in order on
+    ``verdict_valid`` (one cycle) with ``verdict_deliver`` (0: a late
+    completion, to drop; 1 for everything else) exactly 2 cycles after its
+    handshake (a handshake in cycle ``t``: the verdict shows in ``t + 2``).
+
+    ``err_valid``/``err_ready`` with ``err_requester_id``, ``err_tag``,
+    ``err_byte_count`` (0 = 4096), ``err_lower_address``, ``err_tc``,
+    ``err_attr`` (NS, RO, IDO from bit 0), ``err_locked`` (CplLk) and
+    ``err_header`` (the whole 3-DW UR completion header in lane order, with
+    ``completer_id``, an input whose reset value is the parameter): the
+    error completions, from a two-entry queue; one pushed at the edge
+    ending cycle ``t + 1`` for a request taken in ``t``.
+
+    Configuration: ``timeout`` in ticks of ``tick_cycles`` (1024) cycles;
+    0 is taken as 1 and values from 2**15 on as 2**15 - 1 (deadlines are
+    16-bit and compared modulo 2**16: an entry is expired while the tick
+    counter is less than 2**15 past its deadline). Registered: a new value
+    acts a cycle later, for the requests tracked from then on (each entry
+    keeps its deadline). An entry expires ``timeout - 1`` to ``timeout``
+    ticks after its request, and is answered when the scanner next visits
+    it. ``hold`` (a level, registered): the link has been down for the hold
+    time: every entry the scanner visits is answered. ``restart`` (a
+    pulse): the peer restarted: every entry tracked from a request taken
+    in or before the pulse's cycle is answered (the table's generation bit
+    flips); the TLPs taken from the next cycle on are after it.
+
+    Counters (from 3 cycles after the handshake): ``tracked``, ``matched``,
+    ``tag_reuse``, ``evicted``, ``late_completions``, ``timeouts``,
+    ``link_down_completions``, ``restart_completions``, ``outstanding``.
+
+    Scheduling: one operation on the table per cycle, a request, a
+    completion-side TLP or a scanner's visit of the next slot, in table
+    order (so a scan of the whole table takes ``2**tag_bits`` visits, at
+    least one in 4 cycles while ``err`` has room). An operation is read in
+    the cycle it issues and acts (writes back) in the next; a write to the
+    slot read in that cycle is forwarded. Backpressure: ``req_ready`` and
+    ``cpl_ready`` depend on the other port's valid (one of them wins a
+    cycle; phase by phase the scanner, completions or requests first);
+    requests and visits (which may answer) wait for room in the ``err``
+    queue: with ``err_ready`` low nothing is lost, requests and the scanner
+    stop, completions go on. After reset, and after a second restart before
+    the first one's scan ended, both ports are held (ready low) for up to a
+    table's worth of cycles (the table is cleared; the scan completes).
+    """
+
+    def __init__(self, *, tag_bits=10, completer_id=0, timeout=2048,
+                 tick_cycles=TICK_CYCLES):
+        if type(tag_bits) is not int or tag_bits not in (8, 10):
+            raise ValueError(f"tag_bits must be 8 or 10, not {tag_bits!r}")
+        if type(completer_id) is not int or not 0 <= completer_id < 2 ** 16:
+            raise ValueError(f"completer_id must be a 16-bit PCIe ID, not {completer_id!r}")
+        if type(timeout) is not int or not 0 <= timeout < 2 ** 16:
+            raise ValueError(f"timeout must be 0..2**16-1 ticks, not {timeout!r}")
+        if type(tick_cycles) is not int or tick_cycles < 1 or tick_cycles & (tick_cycles - 1):
+            raise ValueError(f"tick_cycles must be a power of two, not {tick_cycles!r}")
+        self.tag_bits, self.tick_cycles, self._timeout = tag_bits, tick_cycles, timeout
+        super().__init__({
+            "req_valid": In(1), "req_ready": Out(1), "req_header": In(128),
+            "cpl_valid": In(1), "cpl_ready": Out(1), "cpl_header": In(128),
+            "verdict_valid": Out(1), "verdict_deliver": Out(1),
+            "err_valid": Out(1), "err_ready": In(1),
+            "err_requester_id": Out(16), "err_tag": Out(10), "err_byte_count": Out(12),
+            "err_lower_address": Out(7), "err_tc": Out(3), "err_attr": Out(3),
+            "err_locked": Out(1), "err_header": Out(96),
+            "completer_id": In(16, init=completer_id),
+            "timeout": In(16, init=timeout), "hold": In(1), "restart": In(1),
+            **{name: Out(32) for name in COUNTERS}, "outstanding": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        T, N = self.tag_bits, 2 ** self.tag_bits
+        m.submodules.table = table = Memory(shape=_Entry(), depth=N, init=[])
+        rd, wr = table.read_port(), table.write_port()
+
+        # --- time, configuration, restarts -----------------------------------------
+        tick = Signal(16)
+        if self.tick_cycles > 1:
+            div = Signal(range(self.tick_cycles))
+            m.d.sync += div.eq(div + 1)
+            with m.If(div == self.tick_cycles - 1):
+                m.d.sync += tick.eq(tick + 1)
+        else:
+            m.d.sync += tick.eq(tick + 1)
+        init = 1 if self._timeout == 0 else min(self._timeout, TIMEOUT_MAX)
+        timeout_used, hold = Signal(16, init=init), Signal()
+        m.d.sync += [timeout_used.eq(Mux(self.timeout == 0, 1,
+                                         Mux(self.timeout[15], TIMEOUT_MAX, self.timeout))),
+                     hold.eq(self.hold)]
+        phase = Signal(2)
+        m.d.sync += phase.eq(phase + 1)
+        clear_at = Signal(T + 1)                # the slot cleared after reset; N: done
+        clearing = ~clear_at[T]
+        with m.If(clearing):
+            m.d.sync += clear_at.eq(clear_at + 1)
+        # a restart flips the generation, then a whole scan (sweep_left visits)
+        # answers the entries of the old one; a restart during that scan
+        # waits for its end (ports held), so that no entry's generation
+        # comes round again
+        pending, gen, sweep_left = Signal(), Signal(), Signal(range(N + 1))
+        flip = pending & (sweep_left == 0)
+        blocked = clearing | pending
+
+        # --- stage 1's registers (the operation issued in the cycle before) ----------
+        s1_req, s1_cpl, s1_scan = Signal(), Signal(), Signal()
+        s1_track = Signal()                     # a request: non-posted
+        s1_is_cpl = Signal()                    # completion side: a completion
+        s1_slot = Signal(T)
+        s1_requester, s1_tag = Signal(16), Signal(10)
+        s1_new = Signal(_Entry())               # a request's entry
+        s1_final, s1_next_bc, s1_next_la = Signal(), Signal(12), Signal(7)
+
+        # --- the err queue -----------------------------------------------------------------
+        head, second, err_count = Signal(_Answer()), Signal(_Answer()), Signal(2)
+        room = Mux(s1_req | s1_scan, err_count == 0, err_count != 2)
+
+        # --- stage 0: the arbiter, the table read, the headers decoded ------------------------
+        want_scan = ~clearing & room
+        m.d.comb += [
+            self.cpl_ready.eq(~blocked & Mux(phase == 0, ~want_scan,
+                                             Mux(phase == 2, ~(self.req_valid & room), 1))),
+            self.req_ready.eq(~blocked & room & Mux(phase == 0, ~want_scan,
+                                                    Mux(phase == 2, 1, ~self.cpl_valid))),
+        ]
+        take_req = self.req_valid & self.req_ready
+        take_cpl = self.cpl_valid & self.cpl_ready
+        scan = want_scan & ~take_req & ~take_cpl
+        req, cpl = TlpHeader(self.req_header), TlpHeader(self.cpl_header)
+        scan_at = Signal(T)
+        with m.If(scan):
+            m.d.sync += scan_at.eq(scan_at + 1)
+        m.d.comb += [rd.en.eq(1),
+                     rd.addr.eq(Mux(take_req, req.request_tag[:T],
+                                    Mux(take_cpl, cpl.completion_tag[:T], scan_at)))]
+        m.d.sync += [s1_req.eq(take_req), s1_cpl.eq(take_cpl), s1_scan.eq(scan),
+                     s1_track.eq(take_req & (req.cls == NP)),
+                     s1_is_cpl.eq(take_cpl & cpl.is_completion),
+                     s1_slot.eq(rd.addr)]
+        with m.If(take_req):
+            m.d.sync += [s1_requester.eq(req.requester_id), s1_tag.eq(req.request_tag)]
+            self._request_entry(m, req, s1_new)
+        with m.Elif(take_cpl):
+            m.d.sync += [s1_requester.eq(cpl.completion_requester),
+                         s1_tag.eq(cpl.completion_tag)]
+            self._completion_next(m, cpl, s1_final, s1_next_bc, s1_next_la)
+
+        # the table's read-after-write hazard: the slot read now is written at
+        # this edge (by stage 1 or the clearing); the read port gives the old
+        # entry, so the written one is kept and used instead
+        forward, written = Signal(), Signal(_Entry())
+        m.d.sync += [forward.eq(wr.en & (wr.addr == rd.addr)), written.eq(wr.data)]
+        entry = Signal(_Entry())
+        m.d.comb += entry.eq(Mux(forward, written, rd.data))
+
+        # --- stage 1: the operation acts -----------------------------------------------------
+        stale = entry.valid & (entry.gen != gen)
+        current = entry.valid & (entry.gen == gen)
+        same = (entry.requester == s1_requester) & (entry.tag == s1_tag)
+        expired = ~(tick - entry.deadline)[15]
+        track = s1_req & s1_track
+        r_restart, r_reuse = track & stale, track & current
+        r_evict, r_fresh = r_reuse & ~same, track & ~entry.valid
+        c_match = s1_is_cpl & current & same
+        c_late = s1_is_cpl & ~c_match
+        c_retire = c_match & s1_final
+        v_restart = s1_scan & stale
+        v_timeout = s1_scan & current & expired
+        v_down = s1_scan & current & ~expired & hold
+        answer = Signal()
+        m.d.comb += answer.eq(r_restart | r_evict | v_restart | v_timeout | v_down)
+        retire = c_retire | v_restart | v_timeout | v_down
+
+        m.d.comb += [wr.en.eq(clearing | track | s1_is_cpl | s1_scan),
+                     wr.addr.eq(Mux(clearing, clear_at[:T], s1_slot))]
+        with m.If(clearing):
+            m.d.comb += wr.data.eq(0)
+        with m.Elif(track):
+            m.d.comb += [wr.data.eq(s1_new), wr.data.gen.eq(gen),
+                         wr.data.deadline.eq(tick + timeout_used)]
+        with m.Else():
+            # everything else writes the entry back, changed or not
+            m.d.comb += [wr.data.eq(entry), wr.data.valid.eq(entry.valid & ~retire)]
+            with m.If(c_match & ~s1_final):
+                m.d.comb += [wr.data.byte_count.eq(s1_next_bc),
+                             wr.data.lower_address.eq(s1_next_la)]
+
+        m.d.sync += [self.verdict_valid.eq(s1_cpl), self.verdict_deliver.eq(s1_cpl & ~c_late)]
+
+        # --- the err queue: two entries ---------------------------------------------------------
+        new = Signal(_Answer())
+        m.d.comb += [new.eq(Cat(entry.requester, entry.tag, entry.byte_count,
+                                entry.lower_address, entry.tc, entry.attr, entry.locked))]
+        pop = self.err_valid & self.err_ready
+        m.d.comb += self.err_valid.eq(err_count != 0)
+        with m.Switch(Cat(pop, answer)):
+            with m.Case(0b01):                      # pop
+                m.d.sync += [head.eq(second), err_count.eq(err_count - 1)]
+            with m.Case(0b10):                      # push
+                with m.If(err_count == 0):
+                    m.d.sync += head.eq(new)
+                with m.Else():
+                    m.d.sync += second.eq(new)
+                m.d.sync += err_count.eq(err_count + 1)
+            with m.Case(0b11):
+                with m.If(err_count == 1):
+                    m.d.sync += head.eq(new)
+                with m.Else():
+                    m.d.sync += [head.eq(second), second.eq(new)]
+        m.d.comb += [
+            self.err_requester_id.eq(head.requester), self.err_tag.eq(head.tag),
+            self.err_byte_count.eq(head.byte_count),
+            self.err_lower_address.eq(head.lower_address), self.err_tc.eq(head.tc),
+            self.err_attr.eq(head.attr), self.err_locked.eq(head.locked),
+            self.err_header.eq(pack_bytes(
+                _CPL, fmt=0, type=Cat(head.locked, Const(TlpType.Cpl.type_code >> 1, 4)),
+                t9=head.tag[9], t8=head.tag[8], tag=head.tag[:8], tc=head.tc,
+                attr=head.attr[:2], attr2=head.attr[2], completer_id=self.completer_id,
+                status=int(CplStatus.UR), byte_count=head.byte_count,
+                requester_id=head.requester, lower_address=head.lower_address)),
+        ]
+
+        # --- restarts -------------------------------------------------------------------------------
+        with m.If(flip):
+            m.d.sync += [gen.eq(~gen), sweep_left.eq(N), pending.eq(self.restart)]
+        with m.Else():
+            with m.If(self.restart):
+                m.d.sync += pending.eq(1)
+            with m.If(scan & (sweep_left != 0)):
+                m.d.sync += sweep_left.eq(sweep_left - 1)
+
+        # --- counters: the increments registered, added a cycle later -------------------------
+        incs = {"tracked": track, "matched": c_match, "tag_reuse": r_reuse,
+                "evicted": r_evict, "late_completions": c_late, "timeouts": v_timeout,
+                "link_down_completions": v_down, "restart_completions": r_restart | v_restart}
+        for name in COUNTERS:
+            inc = Signal(name=f"inc_{name}")
+            m.d.sync += inc.eq(incs[name])
+            counter = getattr(self, name)
+            with m.If(inc):
+                m.d.sync += counter.eq(counter + 1)
+        up, down = Signal(), Signal()
+        m.d.sync += [up.eq(r_fresh), down.eq(retire)]
+        with m.If(up):
+            m.d.sync += self.outstanding.eq(self.outstanding + 1)
+        with m.Elif(down):
+            m.d.sync += self.outstanding.eq(self.outstanding - 1)
+        return m
+
+    @staticmethod
+    def _request_entry(m, req, new):
+        """The entry of request ``req`` (a TlpHeader), into ``new``: the first
+        completion's Byte Count and Lower Address
+        (:func:`~tlpoe.models.cpl_tracker._first_completion`)."""
+        typ, length = req.type, req.length_dws
+        first, last = req.first_be, req.last_be
+        memory_read = ~req.has_data & (typ[1:5] == 0)             # MRd, MRdLk
+        atomic = (typ[2:5] == 0b011) & (typ[:2] != 0b11)          # FetchAdd, Swap, CAS
+        cas = typ == TlpType.CAS.type_code
+        lowest = _lowest_enabled(first)
+        span = Mux(first == 0, 1, _highest_enabled(first) - lowest + 1)
+        many = 4 * length - lowest - 3 + _highest_enabled(last)
+        read_bc = Mux(length == 1, span, many)
+        atomic_bc = Mux(cas, 2 * length, 4 * length)
+        m.d.sync += [
+            new.valid.eq(1), new.requester.eq(req.requester_id), new.tag.eq(req.request_tag),
+            new.byte_count.eq(Mux(memory_read, read_bc, Mux(atomic, atomic_bc, 4))),
+            new.lower_address.eq(Mux(memory_read, Cat(lowest[:2], req.address[2:7]), 0)),
+            new.tc.eq(req.tc), new.attr.eq(Cat(req.field(_MEM3, "attr"), req.ido)),
+            new.locked.eq(memory_read & typ[0]),
+        ]
+
+    @staticmethod
+    def _completion_next(m, cpl, final, next_bc, next_la):
+        """Whether completion ``cpl`` is final
+        (:func:`~tlpoe.models.cpl_tracker._is_final`), and if not the
+        next one's Byte Count and Lower Address."""
+        byte_count = Mux(cpl.byte_count == 0, 4096, cpl.byte_count)
+        lower = cpl.field(_CPL, "lower_address")
+        covered = Signal(13)
+        m.d.comb += covered.eq(4 * cpl.length_dws - lower[:2])
+        m.d.sync += [
+            final.eq((cpl.field(_CPL, "status") != 0) | ~cpl.has_data | (byte_count <= covered)),
+            next_bc.eq(byte_count - covered), next_la.eq(lower + covered),
+        ]
