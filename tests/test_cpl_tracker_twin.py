@@ -345,6 +345,81 @@ def test_the_twin_answers_what_the_reference_answers():
     assert all(twin.counts[name] for name in COUNTERS), twin.counts
 
 
+# --- directed: latency, the hazard, backpressure ---------------------------------------------------
+
+async def offer(ctx, dut, port, tlp):
+    """Offers ``tlp`` on ``port`` ("req" or "cpl") until taken; returns the cycle count waited."""
+    ctx.set(getattr(dut, f"{port}_valid"), 1)
+    ctx.set(getattr(dut, f"{port}_header"), header_bits(tlp))
+    waited = 0
+    while not ctx.get(getattr(dut, f"{port}_ready")):
+        await ctx.tick()
+        waited += 1
+    await ctx.tick()
+    ctx.set(getattr(dut, f"{port}_valid"), 0)
+    return waited
+
+
+def test_a_completion_right_behind_its_request_matches_two_cycles_on():
+    """The verdict shows 2 cycles after the completion's handshake, the
+    counter 3; a completion taken in the cycle after its request's (the
+    entry read while it is written: forwarded) matches."""
+    dut = CplTracker(tag_bits=8)
+    back_to_back = []
+
+    async def bench(ctx):
+        ctx.set(dut.err_ready, 1)
+        await ctx.tick().repeat(260)                # the table cleared
+        for k in range(8):
+            tag = 0x40 + k
+            await offer(ctx, dut, "req", Tlp.mem_read(0x100, 8, requester_id=0x55, tag=tag))
+            waited = await offer(ctx, dut, "cpl", Tlp.completion(
+                requester_id=0x55, tag=tag, completer_id=GPU, data=bytes(8), byte_count=8))
+            back_to_back.append(waited == 0)
+            assert ctx.get(dut.verdict_valid) == 0  # 1 cycle after the handshake
+            await ctx.tick()
+            assert ctx.get(dut.verdict_valid) == 1 and ctx.get(dut.verdict_deliver) == 1
+            assert ctx.get(dut.matched) == k        # 2 cycles after
+            await ctx.tick()
+            assert ctx.get(dut.matched) == k + 1 and ctx.get(dut.outstanding) == 0
+
+    simulate(dut, bench)
+    assert any(back_to_back), back_to_back
+
+
+def test_nothing_is_lost_while_err_ready_is_low():
+    """Requests evicting each other while ``err_ready`` is low: two answers
+    queue, then ``req_ready`` stays low; every answer comes out once
+    ``err_ready`` rises, oldest first."""
+    dut = CplTracker(tag_bits=8)
+    requesters = [0x100, 0x200, 0x300, 0x400]
+    out = []
+
+    async def bench(ctx):
+        await ctx.tick().repeat(260)
+        for requester in requesters[:3]:
+            await offer(ctx, dut, "req", Tlp.mem_read(0, 4, requester_id=requester, tag=9))
+        await ctx.tick().repeat(4)
+        assert ctx.get(dut.err_valid) and ctx.get(dut.evicted) == 2
+        ctx.set(dut.req_valid, 1)
+        ctx.set(dut.req_header, header_bits(Tlp.mem_read(0, 4, requester_id=0x400, tag=9)))
+        for _ in range(20):
+            assert not ctx.get(dut.req_ready)
+            await ctx.tick()
+        ctx.set(dut.err_ready, 1)
+        for _ in range(20):
+            taken = ctx.get(dut.req_valid) and ctx.get(dut.req_ready)
+            if ctx.get(dut.err_valid):
+                out.append(ctx.get(dut.err_requester_id))
+            await ctx.tick()
+            if taken:
+                ctx.set(dut.req_valid, 0)
+        assert ctx.get(dut.evicted) == 3 and ctx.get(dut.outstanding) == 1
+
+    simulate(dut, bench)
+    assert out == requesters[:3]
+
+
 # --- parameters, the header, the memory -------------------------------------------------------------
 
 @pytest.mark.parametrize("kw, name", [
@@ -361,7 +436,7 @@ def test_bad_parameter_raises_naming_it(kw, name):
 def test_err_header_is_the_models_ur_completion(locked):
     """A request evicted by another of the same slot is answered at once;
     ``err_header`` is the bytes of ``Tlp.completion(..., status=UR)``."""
-    old = Tlp.mem_read(0x1_2345_6782, 4000 if not locked else 6, locked=locked,
+    old = Tlp.mem_read(0x1_2345_6022, 4000 if not locked else 6, locked=locked,
                        requester_id=0xABCD, tag=0x3C5, tc=5, attr=Attr.NS | Attr.IDO)
     new = Tlp.mem_read(0x1000, 4, requester_id=0x1111, tag=0x0C5)
     dut = CplTracker(tag_bits=8, completer_id=0xBEEF)
