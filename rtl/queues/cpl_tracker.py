@@ -54,8 +54,9 @@ class CplTracker(wiring.Component):
 
     Request side: ``req_valid``/``req_ready``/``req_header`` (the first 4
     header DWs in lane order, :class:`~tlpoe.rtl.tlp_header.TlpHeader`'s):
-    every TLP going to the peer; the non-posted requests are tracked, the
-    others taken and ignored. Completion side: ``cpl_valid``/``cpl_ready``/
+    every TLP going to the peer; the non-posted requests (``TlpHeader.cls``:
+    neither a completion nor posted) are tracked, the others taken and
+    ignored. Completion side: ``cpl_valid``/``cpl_ready``/
     ``cpl_header``: every TLP from the peer, each answered in order on
     ``verdict_valid`` (one cycle) with ``verdict_deliver`` (0: a late
     completion, to drop; 1 for everything else) exactly 2 cycles after its
@@ -89,7 +90,11 @@ class CplTracker(wiring.Component):
     Scheduling: one operation on the table per cycle, a request, a
     completion-side TLP or a scanner's visit of the next slot, in table
     order (so a scan of the whole table takes ``2**tag_bits`` visits, at
-    least one in 4 cycles while ``err`` has room). An operation is read in
+    least one in 4 cycles while ``err`` has room). Every TLP offered takes
+    one, tracked or not: with both ports and the scanner busy, completions
+    get 2 cycles in 4, requests 1, the scanner 1. Answers come in the
+    order their entries are found (evictions at once, the scanner's in
+    table order), not oldest first as the model's. An operation is read in
     the cycle it issues and acts (writes back) in the next; a write to the
     slot read in that cycle is forwarded. Backpressure: ``req_ready`` and
     ``cpl_ready`` depend on the other port's valid (one of them wins a
