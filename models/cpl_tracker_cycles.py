@@ -34,13 +34,15 @@ from dataclasses import dataclass
 from .cpl_tracker import _CPL_ATTR, _covered, _first_completion, _is_final
 from .tlp import OrderingClass, TlpType
 
-__all__ = ["TICK_CYCLES", "TIMEOUT_MAX", "COUNTERS", "CplTrackerCycle", "CycleCplTracker",
+__all__ = ["TICK_CYCLES", "TIMEOUT_MAX", "ERR_QUEUE", "COUNTERS", "CplTrackerCycle", "CycleCplTracker",
            "grant", "timeout_in_use"]
 
 #: Cycles per tick of the timeout (the RTL's default ``tick_cycles``).
 TICK_CYCLES = 1024
 #: The largest timeout used, in ticks: deadlines are compared modulo 2**16.
 TIMEOUT_MAX = 2 ** 15 - 1
+#: Answers the err queue holds.
+ERR_QUEUE = 3
 #: The counters, in the order of the RTL's ports (``outstanding`` apart).
 COUNTERS = ("tracked", "matched", "tag_reuse", "evicted", "late_completions", "timeouts",
             "link_down_completions", "restart_completions")
@@ -117,9 +119,11 @@ class CycleCplTracker:
         self.phase = self.div = self.tick = 0
         self.timeout_used = timeout_in_use(self.timeout_init)
         self.hold = False
-        self.restart_pending, self.gen, self.sweep_left = False, 0, 0
+        self.restart_pending, self.pending_d, self.gen = False, False, 0
+        self.sweep_left, self.swept_d = 0, True
         self.scan_at = 0
         self.stage1 = None                  # (op, slot, tlp) issued in the cycle before
+        self.stage2 = None                  # (op, slot, tlp, tick, timeout_used) of the one before
         self.err = []                       # the answers queued, the head first
         self.verdict = (False, False)
         self.flags = dict.fromkeys(COUNTERS, 0)
@@ -130,8 +134,9 @@ class CycleCplTracker:
     # --- what the RTL shows --------------------------------------------------------
     @property
     def _room(self):
-        may_answer = self.stage1 is not None and self.stage1[0] in (REQ, SCAN)
-        return len(self.err) + may_answer < 2
+        may_answer = sum(stage is not None and stage[0] in (REQ, SCAN)
+                         for stage in (self.stage1, self.stage2))
+        return len(self.err) + may_answer < ERR_QUEUE
 
     def _grant(self, req_valid, cpl_valid):
         blocked = bool(self.clearing) or self.restart_pending
@@ -152,7 +157,7 @@ class CycleCplTracker:
         edge (its ``err`` an :class:`Answer` while ``err_valid``)."""
         shown = self.outputs(req is not None, cpl is not None)
         _, _, chosen = self._grant(req is not None, cpl is not None)
-        answer, flags, delta, verdict = self._stage1()
+        answer, flags, delta, verdict = self._decide()
         # the edge
         if chosen == SCAN:
             issued = (SCAN, self.scan_at, None)
@@ -162,6 +167,7 @@ class CycleCplTracker:
             issued = (chosen, tlp.tag % self.slots, tlp)
         else:
             issued = None
+        self.stage2 = self.stage1 and (*self.stage1, self.tick, self.timeout_used)
         self.stage1 = issued
         if self.err and err_ready:
             self.err.pop(0)
@@ -172,7 +178,10 @@ class CycleCplTracker:
             self.counts[name] = (self.counts[name] + self.flags[name]) & _M32
         self.outstanding = (self.outstanding + self.delta) & _M32
         self.flags, self.delta = flags, delta
-        if self.restart_pending and self.sweep_left == 0:
+        flip = (self.restart_pending and self.pending_d and self.sweep_left == 0
+                and self.swept_d)
+        self.pending_d, self.swept_d = self.restart_pending, self.sweep_left == 0
+        if flip:
             self.gen ^= 1
             self.sweep_left, self.restart_pending = self.slots, restart
         else:
@@ -189,13 +198,15 @@ class CycleCplTracker:
         self.hold = hold
         return shown
 
-    def _stage1(self):
-        """The operation in stage 1 on the table: (answer or None, the
-        counters' increments, the change of ``outstanding``, the verdict)."""
+    def _decide(self):
+        """The operation in stage 2 decided on the table: (answer or None,
+        the counters' increments, the change of ``outstanding``, the
+        verdict). Its deadline, if a request, and the expiry are of the
+        tick of stage 1 (the cycle before)."""
         flags, delta, answer, verdict = dict.fromkeys(COUNTERS, 0), 0, None, (False, False)
-        if self.stage1 is None:
+        if self.stage2 is None:
             return answer, flags, delta, verdict
-        op, slot, tlp = self.stage1
+        op, slot, tlp, tick, timeout_used = self.stage2
         entry = self.table[slot]
         stale = entry is not None and entry.gen != self.gen
         current = entry is not None and not stale
@@ -213,7 +224,7 @@ class CycleCplTracker:
                 delta = 1
             byte_count, lower_address = _first_completion(tlp)
             self.table[slot] = _Entry(self.gen, int(tlp.requester_id), tlp.tag,
-                                      (self.tick + self.timeout_used) & _M16, byte_count,
+                                      (tick + timeout_used) & _M16, byte_count,
                                       lower_address, tlp.tc, int(tlp.attr & _CPL_ATTR),
                                       tlp.type is TlpType.MRdLk)
         elif op == CPL:
@@ -231,7 +242,7 @@ class CycleCplTracker:
                 entry.lower_address = (tlp.lower_address + _covered(tlp)) & 0x7F
             verdict = (True, True)
         elif entry is not None:
-            expired = (self.tick - entry.deadline) & _M16 < 0x8000
+            expired = (tick - entry.deadline) & _M16 < 0x8000
             counter = ("restart_completions" if stale else "timeouts" if expired else
                        "link_down_completions" if self.hold else None)
             if counter:

@@ -23,7 +23,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, ResetInserter, Signal
 
 from tlpoe.models.cpl_tracker import CompletionTracker, _first_completion
-from tlpoe.models.cpl_tracker_cycles import COUNTERS, CycleCplTracker
+from tlpoe.models.cpl_tracker_cycles import COUNTERS, ERR_QUEUE, CycleCplTracker
 from tlpoe.models.tlp import Attr, CplStatus, PcieId, Tlp, TlpType
 from tlpoe.rtl.queues.cpl_tracker import CplTracker
 
@@ -260,13 +260,15 @@ def _restart_late(model):
 class _DeeperQueue(CycleCplTracker):
     @property
     def _room(self):
-        return len(self.err) + (self.stage1 is not None and self.stage1[0] != "cpl") < 3
+        may_answer = sum(stage is not None and stage[0] != "cpl"
+                         for stage in (self.stage1, self.stage2))
+        return len(self.err) + may_answer < ERR_QUEUE + 1
 
 
 @pytest.mark.parametrize("name, mutate", [
     ("hold ignored", _hold_ignored),
     ("a tick one cycle longer", lambda m: setattr(m, "tick_cycles", m.tick_cycles + 1)),
-    ("an err queue of three", lambda m: setattr(m, "__class__", _DeeperQueue)),
+    ("an err queue one deeper", lambda m: setattr(m, "__class__", _DeeperQueue)),
     ("the restart pulse a cycle late", _restart_late),
 ])
 def test_a_twin_apart_from_the_rtl_fails(name, mutate):
@@ -287,7 +289,7 @@ def test_the_twin_answers_what_the_reference_answers():
     twin = CycleCplTracker(tag_bits=8, timeout=timeout, tick_cycles=tick)
     ref = CompletionTracker(completer_id=COMPLETER, timeout_ns=timeout * tick, tag_bits=8,
                             hold_ns=0)
-    peer = Peer(rng)
+    peer = Peer(rng, forget=0.05)         # some left for the restart, the hold, the timeout
     mine, theirs = collections.Counter(), collections.Counter()
     now = 0
 
@@ -342,7 +344,7 @@ def test_the_twin_answers_what_the_reference_answers():
     assert mine == theirs
     assert twin.counts == ref.counters()
     assert twin.outstanding == ref.outstanding == 0
-    assert all(twin.counts[name] for name in COUNTERS), twin.counts
+    assert all(twin.counts[name] for name in COUNTERS), dict(twin.counts)
 
 
 # --- directed: latency, the hazard, backpressure ---------------------------------------------------
@@ -360,10 +362,10 @@ async def offer(ctx, dut, port, tlp):
     return waited
 
 
-def test_a_completion_right_behind_its_request_matches_two_cycles_on():
-    """The verdict shows 2 cycles after the completion's handshake, the
-    counter 3; a completion taken in the cycle after its request's (the
-    entry read while it is written: forwarded) matches."""
+def test_a_completion_right_behind_its_request_matches_three_cycles_on():
+    """The verdict shows 3 cycles after the completion's handshake, the
+    counter 4; a completion taken in the cycle after its request's (the
+    entry read before it is written: forwarded) matches."""
     dut = CplTracker(tag_bits=8)
     back_to_back = []
 
@@ -378,8 +380,10 @@ def test_a_completion_right_behind_its_request_matches_two_cycles_on():
             back_to_back.append(waited == 0)
             assert ctx.get(dut.verdict_valid) == 0  # 1 cycle after the handshake
             await ctx.tick()
+            assert ctx.get(dut.verdict_valid) == 0  # 2 cycles after
+            await ctx.tick()
             assert ctx.get(dut.verdict_valid) == 1 and ctx.get(dut.verdict_deliver) == 1
-            assert ctx.get(dut.matched) == k        # 2 cycles after
+            assert ctx.get(dut.matched) == k        # 3 cycles after
             await ctx.tick()
             assert ctx.get(dut.matched) == k + 1 and ctx.get(dut.outstanding) == 0
 
@@ -388,21 +392,21 @@ def test_a_completion_right_behind_its_request_matches_two_cycles_on():
 
 
 def test_nothing_is_lost_while_err_ready_is_low():
-    """Requests evicting each other while ``err_ready`` is low: two answers
-    queue, then ``req_ready`` stays low; every answer comes out once
-    ``err_ready`` rises, oldest first."""
+    """Requests evicting each other while ``err_ready`` is low: three
+    answers queue, then ``req_ready`` stays low; every answer comes out
+    once ``err_ready`` rises, oldest first."""
     dut = CplTracker(tag_bits=8)
-    requesters = [0x100, 0x200, 0x300, 0x400]
+    requesters = [0x100, 0x200, 0x300, 0x400, 0x500]
     out = []
 
     async def bench(ctx):
         await ctx.tick().repeat(260)
-        for requester in requesters[:3]:
+        for requester in requesters[:4]:
             await offer(ctx, dut, "req", Tlp.mem_read(0, 4, requester_id=requester, tag=9))
-        await ctx.tick().repeat(4)
-        assert ctx.get(dut.err_valid) and ctx.get(dut.evicted) == 2
+        await ctx.tick().repeat(5)
+        assert ctx.get(dut.err_valid) and ctx.get(dut.evicted) == 3
         ctx.set(dut.req_valid, 1)
-        ctx.set(dut.req_header, header_bits(Tlp.mem_read(0, 4, requester_id=0x400, tag=9)))
+        ctx.set(dut.req_header, header_bits(Tlp.mem_read(0, 4, requester_id=0x500, tag=9)))
         for _ in range(20):
             assert not ctx.get(dut.req_ready)
             await ctx.tick()
@@ -414,10 +418,10 @@ def test_nothing_is_lost_while_err_ready_is_low():
             await ctx.tick()
             if taken:
                 ctx.set(dut.req_valid, 0)
-        assert ctx.get(dut.evicted) == 3 and ctx.get(dut.outstanding) == 1
+        assert ctx.get(dut.evicted) == 4 and ctx.get(dut.outstanding) == 1
 
     simulate(dut, bench)
-    assert out == requesters[:3]
+    assert out == requesters[:4]
 
 
 # --- parameters, the header, the memory -------------------------------------------------------------

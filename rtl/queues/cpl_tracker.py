@@ -6,12 +6,12 @@ completions cannot come. The rules are
 :class:`tlpoe.models.cpl_tracker_cycles.CycleCplTracker`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ...models.cpl_tracker_cycles import COUNTERS, TICK_CYCLES, TIMEOUT_MAX
+from ...models.cpl_tracker_cycles import COUNTERS, ERR_QUEUE, TICK_CYCLES, TIMEOUT_MAX
 from ...models.tlp import HEADER_LAYOUTS, CplStatus, TlpType
 from ..tlp_header import NP, TlpHeader
 from ..wirefmt import pack_bytes
@@ -36,6 +36,48 @@ class _Answer(data.StructLayout):
     def __init__(self):
         super().__init__({"requester": 16, "tag": 10, "byte_count": 12,
                           "lower_address": 7, "tc": 3, "attr": 3, "locked": 1})
+
+
+class _Write(data.StructLayout):
+    """A write of the table, registered: the slot, the entry, whether a
+    request wrote it (a new Transaction ID)."""
+
+    def __init__(self, tag_bits):
+        super().__init__({"en": 1, "slot": tag_bits, "track": 1, "entry": _Entry()})
+
+
+class _Stage(data.StructLayout):
+    """An operation in the pipeline: which, its slot, its TLP's Transaction
+    ID, a request's entry, a completion's next Byte Count and Lower
+    Address; from stage 2 on, what the writes ahead of it said (``hit``:
+    of the operations 1, 2, 3 ahead, which wrote its slot; ``tracked``: a
+    request among them, whose Transaction ID was ``same_ahead``, and whose
+    deadline ``expired_ahead``)."""
+
+    def __init__(self, tag_bits):
+        super().__init__({"req": 1, "cpl": 1, "scan": 1, "track": 1, "is_cpl": 1,
+                          "slot": tag_bits, "requester": 16, "tag": 10, "new": _Entry(),
+                          "final": 1, "next_bc": 12, "next_la": 7, "hit": 3, "tracked": 1,
+                          "same_ahead": 1, "expired_ahead": 1})
+
+
+def _writes(stage):
+    """Whether the operation in ``stage`` writes its slot back (a tracked
+    request, a completion, a visit)."""
+    return stage.track | stage.is_cpl | stage.scan
+
+
+def _same(requester, tag, other_requester, other_tag, tag_bits):
+    """Whether two Transaction IDs of the same slot are equal (the Tag's
+    low ``tag_bits`` are the slot's)."""
+    if tag_bits == 10:
+        return requester == other_requester
+    return (requester == other_requester) & (tag[tag_bits:] == other_tag[tag_bits:])
+
+
+def _expired(tick, deadline):
+    """An entry is expired while ``tick`` is less than 2**15 past its deadline."""
+    return ~(tick - deadline)[15]
 
 
 def _lowest_enabled(be):
@@ -133,11 +175,16 @@ class CplTracker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         T, N = self.tag_bits, 2 ** self.tag_bits
-        m.submodules.table = table = Memory(shape=_Entry(), depth=N, init=[])
+        # no_rw_check: a read of the slot written at the same edge is never
+        # used (the write is forwarded), so Yosys need not emulate the
+        # collision in logic behind the block RAM's output
+        m.submodules.table = table = Memory(shape=_Entry(), depth=N, init=[],
+                                            attrs={"no_rw_check": 1})
         rd, wr = table.read_port(), table.write_port()
 
         # --- time, configuration, restarts -----------------------------------------
-        tick = Signal(16)
+        tick, tick_d = Signal(16), Signal(16)      # tick_d: the tick of the cycle before
+        m.d.sync += tick_d.eq(tick)
         if self.tick_cycles > 1:
             div = Signal(range(self.tick_cycles))
             m.d.sync += div.eq(div + 1)
@@ -156,34 +203,34 @@ class CplTracker(wiring.Component):
         clearing = ~clear_at[T]
         with m.If(clearing):
             m.d.sync += clear_at.eq(clear_at + 1)
-        # a restart flips the generation, then a whole scan (sweep_left visits)
-        # answers the entries of the old one; a restart during that scan
-        # waits for its end (ports held), so that no entry's generation
-        # comes round again
-        pending, gen, sweep_left = Signal(), Signal(), Signal(range(N + 1))
-        flip = pending & (sweep_left == 0)
+        # a restart flips the generation once the operations taken before it
+        # are decided, then a whole scan (sweep_left visits) answers the
+        # entries of the old one; a restart during that scan waits for its
+        # end and the last visit's decision (ports held), so that no entry's
+        # generation comes round again
+        pending, pending_d, gen = Signal(), Signal(), Signal()
+        sweep_left, swept_d = Signal(range(N + 1)), Signal(init=1)
+        m.d.sync += [pending_d.eq(pending), swept_d.eq(sweep_left == 0)]
+        flip = pending & pending_d & (sweep_left == 0) & swept_d
         blocked = clearing | pending
 
-        # --- stage 1's registers (the operation issued in the cycle before) ----------
-        s1_req, s1_cpl, s1_scan = Signal(), Signal(), Signal()
-        s1_track = Signal()                     # a request: non-posted
-        s1_is_cpl = Signal()                    # completion side: a completion
-        s1_slot = Signal(T)
-        s1_requester, s1_tag = Signal(16), Signal(10)
-        s1_new = Signal(_Entry())               # a request's entry
-        s1_final, s1_next_bc, s1_next_la = Signal(), Signal(12), Signal(7)
+        # --- the pipeline's registers: stage 1 (read), stage 2 (decided) -------------------
+        s1, s2 = Signal(_Stage(T), name="s1"), Signal(_Stage(T), name="s2")
+        w1, w2, w3 = (Signal(_Write(T), name=f"w{k}") for k in (1, 2, 3))
 
-        # --- the err queue -----------------------------------------------------------------
-        head, second, err_count = Signal(_Answer()), Signal(_Answer()), Signal(2)
-        room = Mux(s1_req | s1_scan, err_count == 0, err_count != 2)
+        # --- the err queue: 4 registers in a ring, at most 3 answers ------------------------
+        ring = Array(Signal(_Answer().size, name=f"ring{k}") for k in range(4))
+        rd_ptr, wr_ptr, err_count = Signal(2), Signal(2), Signal(2)
+        may = Signal()
+        m.d.comb += may.eq(err_count + (s1.req | s1.scan) + (s2.req | s2.scan) < ERR_QUEUE)
 
         # --- stage 0: the arbiter, the table read, the headers decoded ------------------------
-        want_scan = ~clearing & room
+        want_scan = ~clearing & may
         m.d.comb += [
             self.cpl_ready.eq(~blocked & Mux(phase == 0, ~want_scan,
-                                             Mux(phase == 2, ~(self.req_valid & room), 1))),
-            self.req_ready.eq(~blocked & room & Mux(phase == 0, ~want_scan,
-                                                    Mux(phase == 2, 1, ~self.cpl_valid))),
+                                             Mux(phase == 2, ~(self.req_valid & may), 1))),
+            self.req_ready.eq(~blocked & may & Mux(phase == 0, ~want_scan,
+                                                   Mux(phase == 2, 1, ~self.cpl_valid))),
         ]
         take_req = self.req_valid & self.req_ready
         take_cpl = self.cpl_valid & self.cpl_ready
@@ -195,80 +242,91 @@ class CplTracker(wiring.Component):
         m.d.comb += [rd.en.eq(1),
                      rd.addr.eq(Mux(take_req, req.request_tag[:T],
                                     Mux(take_cpl, cpl.completion_tag[:T], scan_at)))]
-        m.d.sync += [s1_req.eq(take_req), s1_cpl.eq(take_cpl), s1_scan.eq(scan),
-                     s1_track.eq(take_req & (req.cls == NP)),
-                     s1_is_cpl.eq(take_cpl & cpl.is_completion),
-                     s1_slot.eq(rd.addr)]
-        with m.If(take_req):
-            m.d.sync += [s1_requester.eq(req.requester_id), s1_tag.eq(req.request_tag)]
-            self._request_entry(m, req, s1_new)
-        with m.Elif(take_cpl):
-            m.d.sync += [s1_requester.eq(cpl.completion_requester),
-                         s1_tag.eq(cpl.completion_tag)]
-            self._completion_next(m, cpl, s1_final, s1_next_bc, s1_next_la)
+        m.d.sync += [s1.req.eq(take_req), s1.cpl.eq(take_cpl), s1.scan.eq(scan),
+                     s1.track.eq(take_req & (req.cls == NP)),
+                     s1.is_cpl.eq(take_cpl & cpl.is_completion), s1.slot.eq(rd.addr)]
+        # both headers decoded every cycle (not under take_req: Yosys would
+        # share their adders behind the arbiter's choice)
+        m.d.sync += [s1.requester.eq(Mux(take_req, req.requester_id, cpl.completion_requester)),
+                     s1.tag.eq(Mux(take_req, req.request_tag, cpl.completion_tag))]
+        self._request_entry(m, req, s1.new)
+        self._completion_next(m, cpl, s1.final, s1.next_bc, s1.next_la)
 
-        # the table's read-after-write hazard: the slot read now is written at
-        # this edge (by stage 1 or the clearing); the read port gives the old
-        # entry, so the written one is kept and used instead
-        forward, written = Signal(), Signal(_Entry())
-        m.d.sync += [forward.eq(wr.en & (wr.addr == rd.addr)), written.eq(wr.data)]
+        # --- stage 1: the entry leaves the block RAM; what the writes not yet in it say -------
+        ram_q = Signal(_Entry())
+        m.d.sync += ram_q.eq(rd.data)
+        m.d.sync += s2.eq(s1)
+        m.d.sync += s2.new.deadline.eq(tick + timeout_used)
+        # the writes the read missed: of the operations 1, 2 and 3 ahead
+        # (stage 2 now, then w1, w2); each is w1, w2, w3 in stage 2
+        ahead = [(_writes(s2), s2.slot, s2.track, s2.requester, s2.tag, s2.new.deadline),
+                 (w1.en, w1.slot, w1.track, w1.entry.requester, w1.entry.tag,
+                  w1.entry.deadline),
+                 (w2.en, w2.slot, w2.track, w2.entry.requester, w2.entry.tag,
+                  w2.entry.deadline)]
+        hit = Signal(3)
+        same_ahead, expired_ahead = Signal(3), Signal(3)
+        for k, (en, slot, track, requester, tag, deadline) in enumerate(ahead):
+            m.d.comb += [hit[k].eq(en & (slot == s1.slot)),
+                         same_ahead[k].eq(_same(s1.requester, s1.tag, requester, tag, T)),
+                         expired_ahead[k].eq(_expired(tick, deadline))]
+        # the entry's identity (Transaction ID, deadline) changes only on a
+        # request's write: the latest request ahead, else the block RAM's
+        tracked = Cat(*(hit[k] & ahead[k][2] for k in range(3)))
+        m.d.sync += [s2.hit.eq(hit), s2.tracked.eq(tracked != 0),
+                     s2.same_ahead.eq(Mux(tracked[0], same_ahead[0],
+                                          Mux(tracked[1], same_ahead[1], same_ahead[2]))),
+                     s2.expired_ahead.eq(Mux(tracked[0], expired_ahead[0],
+                                             Mux(tracked[1], expired_ahead[1],
+                                                 expired_ahead[2])))]
+
+        # --- stage 2: the operation is decided ------------------------------------------------
         entry = Signal(_Entry())
-        m.d.comb += entry.eq(Mux(forward, written, rd.data))
-
-        # --- stage 1: the operation acts -----------------------------------------------------
+        m.d.comb += entry.eq(Mux(s2.hit[0], w1.entry, Mux(s2.hit[1], w2.entry,
+                                                          Mux(s2.hit[2], w3.entry, ram_q))))
+        same = Mux(s2.tracked, s2.same_ahead,
+                   _same(s2.requester, s2.tag, ram_q.requester, ram_q.tag, T))
+        expired = Mux(s2.tracked, s2.expired_ahead, _expired(tick_d, ram_q.deadline))
         stale = entry.valid & (entry.gen != gen)
         current = entry.valid & (entry.gen == gen)
-        same = (entry.requester == s1_requester) & (entry.tag == s1_tag)
-        expired = ~(tick - entry.deadline)[15]
-        track = s1_req & s1_track
+        track = s2.req & s2.track
         r_restart, r_reuse = track & stale, track & current
         r_evict, r_fresh = r_reuse & ~same, track & ~entry.valid
-        c_match = s1_is_cpl & current & same
-        c_late = s1_is_cpl & ~c_match
-        c_retire = c_match & s1_final
-        v_restart = s1_scan & stale
-        v_timeout = s1_scan & current & expired
-        v_down = s1_scan & current & ~expired & hold
+        c_match = s2.is_cpl & current & same
+        c_late = s2.is_cpl & ~c_match
+        c_retire = c_match & s2.final
+        v_restart = s2.scan & stale
+        v_timeout = s2.scan & current & expired
+        v_down = s2.scan & current & ~expired & hold
         answer = Signal()
         m.d.comb += answer.eq(r_restart | r_evict | v_restart | v_timeout | v_down)
         retire = c_retire | v_restart | v_timeout | v_down
 
-        m.d.comb += [wr.en.eq(clearing | track | s1_is_cpl | s1_scan),
-                     wr.addr.eq(Mux(clearing, clear_at[:T], s1_slot))]
-        with m.If(clearing):
-            m.d.comb += wr.data.eq(0)
-        with m.Elif(track):
-            m.d.comb += [wr.data.eq(s1_new), wr.data.gen.eq(gen),
-                         wr.data.deadline.eq(tick + timeout_used)]
+        # the write, from a register (into the block RAM a cycle later)
+        m.d.sync += [w1.en.eq(_writes(s2)), w1.slot.eq(s2.slot), w1.track.eq(track),
+                     w2.eq(w1), w3.eq(w2)]
+        with m.If(track):
+            m.d.sync += [w1.entry.eq(s2.new), w1.entry.gen.eq(gen)]
         with m.Else():
             # everything else writes the entry back, changed or not
-            m.d.comb += [wr.data.eq(entry), wr.data.valid.eq(entry.valid & ~retire)]
-            with m.If(c_match & ~s1_final):
-                m.d.comb += [wr.data.byte_count.eq(s1_next_bc),
-                             wr.data.lower_address.eq(s1_next_la)]
+            m.d.sync += [w1.entry.eq(entry), w1.entry.valid.eq(entry.valid & ~retire)]
+            with m.If(c_match & ~s2.final):
+                m.d.sync += [w1.entry.byte_count.eq(s2.next_bc),
+                             w1.entry.lower_address.eq(s2.next_la)]
+        m.d.comb += [wr.en.eq(clearing | w1.en), wr.addr.eq(Mux(clearing, clear_at[:T], w1.slot)),
+                     wr.data.eq(Mux(clearing, 0, w1.entry))]
 
-        m.d.sync += [self.verdict_valid.eq(s1_cpl), self.verdict_deliver.eq(s1_cpl & ~c_late)]
+        m.d.sync += [self.verdict_valid.eq(s2.cpl), self.verdict_deliver.eq(s2.cpl & ~c_late)]
 
-        # --- the err queue: two entries ---------------------------------------------------------
-        new = Signal(_Answer())
-        m.d.comb += [new.eq(Cat(entry.requester, entry.tag, entry.byte_count,
-                                entry.lower_address, entry.tc, entry.attr, entry.locked))]
+        # --- the err queue: every cycle the entry is written at the tail, kept if answered -----
+        m.d.sync += ring[wr_ptr].eq(Cat(entry.requester, entry.tag, entry.byte_count,
+                                        entry.lower_address, entry.tc, entry.attr,
+                                        entry.locked))
         pop = self.err_valid & self.err_ready
         m.d.comb += self.err_valid.eq(err_count != 0)
-        with m.Switch(Cat(pop, answer)):
-            with m.Case(0b01):                      # pop
-                m.d.sync += [head.eq(second), err_count.eq(err_count - 1)]
-            with m.Case(0b10):                      # push
-                with m.If(err_count == 0):
-                    m.d.sync += head.eq(new)
-                with m.Else():
-                    m.d.sync += second.eq(new)
-                m.d.sync += err_count.eq(err_count + 1)
-            with m.Case(0b11):
-                with m.If(err_count == 1):
-                    m.d.sync += head.eq(new)
-                with m.Else():
-                    m.d.sync += [head.eq(second), second.eq(new)]
+        m.d.sync += [wr_ptr.eq(wr_ptr + answer), rd_ptr.eq(rd_ptr + pop),
+                     err_count.eq(err_count + answer - pop)]
+        head = data.View(_Answer(), ring[rd_ptr])
         m.d.comb += [
             self.err_requester_id.eq(head.requester), self.err_tag.eq(head.tag),
             self.err_byte_count.eq(head.byte_count),
