@@ -40,10 +40,14 @@ class _Answer(data.StructLayout):
 
 class _Write(data.StructLayout):
     """A write of the table, registered: the slot, the entry, whether a
-    request wrote it (a new Transaction ID)."""
+    request wrote it (a new Transaction ID); with ``upd`` the entry's Byte
+    Count and Lower Address are ``next_bc`` and ``next_la`` (a completion
+    matched, not the last: applied after the register, off the decision's
+    path)."""
 
     def __init__(self, tag_bits):
-        super().__init__({"en": 1, "slot": tag_bits, "track": 1, "entry": _Entry()})
+        super().__init__({"en": 1, "slot": tag_bits, "track": 1, "entry": _Entry(), "upd": 1,
+                          "next_bc": 12, "next_la": 7})
 
 
 class _Stage(data.StructLayout):
@@ -59,6 +63,16 @@ class _Stage(data.StructLayout):
                           "slot": tag_bits, "requester": 16, "tag": 10, "new": _Entry(),
                           "final": 1, "next_bc": 12, "next_la": 7, "hit": 3, "tracked": 1,
                           "same_ahead": 1, "expired_ahead": 1})
+
+
+def _written(m, write, name):
+    """The entry a write (:class:`_Write`) puts in the table."""
+    entry = Signal(_Entry(), name=name)
+    m.d.comb += entry.eq(write.entry)
+    with m.If(write.upd):
+        m.d.comb += [entry.byte_count.eq(write.next_bc),
+                     entry.lower_address.eq(write.next_la)]
+    return entry
 
 
 def _writes(stage):
@@ -217,12 +231,15 @@ class CplTracker(wiring.Component):
         # --- the pipeline's registers: stage 1 (read), stage 2 (decided) -------------------
         s1, s2 = Signal(_Stage(T), name="s1"), Signal(_Stage(T), name="s2")
         w1, w2, w3 = (Signal(_Write(T), name=f"w{k}") for k in (1, 2, 3))
+        e1, e2, e3 = (_written(m, w, f"e{k}") for k, w in enumerate((w1, w2, w3), 1))
 
         # --- the err queue: 4 registers in a ring, at most 3 answers ------------------------
         ring = Array(Signal(_Answer().size, name=f"ring{k}") for k in range(4))
         rd_ptr, wr_ptr, err_count = Signal(2), Signal(2), Signal(2)
-        may = Signal()
-        m.d.comb += may.eq(err_count + (s1.req | s1.scan) + (s2.req | s2.scan) < ERR_QUEUE)
+        # may: room for an operation that may answer (a request, a visit),
+        # counting those in stages 1 and 2 (ahead, a register: one LUT)
+        ahead_may, may = Signal(2), Signal()
+        m.d.comb += may.eq(err_count + ahead_may < ERR_QUEUE)
 
         # --- stage 0: the arbiter, the table read, the headers decoded ------------------------
         want_scan = ~clearing & may
@@ -242,6 +259,7 @@ class CplTracker(wiring.Component):
         m.d.comb += [rd.en.eq(1),
                      rd.addr.eq(Mux(take_req, req.request_tag[:T],
                                     Mux(take_cpl, cpl.completion_tag[:T], scan_at)))]
+        m.d.sync += ahead_may.eq((take_req | scan) + (s1.req | s1.scan))
         m.d.sync += [s1.req.eq(take_req), s1.cpl.eq(take_cpl), s1.scan.eq(scan),
                      s1.track.eq(take_req & (req.cls == NP)),
                      s1.is_cpl.eq(take_cpl & cpl.is_completion), s1.slot.eq(rd.addr)]
@@ -282,8 +300,7 @@ class CplTracker(wiring.Component):
 
         # --- stage 2: the operation is decided ------------------------------------------------
         entry = Signal(_Entry())
-        m.d.comb += entry.eq(Mux(s2.hit[0], w1.entry, Mux(s2.hit[1], w2.entry,
-                                                          Mux(s2.hit[2], w3.entry, ram_q))))
+        m.d.comb += entry.eq(Mux(s2.hit[0], e1, Mux(s2.hit[1], e2, Mux(s2.hit[2], e3, ram_q))))
         same = Mux(s2.tracked, s2.same_ahead,
                    _same(s2.requester, s2.tag, ram_q.requester, ram_q.tag, T))
         expired = Mux(s2.tracked, s2.expired_ahead, _expired(tick_d, ram_q.deadline))
@@ -304,17 +321,15 @@ class CplTracker(wiring.Component):
 
         # the write, from a register (into the block RAM a cycle later)
         m.d.sync += [w1.en.eq(_writes(s2)), w1.slot.eq(s2.slot), w1.track.eq(track),
-                     w2.eq(w1), w3.eq(w2)]
+                     w1.upd.eq(c_match & ~s2.final), w1.next_bc.eq(s2.next_bc),
+                     w1.next_la.eq(s2.next_la), w2.eq(w1), w3.eq(w2)]
         with m.If(track):
             m.d.sync += [w1.entry.eq(s2.new), w1.entry.gen.eq(gen)]
         with m.Else():
             # everything else writes the entry back, changed or not
             m.d.sync += [w1.entry.eq(entry), w1.entry.valid.eq(entry.valid & ~retire)]
-            with m.If(c_match & ~s2.final):
-                m.d.sync += [w1.entry.byte_count.eq(s2.next_bc),
-                             w1.entry.lower_address.eq(s2.next_la)]
         m.d.comb += [wr.en.eq(clearing | w1.en), wr.addr.eq(Mux(clearing, clear_at[:T], w1.slot)),
-                     wr.data.eq(Mux(clearing, 0, w1.entry))]
+                     wr.data.eq(Mux(clearing, 0, e1))]
 
         m.d.sync += [self.verdict_valid.eq(s2.cpl), self.verdict_deliver.eq(s2.cpl & ~c_late)]
 
