@@ -313,11 +313,14 @@ class CplTracker(wiring.Component):
         c_late = s2.is_cpl & ~c_match
         c_retire = c_match & s2.final
         v_restart = s2.scan & stale
-        v_timeout = s2.scan & current & expired
-        v_down = s2.scan & current & ~expired & hold
-        answer = Signal()
-        m.d.comb += answer.eq(r_restart | r_evict | v_restart | v_timeout | v_down)
-        retire = c_retire | v_restart | v_timeout | v_down
+        visit = s2.scan & current
+        v_timeout, v_down = visit & expired, visit & ~expired & hold
+        # the expiry (a carry chain on the block RAM's deadline) comes last:
+        # one LUT between it and each register it decides
+        answer, early = Signal(), Signal()
+        m.d.comb += [early.eq(r_restart | r_evict | v_restart | (visit & hold)),
+                     answer.eq(early | (visit & expired))]
+        retire = c_retire | v_restart | (visit & (expired | hold))
 
         # the write, from a register (into the block RAM a cycle later)
         m.d.sync += [w1.en.eq(_writes(s2)), w1.slot.eq(s2.slot), w1.track.eq(track),
@@ -339,8 +342,8 @@ class CplTracker(wiring.Component):
                                         entry.locked))
         pop = self.err_valid & self.err_ready
         m.d.comb += self.err_valid.eq(err_count != 0)
-        m.d.sync += [wr_ptr.eq(wr_ptr + answer), rd_ptr.eq(rd_ptr + pop),
-                     err_count.eq(err_count + answer - pop)]
+        m.d.sync += [wr_ptr.eq(Mux(answer, wr_ptr + 1, wr_ptr)), rd_ptr.eq(rd_ptr + pop),
+                     err_count.eq(Mux(answer, err_count + 1 - pop, err_count - pop))]
         head = data.View(_Answer(), ring[rd_ptr])
         m.d.comb += [
             self.err_requester_id.eq(head.requester), self.err_tag.eq(head.tag),
