@@ -8,8 +8,9 @@ every cycle.
 
 Per cycle, in this order: the arbiter gives the table to one operation
 (:func:`grant`): a request (``req``), a completion-side TLP (``cpl``) or a
-scanner's visit of the next slot; the operation issued in the cycle before
-acts on the table now (stage 1), then the edge moves the registers. Stage 1:
+scanner's visit of the next slot; the operation issued two cycles before is
+decided on the table now (stage 2; the RTL reads the table in between),
+then the edge moves the registers. Stage 2:
 
 * a tracked request (non-posted) writes its slot; an entry found there that
   a restart left (another generation) is answered (``restart_completions``),
@@ -23,9 +24,13 @@ acts on the table now (stage 1), then the edge moves the registers. Stage 1:
   else one past its deadline (``timeouts``), else any, while ``hold`` is held
   (``link_down_completions``).
 
-Answers go into a two-entry queue (the ``err`` stream); an operation that may
-answer (a request, a visit) issues only when the queue has room for it
-counting the one in stage 1. Counters move a cycle after stage 1.
+Answers go into a three-entry queue (the ``err`` stream); an operation that
+may answer (a request, a visit) issues only when the queue has room for it
+counting those in stages 1 and 2. A request's deadline and the expiry are of
+the tick of stage 1. Counters move a cycle after stage 2. A restart flips the
+generation two cycles after the pulse (once the requests taken before it are
+decided), and not before the last visit of the previous restart's scan is
+decided.
 """
 
 from collections import namedtuple

@@ -115,31 +115,36 @@ class CplTracker(wiring.Component):
     ignored. Completion side: ``cpl_valid``/``cpl_ready``/
     ``cpl_header``: every TLP from the peer, each answered in order on
     ``verdict_valid`` (one cycle) with ``verdict_deliver`` (0: a late
-    completion, to drop; 1 for everything else) exactly 2 cycles after its
-    handshake (a handshake in cycle ``t``: the verdict shows in ``t + 2``).
+    completion, to drop; 1 for everything else) exactly 3 cycles after its
+    handshake (a handshake in cycle ``t``: the verdict shows in ``t + 3``).
 
     ``err_valid``/``err_ready`` with ``err_requester_id``, ``err_tag``,
     ``err_byte_count`` (0 = 4096), ``err_lower_address``, ``err_tc``,
     ``err_attr`` (NS, RO, IDO from bit 0), ``err_locked`` (CplLk) and
     ``err_header`` (the whole 3-DW UR completion header in lane order, with
     ``completer_id``, an input whose reset value is the parameter): the
-    error completions, from a two-entry queue; one pushed at the edge
-    ending cycle ``t + 1`` for a request taken in ``t``.
+    error completions, from a three-entry queue (a ring of 4 registers,
+    the head chosen by a registered pointer); one pushed at the edge ending
+    cycle ``t + 2`` for a request taken in ``t`` (valid from ``t + 3``).
 
     Configuration: ``timeout`` in ticks of ``tick_cycles`` (1024) cycles;
     0 is taken as 1 and values from 2**15 on as 2**15 - 1 (deadlines are
     16-bit and compared modulo 2**16: an entry is expired while the tick
-    counter is less than 2**15 past its deadline). Registered: a new value
-    acts a cycle later, for the requests tracked from then on (each entry
-    keeps its deadline). An entry expires ``timeout - 1`` to ``timeout``
+    counter is less than 2**15 past its deadline; a request taken in ``t``
+    gets the deadline ``tick + timeout`` of cycle ``t + 1``, and an entry is
+    judged against the tick of the cycle before its decision). Registered:
+    a new value acts a cycle later, for the requests tracked from then on
+    (each entry keeps its deadline). An entry expires ``timeout - 1`` to ``timeout``
     ticks after its request, and is answered when the scanner next visits
     it. ``hold`` (a level, registered): the link has been down for the hold
     time: every entry the scanner visits is answered. ``restart`` (a
     pulse): the peer restarted: every entry tracked from a request taken
     in or before the pulse's cycle is answered (the table's generation bit
-    flips); the TLPs taken from the next cycle on are after it.
+    flips at the end of the pulse's cycle + 2, once those requests are
+    decided; both ports are held meanwhile); the TLPs taken from the next
+    cycle on are after it.
 
-    Counters (from 3 cycles after the handshake): ``tracked``, ``matched``,
+    Counters (from 4 cycles after the handshake): ``tracked``, ``matched``,
     ``tag_reuse``, ``evicted``, ``late_completions``, ``timeouts``,
     ``link_down_completions``, ``restart_completions``, ``outstanding``.
 
@@ -150,13 +155,19 @@ class CplTracker(wiring.Component):
     one, tracked or not: with both ports and the scanner busy, completions
     get 2 cycles in 4, requests 1, the scanner 1. Answers come in the
     order their entries are found (evictions at once, the scanner's in
-    table order), not oldest first as the model's. An operation is read in
-    the cycle it issues and acts (writes back) in the next; a write to the
-    slot read in that cycle is forwarded. Backpressure: ``req_ready`` and
+    table order), not oldest first as the model's. Pipeline: an operation
+    issued in ``t`` reads the table (address in ``t``), its entry leaves
+    the block RAM in ``t + 1`` into a register, it is decided in ``t + 2``
+    (answer pushed, verdict and counter increments registered) and its
+    write-back registered, written into the table at the end of ``t + 3``;
+    the writes of the three operations ahead of it, not yet in the entry
+    read, are forwarded (the table's read-during-write result is never
+    used: ``no_rw_check``). Backpressure: ``req_ready`` and
     ``cpl_ready`` depend on the other port's valid (one of them wins a
     cycle; phase by phase the scanner, completions or requests first);
     requests and visits (which may answer) wait for room in the ``err``
-    queue: with ``err_ready`` low nothing is lost, requests and the scanner
+    queue, counting those issued in the two cycles before (not yet
+    decided): with ``err_ready`` low nothing is lost, requests and the scanner
     stop, completions go on. After reset, and after a second restart before
     the first one's scan ended, both ports are held (ready low) for up to a
     table's worth of cycles (the table is cleared; the scan completes).
