@@ -237,7 +237,15 @@ class CplTracker(wiring.Component):
         sweep_left, swept_d = Signal(range(N + 1)), Signal(init=1)
         m.d.sync += [pending_d.eq(pending), swept_d.eq(sweep_left == 0)]
         flip = pending & pending_d & (sweep_left == 0) & swept_d
-        blocked = clearing | pending
+        # the ports' turns and whether they are open (neither clearing nor a
+        # restart pending), registered a cycle ahead: phase 0, 2 and odd
+        okp0, okp2, okodd = Signal(), Signal(), Signal()
+        phase_next, ok_next = Signal(2), Signal()
+        m.d.comb += [phase_next.eq(phase + 1),
+                     ok_next.eq(~(clearing & (clear_at != N - 1))
+                                & ~Mux(flip, self.restart, pending | self.restart))]
+        m.d.sync += [okp0.eq(ok_next & (phase_next == 0)), okp2.eq(ok_next & (phase_next == 2)),
+                     okodd.eq(ok_next & phase_next[0])]
 
         # --- the pipeline's registers: stage 1 (read), stage 2 (decided) -------------------
         s1, s2 = Signal(_Stage(T), name="s1"), Signal(_Stage(T), name="s2")
@@ -248,17 +256,18 @@ class CplTracker(wiring.Component):
         ring = Array(Signal(_Answer().size, name=f"ring{k}") for k in range(4))
         rd_ptr, wr_ptr, err_count = Signal(2), Signal(2), Signal(2)
         # may: room for an operation that may answer (a request, a visit),
-        # counting those in stages 1 and 2 (ahead, a register: one LUT)
-        ahead_may, may = Signal(2), Signal()
-        m.d.comb += may.eq(err_count + ahead_may < ERR_QUEUE)
+        # counting those in stages 1 and 2; a register, its next value
+        # chosen by this cycle's answer and issue
+        may = Signal(init=1)
 
         # --- stage 0: the arbiter, the table read, the headers decoded ------------------------
+        # phase 0: the scanner first (it always may when the ports are open),
+        # 2: requests, odd: completions; then completions, requests, the scanner
         want_scan = ~clearing & may
+        rv, cv = self.req_valid, self.cpl_valid
         m.d.comb += [
-            self.cpl_ready.eq(~blocked & Mux(phase == 0, ~want_scan,
-                                             Mux(phase == 2, ~(self.req_valid & may), 1))),
-            self.req_ready.eq(~blocked & may & Mux(phase == 0, ~want_scan,
-                                                   Mux(phase == 2, 1, ~self.cpl_valid))),
+            self.cpl_ready.eq((okp0 & ~may) | (okp2 & ~(rv & may)) | okodd),
+            self.req_ready.eq(may & (okp2 | (okodd & ~cv))),
         ]
         take_req = self.req_valid & self.req_ready
         take_cpl = self.cpl_valid & self.cpl_ready
@@ -270,7 +279,6 @@ class CplTracker(wiring.Component):
         m.d.comb += [rd.en.eq(1),
                      rd.addr.eq(Mux(take_req, req.request_tag[:T],
                                     Mux(take_cpl, cpl.completion_tag[:T], scan_at)))]
-        m.d.sync += ahead_may.eq((take_req | scan) + (s1.req | s1.scan))
         m.d.sync += [s1.req.eq(take_req), s1.cpl.eq(take_cpl), s1.scan.eq(scan),
                      s1.track.eq(take_req & (req.cls == NP)),
                      s1.is_cpl.eq(take_cpl & cpl.is_completion), s1.slot.eq(rd.addr)]
@@ -353,8 +361,16 @@ class CplTracker(wiring.Component):
                                         entry.locked))
         pop = self.err_valid & self.err_ready
         m.d.comb += self.err_valid.eq(err_count != 0)
+        pushed, kept = Signal(2), Signal(2)             # err_count next, answered or not
+        m.d.comb += [pushed.eq(err_count + 1 - pop), kept.eq(err_count - pop)]
         m.d.sync += [wr_ptr.eq(Mux(answer, wr_ptr + 1, wr_ptr)), rd_ptr.eq(rd_ptr + pop),
-                     err_count.eq(Mux(answer, err_count + 1 - pop, err_count - pop))]
+                     err_count.eq(Mux(answer, pushed, kept))]
+        issued, m1 = take_req | scan, s1.req | s1.scan
+        room = {(a, i): Signal(name=f"room_{a}{i}") for a in (0, 1) for i in (0, 1)}
+        for (a, i), r in room.items():
+            m.d.comb += r.eq((pushed if a else kept) + i + m1 < ERR_QUEUE)
+        m.d.sync += may.eq(Mux(answer, Mux(issued, room[1, 1], room[1, 0]),
+                               Mux(issued, room[0, 1], room[0, 0])))
         head = data.View(_Answer(), ring[rd_ptr])
         m.d.comb += [
             self.err_requester_id.eq(head.requester), self.err_tag.eq(head.tag),
