@@ -208,8 +208,7 @@ class CplTracker(wiring.Component):
         rd, wr = table.read_port(), table.write_port()
 
         # --- time, configuration, restarts -----------------------------------------
-        tick, tick_d = Signal(16), Signal(16)      # tick_d: the tick of the cycle before
-        m.d.sync += tick_d.eq(tick)
+        tick = Signal(16)
         if self.tick_cycles > 1:
             div = Signal(range(self.tick_cycles))
             m.d.sync += div.eq(div + 1)
@@ -290,8 +289,10 @@ class CplTracker(wiring.Component):
         self._completion_next(m, cpl, s1.final, s1.next_bc, s1.next_la)
 
         # --- stage 1: the entry leaves the block RAM; what the writes not yet in it say -------
-        ram_q = Signal(_Entry())
-        m.d.sync += ram_q.eq(rd.data)
+        # the entry, and whether it is expired, straight from the block RAM's
+        # output (the expiry's carry chain here: the decision is the longer path)
+        ram_q, ram_expired = Signal(_Entry()), Signal()
+        m.d.sync += [ram_q.eq(rd.data), ram_expired.eq(_expired(tick, rd.data.deadline))]
         m.d.sync += s2.eq(s1)
         m.d.sync += s2.new.deadline.eq(tick + timeout_used)
         # the writes the read missed: of the operations 1, 2 and 3 ahead
@@ -322,7 +323,7 @@ class CplTracker(wiring.Component):
         m.d.comb += entry.eq(Mux(s2.hit[0], e1, Mux(s2.hit[1], e2, Mux(s2.hit[2], e3, ram_q))))
         same = Mux(s2.tracked, s2.same_ahead,
                    _same(s2.requester, s2.tag, ram_q.requester, ram_q.tag, T))
-        expired = Mux(s2.tracked, s2.expired_ahead, _expired(tick_d, ram_q.deadline))
+        expired = Mux(s2.tracked, s2.expired_ahead, ram_expired)
         stale = entry.valid & (entry.gen != gen)
         current = entry.valid & (entry.gen == gen)
         track = s2.req & s2.track
