@@ -238,13 +238,12 @@ class CplTracker(wiring.Component):
         flip = pending & pending_d & (sweep_left == 0) & swept_d
         # the ports' turns and whether they are open (neither clearing nor a
         # restart pending), registered a cycle ahead: phase 0, 2 and odd
-        okp0, okp2, okodd = Signal(), Signal(), Signal()
         phase_next, ok_next = Signal(2), Signal()
         m.d.comb += [phase_next.eq(phase + 1),
                      ok_next.eq(~(clearing & (clear_at != N - 1))
                                 & ~Mux(flip, self.restart, pending | self.restart))]
-        m.d.sync += [okp0.eq(ok_next & (phase_next == 0)), okp2.eq(ok_next & (phase_next == 2)),
-                     okodd.eq(ok_next & phase_next[0])]
+        okp0_next, okp2_next, okodd_next = (ok_next & (phase_next == 0),
+                                            ok_next & (phase_next == 2), ok_next & phase_next[0])
 
         # --- the pipeline's registers: stage 1 (read), stage 2 (decided) -------------------
         s1, s2 = Signal(_Stage(T), name="s1"), Signal(_Stage(T), name="s2")
@@ -261,12 +260,16 @@ class CplTracker(wiring.Component):
 
         # --- stage 0: the arbiter, the table read, the headers decoded ------------------------
         # phase 0: the scanner first (it always may when the ports are open),
-        # 2: requests, odd: completions; then completions, requests, the scanner
+        # 2: requests, odd: completions; then completions, requests, the
+        # scanner. The terms are registers (a cycle ahead): the table's
+        # address is two LUTs from them
+        okp2, req_first, req_odd, cpl_turn = (Signal(name=n) for n in
+                                              ("okp2", "req_first", "req_odd", "cpl_turn"))
         want_scan = ~clearing & may
         rv, cv = self.req_valid, self.cpl_valid
         m.d.comb += [
-            self.cpl_ready.eq((okp0 & ~may) | (okp2 & ~(rv & may)) | okodd),
-            self.req_ready.eq(may & (okp2 | (okodd & ~cv))),
+            self.cpl_ready.eq(cpl_turn | (okp2 & ~rv)),
+            self.req_ready.eq(req_first | (req_odd & ~cv)),
         ]
         take_req = self.req_valid & self.req_ready
         take_cpl = self.cpl_valid & self.cpl_ready
@@ -370,8 +373,12 @@ class CplTracker(wiring.Component):
         room = {(a, i): Signal(name=f"room_{a}{i}") for a in (0, 1) for i in (0, 1)}
         for (a, i), r in room.items():
             m.d.comb += r.eq((pushed if a else kept) + i + m1 < ERR_QUEUE)
-        m.d.sync += may.eq(Mux(answer, Mux(issued, room[1, 1], room[1, 0]),
-                               Mux(issued, room[0, 1], room[0, 0])))
+        may_next = Signal()
+        m.d.comb += may_next.eq(Mux(answer, Mux(issued, room[1, 1], room[1, 0]),
+                                    Mux(issued, room[0, 1], room[0, 0])))
+        m.d.sync += [may.eq(may_next), okp2.eq(okp2_next),
+                     req_first.eq(may_next & okp2_next), req_odd.eq(may_next & okodd_next),
+                     cpl_turn.eq(okodd_next | (~may_next & (okp0_next | okp2_next)))]
         head = data.View(_Answer(), ring[rd_ptr])
         m.d.comb += [
             self.err_requester_id.eq(head.requester), self.err_tag.eq(head.tag),
