@@ -247,8 +247,8 @@ class CplTracker(wiring.Component):
 
         # --- the pipeline's registers: stage 1 (read), stage 2 (decided) -------------------
         s1, s2 = Signal(_Stage(T), name="s1"), Signal(_Stage(T), name="s2")
-        w1, w2, w3 = (Signal(_Write(T), name=f"w{k}") for k in (1, 2, 3))
-        e1, e2, e3 = (_written(m, w, f"e{k}") for k, w in enumerate((w1, w2, w3), 1))
+        w1, w2 = (Signal(_Write(T), name=f"w{k}") for k in (1, 2))
+        e1, e2 = (_written(m, w, f"e{k}") for k, w in enumerate((w1, w2), 1))
 
         # --- the err queue: 4 registers in a ring, at most 3 answers ------------------------
         ring = Array(Signal(_Answer().size, name=f"ring{k}") for k in range(4))
@@ -299,7 +299,7 @@ class CplTracker(wiring.Component):
         m.d.sync += s2.eq(s1)
         m.d.sync += s2.new.deadline.eq(tick + timeout_used)
         # the writes the read missed: of the operations 1, 2 and 3 ahead
-        # (stage 2 now, then w1, w2); each is w1, w2, w3 in stage 2
+        # (stage 2 now, then w1, w2); each is w1, then rest, in stage 2
         ahead = [(_writes(s2), s2.slot, s2.track, s2.requester, s2.tag, s2.new.deadline),
                  (w1.en, w1.slot, w1.track, w1.entry.requester, w1.entry.tag,
                   w1.entry.deadline),
@@ -314,6 +314,25 @@ class CplTracker(wiring.Component):
         # the entry's identity (Transaction ID, deadline) changes only on a
         # request's write: the latest request ahead, else the block RAM's
         tracked = Cat(*(hit[k] & ahead[k][2] for k in range(3)))
+        # the entry as far as known now: of the two writes ahead already in
+        # registers (w1, w2), else the block RAM's; whether it is current
+        # (valid, of the generation of the next cycle) or stale; the RAM's
+        # Transaction ID compared two bits a LUT
+        gen_next, rest, rest_hit = Signal(), Signal(_Entry()), Signal()
+        m.d.comb += [gen_next.eq(gen ^ flip), rest.eq(Mux(hit[1], e1, e2)),
+                     rest_hit.eq(hit[1] | hit[2])]
+        rest_q, rest_hit_q = Signal(_Entry()), Signal()
+        cur_q, stale_q = Signal(), Signal()             # of rest, else of the RAM
+        ids = Cat(s1.requester, s1.tag[T:])
+        ram_ids = Cat(rd.data.requester, rd.data.tag[T:])
+        parts_q = Signal((len(ids) + 1) // 2)
+        m.d.sync += [rest_q.eq(rest), rest_hit_q.eq(rest_hit),
+                     cur_q.eq(Mux(rest_hit, rest.valid & (rest.gen == gen_next),
+                                  rd.data.valid & (rd.data.gen == gen_next))),
+                     stale_q.eq(Mux(rest_hit, rest.valid & (rest.gen != gen_next),
+                                    rd.data.valid & (rd.data.gen != gen_next))),
+                     parts_q.eq(Cat(*(ram_ids[i:i + 2] == ids[i:i + 2]
+                                      for i in range(0, len(ids), 2))))]
         m.d.sync += [s2.hit.eq(hit), s2.tracked.eq(tracked != 0),
                      s2.same_ahead.eq(Mux(tracked[0], same_ahead[0],
                                           Mux(tracked[1], same_ahead[1], same_ahead[2]))),
@@ -323,12 +342,11 @@ class CplTracker(wiring.Component):
 
         # --- stage 2: the operation is decided ------------------------------------------------
         entry = Signal(_Entry())
-        m.d.comb += entry.eq(Mux(s2.hit[0], e1, Mux(s2.hit[1], e2, Mux(s2.hit[2], e3, ram_q))))
-        same = Mux(s2.tracked, s2.same_ahead,
-                   _same(s2.requester, s2.tag, ram_q.requester, ram_q.tag, T))
+        m.d.comb += entry.eq(Mux(s2.hit[0], e1, Mux(rest_hit_q, rest_q, ram_q)))
+        same = Mux(s2.tracked, s2.same_ahead, parts_q.all())
         expired = Mux(s2.tracked, s2.expired_ahead, ram_expired)
-        stale = entry.valid & (entry.gen != gen)
-        current = entry.valid & (entry.gen == gen)
+        stale = Mux(s2.hit[0], w1.entry.valid & (w1.entry.gen != gen), stale_q)
+        current = Mux(s2.hit[0], w1.entry.valid & (w1.entry.gen == gen), cur_q)
         track = s2.req & s2.track
         r_restart, r_reuse = track & stale, track & current
         r_evict, r_fresh = r_reuse & ~same, track & ~entry.valid
@@ -348,7 +366,7 @@ class CplTracker(wiring.Component):
         # the write, from a register (into the block RAM a cycle later)
         m.d.sync += [w1.en.eq(_writes(s2)), w1.slot.eq(s2.slot), w1.track.eq(track),
                      w1.upd.eq(c_match & ~s2.final), w1.next_bc.eq(s2.next_bc),
-                     w1.next_la.eq(s2.next_la), w2.eq(w1), w3.eq(w2)]
+                     w1.next_la.eq(s2.next_la), w2.eq(w1)]
         with m.If(track):
             m.d.sync += [w1.entry.eq(s2.new), w1.entry.gen.eq(gen)]
         with m.Else():
