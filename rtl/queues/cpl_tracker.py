@@ -290,6 +290,14 @@ class CplTracker(wiring.Component):
                      s1.tag.eq(Mux(take_req, req.request_tag, cpl.completion_tag))]
         self._request_entry(m, req, s1.new)
         self._completion_next(m, cpl, s1.final, s1.next_bc, s1.next_la)
+        # which of the operations 1, 2, 3 ahead (in stage 1, stage 2, w1 now)
+        # write the slot read: for each address the read may take, chosen as it is
+        ahead_now = [(_writes(s1), s1.slot), (_writes(s2), s2.slot), (w1.en, w1.slot)]
+
+        def hits(slot):
+            return Cat(*(en & (other == slot) for en, other in ahead_now))
+        m.d.sync += s1.hit.eq(Mux(take_req, hits(req.request_tag[:T]),
+                                  Mux(take_cpl, hits(cpl.completion_tag[:T]), hits(scan_at))))
 
         # --- stage 1: the entry leaves the block RAM; what the writes not yet in it say -------
         # the entry, and whether it is expired, straight from the block RAM's
@@ -305,11 +313,10 @@ class CplTracker(wiring.Component):
                   w1.entry.deadline),
                  (w2.en, w2.slot, w2.track, w2.entry.requester, w2.entry.tag,
                   w2.entry.deadline)]
-        hit = Signal(3)
+        hit = s1.hit
         same_ahead, expired_ahead = Signal(3), Signal(3)
         for k, (en, slot, track, requester, tag, deadline) in enumerate(ahead):
-            m.d.comb += [hit[k].eq(en & (slot == s1.slot)),
-                         same_ahead[k].eq(_same(s1.requester, s1.tag, requester, tag, T)),
+            m.d.comb += [same_ahead[k].eq(_same(s1.requester, s1.tag, requester, tag, T)),
                          expired_ahead[k].eq(_expired(tick, deadline))]
         # the entry's identity (Transaction ID, deadline) changes only on a
         # request's write: the latest request ahead, else the block RAM's
@@ -333,7 +340,7 @@ class CplTracker(wiring.Component):
                                     rd.data.valid & (rd.data.gen != gen_next))),
                      parts_q.eq(Cat(*(ram_ids[i:i + 2] == ids[i:i + 2]
                                       for i in range(0, len(ids), 2))))]
-        m.d.sync += [s2.hit.eq(hit), s2.tracked.eq(tracked != 0),
+        m.d.sync += [s2.tracked.eq(tracked != 0),
                      s2.same_ahead.eq(Mux(tracked[0], same_ahead[0],
                                           Mux(tracked[1], same_ahead[1], same_ahead[2]))),
                      s2.expired_ahead.eq(Mux(tracked[0], expired_ahead[0],
