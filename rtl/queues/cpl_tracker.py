@@ -53,15 +53,17 @@ class _Write(data.StructLayout):
 class _Stage(data.StructLayout):
     """An operation in the pipeline: which, its slot, its TLP's Transaction
     ID, a request's entry, a completion's next Byte Count and Lower
-    Address; from stage 2 on, what the writes ahead of it said (``hit``:
-    of the operations 1, 2, 3 ahead, which wrote its slot; ``tracked``: a
-    request among them, whose Transaction ID was ``same_ahead``, and whose
-    deadline ``expired_ahead``)."""
+    Address; from stage 1 on, of the operations 1, 2, 3 ahead, which write
+    its slot (``hit``) and which have its Transaction ID, if requests
+    (``same``); from stage 2 on, what the writes ahead of it said
+    (``tracked``: a request among them, whose Transaction ID was
+    ``same_ahead``, and whose deadline ``expired_ahead``)."""
 
     def __init__(self, tag_bits):
         super().__init__({"req": 1, "cpl": 1, "scan": 1, "track": 1, "is_cpl": 1,
                           "slot": tag_bits, "requester": 16, "tag": 10, "new": _Entry(),
-                          "final": 1, "next_bc": 12, "next_la": 7, "hit": 3, "tracked": 1,
+                          "final": 1, "next_bc": 12, "next_la": 7, "hit": 3, "same": 3,
+                          "tracked": 1,
                           "same_ahead": 1, "expired_ahead": 1})
 
 
@@ -225,22 +227,23 @@ class CplTracker(wiring.Component):
         m.d.sync += phase.eq(phase + 1)
         clear_at = Signal(T + 1)                # the slot cleared after reset; N: done
         clearing = ~clear_at[T]
+        clear_last = Signal()                   # clearing its last slot (a register)
         with m.If(clearing):
-            m.d.sync += clear_at.eq(clear_at + 1)
+            m.d.sync += [clear_at.eq(clear_at + 1), clear_last.eq(clear_at == N - 2)]
         # a restart flips the generation once the operations taken before it
         # are decided, then a whole scan (sweep_left visits) answers the
         # entries of the old one; a restart during that scan waits for its
         # end and the last visit's decision (ports held), so that no entry's
         # generation comes round again
         pending, pending_d, gen = Signal(), Signal(), Signal()
-        sweep_left, swept_d = Signal(range(N + 1)), Signal(init=1)
-        m.d.sync += [pending_d.eq(pending), swept_d.eq(sweep_left == 0)]
-        flip = pending & pending_d & (sweep_left == 0) & swept_d
+        sweep_left, swept, swept_d = Signal(range(N + 1)), Signal(init=1), Signal(init=1)
+        m.d.sync += [pending_d.eq(pending), swept_d.eq(swept)]     # swept: sweep_left == 0
+        flip = pending & pending_d & swept & swept_d
         # the ports' turns and whether they are open (neither clearing nor a
         # restart pending), registered a cycle ahead: phase 0, 2 and odd
         phase_next, ok_next = Signal(2), Signal()
         m.d.comb += [phase_next.eq(phase + 1),
-                     ok_next.eq(~(clearing & (clear_at != N - 1))
+                     ok_next.eq(~(clearing & ~clear_last)
                                 & ~Mux(flip, self.restart, pending | self.restart))]
         okp0_next, okp2_next, okodd_next = (ok_next & (phase_next == 0),
                                             ok_next & (phase_next == 2), ok_next & phase_next[0])
@@ -298,12 +301,23 @@ class CplTracker(wiring.Component):
             return Cat(*(en & (other == slot) for en, other in ahead_now))
         m.d.sync += s1.hit.eq(Mux(take_req, hits(req.request_tag[:T]),
                                   Mux(take_cpl, hits(cpl.completion_tag[:T]), hits(scan_at))))
+        # and whether its Transaction ID is theirs, were they requests (their
+        # new entries' IDs: in stage 1, stage 2, w1 now)
+        ids_now = [(s1.requester, s1.tag), (s2.requester, s2.tag),
+                   (w1.entry.requester, w1.entry.tag)]
+
+        def sames(requester, tag):
+            return Cat(*(_same(requester, tag, r, t, T) for r, t in ids_now))
+        m.d.sync += s1.same.eq(Mux(take_req, sames(req.requester_id, req.request_tag),
+                                   sames(cpl.completion_requester, cpl.completion_tag)))
 
         # --- stage 1: the entry leaves the block RAM; what the writes not yet in it say -------
         # the entry, and whether it is expired, straight from the block RAM's
         # output (the expiry's carry chain here: the decision is the longer path)
-        ram_q, ram_expired = Signal(_Entry()), Signal()
-        m.d.sync += [ram_q.eq(rd.data), ram_expired.eq(_expired(tick, rd.data.deadline))]
+        # (the sign of the difference registered as it leaves the chain: not
+        # expired; inverted where it is used)
+        ram_q, ram_unexpired = Signal(_Entry()), Signal()
+        m.d.sync += [ram_q.eq(rd.data), ram_unexpired.eq((tick - rd.data.deadline)[15])]
         m.d.sync += s2.eq(s1)
         m.d.sync += s2.new.deadline.eq(tick + timeout_used)
         # the writes the read missed: of the operations 1, 2 and 3 ahead
@@ -313,11 +327,10 @@ class CplTracker(wiring.Component):
                   w1.entry.deadline),
                  (w2.en, w2.slot, w2.track, w2.entry.requester, w2.entry.tag,
                   w2.entry.deadline)]
-        hit = s1.hit
-        same_ahead, expired_ahead = Signal(3), Signal(3)
+        hit, same_ahead = s1.hit, s1.same
+        expired_ahead = Signal(3)
         for k, (en, slot, track, requester, tag, deadline) in enumerate(ahead):
-            m.d.comb += [same_ahead[k].eq(_same(s1.requester, s1.tag, requester, tag, T)),
-                         expired_ahead[k].eq(_expired(tick, deadline))]
+            m.d.comb += expired_ahead[k].eq(_expired(tick, deadline))
         # the entry's identity (Transaction ID, deadline) changes only on a
         # request's write: the latest request ahead, else the block RAM's
         tracked = Cat(*(hit[k] & ahead[k][2] for k in range(3)))
@@ -351,7 +364,7 @@ class CplTracker(wiring.Component):
         entry = Signal(_Entry())
         m.d.comb += entry.eq(Mux(s2.hit[0], e1, Mux(rest_hit_q, rest_q, ram_q)))
         same = Mux(s2.tracked, s2.same_ahead, parts_q.all())
-        expired = Mux(s2.tracked, s2.expired_ahead, ram_expired)
+        expired = Mux(s2.tracked, s2.expired_ahead, ~ram_unexpired)
         stale = Mux(s2.hit[0], w1.entry.valid & (w1.entry.gen != gen), stale_q)
         current = Mux(s2.hit[0], w1.entry.valid & (w1.entry.gen == gen), cur_q)
         track = s2.req & s2.track
@@ -420,12 +433,12 @@ class CplTracker(wiring.Component):
 
         # --- restarts -------------------------------------------------------------------------------
         with m.If(flip):
-            m.d.sync += [gen.eq(~gen), sweep_left.eq(N), pending.eq(self.restart)]
+            m.d.sync += [gen.eq(~gen), sweep_left.eq(N), swept.eq(0), pending.eq(self.restart)]
         with m.Else():
             with m.If(self.restart):
                 m.d.sync += pending.eq(1)
-            with m.If(scan & (sweep_left != 0)):
-                m.d.sync += sweep_left.eq(sweep_left - 1)
+            with m.If(scan & ~swept):
+                m.d.sync += [sweep_left.eq(sweep_left - 1), swept.eq(sweep_left == 1)]
 
         # --- counters: the increments registered, added a cycle later -------------------------
         incs = {"tracked": track, "matched": c_match, "tag_reuse": r_reuse,
