@@ -411,12 +411,15 @@ class CplTracker(wiring.Component):
         room = {(a, i): Signal(name=f"room_{a}{i}") for a in (0, 1) for i in (0, 1)}
         for (a, i), r in room.items():
             m.d.comb += r.eq((pushed if a else kept) + i + m1 < ERR_QUEUE)
-        may_next = Signal()
-        m.d.comb += may_next.eq(Mux(answer, Mux(issued, room[1, 1], room[1, 0]),
-                                    Mux(issued, room[0, 1], room[0, 0])))
-        m.d.sync += [may.eq(may_next), okp2.eq(okp2_next),
-                     req_first.eq(may_next & okp2_next), req_odd.eq(may_next & okodd_next),
-                     cpl_turn.eq(okodd_next | (~may_next & (okp0_next | okp2_next)))]
+
+        def chosen(term):
+            """``term`` of the next room, chosen last by the answer and the issue."""
+            return Mux(answer, Mux(issued, term(room[1, 1]), term(room[1, 0])),
+                       Mux(issued, term(room[0, 1]), term(room[0, 0])))
+        m.d.sync += [may.eq(chosen(lambda r: r)), okp2.eq(okp2_next),
+                     req_first.eq(chosen(lambda r: r & okp2_next)),
+                     req_odd.eq(chosen(lambda r: r & okodd_next)),
+                     cpl_turn.eq(chosen(lambda r: okodd_next | (~r & (okp0_next | okp2_next))))]
         head = data.View(_Answer(), ring[rd_ptr])
         m.d.comb += [
             self.err_requester_id.eq(head.requester), self.err_tag.eq(head.tag),
