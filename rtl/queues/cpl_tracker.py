@@ -376,11 +376,17 @@ class CplTracker(wiring.Component):
         v_restart = s2.scan & stale
         visit = s2.scan & current
         v_timeout, v_down = visit & expired, visit & ~expired & hold
-        # the expiry (a carry chain on the block RAM's deadline) comes last:
-        # one LUT between it and each register it decides
-        answer, early = Signal(), Signal()
-        m.d.comb += [early.eq(r_restart | r_evict | v_restart | (visit & hold)),
-                     answer.eq(early | (visit & expired))]
+        # the answer if the Transaction IDs are the same (answers[1]) or not:
+        # the compare, the latest input, chooses last in the registers it decides
+        answers = [Signal(name=f"answer_if_{k}") for k in (0, 1)]
+        for k, a in enumerate(answers):
+            m.d.comb += a.eq(r_restart | v_restart | (visit & (hold | expired))
+                             | (r_reuse & (not k)))
+
+        def by_answer(if_answered, if_not):
+            """``if_answered`` or ``if_not``, the compare choosing last."""
+            return Mux(same, Mux(answers[1], if_answered, if_not),
+                       Mux(answers[0], if_answered, if_not))
         retire = c_retire | v_restart | (visit & (expired | hold))
 
         # the write, from a register (into the block RAM a cycle later)
@@ -391,7 +397,11 @@ class CplTracker(wiring.Component):
             m.d.sync += [w1.entry.eq(s2.new), w1.entry.gen.eq(gen)]
         with m.Else():
             # everything else writes the entry back, changed or not
-            m.d.sync += [w1.entry.eq(entry), w1.entry.valid.eq(entry.valid & ~retire)]
+            # (valid kept unless retired: chosen last by the Transaction ID's compare)
+            kept_valid = entry.valid & ~v_restart & ~(visit & (expired | hold))
+            m.d.sync += [w1.entry.eq(entry),
+                         w1.entry.valid.eq(Mux(same, kept_valid & ~(s2.is_cpl & current & s2.final),
+                                               kept_valid))]
         m.d.comb += [wr.en.eq(clearing | w1.en), wr.addr.eq(Mux(clearing, clear_at[:T], w1.slot)),
                      wr.data.eq(Mux(clearing, 0, e1))]
 
@@ -405,8 +415,8 @@ class CplTracker(wiring.Component):
         m.d.comb += self.err_valid.eq(err_count != 0)
         pushed, kept = Signal(2), Signal(2)             # err_count next, answered or not
         m.d.comb += [pushed.eq(err_count + 1 - pop), kept.eq(err_count - pop)]
-        m.d.sync += [wr_ptr.eq(Mux(answer, wr_ptr + 1, wr_ptr)), rd_ptr.eq(rd_ptr + pop),
-                     err_count.eq(Mux(answer, pushed, kept))]
+        m.d.sync += [wr_ptr.eq(by_answer(wr_ptr + 1, wr_ptr)), rd_ptr.eq(rd_ptr + pop),
+                     err_count.eq(by_answer(pushed, kept))]
         issued, m1 = take_req | scan, s1.req | s1.scan
         room = {(a, i): Signal(name=f"room_{a}{i}") for a in (0, 1) for i in (0, 1)}
         for (a, i), r in room.items():
@@ -414,8 +424,8 @@ class CplTracker(wiring.Component):
 
         def chosen(term):
             """``term`` of the next room, chosen last by the answer and the issue."""
-            return Mux(answer, Mux(issued, term(room[1, 1]), term(room[1, 0])),
-                       Mux(issued, term(room[0, 1]), term(room[0, 0])))
+            return by_answer(Mux(issued, term(room[1, 1]), term(room[1, 0])),
+                             Mux(issued, term(room[0, 1]), term(room[0, 0])))
         m.d.sync += [may.eq(chosen(lambda r: r)), okp2.eq(okp2_next),
                      req_first.eq(chosen(lambda r: r & okp2_next)),
                      req_odd.eq(chosen(lambda r: r & okodd_next)),
