@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from .cpl_tracker import _CPL_ATTR, _covered, _first_completion, _is_final
 from .tlp import OrderingClass, TlpType
 
-__all__ = ["TICK_CYCLES", "TIMEOUT_MAX", "ERR_QUEUE", "COUNTERS", "CplTrackerCycle", "CycleCplTracker",
-           "grant", "timeout_in_use"]
+__all__ = ["TICK_CYCLES", "TIMEOUT_MAX", "ERR_QUEUE", "COUNTERS", "CplTrackerCycle",
+           "CycleCplTracker", "grant", "timeout_in_use"]
 
 #: Cycles per tick of the timeout (the RTL's default ``tick_cycles``).
 TICK_CYCLES = 1024

@@ -104,8 +104,8 @@ BUDGETS = {("replay", 64): 7, ("replay", 512): 7, ("link_rx", 64): 4, ("link_rx"
            ("packer", 512): 8, ("translator", 64): 7, ("translator", 512): 7,
            ("classq", 64): 7, ("classq", 512): 7, ("credit_return", 64): 2,
            ("credit_return", 512): 2, ("reorder", 64): 5, ("reorder", 512): 3,
-           ("unpacker", 64): 4, ("unpacker", 512): 6, ("cpl_tracker", 64): 7,
-           ("cpl_tracker", 512): 7}
+           ("unpacker", 64): 4, ("unpacker", 512): 6, ("cpl_tracker", 64): 5,
+           ("cpl_tracker", 512): 5}
 #: The points ``make test`` synthesises (fast ones: the link's critical path,
 #: the class queues' registered boundaries, the receive path's unpacker, the
 #: completion tracker's pipeline).

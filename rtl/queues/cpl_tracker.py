@@ -313,27 +313,23 @@ class CplTracker(wiring.Component):
 
         # --- stage 1: the entry leaves the block RAM; what the writes not yet in it say -------
         # the entry, and whether it is expired, straight from the block RAM's
-        # output (the expiry's carry chain here: the decision is the longer path)
-        # (the sign of the difference registered as it leaves the chain: not
-        # expired; inverted where it is used)
+        # output (the expiry's carry chain here, its sign registered as it
+        # leaves the chain: not expired)
         ram_q, ram_unexpired = Signal(_Entry()), Signal()
         m.d.sync += [ram_q.eq(rd.data), ram_unexpired.eq((tick - rd.data.deadline)[15])]
         m.d.sync += s2.eq(s1)
         m.d.sync += s2.new.deadline.eq(tick + timeout_used)
         # the writes the read missed: of the operations 1, 2 and 3 ahead
         # (stage 2 now, then w1, w2); each is w1, then rest, in stage 2
-        ahead = [(_writes(s2), s2.slot, s2.track, s2.requester, s2.tag, s2.new.deadline),
-                 (w1.en, w1.slot, w1.track, w1.entry.requester, w1.entry.tag,
-                  w1.entry.deadline),
-                 (w2.en, w2.slot, w2.track, w2.entry.requester, w2.entry.tag,
-                  w2.entry.deadline)]
+        ahead = [(s2.track, s2.new.deadline), (w1.track, w1.entry.deadline),
+                 (w2.track, w2.entry.deadline)]
         hit, same_ahead = s1.hit, s1.same
         expired_ahead = Signal(3)
-        for k, (en, slot, track, requester, tag, deadline) in enumerate(ahead):
+        for k, (_, deadline) in enumerate(ahead):
             m.d.comb += expired_ahead[k].eq(_expired(tick, deadline))
         # the entry's identity (Transaction ID, deadline) changes only on a
         # request's write: the latest request ahead, else the block RAM's
-        tracked = Cat(*(hit[k] & ahead[k][2] for k in range(3)))
+        tracked = Cat(*(hit[k] & track for k, (track, _) in enumerate(ahead)))
         # the entry as far as known now: of the two writes ahead already in
         # registers (w1, w2), else the block RAM's; whether it is current
         # (valid, of the generation of the next cycle) or stale; the RAM's
@@ -399,9 +395,9 @@ class CplTracker(wiring.Component):
             # everything else writes the entry back, changed or not
             # (valid kept unless retired: chosen last by the Transaction ID's compare)
             kept_valid = entry.valid & ~v_restart & ~(visit & (expired | hold))
+            matched_last = s2.is_cpl & current & s2.final
             m.d.sync += [w1.entry.eq(entry),
-                         w1.entry.valid.eq(Mux(same, kept_valid & ~(s2.is_cpl & current & s2.final),
-                                               kept_valid))]
+                         w1.entry.valid.eq(Mux(same, kept_valid & ~matched_last, kept_valid))]
         m.d.comb += [wr.en.eq(clearing | w1.en), wr.addr.eq(Mux(clearing, clear_at[:T], w1.slot)),
                      wr.data.eq(Mux(clearing, 0, e1))]
 
