@@ -71,6 +71,7 @@ def _blocks():
     from ..rtl.link.replay import ReplayBuffer
     from ..rtl.fabric.translate import Translator
     from ..rtl.framing.unpacker import TlpUnpacker
+    from ..rtl.queues.cpl_tracker import CplTracker
 
     def words(width):
         return frame_words(width, 1500)
@@ -88,6 +89,7 @@ def _blocks():
         "credit_return": lambda w: CreditReturn(w),
         "order_check": lambda w: OrderChecker(w),
         "translator": lambda w: Translator(w),
+        "cpl_tracker": lambda w: CplTracker(tag_bits=10),  # (no datapath: any width)
     }
 
 
@@ -102,13 +104,16 @@ BUDGETS = {("replay", 64): 7, ("replay", 512): 7, ("link_rx", 64): 4, ("link_rx"
            ("packer", 512): 8, ("translator", 64): 7, ("translator", 512): 7,
            ("classq", 64): 7, ("classq", 512): 7, ("credit_return", 64): 2,
            ("credit_return", 512): 2, ("reorder", 64): 5, ("reorder", 512): 3,
-           ("unpacker", 64): 4, ("unpacker", 512): 6}
+           ("unpacker", 64): 4, ("unpacker", 512): 6, ("cpl_tracker", 64): 5,
+           ("cpl_tracker", 512): 5}
 #: The points ``make test`` synthesises (fast ones: the link's critical path,
-#: the class queues' registered boundaries, the receive path's unpacker).
-CHECKED = (("replay", 64), ("link_rx", 64), ("classq", 64), ("unpacker", 64))
+#: the class queues' registered boundaries, the receive path's unpacker, the
+#: completion tracker's pipeline).
+CHECKED = (("replay", 64), ("link_rx", 64), ("classq", 64), ("unpacker", 64),
+           ("cpl_tracker", 64))
 
 BLOCKS = ("packer", "framer", "deframer", "unpacker", "replay", "link_rx", "link_state",
-          "reorder", "classq", "credit_return", "order_check", "translator")
+          "reorder", "classq", "credit_return", "order_check", "translator", "cpl_tracker")
 WIDTHS = (64, 512)
 
 

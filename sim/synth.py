@@ -157,7 +157,7 @@ def _block(name):
 DESIGNS = {"bridge": _bridge, "credit_return": _credit_return, "framer": _framer,
            "link_rx": _link_rx, "replay": _replay}
 for _name in ("packer", "deframer", "unpacker", "reorder", "classq", "order_check",
-              "translator", "link_state"):
+              "translator", "link_state", "cpl_tracker"):
     DESIGNS[_name] = _block(_name)
 #: The blocks placed alone on ECP5 in the full run, at these widths (the
 #: issue's per-block target: 150 MHz at 64 and 256 bits).
