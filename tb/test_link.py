@@ -46,7 +46,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               mac_fifo_bytes=4096, credits=1, credit_delay=200, credit_refresh=None,
               np_block_cycles=0, expect_order_violations=False, expect_overrun=False, ido=0.1,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
-              drain_us=2000, progress_us=0, peer_reset_us=0,
+              drain_us=2000, progress_us=0, peer_reset_us=0, timeline=False,
               clock_ns=10.0, report="", coverage_file="",
               twin=False, bridge={}, bridge_sides={}, twin_break={})
 
@@ -88,6 +88,9 @@ class LinkTest(uvm_test):
         await reset(dut.clk, dut.rst)
         if P["progress_us"]:
             cocotb.start_soon(self.progress(dut))
+        self.timeline = []
+        if P["timeline"]:
+            cocotb.start_soon(self.watch_links(dut))
         self.restart = {}
         self.recovered = Event()
         if P["peer_reset_us"]:
@@ -245,6 +248,25 @@ class LinkTest(uvm_test):
                          f"both UP at {self.restart['up']}")
         self.recovered.set()
 
+    async def watch_links(self, dut):
+        """``timeline``: every change of each bridge's ``link_down`` output,
+        ``(cycle, side, "down" | "up")``, the cycle counted as the
+        monitors count it (from the start of the run)."""
+        clock = next(iter(self.env.rx.values())).monitor_bfm
+        ports = {side: getattr(dut, f"{side}_link_down") for side in ("a", "b")}
+        last = {side: None for side in ports}
+        while True:
+            await RisingEdge(dut.clk)
+            for side, port in ports.items():
+                value = port.value
+                if not value.is_resolvable:
+                    continue
+                down = int(value)
+                if down != last[side]:
+                    if last[side] is not None:
+                        self.timeline.append((clock.cycles, side, "down" if down else "up"))
+                    last[side] = down
+
     async def progress(self, dut):
         """Every ``progress_us``: each side's link status and how far its
         traffic got, to the log (for a long scenario's post-mortem)."""
@@ -312,6 +334,16 @@ class LinkTest(uvm_test):
             "credit_stall_cycles": {k: c["a"][f"credit_stall_cycles_{k}"]
                                     for k in ("p", "np", "cpl")},
             "credit_overruns": self.env.credit_monitors["ab"].overruns,
+            # both directions, for the faults report
+            "tlps_sent_both": {src: self.env.tx[src].monitor_bfm.packets_seen
+                               for src in self.env.tx},
+            "lost_both": {k: s.pending_expected + s.lost for k, s in self.env.scoreboards.items()},
+            "duplicated_both": {k: s.pending_actual for k, s in self.env.scoreboards.items()},
+            "corrupted_both": {k: s.mismatched for k, s in self.env.scoreboards.items()},
+            "timeline": self.timeline, "restart": self.restart,
+            "link_up_at_end": {side: not c[side]["link_down"] for side in ("a", "b")},
+            "frames_dropped": {side: c[side]["frames_dropped"] for side in ("a", "b")},
+            "peer_restarts": {side: c[side]["peer_restarts"] for side in ("a", "b")},
         }
 
     def report_phase(self):
