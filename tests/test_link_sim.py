@@ -298,9 +298,16 @@ FLAPS = {
 }
 
 
+#: (simulator, mode) of the flap benches: go-back-N on both simulators,
+#: selective repeat on Verilator, where the cycle twins run beside it (the
+#: link state machine's part is the same in both modes; the peer reset runs
+#: every pair).
+FLAP_RUNS = [(sim, mode) for sim in SIMS for mode in ("gbn", "sr")
+             if mode == "gbn" or sim == "verilator"]
+
+
 @pytest.mark.parametrize("flap_us", sorted(FLAPS))
-@pytest.mark.parametrize("mode", ["gbn", "sr"])
-@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("sim, mode", FLAP_RUNS)
 def test_a_flap_mid_traffic_is_ridden_out(sim, mode, flap_us):
     """The cable is out mid-traffic, both ways, 20 us into the run, for
     ``flap_us``. After 100 us each bridge has heard nothing for longer than
