@@ -247,19 +247,21 @@ def plot(records, out_dir):
     for row, r in enumerate(records):
         for k, side in enumerate(("a", "b")):
             y = row + 0.2 * k
-            t, up = 0.0, True
+            t, up = 0.0, False          # DOWN from reset until the first handshake
             for when, s, what in r["timeline_ns"]:
                 if s != side:
                     continue
                 ax.plot([t / 1000, when / 1000], [y, y], color="tab:green" if up else "tab:red",
                         lw=3)
                 t, up = when, what == "up"
-            end = max([t] + [w for w, _, _ in r["timeline_ns"]]) + 20_000
-            ax.plot([t / 1000, end / 1000], [y, y], color="tab:green" if up else "tab:red", lw=3)
+            last = max([t, r["fault_end_ns"] or 0] + [w for w, _, _ in r["timeline_ns"]])
+            ax.plot([t / 1000, 1.5 * last / 1000 + 10], [y, y],
+                    color="tab:green" if up else "tab:red", lw=3)
         ax.axvline(r["fault_start_ns"] / 1000, color="grey", lw=0.5)
     ax.set_yticks([i + 0.1 for i in range(len(records))])
     ax.set_yticklabels([f"{r['scenario']} ({r['sim']})" for r in records])
     ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlim(left=0)
     ax.set_xlabel("time (us; green UP, red DOWN; upper line B, lower A)")
     fig.tight_layout()
     fig.savefig(Path(out_dir) / "timeline.png", dpi=100)
