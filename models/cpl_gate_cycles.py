@@ -1,12 +1,14 @@
-"""The cycle twin of :class:`tlpoe.rtl.queues.cpl_gate.CompletionGate`: the
-same outputs in every cycle for the same inputs. Beats are ``(data, keep,
+"""The cycle twins of :class:`tlpoe.rtl.queues.cpl_gate.CompletionGate` and
+:class:`~tlpoe.rtl.queues.cpl_gate.RequestTap`: the same outputs in every
+cycle for the same inputs. Beats are ``(data, keep,
 last)`` tuples (``stamp`` is not modelled: the gate passes it untouched)."""
 
 from collections import namedtuple
 
 from .framing_cycles import SyncFifoBuffered
+from .ordering import OrderFields
 
-__all__ = ["CycleCompletionGate", "GateCycle", "header_beats"]
+__all__ = ["CycleCompletionGate", "GateCycle", "CycleRequestTap", "TapCycle", "header_beats"]
 
 GateCycle = namedtuple("GateCycle", "i_ready cpl_valid cpl_header o_valid o_beat dropped")
 
@@ -94,4 +96,56 @@ class CycleCompletionGate:
         self.beats.clock(taken, tuple(i_beat) if taken else None, take)
         self.verdict_fifo.clock(verdict is not None, int(bool(verdict)) if verdict is not None
                                 else 0, pop_verdict)
+        return shown
+
+
+TapCycle = namedtuple("TapCycle", "i_ready o_valid req_valid req_header posted_dropped "
+                                  "np_contained cpl_dropped")
+
+
+class CycleRequestTap:
+    """The cycle twin of :class:`tlpoe.rtl.queues.cpl_gate.RequestTap`."""
+
+    def __init__(self, width):
+        self.width, self.H = width, header_beats(width)
+        self.reset()
+
+    def reset(self):
+        self.index, self.held = 0, [0] * 4
+        self.cls, self.dropping = 0, False
+        self.counts = [0, 0, 0]         # posted_dropped, np_contained, cpl_dropped
+
+    _header = CycleCompletionGate._header
+
+    def step(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False):
+        """One cycle; returns the :class:`TapCycle` shown before the edge."""
+        header = self._header(i_beat)
+        last = i_beat is not None and bool(i_beat[2])
+        completes = self.index == self.H - 1 or (self.index < self.H and last)
+        first = self.index == 0
+        head = b"".join(dw.to_bytes(4, "little") for dw in header)
+        cls = OrderFields.of(head).cls if first else self.cls
+        discard = contain if first else self.dropping
+        gate = completes and cls == 1
+        valid = i_beat is not None
+        shown = TapCycle(
+            i_ready=(o_ready or discard) and (not gate or req_ready),
+            o_valid=valid and not discard and (not gate or req_ready),
+            req_valid=valid and gate and (o_ready or discard),
+            req_header=sum(dw << (32 * k) for k, dw in enumerate(header)),
+            posted_dropped=self.counts[0], np_contained=self.counts[1],
+            cpl_dropped=self.counts[2])
+        if valid and shown.i_ready:
+            dws = self.width // 32
+            for k in range(4):
+                if k // dws < self.H and self.index == k // dws:
+                    self.held[k] = header[k]
+            if first:
+                self.cls, self.dropping = cls, bool(contain)
+            if last and discard:
+                self.counts[cls] = (self.counts[cls] + 1) & 0xFFFFFFFF
+            if last:
+                self.index = 0
+            elif self.index != self.H:
+                self.index += 1
         return shown

@@ -7,8 +7,10 @@ import random
 
 import pytest
 
-from tlpoe.models.cpl_gate_cycles import CycleCompletionGate, header_beats
-from tlpoe.rtl.queues.cpl_gate import CompletionGate
+from tlpoe.models.cpl_gate_cycles import CycleCompletionGate, CycleRequestTap, header_beats
+from tlpoe.models.tlp import OrderingClass, Tlp
+from tlpoe.rtl.queues.cpl_gate import CompletionGate, RequestTap
+from tlpoe.tb.stimulus import random_tlps
 from tlpoe.tb.twin_sim import assert_same, simulate
 
 
@@ -140,3 +142,101 @@ def test_few_verdict_entries_hold_the_offers_back_and_lose_nothing():
 def test_bad_parameters_raise_naming_them(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         CompletionGate(64, **kw)
+
+
+# --- the transmit side's tap -----------------------------------------------------------
+
+def beats_of(tlp, width):
+    words = [int.from_bytes(tlp[k:k + 4], "little") for k in range(0, len(tlp), 4)]
+    lanes, out = width // 32, []
+    for start in range(0, len(words), lanes):
+        chunk = words[start:start + lanes]
+        out.append((sum(w << (32 * k) for k, w in enumerate(chunk)), (1 << len(chunk)) - 1,
+                    start + lanes >= len(words)))
+    return out
+
+
+def run_tap(width, seed, cycles, break_model=None):
+    rng = random.Random(seed)
+    tlps = [bytes(t) for t in random_tlps(seed, 300, mtu=1500, max_payload=128)]
+    dut, model = RequestTap(width), CycleRequestTap(width)
+    if break_model:
+        break_model(model)
+    seen = {"offers": [], "out": [], "discarded": []}
+
+    async def bench(ctx):
+        source = [(k, b) for k, t in enumerate(tlps) for b in beats_of(t, width)]
+        contain, got = False, None
+        for cycle in range(cycles):
+            if rng.random() < 0.01:
+                contain = not contain
+            item = source[0] if source and rng.random() < 0.8 else None
+            beat = item[1] if item else None
+            o_ready, req_ready = rng.random() < 0.8, rng.random() < 0.6
+            ctx.set(dut.i.valid, beat is not None)
+            data, keep, last = beat if beat is not None else (0, 0, 0)
+            ctx.set(dut.i.payload, {"data": data, "keep": keep, "last": last})
+            ctx.set(dut.o.ready, o_ready)
+            ctx.set(dut.req_ready, req_ready)
+            ctx.set(dut.contain, contain)
+            got = {name: ctx.get(getattr(dut, name)) for name in
+                   ("req_valid", "posted_dropped", "np_contained", "cpl_dropped")}
+            got.update(i_ready=ctx.get(dut.i.ready), o_valid=ctx.get(dut.o.valid))
+            if got["req_valid"]:
+                got["req_header"] = ctx.get(dut.req_header)
+            shown = model.step(i_beat=beat, o_ready=o_ready, req_ready=req_ready,
+                               contain=contain)
+            want = {k: int(v) for k, v in shown._asdict().items() if k != "req_header"}
+            if shown.req_valid:
+                want["req_header"] = shown.req_header
+            assert_same(got, want, f"width {width}, seed {seed}, cycle {cycle}")
+            if got["req_valid"] and req_ready:
+                seen["offers"].append((item[0], got["req_header"]))
+            if beat is not None and got["i_ready"]:
+                source.pop(0)
+                (seen["out"] if got["o_valid"] else seen["discarded"]).append((item[0], beat))
+            await ctx.tick()
+        seen["counters"] = got
+
+    simulate(dut, bench)
+    return tlps, seen
+
+
+@pytest.mark.parametrize("width", [64, 256])
+def test_the_tap_and_its_twin_agree_offer_each_request_once_and_contain(width):
+    tlps, seen = run_tap(width, width + 1, 4000)
+    sent = sorted({k for k, _ in seen["out"]})
+    contained = sorted({k for k, _ in seen["discarded"]})
+    assert sent and contained and not set(sent) & set(contained)
+    # every TLP that went out went whole, in order
+    assert [b for _, b in seen["out"]] == [b for k in sent for b in beats_of(tlps[k], width)
+                                          ][:len(seen["out"])]
+    # each non-posted request offered once, with its first four DWs; nothing else
+    np_done = [k for k in sorted(sent + contained) if Tlp.unpack(tlps[k]).ordering_class
+               is OrderingClass.NON_POSTED]
+    offered = [k for k, _ in seen["offers"]]
+    assert offered == np_done[:len(offered)] and len(offered) >= len(np_done) - 1
+    for k, header in seen["offers"]:
+        want = tlps[k][:16] + bytes(max(0, 16 - len(tlps[k])))
+        assert header == int.from_bytes(want, "little")
+    # the containment counts, by class, the TLPs it took whole
+    whole = [k for k in contained if k != contained[-1] or len(seen["discarded"]) and
+             seen["discarded"][-1][1][2]]
+    by_class = [sum(Tlp.unpack(tlps[k]).ordering_class is c for k in whole)
+                for c in (OrderingClass.POSTED, OrderingClass.NON_POSTED,
+                          OrderingClass.COMPLETION)]
+    c = seen["counters"]
+    assert [c["posted_dropped"], c["np_contained"], c["cpl_dropped"]] == by_class
+
+
+def test_a_tap_twin_that_offers_posted_requests_fails():
+    def eager(model):
+        step = model.step
+
+        def offering(**kw):
+            shown = step(**kw)
+            return shown._replace(req_valid=kw["i_beat"] is not None and kw["o_ready"]) \
+                if model.index == 0 else shown
+        model.step = offering
+    with pytest.raises(AssertionError):
+        run_tap(64, 5, 1500, break_model=eager)
