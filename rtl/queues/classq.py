@@ -11,7 +11,7 @@ passes happen only between classes, and holds a non-posted request or a
 completion until every posted request that arrived before it has left.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,12 +70,29 @@ class _HeadFIFO(wiring.Component):
         return m
 
 
-def _room(m, avail, need, bits):
-    """PCIe's flow-control test, with ``avail`` = ``(limit - consumed) mod
-    2**bits``: whether ``(avail - need) mod 2**bits`` is at most
-    ``2**(bits-1)`` (enough credits for ``need``)."""
+def _csa(a, b, c, bits):
+    """Three operands to two (sum, carries) with the same total mod 2**bits."""
+    return (a ^ b ^ c)[:bits], Cat(Const(0, 1), ((a & b) | (a & c) | (b & c))[:bits - 1])
+
+
+def _room(m, limit, consumed, bits, need, const):
+    """PCIe's flow-control test: whether ``left = (limit - consumed - need -
+    const) mod 2**bits`` is at most ``2**(bits-1)`` (enough credits for
+    ``need + const``; ``need`` a value or None, ``const`` an int). As
+    ``limit + ~consumed + ~need + (2 - const)``, carry-save to two operands,
+    then one adder."""
+    x = limit[:bits]
+    y = (~consumed)[:bits]
+    z = Const(0, bits)
+    if need is not None:
+        wide = Signal(bits)
+        m.d.comb += wide.eq(need)
+        z = ~wide
+    k = Const((1 + (need is not None) - const) % 2 ** bits, bits)
+    s1, c1 = _csa(x, y, z, bits)
+    s2, c2 = _csa(s1, c1, k, bits)
     left = Signal(bits)
-    m.d.comb += left.eq(avail - need)
+    m.d.comb += left.eq(s2 + c2)
     return ~left[bits - 1] | (left == 1 << (bits - 1))
 
 
@@ -397,18 +414,16 @@ class ClassQueues(wiring.Component):
             limit, consumed = self.credit_limit[k], self.credits_consumed[k]
             now = Signal(name=f"granting_{CLASSES[k]}")
             m.d.comb += now.eq(granted & (pick == k))
-            # what is left of the limit, once; then one subtraction per test
-            avail_hdr = Signal(HDR_BITS, name=f"avail_hdr_{CLASSES[k]}")
-            avail_data = Signal(DATA_BITS, name=f"avail_data_{CLASSES[k]}")
-            m.d.comb += [avail_hdr.eq(limit.hdr - consumed.hdr),
-                         avail_data.eq(limit.data - consumed.data)]
-            stable = _room(m, avail_hdr, 1, HDR_BITS) & \
-                _room(m, avail_data, head.data_credits, DATA_BITS)
-            unknown_idle = _room(m, avail_hdr, 1, HDR_BITS) & \
-                _room(m, avail_data, self.max_credits, DATA_BITS)
+            # each test's `limit - consumed - need` in one carry chain (the
+            # three operands added carry-save first: no subtraction waits for
+            # another's carries)
+            hdr = (limit.hdr, consumed.hdr, HDR_BITS)
+            data_ = (limit.data, consumed.data, DATA_BITS)
+            stable = _room(m, *hdr, None, 1) & _room(m, *data_, head.data_credits, 0)
+            unknown_idle = _room(m, *hdr, None, 1) & _room(m, *data_, None, self.max_credits)
             # after this head is charged: its credits and a largest TLP's
-            unknown_next = _room(m, avail_hdr, 2, HDR_BITS) & \
-                _room(m, avail_data, head.data_credits + self.max_credits, DATA_BITS)
+            unknown_next = _room(m, *hdr, None, 2) & \
+                _room(m, *data_, head.data_credits, self.max_credits)
             # (with the credits switched off, always: a configuration bit,
             # taken a cycle late)
             credit_ok = Signal(name=f"credit_ok_{CLASSES[k]}")
