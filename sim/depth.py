@@ -102,7 +102,7 @@ BUDGETS = {("replay", 64): 7, ("replay", 512): 7, ("link_rx", 64): 4, ("link_rx"
            ("order_check", 64): 4, ("order_check", 512): 4, ("deframer", 64): 4,
            ("deframer", 512): 4, ("framer", 64): 4, ("framer", 512): 4, ("packer", 64): 6,
            ("packer", 512): 8, ("translator", 64): 7, ("translator", 512): 7,
-           ("classq", 64): 7, ("classq", 512): 7, ("credit_return", 64): 2,
+           ("classq", 64): 8, ("classq", 512): 8, ("credit_return", 64): 2,
            ("credit_return", 512): 2, ("reorder", 64): 5, ("reorder", 512): 3,
            ("unpacker", 64): 4, ("unpacker", 512): 6, ("cpl_tracker", 64): 5,
            ("cpl_tracker", 512): 5}
