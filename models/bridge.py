@@ -47,6 +47,9 @@ from .framing_cycles import (CycleFramer, CyclePacker, FramerConfig, SkidBuffer,
                              SyncFifoBuffered)
 from .credits_cycles import (CycleCreditAdvertiser, CycleCreditReturn, CyclePeerCredits,
                              queue_credits)
+from .cpl_gate_cycles import CycleCompletionGate, CycleRequestTap
+from .cpl_tracker_cycles import COUNTERS as TRACKER_COUNTERS
+from .cpl_tracker_cycles import CycleCplTracker, header_tlp, ur_completion
 from .frame import keepalive_credits
 from .link_cycles import CycleConfig, CycleEndpoint, RxFrame
 from .link_state_cycles import CycleLinkState
@@ -409,7 +412,11 @@ CONFIG_RESET = dict(channel=0, flush_timeout="flush_timeout", replay_timeout="re
                     credit_delay="credit_delay", credit_refresh="credit_refresh",
                     np_accept=1, ro_enable=1, credits_enable=1,
                     keepalive="keepalive", dead="dead", incarnation=0,
-                    dst_mac=0, src_mac=0)
+                    cpl_timeout="cpl_timeout", hold_time="hold_time",
+                    completer_id="completer_id", dst_mac=0, src_mac=0)
+#: Cycles per tick of ``hold_time`` (the RTL's ``HOLD_TICK``).
+HOLD_TICK = 1024
+_TAP_COUNTERS = ("posted_dropped", "np_contained", "cpl_dropped")
 _ORDER_STATUS = ("irq", "first_valid", "first_cell", "first_tag", "first_stamp")
 _ORDER_COUNTERS = ("violations", "tlps_checked", "stamp_errors", "window_errors",
                    "write_collisions", "by_cell")
@@ -430,7 +437,8 @@ class BridgeModel:
 
     def __init__(self, config=None, *, queue_depth=None, queue_tlps=32, tx_queue_depth=None,
                  credit_delay=256, credit_refresh=None, reorder_illegally=False,
-                 link_state=False, keepalive=2500, dead=None):
+                 link_state=False, keepalive=2500, dead=None, tracker=False, tag_bits=10,
+                 cpl_timeout=4883, hold_time=2441, completer_id=0):
         self.config = config = config if config is not None else BridgeConfig()
         link = config.link
         self.width, self.mode = link.width, link.mode
@@ -442,7 +450,9 @@ class BridgeModel:
                                replay_timeout=link.replay_timeout, nak_timeout=link.nak_timeout,
                                ack_delay=link.ack_delay, credit_delay=credit_delay,
                                credit_refresh=sizes.credit_refresh, keepalive=keepalive,
-                               dead=3 * keepalive if dead is None else dead)
+                               dead=3 * keepalive if dead is None else dead,
+                               cpl_timeout=cpl_timeout, hold_time=hold_time,
+                               completer_id=completer_id)
         dead = self.parameters["dead"]
         self.link = LinkPath(config, CycleLinkState(keepalive=keepalive, dead=dead)
                              if link_state else None)
@@ -457,6 +467,11 @@ class BridgeModel:
         self.peer = CyclePeerCredits()
         self.advertiser = CycleCreditAdvertiser(sizes.buffers, delay=credit_delay,
                                                 refresh=sizes.credit_refresh)
+        if tracker:
+            self.tracker = CycleCplTracker(tag_bits=tag_bits, timeout=cpl_timeout)
+            self.tap, self.gate = CycleRequestTap(link.width), CycleCompletionGate(link.width)
+        else:
+            self.tracker = self.tap = self.gate = None
         self.cfg = {name: self.parameters[v] if isinstance(v, str) else v
                     for name, v in CONFIG_RESET.items()}
         self.reset()
@@ -468,11 +483,19 @@ class BridgeModel:
                       self.rx_checker, self.credit_return, self.peer, self.advertiser):
             block.reset()
         self.tx_slice, self.rx_slice = SkidBuffer(), SkidBuffer()
+        if self.tracker is not None:
+            for block in (self.tracker, self.tap, self.gate):
+                block.reset()
+            self.tap_slice, self.out_slice = SkidBuffer(), SkidBuffer()
+            # the hold timer; the merge of the UR completions
+            self.div = self.down_ticks = 0
+            self.hold = self.second = self.busy = False
 
     @property
     def blocks(self):
+        tracking = () if self.tracker is None else (self.tracker, self.tap, self.gate)
         return (self.link, self.tx_queues, self.rx_queues, self.tx_checker, self.rx_checker,
-                self.credit_return, self.peer, self.advertiser)
+                self.credit_return, self.peer, self.advertiser) + tracking
 
     def _stats(self, link, tx_q, tx_order, rx_order):
         c = link.counters
@@ -483,7 +506,9 @@ class BridgeModel:
                 stats[prefix + name] = int(value) if isinstance(value, bool) else value
         for name, value in c.items():
             stats[name] = value
-        stats.setdefault("out_of_order_buffered", 0)
+        for name in ("out_of_order_buffered", "containment", "outstanding") + \
+                TRACKER_COUNTERS + _TAP_COUNTERS:
+            stats.setdefault(name, 0)       # 0 in sr only / without the tracker
         stats.update(credit_frames=self.advertiser.frames, credits_invalid=self.peer.invalid,
                      credit_stall_cycles=list(tx_q.credit_stall_cycles),
                      tlps_sent=list(tx_q.tlps_sent), credit_limit=list(self.peer.limit),
@@ -498,7 +523,7 @@ class BridgeModel:
         (the MAC's beat, ``(data, keep, last)``, or None: always taken),
         ``tlp_out_ready``, ``order_irq_clear``. Returns the
         :class:`BridgeOutputs` shown before the edge."""
-        cfg, link = self.cfg, self.link
+        cfg, link, tracking = self.cfg, self.link, self.tracker is not None
         tx_slice, rx_slice = self.tx_slice, self.rx_slice
         # registers other blocks read this cycle
         limit = list(self.credit_return.limit)
@@ -507,6 +532,11 @@ class BridgeModel:
         tx_o = tx_slice.o_payload if tx_slice.o_valid else None
         rx_o = rx_slice.o_payload if rx_slice.o_valid else None
         tx_i_ready, rx_i_ready = tx_slice.i_ready, rx_slice.i_ready
+        # with the tracker: the tap's slice feeds the packer, the receive
+        # queues feed their own slice
+        to_link = self.tap_slice.o_payload if tracking and self.tap_slice.o_valid else \
+            None if tracking else tx_o
+        rq_ready = self.out_slice.i_ready if tracking else tlp_out_ready
         # the link state's pulses this cycle (a peer restart: the credits)
         shown = None if link.state is None else link.state.outputs()
         restart = shown is not None and shown.restart
@@ -518,19 +548,19 @@ class BridgeModel:
         if link.state is not None:
             for name in ("keepalive", "dead", "incarnation"):
                 setattr(link.state, name, cfg[name])
-        ln = link.step(tlp_in=tx_o, frame_out_ready=frame_out_ready, frame_in=frame_in,
+        ln = link.step(tlp_in=to_link, frame_out_ready=frame_out_ready, frame_in=frame_in,
                        tlp_out_ready=rx_i_ready, send_credit=send_credit)
         # the class queues both ways
         tq = self.tx_queues.step(beat=tlp_in, out_ready=tx_i_ready, credit_limit=peer_limit,
                                  credits_enable=bool(cfg["credits_enable"]),
                                  ro_enable=bool(cfg["ro_enable"]), credits_restart=restart)
-        rq = self.rx_queues.step(beat=_beat(rx_o), out_ready=tlp_out_ready,
+        rq = self.rx_queues.step(beat=_beat(rx_o), out_ready=rq_ready,
                                  ro_enable=bool(cfg["ro_enable"]),
                                  class_enable=0b101 | (cfg["np_accept"] & 1) << 1)
         tx_in = tlp_in if tlp_in is not None and tq.tlp_in_ready else None
         tx_out = _beat(tq.tlp_out) if tq.tlp_out is not None and tx_i_ready else None
         rx_in = _beat(rx_o) if rx_o is not None and rq.tlp_in_ready else None
-        rx_out = _beat(rq.tlp_out) if rq.tlp_out is not None and tlp_out_ready else None
+        rx_out = _beat(rq.tlp_out) if rq.tlp_out is not None and rq_ready else None
         # the order checkers: each its own queues, the requests of the other way's egress
         to = self.tx_checker.step(in_beat=tx_in, out_beat=tx_out,
                                   out_stamps=(tq.out_posted, tq.out_cpls), req_beat=rx_out,
@@ -539,8 +569,12 @@ class BridgeModel:
                                   out_stamps=(rq.out_posted, rq.out_cpls), req_beat=tx_out,
                                   irq_clear=order_irq_clear)
         stats = self._stats(ln, tq, to, ro)
+        if tracking:
+            tlp_out, tx_o_ready = self._track(stats, tx_o, ln, rq, tlp_out_ready, restart)
+        else:
+            tlp_out, tx_o_ready = _beat(rq.tlp_out), ln.tlp_in_ready
         # the slices and the credit loop
-        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out, ln.tlp_in_ready)
+        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out, tx_o_ready)
         rx_slice.clock(ln.tlp_out is not None, ln.tlp_out, rq.tlp_in_ready)
         self.credit_return.step(valid=rx_out is not None, beat=rx_out or (0, 0, 0),
                                 in_valid=rx_in is not None, in_beat=rx_in or (0, 0, 0),
@@ -553,5 +587,66 @@ class BridgeModel:
                        restart=restart)
         self.advertiser.delay, self.advertiser.refresh = cfg["credit_delay"], cfg["credit_refresh"]
         self.advertiser.step(limit, link.sent, link.send_ack)
-        return BridgeOutputs(int(tq.tlp_in_ready), ln.frame_out, _beat(rq.tlp_out),
+        return BridgeOutputs(int(tq.tlp_in_ready), ln.frame_out, tlp_out,
                              int(ln.link_down), int(to.irq or ro.irq), stats)
+
+    def _track(self, stats, tx_o, ln, rq, tlp_out_ready, restart):
+        """The completion tracker's cycle (``rtl/bridge/paths.py``
+        ``TransmitPath._tap``, ``ReceivePath._track``): the request tap
+        between the transmit slice and its own, the gate after the receive
+        queues' slice, the UR completions merged into ``tlp_out``, the hold
+        timer. Fills ``stats``; returns (the ``tlp_out`` beat shown, the
+        transmit slice's ``o.ready``)."""
+        cfg, tracker, tap, gate = self.cfg, self.tracker, self.tap, self.gate
+        tap_slice, out_slice = self.tap_slice, self.out_slice
+        gate_i = out_slice.o_payload if out_slice.o_valid else None
+        hold = self.hold
+        # what the tap and the gate offer the tracker (not depending on its ready)
+        asked = tap.outputs(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, contain=hold)
+        offer, _ = gate.outputs(gate_i)
+        req = header_tlp(asked.req_header) if asked.req_valid else None
+        cpl = header_tlp(offer.cpl_header) if offer.cpl_valid else None
+        tracker.timeout = cfg["cpl_timeout"]
+        seen = tracker.outputs(req is not None, cpl is not None)
+        # the merge: a UR completion between the gate's TLPs
+        gate_o = gate.outputs(gate_i)[0]
+        err = self.second or (not self.busy and seen.err_valid)
+        if err:
+            header = int.from_bytes(ur_completion(seen.err, cfg["completer_id"]), "little")
+            if self.width == 64:
+                beat = (header >> 64, 0b01, True) if self.second else \
+                    (header & (1 << 64) - 1, 0b11, False)
+            else:
+                beat = (header, 0b111, True)
+            tlp_out = beat
+        else:
+            tlp_out = gate_o.o_beat if gate_o.o_valid else None
+        err_ready = tlp_out_ready and err and tlp_out[2]
+        tracker.step(req=req, cpl=cpl, err_ready=err_ready, hold=hold, restart=restart)
+        gated = gate.step(i_beat=gate_i, cpl_ready=seen.cpl_ready,
+                  verdict=seen.verdict_deliver if seen.verdict_valid else None,
+                  o_ready=tlp_out_ready and not err)
+        tapped = tap.step(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, req_ready=seen.req_ready,
+                          contain=hold)
+        if tlp_out is not None and tlp_out_ready:
+            if err:
+                self.second = self.width == 64 and not self.second
+            else:
+                self.busy = not tlp_out[2]
+        # the slices
+        tap_slice.clock(tapped.o_valid, tx_o, ln.tlp_in_ready)
+        out_slice.clock(rq.tlp_out is not None, _beat(rq.tlp_out), gated.i_ready)
+        # the hold timer
+        if ln.link_down:
+            self.hold = self.down_ticks >= cfg["hold_time"]
+            if self.div == HOLD_TICK - 1 and self.down_ticks != 0xFFFF:
+                self.down_ticks += 1
+            self.div = (self.div + 1) % HOLD_TICK
+        else:
+            self.div = self.down_ticks = 0
+            self.hold = False
+        stats.update({name: getattr(seen, name) for name in TRACKER_COUNTERS},
+                     outstanding=seen.outstanding, containment=int(hold),
+                     **dict(zip(_TAP_COUNTERS, (tapped.posted_dropped, tapped.np_contained,
+                                                tapped.cpl_dropped))))
+        return tlp_out, tapped.i_ready

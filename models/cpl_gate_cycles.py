@@ -117,8 +117,12 @@ class CycleRequestTap:
 
     _header = CycleCompletionGate._header
 
-    def step(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False):
-        """One cycle; returns the :class:`TapCycle` shown before the edge."""
+    def outputs(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False):
+        """What the tap shows in a cycle with these inputs (``req_valid``
+        and ``req_header`` do not depend on ``req_ready``)."""
+        return self._outputs(i_beat, o_ready, req_ready, contain)[0]
+
+    def _outputs(self, i_beat, o_ready, req_ready, contain):
         header = self._header(i_beat)
         last = i_beat is not None and bool(i_beat[2])
         completes = self.index == self.H - 1 or (self.index < self.H and last)
@@ -128,14 +132,19 @@ class CycleRequestTap:
         discard = contain if first else self.dropping
         gate = completes and cls == 1
         valid = i_beat is not None
-        shown = TapCycle(
+        return TapCycle(
             i_ready=(o_ready or discard) and (not gate or req_ready),
             o_valid=valid and not discard and (not gate or req_ready),
             req_valid=valid and gate and (o_ready or discard),
             req_header=sum(dw << (32 * k) for k, dw in enumerate(header)),
             posted_dropped=self.counts[0], np_contained=self.counts[1],
-            cpl_dropped=self.counts[2])
-        if valid and shown.i_ready:
+            cpl_dropped=self.counts[2]), (header, last, first, cls, discard)
+
+    def step(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False):
+        """One cycle; returns the :class:`TapCycle` shown before the edge."""
+        shown, (header, last, first, cls, discard) = self._outputs(i_beat, o_ready, req_ready,
+                                                                   contain)
+        if i_beat is not None and shown.i_ready:
             dws = self.width // 32
             for k in range(4):
                 if k // dws < self.H and self.index == k // dws:

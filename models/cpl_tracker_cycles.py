@@ -37,10 +37,10 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 from .cpl_tracker import _CPL_ATTR, _covered, _first_completion, _is_final
-from .tlp import OrderingClass, TlpType
+from .tlp import Attr, CplStatus, OrderingClass, ReservedTypeError, Tlp, TlpType
 
 __all__ = ["TICK_CYCLES", "TIMEOUT_MAX", "ERR_QUEUE", "COUNTERS", "CplTrackerCycle",
-           "CycleCplTracker", "grant", "timeout_in_use"]
+           "CycleCplTracker", "grant", "timeout_in_use", "header_tlp", "ur_completion"]
 
 #: Cycles per tick of the timeout (the RTL's default ``tick_cycles``).
 TICK_CYCLES = 1024
@@ -259,3 +259,48 @@ class CycleCplTracker:
 def _answer(entry):
     return Answer(entry.requester_id, entry.tag, entry.byte_count, entry.lower_address,
                   entry.tc, entry.attr, entry.locked)
+
+
+def header_tlp(header):
+    """The :class:`~tlpoe.models.tlp.Tlp` whose header the tracker's ports
+    show (``header``: the first four DWs in lane order, an int or 16
+    bytes; a 3-DW header's fourth DW is ignored), payload left out.
+
+    A reserved Fmt/Type is read as the RTL's decode
+    (:class:`~tlpoe.rtl.tlp_header.TlpHeader`) reads it: Type 0101x a
+    completion (its fields in the 3-DW layout); a memory write Type with
+    data or a message Type posted (a Memory Write stands in: neither
+    tracked nor judged); every other a non-posted request, whose entry is
+    a memory read's (Type 0000x without data), an AtomicOp's (Type 011xx
+    but 01111) or else Byte Count 4 and Lower Address 0 (a Configuration
+    Read stands in)."""
+    head = bytearray(header.to_bytes(16, "little") if isinstance(header, int) else header)
+    try:
+        return _unpack_header(head)
+    except ReservedTypeError:
+        pass
+    fmt, typ = head[0] >> 5, head[0] & 0x1F
+    if typ >> 1 == 0b0101:
+        head[0] = (fmt & 0b010) << 5 | typ
+    elif (typ == 0 and fmt & 0b010) or typ >> 3 == 0b10:
+        return Tlp(TlpType.MWr)
+    elif typ >> 1 == 0 and not fmt & 0b010:
+        head[0] = (fmt & 1) << 5 | typ
+    elif typ >> 2 == 0b011 and typ & 3 != 3:
+        head[0] = (0b010 | fmt & 1) << 5 | typ
+    else:
+        head[0] = 0b00100       # CfgRd0
+    return _unpack_header(head)
+
+
+def _unpack_header(head):
+    return Tlp.unpack(bytes(head[:16 if head[0] & 0x20 else 12]), allow_truncated=True)
+
+
+def ur_completion(answer, completer_id):
+    """The UR completion (header bytes, 3 DWs) the tracker makes of an
+    :class:`Answer`, as its ``err_header`` shows it."""
+    return Tlp.completion(requester_id=answer.requester_id, tag=answer.tag,
+                          completer_id=completer_id, status=CplStatus.UR,
+                          byte_count=answer.byte_count, lower_address=answer.lower_address,
+                          locked=answer.locked, tc=answer.tc, attr=Attr(answer.attr)).pack()

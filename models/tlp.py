@@ -448,7 +448,9 @@ def _read_byte_count(length, first_be, last_be):
             return 1
         enabled = [i for i in range(4) if first_be >> i & 1]
         return enabled[-1] - enabled[0] + 1
-    last_enabled = max(i for i in range(4) if last_be >> i & 1)
+    # a Last DW BE of 0 with Length > 1 is malformed; read as 0 (the
+    # completion tracker's RTL does the same)
+    last_enabled = max((i for i in range(4) if last_be >> i & 1), default=0)
     return 4 * length - _first_byte_offset(first_be) - (3 - last_enabled)
 
 

@@ -148,6 +148,9 @@ class BridgePeer:
                        credit_refresh=rng.choice((0, 100, 700)), ack_delay=rng.randint(5, 80),
                        nak_timeout=rng.choice((0, rng.randint(40, 200))),
                        replay_timeout=rng.randint(200, 600))
+            if model.tracker is not None:
+                cfg.update(cpl_timeout=rng.choice((0, 1, 2)), hold_time=rng.choice((0, 1)),
+                           completer_id=rng.getrandbits(16))
         frame_in = None
         if self.beats or rng.random() < self.rates[0]:
             if not self.beats:
@@ -288,6 +291,28 @@ def test_bridge_model_agrees_with_the_link_state_machine(mode):
         model = run_bridge_model(mode, seed, 3000, link_state=True, keepalive=80, dead=300)
         hit |= moved(model.step().stats)
     assert LINK_COVER <= hit, f"not moved: {LINK_COVER - hit}"
+
+
+#: ... with the completion tracker (and the link state machine, whose
+#: downs and peer restarts it answers).
+TRACKER_COVER = {"tracked", "matched", "late_completions", "timeouts", "link_down_completions",
+                 "restart_completions", "posted_dropped", "np_contained",
+                 "outstanding"}
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_bridge_model_agrees_with_the_completion_tracker(mode):
+    """``tracker``: the request tap, the completion gate, the tracker and the
+    UR completions merged into ``tlp_out``, the hold timer and containment,
+    every cycle equal, with ``cpl_timeout``, ``hold_time`` and
+    ``completer_id`` changed at run time."""
+    hit = set()
+    for seed in (0, 1) if mode == "gbn" else (0, 2):
+        model = run_bridge_model(mode, seed, 5000, link_state=True, keepalive=80, dead=300,
+                                 tracker=True, tag_bits=8, cpl_timeout=1, hold_time=0,
+                                 completer_id=0x0108)
+        hit |= moved(model.step().stats)
+    assert TRACKER_COVER <= hit, f"not moved: {TRACKER_COVER - hit}"
 
 
 def test_bridge_model_agrees_when_the_transmit_queues_reorder_illegally():

@@ -26,7 +26,7 @@ def test_the_bridge_top_has_streams_cfg_stats_macs_and_interrupts_only():
     for mode in ("gbn", "sr"):
         members = Bridge(64, mode=mode).signature.members
         assert set(members) == {"tlp_in", "frame_out", "frame_in", "tlp_out", "dst_mac",
-                                "src_mac", "cfg", "stats", "link_down", "order_irq"}
+                                "src_mac", "cfg", "stats", "link_down", "order_irq", "containment"}
         assert members["cfg"].flow == In and members["stats"].flow == Out
 
 

@@ -23,7 +23,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Module, ResetInserter, Signal
 
 from tlpoe.models.cpl_tracker import CompletionTracker, _first_completion
-from tlpoe.models.cpl_tracker_cycles import COUNTERS, ERR_QUEUE, CycleCplTracker
+from tlpoe.models.cpl_tracker_cycles import COUNTERS, ERR_QUEUE, CycleCplTracker, ur_completion
 from tlpoe.models.tlp import Attr, CplStatus, PcieId, Tlp, TlpType
 from tlpoe.rtl.queues.cpl_tracker import CplTracker
 
@@ -125,10 +125,7 @@ def header_bits(tlp):
 
 def ur_header(answer, completer=COMPLETER):
     """The model's UR completion for an answer (:class:`~tlpoe.models.cpl_tracker_cycles.Answer`)."""
-    return Tlp.completion(requester_id=answer.requester_id, tag=answer.tag,
-                          completer_id=completer, status=CplStatus.UR,
-                          byte_count=answer.byte_count, lower_address=answer.lower_address,
-                          locked=answer.locked, tc=answer.tc, attr=Attr(answer.attr)).pack()
+    return ur_completion(answer, completer)
 
 
 # --- the BFM: the only code that touches the DUT's signals --------------------------------------

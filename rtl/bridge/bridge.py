@@ -15,10 +15,10 @@ from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_la
 __all__ = ["Bridge", "STREAMS", "INTERRUPTS"]
 
 #: The ports that join the two paths inside the bridge.
-JOINS = ("feedback", "credits", "link", "egress_tap", "opposite")
+JOINS = ("feedback", "credits", "link", "egress_tap", "opposite", "requests")
 #: The bridge's streams and its interrupt outputs (levels), ports of their own.
 STREAMS = ("tlp_in", "frame_out", "frame_in", "tlp_out")
-INTERRUPTS = ("link_down", "order_irq")
+INTERRUPTS = ("link_down", "order_irq", "containment")
 
 
 class Bridge(wiring.Component):
@@ -52,13 +52,21 @@ class Bridge(wiring.Component):
     (docs/link-state.md: the DOWN/INIT/UP state machine with KEEPALIVEs,
     flaps ridden out, peer restarts; without it the link goes down for good
     at the replay limit), its ``keepalive`` and ``dead`` times (cycles;
-    ``dead`` 3 × ``keepalive`` unless given).
+    ``dead`` 3 × ``keepalive`` unless given); ``tracker`` (docs/link-state.md,
+    "Completion timeout and containment": a
+    :class:`~tlpoe.rtl.queues.cpl_tracker.CplTracker` of ``2**tag_bits``
+    entries tracks the non-posted requests sent and completes them with UR
+    (``completer_id``) after ``cpl_timeout`` ticks, when the link has been
+    down for ``hold_time`` ticks (then the TLPs to send are dropped too:
+    containment) or when the peer restarts; a completion matching no
+    request is dropped; ticks of 1024 cycles).
 
     Ports: the four streams; ``dst_mac`` and ``src_mac``; ``cfg`` (in:
     the run-time settings, reset to the parameters) and ``stats`` (out:
     every counter and status value), whose fields
     :mod:`~tlpoe.rtl.bridge.registers` describes (``docs/csr.md`` lists
-    them); and the interrupts ``link_down`` and ``order_irq`` (levels).
+    them); and the interrupts ``link_down``, ``order_irq`` and
+    ``containment`` (levels; the last 0 without ``tracker``).
 
     ``nak_timeout`` (cycles; 0: off) is the receiver's NAK timer: the NAK
     for a gap still open that long after it was sent goes out again.  It
@@ -74,12 +82,14 @@ class Bridge(wiring.Component):
                  replay_timeout=4096, nak_timeout=1024, ack_every=8, ack_delay=256,
                  flush_timeout=64, ethertype=wire.ETHERTYPE, mode="gbn", queue_depth=None,
                  queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
-                 reorder_illegally=False, link_state=False, keepalive=2500, dead=None):
+                 reorder_illegally=False, link_state=False, keepalive=2500, dead=None,
+                 tracker=False, tag_bits=10, cpl_timeout=4883, hold_time=2441,
+                 completer_id=0):
         check_mode(mode)
         check_width(width)
         if dead is None:
             dead = 3 * keepalive            # BFD's detection multiplier (RFC 5880, 6.8.1)
-        self.width, self.mode, self.link_state = width, mode, link_state
+        self.width, self.mode, self.link_state, self.tracker = width, mode, link_state, tracker
         sizes = bridge_sizes(width, mtu=mtu, queue_depth=queue_depth, queue_tlps=queue_tlps,
                              tx_queue_depth=tx_queue_depth, replay_timeout=replay_timeout,
                              credit_refresh=credit_refresh)
@@ -92,14 +102,17 @@ class Bridge(wiring.Component):
                                queue_depth=tx_queue_depth, queue_tlps=sizes.tx_tlps,
                                credit_delay=credit_delay, credit_refresh=credit_refresh,
                                reorder_illegally=reorder_illegally, link_state=link_state,
-                               keepalive=keepalive, dead=dead)
+                               keepalive=keepalive, dead=dead, tracker=tracker,
+                               hold_time=hold_time)
         self.rx = ReceivePath(width, **link, ack_every=ack_every, ack_delay=ack_delay,
                               nak_timeout=nak_timeout, queue_depth=queue_depth,
-                              queue_tlps=queue_tlps)
+                              queue_tlps=queue_tlps, tracker=tracker, tag_bits=tag_bits,
+                              cpl_timeout=cpl_timeout, completer_id=completer_id)
         self.parameters = dict(flush_timeout=flush_timeout, replay_timeout=replay_timeout,
                                nak_timeout=nak_timeout, ack_delay=ack_delay,
                                credit_delay=credit_delay, credit_refresh=credit_refresh,
-                               keepalive=keepalive, dead=dead)
+                               keepalive=keepalive, dead=dead, cpl_timeout=cpl_timeout,
+                               hold_time=hold_time, completer_id=completer_id)
         self._check_described()
         members = {name: member for path in (self.tx, self.rx)
                    for name, member in exposed_members(path).items() if name in STREAMS}
@@ -130,6 +143,8 @@ class Bridge(wiring.Component):
         connect(m, rx.link, tx.link)
         connect(m, tx.egress_tap, rx.opposite)      # each checker sees the other way's requests
         connect(m, rx.egress_tap, tx.opposite)
+        if self.tracker:
+            connect(m, tx.requests, rx.requests)    # the requests sent, to the tracker
         connect(m, flipped(self.tlp_in), tx.tlp_in)
         connect(m, tx.frame_out, flipped(self.frame_out))
         connect(m, flipped(self.frame_in), rx.frame_in)
@@ -148,7 +163,8 @@ class Bridge(wiring.Component):
         for f in STATS:             # out_of_order_buffered: selective repeat only
             size = Shape.cast(f.shape).width
             source = next((p for p in paths if f.name in p.signature.members), None)
-            if source is None and self.mode in f.modes:
+            driven = self.mode in f.modes and (f.needs is None or getattr(self, f.needs))
+            if source is None and driven:
                 raise AssertionError(f"no path drives stats.{f.name}")
             value = Const(0, size) if source is None else Value.cast(getattr(source, f.name))
             if len(value) != size:
@@ -157,4 +173,6 @@ class Bridge(wiring.Component):
         m.d.comb += self.stats.eq(Cat(*parts))
         m.d.comb += [self.link_down.eq(tx.link_down),
                      self.order_irq.eq(rx.order_irq | tx.tx_order_irq)]
+        if self.tracker:
+            m.d.comb += self.containment.eq(tx.containment)
         return m

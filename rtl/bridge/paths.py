@@ -28,11 +28,12 @@ against egress; the requests each path's queues hand on
 ``opposite`` (the requests its completions answer, D2b).
 """
 
-from amaranth.hdl import Cat, Module, Mux
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from ...models.bridge import tx_max_credits
+from ...models.cpl_tracker_cycles import COUNTERS as TRACKER_COUNTERS
 from ...models.frame import DropReason
 from ...models.order_cycles import order_window
 from ...models.wire import FrameType, LinkState
@@ -45,13 +46,16 @@ from ..link.link_state import LinkStateMachine, credits_from_keepalive, keepaliv
 from ..link.reorder import ReorderBuffer
 from ..link.replay import ReplayBuffer
 from ..queues.classq import ClassQueues
+from ..queues.cpl_gate import CompletionGate, RequestTap
+from ..queues.cpl_tracker import CplTracker
 from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits, PeerCredits
 from ..queues.order_check import OrderChecker
 from ..streams import SkidBuffer, TlpBeat, connect_tlp, frame_stream, tlp_stream
 from ..tlp_header import CLASSES
 
-__all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TX_COUNTERS", "RX_COUNTERS",
-           "SR_COUNTERS", "ORDER_OUTPUTS", "order_ports", "order_window"]
+__all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TrackerPort", "TX_COUNTERS",
+           "RX_COUNTERS", "SR_COUNTERS", "TAP_COUNTERS", "TRACKER_COUNTERS", "ORDER_OUTPUTS",
+           "order_ports", "order_window", "HOLD_TICK"]
 
 #: The ReplayBuffer's counters, each ``Out(32)`` on the transmit path.
 TX_COUNTERS = ("replays_nak", "replays_timeout", "frames_retransmitted",
@@ -65,6 +69,10 @@ LINK_COUNTERS = ("link_down_events", "link_up_events", "peer_restarts", "keepali
 RX_COUNTERS = ("frames_accepted", "duplicates", "out_of_order", "naks_repeated")
 #: The receive path's counters of selective repeat only (``mode="sr"``).
 SR_COUNTERS = ("out_of_order_buffered",)
+#: The request tap's counters (containment), on the transmit path with ``tracker``.
+TAP_COUNTERS = ("posted_dropped", "np_contained", "cpl_dropped")
+#: Cycles per tick of ``hold_time`` (the tracker's tick too).
+HOLD_TICK = 1024
 #: The ordering checker's outputs a path exposes (each prefixed, :func:`order_ports`).
 ORDER_OUTPUTS = ("violations", "by_cell", "first_stamp", "first_tag", "first_cell",
                  "first_valid", "irq", "tlps_checked", "window_errors", "stamp_errors",
@@ -85,6 +93,17 @@ class EgressTap(wiring.Signature):
 
     def __init__(self, width):
         super().__init__({"valid": Out(1), "beat": Out(TlpBeat(width))})
+
+
+class TrackerPort(wiring.Signature):
+    """From the transmit path to the completion tracker on the receive path:
+    each non-posted request's header as the :class:`RequestTap` offers it
+    (``req_valid``, ``req_header``; ``req_ready`` back), and ``hold`` (the
+    link has been down for ``hold_time``: containment)."""
+
+    def __init__(self):
+        super().__init__({"req_valid": Out(1), "req_header": Out(128), "req_ready": In(1),
+                          "hold": Out(1)})
 
 
 def _checker(width, queues, prefix):
@@ -153,7 +172,7 @@ class TransmitPath(wiring.Component):
     def __init__(self, width, *, mtu, window, seq_bits, max_retries, replay_timeout,
                  flush_timeout, ethertype, mode, queue_depth, queue_tlps, buffers,
                  credit_delay, credit_refresh, reorder_illegally=False, link_state=False,
-                 keepalive=2500, dead=7500):
+                 keepalive=2500, dead=7500, tracker=False, hold_time=2441):
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
                                   max_credits=tx_max_credits(mtu),
                                   reorder_illegally=reorder_illegally)
@@ -169,6 +188,15 @@ class TransmitPath(wiring.Component):
         self.checker, self._order_names, order = _checker(width, self.queues, "tx_order_")
         self.link_state = LinkStateMachine(keepalive=keepalive, dead=dead) if link_state \
             else None
+        if tracker and (type(hold_time) is not int or not 0 <= hold_time < 2 ** 16):
+            raise ValueError(f"hold_time must be 0..2**16-1 ticks, not {hold_time!r}")
+        self.tap = RequestTap(width, stamp_bits=self.queues.stamp_bits) if tracker else None
+        tracking = {} if not tracker else {
+            "requests": Out(TrackerPort()),
+            "hold_time": In(16, init=hold_time),
+            "containment": Out(1),
+            **{name: Out(32) for name in TAP_COUNTERS},
+        }
         super().__init__({
             "tlp_in": In(tlp_stream(width)),
             "frame_out": Out(frame_stream(width)),
@@ -207,6 +235,7 @@ class TransmitPath(wiring.Component):
             "credits_invalid": Out(32),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
             **order,
+            **tracking,
         })
 
     def elaborate(self, platform):
@@ -225,7 +254,10 @@ class TransmitPath(wiring.Component):
         # queues' grant (and the FIFO pops it makes)
         m.submodules.tx_slice = tx_slice = SkidBuffer(queues.tlp_out.payload.shape())
         connect(m, queues.tlp_out, tx_slice.i)
-        connect(m, tx_slice.o, encap.tlp)
+        if self.tap is None:
+            connect(m, tx_slice.o, encap.tlp)
+        else:
+            self._tap(m, tx_slice.o, encap.tlp)
         connect(m, encap.frame, flipped(self.frame_out))
         connect(m, flipped(self.feedback), replay.feedback)
         m.d.comb += [
@@ -270,6 +302,36 @@ class TransmitPath(wiring.Component):
         ]
         self._link(m, replay, framer, advertiser, queues, peer)
         return m
+
+    def _tap(self, m, source, sink):
+        """``source`` → :class:`RequestTap` → a register slice → ``sink``:
+        every non-posted request shown to the completion tracker
+        (``requests``); containment: once the link has been down for
+        ``hold_time`` ticks, ``hold`` (registered) and every TLP dropped at
+        the tap. The slice keeps ``sink``'s ``ready`` off the tracker's
+        ``req_valid``."""
+        m.submodules.request_tap = tap = self.tap
+        m.submodules.tap_slice = tap_slice = SkidBuffer(source.payload.shape())
+        connect(m, source, tap.i)
+        connect(m, tap.o, tap_slice.i)
+        connect(m, tap_slice.o, sink)
+        req = self.requests
+        # the hold timer: ticks of HOLD_TICK cycles counted while the link is down
+        div = Signal(range(HOLD_TICK))
+        down_ticks = Signal(16)
+        hold = Signal()
+        with m.If(self.link_down):
+            m.d.sync += [div.eq(div + 1), hold.eq(down_ticks >= self.hold_time)]
+            with m.If((div == HOLD_TICK - 1) & (down_ticks != 0xFFFF)):
+                m.d.sync += down_ticks.eq(down_ticks + 1)
+        with m.Else():
+            m.d.sync += [div.eq(0), down_ticks.eq(0), hold.eq(0)]
+        m.d.comb += [
+            req.req_valid.eq(tap.req_valid), req.req_header.eq(tap.req_header),
+            tap.req_ready.eq(req.req_ready), req.hold.eq(hold),
+            tap.contain.eq(hold), self.containment.eq(hold),
+            *(getattr(self, name).eq(getattr(tap, name)) for name in TAP_COUNTERS),
+        ]
 
     def _link(self, m, replay, framer, advertiser, queues, peer):
         """The link state (or, without its machine, the latch) and the
@@ -337,8 +399,9 @@ class ReceivePath(wiring.Component):
     """
 
     def __init__(self, width, *, mtu, window, seq_bits, ack_every, ack_delay, nak_timeout,
-                 ethertype, mode, queue_depth, queue_tlps, buffers):
-        self.mode = mode
+                 ethertype, mode, queue_depth, queue_tlps, buffers, tracker=False, tag_bits=10,
+                 cpl_timeout=4883, completer_id=0):
+        self.mode, self.width = mode, width
         max_words = frame_words(width, mtu)
         self.link_rx = LinkReceiver(max_words=max_words, seq_bits=seq_bits,
                                     ack_every=ack_every, ack_delay=ack_delay,
@@ -351,6 +414,20 @@ class ReceivePath(wiring.Component):
         self.credit_return = CreditReturn(width, buffers=buffers)
         self.checker, self._order_names, order = _checker(width, self.queues, "order_")
         self.counters = RX_COUNTERS + (SR_COUNTERS if mode == "sr" else ())
+        if tracker:
+            self.tracker = CplTracker(tag_bits=tag_bits, completer_id=completer_id,
+                                      timeout=cpl_timeout)
+            self.gate = CompletionGate(width)
+            tracking = {
+                "requests": In(TrackerPort()),
+                "cpl_timeout": In(16, init=cpl_timeout),
+                "completer_id": In(16, init=completer_id),
+                **{name: Out(32) for name in TRACKER_COUNTERS},
+                "outstanding": Out(32),
+            }
+        else:
+            self.tracker = self.gate = None
+            tracking = {}
         super().__init__({
             "frame_in": In(frame_stream(width)),
             "tlp_out": Out(tlp_stream(width)),
@@ -372,6 +449,7 @@ class ReceivePath(wiring.Component):
             "tlps_out": Out(32),
             **{name: Out(32) for name in self.counters},
             **order,
+            **tracking,
         })
 
     def elaborate(self, platform):
@@ -389,10 +467,16 @@ class ReceivePath(wiring.Component):
         m.submodules.rx_slice = rx_slice = SkidBuffer(decap.tlp.payload.shape())
         connect(m, decap.tlp, rx_slice.i)
         connect_tlp(m, rx_slice.o, queues.tlp_in)         # the sender's stamps stop here
-        connect_tlp(m, queues.tlp_out, self.tlp_out)
+        if self.tracker is None:
+            connect_tlp(m, queues.tlp_out, self.tlp_out)
+        else:
+            self._track(m, queues.tlp_out)
         _watch(m, checker, self._order_names, self, queues, queues.width)
         connect(m, link_rx.feedback, flipped(self.feedback))     # the receiver's state and requests
-        out_taken = self.tlp_out.valid & self.tlp_out.ready
+        # credits are freed as TLPs leave the queues (a late completion the
+        # gate drops frees them too)
+        out_taken = queues.tlp_out.valid & queues.tlp_out.ready
+        size = TlpBeat(self.width).size
         m.d.comb += [
             # the receive queues: NP waits for np_accept
             queues.ro_enable.eq(self.ro_enable),
@@ -400,7 +484,7 @@ class ReceivePath(wiring.Component):
             # the credits freed at the egress; those taken in at the ingress,
             # which a rebase (the link up after a peer restart) takes off
             credit_return.valid.eq(out_taken),
-            credit_return.beat.eq(self.tlp_out.payload),
+            credit_return.beat.eq(queues.tlp_out.payload.as_value()[:size]),
             credit_return.in_valid.eq(queues.tlp_in.valid & queues.tlp_in.ready),
             credit_return.in_beat.eq(queues.tlp_in.payload),
             credit_return.rebase.eq(self.link.adopt),
@@ -429,3 +513,55 @@ class ReceivePath(wiring.Component):
             *(getattr(self, name).eq(getattr(link_rx, name)) for name in self.counters),
         ]
         return m
+
+    def _track(self, m, source):
+        """``source`` (the queues' egress) → a register slice →
+        :class:`CompletionGate` (each TLP held for the tracker's verdict: a
+        late completion dropped) → ``tlp_out``, with the tracker's UR
+        completions (3-DW headers, no data) merged in between TLPs, before
+        the gate's. The slice keeps ``tlp_out``'s and the tracker's
+        ``ready`` off the queues' arbitration."""
+        tracker, gate, req, out = self.tracker, self.gate, self.requests, self.tlp_out
+        m.submodules.tracker = tracker
+        m.submodules.gate = gate
+        m.submodules.out_slice = out_slice = SkidBuffer(TlpBeat(self.width))
+        connect_tlp(m, source, out_slice.i)
+        connect(m, out_slice.o, gate.i)
+        m.d.comb += [
+            tracker.req_valid.eq(req.req_valid), tracker.req_header.eq(req.req_header),
+            req.req_ready.eq(tracker.req_ready),
+            tracker.cpl_valid.eq(gate.cpl_valid), tracker.cpl_header.eq(gate.cpl_header),
+            gate.cpl_ready.eq(tracker.cpl_ready),
+            gate.verdict_valid.eq(tracker.verdict_valid),
+            gate.verdict_deliver.eq(tracker.verdict_deliver),
+            tracker.hold.eq(req.hold), tracker.restart.eq(self.link.restart),
+            tracker.timeout.eq(self.cpl_timeout), tracker.completer_id.eq(self.completer_id),
+            *(getattr(self, name).eq(getattr(tracker, name)) for name in TRACKER_COUNTERS),
+            self.outstanding.eq(tracker.outstanding),
+        ]
+        # the merge: a UR completion (one beat; two at 64 bits) between TLPs
+        W = self.width
+        beats = 2 if W == 64 else 1
+        second = Signal()               # (64 bits) the UR's second beat is due
+        busy = Signal()                 # a TLP of the gate under way
+        err = Signal()
+        m.d.comb += err.eq(second | (~busy & tracker.err_valid))
+        ur = Signal(TlpBeat(W))
+        header = tracker.err_header
+        if beats == 1:
+            m.d.comb += [ur.data.eq(header), ur.keep.eq(0b111), ur.last.eq(1)]
+        else:
+            m.d.comb += [ur.data.eq(Mux(second, header[64:], header[:64])),
+                         ur.keep.eq(Mux(second, 0b01, 0b11)), ur.last.eq(second)]
+        m.d.comb += [
+            out.valid.eq(err | gate.o.valid),
+            out.payload.eq(Mux(err, ur, gate.o.payload)),
+            gate.o.ready.eq(out.ready & ~err),
+            tracker.err_ready.eq(out.ready & err & ur.last),
+        ]
+        with m.If(out.valid & out.ready):
+            with m.If(err):
+                if beats == 2:
+                    m.d.sync += second.eq(~second)
+            with m.Else():
+                m.d.sync += busy.eq(~gate.o.payload.last)

@@ -19,7 +19,8 @@ A field is one value or an array: ``elements`` names an array's entries
 (the drop reasons, the traffic classes, the ordering cells), and
 ``limits`` makes it one :class:`~tlpoe.rtl.streams.CreditLimit` per class.
 Fields with the same ``reg`` share one register. A field of ``modes``
-(``("sr",)``) reads 0 in the other link mode.
+(``("sr",)``) reads 0 in the other link mode; one of ``needs`` (a Bridge
+parameter, ``"tracker"``) reads 0 in a Bridge built without it.
 """
 
 from dataclasses import dataclass
@@ -50,7 +51,8 @@ class Field:
     constant or the name of the Bridge parameter whose value it takes;
     ``elements``: entry names of an array; ``limits``: per-class credit
     limits; ``reg``: the register it shares; ``modes``: the link modes that
-    drive it."""
+    drive it; ``needs``: the Bridge parameter (a feature) without which
+    nothing drives it."""
     name: str
     kind: str
     desc: str
@@ -60,6 +62,7 @@ class Field:
     limits: bool = False
     reg: str = None
     modes: tuple = ("gbn", "sr")
+    needs: str = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -119,6 +122,17 @@ CONFIG = (
           "XORed into the bridge's own count of resets: its incarnation, which the peer "
           "compares to tell a restart from a flap (write a boot counter or a random number).",
           32),
+    Field("cpl_timeout", "config",
+          "Completion timeout (the completion tracker), in ticks of 1024 cycles: a non-posted "
+          "request not completed for as long is completed with UR by the bridge. 0 acts as 1, "
+          "values from 2**15 on as 2**15 - 1.", 16, init="cpl_timeout"),
+    Field("hold_time", "config",
+          "Ticks of 1024 cycles the link may stay down before containment: the bridge then "
+          "completes every request outstanding with UR and drops the TLPs it would send "
+          "(the completion tracker).", 16, init="hold_time"),
+    Field("completer_id", "config",
+          "The Completer ID of the UR completions the bridge makes (its own PCIe ID).", 16,
+          init="completer_id"),
     Field("order_irq_clear", "strobe",
           "Write 1: clear the ordering interrupt (both checkers').", 1),
 )
@@ -177,6 +191,10 @@ STATS = (
     Field("link_status", "status",
           "The link state: DOWN 0, INIT 1, UP 2 (without the link state machine: UP until "
           "the replay buffer gives up, then DOWN).", 2, reg="STATUS"),
+    Field("containment", "status",
+          "The link has been down for hold_time (an interrupt): requests are completed with "
+          "UR and TLPs to send are dropped (the completion tracker).", 1, reg="STATUS",
+          needs="tracker"),
     *(f for prefix, where in ORDER_CHECKERS for f in _order_status(prefix, where)),
     # transmit
     Field("frames_sent", "counter", "Frames sent (data and control)."),
@@ -224,6 +242,24 @@ STATS = (
           "Frames kept in the reorder buffer (selective repeat only; 0 in go-back-N).",
           modes=("sr",)),
     *(f for prefix, where in ORDER_CHECKERS for f in _order_counters(prefix, where)),
+    # the completion tracker (docs/link-state.md)
+    *(Field(name, "counter", desc, needs="tracker") for name, desc in (
+        ("tracked", "Non-Posted requests sent to the peer and tracked."),
+        ("matched", "Completions from the peer that matched a tracked request."),
+        ("tag_reuse", "Requests sent while their tag's entry was taken."),
+        ("evicted", "Requests completed with UR at once: a newer request of another "
+                    "requester took their tag's entry."),
+        ("late_completions", "Completions from the peer that matched no tracked request "
+                             "(late, after a UR, or never asked for): dropped."),
+        ("timeouts", "Requests completed with UR: no completion within cpl_timeout."),
+        ("link_down_completions", "Requests completed with UR: the link down for hold_time."),
+        ("restart_completions", "Requests completed with UR: the peer restarted."),
+        ("posted_dropped", "Posted TLPs dropped under containment."),
+        ("np_contained", "Non-Posted requests dropped under containment (each completed "
+                         "with UR)."),
+        ("cpl_dropped", "Completions to the peer dropped under containment."))),
+    Field("outstanding", "status", "Requests tracked and not yet completed.", 32,
+          needs="tracker"),
     # arrays
     Field("drops", "counter", "Frames dropped, by reason (models/frame.py DropReason).",
           elements=tuple(r.name for r in DropReason)),
@@ -262,7 +298,7 @@ def config_init(parameters):
 # --- SystemRDL ---------------------------------------------------------------------------
 
 #: The register sections: (title, base address).
-SECTIONS = (("configuration", 0x000), ("status", 0x040), ("counters", 0x100),
+SECTIONS = (("configuration", 0x000), ("status", 0x080), ("counters", 0x100),
             ("arrays of counters", 0x200), ("credit limits", 0x300))
 
 
