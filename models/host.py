@@ -26,8 +26,9 @@ Driver operations (yield one, get its result back)
     ``MemRead(addr, n)``   ``n`` bytes (MRd of at most ``read_max`` bytes each, all
                            outstanding at once); bytes of a UR read read as 0xFF
     ``MemWrite(addr, d)``  None at once (posted; MWr of at most ``write_max`` bytes)
-    ``WaitInterrupt(data)``the time an MSI(-X) with that data arrived (the oldest one
-                           not yet waited for; it may have come before the wait)
+    ``WaitInterrupt(data, timeout_ns=None)`` the time an MSI(-X) with that data
+                           arrived (the oldest one not yet waited for; it may have
+                           come before the wait), or None after ``timeout_ns``
     =====================  =======================================================
 
 The driver library below (``enumerate_bus``, ``assign_resources``,
@@ -51,7 +52,7 @@ from .tlp import CplStatus, PcieId, Tlp, TlpType
 
 __all__ = [
     "Host", "Now", "Sleep", "CfgRead", "CfgWrite", "MemRead", "MemWrite", "WaitInterrupt",
-    "DriverError", "Bar", "Function", "GpuHandle", "enumerate_bus", "assign_resources",
+    "DriverError", "DeviceGone", "device_present", "recover", "Bar", "Function", "GpuHandle", "enumerate_bus", "assign_resources",
     "find_capability", "setup_gpu", "bring_up", "submit", "run_command", "dma_to_vram",
     "dma_from_vram", "mmio_write", "mmio_read", "mmio_read_latency", "walk", "MSI_BASE",
 ]
@@ -100,10 +101,16 @@ class MemWrite:
 @dataclass(frozen=True)
 class WaitInterrupt:
     data: int
+    timeout_ns: float = None
 
 
 class DriverError(RuntimeError):
     """The driver found the system not as it expects."""
+
+
+class DeviceGone(DriverError):
+    """The device answers with errors only (reads return all ones): its link
+    is down or it was removed. :func:`recover` waits for it to come back."""
 
 
 # ---------------------------------------------------------------- the root complex
@@ -135,6 +142,7 @@ class Host:
         self.errors = []
         self._driver = None
         self._waiting = None                 # what the driver waits for
+        self._wait_serial = 0                # which WaitInterrupt (for its timeout)
         self.driver_done = False
         self.driver_result = None
 
@@ -156,6 +164,12 @@ class Host:
         if token == ("wake",):
             self._waiting = None
             return self._resume(None, t_ns)
+        if token[0] == "irq_timeout":
+            if self._waiting is not None and self._wait_serial == token[1]:
+                self._waiting = None
+                self.counters["interrupt_timeouts"] += 1
+                return self._resume(None, t_ns)
+            return []
         raise ValueError(f"unknown timer {token!r}")
 
     def start(self, driver, t_ns=0.0):
@@ -274,7 +288,10 @@ class Host:
                     del self._unclaimed[i]
                     return t_irq, False, []
             self._waiting = op
-            return None, True, []
+            self._wait_serial += 1
+            if op.timeout_ns is None:
+                return None, True, []
+            return None, True, [Timer(t_ns + op.timeout_ns, ("irq_timeout", self._wait_serial))]
         raise DriverError(f"unknown driver operation {op!r}")
 
     def _check_interrupt_wait(self, t_ns):
@@ -301,6 +318,15 @@ class Host:
             outputs += out
             if waits:
                 return outputs
+
+
+def _cfg(fid, offset):
+    """Driver: a configuration read that must succeed; a UR (the device
+    gone: its link down) raises :class:`DeviceGone`."""
+    value = yield CfgRead(fid, offset)
+    if value is None:
+        raise DeviceGone(f"{fid}: configuration read of 0x{offset:02x} got UR")
+    return value
 
 
 def _finish_cfg_read(state):
@@ -363,8 +389,8 @@ def _scan(bus, state):
         ids = yield CfgRead(fid, 0x00)
         if ids is None or ids & 0xFFFF == 0xFFFF:
             continue
-        class_rev = yield CfgRead(fid, 0x08)
-        header = (yield CfgRead(fid, 0x0C)) >> 16 & 0x7F
+        class_rev = yield from _cfg(fid, 0x08)
+        header = (yield from _cfg(fid, 0x0C)) >> 16 & 0x7F
         f = Function(fid, ids & 0xFFFF, ids >> 16, class_rev >> 8, header)
         if f.is_bridge:
             f.secondary = state["next_bus"]
@@ -384,9 +410,9 @@ def _size_bars(fid, count):
     bars, index = [], 0
     while index < count:
         offset = 0x10 + 4 * index
-        original = yield CfgRead(fid, offset)
+        original = yield from _cfg(fid, offset)
         yield CfgWrite(fid, offset, 0xFFFFFFFF)
-        mask = yield CfgRead(fid, offset)
+        mask = yield from _cfg(fid, offset)
         yield CfgWrite(fid, offset, original)
         index += 1
         if not mask or mask & 1:             # unimplemented, or I/O (not modelled)
@@ -394,9 +420,9 @@ def _size_bars(fid, count):
         bits64 = (mask >> 1 & 0b11) == 0b10
         mask &= ~0xF
         if bits64:
-            upper_original = yield CfgRead(fid, offset + 4)
+            upper_original = yield from _cfg(fid, offset + 4)
             yield CfgWrite(fid, offset + 4, 0xFFFFFFFF)
-            upper = yield CfgRead(fid, offset + 4)
+            upper = yield from _cfg(fid, offset + 4)
             yield CfgWrite(fid, offset + 4, upper_original)
             mask |= upper << 32
             index += 1
@@ -437,7 +463,7 @@ def _assign(functions, cursors):
                 yield CfgWrite(f.id, bar.offset, bar.address & 0xFFFFFFFF)
                 if bar.bits64:
                     yield CfgWrite(f.id, bar.offset + 4, bar.address >> 32)
-        command = yield CfgRead(f.id, 0x04)
+        command = yield from _cfg(f.id, 0x04)
         yield CfgWrite(f.id, 0x04, (command & 0xFFFF) | 0x6, first_be=0x3)
 
 
@@ -460,14 +486,14 @@ def _program_windows(fid, start, end):
 
 def find_capability(fid, cap_id):
     """Driver: the offset of capability ``cap_id`` in the list, or None."""
-    status = (yield CfgRead(fid, 0x04)) >> 16
+    status = (yield from _cfg(fid, 0x04)) >> 16
     if not status & 0x10:
         return None
-    pointer = (yield CfgRead(fid, 0x34)) & 0xFC
+    pointer = (yield from _cfg(fid, 0x34)) & 0xFC
     seen = set()
     while pointer and pointer not in seen:
         seen.add(pointer)
-        header = yield CfgRead(fid, pointer)
+        header = yield from _cfg(fid, pointer)
         if header & 0xFF == cap_id:
             return pointer
         pointer = header >> 8 & 0xFC
@@ -500,18 +526,18 @@ def setup_gpu(f, *, max_payload=256, max_read_request=512, rcb=64, ten_bit_tags=
     msix = yield from find_capability(fid, 0x11)
     if pcie != PCIE_CAP or msix != MSIX_CAP:
         raise DriverError(f"{fid}: PCIe capability at {pcie}, MSI-X at {msix}")
-    devctl = (yield CfgRead(fid, pcie + 0x08)) & 0xFFFF
+    devctl = (yield from _cfg(fid, pcie + 0x08)) & 0xFFFF
     devctl &= ~(0x7 << 5 | 0x7 << 12)
     devctl |= encode_size_field(max_payload) << 5 | encode_size_field(max_read_request) << 12
     devctl |= 1 << 8
     yield CfgWrite(fid, pcie + 0x08, devctl, first_be=0x3)
     yield CfgWrite(fid, pcie + 0x10, 1 << 3 if rcb == 128 else 0, first_be=0x3)
     if ten_bit_tags:
-        cap2 = yield CfgRead(fid, pcie + 0x24)
+        cap2 = yield from _cfg(fid, pcie + 0x24)
         if not cap2 & 1 << 17:
             raise DriverError(f"{fid}: no 10-bit tag requester support")
         yield CfgWrite(fid, pcie + 0x28, 1 << 12, first_be=0x3)
-    table = yield CfgRead(fid, msix + 0x04)
+    table = yield from _cfg(fid, msix + 0x04)
     register_bar, vram_bar = f.bars[0], f.bars[1]
     if table & 0x7:
         raise DriverError(f"{fid}: MSI-X table in BAR index {table & 7}, expected 0")
@@ -520,7 +546,7 @@ def setup_gpu(f, *, max_payload=256, max_read_request=512, rcb=64, ten_bit_tags=
     entry = (msi_address.to_bytes(8, "little") + msi_data.to_bytes(4, "little")
              + (0).to_bytes(4, "little"))
     yield MemWrite(gpu.msix_table, entry)
-    control = (yield CfgRead(fid, msix)) >> 16
+    control = (yield from _cfg(fid, msix)) >> 16
     yield CfgWrite(fid, msix, (control | 0x8000) << 16, first_be=0xC)
     gpu.tail = (yield MemRead(gpu.bar0 + Reg.CQ_TAIL, 4))[0]
     return gpu
@@ -549,16 +575,49 @@ def submit(gpu, entry):
     yield MemWrite(gpu.bar0 + Reg.CQ_TAIL, gpu.tail.to_bytes(4, "little"))
 
 
-def run_command(gpu, opcode, **fields):
-    """Driver: submit one command with an interrupt, wait for the MSI-X.
-    Returns (t_submit, t_interrupt)."""
+def run_command(gpu, opcode, timeout_ns=None, **fields):
+    """Driver: submit one command with an interrupt, wait for the MSI-X
+    (at most ``timeout_ns``: a watchdog). Returns (t_submit, t_interrupt).
+    Raises :class:`DeviceGone` when the status register reads all ones (a
+    UR: the link is down), :class:`DriverError` when the command failed or
+    its interrupt never came."""
     t0 = yield Now()
     yield from submit(gpu, pack_command(opcode, irq=True, vector=0, **fields))
-    t1 = yield WaitInterrupt(gpu.msi_data)
+    t1 = yield WaitInterrupt(gpu.msi_data, timeout_ns)
     status = yield MemRead(gpu.bar0 + Reg.STATUS, 4)
+    if status == b"\xff" * 4:
+        raise DeviceGone(f"{gpu.id}: the device is gone (its status reads all ones)")
+    if t1 is None:
+        raise DriverError(f"{gpu.id}: command {Opcode(opcode).name}: no interrupt within "
+                          f"{timeout_ns} ns")
     if status[0] & 0x2:
         raise DriverError(f"{gpu.id}: command {Opcode(opcode).name} failed")
     return t0, t1
+
+
+def device_present(fid):
+    """Driver: whether function ``fid`` answers a configuration read of its
+    Vendor ID (not a UR, not all ones)."""
+    value = yield CfgRead(fid, 0x00)
+    return value is not None and value & 0xFFFF != 0xFFFF
+
+
+def recover(gpu, *, poll_ns=10_000.0, give_up_ns=100_000_000.0, root_bus=1, **bring_up_kw):
+    """Driver: after :class:`DeviceGone`, poll ``gpu``'s Vendor ID every
+    ``poll_ns`` until it answers again, then rescan and set the GPUs up
+    again (:func:`bring_up`; the new handles returned with the tree and
+    the time the device came back). Raises :class:`DeviceGone` after
+    ``give_up_ns``."""
+    start = yield Now()
+    polls = 0
+    while not (yield from device_present(gpu.id)):
+        polls += 1
+        if (yield Now()) - start >= give_up_ns:
+            raise DeviceGone(f"{gpu.id}: still gone after {give_up_ns} ns ({polls} polls)")
+        yield Sleep(poll_ns)
+    back = yield Now()
+    tree, gpus = yield from bring_up(root_bus, **bring_up_kw)
+    return tree, gpus, back
 
 
 def dma_to_vram(gpu, host_address, vram_offset, nbytes):

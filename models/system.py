@@ -70,8 +70,11 @@ def dma_sizes(p, quick=False):
     return sizes
 
 
-def build_local_slot(params=None, seed=1):
-    """The models and links of the local slot, joined in a fresh Fabric."""
+def build_local_slot(params=None, seed=1, *, host_link=None):
+    """The models and links of the local slot, joined in a fresh Fabric;
+    ``host_link``: the channel between the host and the switch instead of a
+    PCIe link (a :class:`~tlpoe.models.bridged_link.BridgedLink`: the GPUs
+    across the network)."""
     p = dict(DEFAULTS, **(params or {}))
     unknown = set(p) - set(DEFAULTS)
     if unknown:
@@ -92,7 +95,7 @@ def build_local_slot(params=None, seed=1):
     def link(name):
         return PcieLink(p["link_gts"], p["link_lanes"], p["link_latency_ns"], name=name)
 
-    links = [fabric.connect(host, 0, switch, 0, link("host-switch"))]
+    links = [fabric.connect(host, 0, switch, 0, host_link or link("host-switch"))]
     for i, gpu in enumerate(gpus):
         links.append(fabric.connect(switch, i + 1, gpu, 0, link(f"switch-gpu{i}")))
     return LocalSlot(fabric, host, switch, gpus, links, p)
