@@ -553,7 +553,9 @@ class BridgeModel:
         # the class queues both ways
         tq = self.tx_queues.step(beat=tlp_in, out_ready=tx_i_ready, credit_limit=peer_limit,
                                  credits_enable=bool(cfg["credits_enable"]),
-                                 ro_enable=bool(cfg["ro_enable"]), credits_restart=restart)
+                                 ro_enable=bool(cfg["ro_enable"]), credits_restart=restart,
+                                 contain=tracking and self.hold,
+                                 refund=self.tap.refund if tracking else None)
         rq = self.rx_queues.step(beat=_beat(rx_o), out_ready=rq_ready,
                                  ro_enable=bool(cfg["ro_enable"]),
                                  class_enable=0b101 | (cfg["np_accept"] & 1) << 1)
@@ -573,8 +575,10 @@ class BridgeModel:
             tlp_out, tx_o_ready = self._track(stats, tx_o, ln, rq, tlp_out_ready, restart)
         else:
             tlp_out, tx_o_ready = _beat(rq.tlp_out), ln.tlp_in_ready
-        # the slices and the credit loop
-        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out, tx_o_ready)
+        # the slices and the credit loop (with the tracker, the transmit
+        # slice carries the queues' containment mark beside each beat)
+        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out if not tracking or tq.tlp_out is None
+                       else (*tq.tlp_out, tq.out_contained), tx_o_ready)
         rx_slice.clock(ln.tlp_out is not None, ln.tlp_out, rq.tlp_in_ready)
         self.credit_return.step(valid=rx_out is not None, beat=rx_out or (0, 0, 0),
                                 in_valid=rx_in is not None, in_beat=rx_in or (0, 0, 0),
@@ -602,7 +606,9 @@ class BridgeModel:
         gate_i = out_slice.o_payload if out_slice.o_valid else None
         hold = self.hold
         # what the tap and the gate offer the tracker (not depending on its ready)
-        asked = tap.outputs(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, contain=hold)
+        contain = tx_o is not None and bool(tx_o[-1])      # the queues' mark
+        asked = tap.outputs(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, contain=contain,
+                            drop=hold)
         offer, _ = gate.outputs(gate_i)
         req = header_tlp(asked.req_header) if asked.req_valid else None
         cpl = header_tlp(offer.cpl_header) if offer.cpl_valid else None
@@ -627,14 +633,14 @@ class BridgeModel:
                   verdict=seen.verdict_deliver if seen.verdict_valid else None,
                   o_ready=tlp_out_ready and not err)
         tapped = tap.step(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, req_ready=seen.req_ready,
-                          contain=hold)
+                          contain=contain, drop=hold)
         if tlp_out is not None and tlp_out_ready:
             if err:
                 self.second = self.width == 64 and not self.second
             else:
                 self.busy = not tlp_out[2]
         # the slices
-        tap_slice.clock(tapped.o_valid, tx_o, ln.tlp_in_ready)
+        tap_slice.clock(tapped.o_valid, None if tx_o is None else tx_o[:-1], ln.tlp_in_ready)
         out_slice.clock(rq.tlp_out is not None, _beat(rq.tlp_out), gated.i_ready)
         # the hold timer
         if ln.link_down:

@@ -1,9 +1,12 @@
 """``make faults``: what a network does to a link, mid-traffic, both ways.
 
 Each scenario runs two bridge RTL instances with the link state machine
-(:class:`tlpoe.tb.tops.Pair` of ``Bridge(link_state=True)``) in the pyuvm
-link testbench (``tb/test_link.py``), joined by the NIC/PHY model, 300
-random TLPs each way (every type, payloads up to 256 bytes), on Verilator:
+and the completion tracker (:class:`tlpoe.tb.tops.Pair` of
+``Bridge(link_state=True, tracker=True)``) in the pyuvm link testbench
+(``tb/test_link.py``), joined by the NIC/PHY model, on Verilator. The
+traffic is the ``transactions`` workload (``tb/transactions.py``): 300 TLPs
+each way, memory writes and memory reads of up to 128 bytes, each side's
+completer answering the peer's reads:
 
 ``flap 1us``, ``flap 100us``, ``flap 10ms``
     The cable out both ways 20 us into the run, for that long.
@@ -24,13 +27,11 @@ Each point is a pure function of its scenario, simulator and seed
 the same tasks. Per point: the time to detect (the fault's start to the
 first ``link_down`` of either bridge), the time to recover (the fault's end
 to both bridges UP again), TLPs lost, duplicated and corrupted (the
-scoreboards, both directions), and whether the link came back. The summary
-goes to ``faults.json``, ``faults.md`` and ``timeline.png``.
-
-Not yet measured here (docs/link-state.md, "Still to come"): requests
-completed with an error and host hangs, which need the completion tracker
-in the Bridge and the host model; until then every TLP a peer's reset or a
-cut loses is counted as lost.
+scoreboards, both directions; a completion the tracker dropped as late,
+its read answered with UR, is counted apart), the reads answered with an
+error (UR, by the requester's bridge) and the longest wait for one, the
+reads left without an answer (hangs), and whether the link came back. The
+summary goes to ``faults.json``, ``faults.md`` and ``timeline.png``.
 
 Usage: ``python -m tlpoe.sim.faults [--quick] [--out DIR] [--jobs N]
 [--sims verilator icarus] [--seed N]``; exits 1 when an acceptance check
@@ -50,10 +51,16 @@ __all__ = ["SETUP", "SCENARIOS", "QUICK", "tasks", "run_task", "summarise", "acc
 
 #: The link every point runs on: the two-bridge bench of
 #: ``tests/test_link_sim.py`` with the link state machine (times in ns;
-#: KEEPALIVEs every 5 us, down after 15 us of silence).
+#: KEEPALIVEs every 5 us, down after 15 us of silence) and the completion
+#: tracker: containment after 1,000 ticks of 1,024 cycles DOWN (10.24 ms,
+#: above the longest flap ridden out, 10 ms), the completion timeout 2,000
+#: ticks (20.5 ms), as docs/link-state.md orders the timers.
 SETUP = {"width": 64, "seq_bits": 6, "window": 8, "clock_ns": 10.0, "rate_gbps": 10,
          "latency_ns": 1000.0, "count": 300,
-         "bridge": {"max_retries": 6, "link_state": True, "keepalive": 500, "dead": 1500}}
+         "bridge": {"max_retries": 6, "link_state": True, "keepalive": 500, "dead": 1500,
+                    "tracker": True, "hold_time": 1000, "cpl_timeout": 2000}}
+#: ns per tick of ``hold_time`` and ``cpl_timeout``.
+TICK_NS = 1024 * SETUP["clock_ns"]
 
 START_NS = 20_000.0
 FOREVER_NS = 1e12
@@ -109,16 +116,19 @@ def _bench(task, out_dir):
     report = Path(out_dir).resolve() / "runs" / f"{slug}-{task['sim']}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     s = SETUP
-    # long enough for the fault, the recovery and the rest of the traffic
-    drain_us = 3_000 + ((end if end is not None else start) or 0) / 1000
+    # long enough for the fault, the recovery and the rest of the traffic;
+    # for a fault for good, for the containment and its answers
+    hold_us = s["bridge"]["hold_time"] * TICK_NS / 1000
+    drain_us = 3_000 + ((end if end is not None else start + 1000 * hold_us) or 0) / 1000
     params = {"width": s["width"], "seq_bits": s["seq_bits"], "window": s["window"],
               "mode": task["mode"], "bridge": s["bridge"], "count": s["count"],
               "bidirectional": True, "seed": task["seed"], "clock_ns": s["clock_ns"],
               "drain_us": drain_us, "timeline": True, "twin": False, "report": str(report),
+              "workload": "transactions",
               **given,
               "phy": {"rate_gbps": s["rate_gbps"], "latency_ns": s["latency_ns"],
                       **given.get("phy", {})}}
-    key = f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}-ls" + \
+    key = f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}-faults" + \
         ("-sr" if task["mode"] == "sr" else "")
     run_cocotb(task["sim"], lambda: _pair(task["mode"]), "pair", "tlpoe.tb.test_link",
                build_key=key, testcase="LinkRandomTest", seed=20261125,
@@ -147,9 +157,21 @@ def summarise(scenario, raw):
                 if t > down[0] and all(v == "up" for v in state.values()):
                     recover = max(0.0, t - end)
                     break
+    reads = raw["transactions"].values()
+    answered = sum(raw["answered_lost_both"].values())
+    latencies = [r["error_latency_max_cycles"] for r in reads
+                 if r["error_latency_max_cycles"] is not None]
     return {"detect_ns": detect, "recover_ns": recover,
             "tlps_sent": sum(raw["tlps_sent_both"].values()),
-            "lost": sum(raw["lost_both"].values()),
+            "lost": sum(raw["lost_both"].values()) - answered,
+            "late_completions_dropped": answered,
+            "reads": sum(r["reads"] for r in reads),
+            "requests_completed_with_error": sum(r["errors"] for r in reads),
+            "error_wait_max_ns": max(latencies) * clock if latencies else None,
+            "reads_forgotten": sum(r["forgotten"] for r in reads),
+            "host_hangs": sum(r["hangs"] for r in reads),
+            "transaction_problems": [p for r in reads for p in r["problems"]],
+            "tracker": raw["tracker"],
             "duplicated": sum(raw["duplicated_both"].values()),
             "corrupted": sum(raw["corrupted_both"].values()),
             "link_up_at_end": all(raw["link_up_at_end"].values()),
@@ -163,8 +185,7 @@ def run_task(task, out_dir):
     raw = _bench(task, out_dir)
     _, start, end = SCENARIOS[task["scenario"]]
     record = {**task, "fault_start_ns": start, "fault_end_ns": end,
-              **summarise(task["scenario"], raw), "wall_s": round(time.monotonic() - began, 1),
-              "requests_completed_with_error": None, "host_hangs": None}
+              **summarise(task["scenario"], raw), "wall_s": round(time.monotonic() - began, 1)}
     path = _record_path(task, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -180,20 +201,31 @@ def acceptance(records):
     keepalive_ns = s["bridge"]["keepalive"] * s["clock_ns"]
     detect_bound = dead_ns + 2 * s["latency_ns"] + 2_000.0
     recover_bound = keepalive_ns + 4 * s["latency_ns"] + 2_000.0
+    timeout_ns = s["bridge"]["cpl_timeout"] * TICK_NS
     for r in records:
         name = f"{r['scenario']} ({r['sim']}, {r['mode']})"
         survivable = r["fault_end_ns"] is not None
+        checks.append((f"{name}: every read answered once (data or UR), none left waiting",
+                       not r["host_hangs"] and not r["transaction_problems"],
+                       f"{r['reads']} reads, {r['requests_completed_with_error']} answered UR, "
+                       f"{r['host_hangs']} hangs, problems {r['transaction_problems'][:3]}"))
+        if r["error_wait_max_ns"] is not None:
+            checks.append((f"{name}: each UR within the completion timeout "
+                           f"({timeout_ns / 1000:,.0f} us)", r["error_wait_max_ns"] <= timeout_ns,
+                           f"longest wait {r['error_wait_max_ns'] / 1000:,.1f} us"))
         if r["scenario"] == "peer reset":
             checks.append((f"{name}: nothing duplicated or corrupted, the link back",
                            not r["duplicated"] and not r["corrupted"] and r["link_up_at_end"],
                            f"lost {r['lost']} (what the peer held), duplicated "
                            f"{r['duplicated']}, corrupted {r['corrupted']}"))
         elif survivable:
-            checks.append((f"{name}: zero TLPs lost, duplicated or corrupted, the link back",
-                           not (r["lost"] or r["duplicated"] or r["corrupted"])
+            checks.append((f"{name}: zero TLPs lost, duplicated or corrupted, no UR, the link "
+                           "back", not (r["lost"] or r["duplicated"] or r["corrupted"]
+                                        or r["requests_completed_with_error"])
                            and r["link_up_at_end"],
                            f"lost {r['lost']}, duplicated {r['duplicated']}, corrupted "
-                           f"{r['corrupted']}, up at the end {r['link_up_at_end']}"))
+                           f"{r['corrupted']}, UR {r['requests_completed_with_error']}, up at "
+                           f"the end {r['link_up_at_end']}"))
         else:
             checks.append((f"{name}: the link reported down, nothing duplicated or corrupted",
                            not r["link_up_at_end"] and not r["duplicated"] and not r["corrupted"],
@@ -219,20 +251,28 @@ def markdown(records, checks, quick):
     lines = [f"# Faults{' (quick)' if quick else ''}", "",
              f"Two bridges ({s['width']} bits at {1000 / s['clock_ns']:g} MHz, window "
              f"{s['window']}, link state: KEEPALIVE every {s['bridge']['keepalive']} cycles, "
-             f"dead after {s['bridge']['dead']}), {s['rate_gbps']} Gb/s, "
-             f"{s['latency_ns'] / 1000:g} us one way, {s['count']} random TLPs each way; the "
-             f"fault starts {START_NS / 1000:g} us in. Times in us.", "",
+             f"dead after {s['bridge']['dead']}; completion tracker: containment after "
+             f"{s['bridge']['hold_time'] * TICK_NS / 1e6:g} ms DOWN, completion timeout "
+             f"{s['bridge']['cpl_timeout'] * TICK_NS / 1e6:g} ms), {s['rate_gbps']} Gb/s, "
+             f"{s['latency_ns'] / 1000:g} us one way, {s['count']} TLPs each way (writes and "
+             f"reads, each side answering the other's reads); the fault starts "
+             f"{START_NS / 1000:g} us in. Times in us.", "",
              "| scenario | sim | mode | detect | recover | lost | duplicated | corrupted | "
-             "up at end | requests answered with an error | host hangs |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|---|---|"]
+             "up at end | reads | answered UR | longest wait for a UR | late completions "
+             "dropped | hangs |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in records:
         lines.append(f"| {r['scenario']} | {r['sim']} | {r['mode']} | {_us(r['detect_ns'])} | "
                      f"{_us(r['recover_ns'])} | {r['lost']} | {r['duplicated']} | "
                      f"{r['corrupted']} | {'yes' if r['link_up_at_end'] else 'no'} | "
-                     f"not measured yet | not measured yet |")
-    lines += ["", "Lost TLPs after a peer reset or a cut are what the peer held or what "
-              "could not be sent: the completion tracker (not yet in the Bridge) is to "
-              "answer the non-posted ones, the containment to count the posted ones.", "",
+                     f"{r['reads']} | {r['requests_completed_with_error']} | "
+                     f"{_us(r['error_wait_max_ns'])} | {r['late_completions_dropped']} | "
+                     f"{r['host_hangs']} |")
+    lines += ["", "Lost: TLPs that never arrived, besides the completions of reads already "
+              "answered with UR (dropped as late by the requester's bridge, counted apart). "
+              "After a peer reset they are what the peer held (its own reads from before its "
+              "reset are forgotten with it: not hangs); after a cut, what could not be sent "
+              "(posted ones counted in `posted_dropped` once contained).", "",
               "## Acceptance", ""]
     lines += [f"- {'pass' if ok else 'FAIL'}: {c}: {d}" for c, ok, d in checks]
     return "\n".join(lines) + "\n"

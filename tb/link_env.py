@@ -31,6 +31,7 @@ from pyuvm import uvm_analysis_port, uvm_component, uvm_env
 
 from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
 from ..models.phy import Fate, phy_from_params
+from ..models.tlp import Tlp
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .capture import link_capture
@@ -42,6 +43,7 @@ from .items import StreamItem
 from .link_coverage import LinkCoverage
 from .loopback_env import TlpScoreboard
 from .scoreboard import AnalysisImp, tlp_pass_rule
+from .transactions import Responder, TransactionChecker, bridge_answer
 
 __all__ = ["NetworkWire", "LinkEnv", "read_bridge_counters", "configure", "configure_bridge",
            "COUNTERS", "SR_COUNTERS"]
@@ -54,7 +56,9 @@ COUNTERS = ("frames_sent", "good_frames", "control_frames", "overflows", "tlps_o
             "order_tlps_checked", "tx_order_violations", "tx_order_stamp_errors",
             "tx_order_window_errors", "tx_order_tlps_checked", "link_status", "link_up_events",
             "peer_restarts", "keepalives_sent", "keepalives_received", "replays_link",
-            "frames_dropped")
+            "frames_dropped", "tracked", "matched", "late_completions", "timeouts",
+            "link_down_completions", "restart_completions", "evicted", "posted_dropped",
+            "np_contained", "cpl_dropped", "outstanding", "containment")
 #: Per-class counters (P, NP, CPL), read as ``<name>_p`` ... ``<name>_cpl``.
 CLASS_COUNTERS = ("credit_stall_cycles", "tlps_sent")
 #: The counters a selective-repeat bridge (``mode="sr"``) adds.
@@ -195,6 +199,20 @@ class LinkEnv(uvm_env):
             sb = TlpScoreboard(f"sb_{src}{dst}", self, p["mtu"])
             sb.pass_rule = tlp_pass_rule    # the bridges may reorder where PCIe allows
             self.scoreboards[src + dst] = sb
+        # the transactions workload: each side answers the peer's reads, and
+        # the outcome of each of its own is followed (tb/transactions.py)
+        self.transactions = p.get("workload") == "transactions"
+        if self.transactions:
+            if not p["bidirectional"]:
+                raise ValueError("workload 'transactions' needs bidirectional=True")
+            self.responders = {side: Responder(side) for side in ("a", "b")}
+            self.checkers = {side: TransactionChecker(side) for side in ("a", "b")}
+            for key, sb in self.scoreboards.items():
+                # a completion whose read was answered with an error may be dropped
+                # by the destination's tracker as late
+                checker = self.checkers[key[1]]
+                sb.may_lose = lambda item, checker=checker: checker.late_ok(
+                    Tlp.unpack(item.data))
         if p.get("peer_reset_us") or hasattr(dut, "b_reset"):
             dut.b_reset.value = 0               # B's own reset (Pair(peer_reset=True))
         for side in ("a", "b"):
@@ -231,10 +249,18 @@ class LinkEnv(uvm_env):
                 rst=resets.get(side), name=f"twin_{side}") for side in ("a", "b")}
 
     def connect_phase(self):
+        # what leaves each tlp_out: with the transactions workload, the
+        # bridge's own error completions go to the checker alone
+        self._out = {}
         for key, sb in self.scoreboards.items():
             src, dst = key
             self.tx[src].ap.connect(sb.expected_export)
-            self.rx[dst].ap.connect(sb.actual_export)
+            self._out[dst] = [sb.write_actual]
+        if self.transactions:
+            for side in ("a", "b"):
+                self.tx[side].ap.connect(AnalysisImp(f"sent_{side}", self,
+                                                     self.checkers[side].sent))
+                self._out[side] += [self.checkers[side].received, self.responders[side].write]
         for key, wire in self.wires.items():
             getattr(self, f"{key[0]}_wire").ap.connect(wire.frame_export)
         for side in ("a", "b"):
@@ -249,13 +275,25 @@ class LinkEnv(uvm_env):
             self.tx[src].ap.connect(imp)
             self._collectors.append(imp)
         for side in self.rx:
-            imp = AnalysisImp(f"delivered_{side}", self, self.delivered[side].append)
+            self._out[side].append(self.delivered[side].append)
+            imp = AnalysisImp(f"out_{side}", self, lambda item, side=side: self._deliver(
+                side, item))
             self.rx[side].ap.connect(imp)
             self._collectors.append(imp)
         for key, monitor in self.credit_monitors.items():
             src, dst = key
             self.wires[dst + src].handed_ap.connect(monitor.limit_export)
             getattr(self, f"{src}_wire").ap.connect(monitor.sent_export)
+
+    def _deliver(self, side, item):
+        """An item out of ``side``'s ``tlp_out``, to the scoreboard, the
+        delivered list, the checker and the responder; a completion the
+        bridge made (transactions) to the checker alone."""
+        if self.transactions and bridge_answer(Tlp.unpack(item.data)):
+            self.checkers[side].received(item)
+            return
+        for write in self._out[side]:
+            write(item)
 
     def check_phase(self):
         for twin in self.twins.values():

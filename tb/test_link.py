@@ -27,13 +27,18 @@ from tlpoe.models.frame import DropReason
 from tlpoe.models.wire import LinkState
 from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import OrderingClass, Tlp
-from tlpoe.tb import stimulus
+from tlpoe.tb import stimulus, transactions
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.bridge_ports import BridgePorts
 from tlpoe.tb.link_env import LinkEnv, configure, read_bridge_counters
 from tlpoe.tb.ordering_coverage import sample_cells
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.sequences import StreamSequence
+
+#: The completion tracker's counters in the record.
+TRACKER_STATS = ("tracked", "matched", "late_completions", "timeouts", "link_down_completions",
+                 "restart_completions", "evicted", "posted_dropped", "np_contained",
+                 "cpl_dropped", "outstanding")
 
 # nak_timeout: a NAK's replay arrives within a round trip (200 cycles) plus
 # about four full frames at the 64-bit datapath (190 cycles each, slower than
@@ -64,8 +69,11 @@ def workload(src):
         return stimulus.ordering_traffic(P["seed"] * 7 + ord(src), P["count"], ido=P["ido"])
     if P["workload"] == "producer_consumer":
         return stimulus.producer_consumer(P["seed"] * 7 + ord(src), P["count"])
-    raise ValueError(f"workload must be 'random', 'mwr', 'ordering' or 'producer_consumer', "
-                     f"not {P['workload']!r}")
+    if P["workload"] == "transactions":
+        return transactions.requests(P["seed"] * 7 + ord(src), P["count"],
+                                     transactions.REQUESTERS[src])
+    raise ValueError(f"workload must be 'random', 'mwr', 'ordering', 'producer_consumer' or "
+                     f"'transactions', not {P['workload']!r}")
 
 
 class LinkTest(uvm_test):
@@ -104,6 +112,9 @@ class LinkTest(uvm_test):
             self.stimulus[src] = tlps
             sends.append(cocotb.start_soon(
                 StreamSequence(f"tlps_{src}", tlps).start(self.env.tx[src].sequencer)))
+            if self.env.transactions:       # the side's completer, for ever
+                cocotb.start_soon(transactions.ResponderSequence(
+                    f"cpls_{src}", self.env.responders[src]).start(self.env.tx[src].sequencer))
         self.stalled = False
         try:
             await with_timeout(Combine(*sends), P["drain_us"], "us")
@@ -117,6 +128,11 @@ class LinkTest(uvm_test):
             sb.allow_pending = bool(P["expect_link_down"])
             sb.expect_illegal = bool(P["expect_order_violations"])
             await sb.wait_drained(timeout=P["drain_us"], unit="us")
+        if self.env.transactions:       # every read answered (or the drain time out)
+            try:
+                await with_timeout(self.answered(), P["drain_us"], "us")
+            except SimTimeoutError:
+                pass                    # check_transactions reports the hangs
         for wire in self.env.wires.values():    # the network stops: every frame handed
             await wire.freeze()                 # over is counted once checked
         await wait_cycles(dut.clk, 200)
@@ -155,7 +171,8 @@ class LinkTest(uvm_test):
             if bool(result.violations) != bool(sb.illegal_items):
                 problems.append(f"{key}: the ordering model finds {len(result.violations)} "
                                 f"violations, the scoreboard {sb.illegal_items} illegal passes")
-            delivered = len(self.env.delivered[dst])
+            # (the completions a tracker dropped as late left the queues too)
+            delivered = len(self.env.delivered[dst]) + c[dst]["late_completions"]
             sent = self.env.tx[src].monitor_bfm.packets_seen
             # a bridge reset mid-run (peer_reset_us) counts from its reset
             reset = {"b"} if P["peer_reset_us"] else set()
@@ -203,6 +220,34 @@ class LinkTest(uvm_test):
                                 f"and {p_during} posted left B ({np_total} non-posted in all)")
         return problems
 
+    def answered_lost(self, key):
+        """Of the TLPs scoreboard ``key`` counts lost, the completions of
+        reads answered with UR (the transactions workload): dropped as late
+        by the requester's bridge, by design."""
+        if not self.env.transactions:
+            return 0
+        sb, checker = self.env.scoreboards[key], self.env.checkers[key[1]]
+        tlps = (Tlp.unpack(item.data) for item in list(sb.lost_items) + list(sb._expected))
+        return sum(1 for t in tlps if t.type.is_completion and checker.late_ok(t))
+
+    async def answered(self):
+        while any(checker.open for checker in self.env.checkers.values()):
+            await Timer(1, "us")
+
+    def check_transactions(self):
+        """The transactions workload: every read answered once, with the
+        right data or an error; with the completion tracker none left
+        without an answer (a hang)."""
+        problems = []
+        for side, checker in getattr(self.env, "checkers", {}).items():
+            summary = checker.summary()
+            self.logger.info(f"{side}'s reads: {summary}")
+            problems += checker.problems
+            if P["bridge"].get("tracker") and checker.hangs():
+                problems.append(f"{side}: {len(checker.hangs())} reads never answered "
+                                f"(tags {checker.hangs()[:8]}...)")
+        return problems
+
     async def peer_reset(self, dut):
         """At ``peer_reset_us``, B alone is reset for a cycle (the Pair's
         ``b_reset``), between two of its input TLPs (its driver
@@ -228,11 +273,15 @@ class LinkTest(uvm_test):
         restarts = BridgePorts(dut, "a").stats("peer_restarts")
         cut = {"ab": float("inf"), "ba": float("inf")}
         for key, sb in self.env.scoreboards.items():
-            sb.may_lose = lambda item, key=key: item.meta["first_cycle"] < cut[key]
+            late = sb.may_lose or (lambda item: False)      # (the transactions')
+            sb.may_lose = lambda item, key=key, late=late: \
+                item.meta["first_cycle"] < cut[key] or late(item)
         dut.b_reset.value = 1
         await RisingEdge(dut.clk)
         dut.b_reset.value = 0
         cut["ba"] = self.restart["reset_end"] = clock.cycles
+        if self.env.transactions:
+            self.env.checkers["b"].reset()
         if driver is not None:
             driver.held = False
         while BridgePorts(dut, "a").stats("peer_restarts") == restarts:
@@ -344,6 +393,10 @@ class LinkTest(uvm_test):
             "link_up_at_end": {side: not c[side]["link_down"] for side in ("a", "b")},
             "frames_dropped": {side: c[side]["frames_dropped"] for side in ("a", "b")},
             "peer_restarts": {side: c[side]["peer_restarts"] for side in ("a", "b")},
+            "answered_lost_both": {k: self.answered_lost(k) for k in self.env.scoreboards},
+            "transactions": {side: checker.summary() for side, checker in
+                             getattr(self.env, "checkers", {}).items()},
+            "tracker": {side: {k: c[side][k] for k in TRACKER_STATS} for side in ("a", "b")},
         }
 
     def report_phase(self):
@@ -387,6 +440,7 @@ class LinkTest(uvm_test):
                 problems.append(f"{src}->{dst}: the model rejects corrupted frames as "
                                 f"{expected}, the bridge dropped {c[dst]['drops']}")
         problems += self.check_ordering(c)
+        problems += self.check_transactions()
         monitor = self.env.credit_monitors["ab"]
         if P["expect_overrun"] and not monitor.overruns:
             problems.append("credits off and small receive buffers, yet A never sent beyond "

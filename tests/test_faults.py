@@ -22,9 +22,14 @@ def test_the_scenarios_are_the_issues():
     assert [t["scenario"] for t in faults.tasks(quick=True)] == list(faults.QUICK)
 
 
-def raw(timeline_ns, *, lost=0, duplicated=0, corrupted=0, up=True):
+def raw(timeline_ns, *, lost=0, duplicated=0, corrupted=0, up=True, answered=0, errors=0,
+        hangs=0):
     """A bench record with the link events at these times (ns)."""
-    return {"clock_ns": CLOCK,
+    reads = {"reads": 100, "completed": 100 - errors, "errors": errors, "forgotten": 0,
+             "hangs": hangs, "error_latency_max_cycles": 1000 if errors else None,
+             "problems": []}
+    return {"clock_ns": CLOCK, "transactions": {"a": reads, "b": dict(reads, errors=0)},
+            "answered_lost_both": {"ab": 0, "ba": answered}, "tracker": {},
             "timeline": [(round(t / CLOCK), side, what) for t, side, what in timeline_ns],
             "tlps_sent_both": {"a": 300, "b": 300},
             "lost_both": {"ab": lost, "ba": 0}, "duplicated_both": {"ab": duplicated, "ba": 0},
@@ -51,6 +56,11 @@ def test_detect_and_recover_come_from_the_link_events():
     # a cut: detected, never recovered
     cut = faults.summarise("cable cut", raw(events[:4], up=False, lost=40))
     assert cut["detect_ns"] == pytest.approx(15_000) and cut["recover_ns"] is None
+    # a peer reset: the completions of reads answered with UR are not lost
+    reset = faults.summarise("peer reset", raw(events, lost=12, answered=5, errors=7))
+    assert reset["lost"] == 7 and reset["late_completions_dropped"] == 5
+    assert reset["requests_completed_with_error"] == 7 and reset["host_hangs"] == 0
+    assert reset["error_wait_max_ns"] == pytest.approx(1000 * CLOCK)
 
 
 def record(scenario, **figures):
@@ -58,7 +68,9 @@ def record(scenario, **figures):
     base = {"scenario": scenario, "sim": "verilator", "mode": "gbn", "seed": 1,
             "fault_start_ns": start, "fault_end_ns": end, "detect_ns": 15_000.0,
             "recover_ns": 6_000.0, "lost": 0, "duplicated": 0, "corrupted": 0,
-            "link_up_at_end": end is not None, "timeline_ns": []}
+            "link_up_at_end": end is not None, "timeline_ns": [], "reads": 100,
+            "requests_completed_with_error": 0, "error_wait_max_ns": None, "host_hangs": 0,
+            "transaction_problems": [], "late_completions_dropped": 0}
     return {**base, **figures}
 
 
@@ -70,6 +82,11 @@ def record(scenario, **figures):
     (record("peer reset", duplicated=1, lost=30), "nothing duplicated"),
     (record("cable cut", link_up_at_end=True), "the link reported down"),
     (record("silent peer", detect_ns=None), "detected"),
+    (record("cable cut", host_hangs=3), "none left waiting"),
+    (record("peer reset", transaction_problems=["a: tag 3 answered twice"]), "answered once"),
+    (record("flap 100us", requests_completed_with_error=2), "no UR"),
+    (record("cable cut", requests_completed_with_error=5, error_wait_max_ns=1e9),
+     "within the completion timeout"),
 ])
 def test_acceptance_fails_where_the_issue_says(bad, check):
     good = [record(n) for n in ("flap 100us", "peer reset", "cable cut")]
@@ -98,5 +115,8 @@ def test_quick_faults(tmp_path):
     reset = by["peer reset"]
     assert reset["detect_ns"] is not None and reset["recover_ns"] is not None
     assert reset["link_up_at_end"] and not reset["duplicated"] and not reset["corrupted"]
+    # the reads the reset lost were answered with UR, none left waiting
+    assert reset["requests_completed_with_error"] and not reset["host_hangs"]
+    assert by["flap 1us"]["reads"] and not by["flap 1us"]["requests_completed_with_error"]
     assert (tmp_path / "faults.md").read_text().startswith("# Faults (quick)")
     assert (tmp_path / "timeline.png").stat().st_size > 1000

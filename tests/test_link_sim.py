@@ -343,6 +343,74 @@ def test_a_peer_reset_mid_traffic(sim, mode):
                         expect_zero=["b.peer_restarts"])
 
 
+# --- the completion tracker (docs/link-state.md) ------------------------------------
+
+#: ... and the completion tracker: 10-bit tags; at the bench's 100 MHz a
+#: tick is 10.24 us: containment after 20 ticks down (205 us, above the
+#: 100 us flap), the completion timeout 40 ticks (410 us).
+TRACKER = {**LINK_STATE, "tracker": True, "cpl_timeout": 40, "hold_time": 20}
+
+
+def pair_with_tracker(mode="gbn"):
+    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, mode=mode, **TRACKER)
+    return Pair(Bridge(WIDTH, **kw), Bridge(WIDTH, **kw), peer_reset=True)
+
+
+def run_with_tracker(sim, name, mode="gbn", **params):
+    params.setdefault("twin", sim == "verilator")
+    key = f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-trk" + ("-sr" if mode == "sr" else "")
+    return run_cocotb(sim, functools.partial(pair_with_tracker, mode), "pair", MODULE,
+                      build_key=key, testcase="LinkRandomTest", seed=SEED, run_name=name,
+                      params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
+                              "mode": mode, "bridge": TRACKER, "workload": "transactions",
+                              "bidirectional": True, **params})
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_reads_both_ways_are_answered_by_the_peer(sim):
+    """Each side reads from the other and writes to it (the transactions
+    workload): every read is answered once, with the right data, by the
+    peer's completer; the tracker matches every completion and answers
+    none itself."""
+    run_with_tracker(sim, "transactions", count=200, drain_us=3000,
+                     expect_nonzero=["a.tracked", "a.matched", "b.tracked", "b.matched"],
+                     expect_zero=["a.timeouts", "b.timeouts", "a.late_completions",
+                                  "b.late_completions", "a.restart_completions",
+                                  "b.restart_completions", "a.link_down_completions",
+                                  "b.link_down_completions", "a.outstanding",
+                                  "b.outstanding"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_a_peer_reset_answers_every_read(sim):
+    """B alone is reset 20 us in, reads and writes both ways: A's reads
+    that B lost are answered with UR by A's tracker at the restart
+    (``restart_completions``), none twice (a late completion is dropped),
+    none left waiting; B's reads from before its reset are forgotten with
+    it; the link comes back and traffic resumes."""
+    run_with_tracker(sim, "tracker-peer-reset", count=200, drain_us=3000, peer_reset_us=20,
+                     expect_nonzero=["a.peer_restarts", "a.restart_completions",
+                                     "a.link_up_events", "b.matched"],
+                     expect_zero=["a.timeouts", "b.timeouts", "a.link_down_completions",
+                                  "a.outstanding", "b.outstanding"])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_a_cable_cut_for_good_answers_every_read(sim):
+    """The cable is cut 20 us in, for good: both links go DOWN, and after
+    ``hold_time`` (20 ticks, 205 us) each bridge contains: every read
+    outstanding or still to send is answered with UR
+    (``link_down_completions``), posted writes and completions to send are
+    dropped and counted, the ``containment`` status is up; no read is left
+    waiting."""
+    run_with_tracker(sim, "tracker-cut", count=200, drain_us=400,
+                     phy={**NETWORK, "down": [(20_000.0, 1e12)]}, expect_link_down=["a", "b"],
+                     expect_nonzero=["a.link_down_completions", "b.link_down_completions",
+                                     "a.containment", "b.containment", "a.posted_dropped",
+                                     "b.posted_dropped", "a.np_contained", "b.np_contained"],
+                     expect_zero=["a.outstanding", "b.outstanding"])
+
+
 # --- the cycle twin -----------------------------------------------------------
 
 

@@ -252,12 +252,12 @@ class TransmitPath(wiring.Component):
         connect(m, flipped(self.tlp_in), queues.tlp_in)
         # a register slice: the packer's `ready` would otherwise reach the
         # queues' grant (and the FIFO pops it makes)
-        m.submodules.tx_slice = tx_slice = SkidBuffer(queues.tlp_out.payload.shape())
-        connect(m, queues.tlp_out, tx_slice.i)
         if self.tap is None:
+            m.submodules.tx_slice = tx_slice = SkidBuffer(queues.tlp_out.payload.shape())
+            connect(m, queues.tlp_out, tx_slice.i)
             connect(m, tx_slice.o, encap.tlp)
         else:
-            self._tap(m, tx_slice.o, encap.tlp)
+            self._tap(m, queues, encap.tlp)
         connect(m, encap.frame, flipped(self.frame_out))
         connect(m, flipped(self.feedback), replay.feedback)
         m.d.comb += [
@@ -303,16 +303,31 @@ class TransmitPath(wiring.Component):
         self._link(m, replay, framer, advertiser, queues, peer)
         return m
 
-    def _tap(self, m, source, sink):
-        """``source`` → :class:`RequestTap` → a register slice → ``sink``:
-        every non-posted request shown to the completion tracker
-        (``requests``); containment: once the link has been down for
-        ``hold_time`` ticks, ``hold`` (registered) and every TLP dropped at
-        the tap. The slice keeps ``sink``'s ``ready`` off the tracker's
-        ``req_valid``."""
+    def _tap(self, m, queues, sink):
+        """The queues → a register slice → :class:`RequestTap` → a register
+        slice → ``sink``: every non-posted request shown to the completion
+        tracker (``requests``). Containment: once the link has been down
+        for ``hold_time`` ticks, ``hold`` (a register) makes the queues
+        grant without credits and uncharged (``contain``), and the tap drops
+        each TLP the queues marked so (``out_contained``, carried through
+        the first slice beside the beats) and, while ``hold`` lasts, every
+        other at its first beat (granted before: charged, so its credits
+        are refunded to the queues). The second slice keeps ``sink``'s
+        ``ready`` off the tracker's ``req_valid``."""
         m.submodules.request_tap = tap = self.tap
-        m.submodules.tap_slice = tap_slice = SkidBuffer(source.payload.shape())
-        connect(m, source, tap.i)
+        shape = queues.tlp_out.payload.shape()
+        m.submodules.tx_slice = tx_slice = SkidBuffer(
+            data.StructLayout({"beat": shape, "contained": 1}))
+        m.submodules.tap_slice = tap_slice = SkidBuffer(shape)
+        out = queues.tlp_out
+        m.d.comb += [
+            tx_slice.i.valid.eq(out.valid), out.ready.eq(tx_slice.i.ready),
+            tx_slice.i.payload.beat.eq(out.payload),
+            tx_slice.i.payload.contained.eq(queues.out_contained),
+            tap.i.valid.eq(tx_slice.o.valid), tx_slice.o.ready.eq(tap.i.ready),
+            tap.i.payload.eq(tx_slice.o.payload.beat),
+            tap.contain.eq(tx_slice.o.payload.contained),
+        ]
         connect(m, tap.o, tap_slice.i)
         connect(m, tap_slice.o, sink)
         req = self.requests
@@ -329,7 +344,11 @@ class TransmitPath(wiring.Component):
         m.d.comb += [
             req.req_valid.eq(tap.req_valid), req.req_header.eq(tap.req_header),
             tap.req_ready.eq(req.req_ready), req.hold.eq(hold),
-            tap.contain.eq(hold), self.containment.eq(hold),
+            queues.contain.eq(hold), self.containment.eq(hold), tap.drop.eq(hold),
+            # what the tap dropped uncontained (granted before the hold) was
+            # charged: its credits back
+            queues.refund.eq(tap.refund), queues.refund_class.eq(tap.refund_class),
+            queues.refund_data.eq(tap.refund_data),
             *(getattr(self, name).eq(getattr(tap, name)) for name in TAP_COUNTERS),
         ]
 
