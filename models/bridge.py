@@ -486,7 +486,7 @@ class BridgeModel:
         if self.tracker is not None:
             for block in (self.tracker, self.tap, self.gate):
                 block.reset()
-            self.tap_slice, self.out_slice = SkidBuffer(), SkidBuffer()
+            self.in_slice, self.out_slice = SkidBuffer(), SkidBuffer()
             # the hold timer; the merge of the UR completions
             self.div = self.down_ticks = 0
             self.hold = self.second = self.busy = False
@@ -532,10 +532,17 @@ class BridgeModel:
         tx_o = tx_slice.o_payload if tx_slice.o_valid else None
         rx_o = rx_slice.o_payload if rx_slice.o_valid else None
         tx_i_ready, rx_i_ready = tx_slice.i_ready, rx_slice.i_ready
-        # with the tracker: the tap's slice feeds the packer, the receive
-        # queues feed their own slice
-        to_link = self.tap_slice.o_payload if tracking and self.tap_slice.o_valid else \
-            None if tracking else tx_o
+        # with the tracker: tlp_in → a slice → the tap → the transmit queues;
+        # the receive queues → a slice → the gate (the tracker's ports first:
+        # what the tap and the gate offer depends on no ready of the tracker's)
+        if tracking:
+            tap_in = self.in_slice.o_payload if self.in_slice.o_valid else None
+            seen, asked, offer = self._offers(tap_in)
+            to_queues = tap_in if self.tap.outputs(
+                i_beat=tap_in, o_ready=self.tx_queues.outputs().tlp_in_ready,
+                req_ready=seen.req_ready, contain=self.hold).o_valid else None
+        else:
+            to_queues = tlp_in
         rq_ready = self.out_slice.i_ready if tracking else tlp_out_ready
         # the link state's pulses this cycle (a peer restart: the credits)
         shown = None if link.state is None else link.state.outputs()
@@ -548,18 +555,16 @@ class BridgeModel:
         if link.state is not None:
             for name in ("keepalive", "dead", "incarnation"):
                 setattr(link.state, name, cfg[name])
-        ln = link.step(tlp_in=to_link, frame_out_ready=frame_out_ready, frame_in=frame_in,
+        ln = link.step(tlp_in=tx_o, frame_out_ready=frame_out_ready, frame_in=frame_in,
                        tlp_out_ready=rx_i_ready, send_credit=send_credit)
         # the class queues both ways
-        tq = self.tx_queues.step(beat=tlp_in, out_ready=tx_i_ready, credit_limit=peer_limit,
+        tq = self.tx_queues.step(beat=to_queues, out_ready=tx_i_ready, credit_limit=peer_limit,
                                  credits_enable=bool(cfg["credits_enable"]),
-                                 ro_enable=bool(cfg["ro_enable"]), credits_restart=restart,
-                                 contain=tracking and self.hold,
-                                 refund=self.tap.refund if tracking else None)
+                                 ro_enable=bool(cfg["ro_enable"]), credits_restart=restart)
         rq = self.rx_queues.step(beat=_beat(rx_o), out_ready=rq_ready,
                                  ro_enable=bool(cfg["ro_enable"]),
                                  class_enable=0b101 | (cfg["np_accept"] & 1) << 1)
-        tx_in = tlp_in if tlp_in is not None and tq.tlp_in_ready else None
+        tx_in = to_queues if to_queues is not None and tq.tlp_in_ready else None
         tx_out = _beat(tq.tlp_out) if tq.tlp_out is not None and tx_i_ready else None
         rx_in = _beat(rx_o) if rx_o is not None and rq.tlp_in_ready else None
         rx_out = _beat(rq.tlp_out) if rq.tlp_out is not None and rq_ready else None
@@ -572,13 +577,13 @@ class BridgeModel:
                                   irq_clear=order_irq_clear)
         stats = self._stats(ln, tq, to, ro)
         if tracking:
-            tlp_out, tx_o_ready = self._track(stats, tx_o, ln, rq, tlp_out_ready, restart)
+            tlp_out, tlp_in_ready = self._track(stats, seen, asked, offer, tlp_in, tap_in,
+                                                tq.tlp_in_ready, rq, ln, tlp_out_ready,
+                                                restart)
         else:
-            tlp_out, tx_o_ready = _beat(rq.tlp_out), ln.tlp_in_ready
-        # the slices and the credit loop (with the tracker, the transmit
-        # slice carries the queues' containment mark beside each beat)
-        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out if not tracking or tq.tlp_out is None
-                       else (*tq.tlp_out, tq.out_contained), tx_o_ready)
+            tlp_out, tlp_in_ready = _beat(rq.tlp_out), tq.tlp_in_ready
+        # the slices and the credit loop
+        tx_slice.clock(tq.tlp_out is not None, tq.tlp_out, ln.tlp_in_ready)
         rx_slice.clock(ln.tlp_out is not None, ln.tlp_out, rq.tlp_in_ready)
         self.credit_return.step(valid=rx_out is not None, beat=rx_out or (0, 0, 0),
                                 in_valid=rx_in is not None, in_beat=rx_in or (0, 0, 0),
@@ -591,29 +596,33 @@ class BridgeModel:
                        restart=restart)
         self.advertiser.delay, self.advertiser.refresh = cfg["credit_delay"], cfg["credit_refresh"]
         self.advertiser.step(limit, link.sent, link.send_ack)
-        return BridgeOutputs(int(tq.tlp_in_ready), ln.frame_out, tlp_out,
+        return BridgeOutputs(int(tlp_in_ready), ln.frame_out, tlp_out,
                              int(ln.link_down), int(to.irq or ro.irq), stats)
 
-    def _track(self, stats, tx_o, ln, rq, tlp_out_ready, restart):
+    def _offers(self, tap_in):
+        """What the tracker's two ports are offered this cycle, and what the
+        tracker shows with them: (shown, the tap's, the gate's)."""
+        gate_i = self.out_slice.o_payload if self.out_slice.o_valid else None
+        asked = self.tap.outputs(i_beat=tap_in, o_ready=self.tx_queues.outputs().tlp_in_ready,
+                                 contain=self.hold)
+        offer, _ = self.gate.outputs(gate_i)
+        self.tracker.timeout = self.cfg["cpl_timeout"]
+        return self.tracker.outputs(asked.req_valid, offer.cpl_valid), asked, offer
+
+    def _track(self, stats, seen, asked, offer, tlp_in, tap_in, queues_ready, rq, ln,
+               tlp_out_ready, restart):
         """The completion tracker's cycle (``rtl/bridge/paths.py``
         ``TransmitPath._tap``, ``ReceivePath._track``): the request tap
-        between the transmit slice and its own, the gate after the receive
-        queues' slice, the UR completions merged into ``tlp_out``, the hold
-        timer. Fills ``stats``; returns (the ``tlp_out`` beat shown, the
-        transmit slice's ``o.ready``)."""
+        between ``tlp_in``'s slice and the transmit queues, the gate after
+        the receive queues' slice, the UR completions merged into
+        ``tlp_out``, the hold timer. Fills ``stats``; returns (the ``tlp_out``
+        beat shown, ``tlp_in.ready``)."""
         cfg, tracker, tap, gate = self.cfg, self.tracker, self.tap, self.gate
-        tap_slice, out_slice = self.tap_slice, self.out_slice
+        in_slice, out_slice = self.in_slice, self.out_slice
         gate_i = out_slice.o_payload if out_slice.o_valid else None
         hold = self.hold
-        # what the tap and the gate offer the tracker (not depending on its ready)
-        contain = tx_o is not None and bool(tx_o[-1])      # the queues' mark
-        asked = tap.outputs(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, contain=contain,
-                            drop=hold)
-        offer, _ = gate.outputs(gate_i)
         req = header_tlp(asked.req_header) if asked.req_valid else None
         cpl = header_tlp(offer.cpl_header) if offer.cpl_valid else None
-        tracker.timeout = cfg["cpl_timeout"]
-        seen = tracker.outputs(req is not None, cpl is not None)
         # the merge: a UR completion between the gate's TLPs
         gate_o = gate.outputs(gate_i)[0]
         err = self.second or (not self.busy and seen.err_valid)
@@ -630,17 +639,19 @@ class BridgeModel:
         err_ready = tlp_out_ready and err and tlp_out[2]
         tracker.step(req=req, cpl=cpl, err_ready=err_ready, hold=hold, restart=restart)
         gated = gate.step(i_beat=gate_i, cpl_ready=seen.cpl_ready,
-                  verdict=seen.verdict_deliver if seen.verdict_valid else None,
-                  o_ready=tlp_out_ready and not err)
-        tapped = tap.step(i_beat=_beat(tx_o), o_ready=tap_slice.i_ready, req_ready=seen.req_ready,
-                          contain=contain, drop=hold)
+                          verdict=seen.verdict_deliver if seen.verdict_valid else None,
+                          o_ready=tlp_out_ready and not err)
+        tapped = tap.step(i_beat=tap_in, o_ready=queues_ready, req_ready=seen.req_ready,
+                          contain=hold)
         if tlp_out is not None and tlp_out_ready:
             if err:
                 self.second = self.width == 64 and not self.second
             else:
                 self.busy = not tlp_out[2]
         # the slices
-        tap_slice.clock(tapped.o_valid, None if tx_o is None else tx_o[:-1], ln.tlp_in_ready)
+        tlp_in_ready = in_slice.i_ready
+        in_slice.clock(tlp_in is not None, None if tlp_in is None else tuple(tlp_in[:3]),
+                       tapped.i_ready)
         out_slice.clock(rq.tlp_out is not None, _beat(rq.tlp_out), gated.i_ready)
         # the hold timer
         if ln.link_down:
@@ -653,6 +664,5 @@ class BridgeModel:
             self.hold = False
         stats.update({name: getattr(seen, name) for name in TRACKER_COUNTERS},
                      outstanding=seen.outstanding, containment=int(hold),
-                     **dict(zip(_TAP_COUNTERS, (tapped.posted_dropped, tapped.np_contained,
-                                                tapped.cpl_dropped))))
-        return tlp_out, tapped.i_ready
+                     **{name: getattr(tapped, name) for name in _TAP_COUNTERS})
+        return tlp_out, tlp_in_ready

@@ -7,7 +7,6 @@ from collections import namedtuple
 
 from .framing_cycles import SyncFifoBuffered
 from .ordering import OrderFields
-from .queues_cycles import data_credits
 
 __all__ = ["CycleCompletionGate", "GateCycle", "CycleRequestTap", "TapCycle", "header_beats"]
 
@@ -101,7 +100,7 @@ class CycleCompletionGate:
 
 
 TapCycle = namedtuple("TapCycle", "i_ready o_valid req_valid req_header posted_dropped "
-                                  "np_contained cpl_dropped refund")
+                                  "np_contained cpl_dropped")
 
 
 class CycleRequestTap:
@@ -115,15 +114,13 @@ class CycleRequestTap:
         self.index, self.held = 0, [0] * 4
         self.cls, self.dropping = 0, False
         self.counts = [0, 0, 0]         # posted_dropped, np_contained, cpl_dropped
-        self.refund = None              # (class, data credits) refunded this cycle
 
     _header = CycleCompletionGate._header
 
-    def outputs(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False,
-                drop=False):
+    def outputs(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False):
         """What the tap shows in a cycle with these inputs (``req_valid``
         and ``req_header`` do not depend on ``req_ready``)."""
-        return self._outputs(i_beat, o_ready, req_ready, contain or drop)[0]
+        return self._outputs(i_beat, o_ready, req_ready, contain)[0]
 
     def _outputs(self, i_beat, o_ready, req_ready, contain):
         header = self._header(i_beat)
@@ -141,24 +138,19 @@ class CycleRequestTap:
             req_valid=valid and gate and (o_ready or discard),
             req_header=sum(dw << (32 * k) for k, dw in enumerate(header)),
             posted_dropped=self.counts[0], np_contained=self.counts[1],
-            cpl_dropped=self.counts[2], refund=self.refund), \
-            (header, last, first, cls, discard)
+            cpl_dropped=self.counts[2]), (header, last, first, cls, discard)
 
-    def step(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False, drop=False):
-        """One cycle; returns the :class:`TapCycle` shown before the edge
-        (``refund``: None, or the class and data credits given back)."""
+    def step(self, *, i_beat=None, o_ready=False, req_ready=False, contain=False):
+        """One cycle; returns the :class:`TapCycle` shown before the edge."""
         shown, (header, last, first, cls, discard) = self._outputs(i_beat, o_ready, req_ready,
-                                                                   contain or drop)
-        taken = i_beat is not None and shown.i_ready
-        self.refund = (cls, data_credits(header[0])) if taken and first and drop and \
-            not contain else None
-        if taken:
+                                                                   contain)
+        if i_beat is not None and shown.i_ready:
             dws = self.width // 32
             for k in range(4):
                 if k // dws < self.H and self.index == k // dws:
                     self.held[k] = header[k]
             if first:
-                self.cls, self.dropping = cls, bool(contain or drop)
+                self.cls, self.dropping = cls, bool(contain)
             if last and discard:
                 self.counts[cls] = (self.counts[cls] + 1) & 0xFFFFFFFF
             if last:

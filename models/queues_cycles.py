@@ -107,8 +107,7 @@ class _Room:
 #: it), ``np_room``, and the counters ``credits_consumed`` (per class
 #: ``(hdr, data)``), ``credit_stall_cycles`` and ``tlps_sent`` (per class).
 QueuesCycle = namedtuple("QueuesCycle", "tlp_in_ready tlp_out out_posted out_cpls np_room "
-                                        "credits_consumed credit_stall_cycles tlps_sent "
-                                        "out_contained")
+                                        "credits_consumed credit_stall_cycles tlps_sent")
 
 
 class CycleClassQueues:
@@ -164,7 +163,6 @@ class CycleClassQueues:
         self.older = {(0, 1): False, (0, 2): False, (1, 2): False}
         self.busy, self.cur, self.left, self.last_q = False, 0, 0, False
         self.cur_stamp = self.cur_posted = self.cur_cpls = 0
-        self.contain_q = self.cur_contained = False
         # counters
         self.consumed = [[0, 0] for _ in range(3)]
         self.stall = [0, 0, 0]
@@ -201,16 +199,13 @@ class CycleClassQueues:
         return QueuesCycle(not self.r_valid or self._room_in(), tlp_out, self.cur_posted,
                            self.cur_cpls, self._np_room(),
                            [tuple(c) for c in self.consumed], list(self.stall),
-                           list(self.tlps_sent), self.cur_contained)
+                           list(self.tlps_sent))
 
     def step(self, *, beat=None, out_ready=False, credit_limit=((0, 0),) * 3,
-             credits_enable=False, ro_enable=True, class_enable=0b111, credits_restart=False,
-             contain=False, refund=None):
+             credits_enable=False, ro_enable=True, class_enable=0b111, credits_restart=False):
         """One clock cycle; returns the :class:`QueuesCycle` shown before the edge.
         ``credits_restart``: the peer restarted (nothing consumed; no credit
-        until its limits come). ``contain``: containment (a grant in the
-        next cycle neither checked nor charged; ``out_contained``);
-        ``refund``: None, or (class, data credits) given back."""
+        until its limits come)."""
         shown = self.outputs()
         mask_s = (1 << self.stamp_bits) - 1
         heads = [d.r_data for d in self.descs]
@@ -290,7 +285,7 @@ class CycleClassQueues:
             idle = hdr1 and self._room(avail_d, self.max_credits, DATA_BITS)
             nxt = self._room(avail_h, 2, HDR_BITS) and \
                 self._room(avail_d, head.data_credits + self.max_credits, DATA_BITS)
-            credit_ok.append(not credits_enable or contain or (nxt if r_en[k] else
+            credit_ok.append(not credits_enable or (nxt if r_en[k] else
                                                     (stable if d.r_rdy else idle))
                              and not credits_restart)
             free_next = nexts[k].free if loads[k] else head.free
@@ -310,11 +305,9 @@ class CycleClassQueues:
         cur = self.cur
         if granted:
             h = heads[pick]
-            if not self.contain_q:
-                c = self.consumed[pick]
-                c[0], c[1] = (c[0] + 1) & 0xFF, (c[1] + h.data_credits) & 0xFFFF
-                self.tlps_sent[pick] = (self.tlps_sent[pick] + 1) & 0xFFFFFFFF
-            self.cur_contained = self.contain_q
+            c = self.consumed[pick]
+            c[0], c[1] = (c[0] + 1) & 0xFF, (c[1] + h.data_credits) & 0xFFFF
+            self.tlps_sent[pick] = (self.tlps_sent[pick] + 1) & 0xFFFFFFFF
             self.cur, self.busy, self.left, self.last_q = pick, True, h.beats, h.one
             self.cur_stamp = self.cur_posted = h.stamp
             self.cur_cpls = h.cpls
@@ -322,12 +315,8 @@ class CycleClassQueues:
             if self.last_q:
                 self.busy = False
             self.left, self.last_q = self.left - 1, self.left == 2
-        if refund is not None:
-            c = self.consumed[refund[0]]
-            c[0], c[1] = (c[0] - 1) & 0xFF, (c[1] - refund[1]) & 0xFFFF
         if credits_restart:
             self.consumed = [[0, 0] for _ in range(3)]
-        self.contain_q = bool(contain)
         for k in range(3):
             w_beat = move and self.r_cls == k
             w_desc = w_beat and r_last

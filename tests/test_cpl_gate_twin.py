@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from tlpoe.models.queues_cycles import data_credits, tlp_class
 from tlpoe.models.cpl_gate_cycles import CycleCompletionGate, CycleRequestTap, header_beats
 from tlpoe.models.tlp import OrderingClass, Tlp
 from tlpoe.rtl.queues.cpl_gate import CompletionGate, RequestTap
@@ -167,14 +166,10 @@ def run_tap(width, seed, cycles, break_model=None):
 
     async def bench(ctx):
         source = [(k, b) for k, t in enumerate(tlps) for b in beats_of(t, width)]
-        contain = drop = False
-        got = None
-        seen["refunds"], seen["to_refund"], started = [], [], set()
+        contain, got = False, None
         for cycle in range(cycles):
             if rng.random() < 0.01:
                 contain = not contain
-            if rng.random() < 0.01:
-                drop = not drop
             item = source[0] if source and rng.random() < 0.8 else None
             beat = item[1] if item else None
             o_ready, req_ready = rng.random() < 0.8, rng.random() < 0.6
@@ -184,34 +179,20 @@ def run_tap(width, seed, cycles, break_model=None):
             ctx.set(dut.o.ready, o_ready)
             ctx.set(dut.req_ready, req_ready)
             ctx.set(dut.contain, contain)
-            ctx.set(dut.drop, drop)
             got = {name: ctx.get(getattr(dut, name)) for name in
                    ("req_valid", "posted_dropped", "np_contained", "cpl_dropped")}
-            got["refund"] = (ctx.get(dut.refund_class), ctx.get(dut.refund_data)) \
-                if ctx.get(dut.refund) else None
             got.update(i_ready=ctx.get(dut.i.ready), o_valid=ctx.get(dut.o.valid))
             if got["req_valid"]:
                 got["req_header"] = ctx.get(dut.req_header)
             shown = model.step(i_beat=beat, o_ready=o_ready, req_ready=req_ready,
-                               contain=contain, drop=drop)
-            want = {k: int(v) for k, v in shown._asdict().items()
-                    if k not in ("req_header", "refund")}
-            want["refund"] = shown.refund
+                               contain=contain)
+            want = {k: int(v) for k, v in shown._asdict().items() if k != "req_header"}
             if shown.req_valid:
                 want["req_header"] = shown.req_header
             assert_same(got, want, f"width {width}, seed {seed}, cycle {cycle}")
             if got["req_valid"] and req_ready:
                 seen["offers"].append((item[0], got["req_header"]))
-            if got["refund"]:
-                seen["refunds"].append(got["refund"])
             if beat is not None and got["i_ready"]:
-                if item[0] not in started:      # a first beat: refunded if `drop` alone
-                    started.add(item[0])
-                    if drop and not contain:
-                        head = tlps[item[0]]
-                        seen["to_refund"].append((tlp_class(head)[0],
-                                                  data_credits(int.from_bytes(head[:4],
-                                                                              "little"))))
                 source.pop(0)
                 (seen["out"] if got["o_valid"] else seen["discarded"]).append((item[0], beat))
             await ctx.tick()
@@ -246,11 +227,6 @@ def test_the_tap_and_its_twin_agree_offer_each_request_once_and_contain(width):
                           OrderingClass.COMPLETION)]
     c = seen["counters"]
     assert [c["posted_dropped"], c["np_contained"], c["cpl_dropped"]] == by_class
-    # the TLPs dropped by `drop` alone were refunded, their class and data
-    # credits (a refund shows the cycle after the first beat)
-    refunds, due = seen["refunds"], seen["to_refund"]
-    assert refunds and any(credits for _, credits in refunds)
-    assert due[:len(refunds)] == refunds and len(due) - len(refunds) <= 1
 
 
 def test_a_tap_twin_that_offers_posted_requests_fails():

@@ -346,9 +346,9 @@ def test_a_peer_reset_mid_traffic(sim, mode):
 # --- the completion tracker (docs/link-state.md) ------------------------------------
 
 #: ... and the completion tracker: 10-bit tags; at the bench's 100 MHz a
-#: tick is 10.24 us: containment after 20 ticks down (205 us, above the
-#: 100 us flap), the completion timeout 40 ticks (410 us).
-TRACKER = {**LINK_STATE, "tracker": True, "cpl_timeout": 40, "hold_time": 20}
+#: tick is 10.24 us: containment after 5 ticks down (51 us), the
+#: completion timeout 20 ticks (205 us).
+TRACKER = {**LINK_STATE, "tracker": True, "cpl_timeout": 20, "hold_time": 5}
 
 
 def pair_with_tracker(mode="gbn"):
@@ -398,12 +398,12 @@ def test_a_peer_reset_answers_every_read(sim):
 @pytest.mark.parametrize("sim", SIMS)
 def test_a_cable_cut_for_good_answers_every_read(sim):
     """The cable is cut 20 us in, for good: both links go DOWN, and after
-    ``hold_time`` (20 ticks, 205 us) each bridge contains: every read
+    ``hold_time`` (5 ticks, 51 us) each bridge contains: every read
     outstanding or still to send is answered with UR
     (``link_down_completions``), posted writes and completions to send are
-    dropped and counted, the ``containment`` status is up; no read is left
-    waiting."""
-    run_with_tracker(sim, "tracker-cut", count=200, drain_us=400,
+    dropped and counted (those granted before the hold too, their credits
+    refunded), the ``containment`` status is up; no read is left waiting."""
+    run_with_tracker(sim, "tracker-cut", count=200, drain_us=150,
                      phy={**NETWORK, "down": [(20_000.0, 1e12)]}, expect_link_down=["a", "b"],
                      expect_nonzero=["a.link_down_completions", "b.link_down_completions",
                                      "a.containment", "b.containment", "a.posted_dropped",

@@ -35,12 +35,10 @@ class QueueStimulus:
     configuration, in phases; from the past only (the model's counters
     before the step are the RTL's)."""
 
-    def __init__(self, rng, width, model, restarts=False, contains=False):
+    def __init__(self, rng, width, model, restarts=False):
         self.rng, self.width, self.model = rng, width, model
         self.restarts = restarts        # the peer restarts now and then: its limits 0
         self.restarted = 0              # ... with something consumed
-        self.contains, self.contained = contains, False
-        self.contained_out = 0          # contained TLPs that left
         self.np_rng = np.random.default_rng(rng.getrandbits(32))
         self.beats = []
         self.limit = [[0, 0] for _ in range(3)]
@@ -65,12 +63,6 @@ class QueueStimulus:
                       credit_limit=[tuple(x) for x in self.limit],
                       credits_enable=self.phase["credits"], ro_enable=self.phase["ro"],
                       class_enable=self.phase["enable"])
-        if self.contains:           # containment in spells of 30 cycles or so
-            if rng.random() < (0.03 if self.contained else 0.005):
-                self.contained = not self.contained
-            inputs["contain"] = self.contained
-            if rng.random() < 0.02:     # a TLP dropped after the queues: its credits back
-                inputs["refund"] = (rng.randrange(3), rng.choice((0, 1, 8, 256)))
         if self.restarts:
             inputs["credits_restart"] = restart = rng.random() < 0.01
             if restart:             # PeerCredits' limits go to 0 a cycle later
@@ -81,9 +73,6 @@ class QueueStimulus:
     def after(self, inputs, step):
         if inputs["beat"] is not None and step.tlp_in_ready:
             self.beats.pop(0)
-        out = step.tlp_out
-        if out is not None and inputs["out_ready"] and out[2] and step.out_contained:
-            self.contained_out += 1
 
 
 def drive(ctx, dut, inputs):
@@ -99,20 +88,13 @@ def drive(ctx, dut, inputs):
     ctx.set(dut.ro_enable, inputs["ro_enable"])
     ctx.set(dut.class_enable, inputs["class_enable"])
     ctx.set(dut.credits_restart, inputs.get("credits_restart", False))
-    ctx.set(dut.contain, inputs.get("contain", False))
-    refund = inputs.get("refund")
-    ctx.set(dut.refund, refund is not None)
-    if refund is not None:
-        ctx.set(dut.refund_class, refund[0])
-        ctx.set(dut.refund_data, refund[1])
 
 
 def observe(ctx, dut):
     out = None
     if ctx.get(dut.tlp_out.valid):
         p = ctx.get(dut.tlp_out.payload)
-        out = (p.data, p.keep, p.last, p.stamp, ctx.get(dut.out_posted), ctx.get(dut.out_cpls),
-               ctx.get(dut.out_contained))
+        out = (p.data, p.keep, p.last, p.stamp, ctx.get(dut.out_posted), ctx.get(dut.out_cpls))
     consumed = [(ctx.get(dut.credits_consumed[k].hdr), ctx.get(dut.credits_consumed[k].data))
                 for k in range(3)]
     return dict(tlp_in_ready=ctx.get(dut.tlp_in.ready), tlp_out=out,
@@ -123,15 +105,14 @@ def observe(ctx, dut):
 
 def predict(model, inputs):
     step = model.step(**inputs)
-    out = None if step.tlp_out is None else (*step.tlp_out, step.out_posted, step.out_cpls,
-                                             int(step.out_contained))
+    out = None if step.tlp_out is None else (*step.tlp_out, step.out_posted, step.out_cpls)
     return dict(tlp_in_ready=int(step.tlp_in_ready), tlp_out=out, np_room=int(step.np_room),
                 credits_consumed=step.credits_consumed,
                 credit_stall_cycles=step.credit_stall_cycles, tlps_sent=step.tlps_sent), step
 
 
 def run_queues_twin(width, seed, cycles, *, depth=None, tlps=None, break_model=None,
-                    reorder_illegally=False, restarts=False, contains=False):
+                    reorder_illegally=False, restarts=False):
     rng = random.Random(seed)
     depth = depth or 2 * -(-(16 + 128 + 4) * 8 // width) + rng.randint(0, 8)
     tlps = tlps or rng.choice((2, 4, 16))
@@ -142,7 +123,7 @@ def run_queues_twin(width, seed, cycles, *, depth=None, tlps=None, break_model=N
                              reorder_illegally=reorder_illegally)
     if break_model:
         break_model(model)
-    stim = QueueStimulus(rng, width, model, restarts, contains)
+    stim = QueueStimulus(rng, width, model, restarts)
 
     async def bench(ctx):
         for cycle in range(cycles):
@@ -156,7 +137,7 @@ def run_queues_twin(width, seed, cycles, *, depth=None, tlps=None, break_model=N
             await ctx.tick()
 
     simulate(dut, bench)
-    model.restarted, model.contained_out = stim.restarted, stim.contained_out
+    model.restarted = stim.restarted
     return model
 
 
@@ -181,19 +162,6 @@ def test_class_queues_twin_agrees_when_the_peer_restarts(width):
         restarted += model.restarted
         sent += sum(model.tlps_sent)
     assert restarted >= 3 and sent > 30
-
-
-@pytest.mark.parametrize("width", [64, 512])
-def test_class_queues_twin_agrees_under_containment(width):
-    """``contain`` in spells, with the credits tight: grants without the
-    credit check, neither charged nor counted, ``out_contained`` beside
-    them, and ``refund`` pulses (credits given back), every cycle equal;
-    contained TLPs did leave."""
-    contained = 0
-    for seed in range(2):
-        model = run_queues_twin(width, 40 + seed, 2000, contains=True)
-        contained += model.contained_out
-    assert contained > 10
 
 
 def test_class_queues_twin_agrees_when_reordering_illegally():

@@ -190,7 +190,7 @@ class TransmitPath(wiring.Component):
             else None
         if tracker and (type(hold_time) is not int or not 0 <= hold_time < 2 ** 16):
             raise ValueError(f"hold_time must be 0..2**16-1 ticks, not {hold_time!r}")
-        self.tap = RequestTap(width, stamp_bits=self.queues.stamp_bits) if tracker else None
+        self.tap = RequestTap(width) if tracker else None
         tracking = {} if not tracker else {
             "requests": Out(TrackerPort()),
             "hold_time": In(16, init=hold_time),
@@ -249,15 +249,15 @@ class TransmitPath(wiring.Component):
 
         # the encapsulator (packer, the replay buffer as its store, framer);
         # the replay buffer's and the framer's link ports are wired here
-        connect(m, flipped(self.tlp_in), queues.tlp_in)
+        if self.tap is None:
+            connect(m, flipped(self.tlp_in), queues.tlp_in)
+        else:
+            self._tap(m, queues)
         # a register slice: the packer's `ready` would otherwise reach the
         # queues' grant (and the FIFO pops it makes)
-        if self.tap is None:
-            m.submodules.tx_slice = tx_slice = SkidBuffer(queues.tlp_out.payload.shape())
-            connect(m, queues.tlp_out, tx_slice.i)
-            connect(m, tx_slice.o, encap.tlp)
-        else:
-            self._tap(m, queues, encap.tlp)
+        m.submodules.tx_slice = tx_slice = SkidBuffer(queues.tlp_out.payload.shape())
+        connect(m, queues.tlp_out, tx_slice.i)
+        connect(m, tx_slice.o, encap.tlp)
         connect(m, encap.frame, flipped(self.frame_out))
         connect(m, flipped(self.feedback), replay.feedback)
         m.d.comb += [
@@ -303,33 +303,23 @@ class TransmitPath(wiring.Component):
         self._link(m, replay, framer, advertiser, queues, peer)
         return m
 
-    def _tap(self, m, queues, sink):
-        """The queues → a register slice → :class:`RequestTap` → a register
-        slice → ``sink``: every non-posted request shown to the completion
-        tracker (``requests``). Containment: once the link has been down
-        for ``hold_time`` ticks, ``hold`` (a register) makes the queues
-        grant without credits and uncharged (``contain``), and the tap drops
-        each TLP the queues marked so (``out_contained``, carried through
-        the first slice beside the beats) and, while ``hold`` lasts, every
-        other at its first beat (granted before: charged, so its credits
-        are refunded to the queues). The second slice keeps ``sink``'s
-        ``ready`` off the tracker's ``req_valid``."""
+    def _tap(self, m, queues):
+        """``tlp_in`` → a register slice → :class:`RequestTap` → the class
+        queues: every non-posted request shown to the completion tracker
+        (``requests``) as it enters the bridge, so that a request held
+        anywhere inside (the queues, the packer, the replay buffer) is
+        answered when the link fails. Containment: once the link has been
+        down for ``hold_time`` ticks, ``hold`` (a register) and every TLP
+        that arrives dropped whole at the tap (a request still tracked, and
+        answered with UR): ``tlp_in`` never stops, and what the peer never
+        receives never uses its credits. What the bridge held already waits
+        for the link (delivered if it comes back). The slice keeps the
+        tracker's ``req_ready`` off ``tlp_in.ready``."""
         m.submodules.request_tap = tap = self.tap
-        shape = queues.tlp_out.payload.shape()
-        m.submodules.tx_slice = tx_slice = SkidBuffer(
-            data.StructLayout({"beat": shape, "contained": 1}))
-        m.submodules.tap_slice = tap_slice = SkidBuffer(shape)
-        out = queues.tlp_out
-        m.d.comb += [
-            tx_slice.i.valid.eq(out.valid), out.ready.eq(tx_slice.i.ready),
-            tx_slice.i.payload.beat.eq(out.payload),
-            tx_slice.i.payload.contained.eq(queues.out_contained),
-            tap.i.valid.eq(tx_slice.o.valid), tx_slice.o.ready.eq(tap.i.ready),
-            tap.i.payload.eq(tx_slice.o.payload.beat),
-            tap.contain.eq(tx_slice.o.payload.contained),
-        ]
-        connect(m, tap.o, tap_slice.i)
-        connect(m, tap_slice.o, sink)
+        m.submodules.in_slice = in_slice = SkidBuffer(self.tlp_in.payload.shape())
+        connect(m, flipped(self.tlp_in), in_slice.i)
+        connect(m, in_slice.o, tap.i)
+        connect(m, tap.o, queues.tlp_in)
         req = self.requests
         # the hold timer: ticks of HOLD_TICK cycles counted while the link is down
         div = Signal(range(HOLD_TICK))
@@ -344,11 +334,7 @@ class TransmitPath(wiring.Component):
         m.d.comb += [
             req.req_valid.eq(tap.req_valid), req.req_header.eq(tap.req_header),
             tap.req_ready.eq(req.req_ready), req.hold.eq(hold),
-            queues.contain.eq(hold), self.containment.eq(hold), tap.drop.eq(hold),
-            # what the tap dropped uncontained (granted before the hold) was
-            # charged: its credits back
-            queues.refund.eq(tap.refund), queues.refund_class.eq(tap.refund_class),
-            queues.refund_data.eq(tap.refund_data),
+            tap.contain.eq(hold), self.containment.eq(hold),
             *(getattr(self, name).eq(getattr(tap, name)) for name in TAP_COUNTERS),
         ]
 

@@ -138,15 +138,6 @@ class ClassQueues(wiring.Component):
       yet), it assumes a TLP of ``max_credits`` data credits (the largest
       the source sends), which can hold a head for one cycle when the
       credits are nearly used up.
-    * **Containment** (``contain``, the link down for its hold time): a
-      TLP granted in a cycle after one with ``contain`` high is granted
-      without the credit check, not charged to ``credits_consumed`` nor
-      counted in ``tlps_sent``, and ``out_contained`` is high beside its
-      beats: it is to be dropped after the queues (the bridge's request
-      tap), so the credits stay the peer's. ``refund`` (a pulse, with
-      ``refund_class`` and ``refund_data``): a TLP charged and then dropped
-      after the queues (granted before containment began): one header
-      credit and its data credits taken off ``credits_consumed``.
     * ``tlp_out`` carries each TLP's stamp in its payload (``stamp``, on the
       first beat: for the packer's prefix and an
       :class:`~tlpoe.rtl.queues.order_check.OrderChecker`). With
@@ -213,12 +204,6 @@ class ClassQueues(wiring.Component):
             "credits_enable": In(1),
             "credit_limit": In(data.ArrayLayout(CreditLimit(), 3)),
             "credits_restart": In(1),       # the peer restarted: nothing consumed
-            # containment: TLPs granted uncharged and without the credit check,
-            # to be dropped after the queues (out_contained beside them)
-            "contain": In(1),
-            "out_contained": Out(1),
-            # credits of a TLP dropped after the queues, given back
-            "refund": In(1), "refund_class": In(2), "refund_data": In(9),
             "credits_consumed": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credit_stall_cycles": Out(data.ArrayLayout(32, 3)),
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
@@ -444,7 +429,7 @@ class ClassQueues(wiring.Component):
             credit_ok = Signal(name=f"credit_ok_{CLASSES[k]}")
             # (a credits restart: none until the peer's limits come, which
             # the check a cycle ahead has not seen yet)
-            m.d.sync += credit_ok.eq(~self.credits_enable | self.contain |
+            m.d.sync += credit_ok.eq(~self.credits_enable |
                                      Mux(now, unknown_next,
                                          Mux(descs[k].r_rdy, stable, unknown_idle)) &
                                      ~self.credits_restart)
@@ -512,10 +497,6 @@ class ClassQueues(wiring.Component):
         # last beat leaves, so TLPs still follow each other without a gap.
         busy = Signal()                     # a granted TLP of class `cur` is not out yet
         cur = Signal(2)
-        # `contain` of the cycle before: the credit check of a grant now was
-        # worked out with it (registered), so is the grant's charge
-        contain_q = Signal()
-        m.d.sync += contain_q.eq(self.contain)
         cur_stamp = Signal(self.stamp_bits)
         cur_posted = Signal(self.stamp_bits)
         cur_cpls = Signal(self.stamp_bits)
@@ -556,19 +537,13 @@ class ClassQueues(wiring.Component):
                 b.r_en.eq(out.ready & serving[k] & b.r_rdy),
                 d.r_en.eq(granted & (pick == k)),
             ]
-            charge = Signal(name=f"charge_{CLASSES[k]}")
-            give_back = Signal(name=f"refund_{CLASSES[k]}")
-            m.d.comb += [charge.eq(granted & (pick == k) & ~contain_q),
-                         give_back.eq(self.refund & (self.refund_class == k))]
-            consumed = self.credits_consumed[k]
-            with m.If(charge | give_back):
+            with m.If(granted & (pick == k)):
+                consumed = self.credits_consumed[k]
                 m.d.sync += [
-                    consumed.hdr.eq(consumed.hdr + charge - give_back),
-                    consumed.data.eq(consumed.data + Mux(charge, heads[k].data_credits, 0)
-                                     - Mux(give_back, self.refund_data, 0)),
+                    consumed.hdr.eq(consumed.hdr + 1),
+                    consumed.data.eq(consumed.data + heads[k].data_credits),
+                    self.tlps_sent[k].eq(self.tlps_sent[k] + 1),
                 ]
-            with m.If(charge):
-                m.d.sync += self.tlps_sent[k].eq(self.tlps_sent[k] + 1)
         # The peer restarted: what it had consumed is forgotten (a TLP
         # granted now, or granted before and not yet framed, reaches the new
         # peer uncharged: at most a frame's worth, which its receive path's
@@ -577,7 +552,6 @@ class ClassQueues(wiring.Component):
             m.d.sync += self.credits_consumed.eq(0)
         with m.If(granted):
             m.d.sync += [turn.eq(Mux(pick == 2, 0, pick + 1)), cur.eq(pick),
-                         self.out_contained.eq(contain_q),
                          cur_stamp.eq(pick_stamp), cur_posted.eq(pick_posted), cur_cpls.eq(pick_cpls),
                          busy.eq(1), serving.eq(1 << pick),
                          left.eq(pick_beats),

@@ -149,15 +149,11 @@ class RequestTap(wiring.Component):
     and completions pass untouched (the tracker ignores them: they need no
     table cycle).
 
-    Containment: a TLP whose first beat passes while ``contain`` (the
-    class queues' mark: granted uncharged under containment) or ``drop``
-    (the link down for the hold time now) is high is taken from ``i`` and
-    not sent: a posted one counted in ``posted_dropped``, a non-posted one
-    still offered to the tracker (which then answers it with UR) and
-    counted in ``np_contained``; completions counted in ``cpl_dropped``.
-    One dropped by ``drop`` alone was charged to the peer's credits: the
-    cycle after its first beat, ``refund`` (a pulse) gives its class
-    (``refund_class``) and data credits (``refund_data``) back.
+    Containment: a TLP whose first beat passes while ``contain`` is high
+    (the link down for the hold time) is taken from ``i`` and not sent:
+    a posted one counted in ``posted_dropped``, a non-posted one still
+    offered to the tracker (which then answers it with UR) and counted in
+    ``np_contained``; completions counted in ``cpl_dropped``.
 
     ``o.ready`` reaches ``req_valid`` combinationally: put a register
     slice after ``o``."""
@@ -168,8 +164,7 @@ class RequestTap(wiring.Component):
         super().__init__({
             "i": In(tlp_stream(width, stamp_bits)), "o": Out(tlp_stream(width, stamp_bits)),
             "req_valid": Out(1), "req_ready": In(1), "req_header": Out(128),
-            "contain": In(1), "drop": In(1),
-            "refund": Out(1), "refund_class": Out(2), "refund_data": Out(9),
+            "contain": In(1),
             "posted_dropped": Out(32), "np_contained": Out(32), "cpl_dropped": Out(32),
         })
 
@@ -182,7 +177,7 @@ class RequestTap(wiring.Component):
         m.d.comb += cls_now.eq(TlpHeader(Cat(*here)).cls)
         cls, dropping = Signal(2), Signal()     # the TLP under way's, from its first beat
         this_cls = Mux(first, cls_now, cls)
-        discard = Mux(first, self.contain | self.drop, dropping)
+        discard = Mux(first, self.contain, dropping)
         tracked = this_cls == NP
         gate = completes & tracked               # this beat waits for the tracker
         m.d.comb += [
@@ -193,14 +188,10 @@ class RequestTap(wiring.Component):
             self.i.ready.eq((self.o.ready | discard) & (~gate | self.req_ready)),
         ]
         taken = self.i.valid & self.i.ready
-        m.d.sync += self.refund.eq(taken & first & self.drop & ~self.contain)
-        with m.If(taken & first):
-            m.d.sync += [self.refund_class.eq(cls_now),
-                         self.refund_data.eq(TlpHeader(Cat(*here)).data_credits)]
         with m.If(taken):
             _advance(m, index, here, self.i.payload.last, W, H)
             with m.If(first):
-                m.d.sync += [cls.eq(cls_now), dropping.eq(self.contain | self.drop)]
+                m.d.sync += [cls.eq(cls_now), dropping.eq(self.contain)]
             with m.If(self.i.payload.last & discard):
                 with m.Switch(this_cls):
                     with m.Case(P):
