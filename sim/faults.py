@@ -258,8 +258,8 @@ def markdown(records, checks, quick):
              f"reads, each side answering the other's reads); the fault starts "
              f"{START_NS / 1000:g} us in. Times in us.", "",
              "| scenario | sim | mode | detect | recover | lost | duplicated | corrupted | "
-             "up at end | reads | answered UR | longest wait for a UR | late completions "
-             "dropped | hangs |",
+             "up at end | reads | answered UR | longest wait for a UR | completions not "
+             "needed | hangs |",
              "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in records:
         lines.append(f"| {r['scenario']} | {r['sim']} | {r['mode']} | {_us(r['detect_ns'])} | "
@@ -268,8 +268,10 @@ def markdown(records, checks, quick):
                      f"{r['reads']} | {r['requests_completed_with_error']} | "
                      f"{_us(r['error_wait_max_ns'])} | {r['late_completions_dropped']} | "
                      f"{r['host_hangs']} |")
-    lines += ["", "Lost: TLPs that never arrived, besides the completions of reads already "
-              "answered with UR (dropped as late by the requester's bridge, counted apart). "
+    lines += ["", "Lost: TLPs that never arrived, besides the completions no longer needed "
+              "(of reads already answered with UR, or forgotten with a reset requester: "
+              "dropped as late by the requester's bridge, or lost with the peer; counted "
+              "apart). "
               "After a peer reset they are what the peer held (its own reads from before its "
               "reset are forgotten with it: not hangs); after a cut, what could not be sent "
               "(posted ones counted in `posted_dropped` once contained).", "",
