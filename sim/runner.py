@@ -17,7 +17,9 @@ simulation test goes through::
   (``+cov`` / ``+waves`` appended for coverage or wave builds), under a file
   lock (exclusive while building, shared while simulating), so pytest-xdist
   workers share builds safely. A build is skipped when the stamp (hash of the
-  Verilog text and every build option) is unchanged.
+  Verilog text and every build option) is unchanged. Verilator's runtime
+  objects, the same in every build, are compiled once
+  (:mod:`tlpoe.sim.objcache`, in ``build/sim/objcache``).
 * Every run gets its own directory ``<build dir>/runs/<run name>`` holding
   ``results.xml``, ``sim.log`` and, when asked, ``coverage.dat`` or waves.
 * Testbench parameters travel as one JSON blob in ``TLPOE_TB_PARAMS``
@@ -323,11 +325,14 @@ OPT_SLOW = "OPT_SLOW=-O0"
 #: Python side, run as fast (the quick BER points: 25 s / 5 s / 3 s / 3 s at
 #: both levels; -O0 compiles in 17 s but simulates 2-3 times slower).
 OPT_FAST = "OPT_FAST=-O1"
+#: Verilator's runtime (about 7 s of one core in every build) compiled once
+#: for all builds (:mod:`tlpoe.sim.objcache`).
+OBJCACHE = f"OBJCACHE={Path(__file__).resolve().parent / 'objcache.py'}"
 
 
 def _fix_wheel_pch_rule():
     flags = os.environ.get("MAKEFLAGS", "")
-    for fix in (PCH_FIX, OPT_SLOW, OPT_FAST):
+    for fix in (PCH_FIX, OPT_SLOW, OPT_FAST, OBJCACHE):
         if fix not in flags:
             flags = f"{flags} {fix}".strip()
     os.environ["MAKEFLAGS"] = flags
