@@ -8,9 +8,9 @@ once, keeps the object and its ``.d`` in ``build/sim/objcache/<key>/`` and
 copies them into every later build; any other command runs as given.
 
 Make calls it as ``$(OBJCACHE) $(CXX) <flags> -c -o <object> <source>``. The
-key hashes that command, the source's text and ``verilated_config.h`` (the
-Verilator version), so a build with other flags (coverage, waves) gets its
-own objects."""
+key hashes that command (the object's folder aside), the source's text and
+``verilated_config.h`` (the Verilator version), so a build with other flags
+(coverage, waves) gets its own objects."""
 
 import hashlib
 import json
@@ -32,7 +32,8 @@ def cache_key(cmd):
     config = source.parent / "verilated_config.h"
     if source.name not in RUNTIME or not source.is_file() or not config.is_file():
         return None
-    h = hashlib.sha256(json.dumps(cmd).encode())
+    at = cmd.index("-o") + 1                    # the object's folder aside
+    h = hashlib.sha256(json.dumps(cmd[:at] + [Path(cmd[at]).name] + cmd[at + 1:]).encode())
     h.update(source.read_bytes())
     h.update(config.read_bytes())
     return h.hexdigest()[:32]
