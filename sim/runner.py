@@ -7,15 +7,19 @@ simulation test goes through::
                          "tlpoe.tb.test_stream_fifo", build_key="fifo-w64",
                          params={"count": 300})
 
-* The design is a factory returning an Amaranth component (elaborated once
-  per process and build key, or not at all when an earlier process wrote its
-  Verilog from the same project sources) or Verilog file(s). The Verilog
-  file is rewritten only when its text changed.
+* The design is a factory returning an Amaranth component or Verilog
+  file(s). A component is elaborated once per build key for both
+  simulators and every process (pytest-xdist workers, report pools), under
+  a lock, into ``build/sim/verilog/<build_key>/``, and not at all when an
+  earlier process wrote it from the same project sources. The Verilog file
+  of a build is rewritten only when its text changed.
 * Each ``(sim, build_key)`` is built once, in ``build/sim/<sim>/<build_key>``
   (``+cov`` / ``+waves`` appended for coverage or wave builds), under a file
   lock (exclusive while building, shared while simulating), so pytest-xdist
   workers share builds safely. A build is skipped when the stamp (hash of the
-  Verilog text and every build option) is unchanged.
+  Verilog text and every build option) is unchanged. Verilator's runtime
+  objects, the same in every build, are compiled once
+  (:mod:`tlpoe.sim.objcache`, in ``build/sim/objcache``).
 * Every run gets its own directory ``<build dir>/runs/<run name>`` holding
   ``results.xml``, ``sim.log`` and, when asked, ``coverage.dat`` or waves.
 * Testbench parameters travel as one JSON blob in ``TLPOE_TB_PARAMS``
@@ -122,8 +126,14 @@ def emit_verilog(component, name, out_dir):
 #: Verilog already emitted in this process, by (build key, top level): a
 #: build key names one design, and the RTL does not change under a running
 #: process, so each design is elaborated once per process, not once per run
-#: (the 512-bit Pair takes about 20 s to emit).
+#: (the 512-bit Pair takes about 45 s to emit, the 256-bit end-to-end system
+#: about 60 s).
 _EMITTED = {}
+
+#: Every design's Verilog, for every simulator and process:
+#: ``<build key>/<top>.v``, with ``<top>.v.sources`` (the hash of the
+#: sources it was elaborated from) and ``<top>.v.lock``.
+VERILOG_ROOT = BUILD_ROOT / "verilog"
 
 
 _SOURCES_HASH = []
@@ -143,24 +153,37 @@ def _sources_hash():
     return _SOURCES_HASH[0]
 
 
+def _shared_verilog(design, toplevel, build_key):
+    """The Verilog text of ``design()``, elaborated once for every simulator
+    and process: from :data:`VERILOG_ROOT` when it was elaborated from the
+    same sources, else elaborated and stored there. An exclusive lock per
+    design makes a process that wants it while another elaborates it wait
+    and reuse it (pytest-xdist workers, the report pools' workers, and the
+    Icarus and Verilator builds of one design used to elaborate it each)."""
+    cache = VERILOG_ROOT / _safe(build_key) / f"{toplevel}.v"
+    origin = cache.with_name(cache.name + ".sources")
+    with _BuildLock(cache.with_name(cache.name + ".lock")) as lock:
+        lock.exclusive()
+        if cache.is_file() and origin.is_file() and origin.read_text() == _sources_hash():
+            return cache.read_text()
+        from amaranth.back import verilog
+        origin.unlink(missing_ok=True)
+        text = verilog.convert(design(), name=toplevel)
+        _write_if_changed(cache, text)
+        _write_if_changed(origin, _sources_hash())
+        return text
+
+
 def _emit_once(design, toplevel, build_key, out_dir):
-    """:func:`emit_verilog` of ``design()``, its text elaborated once per
-    process and build key and written to ``out_dir`` (one per simulator).
-    A file written by an earlier process is reused when it was elaborated
-    from the same sources (``<top>.v.sources`` holds their hash): the
-    pytest-xdist workers, report pools and later runs do not elaborate a
-    design again (the 512-bit Pair takes about 20 s)."""
+    """``design()`` as Verilog module ``toplevel`` in ``out_dir`` (one per
+    simulator build), elaborated once per build key for every simulator
+    and process (:func:`_shared_verilog`). The file is rewritten only when
+    its text changed."""
     key = (build_key, toplevel)
-    path = Path(out_dir) / f"{toplevel}.v"
-    origin = path.with_name(path.name + ".sources")
     if key not in _EMITTED:
-        if path.is_file() and origin.is_file() and origin.read_text() == _sources_hash():
-            _EMITTED[key] = path.read_text()
-        else:
-            _EMITTED[key] = emit_verilog(design(), toplevel, out_dir).read_text()
-            _write_if_changed(origin, _sources_hash())
-    else:
-        _write_if_changed(path, _EMITTED[key])
+        _EMITTED[key] = _shared_verilog(design, toplevel, build_key)
+    path = Path(out_dir) / f"{toplevel}.v"
+    _write_if_changed(path, _EMITTED[key])
     return path
 
 
@@ -302,11 +325,14 @@ OPT_SLOW = "OPT_SLOW=-O0"
 #: Python side, run as fast (the quick BER points: 25 s / 5 s / 3 s / 3 s at
 #: both levels; -O0 compiles in 17 s but simulates 2-3 times slower).
 OPT_FAST = "OPT_FAST=-O1"
+#: Verilator's runtime (about 7 s of one core in every build) compiled once
+#: for all builds (:mod:`tlpoe.sim.objcache`).
+OBJCACHE = f"OBJCACHE={Path(__file__).resolve().parent / 'objcache.py'}"
 
 
 def _fix_wheel_pch_rule():
     flags = os.environ.get("MAKEFLAGS", "")
-    for fix in (PCH_FIX, OPT_SLOW, OPT_FAST):
+    for fix in (PCH_FIX, OPT_SLOW, OPT_FAST, OBJCACHE):
         if fix not in flags:
             flags = f"{flags} {fix}".strip()
     os.environ["MAKEFLAGS"] = flags

@@ -247,7 +247,9 @@ def run_bridge_model(mode, seed, cycles, *, break_model=None, **params):
     return model
 
 
-SEEDS = 4
+#: Random runs per mode, 3,000 cycles each: seeds 0 and 1 already move every
+#: field of COVER in both modes; a third keeps a margin (4 took 7 s more per mode).
+SEEDS = 3
 #: The stats fields that the random runs of a mode must move together.
 COVER = {"np_room", "order_tlps_checked", "tx_order_tlps_checked", "frames_sent",
          "oversize_drops", "length_errors", "replays_nak", "replays_timeout",

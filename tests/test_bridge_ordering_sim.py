@@ -61,7 +61,7 @@ def test_credits_bind_and_the_receiver_never_overruns(sim, tmp_path):
     on credits, its queues pass blocked classes where PCIe allows (and only
     there), B's checker flags nothing, and no TLP ever leaves A beyond B's
     credits (the wire-level credit monitor)."""
-    record = record_of(tmp_path, sim, "credits", workload="ordering", count=600,
+    record = record_of(tmp_path, sim, "credits", workload="ordering", count=400,
                        valid_gap=0.0, backpressure=0.3, expect_nonzero=["a.credit_frames"])
     assert record["lost"] == record["duplicated"] == record["corrupted"] == 0
     assert sum(record["credit_stall_cycles"].values()) > 0, record

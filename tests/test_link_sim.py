@@ -316,7 +316,7 @@ def test_a_flap_mid_traffic_is_ridden_out(sim, mode, flap_us):
     exactly once, in order, bit exact (the scoreboards); no peer restart is
     seen and no stored frame dropped."""
     expect = FLAPS[flap_us]
-    run_with_link_state(sim, f"flap{flap_us}-{mode}", mode=mode, count=300, bidirectional=True,
+    run_with_link_state(sim, f"flap{flap_us}-{mode}", mode=mode, count=200, bidirectional=True,
                         drain_us=3000, progress_us=10,
                         phy={**NETWORK, "down": [(20_000.0, 20_000.0 + 1000.0 * flap_us)]},
                         expect_nonzero=expect["expect_nonzero"],
@@ -335,7 +335,7 @@ def test_a_peer_reset_mid_traffic(sim, mode):
     scoreboards, to be answered by the completion tracker); every TLP taken
     in after the restart arrives; none twice, none corrupted, none in an
     illegal order."""
-    run_with_link_state(sim, f"peer-reset-{mode}", mode=mode, count=300, bidirectional=True,
+    run_with_link_state(sim, f"peer-reset-{mode}", mode=mode, count=200, bidirectional=True,
                         drain_us=3000, progress_us=20, peer_reset_us=20,
                         expect_nonzero=["a.peer_restarts", "a.link_up_events",
                                         "b.link_up_events", "a.link_down_events",
