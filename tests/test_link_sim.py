@@ -272,18 +272,19 @@ def test_sr_link_down(sim):
 LINK_STATE = {**BRIDGE, "link_state": True, "keepalive": 500, "dead": 1500}
 
 
-def pair_with_link_state(mode="gbn"):
-    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, mode=mode, **LINK_STATE)
+def pair_with(bridge, mode="gbn"):
+    """Two Bridges of parameters ``bridge``, B with its own reset."""
+    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, mode=mode, **bridge)
     return Pair(Bridge(WIDTH, **kw), Bridge(WIDTH, **kw), peer_reset=True)
 
 
-def run_with_link_state(sim, name, mode="gbn", **params):
+def run_with_link_state(sim, name, mode="gbn", bridge=LINK_STATE, suffix="-ls", **params):
     params.setdefault("twin", sim == "verilator")
-    key = f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-ls" + ("-sr" if mode == "sr" else "")
-    return run_cocotb(sim, functools.partial(pair_with_link_state, mode), "pair", MODULE,
+    key = f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}{suffix}" + ("-sr" if mode == "sr" else "")
+    return run_cocotb(sim, functools.partial(pair_with, bridge, mode), "pair", MODULE,
                       build_key=key, testcase="LinkRandomTest", seed=SEED, run_name=name,
                       params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
-                              "mode": mode, "bridge": LINK_STATE, **params})
+                              "mode": mode, "bridge": bridge, **params})
 
 
 #: A flap's length (us) and what it does: one shorter than the dead time
@@ -351,19 +352,10 @@ def test_a_peer_reset_mid_traffic(sim, mode):
 TRACKER = {**LINK_STATE, "tracker": True, "cpl_timeout": 20, "hold_time": 5}
 
 
-def pair_with_tracker(mode="gbn"):
-    kw = dict(window=WINDOW, seq_bits=SEQ_BITS, mode=mode, **TRACKER)
-    return Pair(Bridge(WIDTH, **kw), Bridge(WIDTH, **kw), peer_reset=True)
-
-
 def run_with_tracker(sim, name, mode="gbn", **params):
-    params.setdefault("twin", sim == "verilator")
-    key = f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-trk" + ("-sr" if mode == "sr" else "")
-    return run_cocotb(sim, functools.partial(pair_with_tracker, mode), "pair", MODULE,
-                      build_key=key, testcase="LinkRandomTest", seed=SEED, run_name=name,
-                      params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
-                              "mode": mode, "bridge": TRACKER, "workload": "transactions",
-                              "bidirectional": True, **params})
+    """The transactions workload both ways between two bridges with the tracker."""
+    return run_with_link_state(sim, name, mode, bridge=TRACKER, suffix="-trk",
+                               workload="transactions", bidirectional=True, **params)
 
 
 @pytest.mark.parametrize("sim", SIMS)
