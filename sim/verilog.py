@@ -40,10 +40,14 @@ DEFAULT_WIDTH = 256
 #: name -> factory of the elaboratable. The default configuration is
 #: ``tlpoe_bridge``: one bridge (both directions of the TLP path and the
 #: go-back-N link layer) at 256 bits, MTU 1500, window 16, 12-bit sequences;
-#: ``tlpoe_bridge_sr`` is the same with selective repeat.
+#: ``tlpoe_bridge_sr`` is the same with selective repeat;
+#: ``tlpoe_bridge_resilient`` with the link state machine and the completion
+#: tracker (flaps, peer restarts, completion timeout, containment).
 CONFIGS = {
     "tlpoe_bridge": lambda: Bridge(DEFAULT_WIDTH),
     "tlpoe_bridge_sr": lambda: Bridge(DEFAULT_WIDTH, mode="sr"),
+    # with the link state machine and the completion tracker (docs/link-state.md)
+    "tlpoe_bridge_resilient": lambda: Bridge(DEFAULT_WIDTH, link_state=True, tracker=True),
     "tlpoe_replay": lambda: ReplayBuffer(DEFAULT_WIDTH),
     "tlpoe_link_rx": lambda: LinkReceiver(max_words=Deframer(DEFAULT_WIDTH).max_words),
     "tlpoe_reorder": lambda: ReorderBuffer(DEFAULT_WIDTH, max_words=Deframer(DEFAULT_WIDTH).max_words,
