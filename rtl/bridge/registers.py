@@ -129,7 +129,8 @@ CONFIG = (
     Field("hold_time", "config",
           "Ticks of 1024 cycles the link may stay down before containment: the bridge then "
           "completes every request outstanding with UR and drops the TLPs it would send "
-          "(the completion tracker).", 16, init="hold_time"),
+          "(the completion tracker); 0: containment as soon as the link is DOWN (every "
+          "value is legal).", 16, init="hold_time"),
     Field("completer_id", "config",
           "The Completer ID of the UR completions the bridge makes (its own PCIe ID).", 16,
           init="completer_id"),
