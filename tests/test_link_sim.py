@@ -364,7 +364,7 @@ def test_reads_both_ways_are_answered_by_the_peer(sim):
     workload): every read is answered once, with the right data, by the
     peer's completer; the tracker matches every completion and answers
     none itself."""
-    run_with_tracker(sim, "transactions", count=200, drain_us=3000,
+    run_with_tracker(sim, "transactions", count=120, drain_us=3000,
                      expect_nonzero=["a.tracked", "a.matched", "b.tracked", "b.matched"],
                      expect_zero=["a.timeouts", "b.timeouts", "a.late_completions",
                                   "b.late_completions", "a.restart_completions",
