@@ -225,6 +225,7 @@ class LinkPath:
                                        window=link.window if link.mode == "sr" else None)
         self.framer_config = FramerConfig(credits_valid=True)
         self.sent = self.send_ack = False
+        self._heard = (False, None)
         self._clear_bodies()
 
     def _clear_bodies(self):
@@ -239,6 +240,7 @@ class LinkPath:
             block.reset()
         if self.state is not None:
             self.state.reset()
+        self._heard = (False, None)     # the frame checked a cycle before, registered
         self._clear_bodies()
 
     flush_timeout = property(lambda self: self.packer.flush_timeout,
@@ -317,7 +319,10 @@ class LinkPath:
                          for k in ("p", "np", "cpl")], credits_valid=False)
         if self.state is not None:
             ka = None if decap.keepalive is None else dict(decap.keepalive, base=decap.desc.seq)
-            self.state.step(rx_good=decap.desc is not None and bool(decap.desc.ok), keepalive=ka,
+            # (the receive path registers what it tells the state machine)
+            (good, heard), self._heard = self._heard, (
+                decap.desc is not None and bool(decap.desc.ok), ka)
+            self.state.step(rx_good=good, keepalive=heard,
                             retry_limit=self.endpoint.sender.retry_limit,
                             frame_sent=cycle.taken, keepalive_sent=cycle.taken and keepalive)
         if fetch:

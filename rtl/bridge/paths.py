@@ -497,12 +497,6 @@ class ReceivePath(wiring.Component):
             self.credits.limit.eq(credit_return.limit),
             self.credits.peer_update.eq(decap.credits_update),
             self.credits.peer_limit.eq(decap.credits),
-            # the link state: every checked frame, a KEEPALIVE's fields read
-            # from the bytes the credit fields use
-            self.link.good.eq(decap.checked),
-            self.link.keepalive.eq(decap.checked & (decap.checked_type == FrameType.KEEPALIVE)),
-            self.link.fields.eq(keepalive_from_credits(decap.credits)),
-            self.link.base.eq(decap.checked_seq),
             link_rx.up.eq(self.link.up),
             link_rx.adopt.eq(self.link.adopt),
             link_rx.adopt_base.eq(self.link.adopt_base),
@@ -516,6 +510,16 @@ class ReceivePath(wiring.Component):
             self.overflows.eq(decap.overflows),
             self.tlps_out.eq(decap.tlps_out),
             *(getattr(self, name).eq(getattr(link_rx, name)) for name in self.counters),
+        ]
+        # the link state: every checked frame, a KEEPALIVE's fields read from
+        # the bytes the credit fields use; registered (the Deframer's checks
+        # reached the state machine's registers in one cycle otherwise: the
+        # 64-bit Bridge with the state machine at 89.93 MHz)
+        m.d.sync += [
+            self.link.good.eq(decap.checked),
+            self.link.keepalive.eq(decap.checked & (decap.checked_type == FrameType.KEEPALIVE)),
+            self.link.fields.eq(keepalive_from_credits(decap.credits)),
+            self.link.base.eq(decap.checked_seq),
         ]
         return m
 
