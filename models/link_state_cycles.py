@@ -13,7 +13,7 @@ found (UP and the peer says DOWN: down; not UP and the peer says INIT or
 UP naming our incarnation: up; else DOWN, or the peer says DOWN: INIT).
 Without a KEEPALIVE, UP goes down on ``retry_limit`` or after ``dead``
 cycles without a good frame (:func:`dead_in_use`: a ``dead`` not above
-``keepalive`` is taken as 3 x ``keepalive``). The timers count cycles since a good frame,
+``keepalive`` is taken as 3 x ``keepalive``). The timers count cycles since a good frame (or a KEEPALIVE),
 since a frame was sent, since a KEEPALIVE was sent (due at once after
 reset). A KEEPALIVE is owed, due until one is sent, from every change of
 state and from a KEEPALIVE saying INIT heard while UP.
@@ -60,6 +60,9 @@ class CycleLinkState:
         self.reset()
 
     def reset(self):
+        # the reset edge clocks the reset-less incarnation too, from the
+        # count of resets before it moves
+        self.mine = (self.resets ^ self.incarnation) & 0xFFFFFFFF
         self.fresh = True
         self.state = DOWN
         self.peer, self.known, self.adopt_pending = 0, False, False
@@ -71,10 +74,6 @@ class CycleLinkState:
         self.adopt_base = 0
         self.counts = dict.fromkeys(("link_up_events", "link_down_events", "peer_restarts",
                                      "keepalives_sent", "keepalives_received"), 0)
-
-    @property
-    def mine(self):
-        return (self.resets ^ self.incarnation) & 0xFFFFFFFF
 
     def outputs(self):
         due = self.owed or (self.sent if self.state == UP else self.since_ka) >= self.keepalive
@@ -109,14 +108,13 @@ class CycleLinkState:
             go_down = state == UP and (retry_limit or silent)
         # the edge
         self.pulses = (go_up, restart, go_up and (self.adopt_pending or new_peer))
-        self.heard = 0 if rx_good else min(self.heard + 1, _MAX)
+        self.heard = 0 if rx_good or ka else min(self.heard + 1, _MAX)
         self.sent = 0 if frame_sent else min(self.sent + 1, _MAX)
         self.since_ka = 0 if keepalive_sent else min(self.since_ka + 1, _MAX)
         self.dead_used = dead_in_use(self.keepalive, self.dead)
         if go_up:
             self.state, self.adopt_base, self.adopt_pending = UP, keepalive["base"], False
             counts["link_up_events"] += 1
-            self.heard = 0
         elif go_down or to_init:
             self.state = INIT if to_init else DOWN
             self.adopt_pending = self.adopt_pending or new_peer
@@ -140,4 +138,5 @@ class CycleLinkState:
             counts[name] &= 0xFFFFFFFF
         if self.fresh:
             self.resets, self.fresh = (self.resets + 1) & 0xFFFFFFFF, False
+        self.mine = (self.resets ^ self.incarnation) & 0xFFFFFFFF
         return shown

@@ -52,7 +52,8 @@ def run_twin(seed, cycles, break_model=None, vary_config=False):
                 ka = {"incarnation": peers[0] if rng.random() < 0.9 else rng.choice(peers),
                       "peer_incarnation": mine, "peer_known": int(rng.random() < 0.8),
                       "state": rng.choice((0, 0, 1, 2, 2, 3)), "base": rng.randrange(1 << 32)}
-            good = ka is not None or (not quiet and rng.random() < 0.3)
+            # a KEEPALIVE restarts the silence timer with or without rx_good
+            good = (ka is not None and rng.random() < 0.9) or (not quiet and rng.random() < 0.3)
             kw = dict(rx_good=good, keepalive=ka, retry_limit=rng.random() < 0.01,
                       frame_sent=rng.random() < 0.2, keepalive_sent=rng.random() < 0.05)
             if vary_config and rng.random() < 0.004:     # the registers rewritten
@@ -60,6 +61,9 @@ def run_twin(seed, cycles, break_model=None, vary_config=False):
                 model.dead = rng.choice((0, 1, model.keepalive, model.keepalive + 1, DEAD))
                 ctx.set(dut.keepalive, model.keepalive)
                 ctx.set(dut.dead, model.dead)
+                if rng.random() < 0.5:      # ours, acting a cycle later
+                    model.incarnation = rng.randrange(1 << 32)
+                    ctx.set(dut.incarnation, model.incarnation)
             reset = rng.random() < 0.003
             ctx.set(rst, reset)
             ctx.set(dut.rx_good, kw["rx_good"])
@@ -91,7 +95,8 @@ def test_the_twin_follows_the_rtl(seed):
 @pytest.mark.parametrize("seed", range(2))
 def test_the_twin_follows_the_rtl_when_keepalive_and_dead_are_rewritten(seed):
     """Every register value, out of range ones too: ``dead`` at or below
-    ``keepalive`` (0 among them) is taken as 3 x ``keepalive``."""
+    ``keepalive`` (0 among them) is taken as 3 x ``keepalive``; a new
+    ``incarnation`` acts a cycle later."""
     run_twin(seed, 6000, vary_config=True)
 
 

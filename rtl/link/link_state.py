@@ -51,12 +51,14 @@ class LinkStateMachine(wiring.Component):
     lane order, and its ``seq`` in ``rx_base``), ``retry_limit`` (the
     replay timer expired ``max_retries`` times without progress),
     ``frame_sent`` (a frame of any type went to the framer) and
-    ``keepalive_sent`` (... a KEEPALIVE). Configuration, in cycles:
+    ``keepalive_sent`` (... a KEEPALIVE). A KEEPALIVE restarts the
+    silence timer even without ``rx_good``. Configuration, in cycles:
     ``keepalive`` (the KEEPALIVE interval; 0 is taken as 1) and ``dead``
     (silence that takes UP down; one not above ``keepalive`` is taken as
     3 x ``keepalive``, a cycle after it is set); ``incarnation`` is XORed into the
     bridge's own count of resets (a register ``rst`` does not clear, one
-    more after every reset).
+    more after every reset); the result is registered, so a new
+    ``incarnation`` acts a cycle after it is set.
 
     Outputs: ``state`` and ``up``; ``keepalive_due`` (a KEEPALIVE is to be
     sent: while not UP every ``keepalive`` cycles, while UP once nothing
@@ -110,10 +112,18 @@ class LinkStateMachine(wiring.Component):
         # once per reset however long `rst` is held (the count is reset-less:
         # it would move in every cycle of a long reset)
         fresh = Signal(init=1)
+        counted = Signal(32)
+        m.d.comb += counted.eq(resets)
         with m.If(fresh & ~ResetSignal("sync")):
-            m.d.sync += [resets.eq(resets + 1), fresh.eq(0)]
-        mine = Signal(32)
-        m.d.comb += [mine.eq(resets ^ self.incarnation), self.own_incarnation.eq(mine),
+            m.d.comb += counted.eq(resets + 1)
+            m.d.sync += fresh.eq(0)
+        m.d.sync += resets.eq(counted)
+        # our incarnation, registered (off the paths through the KEEPALIVE
+        # compare): from the count of resets it always equals the count's
+        # own, `incarnation` acts a cycle after it is written
+        mine = Signal(32, init=self.incarnation.init, reset_less=True)
+        m.d.sync += mine.eq(counted ^ self.incarnation)
+        m.d.comb += [self.own_incarnation.eq(mine),
                      self.state.eq(state), self.up.eq(state == UP)]
 
         peer, known, adopt_pending = self.peer_incarnation, self.peer_known, Signal()
@@ -137,7 +147,7 @@ class LinkStateMachine(wiring.Component):
         heard = Signal(TIMER_BITS)       # cycles since a good frame
         sent = Signal(TIMER_BITS)        # cycles since a frame went out
         since_ka = Signal(TIMER_BITS, init=2 ** TIMER_BITS - 1)    # ... a KEEPALIVE: one due at once
-        for timer, restart_on in ((heard, self.rx_good), (sent, self.frame_sent),
+        for timer, restart_on in ((heard, self.rx_good | ka), (sent, self.frame_sent),
                                   (since_ka, self.keepalive_sent)):
             with m.If(restart_on):
                 m.d.sync += timer.eq(0)
@@ -172,8 +182,7 @@ class LinkStateMachine(wiring.Component):
                      self.adopt.eq(go_up & (adopt_pending | new_peer))]
         with m.If(go_up):
             m.d.sync += [state.eq(UP), self.adopt_base.eq(self.rx_base),
-                         self.link_up_events.eq(self.link_up_events + 1), adopt_pending.eq(0),
-                         heard.eq(0)]
+                         self.link_up_events.eq(self.link_up_events + 1), adopt_pending.eq(0)]
         with m.Elif(go_down | to_init):
             m.d.sync += state.eq(Mux(to_init, INIT, DOWN))
             with m.If(new_peer):
