@@ -5,16 +5,17 @@ RTL's timing. :meth:`CycleLinkState.step` takes one cycle's inputs and
 returns what the RTL shows before the edge; ``tests/test_link_state_twin.py``
 proves it against the RTL, every output every cycle.
 
-Per cycle, in this order: a KEEPALIVE (``keepalive``, a dict of
-:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS` with its ``base``) is handled
-first: a new peer incarnation is taken (a restart when one was held:
+Per cycle, in this order: the KEEPALIVE received in the cycle before
+(``keepalive``, a dict of :data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`
+with its ``base``; registered, whether it names our incarnation decided
+as it arrived) is handled first: a new peer incarnation is taken (a restart when one was held:
 ``restart`` and, from UP, down), then BFD's transitions on the state it
 found (UP and the peer says DOWN: down; not UP and the peer says INIT or
 UP naming our incarnation: up; else DOWN, or the peer says DOWN: INIT).
 Without a KEEPALIVE, UP goes down on ``retry_limit`` or after ``dead``
 cycles without a good frame (:func:`dead_in_use`: a ``dead`` not above
-``keepalive`` is taken as 3 x ``keepalive``). The timers count cycles since a good frame (or a KEEPALIVE),
-since a frame was sent, since a KEEPALIVE was sent (due at once after
+``keepalive`` is taken as 3 x ``keepalive``). The timers count cycles
+since a good frame (or a KEEPALIVE arriving), since a frame was sent, since a KEEPALIVE was sent (due at once after
 reset). A KEEPALIVE is owed, due until one is sent, from every change of
 state and from a KEEPALIVE saying INIT heard while UP.
 """
@@ -70,6 +71,7 @@ class CycleLinkState:
         self.dead_used = self.dead_init
         self.since_ka = _MAX
         self.owed = False
+        self.pending = None             # the KEEPALIVE registered, to act next cycle
         self.pulses = (False, False, False)     # rewind, restart, adopt
         self.adopt_base = 0
         self.counts = dict.fromkeys(("link_up_events", "link_down_events", "peer_restarts",
@@ -89,6 +91,7 @@ class CycleLinkState:
         ``base``), or None. Returns the :class:`LinkStateCycle` shown before the edge."""
         shown = self.outputs()
         state, counts = self.state, self.counts
+        arrived, keepalive = keepalive, self.pending
         ka = keepalive is not None
         new_peer = restart = go_up = go_down = to_init = answer = False
         if ka:
@@ -97,8 +100,7 @@ class CycleLinkState:
             restart = self.known and theirs != self.peer
             found = DOWN if restart and state == UP else state
             says = keepalive["state"]
-            names_us = bool(keepalive["peer_known"]) and \
-                keepalive["peer_incarnation"] == self.mine
+            names_us = keepalive["names_us"]
             go_up = found != UP and says in (INIT, UP) and names_us
             to_init = found != UP and not go_up and (says == DOWN or found == DOWN)
             go_down = (found == UP and says == DOWN) or (restart and state == UP)
@@ -108,7 +110,12 @@ class CycleLinkState:
             go_down = state == UP and (retry_limit or silent)
         # the edge
         self.pulses = (go_up, restart, go_up and (self.adopt_pending or new_peer))
-        self.heard = 0 if rx_good or ka else min(self.heard + 1, _MAX)
+        self.heard = 0 if rx_good or arrived is not None else min(self.heard + 1, _MAX)
+        # the KEEPALIVE that arrived, registered: whether it names us is
+        # decided against our incarnation now
+        self.pending = None if arrived is None else dict(
+            arrived, names_us=bool(arrived["peer_known"]) and
+            arrived["peer_incarnation"] == self.mine)
         self.sent = 0 if frame_sent else min(self.sent + 1, _MAX)
         self.since_ka = 0 if keepalive_sent else min(self.since_ka + 1, _MAX)
         self.dead_used = dead_in_use(self.keepalive, self.dead)

@@ -125,7 +125,10 @@ def test_a_dead_time_not_above_the_keepalive_is_clamped(keepalive, dead, used):
         await ctx.tick()
         ctx.set(dut.rx_keepalive, 0)
         ctx.set(dut.rx_good, 0)
-        quiet = 0
+        assert not ctx.get(dut.up)
+        await ctx.tick()                    # the KEEPALIVE, registered, acted
+        assert ctx.get(dut.up)
+        quiet = 1                           # silent since the KEEPALIVE's cycle
         while ctx.get(dut.up):
             await ctx.tick()
             quiet += 1

@@ -74,11 +74,15 @@ class LinkStateMachine(wiring.Component):
     ``keepalives_sent``, ``keepalives_received``; the ``peer_incarnation``
     held (valid with ``peer_known``) and ``incarnation``.
 
-    Timing: a KEEPALIVE's pulse moves the state, the pulses and the
-    counters at the edge that ends its cycle (they show in the next);
-    ``rewind``, ``restart`` and ``adopt`` are registered (one cycle). A
-    KEEPALIVE in the same cycle as ``retry_limit`` or the dead time is
-    handled first, and the timers then act on the state it left.
+    Timing: a KEEPALIVE is registered with its fields and acts in the
+    cycle after its pulse (whether it names our incarnation is decided
+    in the cycle of the pulse): it moves the state, the pulses and the
+    counters at the edge that ends that cycle, so they show two cycles
+    after the pulse; it restarts the silence timer in the cycle of the
+    pulse. ``rewind``, ``restart`` and ``adopt`` are registered (one
+    cycle). A KEEPALIVE acting in the same cycle as ``retry_limit`` or
+    the dead time is handled first, and the timers then act on the
+    state it left.
     """
 
     def __init__(self, *, keepalive=2500, dead=7500, incarnation=0):
@@ -127,13 +131,23 @@ class LinkStateMachine(wiring.Component):
                      self.state.eq(state), self.up.eq(state == UP)]
 
         peer, known, adopt_pending = self.peer_incarnation, self.peer_known, Signal()
-        theirs = unpack_field(KA, "incarnation", self.rx_fields)
-        says = unpack_field(KA, "state", self.rx_fields)
-        names_us = (unpack_field(KA, "peer_known", self.rx_fields) &
-                    (unpack_field(KA, "peer_incarnation", self.rx_fields) == mine))
-        ka = self.rx_keepalive
-        new_peer = ka & (~known | (theirs != peer))
-        restart = ka & known & (theirs != peer)
+        # a KEEPALIVE is registered with its two compares before it acts
+        # (off the paths from its fields to the state): `names_us` against
+        # our incarnation as it arrives, `same` against the peer's
+        # incarnation as it will be held when it acts (the one a KEEPALIVE
+        # acting now takes, forwarded)
+        ka, theirs, says = Signal(), Signal(32), Signal(2)
+        names_us, same, base = Signal(), Signal(), Signal(32)
+        arriving = unpack_field(KA, "incarnation", self.rx_fields)
+        new_peer = ka & (~known | ~same)
+        restart = ka & known & ~same
+        m.d.sync += [
+            ka.eq(self.rx_keepalive), theirs.eq(arriving), base.eq(self.rx_base),
+            says.eq(unpack_field(KA, "state", self.rx_fields)),
+            names_us.eq(unpack_field(KA, "peer_known", self.rx_fields) &
+                        (unpack_field(KA, "peer_incarnation", self.rx_fields) == mine)),
+            same.eq(Mux(new_peer, arriving == theirs, arriving == peer)),
+        ]
         # the state the KEEPALIVE finds: a restart takes UP down first
         found = Signal(2)
         m.d.comb += found.eq(Mux(restart & (state == UP), DOWN, state))
@@ -147,7 +161,8 @@ class LinkStateMachine(wiring.Component):
         heard = Signal(TIMER_BITS)       # cycles since a good frame
         sent = Signal(TIMER_BITS)        # cycles since a frame went out
         since_ka = Signal(TIMER_BITS, init=2 ** TIMER_BITS - 1)    # ... a KEEPALIVE: one due at once
-        for timer, restart_on in ((heard, self.rx_good | ka), (sent, self.frame_sent),
+        for timer, restart_on in ((heard, self.rx_good | self.rx_keepalive),
+                                  (sent, self.frame_sent),
                                   (since_ka, self.keepalive_sent)):
             with m.If(restart_on):
                 m.d.sync += timer.eq(0)
@@ -181,7 +196,7 @@ class LinkStateMachine(wiring.Component):
         m.d.sync += [self.rewind.eq(go_up), self.restart.eq(restart),
                      self.adopt.eq(go_up & (adopt_pending | new_peer))]
         with m.If(go_up):
-            m.d.sync += [state.eq(UP), self.adopt_base.eq(self.rx_base),
+            m.d.sync += [state.eq(UP), self.adopt_base.eq(base),
                          self.link_up_events.eq(self.link_up_events + 1), adopt_pending.eq(0)]
         with m.Elif(go_down | to_init):
             m.d.sync += state.eq(Mux(to_init, INIT, DOWN))
