@@ -72,6 +72,7 @@ class CycleLinkState:
         self.since_ka = _MAX
         self.owed = False
         self.pending = None             # the KEEPALIVE registered, to act next cycle
+        self.ka_was = False             # a KEEPALIVE sent in the cycle before
         self.pulses = (False, False, False)     # rewind, restart, adopt
         self.adopt_base = 0
         self.counts = dict.fromkeys(("link_up_events", "link_down_events", "peer_restarts",
@@ -139,8 +140,9 @@ class CycleLinkState:
             counts["peer_restarts"] += 1
         if ka:
             counts["keepalives_received"] += 1
-        if keepalive_sent:
+        if self.ka_was:             # counted from the pulse registered
             counts["keepalives_sent"] += 1
+        self.ka_was = keepalive_sent
         for name in counts:
             counts[name] &= 0xFFFFFFFF
         if self.fresh:

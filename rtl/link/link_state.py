@@ -158,20 +158,30 @@ class LinkStateMachine(wiring.Component):
         ]
 
         # --- the timers -------------------------------------------------------------
+        top = 2 ** TIMER_BITS - 1
         heard = Signal(TIMER_BITS)       # cycles since a good frame
-        sent = Signal(TIMER_BITS)        # cycles since a frame went out
-        since_ka = Signal(TIMER_BITS, init=2 ** TIMER_BITS - 1)    # ... a KEEPALIVE: one due at once
-        for timer, restart_on in ((heard, self.rx_good | self.rx_keepalive),
-                                  (sent, self.frame_sent),
-                                  (since_ka, self.keepalive_sent)):
-            with m.If(restart_on):
-                m.d.sync += timer.eq(0)
-            with m.Elif(timer != 2 ** TIMER_BITS - 1):
-                m.d.sync += timer.eq(timer + 1)
+        with m.If(self.rx_good | self.rx_keepalive):
+            m.d.sync += heard.eq(0)
+        with m.Elif(heard != top):
+            m.d.sync += heard.eq(heard + 1)
+
+        def since(pulse, init):
+            """Cycles since the framer's ``pulse``, which is registered
+            first (off the framer's handshake): ``(was, count)``, the
+            cycles being 0 while ``was`` (the cycle after the pulse), else
+            ``count``."""
+            was, count = Signal(), Signal(TIMER_BITS, init=init)
+            m.d.sync += was.eq(pulse)
+            with m.If(was):
+                m.d.sync += count.eq(1)
+            with m.Elif(count != top):
+                m.d.sync += count.eq(count + 1)
+            return was, count
+        frame_was, sent = since(self.frame_sent, 0)                 # a frame went out
+        ka_was, since_ka = since(self.keepalive_sent, top)          # ... a KEEPALIVE: one due at once
         # the dead time in use (models.link_state_cycles.dead_in_use): a
         # `dead` not above `keepalive` is taken as 3 x keepalive (at least 3,
         # at most the timers' maximum); registered, from the configuration
-        top = 2 ** TIMER_BITS - 1
         triple = Signal(TIMER_BITS + 2)
         dead_used = Signal(TIMER_BITS, init=self._dead)
         m.d.comb += triple.eq(Mux(self.keepalive == 0, 1, self.keepalive) * 3)
@@ -182,15 +192,18 @@ class LinkStateMachine(wiring.Component):
                                    (state == UP) & (self.retry_limit | silent)))
         # a KEEPALIVE owed to the peer: our state changed, or it is still
         # INIT while we are UP (ours may have been lost); DATA does not
-        # cancel it, only a KEEPALIVE sent
-        owed = Signal()
+        # cancel it, only a KEEPALIVE sent (a change in the cycle of the
+        # KEEPALIVE's pulse is owed still). From registers: `owed` is
+        # `owed_was` (its value a cycle ago) updated by that cycle's change
+        # and pulse, both registered
         answer = ka & (found == UP) & (says == INIT)
-        with m.If(go_up | go_down | to_init | answer):
-            m.d.sync += owed.eq(1)
-        with m.Elif(self.keepalive_sent):
-            m.d.sync += owed.eq(0)
-        m.d.comb += self.keepalive_due.eq(owed | Mux(state == UP, sent >= self.keepalive,
-                                                     since_ka >= self.keepalive))
+        owed, owed_was, change_was = Signal(), Signal(), Signal()
+        m.d.comb += owed.eq(change_was | ~ka_was & owed_was)
+        m.d.sync += [owed_was.eq(owed), change_was.eq(go_up | go_down | to_init | answer)]
+        zero_due = self.keepalive == 0          # a timer at 0 is due only then
+        m.d.comb += self.keepalive_due.eq(owed | Mux(
+            state == UP, Mux(frame_was, zero_due, sent >= self.keepalive),
+            Mux(ka_was, zero_due, since_ka >= self.keepalive)))
 
         # --- the state, the pulses, the counters ------------------------------------------
         m.d.sync += [self.rewind.eq(go_up), self.restart.eq(restart),
@@ -212,7 +225,7 @@ class LinkStateMachine(wiring.Component):
             m.d.sync += self.peer_restarts.eq(self.peer_restarts + 1)
         with m.If(ka):
             m.d.sync += self.keepalives_received.eq(self.keepalives_received + 1)
-        with m.If(self.keepalive_sent):
+        with m.If(ka_was):
             m.d.sync += self.keepalives_sent.eq(self.keepalives_sent + 1)
 
         m.d.comb += self.tx_fields.eq(pack_bytes(KA, incarnation=mine,
