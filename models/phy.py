@@ -403,6 +403,13 @@ class Phy:
                 merged.append((start, end))
         return tuple(merged)
 
+    def add_down(self, start_ns, end_ns):
+        """Take the link down in ``[start_ns, end_ns)`` as well (a cable
+        pulled while it runs: frames already on their way are judged by
+        their time on the wire, as for ``down``)."""
+        self.down = self._merge(self.down + ((start_ns, end_ns),))
+        self._down_starts = [start for start, _ in self.down]
+
     @property
     def free_ns(self):
         """When the line is free for the next frame (end of the last IFG)."""

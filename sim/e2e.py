@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["WIDTH", "FULL_WIDTH", "BRIDGE", "BUILD_KEY", "CLOCK_NS", "NET", "bridge_params",
+__all__ = ["WIDTH", "FULL_WIDTH", "BRIDGE", "RESILIENT", "BUILD_KEY", "CLOCK_NS", "NET", "bridge_params",
            "build_key", "system", "run_system", "clock_period_ns",
            "local_point", "disaggregated_point", "rows", "main", "DXPU_OVERHEAD"]
 
@@ -61,11 +61,19 @@ def bridge_params(width=WIDTH):
     return dict(window=32, seq_bits=12, queue_tlps=127, queue_depth=QUEUE_BYTES // (width // 8))
 
 
-def build_key(width=WIDTH):
-    return f"system-w{width}-win32-q64k-csr"
+def build_key(width=WIDTH, extra=None):
+    """The Verilog build's name: the width, and ``extra`` (Bridge
+    parameters beyond :func:`bridge_params`) spelled out."""
+    tail = "".join(f"-{k}" + ("" if v is True else f"{v}") for k, v in sorted((extra or {}).items()))
+    return f"system-w{width}-win32-q64k-csr{tail}"
 
 
 BRIDGE = bridge_params()
+#: The resilient bridges (docs/link-state.md): the link state machine (its
+#: default KEEPALIVE every 10 us, down after 30 us of silence at 250 MHz)
+#: and the completion tracker, here containing after 25 ticks of 1024
+#: cycles DOWN (102 us) and timing a completion out after 250 (1.02 ms).
+RESILIENT = dict(link_state=True, tracker=True, hold_time=25, cpl_timeout=250)
 BUILD_KEY = build_key()
 #: The network: 100 GbE, 250 ns per hop (20 m of fibre, about 100 ns, plus
 #: PCS/FEC), a cut-through switch with 300 ns forwarding latency.
@@ -95,32 +103,36 @@ QUICK_POINTS = {
 }
 
 
-def system(width=WIDTH):
+def system(width=WIDTH, extra=None):
     """The disaggregated RTL of the end-to-end bench: two host links, the
     fabric's tables behind its CSRs; the device bridges' TLP ports, which
     meet the fabric inside, also shown as outputs ``d{i}_tlp_in`` and
-    ``d{i}_tlp_out`` (:class:`~tlpoe.tb.tops.Tapped`) for their cycle twins."""
+    ``d{i}_tlp_out`` (:class:`~tlpoe.tb.tops.Tapped`) for their cycle twins.
+    ``extra``: more Bridge parameters (:data:`RESILIENT`)."""
     from ..rtl.bridge.system import DisaggregatedTop
     from ..tb.tops import Tapped
-    top = DisaggregatedTop(width, hosts=2, fabric_csr=True, **bridge_params(width))
+    top = DisaggregatedTop(width, hosts=2, fabric_csr=True,
+                           **bridge_params(width), **(extra or {}))
     return Tapped(top, {f"d{i}_{port}": (lambda t, i=i, port=port:
                                          getattr(t.device_bridges[i], port))
                         for i in range(2) for port in ("tlp_in", "tlp_out")})
 
 
-def run_system(sim, name, params, report_dir, width=WIDTH, clock_ns=CLOCK_NS):
+def run_system(sim, name, params, report_dir, width=WIDTH, clock_ns=CLOCK_NS, extra=None):
     """One end-to-end run (``tb/test_e2e.py``) named ``name``, the bridges
-    clocked every ``clock_ns``; returns its record. ``TWIN=1`` in the
-    environment runs each bridge's cycle twin (``params["twin"]``)."""
+    clocked every ``clock_ns`` and built with ``extra`` parameters besides
+    :func:`bridge_params` (:data:`RESILIENT`); returns its record.
+    ``TWIN=1`` in the environment runs each bridge's cycle twin
+    (``params["twin"]``)."""
     from .runner import run_cocotb
     report = Path(report_dir) / f"{name}.json"
     if os.environ.get("TWIN", "0") not in ("", "0"):
         params = {**params, "twin": True}
-    run_cocotb(sim, functools.partial(system, width), "system", "tlpoe.tb.test_e2e",
-               build_key=build_key(width), testcase="E2eRun", seed=SEED,
+    run_cocotb(sim, functools.partial(system, width, extra), "system", "tlpoe.tb.test_e2e",
+               build_key=build_key(width, extra), testcase="E2eRun", seed=SEED,
                run_name=f"{name}-w{width}" if width != WIDTH else name,
                params={"width": width, "clock_ns": clock_ns, "report": str(report),
-                       "bridge": bridge_params(width), **params})
+                       "bridge": {**bridge_params(width), **(extra or {})}, **params})
     return json.loads(report.read_text())
 
 

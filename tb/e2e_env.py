@@ -162,6 +162,13 @@ class EthernetNetwork:
         self.counters = collections.Counter()
         self.taps = []               # callables (t_ns, direction, frame, fate)
 
+    def cut(self, port, start_ns, end_ns):
+        """The cable between switch port ``port`` and its NIC out in
+        ``[start_ns, end_ns)``, both ways (each Phy's ``down``): every frame
+        on the wire then is lost (``phy_counters["link_down"]``)."""
+        for phy in (self.ingress[port], self.egress[port]):
+            phy.add_down(start_ns, end_ns)
+
     def _push(self, heap, t, *rest):
         heapq.heappush(heap, (t, self._order, *rest))
         self._order += 1

@@ -23,6 +23,18 @@ One run (``E2eTest``), each phase chosen by a parameter:
 5. **Reassign** (``reassign``): both GPUs are released and swapped; each
    host maps its new GPU and runs SAXPY on it.
 
+With ``faults`` (``[[after_us, for_us], ...]``, bridges built with the link
+state machine and the completion tracker), host 0's work in step 3 is
+instead a run across its own cable's outages: ``after_us`` after the
+previous step the cable between host 0's NIC and the switch goes out for
+``for_us``, while a DMA round trip (``fault_bytes``, under the driver's
+watchdog, ``watchdog_us``) is in flight. A flap the link rides out must
+leave the copy intact; an outage long enough for containment must end in
+the device reported gone (the bridges answer every request outstanding
+with UR, which the host reads as all ones), never a hang, and the driver
+recovers: polls the GPU until it answers, rescans, sets it up again
+(:func:`~tlpoe.models.host.recover`). Then SAXPY, bit-exact.
+
 Throughout, :class:`~tlpoe.tb.e2e_env.BoundaryChecker` judges every TLP
 entering the chassis or reaching a host against the assignments, and the
 models' own checks (the hosts' and GPUs' completion trackers) must stay
@@ -45,11 +57,14 @@ from cocotb.utils import get_sim_time
 from pyuvm import uvm_test
 
 from tlpoe.models.events import EventKernel, Fabric
-from tlpoe.models.gpu import CQ_OFFSET
+from tlpoe.models.gpu import CQ_OFFSET, Opcode
 from tlpoe.models.host import (
-    CfgRead, CfgWrite, Host, MemRead, MemWrite, Now, bring_up, mmio_read_latency,
+    CfgRead, CfgWrite, DriverError, Host, MemRead, MemWrite, Now, Sleep, bring_up,
+    mmio_read_latency, recover, run_command,
 )
-from tlpoe.models.system import build_local_slot, dma_round_trip, gemm, gemm_resident, saxpy
+from tlpoe.models.system import (
+    BUF_BASE, build_local_slot, dma_round_trip, gemm, gemm_resident, saxpy,
+)
 from tlpoe.models.tlp import PcieId
 from tlpoe.models.translate import Reason
 from tlpoe.rtl.csr.regmap import load
@@ -78,11 +93,18 @@ P = tb_params(
     mmio_probes=4, dma_sizes=[4096, 65536], saxpy_n=1024, gemm_n=0, gemm_resident_n=0,
     peer_saxpy_n=1024,
     congestion=False, congestion_bytes=65536, attacks=True, reassign=True,
+    # host 0's cable out mid-work (see the module doc); times in us
+    faults=[], fault_bytes=65536, fault_lead_us=2.0, watchdog_us=300.0, recover_poll_us=20.0,
+    recover_give_up_us=3000.0,
     timeout_us=2000, report="",
     # each bridge's cycle twin (tb/bridge_twin.py), built from ``bridge``: the
     # Bridges' parameters besides width (sim/e2e.py ``bridge_params``)
     twin=False, bridge={})
 
+#: the resilient bridges' statistics in the record (when built with them)
+RESILIENT_STATS = ("link_down_events", "link_up_events", "peer_restarts", "timeouts",
+                   "link_down_completions", "restart_completions", "late_completions",
+                   "posted_dropped", "np_contained", "cpl_dropped", "outstanding")
 HOST_BUS = 1                 # the bus each host sees its remote GPUs on
 HOST_RID = 0x0000            # every host's root complex (each on its own link)
 
@@ -107,6 +129,11 @@ def attach(link, assignment, settings):
     the pool's windows are), set up MPS/MRRS and MSI-X, and return the one
     GPU it found."""
     _, gpus = yield from bring_up(root_bus=link.host_bus, **settings, **link.resources())
+    return found(link, assignment, gpus)
+
+
+def found(link, assignment, gpus):
+    """The one GPU a scan of ``link`` found, checked against ``assignment``."""
     if [int(g.id) for g in gpus] != [assignment.host_bdf]:
         raise AssertionError(f"host on {link.name} found GPUs {[str(g.id) for g in gpus]}, "
                              f"expected {PcieId.from_int(assignment.host_bdf)}")
@@ -115,6 +142,22 @@ def attach(link, assignment, settings):
         raise AssertionError(f"host placed the BARs at {gpu.bar0:#x}, {gpu.vram:#x}; the "
                              f"pool's windows are at {assignment.bar_bases}")
     return gpu
+
+
+def watched_round_trip(gpu, mem, rng, size, watchdog_ns):
+    """Driver: ``size`` random bytes host -> VRAM -> another host buffer by
+    the GPU's DMA, each command under a watchdog of ``watchdog_ns``;
+    whether the bytes came back intact (raises :class:`DriverError`, or
+    :class:`~tlpoe.models.host.DeviceGone`, when a command fails or the
+    device reads all ones)."""
+    src, dst = BUF_BASE, BUF_BASE + size
+    mem[src:src + size] = rng.integers(0, 256, size, dtype=np.uint8)
+    mem[dst:dst + size] = 0
+    yield from run_command(gpu, Opcode.COPY_H2D, timeout_ns=watchdog_ns, host=src, a=0,
+                           size=size)
+    yield from run_command(gpu, Opcode.COPY_D2H, timeout_ns=watchdog_ns, host=dst, a=0,
+                           size=size)
+    return bool(np.array_equal(mem[src:src + size], mem[dst:dst + size]))
 
 
 class E2eTest(uvm_test):
@@ -230,6 +273,37 @@ class E2eTest(uvm_test):
             out["gemm_resident"] = yield from gemm_resident(gpu, p["gemm_resident_n"])
         return out
 
+    def fault_work(self, i, assignment):
+        """Host ``i`` across its cable's outages (``faults``; the module doc)."""
+        p, mem = P, self.hosts[i].memory
+        link, settings = self.pool_links[i], gpu_settings(self.mp)
+        rng = np.random.default_rng(p["seed"] * 31 + i)
+        gpu = yield from attach(link, assignment, settings)
+        out = {"faults": []}
+        for after_us, for_us in p["faults"]:
+            yield Sleep(after_us * 1000.0)
+            now = yield Now()
+            cut = now + p["fault_lead_us"] * 1000.0
+            self.network.cut(i, cut, cut + for_us * 1000.0)
+            event = dict(after_us=after_us, for_us=for_us, cut_ns=cut)
+            try:
+                event["copy_intact"] = yield from watched_round_trip(
+                    gpu, mem, rng, p["fault_bytes"], p["watchdog_us"] * 1000.0)
+                event["outcome"] = "rode through"
+            except DriverError as failed:
+                event.update(outcome=type(failed).__name__, failed_ns=(yield Now()),
+                             why=str(failed))
+                _, gpus, back = yield from recover(
+                    gpu, poll_ns=p["recover_poll_us"] * 1000.0,
+                    give_up_ns=p["recover_give_up_us"] * 1000.0, root_bus=link.host_bus,
+                    **settings, **link.resources())
+                gpu = found(link, assignment, gpus)
+                event["back_ns"] = back
+            event["end_ns"] = yield Now()
+            out["faults"].append(event)
+        out["saxpy"] = yield from saxpy(gpu, mem, rng, p["saxpy_n"])
+        return out
+
     def peer_work(self, i, assignment, flag):
         """Host ``i``: SAXPY, or bulk DMA round trips until ``flag["stop"]``."""
         mem = self.hosts[i].memory
@@ -301,7 +375,8 @@ class E2eTest(uvm_test):
         flag = {"stop": False}
 
         def main():
-            out = yield from self.main_work(0, first["gpu0"])
+            work = self.fault_work if p["faults"] else self.main_work
+            out = yield from work(0, first["gpu0"])
             flag["stop"] = True
             return out
         results = await self.run_drivers({0: main(), 1: self.peer_work(1, first["gpu1"], flag)})
@@ -369,8 +444,9 @@ class E2eTest(uvm_test):
                 stats = BridgePorts(dut, side).stats()
                 for name in ("frames_sent", "replays_nak", "replays_timeout",
                              "frames_retransmitted", "tlps_out", "order_violations",
-                             "tx_order_violations"):
-                    out[f"{side}_{name}"] = stats[name]
+                             "tx_order_violations", *RESILIENT_STATS):
+                    if name in stats:
+                        out[f"{side}_{name}"] = stats[name]
         return out
 
     # ---------------------------------------------------------------- checks
@@ -383,7 +459,10 @@ class E2eTest(uvm_test):
             f"{len(self.boundary.violations)} TLP(s) crossed an access-table boundary; first: " \
             f"{self.boundary.violations[0]}"
         for model in self.hosts + self.gpu_models:
-            assert not model.errors, f"{model.name}: {model.errors[:3]}"
+            # host 0's GPU across its cable's outages: its reads answered UR
+            errors = [e for e in model.errors if not (
+                P["faults"] and model is self.gpu_models[0] and "UR" in str(e))]
+            assert not errors, f"{model.name}: {errors[:3]}"
         host0 = r["host0"]
         if "saxpy" in host0:
             assert host0["saxpy"]["bit_exact"], "host 0's SAXPY differs from numpy"
@@ -405,9 +484,9 @@ class E2eTest(uvm_test):
         for i in range(P["hosts"]):
             for side in (f"h{i}", f"d{i}"):     # both checkers of each bridge
                 assert c[f"{side}_order_violations"] == c[f"{side}_tx_order_violations"] == 0, c
-        if P["net"]["ber"] == 0:
-            assert not any(v for k, v in r["phy"].items() if k not in ("frames", "bits",
-                                                                         "delivered", "bytes")), r["phy"]
+        if P["net"]["ber"] == 0:            # no frame lost but to the cable's outages
+            fine = ("frames", "bits", "delivered", "bytes") + (("link_down",) if P["faults"] else ())
+            assert not any(v for k, v in r["phy"].items() if k not in fine), r["phy"]
 
     def report_phase(self):
         self.logger.info(json.dumps({k: v for k, v in self.record.items() if k != "params"},

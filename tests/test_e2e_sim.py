@@ -17,7 +17,7 @@ run, Icarus's included (the small case there: 67,509 cycles per bridge,
 
 import pytest
 
-from tlpoe.sim.e2e import bridge_params, run_system
+from tlpoe.sim.e2e import RESILIENT, bridge_params, run_system
 from tlpoe.sim.runner import SimulationFailed, simulators
 
 
@@ -106,3 +106,40 @@ def test_the_twins_catch_a_model_configured_apart_from_the_rtl(tmp_path):
     log = failure.value.log.read_text()
     assert "TwinDifference: twin_h0: cycle " in log
     assert "stats.credits_advertised: RTL [(127, " in log and "model [(64, " in log
+
+
+@pytest.mark.skipif("verilator" not in SIMS, reason="the fault case runs on Verilator")
+def test_a_remote_gpu_across_its_cable_flapping_then_failing(tmp_path):
+    """The resilient bridges (link state machine, completion tracker) between
+    host 0 and its GPU; host 0's cable out for 50 us, then for 400 us, each
+    time under a 64 KiB DMA round trip (tb/test_e2e.py ``faults``):
+
+    * the flap (DOWN after 30 us of silence, back before containment at
+      102 us) is ridden out: the copy comes back intact, nothing answered UR;
+    * the outage reaches containment: the bridges answer what is
+      outstanding with UR, the driver reads the device gone (all ones)
+      instead of hanging, polls it until the link is back, rescans and sets
+      the GPU up again; SAXPY on it is then bit-exact.
+
+    Host 1, on its own cable through the same chassis uplink, runs its SAXPY
+    bit-exact meanwhile and its link never goes down."""
+    r = run_system("verilator", "faults", dict(
+        faults=[[20, 50], [20, 400]], dma_sizes=[], saxpy_n=512, peer_saxpy_n=512,
+        attacks=False, reassign=False), tmp_path, extra=RESILIENT)
+    flap, outage = r["host0"]["faults"]
+    c = r["counters"]
+    assert flap["outcome"] == "rode through" and flap["copy_intact"], flap
+    assert outage["outcome"] == "DeviceGone", outage
+    # gone once containment answered (102 us after DOWN), back after the cable
+    assert outage["cut_ns"] + 130_000 <= outage["failed_ns"] < outage["cut_ns"] + 400_000, outage
+    assert outage["back_ns"] >= outage["cut_ns"] + 400_000, outage
+    assert r["host0"]["saxpy"]["bit_exact"] and r["host1"]["saxpy"]["bit_exact"]
+    for side in ("h0", "d0"):               # both ends of host 0's cable: down twice, up again
+        assert c[f"{side}_link_down_events"] == 2 and c[f"{side}_link_up_events"] == 3, c
+        assert c[f"{side}_peer_restarts"] == 0 and c[f"{side}_outstanding"] == 0, c
+    for side in ("h1", "d1"):
+        assert c[f"{side}_link_down_events"] == 0 and c[f"{side}_link_up_events"] == 1, c
+    # what containment answered and dropped: the host's status read, the GPU's reads
+    assert c["h0_link_down_completions"] + c["h0_np_contained"] > 0, c
+    assert c["d0_link_down_completions"] + c["d0_np_contained"] > 0, c
+    assert r["phy"]["link_down"] > 0, r["phy"]

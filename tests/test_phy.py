@@ -24,9 +24,10 @@ def within(measured, expected, sigma):
     return abs(measured - expected) <= SIGMAS * sigma
 
 
-def send(phy, frames, gap_ns=0.0):
-    """Deliveries of ``frames`` offered every ``gap_ns`` (0: back to back)."""
-    return [phy.transmit(frame, i * gap_ns) for i, frame in enumerate(frames)]
+def send(phy, frames, gap_ns=0.0, start_ns=0.0):
+    """Deliveries of ``frames`` offered every ``gap_ns`` (0: back to back)
+    from ``start_ns``."""
+    return [phy.transmit(frame, start_ns + i * gap_ns) for i, frame in enumerate(frames)]
 
 
 def bits_set(a, b):
@@ -254,6 +255,23 @@ def test_link_down_loses_every_frame_inside_and_none_outside():
         assert (d.fate == Fate.LINK_DOWN) == overlaps
         assert d.lost == overlaps
     assert phy.counters.link_down == sum(d.fate == Fate.LINK_DOWN for d in out) > 40
+
+
+def test_a_down_span_added_while_running_acts_as_one_given_at_the_start():
+    down = [(10_000.0, 20_000.0), (15_000.0, 30_000.0)]
+    frames = [FRAME_1500] * 400
+    gap = 100.0 + serialization_ns(1500, 100)
+    given = send(Phy(down=down, seed=SEED), frames, gap_ns=gap)
+    phy = Phy(seed=SEED)
+    out = send(phy, frames[:40], gap_ns=gap)            # up to 40 x 220 ns: before the cut
+    for span in down:
+        phy.add_down(*span)
+    assert phy.down == ((10_000.0, 30_000.0),)
+    out += send(phy, frames[40:], gap_ns=gap, start_ns=40 * gap)
+    assert [d.fate for d in out] == [d.fate for d in given]
+    assert phy.counters.link_down > 0
+    with pytest.raises(ValueError, match="start < end"):
+        phy.add_down(5.0, 5.0)
 
 
 # --- the MAC's view -----------------------------------------------------------------
