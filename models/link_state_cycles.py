@@ -69,6 +69,7 @@ class CycleLinkState:
         self.peer, self.known, self.adopt_pending = 0, False, False
         self.heard = self.sent = 0
         self.dead_used = self.dead_init
+        self.expired = False            # heard reaches dead_used (registered)
         self.since_ka = _MAX
         self.owed = False
         self.pending = None             # the KEEPALIVE registered, to act next cycle
@@ -107,10 +108,13 @@ class CycleLinkState:
             go_down = (found == UP and says == DOWN) or (restart and state == UP)
             answer = found == UP and says == INIT
         else:
-            silent = state == UP and self.heard >= self.dead_used
+            silent = state == UP and self.expired
             go_down = state == UP and (retry_limit or silent)
         # the edge
         self.pulses = (go_up, restart, go_up and (self.adopt_pending or new_peer))
+        # compared a cycle early with the dead time in use then, less one
+        self.expired = not (rx_good or arrived is not None) and \
+            self.heard >= self.dead_used - 1
         self.heard = 0 if rx_good or arrived is not None else min(self.heard + 1, _MAX)
         # the KEEPALIVE that arrived, registered: whether it names us is
         # decided against our incarnation now

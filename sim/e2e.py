@@ -53,27 +53,28 @@ CLOCK_NS = 4.0                     # 250 MHz
 #: per class: both above the bandwidth-delay product of a 100 GbE round
 #: trip of about 2.5 us (31 KiB), so neither the window nor the credits
 #: hold a bulk transfer back. (The Bridge's default, 8 KiB per class, caps
-#: it near 3 GB/s at this round trip.)
+#: it near 3 GB/s at this round trip.) And resilient (:data:`RESILIENT`).
 QUEUE_BYTES = 64 << 10
+#: The resilient bridges (docs/link-state.md): the link state machine (its
+#: default KEEPALIVE every 10 us, down after 30 us of silence at 250 MHz)
+#: and the completion tracker, here containing after 25 ticks of 1024
+#: cycles DOWN (102 us) and timing a completion out after 250 (1.02 ms).
+RESILIENT = dict(link_state=True, tracker=True, hold_time=25, cpl_timeout=250)
 
 
 def bridge_params(width=WIDTH):
-    return dict(window=32, seq_bits=12, queue_tlps=127, queue_depth=QUEUE_BYTES // (width // 8))
+    return dict(window=32, seq_bits=12, queue_tlps=127, queue_depth=QUEUE_BYTES // (width // 8),
+                **RESILIENT)
 
 
 def build_key(width=WIDTH, extra=None):
     """The Verilog build's name: the width, and ``extra`` (Bridge
     parameters beyond :func:`bridge_params`) spelled out."""
     tail = "".join(f"-{k}" + ("" if v is True else f"{v}") for k, v in sorted((extra or {}).items()))
-    return f"system-w{width}-win32-q64k-csr{tail}"
+    return f"system-w{width}-win32-q64k-csr-resilient{tail}"
 
 
 BRIDGE = bridge_params()
-#: The resilient bridges (docs/link-state.md): the link state machine (its
-#: default KEEPALIVE every 10 us, down after 30 us of silence at 250 MHz)
-#: and the completion tracker, here containing after 25 ticks of 1024
-#: cycles DOWN (102 us) and timing a completion out after 250 (1.02 ms).
-RESILIENT = dict(link_state=True, tracker=True, hold_time=25, cpl_timeout=250)
 BUILD_KEY = build_key()
 #: The network: 100 GbE, 250 ns per hop (20 m of fibre, about 100 ns, plus
 #: PCS/FEC), a cut-through switch with 300 ns forwarding latency.
@@ -108,7 +109,7 @@ def system(width=WIDTH, extra=None):
     fabric's tables behind its CSRs; the device bridges' TLP ports, which
     meet the fabric inside, also shown as outputs ``d{i}_tlp_in`` and
     ``d{i}_tlp_out`` (:class:`~tlpoe.tb.tops.Tapped`) for their cycle twins.
-    ``extra``: more Bridge parameters (:data:`RESILIENT`)."""
+    ``extra``: more Bridge parameters (or others)."""
     from ..rtl.bridge.system import DisaggregatedTop
     from ..tb.tops import Tapped
     top = DisaggregatedTop(width, hosts=2, fabric_csr=True,
@@ -121,7 +122,7 @@ def system(width=WIDTH, extra=None):
 def run_system(sim, name, params, report_dir, width=WIDTH, clock_ns=CLOCK_NS, extra=None):
     """One end-to-end run (``tb/test_e2e.py``) named ``name``, the bridges
     clocked every ``clock_ns`` and built with ``extra`` parameters besides
-    :func:`bridge_params` (:data:`RESILIENT`); returns its record.
+    :func:`bridge_params`; returns its record.
     ``TWIN=1`` in the environment runs each bridge's cycle twin
     (``params["twin"]``)."""
     from .runner import run_cocotb

@@ -17,7 +17,7 @@ run, Icarus's included (the small case there: 67,509 cycles per bridge,
 
 import pytest
 
-from tlpoe.sim.e2e import RESILIENT, bridge_params, run_system
+from tlpoe.sim.e2e import bridge_params, run_system
 from tlpoe.sim.runner import SimulationFailed, simulators
 
 
@@ -110,8 +110,8 @@ def test_the_twins_catch_a_model_configured_apart_from_the_rtl(tmp_path):
 
 @pytest.mark.skipif("verilator" not in SIMS, reason="the fault case runs on Verilator")
 def test_a_remote_gpu_across_its_cable_flapping_then_failing(tmp_path):
-    """The resilient bridges (link state machine, completion tracker) between
-    host 0 and its GPU; host 0's cable out for 50 us, then for 400 us, each
+    """The resilient bridges (link state machine, completion tracker; all the
+    end-to-end system's) between host 0 and its GPU; host 0's cable out for 50 us, then for 400 us, each
     time under a 64 KiB DMA round trip (tb/test_e2e.py ``faults``):
 
     * the flap (DOWN after 30 us of silence, back before containment at
@@ -125,7 +125,7 @@ def test_a_remote_gpu_across_its_cable_flapping_then_failing(tmp_path):
     bit-exact meanwhile and its link never goes down."""
     r = run_system("verilator", "faults", dict(
         faults=[[20, 50], [20, 400]], dma_sizes=[], saxpy_n=512, peer_saxpy_n=512,
-        attacks=False, reassign=False), tmp_path, extra=RESILIENT)
+        attacks=False, reassign=False), tmp_path)
     flap, outage = r["host0"]["faults"]
     c = r["counters"]
     assert flap["outcome"] == "rode through" and flap["copy_intact"], flap

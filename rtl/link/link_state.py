@@ -181,13 +181,18 @@ class LinkStateMachine(wiring.Component):
         ka_was, since_ka = since(self.keepalive_sent, top)          # ... a KEEPALIVE: one due at once
         # the dead time in use (models.link_state_cycles.dead_in_use): a
         # `dead` not above `keepalive` is taken as 3 x keepalive (at least 3,
-        # at most the timers' maximum); registered, from the configuration
+        # at most the timers' maximum); registered, from the configuration,
+        # less one: `heard` is compared with it a cycle early and the result
+        # registered (no frame in that cycle), so UP goes down when `heard`
+        # reaches the dead time, as if compared in the cycle
         triple = Signal(TIMER_BITS + 2)
-        dead_used = Signal(TIMER_BITS, init=self._dead)
+        dead_less = Signal(TIMER_BITS, init=self._dead - 1)
         m.d.comb += triple.eq(Mux(self.keepalive == 0, 1, self.keepalive) * 3)
-        m.d.sync += dead_used.eq(Mux(self.dead > self.keepalive, self.dead,
-                                     Mux(triple > top, top, triple)))
-        silent = (state == UP) & ~ka & (heard >= dead_used)
+        m.d.sync += dead_less.eq(Mux(self.dead > self.keepalive, self.dead,
+                                     Mux(triple > top, top, triple)) - 1)
+        expired = Signal()
+        m.d.sync += expired.eq(~(self.rx_good | self.rx_keepalive) & (heard >= dead_less))
+        silent = (state == UP) & ~ka & expired
         m.d.comb += go_down.eq(Mux(ka, (found == UP) & (says == DOWN) | restart & (state == UP),
                                    (state == UP) & (self.retry_limit | silent)))
         # a KEEPALIVE owed to the peer: our state changed, or it is still
