@@ -54,8 +54,8 @@ csr: ## from rtl/csr/*.rdl into build/csr/: HTML register docs (peakrdl-html), C
 ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
 	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))
 
-faults: ## link faults mid-traffic both ways (flaps of 1 us, 100 us, 10 ms; a peer reset; a switch reboot; a cable cut; a silent peer) on two RTL bridges with the link state machine, on Verilator: detect and recover times, TLPs lost, duplicated and corrupted, a timeline, in build/reports/faults/; QUICK=1: the short form
-	$(PY) -m tlpoe.sim.faults $(if $(QUICK),--quick) $(if $(FAULTS_JOBS),--jobs $(FAULTS_JOBS))
+faults: ## link faults mid-traffic both ways (flaps of 1 us, 100 us, 10 ms; a peer reset; a switch reboot; a cable cut; a silent peer) on two RTL bridges with the link state machine, on Verilator: detect and recover times, TLPs lost, duplicated and corrupted, a timeline, in build/reports/faults/; QUICK=1: the short form; FAULTS_SIMS="verilator icarus": both simulators
+	$(PY) -m tlpoe.sim.faults $(if $(QUICK),--quick) $(if $(FAULTS_JOBS),--jobs $(FAULTS_JOBS)) $(if $(FAULTS_SIMS),--sims $(FAULTS_SIMS))
 
 ordering: ## ordering rules on the RTL (per-class queues + ordering checker vs the model), cell by cell, in build/reports/ordering/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.ordering $(if $(QUICK),--quick)
