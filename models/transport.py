@@ -1,0 +1,184 @@
+"""The bridge's transports (issue 20): what carries a bridge frame across the
+network, the one Python definition the models, the RTL and the tests share.
+
+* ``eth``: Ethernet II with the bridge's EtherType, the frame of
+  :mod:`tlpoe.models.wire` unchanged;
+* ``udp``: Ethernet II (EtherType IPv4), an IPv4 header without options, a
+  UDP header, then the bridge header and TLP area as in ``eth``. The IPv4
+  header checksum is computed (RFC 791, the one's-complement sum of RFC
+  1071); the UDP checksum is zero, which IPv4 allows (RFC 768: "all zero
+  ... means the transmitter generated no checksum"), as RoCEv2 and VXLAN
+  (RFC 7348, 5) send it: the bridge writes the header before the payload
+  streams through, a UDP checksum would need the whole datagram first, and
+  the bridge's own CRC already covers its header and TLPs end to end. DSCP
+  comes from the TLP's traffic class, ECN says ECN-capable (ECT(0)), and
+  the UDP source port is the link's ECMP entropy.
+
+Addresses come from configuration (no ARP): :class:`UdpConfig`.
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .frame import pad_to_minimum
+from .wire import BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, Field, Layout
+
+__all__ = ["Transport", "IPV4", "UDP", "ETHERTYPE_IPV4", "UDP_PORT", "ECT0", "UdpConfig",
+           "ipv4_checksum", "ones_complement_sum", "header_bytes", "udp_headers",
+           "to_udp", "from_udp", "TransportError"]
+
+ETHERTYPE_IPV4 = 0x0800
+IPPROTO_UDP = 17
+#: The bridge's UDP destination port (the ``udp`` transport; configurable):
+#: 0x88B5, the number of its EtherType, unassigned in IANA's registry.
+UDP_PORT = 0x88B5
+#: ECN codepoints (RFC 3168, 5): Not-ECT, ECT(1), ECT(0), CE.
+NOT_ECT, ECT1, ECT0, CE = 0, 1, 2, 3
+
+
+class Transport(str, Enum):
+    """How a bridge frame crosses the network."""
+    ETH = "eth"
+    UDP = "udp"
+
+
+IPV4 = Layout("ipv4", 20, [
+    Field("version_ihl", 0, 1, "0x45: IPv4, a 20-byte header (no options)"),
+    Field("dscp", 1, 1, "DSCP: from the TLP's traffic class (`UdpConfig.dscp`)",
+          bits=6, shift=2),
+    Field("ecn", 1, 1, "ECN: ECT(0) sent; CE set by a congested switch", bits=2, shift=0),
+    Field("total_length", 2, 2, "IPv4 header, UDP header and payload, in bytes"),
+    Field("identification", 4, 2, "0 (never fragmented)"),
+    Field("flags_fragment", 6, 2, "0x4000: Don't Fragment, offset 0"),
+    Field("ttl", 8, 1, "time to live (`UdpConfig.ttl`)"),
+    Field("protocol", 9, 1, f"{IPPROTO_UDP}: UDP"),
+    Field("checksum", 10, 2, "header checksum (RFC 791)"),
+    Field("src_ip", 12, 4, "source address (configured)"),
+    Field("dst_ip", 16, 4, "destination address (configured)"),
+])
+
+UDP = Layout("udp", 8, [
+    Field("src_port", 0, 2, "source port: the link's ECMP entropy (configured)"),
+    Field("dst_port", 2, 2, f"destination port, default {UDP_PORT} (configured)"),
+    Field("length", 4, 2, "UDP header and payload, in bytes"),
+    Field("checksum", 6, 2, "0: no checksum (RFC 768; see the module doc)"),
+])
+
+
+class TransportError(ValueError):
+    """A frame that is not a well-formed datagram of the transport."""
+
+
+def ones_complement_sum(data):
+    """The 16-bit one's-complement sum of ``data`` (big-endian words, an odd
+    byte padded with zero; RFC 1071)."""
+    data = bytes(data) + b"\0" * (len(data) & 1)
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def ipv4_checksum(header):
+    """The IPv4 header checksum of ``header`` (its checksum field taken as
+    0): the one's complement of the one's-complement sum."""
+    header = bytearray(header)
+    header[10:12] = b"\0\0"
+    return ~ones_complement_sum(header) & 0xFFFF
+
+
+@dataclass(frozen=True)
+class UdpConfig:
+    """The ``udp`` transport's configuration registers: addresses (32-bit
+    ints), ports, the TTL and the DSCP of each PCIe traffic class (TC0..TC7;
+    default all 0, best effort)."""
+    src_ip: int = 0x0A00_0001
+    dst_ip: int = 0x0A00_0002
+    src_port: int = 0xC000
+    dst_port: int = UDP_PORT
+    ttl: int = 64
+    dscp: tuple = (0,) * 8
+
+    def __post_init__(self):
+        for name, bits in (("src_ip", 32), ("dst_ip", 32), ("src_port", 16),
+                           ("dst_port", 16), ("ttl", 8)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 0 <= value < 1 << bits:
+                raise ValueError(f"{name} must be a {bits}-bit number, not {value!r}")
+        if len(self.dscp) != 8 or not all(isinstance(d, int) and 0 <= d < 64 for d in self.dscp):
+            raise ValueError(f"dscp must be 8 values 0..63 (one per traffic class), "
+                             f"not {self.dscp!r}")
+
+
+def header_bytes(transport):
+    """Bytes the transport puts before the bridge header (Ethernet
+    included)."""
+    return {Transport.ETH: ETH_LEN, Transport.UDP: ETH_LEN + IPV4.length + UDP.length}[
+        Transport(transport)]
+
+
+def udp_headers(payload_length, config, traffic_class=0, ecn=ECT0):
+    """The IPv4 and UDP headers (28 bytes) of a datagram whose UDP payload
+    (bridge header and TLP area) is ``payload_length`` bytes."""
+    udp_length = UDP.length + payload_length
+    ip = IPV4.pack(version_ihl=0x45, dscp=config.dscp[traffic_class], ecn=ecn,
+                   total_length=IPV4.length + udp_length, identification=0,
+                   flags_fragment=0x4000, ttl=config.ttl, protocol=IPPROTO_UDP, checksum=0,
+                   src_ip=config.src_ip, dst_ip=config.dst_ip)
+    ip = bytearray(ip)
+    ip[10:12] = ipv4_checksum(ip).to_bytes(2, "big")
+    udp = UDP.pack(src_port=config.src_port, dst_port=config.dst_port, length=udp_length,
+                   checksum=0)
+    return bytes(ip) + udp
+
+
+def _bridge_part(eth_frame):
+    """The bridge header, TLP area and CRC of an ``eth`` frame (no padding)."""
+    payload_length = BRIDGE_HEADER.unpack(eth_frame, ETH_LEN)["payload_length"]
+    end = HEADER_LEN + payload_length + CRC_LEN
+    if end > len(eth_frame):
+        raise TransportError(f"payload_length {payload_length} runs past the frame's "
+                             f"{len(eth_frame)} bytes")
+    return eth_frame[ETH_LEN:end]
+
+
+def to_udp(eth_frame, config, traffic_class=0, ecn=ECT0):
+    """The ``udp`` frame carrying the ``eth`` frame ``eth_frame`` (as
+    :func:`~tlpoe.models.frame.encode_frame` builds it, padded or not): its
+    MACs, EtherType IPv4, the IPv4 and UDP headers, its bridge header, TLP
+    area and CRC, padded to the Ethernet minimum."""
+    eth_frame = bytes(eth_frame)
+    body = _bridge_part(eth_frame)
+    eth = eth_frame[:ETH_LEN - 2] + ETHERTYPE_IPV4.to_bytes(2, "big")
+    return pad_to_minimum(eth + udp_headers(len(body), config, traffic_class, ecn) + body)
+
+
+def from_udp(frame, config=None, ethertype=ETHERTYPE):
+    """``(eth_frame, ip)``: the ``eth`` frame a ``udp`` frame carries (its
+    EtherType ``ethertype`` again, no padding: what
+    :func:`~tlpoe.models.frame.decode_frame` reads) and the IPv4 header's
+    fields. Raises :class:`TransportError` naming what is wrong: not IPv4,
+    options, a bad header checksum, not UDP, another port, lengths that
+    disagree with each other or the frame."""
+    frame = bytes(frame)
+    if len(frame) < header_bytes(Transport.UDP):
+        raise TransportError(f"{len(frame)} bytes: shorter than the headers")
+    if ETHERNET.unpack(frame)["ethertype"] != ETHERTYPE_IPV4:
+        raise TransportError(f"EtherType 0x{ETHERNET.unpack(frame)['ethertype']:04X}, not IPv4")
+    ip = IPV4.unpack(frame, ETH_LEN)
+    if ip["version_ihl"] != 0x45:
+        raise TransportError(f"version/IHL 0x{ip['version_ihl']:02X}, not 0x45")
+    if ones_complement_sum(frame[ETH_LEN:ETH_LEN + IPV4.length]) != 0xFFFF:
+        raise TransportError("bad IPv4 header checksum")
+    if ip["protocol"] != IPPROTO_UDP:
+        raise TransportError(f"IP protocol {ip['protocol']}, not UDP")
+    udp = UDP.unpack(frame, ETH_LEN + IPV4.length)
+    port = UDP_PORT if config is None else config.dst_port
+    if udp["dst_port"] != port:
+        raise TransportError(f"UDP port {udp['dst_port']}, not {port}")
+    if udp["length"] + IPV4.length != ip["total_length"] or \
+            ETH_LEN + ip["total_length"] > len(frame):
+        raise TransportError(f"IPv4 length {ip['total_length']}, UDP length "
+                             f"{udp['length']}, {len(frame)} bytes on the wire")
+    eth = frame[:ETH_LEN - 2] + ethertype.to_bytes(2, "big")
+    return eth + frame[header_bytes(Transport.UDP):ETH_LEN + ip["total_length"]], ip

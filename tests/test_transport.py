@@ -1,0 +1,172 @@
+"""The transports' model (models/transport.py, issue 20): the ``udp``
+encapsulation against code written elsewhere (scapy's IPv4 and UDP, tshark's
+dissectors with checksum validation on), its round trip through the frame
+model, and what it refuses."""
+
+import json
+import os
+import random
+import subprocess
+
+import pytest
+
+from tlpoe.models import transport as tp
+from tlpoe.models.frame import decode_frame, encode_frame
+from tlpoe.models.pcap import write_pcap
+from tlpoe.models.tlp import Tlp, TlpType
+from tlpoe.models.wire import FrameType
+
+from test_dissector import TSHARK, require_tshark
+
+#: Wireshark's checksum status values (epan/proto.h, PROTO_CHECKSUM_E_*)
+BAD, GOOD, UNVERIFIED, NOT_PRESENT = "0", "1", "2", "3"
+CONFIG = tp.UdpConfig(src_ip=0x0A01_0203, dst_ip=0xC0A8_0A0B, src_port=0xC123, ttl=17,
+                      dscp=(0, 8, 10, 18, 26, 34, 46, 48))
+
+
+@pytest.fixture
+def tshark():
+    """tshark's path; skips without it, fails without it in CI."""
+    return require_tshark(TSHARK, os.environ)
+
+
+def frames(seed=1, n=40):
+    """``eth`` frames of every type: DATA with 1..6 random TLPs (the TLP's
+    traffic class with each), ACK, NAK, CREDIT, KEEPALIVE."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        tc = rng.randrange(8)
+        tlps = [Tlp(TlpType.MWr, address=4 * rng.randrange(1 << 20), tc=tc,
+                    data=bytes(rng.randrange(256) for _ in range(4 * rng.randrange(1, 64)))).pack()
+                for _ in range(rng.randrange(1, 7))]
+        out.append((encode_frame(tlps, seq=i, ack=i // 2), tc))
+    for kind in (FrameType.ACK, FrameType.NAK, FrameType.CREDIT, FrameType.KEEPALIVE):
+        out.append((encode_frame([], frame_type=kind, seq=3, ack=2), 0))
+    return out
+
+
+def test_the_ipv4_checksum_of_a_known_header():
+    # the worked example of Wikipedia's "Internet checksum" / "IPv4 header
+    # checksum": 4500 0073 0000 4000 4011 [b861] c0a8 0001 c0a8 00c7
+    header = bytes.fromhex("450000730000400040110000c0a80001c0a800c7")
+    assert tp.ipv4_checksum(header) == 0xB861
+    assert tp.ones_complement_sum(bytes.fromhex("45000073000040004011b861c0a80001c0a800c7")) \
+        == 0xFFFF
+
+
+def test_udp_round_trip_gives_back_the_frame_and_its_decode():
+    for frame, tc in frames():
+        udp = tp.to_udp(frame, CONFIG, tc)
+        assert len(udp) == max(60, len(frame) + 28)
+        back, ip = tp.from_udp(udp, CONFIG)
+        assert back == frame
+        assert ip["dscp"] == CONFIG.dscp[tc] and ip["ecn"] == tp.ECT0 and ip["ttl"] == 17
+        assert decode_frame(back) == decode_frame(frame)
+
+
+def test_scapy_reads_our_headers_as_we_wrote_them():
+    """scapy's IPv4 and UDP (code written elsewhere) parse every frame and,
+    recomputing the IPv4 checksum itself, get ours."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    for frame, tc in frames(seed=2):
+        udp = tp.to_udp(frame, CONFIG, tc)
+        pkt = Ether(udp)
+        ip = pkt[IP]
+        assert (ip.version, ip.ihl, ip.tos >> 2, ip.tos & 3) == (4, 5, CONFIG.dscp[tc], 2)
+        assert (ip.src, ip.dst, ip.ttl, ip.proto, ip.flags) == ("10.1.2.3", "192.168.10.11",
+                                                               17, 17, "DF")
+        assert ip.len == len(frame) - 14 + 28
+        rebuilt = IP(bytes(ip))
+        del rebuilt.chksum
+        assert IP(bytes(rebuilt)).chksum == ip.chksum
+        u = pkt[UDP]
+        assert (u.sport, u.dport, u.len, u.chksum) == (0xC123, tp.UDP_PORT, ip.len - 20, 0)
+        assert bytes(u.payload)[:u.len - 8] == frame[14:]
+
+
+def dissect_expert(tshark, frames_, tmp_path):
+    """tshark's JSON of ``frames_`` with IPv4 and UDP checksum validation on."""
+    pcap = tmp_path / "udp.pcap"
+    write_pcap(pcap, ((1000 * i, f) for i, f in enumerate(frames_)))
+    out = subprocess.run([tshark, "-n", "-r", str(pcap), "-T", "json",
+                          "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def experts(packet):
+    """Every expert item and malformed mark in one packet's JSON tree."""
+    found = []
+
+    def walk(node, key=""):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("_ws.expert", "_ws.malformed"):
+                    found.append((k, v))
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+    walk(packet)
+    return found
+
+
+def test_tshark_validates_every_udp_frame_with_no_expert_item(tshark, tmp_path):
+    udp = [tp.to_udp(frame, CONFIG, tc) for frame, tc in frames(seed=3)]
+    packets = dissect_expert(tshark, udp, tmp_path)
+    assert len(packets) == len(udp)
+    for i, packet in enumerate(packets):
+        layers = packet["_source"]["layers"]
+        assert layers["ip"]["ip.checksum.status"] == GOOD, (i, layers["ip"])
+        assert int(layers["udp"]["udp.dstport"]) == tp.UDP_PORT
+        assert layers["udp"]["udp.checksum_tree"]["udp.checksum.status"] == NOT_PRESENT, \
+            (i, layers["udp"])
+        assert not experts(packet), (i, experts(packet))
+
+
+def test_tshark_flags_a_header_byte_broken(tshark, tmp_path):
+    """The check is not vacuous: one byte of the IPv4 header changed (the
+    TTL) and tshark reports the bad checksum, and from_udp refuses it."""
+    frame, tc = frames(seed=4, n=1)[0]
+    udp = bytearray(tp.to_udp(frame, CONFIG, tc))
+    udp[14 + 8] ^= 0x01
+    packet = dissect_expert(tshark, [bytes(udp)], tmp_path)[0]
+    assert packet["_source"]["layers"]["ip"]["ip.checksum.status"] == BAD
+    assert experts(packet)
+    with pytest.raises(tp.TransportError, match="checksum"):
+        tp.from_udp(bytes(udp))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda b: b.__setitem__(slice(12, 14), b"\x88\xb5"), "not IPv4"),
+    (lambda b: b.__setitem__(14, 0x46), "IHL"),
+    (lambda b: b.__setitem__(slice(36, 38), b"\x12\x34"), "UDP port"),
+    (lambda b: b.__setitem__(slice(38, 40), b"\x00\x09"), "length"),
+    (lambda b: b.__setitem__(23, 6), "protocol"),
+])
+def test_from_udp_refuses_what_is_not_our_datagram(change, match):
+    frame, tc = frames(seed=5, n=1)[0]
+    udp = bytearray(tp.to_udp(frame, CONFIG, tc))
+    change(udp)
+    if match not in ("not IPv4", "IHL", "checksum"):       # keep the checksum right
+        udp[24:26] = b"\0\0"
+        udp[24:26] = tp.ipv4_checksum(udp[14:34]).to_bytes(2, "big")
+    with pytest.raises(tp.TransportError, match=match):
+        tp.from_udp(bytes(udp))
+    with pytest.raises(tp.TransportError, match="shorter"):
+        tp.from_udp(bytes(udp[:41]))
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"src_ip": 1 << 32}, "src_ip"), ({"dst_port": -1}, "dst_port"), ({"ttl": 256}, "ttl"),
+    ({"dscp": (64,) * 8}, "dscp"), ({"dscp": (0,) * 7}, "dscp"),
+])
+def test_a_bad_configuration_raises_naming_it(kw, name):
+    with pytest.raises(ValueError, match=name):
+        tp.UdpConfig(**kw)
+
+
+def test_header_bytes_per_transport():
+    assert tp.header_bytes("eth") == 14 and tp.header_bytes(tp.Transport.UDP) == 42
