@@ -14,10 +14,16 @@ network, the one Python definition the models, the RTL and the tests share.
   comes from the TLP's traffic class, ECN says ECN-capable (ECT(0)), and
   the UDP source port is the link's ECMP entropy.
 
+* ``rocev2`` (its pieces so far): Ethernet + IPv4 + UDP port 4791 + the
+  InfiniBand BTH (+ AETH in an Acknowledge) + payload + the ICRC
+  (:func:`rocev2_packet`, :func:`icrc`); which bridge frames become RC
+  SENDs and which Acknowledges is still to be settled.
+
 Addresses come from configuration (no ARP): :class:`UdpConfig`.
 """
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from .frame import pad_to_minimum
@@ -25,7 +31,8 @@ from .wire import BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_L
 
 __all__ = ["Transport", "IPV4", "UDP", "ETHERTYPE_IPV4", "UDP_PORT", "ECT0", "UdpConfig",
            "ipv4_checksum", "ones_complement_sum", "header_bytes", "udp_headers",
-           "to_udp", "from_udp", "TransportError"]
+           "to_udp", "from_udp", "TransportError", "ROCEV2_PORT", "BTH", "AETH", "icrc",
+           "rocev2_packet", "check_icrc"]
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_UDP = 17
@@ -40,6 +47,7 @@ class Transport(str, Enum):
     """How a bridge frame crosses the network."""
     ETH = "eth"
     UDP = "udp"
+    ROCEV2 = "rocev2"
 
 
 IPV4 = Layout("ipv4", 20, [
@@ -62,6 +70,39 @@ UDP = Layout("udp", 8, [
     Field("dst_port", 2, 2, f"destination port, default {UDP_PORT} (configured)"),
     Field("length", 4, 2, "UDP header and payload, in bytes"),
     Field("checksum", 6, 2, "0: no checksum (RFC 768; see the module doc)"),
+])
+
+
+#: RoCEv2's UDP destination port (IANA).
+ROCEV2_PORT = 4791
+#: InfiniBand BTH opcodes used (IBTA Vol. 1, 9.2; the RC transport, and the
+#: RoCEv2 Congestion Notification Packet, Annex A17).
+RC_SEND_ONLY, RC_ACKNOWLEDGE, CNP = 0x04, 0x11, 0x81
+#: AETH syndromes: an ACK (credit count 0x1F: invalid, not used) and a NAK
+#: "PSN sequence error" (IBTA Vol. 1, 9.7.5.2).
+AETH_ACK, AETH_NAK_PSN = 0x1F, 0x60
+ICRC_LEN = 4
+
+BTH = Layout("bth", 12, [
+    Field("opcode", 0, 1, "SEND only 0x04 (frames with a bridge header), ACKNOWLEDGE 0x11"),
+    Field("solicited", 1, 1, "0", bits=1, shift=7),
+    Field("migreq", 1, 1, "1 (as RoCEv2 NICs send)", bits=1, shift=6),
+    Field("padcount", 1, 1, "bytes padding the payload to a multiple of 4", bits=2, shift=4),
+    Field("tver", 1, 1, "transport header version, 0", bits=4, shift=0),
+    Field("pkey", 2, 2, "partition key, 0xFFFF (default partition)"),
+    Field("fecn", 4, 1, "forward ECN (masked in the ICRC)", bits=1, shift=7),
+    Field("becn", 4, 1, "backward ECN (masked in the ICRC)", bits=1, shift=6),
+    Field("resv6", 4, 1, "0 (masked in the ICRC)", bits=6, shift=0),
+    Field("dest_qp", 5, 3, "the peer's queue pair (configured)"),
+    Field("ackreq", 8, 1, "acknowledge requested: 1 on SENDs", bits=1, shift=7),
+    Field("resv7", 8, 1, "0", bits=7, shift=0),
+    Field("psn", 9, 3, "packet sequence number: the frame's sequence number, or the "
+                       "acknowledged one in an ACKNOWLEDGE"),
+])
+
+AETH = Layout("aeth", 4, [
+    Field("syndrome", 0, 1, f"ACK 0x{AETH_ACK:02X}, NAK PSN sequence error 0x{AETH_NAK_PSN:02X}"),
+    Field("msn", 1, 3, "message sequence number: the PSN acknowledged"),
 ])
 
 
@@ -182,3 +223,49 @@ def from_udp(frame, config=None, ethertype=ETHERTYPE):
                              f"{udp['length']}, {len(frame)} bytes on the wire")
     eth = frame[:ETH_LEN - 2] + ethertype.to_bytes(2, "big")
     return eth + frame[header_bytes(Transport.UDP):ETH_LEN + ip["total_length"]], ip
+
+
+# --- RoCEv2 ------------------------------------------------------------------------
+
+def icrc(datagram):
+    """The RoCEv2 invariant CRC of ``datagram`` (from its IPv4 header to the
+    end of the BTH's payload, the ICRC itself excluded), as sent: CRC-32
+    (Ethernet's, zlib's) over 8 bytes of ones (the LRH a RoCEv2 packet
+    lacks), then the datagram with the fields a router may change set to
+    ones (IPv4 TOS, TTL and checksum; UDP checksum; the BTH's FECN, BECN
+    and reserved bits), its 4 bytes least significant first (IBTA Vol. 1
+    Annex A17.3)."""
+    b = bytearray(datagram)
+    b[1] = b[8] = 0xFF                        # TOS (DSCP, ECN), TTL
+    b[10:12] = b"\xff\xff"                    # IPv4 header checksum
+    b[IPV4.length + 6:IPV4.length + 8] = b"\xff\xff"       # UDP checksum
+    b[IPV4.length + UDP.length + 4] = 0xFF    # FECN, BECN, resv6
+    return zlib.crc32(b"\xff" * 8 + bytes(b)).to_bytes(ICRC_LEN, "little")
+
+
+def rocev2_packet(macs, payload, config, *, opcode=RC_SEND_ONLY, psn=0, dest_qp=1, aeth=None,
+                  traffic_class=0, ecn=ECT0):
+    """One RoCEv2 frame: ``macs`` (the 12 bytes of destination and source
+    MAC), EtherType IPv4, IPv4 and UDP (port 4791, ``config``'s addresses,
+    source port and DSCP), the BTH (``opcode``, ``psn``, ``dest_qp``; the
+    payload padded to a multiple of 4 bytes, ``padcount`` saying how many),
+    ``aeth`` (a dict of :data:`AETH` fields, or None), ``payload``, the
+    ICRC; padded to the Ethernet minimum."""
+    payload = bytes(payload)
+    pad = -len(payload) % 4
+    bth = BTH.pack(opcode=opcode, migreq=1, padcount=pad, pkey=0xFFFF, dest_qp=dest_qp,
+                   ackreq=int(opcode != RC_ACKNOWLEDGE), psn=psn)
+    body = bth + (AETH.pack(**aeth) if aeth is not None else b"") + payload + bytes(pad)
+    roce = replace(config, dst_port=ROCEV2_PORT)
+    headers = udp_headers(len(body) + ICRC_LEN, roce, traffic_class, ecn)
+    datagram = headers + body
+    return pad_to_minimum(bytes(macs)[:12] + ETHERTYPE_IPV4.to_bytes(2, "big") + datagram +
+                          icrc(datagram))
+
+
+def check_icrc(frame):
+    """Whether a RoCEv2 ``frame`` (Ethernet padding allowed) carries the
+    right ICRC."""
+    frame = bytes(frame)
+    end = ETH_LEN + IPV4.unpack(frame, ETH_LEN)["total_length"]
+    return icrc(frame[ETH_LEN:end - ICRC_LEN]) == frame[end - ICRC_LEN:end]

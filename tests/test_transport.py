@@ -170,3 +170,75 @@ def test_a_bad_configuration_raises_naming_it(kw, name):
 
 def test_header_bytes_per_transport():
     assert tp.header_bytes("eth") == 14 and tp.header_bytes(tp.Transport.UDP) == 42
+
+
+# --- RoCEv2 ------------------------------------------------------------------------
+
+MACS = bytes.fromhex("02746c700101" "02746c700001")
+
+
+def roce_frames():
+    """SENDs of payloads 26..39 bytes long (a bridge header and more; every
+    padding) at assorted PSNs and queue pairs, and an ACK and a NAK (PSN
+    sequence error)."""
+    out = [(dict(opcode=tp.RC_SEND_ONLY, psn=(0x9E3779 * n) & 0xFFFFFF, dest_qp=0x10 + n,
+                 traffic_class=n % 8), bytes((7 * k + n) & 0xFF for k in range(26 + n)))
+           for n in range(14)]
+    for syndrome in (tp.AETH_ACK, tp.AETH_NAK_PSN):
+        out.append((dict(opcode=tp.RC_ACKNOWLEDGE, psn=0xFFFFFE, dest_qp=3,
+                         aeth=dict(syndrome=syndrome, msn=0xFFFFFE)), b""))
+    return [(kw, tp.rocev2_packet(MACS, payload, CONFIG, **kw), payload) for kw, payload in out]
+
+
+def test_scapy_builds_the_same_rocev2_frame_icrc_included():
+    """scapy's RoCE layer (scapy.contrib.roce, written elsewhere) given the
+    same fields builds the same bytes, its own ICRC among them."""
+    from scapy.contrib.roce import AETH, BTH
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    for kw, ours, payload in roce_frames():
+        pad = -len(payload) % 4
+        pkt = (Ether(dst="02:74:6c:70:01:01", src="02:74:6c:70:00:01") /
+               IP(src="10.1.2.3", dst="192.168.10.11", ttl=17, flags="DF", id=0,
+                  tos=CONFIG.dscp[kw.get("traffic_class", 0)] << 2 | tp.ECT0) /
+               UDP(sport=CONFIG.src_port, dport=4791, chksum=0) /
+               BTH(opcode=kw["opcode"], migreq=1, padcount=pad, dqpn=kw["dest_qp"],
+                   ackreq=int(kw["opcode"] == tp.RC_SEND_ONLY), psn=kw["psn"]))
+        if "aeth" in kw:
+            pkt = pkt / AETH(**kw["aeth"])
+        theirs = bytes(pkt / Raw(payload + bytes(pad)) if payload or pad else pkt)
+        assert ours == theirs.ljust(60, b"\0"), kw
+        assert tp.check_icrc(ours)
+
+
+def test_the_icrc_survives_what_a_router_changes_and_nothing_else():
+    kw, frame, _ = roce_frames()[9]
+    routed = bytearray(frame)
+    routed[14 + 8] -= 1                          # TTL decremented ...
+    routed[14 + 1] |= tp.CE                      # ... ECN marked Congestion Experienced
+    routed[14 + 10:14 + 12] = tp.ipv4_checksum(routed[14:34]).to_bytes(2, "big")
+    routed[42 + 4] |= 0x80                       # FECN
+    assert tp.check_icrc(bytes(routed))
+    for at in (14 + 12, 42 + 0, 42 + 11, 54 + 3):   # source IP, opcode, PSN, payload
+        broken = bytearray(frame)
+        broken[at] ^= 0x10
+        assert not tp.check_icrc(bytes(broken)), at
+
+
+def test_tshark_decodes_every_rocev2_frame_as_infiniband(tshark, tmp_path):
+    cases = roce_frames()
+    packets = dissect_expert(tshark, [f for _, f, _ in cases], tmp_path)
+    for (kw, frame, _), packet in zip(cases, packets):
+        layers = packet["_source"]["layers"]
+        assert layers["ip"]["ip.checksum.status"] == GOOD
+        bth = layers["infiniband"]["infiniband.bth_tree"]
+        assert (int(bth["infiniband.bth.opcode"]), int(bth["infiniband.bth.psn"]),
+                int(bth["infiniband.bth.destqp"], 16)) == (kw["opcode"], kw["psn"], kw["dest_qp"])
+        if "aeth" in kw:
+            assert int(layers["infiniband"]["infiniband.aeth_tree"]["infiniband.aeth.syndrome"]) \
+                == kw["aeth"]["syndrome"]
+        # tshark shows the ICRC it read (it does not check it)
+        assert int(layers["infiniband"]["infiniband.invariant.crc"], 16) == \
+                int.from_bytes(frame[14 + int(layers["ip"]["ip.len"]) - 4:][:4], "big")
+        assert not experts(packet), experts(packet)
