@@ -14,10 +14,9 @@ network, the one Python definition the models, the RTL and the tests share.
   comes from the TLP's traffic class, ECN says ECN-capable (ECT(0)), and
   the UDP source port is the link's ECMP entropy.
 
-* ``rocev2`` (its pieces so far): Ethernet + IPv4 + UDP port 4791 + the
-  InfiniBand BTH (+ AETH in an Acknowledge) + payload + the ICRC
-  (:func:`rocev2_packet`, :func:`icrc`); which bridge frames become RC
-  SENDs and which Acknowledges is still to be settled.
+* ``rocev2``: Ethernet + IPv4 + UDP port 4791 + the InfiniBand BTH (+ AETH
+  in an Acknowledge) + payload + the ICRC: one reliable-connection queue
+  pair per link, frames as RC SENDs and Acknowledges (:func:`to_rocev2`).
 
 Addresses come from configuration (no ARP): :class:`UdpConfig`.
 """
@@ -26,13 +25,14 @@ import zlib
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .frame import pad_to_minimum
-from .wire import BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, Field, Layout
+from .frame import FLAG_ACK_VALID, encode_frame, frame_crc, pad_to_minimum
+from .wire import (BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, Field,
+                   FrameType, Layout)
 
 __all__ = ["Transport", "IPV4", "UDP", "ETHERTYPE_IPV4", "UDP_PORT", "ECT0", "UdpConfig",
            "ipv4_checksum", "ones_complement_sum", "header_bytes", "udp_headers",
            "to_udp", "from_udp", "TransportError", "ROCEV2_PORT", "BTH", "AETH", "icrc",
-           "rocev2_packet", "check_icrc"]
+           "rocev2_packet", "check_icrc", "to_rocev2", "from_rocev2"]
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_UDP = 17
@@ -130,15 +130,18 @@ def ipv4_checksum(header):
 
 @dataclass(frozen=True)
 class UdpConfig:
-    """The ``udp`` transport's configuration registers: addresses (32-bit
-    ints), ports, the TTL and the DSCP of each PCIe traffic class (TC0..TC7;
-    default all 0, best effort)."""
+    """The ``udp`` and ``rocev2`` transports' configuration registers:
+    addresses (32-bit ints), ports, the TTL, the DSCP of each PCIe traffic
+    class (TC0..TC7; default all 0, best effort) and, for ``rocev2``, the
+    peer's queue pair (not 0 or 1: InfiniBand's management QPs, whose SENDs
+    are read as management datagrams)."""
     src_ip: int = 0x0A00_0001
     dst_ip: int = 0x0A00_0002
     src_port: int = 0xC000
     dst_port: int = UDP_PORT
     ttl: int = 64
     dscp: tuple = (0,) * 8
+    dest_qp: int = 0x100
 
     def __post_init__(self):
         for name, bits in (("src_ip", 32), ("dst_ip", 32), ("src_port", 16),
@@ -146,6 +149,9 @@ class UdpConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < 1 << bits:
                 raise ValueError(f"{name} must be a {bits}-bit number, not {value!r}")
+        if not isinstance(self.dest_qp, int) or not 2 <= self.dest_qp < 1 << 24:
+            raise ValueError(f"dest_qp must be 2..2**24-1 (0 and 1 are InfiniBand's "
+                             f"management queue pairs), not {self.dest_qp!r}")
         if len(self.dscp) != 8 or not all(isinstance(d, int) and 0 <= d < 64 for d in self.dscp):
             raise ValueError(f"dscp must be 8 values 0..63 (one per traffic class), "
                              f"not {self.dscp!r}")
@@ -154,7 +160,8 @@ class UdpConfig:
 def header_bytes(transport):
     """Bytes the transport puts before the bridge header (Ethernet
     included)."""
-    return {Transport.ETH: ETH_LEN, Transport.UDP: ETH_LEN + IPV4.length + UDP.length}[
+    udp = ETH_LEN + IPV4.length + UDP.length
+    return {Transport.ETH: ETH_LEN, Transport.UDP: udp, Transport.ROCEV2: udp + BTH.length}[
         Transport(transport)]
 
 
@@ -243,24 +250,99 @@ def icrc(datagram):
     return zlib.crc32(b"\xff" * 8 + bytes(b)).to_bytes(ICRC_LEN, "little")
 
 
-def rocev2_packet(macs, payload, config, *, opcode=RC_SEND_ONLY, psn=0, dest_qp=1, aeth=None,
-                  traffic_class=0, ecn=ECT0):
+def rocev2_packet(macs, payload, config, *, opcode=RC_SEND_ONLY, psn=0, dest_qp=None, aeth=None,
+                  traffic_class=0, ecn=ECT0, ackreq=None):
     """One RoCEv2 frame: ``macs`` (the 12 bytes of destination and source
     MAC), EtherType IPv4, IPv4 and UDP (port 4791, ``config``'s addresses,
-    source port and DSCP), the BTH (``opcode``, ``psn``, ``dest_qp``; the
+    source port and DSCP), the BTH (``opcode``, ``psn``, ``dest_qp``, by
+    default ``config``'s; the
     payload padded to a multiple of 4 bytes, ``padcount`` saying how many),
     ``aeth`` (a dict of :data:`AETH` fields, or None), ``payload``, the
-    ICRC; padded to the Ethernet minimum."""
+    ICRC; padded to the Ethernet minimum. ``ackreq`` (default: on every
+    packet but an ACKNOWLEDGE) sets the BTH's AckReq bit."""
     payload = bytes(payload)
     pad = -len(payload) % 4
-    bth = BTH.pack(opcode=opcode, migreq=1, padcount=pad, pkey=0xFFFF, dest_qp=dest_qp,
-                   ackreq=int(opcode != RC_ACKNOWLEDGE), psn=psn)
+    qp = config.dest_qp if dest_qp is None else dest_qp
+    bth = BTH.pack(opcode=opcode, migreq=1, padcount=pad, pkey=0xFFFF, dest_qp=qp,
+                   ackreq=int(opcode != RC_ACKNOWLEDGE if ackreq is None else ackreq), psn=psn)
     body = bth + (AETH.pack(**aeth) if aeth is not None else b"") + payload + bytes(pad)
     roce = replace(config, dst_port=ROCEV2_PORT)
     headers = udp_headers(len(body) + ICRC_LEN, roce, traffic_class, ecn)
     datagram = headers + body
     return pad_to_minimum(bytes(macs)[:12] + ETHERTYPE_IPV4.to_bytes(2, "big") + datagram +
                           icrc(datagram))
+
+
+_PSN = (1 << 24) - 1
+
+
+def to_rocev2(eth_frame, config, *, traffic_class=0, ecn=ECT0):
+    """The ``rocev2`` frame carrying the ``eth`` frame ``eth_frame``: the
+    bridge acts as one reliable-connection queue pair per link.
+
+    * DATA: an RC SEND whose PSN is the frame's sequence number (its low 24
+      bits: the link's ``seq_bits`` are at most 24 on this transport), AckReq
+      set; CREDIT and KEEPALIVE: RC SENDs too (PSN the ``seq`` field, AckReq
+      clear), told apart by the bridge header's type, which a SEND's payload
+      begins with. The payload is the bridge header and TLP area; the ICRC
+      replaces the bridge's CRC (the same CRC-32, over more).
+    * ACK: an RC ACKNOWLEDGE, AETH syndrome ACK, PSN and MSN the cumulative
+      ack; NAK: syndrome "PSN sequence error", PSN the number to resend
+      from, MSN the cumulative ack (``PSN - 1`` in go-back-N; in selective
+      repeat the number NAK'd may be later, which an RC NIC would read as
+      an ACK of everything before it: only a tlpoe bridge reads MSN so).
+      Acknowledges carry no payload, so no credits: credits ride on DATA
+      and CREDIT frames on this transport."""
+    eth_frame = bytes(eth_frame)
+    header = BRIDGE_HEADER.unpack(eth_frame, ETH_LEN)
+    kind, macs = FrameType(header["frame_type"]), eth_frame[:12]
+    common = dict(traffic_class=traffic_class, ecn=ecn)
+    if kind in (FrameType.ACK, FrameType.NAK):
+        ack = kind == FrameType.ACK
+        return rocev2_packet(macs, b"", config, opcode=RC_ACKNOWLEDGE,
+                             psn=(header["ack"] if ack else header["seq"]) & _PSN,
+                             aeth=dict(syndrome=AETH_ACK if ack else AETH_NAK_PSN,
+                                       msn=header["ack"] & _PSN), **common)
+    return rocev2_packet(macs, _bridge_part(eth_frame)[:-CRC_LEN], config, opcode=RC_SEND_ONLY,
+                         psn=header["seq"] & _PSN, ackreq=kind == FrameType.DATA, **common)
+
+
+def from_rocev2(frame, ethertype=ETHERTYPE):
+    """``(eth_frame, bth)``: the ``eth`` frame a ``rocev2`` frame carries (as
+    :func:`~tlpoe.models.frame.decode_frame` reads it: the bridge's CRC
+    computed again; an ACKNOWLEDGE as an ACK or NAK frame without credits)
+    and the BTH's fields. Raises :class:`TransportError` naming what is
+    wrong: the IPv4/UDP checks of :func:`from_udp` (port 4791), a bad ICRC,
+    an opcode or syndrome the bridge does not send."""
+    inner, _ = from_udp(frame, replace(UdpConfig(), dst_port=ROCEV2_PORT), ethertype)
+    if not check_icrc(frame):
+        raise TransportError("bad ICRC")
+    body = inner[ETH_LEN:-ICRC_LEN]
+    if len(body) < BTH.length:
+        raise TransportError(f"{len(body)} bytes after UDP: shorter than a BTH")
+    bth = BTH.unpack(body)
+    macs = inner[:ETH_LEN]
+    if bth["opcode"] == RC_ACKNOWLEDGE:
+        if len(body) < BTH.length + AETH.length:
+            raise TransportError("an ACKNOWLEDGE without its AETH")
+        aeth = AETH.unpack(body, BTH.length)
+        if aeth["syndrome"] not in (AETH_ACK, AETH_NAK_PSN):
+            raise TransportError(f"AETH syndrome 0x{aeth['syndrome']:02X} not sent by a bridge")
+        nak = aeth["syndrome"] == AETH_NAK_PSN
+        eth = encode_frame([], frame_type=FrameType.NAK if nak else FrameType.ACK,
+                           seq=bth["psn"] if nak else 0, ack=aeth["msn"], flags=FLAG_ACK_VALID,
+                           ethertype=ethertype)
+        return inner[:12] + eth[12:], bth
+    if bth["opcode"] != RC_SEND_ONLY:
+        raise TransportError(f"BTH opcode 0x{bth['opcode']:02X} not sent by a bridge")
+    payload = body[BTH.length:len(body) - bth["padcount"]]
+    if len(payload) < BRIDGE_HEADER.length:
+        raise TransportError(f"a SEND of {len(payload)} bytes: shorter than a bridge header")
+    eth = macs + payload
+    area = BRIDGE_HEADER.unpack(payload)["payload_length"]
+    if BRIDGE_HEADER.length + area != len(payload):
+        raise TransportError(f"payload_length {area} against a SEND of {len(payload)} bytes")
+    return eth + frame_crc(eth, area).to_bytes(CRC_LEN, "little"), bth
 
 
 def check_icrc(frame):

@@ -21,7 +21,7 @@ from test_dissector import TSHARK, require_tshark
 #: Wireshark's checksum status values (epan/proto.h, PROTO_CHECKSUM_E_*)
 BAD, GOOD, UNVERIFIED, NOT_PRESENT = "0", "1", "2", "3"
 CONFIG = tp.UdpConfig(src_ip=0x0A01_0203, dst_ip=0xC0A8_0A0B, src_port=0xC123, ttl=17,
-                      dscp=(0, 8, 10, 18, 26, 34, 46, 48))
+                      dscp=(0, 8, 10, 18, 26, 34, 46, 48), dest_qp=0x4242)
 
 
 @pytest.fixture
@@ -161,7 +161,8 @@ def test_from_udp_refuses_what_is_not_our_datagram(change, match):
 
 @pytest.mark.parametrize("kw, name", [
     ({"src_ip": 1 << 32}, "src_ip"), ({"dst_port": -1}, "dst_port"), ({"ttl": 256}, "ttl"),
-    ({"dscp": (64,) * 8}, "dscp"), ({"dscp": (0,) * 7}, "dscp"),
+    ({"dscp": (64,) * 8}, "dscp"), ({"dscp": (0,) * 7}, "dscp"), ({"dest_qp": 1}, "dest_qp"),
+    ({"dest_qp": 1 << 24}, "dest_qp"),
 ])
 def test_a_bad_configuration_raises_naming_it(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -241,4 +242,67 @@ def test_tshark_decodes_every_rocev2_frame_as_infiniband(tshark, tmp_path):
         # tshark shows the ICRC it read (it does not check it)
         assert int(layers["infiniband"]["infiniband.invariant.crc"], 16) == \
                 int.from_bytes(frame[14 + int(layers["ip"]["ip.len"]) - 4:][:4], "big")
+        assert not experts(packet), experts(packet)
+
+
+def test_rocev2_round_trip_of_every_frame_type():
+    """DATA, CREDIT and KEEPALIVE as RC SENDs (the ICRC in place of the
+    bridge CRC), ACK and NAK as Acknowledges (PSN and MSN: what they say),
+    and back to frames that decode as the originals (an Acknowledge without
+    credits)."""
+    from tlpoe.models.frame import FLAG_ACK_VALID, FLAG_CREDITS_VALID
+    for frame, tc in frames(seed=6):
+        kind = decode_frame(frame).frame_type
+        roce = tp.to_rocev2(frame, CONFIG, traffic_class=tc)
+        assert tp.check_icrc(roce)
+        back, bth = tp.from_rocev2(roce)
+        assert bth["dest_qp"] == CONFIG.dest_qp == 0x4242
+        if kind in (FrameType.ACK, FrameType.NAK):
+            assert bth["opcode"] == tp.RC_ACKNOWLEDGE and len(roce) == 14 + 20 + 8 + 12 + 4 + 4
+            got = decode_frame(back)
+            assert (got.frame_type, got.ack) == (kind, decode_frame(frame).ack)
+            assert got.flags == FLAG_ACK_VALID
+        else:
+            assert bth["opcode"] == tp.RC_SEND_ONLY and bth["psn"] == decode_frame(frame).seq
+            assert bth["ackreq"] == (kind == FrameType.DATA)
+            assert back == frame
+    # the NAK names the frame to resend from, apart from its ack
+    nak = encode_frame([], frame_type=FrameType.NAK, seq=77, ack=70,
+                       flags=FLAG_ACK_VALID | FLAG_CREDITS_VALID)
+    back, bth = tp.from_rocev2(tp.to_rocev2(nak, CONFIG))
+    assert (bth["psn"], decode_frame(back).seq, decode_frame(back).ack) == (77, 77, 70)
+
+
+def test_from_rocev2_refuses_what_a_bridge_does_not_send():
+    frame, tc = frames(seed=7, n=1)[0]
+    roce = bytearray(tp.to_rocev2(frame, CONFIG))
+    roce[60] ^= 1                                       # a payload byte
+    with pytest.raises(tp.TransportError, match="ICRC"):
+        tp.from_rocev2(bytes(roce))
+    from tlpoe.models.frame import FLAG_ACK_VALID
+    ack = tp.to_rocev2(encode_frame([], frame_type=FrameType.ACK, ack=5, flags=FLAG_ACK_VALID),
+                       CONFIG)
+    for opcode, aeth, match in ((0x0A, None, "opcode"),
+                                (tp.RC_ACKNOWLEDGE, dict(syndrome=0x61, msn=5), "syndrome")):
+        other = tp.rocev2_packet(ack[:12], b"", CONFIG, opcode=opcode, psn=5, aeth=aeth)
+        with pytest.raises(tp.TransportError, match=match):
+            tp.from_rocev2(other)
+    with pytest.raises(tp.TransportError, match="UDP port"):
+        tp.from_rocev2(tp.to_udp(frame, CONFIG, tc))
+
+
+def test_header_bytes_of_rocev2():
+    assert tp.header_bytes("rocev2") == 54
+
+
+def test_tshark_reads_the_bridges_rocev2_frames_with_no_expert_item(tshark, tmp_path):
+    cases = [(frame, tp.to_rocev2(frame, CONFIG, traffic_class=tc)) for frame, tc in frames(seed=8)]
+    packets = dissect_expert(tshark, [roce for _, roce in cases], tmp_path)
+    for (frame, _), packet in zip(cases, packets):
+        layers = packet["_source"]["layers"]
+        assert layers["ip"]["ip.checksum.status"] == GOOD
+        opcode = int(layers["infiniband"]["infiniband.bth_tree"]["infiniband.bth.opcode"])
+        kind = decode_frame(frame).frame_type
+        assert opcode == (tp.RC_ACKNOWLEDGE if kind in (FrameType.ACK, FrameType.NAK)
+                          else tp.RC_SEND_ONLY)
         assert not experts(packet), experts(packet)
