@@ -69,7 +69,8 @@ UDP = Layout("udp", 8, [
     Field("src_port", 0, 2, "source port: the link's ECMP entropy (configured)"),
     Field("dst_port", 2, 2, f"destination port, default {UDP_PORT} (configured)"),
     Field("length", 4, 2, "UDP header and payload, in bytes"),
-    Field("checksum", 6, 2, "0: no checksum (RFC 768; see the module doc)"),
+    Field("checksum", 6, 2,
+          "0: no checksum (RFC 768 allows it in IPv4; why: the transports' text)"),
 ])
 
 
@@ -94,7 +95,7 @@ BTH = Layout("bth", 12, [
     Field("becn", 4, 1, "backward ECN (masked in the ICRC)", bits=1, shift=6),
     Field("resv6", 4, 1, "0 (masked in the ICRC)", bits=6, shift=0),
     Field("dest_qp", 5, 3, "the peer's queue pair (configured)"),
-    Field("ackreq", 8, 1, "acknowledge requested: 1 on SENDs", bits=1, shift=7),
+    Field("ackreq", 8, 1, "acknowledge requested: 1 on DATA frames' SENDs", bits=1, shift=7),
     Field("resv7", 8, 1, "0", bits=7, shift=0),
     Field("psn", 9, 3, "packet sequence number: the frame's sequence number, or the "
                        "acknowledged one in an ACKNOWLEDGE"),

@@ -70,7 +70,8 @@ def bridge_params(width=WIDTH):
 def build_key(width=WIDTH, extra=None):
     """The Verilog build's name: the width, and ``extra`` (Bridge
     parameters beyond :func:`bridge_params`) spelled out."""
-    tail = "".join(f"-{k}" + ("" if v is True else f"{v}") for k, v in sorted((extra or {}).items()))
+    tail = "".join(f"-{k}" + ("" if v is True else f"{v}")
+                   for k, v in sorted((extra or {}).items()))
     return f"system-w{width}-win32-q64k-csr-resilient{tail}"
 
 

@@ -1,7 +1,8 @@
 """Generate ``docs/wire-format.md`` from the wire-format definition.
 
 Every table, capacity and the worked example come from
-:mod:`tlpoe.models.wire` and :mod:`tlpoe.models.frame`, so the document
+:mod:`tlpoe.models.wire`, :mod:`tlpoe.models.frame` and
+:mod:`tlpoe.models.transport`, so the document
 cannot drift from the code::
 
     python -m tlpoe.sim.wire_doc --write   # regenerate the document
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from tlpoe.models import frame as fm
+from tlpoe.models import transport as tp
 from tlpoe.models import wire
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "wire-format.md"
@@ -279,6 +281,75 @@ padding, as that is at least {wire.MIN_FRAME}).
             + _table(["Frame offset", "Field", "Bytes", "Value"], _example_fields(frame, decoded)))
 
 
+def _layout_table(layout, base):
+    rows = [(_span(base + f.offset, f.size), _span(f.offset, f.size), _bits(f), f"`{f.name}`",
+             f.doc) for f in layout]
+    return _table(["Frame offset", "Header offset", "Bits", "Field", "Meaning"], rows)
+
+
+def _transports():
+    ip_at, udp_at = wire.ETH_LEN, wire.ETH_LEN + tp.IPV4.length
+    bth_at = udp_at + tp.UDP.length
+    sizes = ", ".join(f"`{t.value}` {tp.header_bytes(t)}" for t in tp.Transport)
+    return f"""## Transports: `eth`, `udp`, `rocev2` (models/transport.py)
+
+The tables above are the `eth` transport. The bridge's `transport`
+parameter chooses what carries the bridge header and TLP area across the
+network; the bytes before the bridge header, Ethernet included: {sizes}.
+Addresses, ports and the queue pair come from configuration registers (no
+ARP): `UdpConfig`.
+
+**`udp`**: Ethernet II with EtherType 0x{tp.ETHERTYPE_IPV4:04X} (IPv4), then
+an IPv4 header without options, a UDP header to port {tp.UDP_PORT}
+(configurable), then the bridge header, TLP area and CRC exactly as in
+`eth`. The IPv4 header checksum is computed (RFC 791). The UDP checksum is
+zero, which IPv4 allows (RFC 768): the bridge writes the header before the
+payload streams through, a UDP checksum would need the whole datagram
+first, and the bridge's own CRC already covers its header and TLPs end to
+end (RoCEv2 and VXLAN, RFC 7348, send zero too). DSCP comes from the TLP
+traffic class of the frame (`UdpConfig.dscp`, one per TC), ECN is sent as
+ECT(0) (ECN-capable, RFC 3168) and a switch may mark CE; the UDP source
+port is the link's ECMP entropy.
+
+{_layout_table(tp.IPV4, ip_at)}
+
+{_layout_table(tp.UDP, udp_at)}
+
+**`rocev2`**: Ethernet II + IPv4 + UDP to port {tp.ROCEV2_PORT} + the
+InfiniBand Base Transport Header, one reliable-connection queue pair per
+link (`UdpConfig.dest_qp`, never 0 or 1, InfiniBand's management queue
+pairs):
+
+* DATA frames are RC SEND Only packets (opcode 0x{tp.RC_SEND_ONLY:02X}) whose
+  PSN is the frame's sequence number (its low 24 bits: `seq_bits` is at most
+  24 on this transport), AckReq set; CREDIT and KEEPALIVE frames are RC
+  SENDs too, AckReq clear, told apart by the bridge header their payload
+  begins with. The payload is the bridge header and TLP area, padded to a
+  multiple of 4 bytes (`padcount`); the ICRC replaces the bridge's CRC.
+* ACK and NAK frames are RC Acknowledge packets (opcode
+  0x{tp.RC_ACKNOWLEDGE:02X}) with an AETH: syndrome 0x{tp.AETH_ACK:02X}
+  (ACK) with PSN and MSN the cumulative ack, or 0x{tp.AETH_NAK_PSN:02X} (NAK,
+  PSN sequence error) with PSN the number to resend from and MSN the
+  cumulative ack. In go-back-N that is PSN - 1, as an RC NIC reads a NAK; in
+  selective repeat the number NAK'd can be later than the ack + 1, which
+  only a tlpoe bridge reads (from MSN). Acknowledges carry no payload, so no
+  credits: on this transport credits ride on DATA and CREDIT frames.
+
+{_layout_table(tp.BTH, bth_at)}
+
+{_layout_table(tp.AETH, bth_at + tp.BTH.length)}
+
+The ICRC (4 bytes after the payload, least significant byte first) is the
+CRC-32 of the end-to-end CRC above over 8 bytes of 0xFF (the InfiniBand
+local route header a RoCEv2 packet lacks) and the datagram from the IPv4
+header to the end of the payload, with the fields a router or switch may
+change set to ones: the IPv4 TOS (DSCP and ECN), TTL and header checksum,
+the UDP checksum, and the BTH's FECN, BECN and reserved bits (InfiniBand
+Architecture Specification, Annex A17, RoCEv2). `tests/test_transport.py`
+checks every frame against scapy's RoCE layer (its own ICRC), tshark's IPv4,
+UDP and InfiniBand dissectors, and a changed byte against each."""
+
+
 def _references():
     return """## References and contrast
 
@@ -306,7 +377,7 @@ def render():
         f"<!-- Generated from models/wire.py and models/frame.py by `{REGENERATE}`; "
         "do not edit by hand. -->",
         _overview(), _ethernet(), _bridge(), _keepalive(), _prefix(), _crc(), _aggregation(),
-        _drops(), _example(), _references(),
+        _drops(), _example(), _transports(), _references(),
     ]
     return "\n\n".join(sections) + "\n"
 

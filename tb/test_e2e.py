@@ -485,7 +485,8 @@ class E2eTest(uvm_test):
             for side in (f"h{i}", f"d{i}"):     # both checkers of each bridge
                 assert c[f"{side}_order_violations"] == c[f"{side}_tx_order_violations"] == 0, c
         if P["net"]["ber"] == 0:            # no frame lost but to the cable's outages
-            fine = ("frames", "bits", "delivered", "bytes") + (("link_down",) if P["faults"] else ())
+            fine = ("frames", "bits", "delivered", "bytes") + \
+                (("link_down",) if P["faults"] else ())
             assert not any(v for k, v in r["phy"].items() if k not in fine), r["phy"]
 
     def report_phase(self):

@@ -178,7 +178,7 @@ class LinkStateMachine(wiring.Component):
                 m.d.sync += count.eq(count + 1)
             return was, count
         frame_was, sent = since(self.frame_sent, 0)                 # a frame went out
-        ka_was, since_ka = since(self.keepalive_sent, top)          # ... a KEEPALIVE: one due at once
+        ka_was, since_ka = since(self.keepalive_sent, top)  # ... a KEEPALIVE: one due at once
         # the dead time in use (models.link_state_cycles.dead_in_use): a
         # `dead` not above `keepalive` is taken as 3 x keepalive (at least 3,
         # at most the timers' maximum); registered, from the configuration,
