@@ -306,3 +306,20 @@ def test_tshark_reads_the_bridges_rocev2_frames_with_no_expert_item(tshark, tmp_
         assert opcode == (tp.RC_ACKNOWLEDGE if kind in (FrameType.ACK, FrameType.NAK)
                           else tp.RC_SEND_ONLY)
         assert not experts(packet), experts(packet)
+
+
+def test_our_dissector_reads_a_udp_frame_as_the_eth_frame_it_carries(tshark, tmp_path):
+    """tlpoe.lua is registered on the udp transport's port: every frame's
+    tlpoe layer in a ``udp`` capture is what it shows for the ``eth`` frame
+    inside (which tests/test_dissector.py holds to the models' decode); the
+    port preference moves it."""
+    from test_dissector import dissect, view
+    cases = frames(seed=9)
+    eth, udp = tmp_path / "eth.pcap", tmp_path / "udp.pcap"
+    write_pcap(eth, ((1000 * i, f) for i, (f, _) in enumerate(cases)))
+    write_pcap(udp, ((1000 * i, tp.to_udp(f, CONFIG, tc)) for i, (f, tc) in enumerate(cases)))
+    plain, carried = dissect(tshark, eth), dissect(tshark, udp)
+    assert all(layer is not None for layer in carried)
+    assert [view(layer) for layer in carried] == [view(layer) for layer in plain]
+    moved = dissect(tshark, udp, prefs=["tlpoe.udp_port:4000"])
+    assert all(layer is None for layer in moved)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from tlpoe.models import frame as fm
-from tlpoe.models import tlp, wire
+from tlpoe.models import tlp, transport, wire
 
 __all__ = ["LUA_PATH", "REGENERATE", "BEGIN", "END", "render_tables", "render", "check", "main"]
 
@@ -104,6 +104,7 @@ def render_tables():
         "-- models/tlp.py; do not edit by hand.",
         "local W = {",
         f"    ETHERTYPE = 0x{wire.ETHERTYPE:04X},",
+        f"    UDP_PORT = {transport.UDP_PORT},      -- the udp transport's (models/transport.py)",
         f"    VERSION = {wire.VERSION},",
         f"    ETH_LEN = {wire.ETH_LEN},",
         f"    BRIDGE_LEN = {wire.BRIDGE_LEN},",

@@ -22,6 +22,7 @@
 -- models/tlp.py; do not edit by hand.
 local W = {
     ETHERTYPE = 0x88B5,
+    UDP_PORT = 34997,      -- the udp transport's (models/transport.py)
     VERSION = 1,
     ETH_LEN = 14,
     BRIDGE_LEN = 26,
@@ -433,6 +434,8 @@ proto.experts = { E.crc_bad, E.dropped, E.reserved_type, E.size_mismatch }
 proto.prefs.ethertype = Pref.string("EtherType", string.format("0x%04X", W.ETHERTYPE),
     "EtherType of tlpoe frames (the bridges' `ethertype` parameter)")
 proto.prefs.mtu = Pref.uint("MTU", 0, "Ethernet payload size for the OVERSIZE check (0: off)")
+proto.prefs.udp_port = Pref.uint("UDP port", W.UDP_PORT,
+    "UDP port of tlpoe datagrams (the `udp` transport's destination port; 0: none)")
 
 -- ------------------------------------------------------------------ one TLP
 
@@ -669,7 +672,7 @@ end
 
 -- ------------------------------------------------------------------ registration
 
-local registered = nil
+local registered, registered_port = nil, nil
 
 local function register()
     local ethertypes = DissectorTable.get("ethertype")
@@ -677,6 +680,14 @@ local function register()
     if registered ~= nil then ethertypes:remove(registered, proto) end
     ethertypes:add(value, proto)
     registered = value
+    -- the udp transport: the datagram's payload is the bridge header onwards
+    local ports = DissectorTable.get("udp.port")
+    if registered_port ~= nil then ports:remove(registered_port, proto) end
+    registered_port = nil
+    if proto.prefs.udp_port ~= 0 then
+        ports:add(proto.prefs.udp_port, proto)
+        registered_port = proto.prefs.udp_port
+    end
 end
 
 proto.prefs_changed = register
