@@ -66,6 +66,7 @@ import numpy as np
 
 from .frame import FCS_LEN, PREAMBLE_SFD_LEN
 from .phy import LINE_RATES_GBPS, Phy, serialization_ns
+from .transport import mark_ce
 from .wire import ETH_LEN, ETHERNET, MIN_FRAME, Field, Layout
 
 __all__ = [
@@ -202,6 +203,7 @@ class PortCounters:
     max_occupancy_bytes: int = 0
     pauses: int = 0              # times this port was paused as a sender
     pause_frames_sent: int = 0   # PFC frames sent out of this port (XOFF, refresh, XON)
+    ecn_marked: int = 0          # frames sent marked CE (ecn_threshold_bytes)
 
     def as_dict(self):
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -293,7 +295,12 @@ class EthernetSwitch:
     * ``pfc``, ``xoff_bytes``, ``xon_bytes`` (0 <= xon < xoff <= queue),
       ``pfc_delay_ns``, ``pause_frames``, ``pause_quanta`` (1..65535),
       ``pfc_priority`` (0..7);
-    * ``mac`` the switch's base MAC; port ``p`` sends PFC frames from ``mac + p``.
+    * ``mac`` the switch's base MAC; port ``p`` sends PFC frames from ``mac + p``;
+    * ``ecn_threshold_bytes`` (None: no marking): an ECN-capable IPv4 frame
+      that finds its output queue holding more than this many bytes leaves
+      marked CE (:func:`tlpoe.models.transport.mark_ce`; DCTCP's step
+      marking on the instantaneous queue), counted per port as
+      ``ecn_marked``.
 
     Bad values raise ValueError naming the parameter.
     """
@@ -302,7 +309,7 @@ class EthernetSwitch:
                  mode=Mode.STORE_AND_FORWARD, latency_ns=300.0, cut_through_bytes=64,
                  link_latency_ns=0.0, ageing_ns=None, pfc=False, xoff_bytes=None,
                  xon_bytes=None, pfc_delay_ns=0.0, pause_frames=False, pause_quanta=0xFFFF,
-                 pfc_priority=3, mac=0x02_53_57_00_00_00):
+                 pfc_priority=3, mac=0x02_53_57_00_00_00, ecn_threshold_bytes=None):
         if not isinstance(n_ports, int) or n_ports < 2:
             raise ValueError(f"n_ports must be an int of at least 2, got {n_ports!r}")
         self.n_ports = n_ports
@@ -349,6 +356,12 @@ class EthernetSwitch:
         self.pfc_delay_ns, self.pause_frames = float(pfc_delay_ns), bool(pause_frames)
         self.pause_quanta, self.pfc_priority = pause_quanta, pfc_priority
         self.mac = int.from_bytes(_mac("mac", mac), "big")
+        if ecn_threshold_bytes is not None and not (
+                isinstance(ecn_threshold_bytes, int) and
+                0 <= ecn_threshold_bytes < min(self.queue_bytes)):
+            raise ValueError(f"ecn_threshold_bytes must be None or 0..queue_bytes-1 "
+                             f"({min(self.queue_bytes) - 1}), got {ecn_threshold_bytes!r}")
+        self.ecn_threshold_bytes = ecn_threshold_bytes
         self.table = {}                       # MAC bytes -> (port, last seen ns or None: static)
         self.counters = SwitchCounters()
         self.ports = [PortCounters() for _ in range(n_ports)]
@@ -526,6 +539,11 @@ class EthernetSwitch:
             pc.drop_bytes += size
             self.counters.dropped += 1
             return [SwitchDelivery(q, Fate.DROPPED, None, in_port, t)]
+        if self.ecn_threshold_bytes is not None and queue.occupancy > self.ecn_threshold_bytes:
+            marked = mark_ce(frame)
+            if marked is not None:
+                frame = marked
+                pc.ecn_marked += 1
         r_in, r_out = self.rates[in_port], self.rates[q]
         ready_ct = t + reception_ns(len(frame), r_in, self.cut_through_bytes) + self.latency_ns
         cut = (self.mode is Mode.CUT_THROUGH and r_out <= r_in and queue.line_free <= ready_ct)

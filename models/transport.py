@@ -32,7 +32,7 @@ from .wire import (BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_
 __all__ = ["Transport", "IPV4", "UDP", "ETHERTYPE_IPV4", "UDP_PORT", "ECT0", "UdpConfig",
            "ipv4_checksum", "ones_complement_sum", "header_bytes", "udp_headers",
            "to_udp", "from_udp", "TransportError", "ROCEV2_PORT", "BTH", "AETH", "icrc",
-           "rocev2_packet", "check_icrc", "to_rocev2", "from_rocev2"]
+           "rocev2_packet", "check_icrc", "to_rocev2", "from_rocev2", "mark_ce"]
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_UDP = 17
@@ -352,3 +352,22 @@ def check_icrc(frame):
     frame = bytes(frame)
     end = ETH_LEN + IPV4.unpack(frame, ETH_LEN)["total_length"]
     return icrc(frame[ETH_LEN:end - ICRC_LEN]) == frame[end - ICRC_LEN:end]
+
+
+def mark_ce(frame):
+    """``frame`` with its IPv4 ECN field set to CE (Congestion Experienced),
+    the header checksum updated, as a switch marks a frame it queues above
+    its threshold (RFC 3168, 5); None when the frame is not an ECN-capable
+    IPv4 packet (not IPv4, Not-ECT, or CE already), which a switch leaves
+    alone. RoCEv2's ICRC does not cover the ECN bits."""
+    frame = bytes(frame)
+    if len(frame) < ETH_LEN + IPV4.length or \
+            ETHERNET.unpack(frame)["ethertype"] != ETHERTYPE_IPV4:
+        return None
+    if IPV4["ecn"].get(frame, ETH_LEN) in (NOT_ECT, CE):
+        return None
+    out = bytearray(frame)
+    out[ETH_LEN + 1] |= CE
+    out[ETH_LEN + 10:ETH_LEN + 12] = ipv4_checksum(out[ETH_LEN:ETH_LEN + IPV4.length]).to_bytes(
+        2, "big")
+    return bytes(out)

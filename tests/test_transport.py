@@ -323,3 +323,45 @@ def test_our_dissector_reads_a_udp_frame_as_the_eth_frame_it_carries(tshark, tmp
     assert [view(layer) for layer in carried] == [view(layer) for layer in plain]
     moved = dissect(tshark, udp, prefs=["tlpoe.udp_port:4000"])
     assert all(layer is None for layer in moved)
+
+
+# --- ECN ---------------------------------------------------------------------------
+
+def test_mark_ce_marks_ecn_capable_ipv4_only_and_keeps_every_check():
+    frame, tc = frames(seed=10, n=1)[0]
+    udp = tp.to_udp(frame, CONFIG, tc)
+    marked = tp.mark_ce(udp)
+    back, ip = tp.from_udp(marked, CONFIG)                  # its checksum right again
+    assert ip["ecn"] == tp.CE and back == frame
+    roce = tp.mark_ce(tp.to_rocev2(frame, CONFIG))
+    assert tp.check_icrc(roce) and tp.from_rocev2(roce)[0] == frame
+    assert tp.mark_ce(marked) is None                       # CE already
+    assert tp.mark_ce(tp.to_udp(frame, CONFIG, tc, ecn=tp.NOT_ECT)) is None
+    assert tp.mark_ce(frame) is None                        # eth: not IPv4
+
+
+def test_the_switch_marks_ce_above_its_threshold_under_incast():
+    """Two senders at line rate into one output port: frames that find more
+    than ``ecn_threshold_bytes`` queued leave marked CE (and only those);
+    eth frames and a switch without a threshold mark nothing."""
+    from tlpoe.models.ethswitch import EthernetSwitch
+    eth, _ = frames(seed=11, n=1)[0]
+    udp = tp.to_udp(eth, CONFIG)
+    dst = eth[:6]
+
+    def incast(threshold, data):
+        sw = EthernetSwitch(3, 100, queue_bytes=64 << 10, ecn_threshold_bytes=threshold)
+        sw.add_static(dst, 2)
+        gap = 8 * (len(data) + 24) / 100                   # one sender's line rate
+        out = [d for i in range(60) for port in (0, 1)
+               for d in sw.receive(port, data, i * gap)]
+        return sw, out
+    sw, out = incast(4000, udp)
+    marks = [tp.IPV4["ecn"].get(d.data, 14) == tp.CE for d in out]
+    assert not any(marks[:4]) and all(marks[-20:]), marks
+    assert sw.ports[2].ecn_marked == sum(marks) and 0 < sum(marks) < len(out)
+    assert all(tp.from_udp(d.data, CONFIG)[0] == eth for d in out)
+    assert incast(4000, eth)[0].ports[2].ecn_marked == 0
+    assert incast(None, udp)[0].ports[2].ecn_marked == 0
+    with pytest.raises(ValueError, match="ecn_threshold_bytes"):
+        EthernetSwitch(3, 100, queue_bytes=4096, ecn_threshold_bytes=4096)
