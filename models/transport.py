@@ -25,14 +25,17 @@ import zlib
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .frame import FLAG_ACK_VALID, encode_frame, frame_crc, pad_to_minimum
-from .wire import (BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, Field,
-                   FrameType, Layout)
+from .frame import FLAG_ACK_VALID, encode_frame, frame_crc, pad_to_minimum, wire_bytes
+from .frame import frame_overhead_bytes as fm_frame_overhead_bytes
+from .wire import (BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, PREFIX_LEN,
+                   Field, FrameType, Layout)
+from .wire import body_capacity as wire_body_capacity
 
 __all__ = ["Transport", "IPV4", "UDP", "ETHERTYPE_IPV4", "UDP_PORT", "ECT0", "UdpConfig",
            "ipv4_checksum", "ones_complement_sum", "header_bytes", "udp_headers",
            "to_udp", "from_udp", "TransportError", "ROCEV2_PORT", "BTH", "AETH", "icrc",
-           "rocev2_packet", "check_icrc", "to_rocev2", "from_rocev2", "mark_ce"]
+           "rocev2_packet", "check_icrc", "to_rocev2", "from_rocev2", "mark_ce",
+           "body_capacity", "frame_overhead_bytes", "wire_efficiency"]
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_UDP = 17
@@ -371,3 +374,39 @@ def mark_ce(frame):
     out[ETH_LEN + 10:ETH_LEN + 12] = ipv4_checksum(out[ETH_LEN:ETH_LEN + IPV4.length]).to_bytes(
         2, "big")
     return bytes(out)
+
+
+# --- the MTU arithmetic per transport --------------------------------------------
+
+def _extra(transport):
+    """Bytes a transport adds within the MTU (the Ethernet payload) beyond
+    the ``eth`` transport's, with the RoCEv2 padding of a bridge header
+    (26 bytes) plus a TLP area (whole DWs): 2, and its ICRC in place of
+    the CRC."""
+    return {Transport.ETH: 0, Transport.UDP: IPV4.length + UDP.length,
+            Transport.ROCEV2: IPV4.length + UDP.length + BTH.length + 2}[Transport(transport)]
+
+
+def body_capacity(mtu, transport=Transport.ETH):
+    """Bytes of TLP area (prefixes and TLPs) one frame carries at ``mtu``
+    (the Ethernet payload size) on ``transport``."""
+    return wire_body_capacity(mtu) - _extra(transport)
+
+
+def frame_overhead_bytes(n_tlps, transport=Transport.ETH):
+    """Bytes a DATA frame adds to ``n_tlps`` TLPs on ``transport``, as handed
+    to the MAC (the ``eth`` figure of
+    :func:`~tlpoe.models.frame.frame_overhead_bytes` plus the transport's
+    headers: 28 for ``udp``, 42 for ``rocev2`` with its padding)."""
+    return fm_frame_overhead_bytes(n_tlps) + _extra(transport)
+
+
+def wire_efficiency(tlp_bytes, mtu, transport=Transport.ETH):
+    """TLP bytes per byte time on the wire for an endless stream of
+    ``tlp_bytes``-byte TLPs, every frame full, on ``transport`` (as
+    :func:`~tlpoe.models.frame.wire_efficiency`, which is the ``eth`` case)."""
+    n = body_capacity(mtu, transport) // (PREFIX_LEN + tlp_bytes)
+    if n < 1:
+        raise ValueError(f"a {tlp_bytes}-byte TLP does not fit a frame at MTU {mtu} on "
+                         f"{Transport(transport).value}")
+    return n * tlp_bytes / wire_bytes(frame_overhead_bytes(n, transport) + n * tlp_bytes)

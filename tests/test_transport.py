@@ -365,3 +365,46 @@ def test_the_switch_marks_ce_above_its_threshold_under_incast():
     assert incast(None, udp)[0].ports[2].ecn_marked == 0
     with pytest.raises(ValueError, match="ecn_threshold_bytes"):
         EthernetSwitch(3, 100, queue_bytes=4096, ecn_threshold_bytes=4096)
+
+
+# --- the MTU arithmetic -----------------------------------------------------------
+
+def filling(area):
+    """Memory writes (3-DW headers) whose prefixes and bytes make exactly
+    ``area`` bytes (a multiple of 4, at least 20)."""
+    tlps, rest = [], area
+    while rest:
+        payload = min(4096, rest - 16)
+        if 0 < rest - 16 - payload < 20:        # leave enough for a last TLP
+            payload -= 20
+        tlps.append(Tlp(TlpType.MWr, address=0x1000, data=bytes(payload)).pack())
+        rest -= 16 + payload
+    return tlps
+
+
+@pytest.mark.parametrize("transport", list(tp.Transport))
+@pytest.mark.parametrize("mtu", [1500, 9000])
+def test_a_frame_filled_to_the_capacity_fits_the_mtu(transport, mtu):
+    """The largest TLP area each transport allows at each MTU (whole DWs):
+    the frame it makes has an Ethernet payload of ``mtu`` bytes less the
+    capacity's part DW (a DW more would not fit), and the overhead counted
+    is the frame's length less its TLPs."""
+    capacity = tp.body_capacity(mtu, transport)
+    tlps = filling(capacity & ~3)
+    wrap = {tp.Transport.ETH: lambda f: f, tp.Transport.UDP: lambda f: tp.to_udp(f, CONFIG),
+            tp.Transport.ROCEV2: lambda f: tp.to_rocev2(f, CONFIG)}[transport]
+    frame = wrap(encode_frame(tlps, mtu=mtu))
+    assert len(frame) - 14 == mtu - capacity % 4
+    tlp_bytes = sum(map(len, tlps))
+    assert tp.frame_overhead_bytes(len(tlps), transport) == len(frame) - tlp_bytes
+    assert tp.body_capacity(mtu, transport) <= tp.body_capacity(mtu)
+
+
+def test_wire_efficiency_per_transport():
+    from tlpoe.models.frame import wire_efficiency
+    for size in (16, 140, 272, 1040):
+        eth, udp, roce = (tp.wire_efficiency(size, 1500, t) for t in tp.Transport)
+        assert eth == wire_efficiency(size, 1500)
+        assert eth > udp > roce > 0.5 * eth
+    with pytest.raises(ValueError, match="rocev2"):
+        tp.wire_efficiency(4112, 1500, "rocev2")
