@@ -60,6 +60,9 @@ class DropReason(IntEnum):
     COUNT_MISMATCH = 5
     EMPTY_DATA = 6
     OVERSIZE = 7
+    #: the ``udp`` and ``rocev2`` transports (:mod:`tlpoe.models.transport`)
+    IP_HEADER = 8
+    NOT_OURS = 9
 
 
 #: The receive checks, first to last: the first that applies names the drop.

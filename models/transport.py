@@ -25,17 +25,19 @@ import zlib
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from .frame import FLAG_ACK_VALID, encode_frame, frame_crc, pad_to_minimum, wire_bytes
+from .frame import (FLAG_ACK_VALID, DropReason, FrameError, decode_frame, encode_frame,
+                    frame_crc, pad_to_minimum, wire_bytes)
 from .frame import frame_overhead_bytes as fm_frame_overhead_bytes
 from .wire import (BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, ETHERTYPE, HEADER_LEN, PREFIX_LEN,
-                   Field, FrameType, Layout)
+                   TLP_PREFIX, Field, FrameType, Layout)
 from .wire import body_capacity as wire_body_capacity
 
 __all__ = ["Transport", "IPV4", "UDP", "ETHERTYPE_IPV4", "UDP_PORT", "ECT0", "UdpConfig",
            "ipv4_checksum", "ones_complement_sum", "header_bytes", "udp_headers",
            "to_udp", "from_udp", "TransportError", "ROCEV2_PORT", "BTH", "AETH", "icrc",
            "rocev2_packet", "check_icrc", "to_rocev2", "from_rocev2", "mark_ce",
-           "body_capacity", "frame_overhead_bytes", "wire_efficiency"]
+           "body_capacity", "frame_overhead_bytes", "wire_efficiency", "area_offset",
+           "frame_traffic_class", "frame_dscp", "encode", "receive", "UDP_CHECK_ORDER"]
 
 ETHERTYPE_IPV4 = 0x0800
 IPPROTO_UDP = 17
@@ -110,8 +112,13 @@ AETH = Layout("aeth", 4, [
 ])
 
 
-class TransportError(ValueError):
-    """A frame that is not a well-formed datagram of the transport."""
+class TransportError(FrameError):
+    """A frame that is not a well-formed datagram of the transport, or not
+    one for this bridge; ``reason`` is the receiver's
+    :class:`~tlpoe.models.frame.DropReason` (by default IP_HEADER)."""
+
+    def __init__(self, message, reason=DropReason.IP_HEADER):
+        super().__init__(reason, message)
 
 
 def ones_complement_sum(data):
@@ -138,7 +145,14 @@ class UdpConfig:
     addresses (32-bit ints), ports, the TTL, the DSCP of each PCIe traffic
     class (TC0..TC7; default all 0, best effort) and, for ``rocev2``, the
     peer's queue pair (not 0 or 1: InfiniBand's management QPs, whose SENDs
-    are read as management datagrams)."""
+    are read as management datagrams). A DATA frame's DSCP is that of its
+    first TLP's traffic class; frames without TLPs (ACK, NAK, CREDIT,
+    KEEPALIVE) take ``control_dscp``, so that a network can queue the
+    link's acknowledgements apart from its bulk data.
+
+    The receiver takes a datagram only from ``dst_ip`` to ``src_ip`` on
+    port ``dst_port``: both ends use the same destination port, as VXLAN
+    and RoCEv2 do."""
     src_ip: int = 0x0A00_0001
     dst_ip: int = 0x0A00_0002
     src_port: int = 0xC000
@@ -146,10 +160,11 @@ class UdpConfig:
     ttl: int = 64
     dscp: tuple = (0,) * 8
     dest_qp: int = 0x100
+    control_dscp: int = 0
 
     def __post_init__(self):
         for name, bits in (("src_ip", 32), ("dst_ip", 32), ("src_port", 16),
-                           ("dst_port", 16), ("ttl", 8)):
+                           ("dst_port", 16), ("ttl", 8), ("control_dscp", 6)):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value < 1 << bits:
                 raise ValueError(f"{name} must be a {bits}-bit number, not {value!r}")
@@ -160,6 +175,11 @@ class UdpConfig:
             raise ValueError(f"dscp must be 8 values 0..63 (one per traffic class), "
                              f"not {self.dscp!r}")
 
+    def peer(self):
+        """The configuration of the bridge at the link's other end: the
+        addresses swapped, the rest the same."""
+        return replace(self, src_ip=self.dst_ip, dst_ip=self.src_ip)
+
 
 def header_bytes(transport):
     """Bytes the transport puts before the bridge header (Ethernet
@@ -169,11 +189,37 @@ def header_bytes(transport):
         Transport(transport)]
 
 
-def udp_headers(payload_length, config, traffic_class=0, ecn=ECT0):
+def area_offset(transport):
+    """Frame bytes before the TLP area: the transport's headers and the
+    bridge header (40 on ``eth``, 68 on ``udp``, 80 on ``rocev2``: whole
+    DWs on each)."""
+    return header_bytes(transport) + BRIDGE_HEADER.length
+
+
+def frame_traffic_class(eth_frame):
+    """The traffic class of an ``eth`` frame's first TLP (a DATA frame's),
+    or None when it carries none."""
+    eth_frame = bytes(eth_frame)
+    header = BRIDGE_HEADER.unpack(eth_frame, ETH_LEN)
+    if header["frame_type"] != FrameType.DATA or header["payload_length"] < PREFIX_LEN + 4:
+        return None
+    return eth_frame[HEADER_LEN + TLP_PREFIX.length + 1] >> 4 & 7
+
+
+def frame_dscp(eth_frame, config):
+    """The DSCP an ``eth`` frame is sent with on ``config``: its first
+    TLP's traffic class's, or ``config.control_dscp`` (:class:`UdpConfig`)."""
+    tc = frame_traffic_class(eth_frame)
+    return config.control_dscp if tc is None else config.dscp[tc]
+
+
+def udp_headers(payload_length, config, traffic_class=0, ecn=ECT0, *, dscp=None):
     """The IPv4 and UDP headers (28 bytes) of a datagram whose UDP payload
-    (bridge header and TLP area) is ``payload_length`` bytes."""
+    (bridge header and TLP area) is ``payload_length`` bytes, with DSCP
+    ``dscp``, by default ``traffic_class``'s."""
     udp_length = UDP.length + payload_length
-    ip = IPV4.pack(version_ihl=0x45, dscp=config.dscp[traffic_class], ecn=ecn,
+    dscp = config.dscp[traffic_class] if dscp is None else dscp
+    ip = IPV4.pack(version_ihl=0x45, dscp=dscp, ecn=ecn,
                    total_length=IPV4.length + udp_length, identification=0,
                    flags_fragment=0x4000, ttl=config.ttl, protocol=IPPROTO_UDP, checksum=0,
                    src_ip=config.src_ip, dst_ip=config.dst_ip)
@@ -194,46 +240,126 @@ def _bridge_part(eth_frame):
     return eth_frame[ETH_LEN:end]
 
 
-def to_udp(eth_frame, config, traffic_class=0, ecn=ECT0):
+def to_udp(eth_frame, config, traffic_class=None, ecn=ECT0):
     """The ``udp`` frame carrying the ``eth`` frame ``eth_frame`` (as
     :func:`~tlpoe.models.frame.encode_frame` builds it, padded or not): its
     MACs, EtherType IPv4, the IPv4 and UDP headers, its bridge header, TLP
-    area and CRC, padded to the Ethernet minimum."""
+    area and CRC, padded to the Ethernet minimum. The DSCP is
+    ``traffic_class``'s, by default the frame's (:func:`frame_dscp`)."""
     eth_frame = bytes(eth_frame)
     body = _bridge_part(eth_frame)
     eth = eth_frame[:ETH_LEN - 2] + ETHERTYPE_IPV4.to_bytes(2, "big")
-    return pad_to_minimum(eth + udp_headers(len(body), config, traffic_class, ecn) + body)
+    dscp = frame_dscp(eth_frame, config) if traffic_class is None else \
+        config.dscp[traffic_class]
+    return pad_to_minimum(eth + udp_headers(len(body), config, ecn=ecn, dscp=dscp) + body)
 
 
-def from_udp(frame, config=None, ethertype=ETHERTYPE):
-    """``(eth_frame, ip)``: the ``eth`` frame a ``udp`` frame carries (its
-    EtherType ``ethertype`` again, no padding: what
-    :func:`~tlpoe.models.frame.decode_frame` reads) and the IPv4 header's
-    fields. Raises :class:`TransportError` naming what is wrong: not IPv4,
-    options, a bad header checksum, not UDP, another port, lengths that
-    disagree with each other or the frame."""
-    frame = bytes(frame)
-    if len(frame) < header_bytes(Transport.UDP):
-        raise TransportError(f"{len(frame)} bytes: shorter than the headers")
+#: The ``udp`` transport's receive checks, in order, between the ``eth``
+#: checks' ETHERTYPE (here: not IPv4) and VERSION (:data:`~tlpoe.models.frame.CHECK_ORDER`,
+#: whose TRUNCATED counts 68 bytes of headers here). ``L`` is the bridge
+#: header's ``payload_length``.
+UDP_CHECK_ORDER = (
+    (DropReason.IP_HEADER, "the IPv4 header is not version 4 without options (0x45), is a "
+                           "fragment (MF or an offset), fails its checksum, or does not "
+                           "carry UDP; or its total length is not 58 + L, or the UDP "
+                           "length not the total length less 20"),
+    (DropReason.NOT_OURS, "the datagram is not from the peer's address to ours, or not to "
+                          "the configured UDP port (`UdpConfig`: `dst_ip`, `src_ip`, "
+                          "`dst_port`)"),
+)
+
+
+def _check_udp(frame, config, *, port, area_length=None):
+    """The IPv4 and UDP fields of ``frame`` (at least the headers' bytes),
+    checked in the order of :data:`UDP_CHECK_ORDER` (the total length
+    against ``area_length``, the bytes after the UDP header, when given;
+    the addresses when ``config`` is given, the port always)."""
     if ETHERNET.unpack(frame)["ethertype"] != ETHERTYPE_IPV4:
-        raise TransportError(f"EtherType 0x{ETHERNET.unpack(frame)['ethertype']:04X}, not IPv4")
+        raise TransportError(f"EtherType 0x{ETHERNET.unpack(frame)['ethertype']:04X}, not IPv4",
+                             DropReason.ETHERTYPE)
     ip = IPV4.unpack(frame, ETH_LEN)
+    udp = UDP.unpack(frame, ETH_LEN + IPV4.length)
     if ip["version_ihl"] != 0x45:
         raise TransportError(f"version/IHL 0x{ip['version_ihl']:02X}, not 0x45")
+    if ip["flags_fragment"] & 0x3FFF:
+        raise TransportError(f"a fragment (flags/offset 0x{ip['flags_fragment']:04X})")
     if ones_complement_sum(frame[ETH_LEN:ETH_LEN + IPV4.length]) != 0xFFFF:
         raise TransportError("bad IPv4 header checksum")
     if ip["protocol"] != IPPROTO_UDP:
         raise TransportError(f"IP protocol {ip['protocol']}, not UDP")
-    udp = UDP.unpack(frame, ETH_LEN + IPV4.length)
-    port = UDP_PORT if config is None else config.dst_port
+    if area_length is not None and ip["total_length"] != IPV4.length + UDP.length + area_length:
+        raise TransportError(f"IPv4 length {ip['total_length']}, not {IPV4.length + UDP.length} "
+                             f"+ the {area_length} bytes the bridge header gives")
+    if udp["length"] + IPV4.length != ip["total_length"]:
+        raise TransportError(f"IPv4 length {ip['total_length']}, UDP length {udp['length']}")
     if udp["dst_port"] != port:
-        raise TransportError(f"UDP port {udp['dst_port']}, not {port}")
-    if udp["length"] + IPV4.length != ip["total_length"] or \
-            ETH_LEN + ip["total_length"] > len(frame):
-        raise TransportError(f"IPv4 length {ip['total_length']}, UDP length "
-                             f"{udp['length']}, {len(frame)} bytes on the wire")
+        raise TransportError(f"UDP port {udp['dst_port']}, not {port}", DropReason.NOT_OURS)
+    if config is not None and (ip["dst_ip"], ip["src_ip"]) != (config.src_ip, config.dst_ip):
+        raise TransportError(f"from 0x{ip['src_ip']:08X} to 0x{ip['dst_ip']:08X}, not from the "
+                             f"peer 0x{config.dst_ip:08X} to us 0x{config.src_ip:08X}",
+                             DropReason.NOT_OURS)
+    return ip
+
+
+def from_udp(frame, config=None, ethertype=ETHERTYPE, *, port=None):
+    """``(eth_frame, ip)``: the ``eth`` frame a ``udp`` frame carries (its
+    EtherType ``ethertype`` again, no padding: what
+    :func:`~tlpoe.models.frame.decode_frame` reads) and the IPv4 header's
+    fields. Raises :class:`TransportError` naming what is wrong: not IPv4,
+    options, a fragment, a bad header checksum, not UDP, lengths that
+    disagree with each other or the frame, another port, or (``config``
+    given) not from its peer to it. ``port``, when given, is the port
+    expected (else ``config``'s, else :data:`UDP_PORT`)."""
+    frame = bytes(frame)
+    if len(frame) < header_bytes(Transport.UDP):
+        raise TransportError(f"{len(frame)} bytes: shorter than the headers", DropReason.TRUNCATED)
+    if port is None:
+        port = UDP_PORT if config is None else config.dst_port
+    ip = _check_udp(frame, config, port=port)
+    if ETH_LEN + ip["total_length"] > len(frame):
+        raise TransportError(f"IPv4 length {ip['total_length']}, {len(frame)} bytes on the wire",
+                             DropReason.TRUNCATED)
     eth = frame[:ETH_LEN - 2] + ethertype.to_bytes(2, "big")
     return eth + frame[header_bytes(Transport.UDP):ETH_LEN + ip["total_length"]], ip
+
+
+def encode(eth_frame, transport, config=None, *, ecn=ECT0):
+    """``eth_frame`` (from :func:`~tlpoe.models.frame.encode_frame`) as
+    ``transport`` sends it, with ``config`` (a :class:`UdpConfig`, by
+    default the default one): unchanged on ``eth``."""
+    transport = Transport(transport)
+    config = UdpConfig() if config is None else config
+    if transport is Transport.UDP:
+        return to_udp(eth_frame, config, ecn=ecn)
+    if transport is Transport.ROCEV2:
+        return to_rocev2(eth_frame, config, ecn=ecn)
+    return bytes(eth_frame)
+
+
+def receive(frame, transport, config=None, *, ethertype=ETHERTYPE, mtu=None):
+    """What a bridge on ``transport`` receives in ``frame`` (the bytes the
+    MAC delivers): the :class:`~tlpoe.models.frame.Frame`, or
+    :class:`~tlpoe.models.frame.FrameError` with the first drop reason in
+    the RTL's order: on ``eth``, :func:`~tlpoe.models.frame.decode_frame`'s;
+    on ``udp``, TRUNCATED (fewer than 72 bytes), then the IPv4 and UDP
+    checks (:data:`UDP_CHECK_ORDER`) in place of the EtherType's, then the
+    bridge's own checks on what follows the UDP header (OVERSIZE still
+    against the whole frame's 14 + ``mtu`` bytes)."""
+    transport = Transport(transport)
+    frame = bytes(frame)
+    if transport is Transport.ETH:
+        return decode_frame(frame, ethertype=ethertype, mtu=mtu)
+    if transport is not Transport.UDP:
+        raise NotImplementedError(f"receive on {transport.value}")
+    config = UdpConfig() if config is None else config
+    head = area_offset(transport)
+    if len(frame) < head + CRC_LEN:
+        raise FrameError(DropReason.TRUNCATED, f"{len(frame)} bytes, fewer than {head + CRC_LEN}")
+    at = header_bytes(transport)
+    area = BRIDGE_HEADER.length + BRIDGE_HEADER["payload_length"].get(frame, at) + CRC_LEN
+    _check_udp(frame, config, port=config.dst_port, area_length=area)
+    inner = frame[:ETH_LEN - 2] + ethertype.to_bytes(2, "big") + frame[at:]
+    return decode_frame(inner, ethertype=ethertype, mtu=None if mtu is None else mtu - (at - ETH_LEN))
 
 
 # --- RoCEv2 ------------------------------------------------------------------------
@@ -318,7 +444,7 @@ def from_rocev2(frame, ethertype=ETHERTYPE):
     and the BTH's fields. Raises :class:`TransportError` naming what is
     wrong: the IPv4/UDP checks of :func:`from_udp` (port 4791), a bad ICRC,
     an opcode or syndrome the bridge does not send."""
-    inner, _ = from_udp(frame, replace(UdpConfig(), dst_port=ROCEV2_PORT), ethertype)
+    inner, _ = from_udp(frame, None, ethertype, port=ROCEV2_PORT)
     if not check_icrc(frame):
         raise TransportError("bad ICRC")
     body = inner[ETH_LEN:-ICRC_LEN]

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tlpoe.models import transport as tp
-from tlpoe.models.frame import decode_frame, encode_frame
+from tlpoe.models.frame import DropReason, FrameError, decode_frame, encode_frame
 from tlpoe.models.pcap import write_pcap
 from tlpoe.models.tlp import Tlp, TlpType
 from tlpoe.models.wire import FrameType
@@ -59,7 +59,7 @@ def test_udp_round_trip_gives_back_the_frame_and_its_decode():
     for frame, tc in frames():
         udp = tp.to_udp(frame, CONFIG, tc)
         assert len(udp) == max(60, len(frame) + 28)
-        back, ip = tp.from_udp(udp, CONFIG)
+        back, ip = tp.from_udp(udp, CONFIG.peer())
         assert back == frame
         assert ip["dscp"] == CONFIG.dscp[tc] and ip["ecn"] == tp.ECT0 and ip["ttl"] == 17
         assert decode_frame(back) == decode_frame(frame)
@@ -331,7 +331,7 @@ def test_mark_ce_marks_ecn_capable_ipv4_only_and_keeps_every_check():
     frame, tc = frames(seed=10, n=1)[0]
     udp = tp.to_udp(frame, CONFIG, tc)
     marked = tp.mark_ce(udp)
-    back, ip = tp.from_udp(marked, CONFIG)                  # its checksum right again
+    back, ip = tp.from_udp(marked, CONFIG.peer())                  # its checksum right again
     assert ip["ecn"] == tp.CE and back == frame
     roce = tp.mark_ce(tp.to_rocev2(frame, CONFIG))
     assert tp.check_icrc(roce) and tp.from_rocev2(roce)[0] == frame
@@ -360,7 +360,7 @@ def test_the_switch_marks_ce_above_its_threshold_under_incast():
     marks = [tp.IPV4["ecn"].get(d.data, 14) == tp.CE for d in out]
     assert not any(marks[:4]) and all(marks[-20:]), marks
     assert sw.ports[2].ecn_marked == sum(marks) and 0 < sum(marks) < len(out)
-    assert all(tp.from_udp(d.data, CONFIG)[0] == eth for d in out)
+    assert all(tp.from_udp(d.data, CONFIG.peer())[0] == eth for d in out)
     assert incast(4000, eth)[0].ports[2].ecn_marked == 0
     assert incast(None, udp)[0].ports[2].ecn_marked == 0
     with pytest.raises(ValueError, match="ecn_threshold_bytes"):
@@ -408,3 +408,92 @@ def test_wire_efficiency_per_transport():
         assert eth > udp > roce > 0.5 * eth
     with pytest.raises(ValueError, match="rocev2"):
         tp.wire_efficiency(4112, 1500, "rocev2")
+
+
+# --- the udp transport's receiver (the RTL Deframer's order) -------------------------
+
+def _udp_variant(change, *, fix_checksum=True):
+    """A good udp DATA frame (sent by CONFIG) changed by ``change`` (on its
+    bytes), the IPv4 checksum made right again unless told not to."""
+    frame, tc = frames(seed=11, n=1)[0]
+    udp = bytearray(tp.to_udp(frame, CONFIG))
+    change(udp)
+    if fix_checksum:
+        udp[24:26] = tp.ipv4_checksum(udp[14:34]).to_bytes(2, "big")
+    return bytes(udp)
+
+
+def _set(at, value):
+    return lambda b: b.__setitem__(slice(at, at + len(value)), value)
+
+
+UDP_CRAFTED = {
+    "shorter than 72 bytes": (_set(0, b""), lambda b: b[:71], DropReason.TRUNCATED),
+    "not IPv4": (_set(12, b"\x88\xb5"), None, DropReason.ETHERTYPE),
+    "IPv6 version": (_set(14, b"\x65"), None, DropReason.IP_HEADER),
+    "IPv4 options": (_set(14, b"\x46"), None, DropReason.IP_HEADER),
+    "a fragment": (_set(20, b"\x20\x00"), None, DropReason.IP_HEADER),
+    "a fragment's offset": (_set(20, b"\x40\x08"), None, DropReason.IP_HEADER),
+    "bad checksum": (_set(24, b"\x12\x34"), "raw", DropReason.IP_HEADER),
+    "TCP": (_set(23, b"\x06"), None, DropReason.IP_HEADER),
+    "IPv4 length past the bridge header's": (lambda b: b.__setitem__(
+        slice(16, 18), (int.from_bytes(b[16:18], "big") + 4).to_bytes(2, "big")), None,
+        DropReason.IP_HEADER),
+    "UDP length off": (_set(38, b"\x00\x09"), None, DropReason.IP_HEADER),
+    "another port": (_set(36, b"\x12\xb5"), None, DropReason.NOT_OURS),
+    "to another address": (_set(30, b"\x0a\x01\x02\x04"), None, DropReason.NOT_OURS),
+    "from another address": (_set(26, b"\xc0\xa8\x0a\x0c"), None, DropReason.NOT_OURS),
+    "bridge version 2": (_set(42, b"\x20"), None, DropReason.VERSION),
+    "a flipped TLP bit": (lambda b: b.__setitem__(80, b[80] ^ 1), None, DropReason.CRC),
+    "CRC cut off": (_set(0, b""), lambda b: b[:-1], DropReason.TRUNCATED),
+}
+
+
+@pytest.mark.parametrize("name", UDP_CRAFTED)
+def test_the_udp_receiver_drops_each_fault_for_its_reason(name):
+    change, after, reason = UDP_CRAFTED[name]
+    frame = _udp_variant(change, fix_checksum=after != "raw")
+    if callable(after):
+        frame = after(frame)
+    with pytest.raises(FrameError) as e:
+        tp.receive(frame, "udp", CONFIG.peer())
+    assert e.value.reason == reason, e.value
+
+
+def test_every_udp_reason_has_a_crafted_frame_and_a_good_frame_passes():
+    assert {r for _, _, r in UDP_CRAFTED.values()} >= {
+        DropReason.TRUNCATED, DropReason.ETHERTYPE, DropReason.IP_HEADER, DropReason.NOT_OURS}
+    for frame, _ in frames(seed=12):
+        got = tp.receive(tp.to_udp(frame, CONFIG), "udp", CONFIG.peer(), mtu=1500)
+        assert got == decode_frame(frame)
+    # the sender's own configuration is not the receiver's
+    with pytest.raises(FrameError) as e:
+        tp.receive(tp.to_udp(frame, CONFIG), "udp", CONFIG)
+    assert e.value.reason == DropReason.NOT_OURS
+    # a CE mark (a switch's, with the checksum updated) is received as before
+    data, _ = frames(seed=12)[0]
+    assert tp.receive(tp.mark_ce(tp.to_udp(data, CONFIG)), "udp", CONFIG.peer()) == \
+        decode_frame(data)
+
+
+def test_udp_oversize_counts_the_whole_frame_against_the_mtu():
+    tlp = Tlp(TlpType.MWr, address=0, data=bytes(1000)).pack()
+    frame = tp.to_udp(encode_frame([tlp]), CONFIG)            # 14 + 28 + 26 + (4 + 12 + 1000) + 4
+    assert len(frame) == 1088
+    assert tp.receive(frame, "udp", CONFIG.peer(), mtu=1074).tlps == [tlp]
+    with pytest.raises(FrameError) as e:
+        tp.receive(frame, "udp", CONFIG.peer(), mtu=1073)
+    assert e.value.reason == DropReason.OVERSIZE
+
+
+def test_a_data_frame_takes_its_first_tlps_dscp_and_control_frames_their_own():
+    config = tp.UdpConfig(dscp=(0, 8, 10, 18, 26, 34, 46, 48), control_dscp=40)
+    tlps = [Tlp(TlpType.MWr, address=0, tc=tc, data=bytes(4)).pack() for tc in (5, 2)]
+    data = tp.encode(encode_frame(tlps), "udp", config)
+    assert tp.IPV4.unpack(data, 14)["dscp"] == 34
+    ack = tp.encode(encode_frame([], frame_type=FrameType.ACK, ack=3, flags=1), "udp", config)
+    assert tp.IPV4.unpack(ack, 14)["dscp"] == 40
+    assert tp.encode(encode_frame(tlps), "eth") == encode_frame(tlps)
+    with pytest.raises(ValueError, match="control_dscp"):
+        tp.UdpConfig(control_dscp=64)
+    assert [tp.area_offset(t) for t in ("eth", "udp", "rocev2")] == [40, 68, 80]
