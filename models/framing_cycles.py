@@ -24,13 +24,14 @@ beat enters the delay line.
 import zlib
 from collections import deque, namedtuple
 
+from . import transport as tp
 from . import wire
 from .frame import FLAG_CREDITS_VALID
 from .tlp import HEADER_LAYOUTS
 
 __all__ = ["SyncFifo", "SyncFifoBuffered", "SkidBuffer", "FramerConfig", "FrameBeat",
            "FramerCycle", "CycleFramer", "PackerCycle", "CyclePacker", "crc_latency",
-           "framer_latency", "WIDTHS", "CREDIT_CLASSES"]
+           "framer_latency", "WIDTHS", "CREDIT_CLASSES", "UDP_CONFIG_LAG"]
 
 #: Datapath widths in bits (the RTL's ``check_width``).
 WIDTHS = (64, 128, 256, 512)
@@ -147,16 +148,26 @@ class SkidBuffer:
 # --- the Framer ------------------------------------------------------------------------
 
 
-class FramerConfig(namedtuple("FramerConfig", "dst_mac src_mac channel credits credits_valid")):
+class FramerConfig(namedtuple("FramerConfig",
+                              "dst_mac src_mac channel credits credits_valid udp")):
     """The framer's configuration inputs, sampled at a descriptor's
     handshake: MAC addresses (ints), ``channel``, ``credits`` (three
-    ``(hdr, data)`` pairs, per class P, NP, CPL) and ``credits_valid``."""
+    ``(hdr, data)`` pairs, per class P, NP, CPL) and ``credits_valid``;
+    on the ``udp`` transport ``udp`` (a :class:`~tlpoe.models.transport.UdpConfig`,
+    None: the framer's reset value), which the framer takes
+    :data:`UDP_CONFIG_LAG` cycles later."""
     __slots__ = ()
 
     def __new__(cls, dst_mac=0x020000000002, src_mac=0x020000000001, channel=0,
-                credits=((0, 0),) * 3, credits_valid=False):
+                credits=((0, 0),) * 3, credits_valid=False, udp=None):
         return super().__new__(cls, dst_mac, src_mac, channel, tuple(map(tuple, credits)),
-                               credits_valid)
+                               credits_valid, udp)
+
+
+#: Cycles from a change of the ``udp`` configuration to the frames that
+#: carry it (the RTL's ``CHECKSUM_LAG``: the IPv4 checksum's bases are
+#: worked out in a pipeline, and the fields wait beside them).
+UDP_CONFIG_LAG = 7
 
 
 #: One beat of a frame stream: ``data`` (an int, byte 0 in bits 7:0),
@@ -170,8 +181,8 @@ FramerCycle = namedtuple("FramerCycle", "desc_ready words_ready frame data_sent_
 
 
 class _Frame:
-    """A descriptor accepted (the RTL's ``_Entry``): the 40 header bytes and
-    the geometry."""
+    """A descriptor accepted (the RTL's ``_Entry``): the header bytes (40
+    on ``eth``, 68 on ``udp``) and the geometry."""
     __slots__ = ("header", "has_body", "beats", "crc_dw", "is_data", "seq")
 
 
@@ -188,12 +199,17 @@ class CycleFramer:
     MAC takes a beat) and ``config`` (:class:`FramerConfig`).
     """
 
-    def __init__(self, width, *, ethertype=wire.ETHERTYPE, seq_bits=32):
+    def __init__(self, width, *, ethertype=wire.ETHERTYPE, seq_bits=32, transport="eth",
+                 udp_init=None):
         if width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, not {width!r}")
         if not 1 <= seq_bits <= 32:
             raise ValueError(f"seq_bits must be 1..32, not {seq_bits!r}")
         self.width, self.ethertype, self.seq_bits = width, ethertype, seq_bits
+        self.transport = tp.Transport(transport)
+        self.bridge_at = tp.header_bytes(self.transport)
+        self.area_at = tp.area_offset(self.transport)
+        self.udp_init = tp.UdpConfig() if udp_init is None else udp_init
         self.crc_latency = crc_latency(width)
         self.fifo_depth = self.crc_latency + 4
         self.reset()
@@ -208,8 +224,9 @@ class CycleFramer:
         self.credit = self.fifo_depth
         self.line = [None] * self.crc_latency      # the delay line, stage 1 first
         self.out = SyncFifoBuffered(self.fifo_depth)
+        self.udp_seen = deque([self.udp_init] * UDP_CONFIG_LAG)   # oldest first
 
-    def _entry(self, desc, config):
+    def _entry(self, desc, config, udp):
         """The queue entry for ``desc`` with ``config`` sampled now."""
         f = _Frame()
         get = desc.get if isinstance(desc, dict) else lambda k: getattr(desc, k)
@@ -217,25 +234,33 @@ class CycleFramer:
         credits = {f"credit_{name}_{part}": config.credits[k][i]
                    for k, name in enumerate(CREDIT_CLASSES)
                    for i, part in enumerate(("hdr", "data"))}
+        is_data = (get("frame_type") & 0xF) == wire.FrameType.DATA
+        udp_transport = self.transport is tp.Transport.UDP
         eth = _pack(wire.ETHERNET, dst_mac=config.dst_mac, src_mac=config.src_mac,
-                    ethertype=self.ethertype)
+                    ethertype=tp.ETHERTYPE_IPV4 if udp_transport else self.ethertype)
         bridge = _pack(wire.BRIDGE_HEADER, version=wire.VERSION, frame_type=get("frame_type"),
                        flags=get("flags") | (FLAG_CREDITS_VALID if config.credits_valid else 0),
                        channel=config.channel, seq=get("seq"), ack=get("ack"),
                        tlp_count=get("count"), payload_length=length, **credits)
         wb, d = self.width // 8, self.width // 32
-        f.header = eth | bridge << (8 * wire.ETH_LEN)
+        if udp_transport:
+            tc = (desc.get("tc", 0) if isinstance(desc, dict) else getattr(desc, "tc", 0)) & 7
+            dscp = udp.dscp[tc] if is_data else udp.control_dscp
+            headers = tp.udp_headers(wire.BRIDGE_HEADER.length + length + wire.CRC_LEN, udp,
+                                     dscp=dscp)
+            eth |= int.from_bytes(headers, "little") << (8 * wire.ETH_LEN)
+        f.header = eth | bridge << (8 * self.bridge_at)
         f.has_body = length != 0
-        f.beats = (length + wire.HEADER_LEN + wire.CRC_LEN + wb - 1) // wb
-        f.crc_dw = ((length >> 2) + wire.HEADER_LEN // 4) % d
-        f.is_data = (get("frame_type") & 0xF) == wire.FrameType.DATA
+        f.beats = (length + self.area_at + wire.CRC_LEN + wb - 1) // wb
+        f.crc_dw = ((length >> 2) + self.area_at // 4) % d
+        f.is_data = is_data
         f.seq = get("seq") & ((1 << self.seq_bits) - 1)
         return f
 
     def _from_words(self):
         cur, wb = self.cur, self.width // 8
         last = self.beat == cur.beats - 1
-        return cur.has_body and self.beat >= wire.HEADER_LEN // wb and \
+        return cur.has_body and self.beat >= self.area_at // wb and \
             not (last and cur.crc_dw == 0)
 
     def outputs(self):
@@ -268,7 +293,7 @@ class CycleFramer:
             keep = (1 << wb) - 1
             if last:
                 dws = (cur.beats - 1) * d + cur.crc_dw
-                fcs = zlib.crc32(self.sent_bytes[wire.ETH_LEN:4 * dws])
+                fcs = zlib.crc32(self.sent_bytes[self.bridge_at:4 * dws])
                 data |= fcs << (32 * cur.crc_dw)
                 keep = (1 << (4 * (cur.crc_dw + 1))) - 1
             stage = (FrameBeat(data, keep, int(last)), last and cur.is_data, cur.seq)
@@ -289,7 +314,9 @@ class CycleFramer:
             if last:
                 self.busy = False
         if desc is not None and shown.desc_ready:
-            self.queue.append(self._entry(desc, config))
+            self.queue.append(self._entry(desc, config, self.udp_seen[0]))
+        self.udp_seen.popleft()
+        self.udp_seen.append(self.udp_init if config.udp is None else config.udp)
         return shown
 
 
@@ -323,7 +350,7 @@ class _Head:
 
 
 #: What the packer shows in a cycle: ``tlp_ready``, ``word`` (the body word
-#: offered, or None), ``desc`` (the ``(count, length)`` offered, or None),
+#: offered, or None), ``desc`` (the ``(count, length, tc)`` offered, or None),
 #: and the counters ``oversize_drops`` and ``length_errors``.
 PackerCycle = namedtuple("PackerCycle", "tlp_ready word desc oversize_drops length_errors")
 
@@ -343,7 +370,7 @@ class CyclePacker:
 
     IN_DEPTH, OUT_DEPTH = 5, 4
 
-    def __init__(self, width, *, mtu=1500, max_tlps=None, flush_timeout=64):
+    def __init__(self, width, *, mtu=1500, max_tlps=None, flush_timeout=64, transport="eth"):
         if width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, not {width!r}")
         if mtu not in wire.MTUS:
@@ -355,9 +382,9 @@ class CyclePacker:
         self.width, self.mtu = width, mtu
         self.max_tlps = max_tlps or 0xFFFF
         self.flush_timeout = flush_timeout
-        self.capacity = wire.body_capacity(mtu)
+        self.capacity = tp.body_capacity(mtu, transport)
         D = width // 32
-        self.p0 = (wire.HEADER_LEN // 4) % D
+        self.p0 = (tp.area_offset(transport) // 4) % D
         self._pos_mask = (1 << (2 * D).bit_length()) - 1
         self.reset()
 
@@ -377,7 +404,8 @@ class CyclePacker:
         self.age = 0
         self.in_tlp = self.discard = self.pad = self.desc_next = False
         self.rem = 0
-        self.held = (0, 0)
+        self.held = (0, 0, 0)
+        self.frame_tc = 0
         # data
         self.op = dict(word=False, shift=False, clear=False, desc=False, append=False,
                        new=0, at=0)
@@ -415,7 +443,7 @@ class CyclePacker:
         word = desc = None
         if s.o_valid:
             if s.o_payload >> W & 1:
-                desc = (s.o_payload & 0xFFFF, s.o_payload >> 16 & 0xFFFF)
+                desc = (s.o_payload & 0xFFFF, s.o_payload >> 16 & 0xFFFF, s.o_payload >> 32 & 7)
             else:
                 word = s.o_payload & ((1 << W) - 1)
         return PackerCycle(self.queue.level <= self.IN_DEPTH - 3, word, desc,
@@ -475,7 +503,8 @@ class CyclePacker:
         op = self.op
         desc_issue = self.desc_next and credit
         w_en = op["word"] or op["desc"]
-        w_data = (self.held[0] | self.held[1] << 16 | 1 << W) if op["desc"] else \
+        w_data = (self.held[0] | self.held[1] << 16 | self.held[2] << 32 | 1 << W) \
+            if op["desc"] else \
             self.acc & ((1 << W) - 1)
         kept_acc = 0 if op["clear"] else (self.acc >> W if op["shift"] else self.acc)
         if op["append"]:
@@ -486,7 +515,7 @@ class CyclePacker:
                        desc=(closing and pos == 0) or desc_issue, append=append,
                        new=new, at=pos_kept)
         if closing:
-            self.held, self.desc_next = (self.count, self.length), pos != 0
+            self.held, self.desc_next = (self.count, self.length, self.frame_tc), pos != 0
         elif desc_issue:
             self.desc_next = False
 
@@ -520,6 +549,8 @@ class CyclePacker:
                     self.discard = not head.last
                     self.oversize_drops = (self.oversize_drops + 1) & 0xFFFFFFFF
                 else:
+                    if not self.has_tlps:               # the frame's first TLP: its TC
+                        self.frame_tc = head.data >> 12 & 7
                     self.at_max = self.count == self.max_tlps - 1
                     self.nearly_full = self.length + head.need > \
                         self.capacity - wire.PREFIX_LEN - wire.MIN_TLP

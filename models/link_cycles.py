@@ -36,7 +36,8 @@ from dataclasses import dataclass, fields
 
 from .framing_cycles import WIDTHS
 from .link import MODES
-from .wire import HEADER_LEN, FrameType
+from . import transport as _transport
+from .wire import FrameType
 
 __all__ = ["CHOICES", "CycleConfig", "SenderCounters", "ReceiverCounters", "RxFrame", "TxFrame",
            "Verdict", "Feedback", "Cycle", "CycleSender", "CycleReceiver", "CycleEndpoint",
@@ -84,8 +85,10 @@ class CycleConfig:
     nak_replay_timer: str = "restart"   #: see :data:`CHOICES`
     final_expiry: str = "counted"
     early_duplicate: str = "ack"
+    transport: str = "eth"      #: where the TLP area starts (models/transport.py)
 
     def __post_init__(self):
+        _transport.Transport(self.transport)
         for name, values in CHOICES.items():
             if getattr(self, name) not in values:
                 raise ValueError(f"{name} must be one of {values}, not {getattr(self, name)!r}")
@@ -139,7 +142,7 @@ class ReceiverCounters:
 #: and ``good`` (its TLPs may be delivered).
 RxFrame = namedtuple("RxFrame", "ok good frame_type flags seq ack")
 #: The frame offered to the framer (its ``TxDesc``).
-TxFrame = namedtuple("TxFrame", "frame_type flags seq ack count length")
+TxFrame = namedtuple("TxFrame", "frame_type flags seq ack count length tc")
 #: The receiver's verdict on the frame taken: ``good`` (deliver it now),
 #: ``store`` and ``release`` (selective repeat's reorder buffer; 0 in go-back-N).
 Verdict = namedtuple("Verdict", "good store release")
@@ -330,11 +333,11 @@ class CycleReceiver:
 
 class _Committed:
     """The frame chosen for the framer (the RTL's ``held`` register)."""
-    __slots__ = ("frame_type", "seq", "count", "length", "words", "resend")
+    __slots__ = ("frame_type", "seq", "count", "length", "words", "resend", "tc")
 
-    def __init__(self, frame_type, seq, count=0, length=0, words=0, resend=False):
+    def __init__(self, frame_type, seq, count=0, length=0, words=0, resend=False, tc=0):
         self.frame_type, self.seq, self.count, self.length = frame_type, seq, count, length
-        self.words, self.resend = words, resend
+        self.words, self.resend, self.tc = words, resend, tc
 
 
 class CycleSender:
@@ -350,14 +353,15 @@ class CycleSender:
         n = config.seq_bits
         self._mask, self._half = (1 << n) - 1, 1 << (n - 1)
         wb = config.width // 8
-        self._word_shift, self._first_word = wb.bit_length() - 1, HEADER_LEN // wb
+        self._area_at = _transport.area_offset(config.transport)
+        self._word_shift, self._first_word = wb.bit_length() - 1, self._area_at // wb
         self._wb = wb
         self.reset()
 
     def reset(self):
         """The state after ``rst``; run-time inputs keep their values."""
         self.counters = SenderCounters()
-        self.stored = {}            # slot -> (count, length)
+        self.stored = {}            # slot -> (count, length, tc)
         self.head = self.tail = self.send_ptr = self.high = self.on_wire = 0
         self.at_window = False      # the window full (a register: before this cycle's ACK)
         self.committed = None
@@ -410,7 +414,7 @@ class CycleSender:
         if held.frame_type == FrameType.KEEPALIVE:
             seq = self.tail if drop else self.head
         return TxFrame(frame_type, int(fb.rx_ack_valid), seq, fb.rx_ack, held.count,
-                       held.length), stale
+                       held.length, held.tc), stale
 
     def clock(self, fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit,
               up=True, rewind=False, drop=False, keepalive_due=False):
@@ -490,10 +494,11 @@ class CycleSender:
             if nak_now:
                 committed = _Committed(FrameType.NAK, r.send_nak, resend=resend_now)
             elif commit_data:
-                count, length = self.stored[self._slot(seq_out)]
-                words = (((HEADER_LEN + length + self._wb - 1) >> self._word_shift)
+                count, length, tc = self.stored[self._slot(seq_out)]
+                words = (((self._area_at + length + self._wb - 1) >> self._word_shift)
                          - self._first_word)
-                committed = _Committed(FrameType.DATA, seq_out, count, length, words, resend_now)
+                committed = _Committed(FrameType.DATA, seq_out, count, length, words, resend_now,
+                                       tc)
             elif ack_now:
                 committed = _Committed(FrameType.ACK, 0, resend=resend_now)
             else:
@@ -551,7 +556,7 @@ class CycleSender:
             if not gbn:
                 self.resend = 0
         if stored:
-            self.stored[self._slot(self.tail)] = (desc[0], desc[1])
+            self.stored[self._slot(self.tail)] = (desc[0], desc[1], desc[2] if len(desc) > 2 else 0)
             self.tail = (self.tail + 1) & mask
         self.at_window = at_window
         send_nak = fb.send_nak
@@ -632,7 +637,7 @@ class CycleEndpoint:
 
         * ``received``: the :class:`RxFrame` the receiver takes this cycle
           (its ``rx`` valid and the downstream ready), or None;
-        * ``desc``: the packer's ``(count, length)`` offered on ``desc``, or
+        * ``desc``: the packer's ``(count, length[, tc])`` offered on ``desc``, or
           None; ``words_valid``: the packer offers a body word;
         * ``tx_ready``, ``tx_words_ready``: the framer's ``tx_desc.ready`` and
           ``tx_words.ready``;

@@ -121,19 +121,21 @@ class CreditLimit(data.StructLayout):
 
 
 class FrameDesc(data.StructLayout):
-    """One frame closed by the packer: how many TLPs, and the bytes of its TLP area."""
+    """One frame closed by the packer: how many TLPs, the bytes of its TLP
+    area, and its first TLP's traffic class (the ``udp`` transport's DSCP)."""
 
     def __init__(self):
-        super().__init__({"count": 16, "length": 16})
+        super().__init__({"count": 16, "length": 16, "tc": 3})
 
 
 class TxDesc(data.StructLayout):
     """One frame to send: the bridge-header fields the framer does not derive.
-    ``length`` 0 (ACK, NAK, ...) means a header-only frame with no body words."""
+    ``length`` 0 (ACK, NAK, ...) means a header-only frame with no body words;
+    ``tc`` is a DATA frame's first TLP's traffic class (its DSCP on ``udp``)."""
 
     def __init__(self):
         super().__init__({"frame_type": 4, "flags": 8, "seq": 32, "ack": 32,
-                          "count": 16, "length": 16})
+                          "count": 16, "length": 16, "tc": 3})
 
 
 class RxDesc(data.StructLayout):

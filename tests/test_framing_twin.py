@@ -12,12 +12,14 @@ import random
 
 import pytest
 
+from tlpoe.models import transport as tp
 from tlpoe.models import wire
-from tlpoe.models.frame import decode_frame
+from tlpoe.models.frame import decode_frame, encode_frame
 from tlpoe.models.framing_cycles import WIDTHS, CycleFramer, CyclePacker, FramerConfig
 from tlpoe.models.tlp import Tlp
 from tlpoe.rtl.framing.framer import Framer
 from tlpoe.rtl.framing.packer import TlpPacker
+from tlpoe.rtl.framing.transport import udp_config_init
 from tlpoe.tb.twin_sim import assert_same, simulate
 
 
@@ -31,16 +33,22 @@ class FramerStimulus:
     header, as the packer leaves it, or not), the MAC's ready and, now
     and then, a new configuration."""
 
-    def __init__(self, rng, width, seq_bits):
+    def __init__(self, rng, width, seq_bits, transport="eth"):
         self.rng, self.width, self.seq_bits = rng, width, seq_bits
+        self.area_at = tp.area_offset(transport)
+        self.udp = transport == "udp"
         self.config = self.new_config()
         self.word_rate, self.mac_rate = 0.8, 0.8
 
     def new_config(self):
         rng = self.rng
+        udp = None if not self.udp else tp.UdpConfig(
+            src_ip=rng.getrandbits(32), dst_ip=rng.getrandbits(32),
+            src_port=rng.getrandbits(16), dst_port=rng.getrandbits(16), ttl=rng.getrandbits(8),
+            dscp=tuple(rng.getrandbits(6) for _ in range(8)), control_dscp=rng.getrandbits(6))
         return FramerConfig(rng.getrandbits(48), rng.getrandbits(48), rng.getrandbits(16),
                             [(rng.getrandbits(8), rng.getrandbits(16)) for _ in range(3)],
-                            rng.random() < 0.7)
+                            rng.random() < 0.7, udp)
 
     def next(self, cycle):
         rng, W = self.rng, self.width
@@ -55,12 +63,13 @@ class FramerStimulus:
                                  4 * rng.randint(3, 370), 1464))
             desc = dict(frame_type=rng.choice((0, 0, 0, 1, 2, 3, 4, rng.randrange(16))),
                         flags=rng.getrandbits(8), seq=rng.getrandbits(32),
-                        ack=rng.getrandbits(32), count=rng.getrandbits(16), length=length)
+                        ack=rng.getrandbits(32), count=rng.getrandbits(16), length=length,
+                        tc=rng.randrange(8))
         word = None
         if rng.random() < self.word_rate:
             word = rng.getrandbits(W)
             if rng.random() < 0.9:       # the packer's: header bytes zero
-                word &= ~((1 << 8 * min(wire.HEADER_LEN, W // 8)) - 1)
+                word &= ~((1 << 8 * min(self.area_at, W // 8)) - 1)
         return dict(desc=desc, word=word, frame_ready=rng.random() < self.mac_rate,
                     config=self.config)
 
@@ -74,6 +83,8 @@ def framer_drive(ctx, dut, inputs):
     for k, (hdr, data) in enumerate(config.credits):
         ctx.set(dut.credits[k].hdr, hdr)
         ctx.set(dut.credits[k].data, data)
+    if config.udp is not None:
+        ctx.set(dut.udp, udp_config_init(config.udp))
     desc, word = inputs["desc"], inputs["word"]
     ctx.set(dut.desc.valid, desc is not None)
     if desc is not None:
@@ -106,16 +117,16 @@ def beat_bytes(beat, width):
     return beat.data.to_bytes(width // 8, "little")[:bin(beat.keep).count("1")]
 
 
-def run_framer_twin(width, seed, cycles, seq_bits=12, break_model=None):
+def run_framer_twin(width, seed, cycles, seq_bits=12, break_model=None, transport="eth"):
     """``cycles`` cycles of random stimulus into the Framer and its twin;
     fails at the first cycle where they differ. Returns the frames the
     model sent (bytes, as the MAC took them)."""
     rng = random.Random(seed)
-    dut = Framer(width, seq_bits=seq_bits)
-    model = CycleFramer(width, seq_bits=seq_bits)
+    dut = Framer(width, seq_bits=seq_bits, transport=transport)
+    model = CycleFramer(width, seq_bits=seq_bits, transport=transport)
     if break_model:
         break_model(model)
-    stim = FramerStimulus(rng, width, seq_bits)
+    stim = FramerStimulus(rng, width, seq_bits, transport)
     frames, current = [], []
 
     async def bench(ctx):
@@ -140,7 +151,7 @@ def run_framer_twin(width, seed, cycles, seq_bits=12, break_model=None):
 def test_framer_twin_agrees_with_the_rtl_in_every_cycle(width):
     frames = []
     for seed in range(2):
-        frames += run_framer_twin(width, seed, 1500)
+        frames += run_framer_twin(width, seed, 1800)
     assert len(frames) > 20
     types = {f[wire.ETH_LEN] & 0xF for f in frames}
     assert {0, 1, 2} <= types
@@ -181,6 +192,74 @@ def test_the_bench_catches_a_framer_without_its_delay_line():
         model.line = model.line[:-1]
     with pytest.raises(AssertionError, match="frame: RTL None model"):
         run_framer_twin(64, 0, 300, break_model=shorter)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_udp_framer_twin_agrees_with_the_rtl_in_every_cycle(width):
+    """The ``udp`` transport's Framer (its configuration changing under it,
+    every DSCP and address random) against its twin in every cycle; every
+    frame's IPv4 header checksum and lengths right, whatever the
+    configuration was (checked with the one's-complement sum alone; the
+    bridge's CRC over bytes 42 onwards is checked on real TLP areas below:
+    the random body words here are ORed into its DW)."""
+    frames = []
+    for seed in range(2):
+        frames += run_framer_twin(width, seed, 1800, transport="udp")
+    assert len(frames) > 20
+    for f in frames:
+        assert f[12:14] == b"\x08\x00"
+        ip, udp = tp.IPV4.unpack(f, 14), tp.UDP.unpack(f, 34)
+        assert tp.ones_complement_sum(f[14:34]) == 0xFFFF
+        length = wire.BRIDGE_HEADER.unpack(f, 42)["payload_length"]
+        assert ip["total_length"] == 58 + length == udp["length"] + 20 == len(f) - 14
+        assert (ip["version_ihl"], ip["ecn"], ip["protocol"], udp["checksum"]) == (0x45, 2, 17, 0)
+
+
+def test_the_bench_catches_a_udp_framer_taking_its_configuration_a_cycle_early():
+    """The ``udp`` configuration's lag is checked: a twin one cycle short of
+    it sends some frame's addresses or DSCP from the wrong configuration."""
+    def early(model):
+        model.udp_seen.popleft()
+    with pytest.raises(AssertionError, match="frame: RTL"):
+        run_framer_twin(64, 0, 1800, break_model=early, transport="udp")
+
+
+def test_the_udp_framer_twin_sends_the_transport_models_frames():
+    """A real TLP area through the ``udp`` twin: the frame is
+    ``to_udp(encode_frame(...))`` byte for byte (the DSCP of its first
+    TLP's traffic class), and an ACK takes the control DSCP."""
+    width = 128
+    config = tp.UdpConfig(src_ip=0x0A000005, dst_ip=0x0A000106, src_port=0xD00D, ttl=9,
+                          dscp=(1, 2, 3, 4, 5, 6, 7, 8), control_dscp=46)
+    model = CycleFramer(width, transport="udp", udp_init=config)
+    tlps = [Tlp.mem_write(0x1000 * i, bytes(range(4 * i)), tc=i).pack() for i in range(3, 6)]
+    area = b"".join(wire.TLP_PREFIX.pack(tlp_length=len(t)) + t for t in tlps)
+    body = bytes(68) + area
+    wb = width // 8
+    words = [int.from_bytes(body[i:i + wb].ljust(wb, b"\0"), "little")
+             for i in range(68 // wb * wb, len(body), wb)]
+    descs = [dict(frame_type=0, flags=1, seq=7, ack=3, count=len(tlps), length=len(area), tc=3),
+             dict(frame_type=1, flags=1, seq=0, ack=5, count=0, length=0, tc=0)]
+    beats, frames = [], []
+    for _ in range(300):
+        step = model.step(desc=descs[0] if descs else None, word=words[0] if words else None,
+                          frame_ready=True, config=FramerConfig(udp=config))
+        if step.desc_ready and descs:
+            descs.pop(0)
+        if step.words_ready and words:
+            words.pop(0)
+        if step.frame:
+            beats.append(beat_bytes(step.frame, width))
+            if step.frame.last:
+                frames.append(b"".join(beats))
+                beats = []
+    data = encode_frame(tlps, seq=7, ack=3, flags=1)
+    ack = encode_frame([], frame_type=wire.FrameType.ACK, ack=5, flags=1)
+    assert frames[0] == tp.to_udp(data, config)
+    assert tp.IPV4.unpack(frames[0], 14)["dscp"] == 4
+    assert tp.pad_to_minimum(frames[1]) == tp.to_udp(ack, config)
+    assert tp.IPV4.unpack(frames[1], 14)["dscp"] == 46
+    assert tp.receive(frames[0], "udp", config.peer()).tlps == tlps
 
 
 # --- the TlpPacker ----------------------------------------------------------------
@@ -265,7 +344,7 @@ def packer_observe(ctx, dut):
     desc = None
     if ctx.get(dut.desc.valid):
         p = ctx.get(dut.desc.payload)
-        desc = (p.count, p.length)
+        desc = (p.count, p.length, p.tc)
     return dict(tlp_ready=ctx.get(dut.tlp.ready),
                 word=ctx.get(dut.words.payload) if ctx.get(dut.words.valid) else None,
                 desc=desc, oversize_drops=ctx.get(dut.oversize_drops),
@@ -279,14 +358,15 @@ def packer_predict(model, inputs):
 
 
 def run_packer_twin(width, seed, cycles, *, flush_timeout=None, max_tlps=None,
-                    break_model=None):
+                    break_model=None, transport="eth"):
     """``cycles`` cycles of random stimulus into the TlpPacker and its twin;
     fails at the first cycle where they differ. Returns the descriptors
     the model gave and its counters."""
     rng = random.Random(seed)
     flush_timeout = flush_timeout or rng.choice((1, 5, 30, 64))
-    dut = TlpPacker(width, flush_timeout=flush_timeout, max_tlps=max_tlps)
-    model = CyclePacker(width, flush_timeout=flush_timeout, max_tlps=max_tlps)
+    dut = TlpPacker(width, flush_timeout=flush_timeout, max_tlps=max_tlps, transport=transport)
+    model = CyclePacker(width, flush_timeout=flush_timeout, max_tlps=max_tlps,
+                        transport=transport)
     if break_model:
         break_model(model)
     stim = PackerStimulus(rng, width)
@@ -319,12 +399,22 @@ def test_packer_twin_agrees_with_the_rtl_in_every_cycle(width):
         descs += d
         drops, errors = drops + o, errors + e
     assert len(descs) > 20 and drops and errors
-    assert any(count > 3 for count, _ in descs)
+    assert any(count > 3 for count, _, _ in descs)
+    assert len({tc for _, _, tc in descs}) > 1          # the first TLPs' traffic classes
+
+
+@pytest.mark.parametrize("width", [64, 512])
+def test_udp_packer_twin_agrees_with_the_rtl_in_every_cycle(width):
+    """On ``udp`` the TLP area starts at byte 68 (at 64 bits, DW 1 of the
+    frame's ninth word) and a frame holds 28 bytes less."""
+    descs = run_packer_twin(width, 3, 2000, transport="udp")[0]
+    assert len(descs) > 10
+    assert max(length for _, length, _ in descs) <= tp.body_capacity(1500, "udp")
 
 
 def test_packer_twin_agrees_with_frames_closed_by_max_tlps():
     descs, _ = run_packer_twin(128, 7, 1500, max_tlps=3, flush_timeout=40)
-    assert max(count for count, _ in descs) == 3
+    assert max(count for count, _, _ in descs) == 3
 
 
 def test_the_bench_catches_a_flush_timer_one_cycle_late():

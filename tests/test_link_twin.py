@@ -121,7 +121,7 @@ class Stimulus:
             length = 4 * rng.randint(3, 24)
             wb = self.config.width // 8
             words = (HEADER_LEN + length + wb - 1) // wb - HEADER_LEN // wb
-            self.packer = ["word"] * words + [(rng.randint(1, 3), length)]
+            self.packer = ["word"] * words + [(rng.randint(1, 3), length, rng.randrange(8))]
         data_sent = None
         if self.on_wire and rng.random() < 0.5:
             data_sent = self.on_wire.pop(0)
@@ -182,7 +182,7 @@ def drive(ctx, dut, frame, rx_ready, inputs):
     ctx.set(tx.words.valid, inputs["words_valid"])
     ctx.set(tx.desc.valid, inputs["desc"] is not None)
     if inputs["desc"] is not None:
-        ctx.set(tx.desc.payload, dict(zip(("count", "length"), inputs["desc"])))
+        ctx.set(tx.desc.payload, dict(zip(("count", "length", "tc"), inputs["desc"])))
     ctx.set(tx.tx_desc.ready, inputs["tx_ready"])
     ctx.set(tx.tx_words.ready, inputs["tx_words_ready"])
     ctx.set(tx.data_sent, inputs["data_sent"] is not None)
@@ -201,7 +201,7 @@ def observe(ctx, dut, counters, received):
     offered = None
     if ctx.get(tx.tx_desc.valid):
         p = ctx.get(tx.tx_desc.payload)
-        offered = TxFrame(p.frame_type, p.flags, p.seq, p.ack, p.count, p.length)
+        offered = TxFrame(p.frame_type, p.flags, p.seq, p.ack, p.count, p.length, p.tc)
     got = dict(
         tx=offered, tx_words_valid=ctx.get(tx.tx_words.valid), store_ready=ctx.get(tx.desc.ready),
         link_down=ctx.get(dut.link_down), unacked=ctx.get(tx.unacked),
@@ -426,7 +426,7 @@ def test_the_ns_models_choices_differ_from_the_rtl(name):
                          replay_timeout=40, nak_timeout=20, ack_every=2, ack_delay=10,
                          **{name: CHOICES[name][1]})
     with pytest.raises(AssertionError, match="RTL .* model"):
-        run_twin(config, 4, CYCLES)
+        run_twin(config, 13, CYCLES)      # a seed on which all three show
 
 
 def test_reset_returns_to_the_initial_state():

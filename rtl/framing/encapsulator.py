@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out, connect, flipped
 from ...models import wire
 from ..streams import STAMP_BITS, FrameDesc, check_width, connect_tlp, frame_stream, tlp_stream
 from .framer import Framer
+from .transport import UdpConfigLayout, udp_config_init
 from .packer import TlpPacker
 
 __all__ = ["Encapsulator"]
@@ -46,18 +47,26 @@ class Encapsulator(wiring.Component):
     """
 
     def __init__(self, width=256, *, mtu=1500, max_tlps=None, flush_timeout=64,
-                 ethertype=wire.ETHERTYPE, link=None, stamped=False):
+                 ethertype=wire.ETHERTYPE, link=None, stamped=False, transport="eth",
+                 udp_init=None):
         check_width(width)
-        self.packer = TlpPacker(width, mtu=mtu, max_tlps=max_tlps, flush_timeout=flush_timeout)
+        self.packer = TlpPacker(width, mtu=mtu, max_tlps=max_tlps, flush_timeout=flush_timeout,
+                                transport=transport)
         self.link = link
-        self.framer = Framer(width, ethertype=ethertype,
+        if link is not None and link.area_at != self.packer.geo.area_at:
+            raise ValueError(f"the link's transport (TLP area at {link.area_at}) is not the "
+                             f"encapsulator's ({transport!r}, at {self.packer.geo.area_at})")
+        self.framer = Framer(width, ethertype=ethertype, transport=transport, udp_init=udp_init,
                              **({} if link is None else {"seq_bits": link.seq_bits}))
+        self.transport = self.framer.transport
         self.width = width
         self.mtu = mtu
         self.stamped = bool(stamped)
         frame_words = -(-(wire.ETH_LEN + mtu) // (width // 8))
         self.body_depth = 2 * frame_words + 2
         super().__init__({
+            **({"udp": In(UdpConfigLayout(), init=udp_config_init(udp_init))}
+               if "udp" in self.framer.signature.members else {}),
             "tlp": In(tlp_stream(width, STAMP_BITS if stamped else 0)),
             "frame": Out(frame_stream(width)),
             "dst_mac": In(48),
@@ -90,6 +99,7 @@ class Encapsulator(wiring.Component):
             framer.dst_mac.eq(self.dst_mac),
             framer.src_mac.eq(self.src_mac),
             framer.channel.eq(self.channel),
+            *([framer.udp.eq(self.udp)] if "udp" in self.signature.members else []),
             packer.flush_timeout.eq(self.flush_timeout),
             self.frames_sent.eq(framer.frames_sent),
             self.oversize_drops.eq(packer.oversize_drops),
@@ -114,6 +124,7 @@ class Encapsulator(wiring.Component):
             framer.desc.payload.seq.eq(seq),
             framer.desc.payload.count.eq(closed.count),
             framer.desc.payload.length.eq(closed.length),
+            framer.desc.payload.tc.eq(closed.tc),
         ]
         with m.If(framer.desc.valid & framer.desc.ready):
             m.d.sync += seq.eq(seq + 1)

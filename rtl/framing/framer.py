@@ -6,12 +6,14 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...models import transport as tp
 from ...models import wire
 from ...models.frame import FLAG_CREDITS_VALID
 from ..streams import CreditLimit, FrameBeat, TxDesc, check_width, frame_stream
 from ..tlp_header import CLASSES
-from ..wirefmt import pack_bytes
+from ..wirefmt import be_bytes, pack_bytes
 from .crc import Crc32Pipelined, reverse_zero_bytes
+from .transport import TOS_ECT0, ChecksumBases, UdpConfigLayout, geometry, udp_config_init
 
 __all__ = ["Framer", "framer_latency"]
 
@@ -22,27 +24,29 @@ def framer_latency(width):
     return Crc32Pipelined.latency_at(width) + 2
 
 
-def _geometry(width, length):
+def _geometry(width, length, area_at):
     """The shape of a frame with a TLP area of ``length`` bytes (a multiple
-    of 4): its beats, and the DW of its last beat that holds the CRC (when
-    that is DW 0, the TLP area filled the beat before and the last beat
-    carries the CRC alone)."""
+    of 4) starting at byte ``area_at``: its beats, and the DW of its last
+    beat that holds the CRC (when that is DW 0, the TLP area filled the beat
+    before and the last beat carries the CRC alone)."""
     Wb, D = width // 8, width // 32
-    beats = (length + wire.HEADER_LEN + wire.CRC_LEN + Wb - 1) >> (Wb.bit_length() - 1)
-    crc_dw = ((length >> 2) + wire.HEADER_LEN // 4)[:(D - 1).bit_length()]
+    beats = (length + area_at + wire.CRC_LEN + Wb - 1) >> (Wb.bit_length() - 1)
+    crc_dw = ((length >> 2) + area_at // 4)[:(D - 1).bit_length()]
     return beats, crc_dw
 
 
 class _Entry(data.StructLayout):
-    """A descriptor accepted and waiting: the frame's header bytes (Ethernet
-    and bridge header, the configuration sampled at the handshake) and its
-    geometry."""
+    """A descriptor accepted and waiting: the frame's header bytes (Ethernet,
+    the transport's and the bridge header, the configuration sampled at the
+    handshake; on ``udp`` the IPv4 checksum left zero, its sum before the
+    last fold in ``ip_sum``) and its geometry."""
 
-    def __init__(self, width, seq_bits):
+    def __init__(self, width, seq_bits, area_at):
         D = width // 32
-        beats_max = -(-(wire.HEADER_LEN + 0xFFFF + wire.CRC_LEN) // (width // 8))
+        beats_max = -(-(area_at + 0xFFFF + wire.CRC_LEN) // (width // 8))
         super().__init__({
-            "header": 8 * wire.HEADER_LEN,
+            "header": 8 * area_at,
+            "ip_sum": 17,               # udp: the IPv4 header's sum, one fold to go
             "has_body": 1,
             "beats": range(beats_max + 1),
             "crc_dw": range(D),
@@ -86,10 +90,24 @@ class Framer(wiring.Component):
     the point from which the peer may acknowledge it (the ReplayBuffer's
     check of ACKs and NAKs), later than the descriptor's handshake by the
     frames waiting in the Framer.
+
+    ``transport`` (:mod:`tlpoe.models.transport`): on ``udp`` the frame is
+    Ethernet (EtherType IPv4), IPv4, UDP, then the bridge header at byte 42
+    and the TLP area at 68, the CRC over bytes 42 onwards; the addresses,
+    ports, TTL and DSCPs come from ``udp`` (:class:`UdpConfigLayout`), which
+    acts :data:`~tlpoe.rtl.framing.transport.CHECKSUM_LAG` cycles after it
+    changes (the IPv4 checksum's bases are worked out from it in a pipeline,
+    :class:`~tlpoe.rtl.framing.transport.ChecksumBases`). A DATA frame takes
+    the DSCP of ``desc.tc`` (its first TLP's traffic class), other frames
+    ``control_dscp``. ``ethertype`` is the ``eth`` transport's.
     """
 
-    def __init__(self, width, *, ethertype=wire.ETHERTYPE, seq_bits=32):
+    def __init__(self, width, *, ethertype=wire.ETHERTYPE, seq_bits=32, transport="eth",
+                 udp_init=None):
         check_width(width)
+        self.geo = geometry(transport)
+        self.transport = self.geo.transport
+        self.udp_init = udp_init
         if not 1 <= seq_bits <= 32:
             raise ValueError(f"seq_bits must be 1..32, not {seq_bits!r}")
         self.seq_bits = seq_bits
@@ -97,14 +115,17 @@ class Framer(wiring.Component):
             raise ValueError(f"ethertype must be an EtherType (0x0600..0xFFFF), not {ethertype!r}")
         self.width = width
         self.ethertype = ethertype
-        self.crc = Crc32Pipelined(width, init=reverse_zero_bytes(0xFFFFFFFF, wire.ETH_LEN))
+        self.crc = Crc32Pipelined(width, init=reverse_zero_bytes(0xFFFFFFFF, self.geo.bridge_at))
         #: Cycles of the CRC pipeline, and of the data's delay line beside it.
         self.crc_latency = self.crc.latency
         #: Cycles from a word's handshake to its beat on ``frame``.
         self.latency = framer_latency(width)
         #: Output FIFO beats: enough for the credit round trip at one beat per cycle.
         self.fifo_depth = self.crc_latency + 4
+        transport_ports = {} if self.transport is tp.Transport.ETH else {
+            "udp": In(UdpConfigLayout(), init=udp_config_init(udp_init))}
         super().__init__({
+            **transport_ports,
             "desc": In(stream.Signature(TxDesc())),
             "words": In(stream.Signature(width)),
             "frame": Out(frame_stream(width)),
@@ -121,12 +142,13 @@ class Framer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, Wb, D = self.width, self.width // 8, self.width // 32
+        geo = self.geo
         head = self._descriptors(m)
 
         # --- sequencer: one beat per cycle from the head descriptor and the words ----
-        body_first = wire.HEADER_LEN // Wb          # beats before the first body word
-        header = Signal(8 * wire.HEADER_LEN)        # shifts one beat out per beat
-        eth_bytes = Signal(wire.ETH_LEN)            # bytes of this beat outside the CRC
+        body_first = geo.area_at // Wb              # beats before the first body word
+        header = Signal(8 * geo.area_at)            # shifts one beat out per beat
+        eth_bytes = Signal(geo.bridge_at)           # bytes of this beat outside the CRC
         pre_body = Signal(max(1, body_first))       # bit 0: this beat takes no body word
         busy, first, is_last, has_body = Signal(), Signal(), Signal(), Signal()
         left = Signal.like(head.entry.beats)        # beats left, this one included
@@ -150,16 +172,23 @@ class Framer(wiring.Component):
         m.d.comb += beat_data.eq(header[:W] | Mux(from_words, self.words.payload, 0))
         outside_crc = Signal(W)                     # the Ethernet header's bits in this beat
         m.d.comb += outside_crc.eq(Cat(eth_bytes[b].replicate(8)
-                                       for b in range(min(wire.ETH_LEN, Wb))))
+                                       for b in range(min(geo.bridge_at, Wb))))
         crc_data = Signal(W)
         m.d.comb += crc_data.eq(beat_data & ~outside_crc)
 
         entry = head.entry
+        loaded = entry.header
+        if self.transport is tp.Transport.UDP:
+            # the IPv4 checksum: the last fold of the sum, complemented
+            at = wire.ETH_LEN + tp.IPV4["checksum"].offset
+            checksum = ~(entry.ip_sum[:16] + entry.ip_sum[16])[:16]
+            loaded = Cat(entry.header[:8 * at], be_bytes(checksum, 2),
+                         entry.header[8 * (at + 2):])
         with m.If(load):
             m.d.sync += [
                 busy.eq(1), first.eq(1),
-                header.eq(entry.header),
-                eth_bytes.eq((1 << wire.ETH_LEN) - 1),
+                header.eq(loaded),
+                eth_bytes.eq((1 << geo.bridge_at) - 1),
                 pre_body.eq((1 << body_first) - 1),
                 left.eq(entry.beats),
                 is_last.eq(entry.beats == 1),
@@ -246,24 +275,48 @@ class Framer(wiring.Component):
             tlp_count=desc.count, payload_length=desc.length,
             **{f"credit_{name}_{part}": getattr(self.credits[k], part)
                for k, name in enumerate(CLASSES) for part in ("hdr", "data")})
-        eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
-                         ethertype=self.ethertype)
-        new = Signal(_Entry(W, self.seq_bits))
-        beats, crc_dw = _geometry(W, desc.length)
+        area_at = self.geo.area_at
+        entry_layout = _Entry(W, self.seq_bits, area_at)
+        new = Signal(entry_layout)
+        is_data = desc.frame_type == wire.FrameType.DATA
+        if self.transport is tp.Transport.UDP:
+            m.submodules.checksum = bases = ChecksumBases(self.udp_init)
+            m.d.comb += bases.config.eq(self.udp)
+            cfg = bases.config_out
+            eth = pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
+                             ethertype=tp.ETHERTYPE_IPV4)
+            # the bytes after the UDP header: bridge header, TLP area, CRC
+            after_udp = wire.BRIDGE_HEADER.length + wire.CRC_LEN
+            ip = pack_bytes(tp.IPV4, version_ihl=0x45,
+                            dscp=Mux(is_data, cfg.dscp[desc.tc], cfg.control_dscp),
+                            ecn=TOS_ECT0,
+                            total_length=desc.length + (tp.IPV4.length + tp.UDP.length +
+                                                        after_udp),
+                            flags_fragment=0x4000, ttl=cfg.ttl, protocol=tp.IPPROTO_UDP,
+                            src_ip=cfg.src_ip, dst_ip=cfg.dst_ip)
+            udp = pack_bytes(tp.UDP, src_port=cfg.src_port, dst_port=cfg.dst_port,
+                             length=desc.length + (tp.UDP.length + after_udp))
+            headers = Cat(eth, ip, udp, bridge)
+            m.d.comb += new.ip_sum.eq(Mux(is_data, bases.bases[desc.tc], bases.control_base) +
+                                      desc.length)
+        else:
+            headers = Cat(pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
+                                     ethertype=self.ethertype), bridge)
+        beats, crc_dw = _geometry(W, desc.length, area_at)
         m.d.comb += [
-            new.header.eq(Cat(eth, bridge)),
+            new.header.eq(headers),
             new.has_body.eq(desc.length != 0),
             new.beats.eq(beats),
             new.crc_dw.eq(crc_dw),
             new.crc_onehot.eq(Cat(crc_dw == i for i in range(D))),
             new.keep_dws.eq(Cat(Const(1, 1), *(crc_dw >= i for i in range(1, D)))),
-            new.is_data.eq(desc.frame_type == wire.FrameType.DATA),
+            new.is_data.eq(is_data),
             new.seq.eq(desc.seq),
         ]
 
-        head = SimpleNamespace(entry=Signal(_Entry(W, self.seq_bits), name="head"), valid=Signal(name="head_valid"),
+        head = SimpleNamespace(entry=Signal(entry_layout, name="head"), valid=Signal(name="head_valid"),
                                pop=Signal(name="head_pop"))
-        spare = Signal(_Entry(W, self.seq_bits))                   # the second entry, behind the head
+        spare = Signal(entry_layout)                   # the second entry, behind the head
         count = Signal(range(3))
         m.d.comb += self.desc.ready.eq(count != 2)
         push = Signal()

@@ -4,10 +4,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...models import transport as tp
 from ...models import wire
 from ..streams import STAMP_BITS, FrameDesc, SkidBuffer, check_width, tlp_stream
 from ..tlp_header import TlpHeader
 from ..wirefmt import pack_bytes
+from .transport import geometry
 
 __all__ = ["TlpPacker", "tlp_dws_from_header"]
 
@@ -58,9 +60,12 @@ class _Beat(data.StructLayout):
 class TlpPacker(wiring.Component):
     """Packs TLPs, each behind a 4-byte length prefix, into frame-body words.
 
-    Words come out in frame order with the first ``HEADER_LEN`` bytes of each
+    Words come out in frame order with the bytes before the TLP area
+    (``HEADER_LEN``, 40, on the ``eth`` transport; 68 on ``udp``) of each
     frame left zero for the :class:`~tlpoe.rtl.framer.Framer` to fill; the
-    first word of a frame is frame word ``HEADER_LEN // (width/8)``.  A
+    first word of a frame is frame word ``area_at // (width/8)``, and the
+    capacity of a frame is the transport's
+    (:func:`~tlpoe.models.transport.body_capacity`).  A
     frame's :class:`FrameDesc` comes on ``desc`` after its last (zero-padded)
     word was taken from ``words``, and before the next frame's first word is
     offered, so a consumer that waits for the descriptor sees whole frames
@@ -94,10 +99,13 @@ class TlpPacker(wiring.Component):
     #: Entries of the queue behind the input register and of the output queue.
     IN_DEPTH, OUT_DEPTH = 5, 4
 
-    def __init__(self, width, *, mtu=1500, max_tlps=None, flush_timeout=64):
+    def __init__(self, width, *, mtu=1500, max_tlps=None, flush_timeout=64, transport="eth"):
         check_width(width)
+        self.geo = geometry(transport)
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
+        #: Bytes of TLP area a frame carries (prefixes and TLPs).
+        self.capacity = tp.body_capacity(mtu, self.geo.transport)
         if max_tlps is not None and not 1 <= max_tlps <= 0xFFFF:
             raise ValueError(f"max_tlps must be in 1..65535, not {max_tlps!r}")
         if not isinstance(flush_timeout, int) or not 1 <= flush_timeout <= 0xFFFF:
@@ -118,7 +126,7 @@ class TlpPacker(wiring.Component):
         """The input register and the queue of worked-out beats behind it;
         returns the queue (its ``r_data`` a :class:`_Beat`)."""
         W, D = self.width, self.width // 32
-        capacity = wire.body_capacity(self.mtu)
+        capacity = self.capacity
         layout = _Beat(W)
         m.submodules.queue = queue = fifo.SyncFIFOBuffered(width=layout.size,
                                                            depth=self.IN_DEPTH)
@@ -160,8 +168,8 @@ class TlpPacker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, D = self.width, self.width // 32
-        capacity = wire.body_capacity(self.mtu)
-        p0 = (wire.HEADER_LEN // 4) % D     # header DWs sharing the first body word
+        capacity = self.capacity
+        p0 = (self.geo.area_at // 4) % D    # header DWs sharing the first body word
         queue = self._queued(m)
         head = data.View(_Beat(W), queue.r_data)
         head_valid = queue.r_rdy
@@ -179,7 +187,7 @@ class TlpPacker(wiring.Component):
             self.words.valid.eq(leaving.valid & ~is_desc),
             self.words.payload.eq(leaving.payload[:W]),
             self.desc.valid.eq(leaving.valid & is_desc),
-            self.desc.payload.eq(leaving.payload[:32]),
+            self.desc.payload.eq(leaving.payload[:FrameDesc().size]),
             leaving.ready.eq(Mux(is_desc, self.desc.ready, self.words.ready)),
         ]
 
@@ -196,6 +204,7 @@ class TlpPacker(wiring.Component):
         rem = Signal(range(MAX_TLP_DWS + 1)) # header-declared DWs still to pack
         discard = Signal()                   # drop beats until last (oversize / too long)
         pad = Signal()                       # stream ended early: append zero DWs
+        frame_tc = Signal(3)                 # the frame's first TLP's traffic class
         desc_next = Signal()                 # the closed frame's descriptor is due
         held = Signal(FrameDesc())           # ... and is this
 
@@ -272,7 +281,7 @@ class TlpPacker(wiring.Component):
             op_at.eq(pos_kept),
         ]
         with m.If(closing):
-            m.d.sync += [held.count.eq(count), held.length.eq(length),
+            m.d.sync += [held.count.eq(count), held.length.eq(length), held.tc.eq(frame_tc),
                          desc_next.eq(pos != 0)]
         with m.Elif(desc_issue):
             m.d.sync += desc_next.eq(0)
@@ -282,7 +291,7 @@ class TlpPacker(wiring.Component):
         m.d.sync += acc.eq(Mux(op_append, kept_acc | shifted, kept_acc))
         m.d.comb += [
             out.w_en.eq(op_word | op_desc),
-            out.w_data.eq(Mux(op_desc, Cat(held.as_value(), Const(0, W - 32), 1),
+            out.w_data.eq(Mux(op_desc, Cat(held.as_value(), Const(0, W - held.shape().size), 1),
                               Cat(acc[:W], 0))),
         ]
 
@@ -306,6 +315,8 @@ class TlpPacker(wiring.Component):
                     m.d.sync += [discard.eq(~head.last),
                                  self.oversize_drops.eq(self.oversize_drops + 1)]
                 with m.Else():
+                    with m.If(~has_tlps):
+                        m.d.sync += frame_tc.eq(TlpHeader(head.data[:32]).tc)
                     m.d.sync += [count.eq(count + 1), length.eq(length + head.need),
                                  room_bytes.eq(room_bytes - head.need), has_tlps.eq(1),
                                  at_max.eq(count == self.max_tlps - 1),

@@ -6,7 +6,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ...models import transport as tp
 from ...models import wire
+from ..framing.transport import geometry
 from ..streams import FrameDesc, TxDesc, check_width
 from .link_common import LinkFeedback, check_mode, check_window, first_of
 
@@ -86,9 +88,11 @@ class ReplayBuffer(wiring.Component):
     """
 
     def __init__(self, width, *, mtu=1500, window=16, seq_bits=12, max_retries=8,
-                 replay_timeout=4096, mode="gbn"):
+                 replay_timeout=4096, mode="gbn", transport="eth"):
         check_mode(mode)
         check_width(width)
+        #: The TLP area's first byte in a frame (the transport's headers before it).
+        self.area_at = geometry(transport).area_at
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
         if not 2 <= seq_bits <= 32:
@@ -101,7 +105,7 @@ class ReplayBuffer(wiring.Component):
         self.width, self.mtu, self.window, self.seq_bits = width, mtu, window, seq_bits
         self.max_retries, self.mode = max_retries, mode
         wb = width // 8
-        body_words = -(-(wire.HEADER_LEN + wire.body_capacity(mtu)) // wb)
+        body_words = -(-(self.area_at + tp.body_capacity(mtu, transport)) // wb)
         self.slot_words = 1 << (body_words - 1).bit_length()
         seq = seq_bits
         super().__init__({
@@ -141,7 +145,7 @@ class ReplayBuffer(wiring.Component):
         gbn = self.mode == "gbn"
         slot_bits = (self.window - 1).bit_length()
         word_bits = (self.slot_words - 1).bit_length()
-        first_word = wire.HEADER_LEN // wb
+        first_word = self.area_at // wb
         fb = self.feedback
 
         m.submodules.body = body = Memory(shape=W, depth=self.window * self.slot_words, init=[])
@@ -368,18 +372,19 @@ class ReplayBuffer(wiring.Component):
                          held_ka.eq(~nak_now & ~commit_data & ~ack_now)]
             with m.If(nak_now):
                 m.d.sync += [held.frame_type.eq(wire.FrameType.NAK), held.seq.eq(nak_from),
-                             held.count.eq(0), held.length.eq(0)]
+                             held.count.eq(0), held.length.eq(0), held.tc.eq(0)]
             with m.Elif(commit_data):
                 m.d.sync += [held.frame_type.eq(wire.FrameType.DATA), held.seq.eq(seq_out),
                              held.count.eq(stored.count), held.length.eq(stored.length),
-                             held_words.eq(((wire.HEADER_LEN + stored.length + wb - 1)
+                             held.tc.eq(stored.tc),
+                             held_words.eq(((self.area_at + stored.length + wb - 1)
                                             >> (wb.bit_length() - 1)) - first_word)]
             with m.Elif(ack_now):
                 m.d.sync += [held.frame_type.eq(wire.FrameType.ACK), held.seq.eq(0),
-                             held.count.eq(0), held.length.eq(0)]
+                             held.count.eq(0), held.length.eq(0), held.tc.eq(0)]
             with m.Else():
                 m.d.sync += [held.frame_type.eq(wire.FrameType.KEEPALIVE), held.seq.eq(0),
-                             held.count.eq(0), held.length.eq(0)]
+                             held.count.eq(0), held.length.eq(0), held.tc.eq(0)]
         with m.If(taken):
             m.d.sync += held_valid.eq(0)
 
