@@ -55,6 +55,7 @@ from .link_cycles import CycleConfig, CycleEndpoint, RxFrame
 from .link_state_cycles import CycleLinkState
 from .order_cycles import CycleOrderChecker, order_window
 from .queues_cycles import CycleClassQueues
+from .transport import UdpConfig
 
 __all__ = ["decap_depths", "DecapCycle", "CycleDecapsulator", "BridgeConfig", "BridgeCycle",
            "LinkPath", "bridge_sizes", "tx_max_credits", "BridgeSizes", "BridgeOutputs", "BridgeModel"]
@@ -119,12 +120,14 @@ class CycleDecapsulator:
     ``window``: a reorder buffer of that many frames between the FIFOs and
     the unpacker (selective repeat)."""
 
-    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, hold=True, window=None):
+    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, hold=True, window=None,
+                 transport="eth", udp_init=None):
         self.width, self.mtu, self.hold = width, mtu, hold
         self.depth, self.desc_depth, self.in_flight = decap_depths(width, mtu, window)
-        self.deframer = CycleDeframer(width, mtu=mtu, ethertype=ethertype)
+        self.deframer = CycleDeframer(width, mtu=mtu, ethertype=ethertype, transport=transport,
+                                      udp_init=udp_init)
         words = self.deframer.max_words
-        self.unpacker = CycleUnpacker(width, max_words=words)
+        self.unpacker = CycleUnpacker(width, max_words=words, area_at=self.deframer.area_at)
         self.reorder = None if window is None else \
             CycleReorderBuffer(width, max_words=words, window=window)
         self.reset()
@@ -146,8 +149,9 @@ class CycleDecapsulator:
                           d.drops, d.good_frames, d.control_frames, d.overflows, u.tlps_out,
                           d.keepalive)
 
-    def step(self, *, beat=None, tlp_ready=False, verdict=None):
-        """One clock cycle; returns the :class:`DecapCycle` shown before the edge."""
+    def step(self, *, beat=None, tlp_ready=False, verdict=None, udp=None):
+        """One clock cycle; returns the :class:`DecapCycle` shown before the edge.
+        ``udp``: the ``udp`` transport's configuration now (None: unchanged)."""
         shown = self.outputs()
         d, u = self.deframer.outputs(), self.unpacker.outputs()
         taken = beat if shown.frame_ready else None
@@ -172,7 +176,7 @@ class CycleDecapsulator:
         self.slice.clock(self.body.r_rdy, self.body.r_data, sink.words_ready)
         self.body.clock(d.word is not None, d.word, i_ready)
         self.descs.clock(stored is not None, stored, sink.desc_ready)
-        self.deframer.step(beat=taken, room=self.room)
+        self.deframer.step(beat=taken, room=self.room, udp=udp)
         self.room = room
         return shown
 
@@ -217,13 +221,19 @@ class LinkPath:
         self.state = state
         link = config.link
         self.width = link.width
-        self.packer = CyclePacker(link.width, mtu=config.mtu, flush_timeout=config.flush_timeout)
+        transport = link.transport
+        self.packer = CyclePacker(link.width, mtu=config.mtu, flush_timeout=config.flush_timeout,
+                                  transport=transport)
         self.endpoint = CycleEndpoint(link)
-        self.framer = CycleFramer(link.width, ethertype=config.ethertype, seq_bits=link.seq_bits)
+        self.framer = CycleFramer(link.width, ethertype=config.ethertype, seq_bits=link.seq_bits,
+                                  transport=transport)
         self.decap = CycleDecapsulator(link.width, mtu=config.mtu, ethertype=config.ethertype,
                                        hold=False,
-                                       window=link.window if link.mode == "sr" else None)
+                                       window=link.window if link.mode == "sr" else None,
+                                       transport=transport)
         self.framer_config = FramerConfig(credits_valid=True)
+        #: the ``udp`` transport's configuration (a :class:`~tlpoe.models.transport.UdpConfig`)
+        self.udp = None
         self.sent = self.send_ack = False
         self._heard = (False, None)
         self._clear_bodies()
@@ -342,7 +352,7 @@ class LinkPath:
         def judged(desc):
             frame = desc._replace(good=verdict.good)
             return ReorderDesc(frame, verdict.store, verdict.release) if sr else frame
-        self.decap.step(beat=frame_in, tlp_ready=tlp_out_ready, verdict=judged)
+        self.decap.step(beat=frame_in, tlp_ready=tlp_out_ready, verdict=judged, udp=self.udp)
         return BridgeCycle(packer.tlp_ready, framer.frame, decap.tlp, decap.credits, down,
                            unacked, counters)
 
@@ -412,13 +422,17 @@ BridgeOutputs = namedtuple("BridgeOutputs", "tlp_in_ready frame_out tlp_out link
 #: The run-time configuration (the ``cfg`` port's fields and the MAC
 #: addresses) that :attr:`BridgeModel.cfg` holds, with their resets
 #: (a string: the Bridge parameter of that name).
+#: The ``cfg`` fields of the ``udp`` transport (``rtl/bridge/registers.py`` UDP_CONFIG).
+UDP_NAMES = ("src_ip", "dst_ip", "src_port", "dst_port", "ttl", "control_dscp", "dscp")
 CONFIG_RESET = dict(channel=0, flush_timeout="flush_timeout", replay_timeout="replay_timeout",
                     nak_timeout="nak_timeout", ack_delay="ack_delay",
                     credit_delay="credit_delay", credit_refresh="credit_refresh",
                     np_accept=1, ro_enable=1, credits_enable=1,
                     keepalive="keepalive", dead="dead", incarnation=0,
                     cpl_timeout="cpl_timeout", hold_time="hold_time",
-                    completer_id="completer_id", dst_mac=0, src_mac=0)
+                    completer_id="completer_id", dst_mac=0, src_mac=0,
+                    **{name: getattr(UdpConfig(), name) for name in UDP_NAMES[:-1]},
+                    dscp=list(UdpConfig().dscp))
 #: Cycles per tick of ``hold_time`` (the RTL's ``HOLD_TICK``).
 HOLD_TICK = 1024
 _TAP_COUNTERS = ("posted_dropped", "np_contained", "cpl_dropped")
@@ -480,6 +494,16 @@ class BridgeModel:
         self.cfg = {name: self.parameters[v] if isinstance(v, str) else v
                     for name, v in CONFIG_RESET.items()}
         self.reset()
+
+    def _udp_config(self):
+        """The ``udp`` configuration in ``cfg`` as a
+        :class:`~tlpoe.models.transport.UdpConfig` (made again only when it
+        changes)."""
+        key = tuple(tuple(v) if isinstance(v, list) else v
+                    for v in (self.cfg[name] for name in UDP_NAMES))
+        if key != getattr(self, "_udp_key", None):
+            self._udp_key, self._udp = key, UdpConfig(**dict(zip(UDP_NAMES, key)))
+        return self._udp
 
     def reset(self):
         """``rst``: every register and counter back to its initial value
@@ -553,8 +577,10 @@ class BridgeModel:
         shown = None if link.state is None else link.state.outputs()
         restart = shown is not None and shown.restart
         # the link path, its run-time inputs from cfg and the credit return
+        udp = self._udp_config() if self.config.link.transport != "eth" else None
         link.framer_config = FramerConfig(cfg["dst_mac"], cfg["src_mac"], cfg["channel"], limit,
-                                          True)
+                                          True, udp)
+        link.udp = udp
         for name in ("flush_timeout", "replay_timeout", "nak_timeout", "ack_delay"):
             setattr(link, name, cfg[name])
         if link.state is not None:

@@ -8,9 +8,11 @@ them in amaranth.sim).
 
 * :class:`CycleDeframer` is a twin at the Deframer's ports: the RTL is a
   fixed-latency pipeline whose stages no port shows, so the twin keeps the
-  frame's bytes and judges it with :func:`tlpoe.models.frame.decode_frame`
-  (the check order the RTL matches) when the last beat arrives, then delays
-  the descriptor and the counters by the RTL's latency. The body words
+  frame's bytes and judges it with :func:`tlpoe.models.transport.receive`
+  (:func:`tlpoe.models.frame.decode_frame` on ``eth``: the check order the
+  RTL matches) three cycles after the last beat (when the RTL compares the
+  ``udp`` addresses), then delays the descriptor and the counters by the
+  RTL's latency. The body words
   leave a cycle after their beats, as the RTL's do. Of a dropped frame's
   descriptor only ``ok = good = 0`` and ``words`` are modelled: no block
   reads the rest (the unpacker delivers nothing of it, the link receiver
@@ -29,9 +31,9 @@ them in amaranth.sim).
 
 from collections import namedtuple
 
+from . import transport as tp
 from . import wire
-from .frame import (CREDIT_FIELDS, DropReason, FrameError, carries_credits, decode_frame,
-                    keepalive_fields)
+from .frame import CREDIT_FIELDS, DropReason, FrameError, carries_credits, keepalive_fields
 from .framing_cycles import WIDTHS, crc_latency
 
 __all__ = ["RxDesc", "DeframerCycle", "CycleDeframer", "verdict_latency", "frame_words",
@@ -87,12 +89,17 @@ class CycleDeframer:
     (``words.ready`` and ``desc.ready``: read at a frame's first beat).
     """
 
-    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE):
+    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, transport="eth",
+                 udp_init=None):
         if width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, not {width!r}")
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
         self.width, self.mtu, self.ethertype = width, mtu, ethertype
+        self.transport = tp.Transport(transport)
+        self.bridge_at, self.area_at = tp.header_bytes(transport), tp.area_offset(transport)
+        #: the ``udp`` configuration (ours): the step's ``udp`` argument when given
+        self.udp = tp.UdpConfig() if udp_init is None else udp_init
         self.max_words = frame_words(width, mtu)
         self.latency = verdict_latency(width)
         self.reset()
@@ -118,16 +125,18 @@ class CycleDeframer:
                              self.control_frames, self.overflows, keepalive)
 
     def _judge(self, frame, adm, words):
-        """The verdict on ``frame`` (its bytes as the RTL counts them)."""
+        """The verdict on ``frame`` (its bytes as the RTL counts them), with
+        the ``udp`` configuration as it is now."""
         v = _Verdict()
         v.adm, v.reason = adm, None
-        head = bytes(frame[:wire.HEADER_LEN]).ljust(wire.HEADER_LEN, b"\0")
-        fields = wire.BRIDGE_HEADER.unpack(head, wire.ETH_LEN)
+        head = bytes(frame[:self.area_at]).ljust(self.area_at, b"\0")
+        fields = wire.BRIDGE_HEADER.unpack(head, self.bridge_at)
         v.is_data = fields["frame_type"] == wire.FrameType.DATA
         v.credits = {name: fields[name] for name in CREDIT_FIELDS}
         count = area = 0
         try:
-            decoded = decode_frame(frame, ethertype=self.ethertype, mtu=self.mtu)
+            decoded = tp.receive(frame, self.transport, self.udp, ethertype=self.ethertype,
+                                 mtu=self.mtu)
             count = len(decoded.tlps)
             area = (decoded.payload_length >> 2) & 0xFFF if v.is_data else 0
             ok = True
@@ -137,8 +146,15 @@ class CycleDeframer:
                         fields["frame_type"], fields["flags"], fields["seq"], fields["ack"])
         return v
 
-    def step(self, *, beat=None, room=True):
-        """One clock cycle; returns the :class:`DeframerCycle` shown before the edge."""
+    def step(self, *, beat=None, room=True, udp=None):
+        """One clock cycle; returns the :class:`DeframerCycle` shown before the edge.
+        ``udp``: the ``udp`` transport's configuration input this cycle (None:
+        unchanged), which judges the frame whose last beat came three cycles
+        before (the RTL compares the addresses and port at its stage 3)."""
+        if udp is not None:
+            self.udp = udp
+        if self.line[2] is not None and not isinstance(self.line[2], _Verdict):
+            self.line[2] = self._judge(*self.line[2])
         shown = self.outputs()
         v = self.line[-1]
         if v is not None:
@@ -163,8 +179,8 @@ class CycleDeframer:
                 self.word = data
             raw = data.to_bytes(wb, "little")
             self.bytes += raw[:_keep_bytes(keep, wb)] if last else raw
-            if last:
-                done = self._judge(bytes(self.bytes), admit, min(self.j + 1, self.max_words))
+            if last:            # judged three cycles on
+                done = (bytes(self.bytes), admit, min(self.j + 1, self.max_words))
                 self.j = 0
             else:
                 self.j += 1
@@ -199,7 +215,7 @@ class CycleUnpacker:
     ``word`` (the word offered, an int, or None) and ``tlp_ready``.
     """
 
-    def __init__(self, width, *, max_words):
+    def __init__(self, width, *, max_words, area_at=wire.HEADER_LEN):
         if width not in WIDTHS:
             raise ValueError(f"width must be one of {WIDTHS}, not {width!r}")
         self.width, self.max_words = width, max_words
@@ -207,7 +223,7 @@ class CycleUnpacker:
         self.D, self.E = D, 4 * D
         self.P = self.E.bit_length() - 1
         self.low = (D - 1).bit_length()
-        self.HDR = wire.HEADER_LEN // 4
+        self.HDR = area_at // 4
         self.reset()
 
     def _header_left(self, lo):

@@ -36,6 +36,7 @@ read as few as possible: a payload only while valid, ``cfg``, the MACs and
 import time
 
 import cocotb
+from amaranth.hdl import Shape
 from cocotb.triggers import ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
@@ -48,7 +49,7 @@ __all__ = ["BRIDGE_PARAMETERS", "bridge_model", "BridgeTwin", "TwinDifference"]
 
 #: The Bridge's parameters, by where the model takes them.
 _LINK = ("mode", "window", "seq_bits", "max_retries", "replay_timeout", "nak_timeout",
-         "ack_every", "ack_delay")
+         "ack_every", "ack_delay", "transport")
 _CONFIG = ("mtu", "flush_timeout", "ethertype")
 _MODEL = ("queue_depth", "queue_tlps", "tx_queue_depth", "credit_delay", "credit_refresh",
           "reorder_illegally", "link_state", "keepalive", "dead", "tracker", "tag_bits",
@@ -73,7 +74,22 @@ class TwinDifference(AssertionError):
 
 
 def _config_slices():
-    return [(name, f.offset, (1 << f.width) - 1) for name, f in config_layout()]
+    """``(name, offset, mask, entries)`` of each ``cfg`` field: ``entries``
+    the element count of an array (the model takes a list), else 0."""
+    out = []
+    for name, f in config_layout():
+        shape = f.shape
+        entries = getattr(shape, "length", 0)
+        bits = Shape.cast(shape.elem_shape).width if entries else f.width
+        out.append((name, f.offset, (1 << bits) - 1, entries))
+    return out
+
+
+def _config_value(raw, offset, mask, entries):
+    bits = mask.bit_length()
+    if entries:
+        return [raw >> (offset + k * bits) & mask for k in range(entries)]
+    return raw >> offset & mask
 
 
 class BridgeTwin:
@@ -132,7 +148,7 @@ class BridgeTwin:
         raw = self._int(self.cfg, "cfg")
         if raw != self._cfg_raw:
             self._cfg_raw = raw
-            self._cfg = {name: raw >> offset & mask for name, offset, mask in self._cfg_slices}
+            self._cfg = {name: _config_value(raw, *where) for name, *where in self._cfg_slices}
             self.model.cfg.update({k: v for k, v in self._cfg.items() if k != "order_irq_clear"})
         macs = tuple(self._int(m, n) for m, n in zip(self.macs, ("dst_mac", "src_mac")))
         if macs != self._macs_raw:

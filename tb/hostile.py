@@ -31,11 +31,12 @@ from ..models.wire import (
     BRIDGE_HEADER, CRC_LEN, ETH_LEN, ETHERNET, HEADER_LEN, MIN_FRAME, MIN_TLP, PREFIX_LEN,
     TLP_PREFIX, VERSION, FrameType, body_capacity,
 )
+from ..models import transport as tp
 from .faults import _set
 
 __all__ = [
     "MUTATIONS", "Hostile", "hostile_frame", "mutate", "good_frame", "random_tlp",
-    "max_hostile_len", "crc_modes", "BEATS",
+    "max_hostile_len", "crc_modes", "BEATS", "in_udp",
 ]
 
 #: Bytes per beat of the RTL data paths the trailing-byte mutation aligns to
@@ -675,3 +676,29 @@ def hostile_frame(rng, good, *, mtu=1500):
     kind drawn uniformly from :data:`MUTATIONS` (never "good": the bench mixes
     good frames in itself)."""
     return mutate(rng.choice(MUTATIONS), rng, good, mtu=mtu)
+
+
+def in_udp(rng, frame, config, *, faults=0.25):
+    """``frame`` (the bytes of an ``eth`` frame, good or hostile, padded or
+    not) in the IPv4 and UDP headers ``config`` (the sender's
+    :class:`~tlpoe.models.transport.UdpConfig`) sends, their lengths from
+    its bridge header's ``payload_length`` as a sender's would be; then,
+    with probability ``faults``, one header fault: a flipped bit in the
+    IPv4 or UDP header (the checksum made right again, or not), a
+    fragment, another port or address, a length off, another EtherType."""
+    frame = bytes(frame)
+    head = frame.ljust(HEADER_LEN, b"\0")
+    length = BRIDGE_HEADER.length + BRIDGE_HEADER["payload_length"].get(head, ETH_LEN) + CRC_LEN
+    b = bytearray(frame[:12] + tp.ETHERTYPE_IPV4.to_bytes(2, "big") +
+                  tp.udp_headers(length & 0xFFFF, config,
+                                 dscp=tp.frame_dscp(frame.ljust(HEADER_LEN + 8, b"\0"),
+                                                    config)) +
+                  frame[ETH_LEN:])
+    if rng.random() < faults:
+        at, fix = rng.choice(((rng.randrange(14, 42), rng.random() < 0.7), (20, True),
+                              (36, True), (rng.randrange(26, 34), True), (17, True), (39, True),
+                              (12, False)))
+        b[at] ^= 1 << rng.randrange(8)
+        if fix:
+            b[24:26] = tp.ipv4_checksum(b[14:34]).to_bytes(2, "big")
+    return bytes(b)

@@ -17,13 +17,14 @@ import random
 import pytest
 
 from tlpoe.models.bridge import BridgeConfig, BridgeModel
-from tlpoe.models.frame import CREDIT_FIELDS, encode_frame, keepalive_credits, pad_to_minimum
+from tlpoe.models.frame import (CREDIT_FIELDS, DropReason, encode_frame, keepalive_credits,
+                               pad_to_minimum)
 from tlpoe.models.link_cycles import CycleConfig
 from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.rtl.bridge.registers import CONFIG, decode_stats
 from tlpoe.tb.bfm import frame_to_beats
 from tlpoe.tb.bridge_twin import BRIDGE_PARAMETERS, bridge_model
-from tlpoe.tb.hostile import good_frame, hostile_frame
+from tlpoe.tb.hostile import good_frame, hostile_frame, in_udp
 from tlpoe.tb.stimulus import ordering_traffic
 from tlpoe.tb.twin_sim import assert_same, simulate
 
@@ -33,13 +34,14 @@ from test_queues_twin import beats_of
 WIDTH = 64
 
 
-def bridge_config(rng, mode):
+def bridge_config(rng, mode, transport="eth"):
     seq_bits = rng.choice((5, 12))
     return BridgeConfig(CycleConfig(
         mode=mode, width=WIDTH, window=rng.choice((4, 8)), seq_bits=seq_bits,
         max_retries=rng.randint(3, 8), replay_timeout=rng.randint(200, 600),
         nak_timeout=rng.choice((0, rng.randint(40, 200))), ack_every=rng.randint(1, 8),
-        ack_delay=rng.randint(5, 80)), flush_timeout=rng.choice((4, 16, 64)))
+        ack_delay=rng.randint(5, 80), transport=transport),
+        flush_timeout=rng.choice((4, 16, 64)))
 
 
 class BridgePeer:
@@ -103,6 +105,8 @@ class BridgePeer:
                                  credits=credits)
         if rng.random() < 0.05:
             frame = hostile_frame(rng, frame, mtu=1500).data if kind == 0 else frame[:-1]
+        if self.model.config.link.transport == "udp":     # from the peer, now and then faulty
+            frame = in_udp(rng, frame, self.model._udp_config().peer(), faults=0.05)
         return pad_to_minimum(frame)
 
     def keepalive(self, ack, flags):
@@ -151,6 +155,10 @@ class BridgePeer:
             if model.tracker is not None:
                 cfg.update(cpl_timeout=rng.choice((0, 1, 2)), hold_time=rng.choice((0, 1)),
                            completer_id=rng.getrandbits(16))
+            if model.config.link.transport == "udp":
+                cfg.update(ttl=rng.getrandbits(8), control_dscp=rng.getrandbits(6),
+                           dscp=[rng.getrandbits(6) for _ in range(8)],
+                           src_port=rng.getrandbits(16))
         frame_in = None
         if self.beats or rng.random() < self.rates[0]:
             if not self.beats:
@@ -213,9 +221,9 @@ def predict(model, inputs):
     return want, out
 
 
-def run_bridge_model(mode, seed, cycles, *, break_model=None, **params):
+def run_bridge_model(mode, seed, cycles, *, break_model=None, transport="eth", **params):
     rng = random.Random(f"{mode}{seed}")
-    config = bridge_config(rng, mode)
+    config = bridge_config(rng, mode, transport)
     params = dict(dict(queue_tlps=rng.choice((4, 8)), credit_delay=rng.choice((16, 256))),
                   **params)
     params["queue_depth"] = params.get("queue_depth") or 300 + params["queue_tlps"] * 2
@@ -224,7 +232,7 @@ def run_bridge_model(mode, seed, cycles, *, break_model=None, **params):
                  max_retries=link.max_retries, replay_timeout=link.replay_timeout,
                  nak_timeout=link.nak_timeout, ack_every=link.ack_every,
                  ack_delay=link.ack_delay, flush_timeout=config.flush_timeout, mode=mode,
-                 **params)
+                 transport=transport, **params)
     model = BridgeModel(config, **params)
     model.cfg.update(dst_mac=rng.getrandbits(48), src_mac=rng.getrandbits(48))
     if break_model:
@@ -274,6 +282,22 @@ def test_bridge_model_agrees_with_the_rtl_bridge_in_every_cycle(mode):
         hit |= moved(model.step().stats)
     cover = COVER | ({"out_of_order_buffered"} if mode == "sr" else {"out_of_order"})
     assert cover <= hit, f"not moved: {cover - hit}"
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_bridge_model_agrees_on_the_udp_transport(mode):
+    """``transport="udp"``: the frames both ways in IPv4 and UDP (the
+    peer's now and then with a header fault), the DSCPs, TTL and source
+    port changing under the traffic; every cycle equal."""
+    hit, transport_drops = set(), 0
+    for seed in range(2):
+        model = run_bridge_model(mode, seed, 3000, transport="udp")
+        stats = model.step().stats
+        hit |= moved(stats)
+        transport_drops += stats["drops"][DropReason.IP_HEADER] + \
+            stats["drops"][DropReason.NOT_OURS]
+    assert {"frames_sent", "good_frames", "tlps_out", "replays_nak", "drops"} <= hit
+    assert transport_drops > 0
 
 
 #: ... with the link state machine (its own counters and the replay

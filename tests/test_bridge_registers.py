@@ -113,13 +113,16 @@ def test_every_config_register_lands_in_its_field_of_cfg():
         for f in CONFIG + MACS:
             if f.kind == "strobe":
                 continue
-            reg, field = regmap.port_field(f.name)
-            value = rng.getrandbits(f.width) | 1
-            for k in range(reg.words):
-                word = (value << field.lsb) >> (32 * k) & 0xFFFFFFFF
-                assert await axil.write(reg.address + 4 * k, word) == Resp.OKAY
-            port = getattr(dut, f.name) if f in MACS else dut.cfg[f.name]
-            assert ctx.get(port) == value, f.name
+            for index in [(k,) for k in range(len(f.elements))] if f.elements else [()]:
+                reg, field = regmap.port_field(f.name, *index)
+                value = rng.getrandbits(f.width) | 1
+                for k in range(reg.words):
+                    word = (value << field.lsb) >> (32 * k) & 0xFFFFFFFF
+                    assert await axil.write(reg.address + 4 * k, word) == Resp.OKAY
+                port = getattr(dut, f.name) if f in MACS else dut.cfg[f.name]
+                for k in index:                     # an array's entry
+                    port = port[k]
+                assert ctx.get(port) == value, (f.name, index)
         assert sum(pulses) == 0
         reg, field = regmap.port_field("order_irq_clear")
         assert await axil.write(reg.address, 1 << field.lsb) == Resp.OKAY

@@ -12,28 +12,37 @@ frame ``ok``, ``good`` and ``words`` only, see the model), the credit fields wit
 ``credits_update``, and every counter, in every cycle."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
+from tlpoe.models import transport as tp
 from tlpoe.models import wire
 from tlpoe.models.deframing_cycles import CycleDeframer, CycleUnpacker, RxDesc
-from tlpoe.models.frame import (FLAG_CREDITS_VALID, CREDIT_FIELDS, encode_frame,
+from tlpoe.models.frame import (FLAG_CREDITS_VALID, CREDIT_FIELDS, DropReason, encode_frame,
                                keepalive_fields, pad_to_minimum)
 from tlpoe.models.framing_cycles import WIDTHS
 from tlpoe.rtl.framing.deframer import Deframer
+from tlpoe.rtl.framing.transport import udp_config_init
 from tlpoe.rtl.framing.unpacker import TlpUnpacker
 from tlpoe.rtl.tlp_header import CLASSES
 from tlpoe.tb.bfm import frame_to_beats
-from tlpoe.tb.hostile import good_frame, hostile_frame
+from tlpoe.tb.hostile import good_frame, hostile_frame, in_udp
 from tlpoe.tb.twin_sim import assert_same, simulate
 
 
 # --- the Deframer -----------------------------------------------------------------
 
 
-def random_frame(rng, mtu=1500):
+#: The udp runs' configuration: frames come from PEER to US (its ``peer()``).
+US = tp.UdpConfig(src_ip=0x0A00_0105, dst_ip=0x0A00_0207, dst_port=0x88B5)
+PEER = US.peer()
+
+
+def random_frame(rng, mtu=1500, transport="eth"):
     """A frame as a MAC delivers it: a good DATA frame, a control frame, or
-    a hostile one; padded to the Ethernet minimum, or not."""
+    a hostile one; padded to the Ethernet minimum, or not; on ``udp`` in
+    the peer's headers, some of them faulty (:func:`~tlpoe.tb.hostile.in_udp`)."""
     credits = {name: rng.getrandbits(16 if name.endswith("data") else 8)
                for name in CREDIT_FIELDS}
     flags = rng.choice((0, 1, FLAG_CREDITS_VALID, 1 | FLAG_CREDITS_VALID))
@@ -46,6 +55,8 @@ def random_frame(rng, mtu=1500):
                            max_tlps=6, mtu=mtu)
         if roll > 0.6:
             frame = hostile_frame(rng, frame, mtu=mtu).data
+    if transport == "udp":
+        frame = in_udp(rng, frame, PEER)
     return pad_to_minimum(frame) if rng.random() < 0.5 else frame
 
 
@@ -53,9 +64,10 @@ class DeframerStimulus:
     """Frames as beats, with gaps between and (rarely) inside them; room
     high or low in phases."""
 
-    def __init__(self, rng, width):
-        self.rng, self.width = rng, width
+    def __init__(self, rng, width, transport="eth"):
+        self.rng, self.width, self.transport = rng, width, transport
         self.beats, self.room, self.gap = [], True, 0.0
+        self.udp = US if transport == "udp" else None
 
     def next(self, cycle):
         rng = self.rng
@@ -65,11 +77,16 @@ class DeframerStimulus:
             self.room = rng.random() < 0.8
         if not self.beats:
             self.beats = [(b.data, b.keep, b.last)
-                          for b in frame_to_beats(random_frame(rng), self.width)]
+                          for b in frame_to_beats(random_frame(rng, transport=self.transport),
+                                                  self.width)]
         beat = None
         if rng.random() >= self.gap:
             beat = self.beats.pop(0)
-        return dict(beat=beat, room=self.room)
+        if self.udp is not None and rng.random() < 0.05:     # our addresses or port change
+            self.udp = rng.choice((US, US, US, replace(US, src_ip=0x0A00_0106),
+                                   replace(US, dst_port=4791)))
+        return dict(beat=beat, room=self.room,
+                    **({} if self.udp is None else {"udp": self.udp}))
 
 
 def deframer_drive(ctx, dut, inputs):
@@ -79,6 +96,8 @@ def deframer_drive(ctx, dut, inputs):
         ctx.set(dut.frame.payload, dict(zip(("data", "keep", "last"), beat)))
     ctx.set(dut.words.ready, inputs["room"])
     ctx.set(dut.desc.ready, inputs["room"])
+    if "udp" in inputs:
+        ctx.set(dut.udp, udp_config_init(inputs["udp"]))
 
 
 def _desc_fields(desc):
@@ -112,15 +131,16 @@ def deframer_predict(model, inputs):
     return dict(step._asdict(), desc=_desc_fields(step.desc)), step
 
 
-def run_deframer_twin(width, seed, cycles, break_model=None):
+def run_deframer_twin(width, seed, cycles, break_model=None, transport="eth"):
     """``cycles`` cycles of random frames into the Deframer and its twin;
     fails at the first cycle where they differ. Returns the model."""
     rng = random.Random(seed)
-    dut = Deframer(width)
-    model = CycleDeframer(width)
+    udp = {} if transport == "eth" else {"udp_init": US}
+    dut = Deframer(width, transport=transport, **udp)
+    model = CycleDeframer(width, transport=transport, **udp)
     if break_model:
         break_model(model)
-    stim = DeframerStimulus(rng, width)
+    stim = DeframerStimulus(rng, width, transport)
 
     async def bench(ctx):
         for cycle in range(cycles):
@@ -144,6 +164,34 @@ def test_deframer_twin_agrees_with_the_rtl_in_every_cycle(width):
         good, control = good + model.good_frames, control + model.control_frames
         overflows += model.overflows
     assert drops > 10 and good > 10 and control > 5 and overflows
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_udp_deframer_twin_agrees_with_the_rtl_in_every_cycle(width):
+    """The ``udp`` transport's receive checks (its IPv4 and UDP headers
+    faulty now and then, our address and port changing under the frames)
+    against the twin, which judges with the transport model."""
+    model = run_deframer_twin(width, 5, 4000, transport="udp")
+    drops = model.drops
+    assert drops[DropReason.IP_HEADER] > 2 and drops[DropReason.NOT_OURS] > 2, drops
+    assert drops[DropReason.ETHERTYPE] and model.good_frames > 5 and model.control_frames
+
+
+def test_the_bench_catches_a_udp_deframer_judging_with_an_older_configuration():
+    """The cycle at which our address and port are compared is checked: a
+    twin that judges a cycle earlier (at the last beat's stage 2) differs."""
+    def early(model):
+        step = model.step
+
+        def stepped(*, udp=None, **kw):
+            if udp is not None:
+                model.udp = udp
+            if isinstance(model.line[1], tuple):            # judged a cycle early
+                model.line[1] = model._judge(*model.line[1])
+            return step(**kw)
+        model.step = stepped
+    with pytest.raises(AssertionError, match="RTL"):
+        run_deframer_twin(64, 5, 4000, break_model=early, transport="udp")
 
 
 def test_the_bench_catches_a_deframer_a_cycle_fast():

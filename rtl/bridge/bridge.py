@@ -8,6 +8,7 @@ from ...models import wire
 from ...models.bridge import bridge_sizes
 from ..compose import exposed_members
 from ..link.link_common import check_mode
+from ..framing.transport import check_transport
 from ..streams import check_width
 from .paths import ReceivePath, TransmitPath
 from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_layout
@@ -59,7 +60,10 @@ class Bridge(wiring.Component):
     (``completer_id``) after ``cpl_timeout`` ticks, when the link has been
     down for ``hold_time`` ticks (then the TLPs to send are dropped too:
     containment) or when the peer restarts; a completion matching no
-    request is dropped; ticks of 1024 cycles).
+    request is dropped; ticks of 1024 cycles); ``transport`` (``"eth"``, or
+    ``"udp"``: IPv4 and UDP headers before the bridge header, addresses,
+    ports, TTL and DSCPs from the ``cfg`` fields of
+    :data:`~tlpoe.rtl.bridge.registers.UDP_CONFIG`; docs/wire-format.md).
 
     Ports: the four streams; ``dst_mac`` and ``src_mac``; ``cfg`` (in:
     the run-time settings, reset to the parameters) and ``stats`` (out:
@@ -84,9 +88,10 @@ class Bridge(wiring.Component):
                  queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
                  reorder_illegally=False, link_state=False, keepalive=2500, dead=None,
                  tracker=False, tag_bits=10, cpl_timeout=4883, hold_time=2441,
-                 completer_id=0):
+                 completer_id=0, transport="eth"):
         check_mode(mode)
         check_width(width)
+        self.transport = check_transport(transport)
         if dead is None:
             dead = 3 * keepalive            # BFD's detection multiplier (RFC 5880, 6.8.1)
         self.width, self.mode, self.link_state, self.tracker = width, mode, link_state, tracker
@@ -96,7 +101,7 @@ class Bridge(wiring.Component):
         queue_depth, tx_queue_depth = sizes.queue_depth, sizes.tx_queue_depth
         credit_refresh, self.buffers = sizes.credit_refresh, sizes.buffers
         link = dict(mtu=mtu, window=window, seq_bits=seq_bits, ethertype=ethertype, mode=mode,
-                    buffers=self.buffers)
+                    buffers=self.buffers, transport=self.transport)
         self.tx = TransmitPath(width, **link, max_retries=max_retries,
                                replay_timeout=replay_timeout, flush_timeout=flush_timeout,
                                queue_depth=tx_queue_depth, queue_tlps=sizes.tx_tlps,

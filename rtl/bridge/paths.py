@@ -52,6 +52,7 @@ from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits,
 from ..queues.order_check import OrderChecker
 from ..streams import SkidBuffer, TlpBeat, connect_tlp, frame_stream, tlp_stream
 from ..tlp_header import CLASSES
+from .registers import UDP_FIELDS
 
 __all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TrackerPort", "TX_COUNTERS",
            "RX_COUNTERS", "SR_COUNTERS", "TAP_COUNTERS", "TRACKER_COUNTERS", "ORDER_OUTPUTS",
@@ -140,6 +141,24 @@ def _watch(m, checker, names, path, queues, width):
             m.d.comb += getattr(path, port).eq(getattr(checker, name))
 
 
+def _udp_members(block):
+    """The configuration ports of the ``udp`` transport (one per field of
+    :data:`~tlpoe.rtl.bridge.registers.UDP_CONFIG`) when ``block`` (the
+    encapsulator or decapsulator) takes them, else none."""
+    if "udp" not in block.signature.members:
+        return {}
+    layout = block.signature.members["udp"].shape
+    init = block.signature.members["udp"].init
+    return {name: In(layout[name].shape, init=init[name]) for name in UDP_FIELDS}
+
+
+def _udp_config(path, block):
+    """``block.udp`` driven from ``path``'s ``udp`` configuration ports."""
+    if "udp" not in block.signature.members:
+        return []
+    return [block.udp[name].eq(getattr(path, name)) for name in UDP_FIELDS]
+
+
 class TransmitPath(wiring.Component):
     """``tlp_in`` → :class:`ClassQueues` (P / NP / Cpl, ``"oldest"`` policy,
     the peer's credits; each TLP's order stamp into the stream) → a
@@ -172,15 +191,16 @@ class TransmitPath(wiring.Component):
     def __init__(self, width, *, mtu, window, seq_bits, max_retries, replay_timeout,
                  flush_timeout, ethertype, mode, queue_depth, queue_tlps, buffers,
                  credit_delay, credit_refresh, reorder_illegally=False, link_state=False,
-                 keepalive=2500, dead=7500, tracker=False, hold_time=2441):
+                 keepalive=2500, dead=7500, tracker=False, hold_time=2441, transport="eth"):
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
                                   max_credits=tx_max_credits(mtu),
                                   reorder_illegally=reorder_illegally)
         self.replay = ReplayBuffer(width, mtu=mtu, window=window, seq_bits=seq_bits,
                                    max_retries=max_retries, replay_timeout=replay_timeout,
-                                   mode=mode)
+                                   mode=mode, transport=transport)
         self.encap = Encapsulator(width, mtu=mtu, flush_timeout=flush_timeout,
-                                  ethertype=ethertype, link=self.replay, stamped=True)
+                                  ethertype=ethertype, link=self.replay, stamped=True,
+                                  transport=transport)
         self.packer, self.framer = self.encap.packer, self.encap.framer
         self.peer_credits = PeerCredits()
         self.advertiser = CreditAdvertiser(buffers=buffers, delay=credit_delay,
@@ -218,6 +238,7 @@ class TransmitPath(wiring.Component):
             "keepalive": In(24, init=keepalive),
             "dead": In(24, init=dead),
             "incarnation": In(32),
+            **_udp_members(self.encap),
             # status and counters
             "link_down": Out(1),
             "link_status": Out(2),
@@ -285,6 +306,7 @@ class TransmitPath(wiring.Component):
             encap.src_mac.eq(self.src_mac),
             encap.channel.eq(self.channel),
             encap.flush_timeout.eq(self.flush_timeout),
+            *_udp_config(self, encap),
             replay.replay_timeout.eq(self.replay_timeout),
             # status
             self.frames_sent.eq(encap.frames_sent),
@@ -405,7 +427,7 @@ class ReceivePath(wiring.Component):
 
     def __init__(self, width, *, mtu, window, seq_bits, ack_every, ack_delay, nak_timeout,
                  ethertype, mode, queue_depth, queue_tlps, buffers, tracker=False, tag_bits=10,
-                 cpl_timeout=4883, completer_id=0):
+                 cpl_timeout=4883, completer_id=0, transport="eth"):
         self.mode, self.width = mode, width
         max_words = frame_words(width, mtu)
         self.link_rx = LinkReceiver(max_words=max_words, seq_bits=seq_bits,
@@ -414,7 +436,7 @@ class ReceivePath(wiring.Component):
         reorder = ReorderBuffer(width, max_words=max_words, window=window) if mode == "sr" \
             else None
         self.decap = Decapsulator(width, mtu=mtu, ethertype=ethertype, verdict=self.link_rx,
-                                  reorder=reorder, hold=False)
+                                  reorder=reorder, hold=False, transport=transport)
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest")
         self.credit_return = CreditReturn(width, buffers=buffers)
         self.checker, self._order_names, order = _checker(width, self.queues, "order_")
@@ -446,6 +468,7 @@ class ReceivePath(wiring.Component):
             "ack_delay": In(16, init=ack_delay),
             "np_accept": In(1, init=1),
             "ro_enable": In(1, init=1),
+            **_udp_members(self.decap),
             # status and counters
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
             "good_frames": Out(32),
@@ -467,6 +490,7 @@ class ReceivePath(wiring.Component):
         m.submodules.checker = checker
 
         connect(m, flipped(self.frame_in), decap.frame)
+        m.d.comb += _udp_config(self, decap)
         # a register slice both ways: the queues' FIFO levels (their `ready`)
         # do not reach the unpacker's buffer
         m.submodules.rx_slice = rx_slice = SkidBuffer(decap.tlp.payload.shape())

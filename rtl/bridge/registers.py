@@ -29,6 +29,7 @@ from amaranth.hdl import Value
 from amaranth.lib import data
 
 from ...models.frame import DropReason
+from ...models.transport import UdpConfig
 from ..queues.credits import Limits
 from ..queues.order_check import CELLS
 from ..streams import DATA_BITS, HDR_BITS
@@ -85,6 +86,35 @@ class Field:
 
 PER_CLASS = CLASS_NAMES      # the entries of a per-class array: p, np, cpl
 
+_UDP = UdpConfig()
+#: The ``udp`` transport's configuration (a Bridge built with another
+#: transport has these registers but nothing reads them).
+UDP_CONFIG = (
+    Field("src_ip", "config",
+          "udp transport: this bridge's IPv4 address, the source of every datagram sent; a "
+          "datagram to another address is dropped (NOT_OURS).", 32, init=_UDP.src_ip),
+    Field("dst_ip", "config",
+          "udp transport: the peer bridge's IPv4 address, the destination of every datagram "
+          "sent; a datagram from another address is dropped (NOT_OURS).", 32,
+          init=_UDP.dst_ip),
+    Field("src_port", "config",
+          "udp transport: the UDP source port of every datagram sent (the link's ECMP "
+          "entropy).", 16, init=_UDP.src_port, reg="UDP_PORTS"),
+    Field("dst_port", "config",
+          "udp transport: the UDP destination port of every datagram sent, and the only one "
+          "received (NOT_OURS otherwise).", 16, init=_UDP.dst_port, reg="UDP_PORTS"),
+    Field("ttl", "config", "udp transport: the IPv4 time to live of every datagram sent.", 8,
+          init=_UDP.ttl, reg="UDP_IP"),
+    Field("control_dscp", "config",
+          "udp transport: the DSCP of frames without TLPs (ACK, NAK, CREDIT, KEEPALIVE).", 6,
+          init=_UDP.control_dscp, reg="UDP_IP"),
+    Field("dscp", "config",
+          "udp transport: the DSCP of a DATA frame, by its first TLP's traffic class.", 6,
+          elements=tuple(f"tc{k}" for k in range(8))),
+)
+#: The fields of :data:`UDP_CONFIG`, as the framing blocks take them (UdpConfigLayout).
+UDP_FIELDS = tuple(f.name for f in UDP_CONFIG)
+
 #: The run-time configuration (the ``cfg`` port), in register order.
 CONFIG = (
     Field("channel", "config", "Channel number carried in the bridge header.", 16),
@@ -136,7 +166,7 @@ CONFIG = (
           init="completer_id"),
     Field("order_irq_clear", "strobe",
           "Write 1: clear the ordering interrupt (both checkers').", 1),
-)
+) + UDP_CONFIG
 
 #: The MAC addresses: ports of their own, registers like the configuration's.
 MACS = (
@@ -293,7 +323,10 @@ def stats_layout():
 def config_init(parameters):
     """The ``cfg`` port's reset value: each field's ``init``, taken from
     ``parameters`` (name -> value) where it names one."""
-    return {f.name: parameters[f.init] if isinstance(f.init, str) else f.init for f in CONFIG}
+    def value(f):
+        v = parameters[f.init] if isinstance(f.init, str) else f.init
+        return [v] * len(f.elements) if f.elements else v     # an array: every entry
+    return {f.name: value(f) for f in CONFIG}
 
 
 # --- SystemRDL ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ...models.frame import DropReason
 from ..streams import (STAMP_BITS, CreditLimit, RxDesc, SkidBuffer, check_width, frame_stream,
                        tlp_stream)
 from .deframer import Deframer
+from .transport import UdpConfigLayout, udp_config_init
 from .unpacker import TlpUnpacker
 
 __all__ = ["Decapsulator"]
@@ -58,11 +59,13 @@ class Decapsulator(wiring.Component):
     """
 
     def __init__(self, width=256, *, mtu=1500, ethertype=wire.ETHERTYPE, verdict=None,
-                 reorder=None, hold=True):
+                 reorder=None, hold=True, transport="eth", udp_init=None):
         check_width(width)
         if reorder is not None and verdict is None:
             raise ValueError("reorder needs a verdict stage")
-        self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype)
+        self.deframer = Deframer(width, mtu=mtu, ethertype=ethertype, transport=transport,
+                                 udp_init=udp_init)
+        self.transport = self.deframer.transport
         # An optional stage between the checks and delivery that may withdraw a
         # frame's ``good`` (the link layer's sequence check): a component with
         # ``rx`` in and ``out`` out, both RxDesc streams.
@@ -71,11 +74,14 @@ class Decapsulator(wiring.Component):
         # verdict's descriptors) and ``words`` in, ``out_desc`` (RxDesc) and
         # ``out_words`` out.
         self.reorder = reorder
-        self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words)
+        self.unpacker = TlpUnpacker(width, max_words=self.deframer.max_words,
+                                    area_at=self.deframer.geo.area_at)
         self.width = width
         self.mtu = mtu
         self.hold = hold
         super().__init__({
+            **({"udp": In(UdpConfigLayout(), init=udp_config_init(udp_init))}
+               if "udp" in self.deframer.signature.members else {}),
             "frame": In(frame_stream(width)),
             "tlp": Out(tlp_stream(width, STAMP_BITS)),
             "drops": Out(data.ArrayLayout(32, len(DropReason))),
@@ -117,6 +123,7 @@ class Decapsulator(wiring.Component):
                             (descs.level <= desc_depth - 1 - in_flight))
         # The Deframer pushes without waiting; its `ready`s promise room for a frame.
         m.d.comb += [
+            *([deframer.udp.eq(self.udp)] if "udp" in self.signature.members else []),
             deframer.words.ready.eq(room),
             deframer.desc.ready.eq(room),
             body.w_stream.valid.eq(deframer.words.valid),

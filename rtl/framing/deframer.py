@@ -4,12 +4,14 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...models import transport as tp
 from ...models import wire
 from ...models.frame import DropReason
 from ..streams import CreditLimit, RxDesc, check_width, frame_stream
 from ..tlp_header import CLASSES
-from ..wirefmt import unpack_field
+from ..wirefmt import be_field, unpack_field
 from .crc import Crc32Pipelined, reverse_zero_bytes
+from .transport import UdpConfigLayout, geometry, udp_config_init
 
 __all__ = ["frame_words", "Deframer", "verdict_latency"]
 
@@ -72,10 +74,21 @@ class Deframer(wiring.Component):
     valid (any frame type but KEEPALIVE: retransmissions and duplicates
     too); a KEEPALIVE's link-state fields are read from the same ``credits``
     (:data:`~tlpoe.models.wire.KEEPALIVE_FIELDS`, whatever its flags).
+
+    ``transport`` ``udp`` (:mod:`tlpoe.models.transport`): the EtherType
+    checked is IPv4's, then the IPv4 and UDP headers
+    (:data:`~tlpoe.models.transport.UDP_CHECK_ORDER`: IP_HEADER, its
+    checksum summed over stages 3 to 6; NOT_OURS against ``udp``'s
+    ``src_ip`` (ours), ``dst_ip`` (the peer's) and ``dst_port``, as they are
+    three cycles after the frame's last beat); the bridge header at byte
+    42, the TLP area at 68, the CRC over bytes 42 onwards.
     """
 
-    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE):
+    def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, transport="eth",
+                 udp_init=None):
         check_width(width)
+        self.geo = geometry(transport)
+        self.transport = self.geo.transport
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
         if not 0x600 <= ethertype <= 0xFFFF:
@@ -87,6 +100,8 @@ class Deframer(wiring.Component):
         #: Edges from the one taking a frame's last beat to the one pushing its verdict.
         self.latency = verdict_latency(width)
         super().__init__({
+            **({} if self.transport is tp.Transport.ETH else {
+                "udp": In(UdpConfigLayout(), init=udp_config_init(udp_init))}),
             "frame": In(frame_stream(width)),
             "words": Out(stream.Signature(width)),
             "desc": Out(stream.Signature(RxDesc(self.max_words))),
@@ -152,34 +167,37 @@ class Deframer(wiring.Component):
         ]
 
         # ---- Stage 2: the header words and the TLP area's end, as captured.
-        hdr_words = -(-wire.HEADER_LEN // Wb)
+        bridge_at, area_at = self.geo.bridge_at, self.geo.area_at
+        hdr_words = -(-area_at // Wb)
         hdr_reg = Signal(8 * hdr_words * Wb, reset_less=True)
         for k in range(hdr_words):
             with m.If(stage["v", 1] & (stage["j", 1] == k)):
                 m.d.sync += hdr_reg[k * W:(k + 1) * W].eq(stage["data", 1])
-        length_at = (wire.ETH_LEN + wire.BRIDGE_HEADER["payload_length"].offset) // Wb
-        # 40 + L, valid from beat `length_at` on; before it, the frame before's or
-        # 40: at least 40 either way, which is all the beats before need to know
-        data_end = Signal(17, init=wire.HEADER_LEN)
+        length_at = (bridge_at + wire.BRIDGE_HEADER["payload_length"].offset) // Wb
+        # 40 + L (68 + L on udp), valid from beat `length_at` on; before it, the
+        # frame before's or 40: at least 40 either way, which is all the beats
+        # before need to know
+        data_end = Signal(17, init=area_at)
         with m.If(stage["v", 1] & (stage["j", 1] == length_at)):
             length = unpack_field(wire.BRIDGE_HEADER, "payload_length", stage["data", 1],
-                                  base=wire.ETH_LEN - length_at * Wb)
-            m.d.sync += data_end.eq(wire.HEADER_LEN + length)
+                                  base=bridge_at - length_at * Wb)
+            m.d.sync += data_end.eq(area_at + length)
         for name in ("v", "data", "keep", "last", "j", "first"):
             at(name, 2)
         d2, j2 = stage["data", 2], stage["j", 2]
         end_beat, end_lane = data_end[shift:], data_end[2:shift]
 
         def field(name):
-            return unpack_field(wire.BRIDGE_HEADER, name, hdr_reg, base=wire.ETH_LEN)
+            return unpack_field(wire.BRIDGE_HEADER, name, hdr_reg, base=bridge_at)
 
-        # The CRC over bytes 14 .. data_end-1, whole DWs; bytes 0..13 read as zero.
+        # The CRC over bytes 14 (42 on udp) .. data_end-1, whole DWs; the bytes
+        # before read as zero.
         m.submodules.crc = crc = Crc32Pipelined(W, init=reverse_zero_bytes(0xFFFFFFFF,
-                                                                           wire.ETH_LEN))
+                                                                           bridge_at))
         masked = Signal(W)
         m.d.comb += masked.eq(d2)
-        for k in range(-(-wire.ETH_LEN // Wb)):
-            keep_from = max(0, wire.ETH_LEN - k * Wb)
+        for k in range(-(-bridge_at // Wb)):
+            keep_from = max(0, bridge_at - k * Wb)
             with m.If(j2 == k):
                 m.d.comb += masked.eq(d2 & ~Const((1 << (8 * keep_from)) - 1, W))
         m.d.comb += [
@@ -209,6 +227,8 @@ class Deframer(wiring.Component):
         for name in ("frame_type", "flags", "seq", "ack", "tlp_count", "version"):
             reg(name, field(name), 3)
         reg("ethertype", unpack_field(wire.ETHERNET, "ethertype", hdr_reg), 3)
+        if self.transport is tp.Transport.UDP:
+            self._udp_checks(m, hdr_reg, reg, at, stage)
         for name in CLASSES:
             reg(f"credit_{name}_hdr", field(f"credit_{name}_hdr"), 3)
             reg(f"credit_{name}_data", field(f"credit_{name}_data"), 3)
@@ -251,7 +271,8 @@ class Deframer(wiring.Component):
         reg("total", Cat(Const(0, shift), j3) + stage["n", 3], 4)
         ftype = stage["frame_type", 3]
         reg("is_data", ftype == wire.FrameType.DATA, 4)
-        reg("bad_ethertype", stage["ethertype", 3] != self.ethertype, 4)
+        ethertype = tp.ETHERTYPE_IPV4 if self.transport is tp.Transport.UDP else self.ethertype
+        reg("bad_ethertype", stage["ethertype", 3] != ethertype, 4)
         reg("bad_version", (stage["version", 3] != wire.VERSION) | (ftype >= len(wire.FrameType)),
             4)
         reg("misaligned", end3[:2] != 0, 4)
@@ -275,7 +296,7 @@ class Deframer(wiring.Component):
             records = [{k: reg(f"g{p}_{k}", v, s + 1) for k, v in rec.items()}
                        for p, rec in enumerate(new)]
         total4, end4 = stage["total", 4], at("end", 4)
-        reg("short", total4 < wire.HEADER_LEN + wire.CRC_LEN, 5)
+        reg("short", total4 < area_at + wire.CRC_LEN, 5)
         reg("cut", total4 < end4 + wire.CRC_LEN, 5)
         reg("oversize", total4 > wire.ETH_LEN + self.mtu, 5)
 
@@ -286,12 +307,12 @@ class Deframer(wiring.Component):
         wbad = Signal(reset_less=True)
         add = Signal(range(D + 1))
         table = {k: Array(r[k] for r in records) for k in records[0]}
-        if wire.HEADER_LEN < Wb:              # the TLP area starts in the first beat
-            first_lane = wire.HEADER_LEN // 4
+        if area_at < Wb:                      # the TLP area starts in the first beat
+            first_lane = area_at // 4
             first_step = (records[first_lane]["off"], records[first_lane]["bad"],
                           records[first_lane]["cnt"])
         else:
-            first_step = (Const(wire.HEADER_LEN, 19), Const(0, 1), Const(0, 1))
+            first_step = (Const(area_at, 19), Const(0, 1), Const(0, 1))
         enter = ~wbad & (woff[shift:] == j6)
         lane = woff[2:shift]
         with m.If(v6):
@@ -328,6 +349,9 @@ class Deframer(wiring.Component):
         checks = [
             (DropReason.TRUNCATED, at("short", V)),
             (DropReason.ETHERTYPE, at("bad_ethertype", V)),
+            *([] if self.transport is tp.Transport.ETH else [
+                (DropReason.IP_HEADER, at("bad_ip", V)),
+                (DropReason.NOT_OURS, at("not_ours", V))]),
             (DropReason.VERSION, at("bad_version", V)),
             (DropReason.TRUNCATED, at("cut", V)),
             (DropReason.PREFIX_OVERRUN, at("misaligned", V)),
@@ -355,7 +379,7 @@ class Deframer(wiring.Component):
             self.desc.payload.good.eq(~failed_e & is_data),
             self.desc.payload.count.eq(at("count", E)),
             self.desc.payload.words.eq(at("nwords", E)),
-            self.desc.payload.area.eq(Mux(is_data, (at("end", E) - wire.HEADER_LEN)[2:14], 0)),
+            self.desc.payload.area.eq(Mux(is_data, (at("end", E) - area_at)[2:14], 0)),
             self.desc.payload.ok.eq(~failed_e),
             self.desc.payload.frame_type.eq(at("frame_type", E)),
             self.desc.payload.flags.eq(flags),
@@ -383,3 +407,42 @@ class Deframer(wiring.Component):
             with m.Else():
                 m.d.sync += self.control_frames.eq(self.control_frames + 1)
         return m
+
+    def _udp_checks(self, m, hdr_reg, reg, at, stage):
+        """The IPv4 and UDP checks, from the header bytes as the frame's last
+        beat leaves stage 2: ``bad_ip`` and ``not_ours`` registered by stage
+        7; the header checksum's ten words summed by a tree of one adder per
+        stage (a valid header sums to a non-zero multiple of 0xFFFF)."""
+        ip_at, udp_at = wire.ETH_LEN, wire.ETH_LEN + tp.IPV4.length
+
+        def ip(name):
+            return unpack_field(tp.IPV4, name, hdr_reg, base=ip_at)
+
+        def udp(name):
+            return unpack_field(tp.UDP, name, hdr_reg, base=udp_at)
+
+        for name in ("version_ihl", "protocol", "flags_fragment", "total_length", "src_ip",
+                     "dst_ip"):
+            reg(f"ip_{name}", ip(name), 3)
+        reg("udp_length", udp("length"), 3)
+        reg("udp_port", udp("dst_port"), 3)
+        words = [be_field(hdr_reg, ip_at + 2 * k, 2) for k in range(tp.IPV4.length // 2)]
+        pairs = [reg(f"ck_a{k}", words[2 * k] + words[2 * k + 1], 3) for k in range(5)]
+        quads = [reg("ck_b0", pairs[0] + pairs[1], 4), reg("ck_b1", pairs[2] + pairs[3], 4),
+                 reg("ck_b2", pairs[4], 4)]
+        half = [reg("ck_c0", quads[0] + quads[1], 5), reg("ck_c1", quads[2], 5)]
+        total = reg("ck_sum", half[0] + half[1], 6)
+        reg("ck_bad", ~Cat(total == k * 0xFFFF for k in range(1, 11)).any(), 7)
+
+        # the lengths: 20 + 8 + 26 + L + 4 = end - 10 (end = 68 + L)
+        end3, cfg = stage["end", 3], self.udp
+        after_udp = wire.BRIDGE_HEADER.length + wire.CRC_LEN
+        reg("ip_fields_bad",
+            (stage["ip_version_ihl", 3] != 0x45) | (stage["ip_protocol", 3] != tp.IPPROTO_UDP) |
+            (stage["ip_flags_fragment", 3][:14] != 0) |
+            (stage["ip_total_length", 3] != end3 - (self.geo.area_at - tp.IPV4.length -
+                                                    tp.UDP.length - after_udp)) |
+            (stage["udp_length", 3] + tp.IPV4.length != stage["ip_total_length", 3]), 4)
+        reg("not_ours", (stage["ip_dst_ip", 3] != cfg.src_ip) |
+            (stage["ip_src_ip", 3] != cfg.dst_ip) | (stage["udp_port", 3] != cfg.dst_port), 4)
+        reg("bad_ip", at("ip_fields_bad", 7) | stage["ck_bad", 7], 8)

@@ -60,8 +60,12 @@ class TlpUnpacker(wiring.Component):
     CRCs and dropped frames cost no output cycle.
     """
 
-    def __init__(self, width, *, max_words):
+    def __init__(self, width, *, max_words, area_at=wire.HEADER_LEN):
         check_width(width)
+        if area_at % 4 or not 0 < area_at < 4096:
+            raise ValueError(f"area_at must be a whole number of DWs, not {area_at!r}")
+        #: The frame byte where the TLP area starts (40; 68 on the udp transport).
+        self.area_at = area_at
         self.width = width
         self.max_words = max_words
         super().__init__({
@@ -74,7 +78,7 @@ class TlpUnpacker(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, D = self.width, self.width // 32
-        HDR = wire.HEADER_LEN // 4                   # header DWs before the TLP area
+        HDR = self.area_at // 4                      # header DWs before the TLP area
 
         NB = D.bit_length()                         # bits of a beat's DW count, 0..D
 
