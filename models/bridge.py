@@ -495,6 +495,13 @@ class BridgeModel:
                     for name, v in CONFIG_RESET.items()}
         self.reset()
 
+    def reset_cycle(self):
+        """One cycle with ``rst`` high: :meth:`reset`, and the registers
+        without a reset (the ``udp`` configuration's pipeline) clocked."""
+        self.reset()
+        if self.config.link.transport != "eth":
+            self.link.framer.clock_udp(self._udp_config())
+
     def _udp_config(self):
         """The ``udp`` configuration in ``cfg`` as a
         :class:`~tlpoe.models.transport.UdpConfig` (made again only when it

@@ -210,6 +210,9 @@ class CycleFramer:
         self.bridge_at = tp.header_bytes(self.transport)
         self.area_at = tp.area_offset(self.transport)
         self.udp_init = tp.UdpConfig() if udp_init is None else udp_init
+        # the udp configuration of the last UDP_CONFIG_LAG cycles, oldest
+        # first: registers without a reset (their power-on value the init)
+        self.udp_seen = deque([self.udp_init] * UDP_CONFIG_LAG)
         self.crc_latency = crc_latency(width)
         self.fifo_depth = self.crc_latency + 4
         self.reset()
@@ -224,7 +227,6 @@ class CycleFramer:
         self.credit = self.fifo_depth
         self.line = [None] * self.crc_latency      # the delay line, stage 1 first
         self.out = SyncFifoBuffered(self.fifo_depth)
-        self.udp_seen = deque([self.udp_init] * UDP_CONFIG_LAG)   # oldest first
 
     def _entry(self, desc, config, udp):
         """The queue entry for ``desc`` with ``config`` sampled now."""
@@ -315,9 +317,15 @@ class CycleFramer:
                 self.busy = False
         if desc is not None and shown.desc_ready:
             self.queue.append(self._entry(desc, config, self.udp_seen[0]))
-        self.udp_seen.popleft()
-        self.udp_seen.append(self.udp_init if config.udp is None else config.udp)
+        self.clock_udp(config.udp)
         return shown
+
+    def clock_udp(self, udp):
+        """The ``udp`` configuration's registers (no reset) across one edge,
+        ``udp`` the input (None: the init): :meth:`step` calls it, and a
+        bench calls it for each cycle spent in reset."""
+        self.udp_seen.popleft()
+        self.udp_seen.append(self.udp_init if udp is None else udp)
 
 
 # --- the TlpPacker ---------------------------------------------------------------------

@@ -50,7 +50,7 @@ class BridgePorts:
         values.update({name: params[name] for name in TIMING_FIELDS})
         values.update(channel=0, credits_enable=int(bool(params["credits"])), ro_enable=1,
                       np_accept=1, order_irq_clear=0)
-        self.set(**values, **fields)
+        self.set(**{**values, **fields})
 
     def set(self, **fields):
         """Change the named config fields (the others keep their values)."""

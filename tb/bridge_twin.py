@@ -25,7 +25,9 @@ of cycle N. An input written between a ReadOnly phase and the next edge (a
 coroutine woken by a timer) would show as a difference in the outputs that
 depend on it combinationally; the benches write at rising edges only.
 
-``rst`` high at an edge resets the model instead of stepping it. A twin must
+``rst`` high at an edge resets the model instead of stepping it (its
+registers without a reset, the udp configuration's, still follow ``cfg``:
+``BridgeModel.reset_cycle``). A twin must
 be created before the bench's reset (it fails its check otherwise: the
 model's state would be unrelated to the RTL's). It costs nothing when not
 created; when created, about the model's step per cycle (the signals are
@@ -207,7 +209,8 @@ class BridgeTwin:
         while True:
             await edge
             if any(self._int(r, "rst") for r in self.rst):
-                self.model.reset()
+                self._inputs()                  # cfg: the reset-less registers follow it
+                self.model.reset_cycle()
                 self.resets += 1
             elif got is not None:
                 self._compare(got, self._inputs())

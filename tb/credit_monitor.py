@@ -54,8 +54,13 @@ class CreditMonitor(uvm_component):
     ``overruns`` (TLPs sent beyond the limits), ``min_headroom`` per class
     (the fewest header credits left after a TLP)."""
 
-    def __init__(self, name, parent, seq_bits, enabled=True):
+    def __init__(self, name, parent, seq_bits, enabled=True, decode_limit=decode_frame,
+                 decode_sent=decode_frame):
         super().__init__(name, parent)
+        # a frame's bytes to a Frame: the receivers' checks on the transport,
+        # the sender's (whose credits it learns) and the receiver's (whose
+        # credits the frames sent consume)
+        self.decode_limit, self.decode_sent = decode_limit, decode_sent
         self.seq_bits = seq_bits
         self.enabled = enabled
         self.limit_export = AnalysisImp("limit_export", self, self.write_limit)
@@ -70,7 +75,7 @@ class CreditMonitor(uvm_component):
 
     def write_limit(self, item):
         try:
-            frame = decode_frame(item.data)
+            frame = self.decode_limit(item.data)
         except FrameError:
             return                          # the bridge drops it too
         if not frame.carries_credits:
@@ -81,7 +86,7 @@ class CreditMonitor(uvm_component):
 
     def write_sent(self, item):
         try:
-            frame = decode_frame(item.data)
+            frame = self.decode_sent(item.data)
         except FrameError:
             return
         if frame.frame_type is not FrameType.DATA:

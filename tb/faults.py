@@ -64,10 +64,12 @@ def _candidate(reason, good, rng, mtu):
     raise ValueError(f"no fault for {reason!r}")
 
 
-def model_verdict(frame, mtu):
-    """The :class:`DropReason` the frame model gives ``frame``, or None if it is good."""
+def model_verdict(frame, mtu, decode=None):
+    """The :class:`DropReason` the frame model gives ``frame``, or None if it
+    is good; ``decode``: the receiver's decoder (a function of the frame and
+    ``mtu``), by default the ``eth`` transport's."""
     try:
-        decode_frame(frame, mtu=mtu)
+        (decode or decode_frame)(frame, mtu=mtu)
     except FrameError as e:
         return e.reason
     return None

@@ -22,6 +22,7 @@ link events from the counters.
 """
 
 import collections
+import functools
 import heapq
 
 import cocotb
@@ -32,6 +33,7 @@ from pyuvm import uvm_analysis_port, uvm_component, uvm_env
 from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
 from ..models.phy import Fate, phy_from_params
 from ..models.tlp import Tlp
+from ..models.transport import UdpConfig, receive
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .capture import link_capture
@@ -70,9 +72,10 @@ class NetworkWire(uvm_component):
     ``phy`` to ``driver`` (the far bridge's ``frame_in``), at their arrival
     time. Each frame handed to ``driver`` is also written to ``handed_ap``."""
 
-    def __init__(self, name, parent, phy, driver, mac_fifo_bytes=4096):
+    def __init__(self, name, parent, phy, driver, mac_fifo_bytes=4096, decode=decode_frame):
         super().__init__(name, parent)
         self.phy = phy
+        self.decode = decode        # the receiving bridge's checks (its transport's)
         self.driver = driver
         self.mac_fifo_ns = mac_fifo_bytes * 8 / phy.rate_gbps
         self.frame_export = AnalysisImp("frame_export", self, self.write)
@@ -95,7 +98,7 @@ class NetworkWire(uvm_component):
 
     def write(self, item):
         try:                      # what a bridge sends must always be well formed
-            decode_frame(item.data)
+            self.decode(item.data)
         except FrameError as e:
             self.malformed.append(f"{get_sim_time('ns')} ns: {e}: {item.data[:48].hex()}")
             if len(self.malformed) <= 3:
@@ -104,7 +107,7 @@ class NetworkWire(uvm_component):
         self.fates[delivery.fate.value] = self.fates.get(delivery.fate.value, 0) + 1
         reason = None
         if delivery.fate is Fate.CORRUPTED:
-            reason = model_verdict(delivery.frame, mtu=None)
+            reason = model_verdict(delivery.frame, mtu=None, decode=self.decode)
             if reason is None and delivery.frame[12:len(item.data)] != item.data[12:]:
                 self.malformed.append("corruption inside the frame passed the model's checks")
             # else: only the MAC addresses (a hop's business: the FCS covers them, the
@@ -221,11 +224,13 @@ class LinkEnv(uvm_env):
             if side not in self.tx:             # and offers nothing (not an undriven valid)
                 getattr(dut, f"{side}_tlp_in__valid").value = 0
         self.wires = {}
+        decoders = receivers(p["bridge"].get("transport", "eth"))
         for index, (src, dst) in enumerate((("a", "b"), ("b", "a"))):
             phy = phy_from_params({**p["phy"], **p[f"phy_{src}_to_{dst}"]},
                                   seed=p["seed"] * 2 + index)
             driver = StreamDriver(dut, f"{dst}_frame_in", dut.clk, frame)
-            wire = NetworkWire(f"wire_{src}{dst}", self, phy, driver, p["mac_fifo_bytes"])
+            wire = NetworkWire(f"wire_{src}{dst}", self, phy, driver, p["mac_fifo_bytes"],
+                               decode=decoders[dst])
             self.wires[src + dst] = wire
             out = StreamAgent(f"{src}_wire", self, monitor_bfm=StreamMonitor(
                 dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True,
@@ -235,7 +240,8 @@ class LinkEnv(uvm_env):
             # (not across a peer's restart: the credits start again on each
             # side at its own moment, which the monitor does not follow)
             src + dst: CreditMonitor(f"credits_{src}{dst}", self, p["seq_bits"],
-                                     enabled=bool(p["credits"]) and not p.get("peer_reset_us"))
+                                     enabled=bool(p["credits"]) and not p.get("peer_reset_us"),
+                                     decode_limit=decoders[src], decode_sent=decoders[dst])
             for src, dst in (("a", "b"), ("b", "a"))}
         self.coverage = LinkCoverage("coverage", self, dut, 1 << p["seq_bits"], p["coverage_file"])
         self.pcap = link_capture(self, frame)      # PCAP=1: tb/capture.py
@@ -307,16 +313,34 @@ class LinkEnv(uvm_env):
         self.coverage.settle(counters)
 
 
-def configure_bridge(dut, prefix, dst_mac, src_mac, params):
+def configure_bridge(dut, prefix, dst_mac, src_mac, params, **fields):
     """Set the run-time inputs of the bridge whose ports are ``{prefix}_*``
     (``prefix`` None: a Bridge at the top level; ``params``: the timeouts and
-    delays in cycles, ``credits``); returns its :class:`BridgePorts`."""
+    delays in cycles, ``credits``), then ``fields``; returns its
+    :class:`BridgePorts`."""
     ports = BridgePorts(dut, prefix)
-    ports.configure(dst_mac, src_mac, params)
+    ports.configure(dst_mac, src_mac, params, **fields)
     return ports
 
 
+#: The ``udp`` transport's addresses of side b: side a's (the reset values)
+#: mirrored, so that each takes the other's datagrams.
+_B_ADDRESSES = dict(src_ip=UdpConfig().dst_ip, dst_ip=UdpConfig().src_ip)
+
+
+def receivers(transport):
+    """``{side: decode}``: each side's receive checks on ``transport``
+    (:func:`~tlpoe.models.transport.receive` with its configuration as
+    :func:`configure` sets it), a function of a frame's bytes (and
+    ``mtu``) that returns the frame or raises FrameError."""
+    ours = {"a": UdpConfig(), "b": UdpConfig().peer()}
+    return {side: functools.partial(receive, transport=transport, config=ours[side])
+            for side in ("a", "b")}
+
+
 def configure(dut, params):
-    """Set both bridges' run-time inputs; returns their :class:`BridgePorts`."""
+    """Set both bridges' run-time inputs (side b with side a's IPv4
+    addresses swapped); returns their :class:`BridgePorts`."""
     return {"a": configure_bridge(dut, "a", DEFAULT_DST_MAC, DEFAULT_SRC_MAC, params),
-            "b": configure_bridge(dut, "b", DEFAULT_SRC_MAC, DEFAULT_DST_MAC, params)}
+            "b": configure_bridge(dut, "b", DEFAULT_SRC_MAC, DEFAULT_DST_MAC, params,
+                                  **_B_ADDRESSES)}

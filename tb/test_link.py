@@ -27,6 +27,7 @@ from tlpoe.models.frame import DropReason
 from tlpoe.models.wire import LinkState
 from tlpoe.models.ordering import check_order
 from tlpoe.models.tlp import OrderingClass, Tlp
+from tlpoe.rtl.framing.transport import CHECKSUM_LAG
 from tlpoe.tb import stimulus, transactions
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.bridge_ports import BridgePorts
@@ -93,7 +94,10 @@ class LinkTest(uvm_test):
         if P["np_block_cycles"]:
             self.ports["b"].set(np_accept=0)    # B's consumer takes no non-posted TLP yet
             cocotb.start_soon(self.release_np(dut))
-        await reset(dut.clk, dut.rst)
+        # on udp the configuration's pipeline has no reset: a reset as long
+        # as it fills it with the configuration set (and the twins with it)
+        udp = P["bridge"].get("transport", "eth") != "eth"
+        await reset(dut.clk, dut.rst, cycles=CHECKSUM_LAG + 2 if udp else 4)
         if P["progress_us"]:
             cocotb.start_soon(self.progress(dut))
         self.timeline = []

@@ -547,12 +547,20 @@ def encode_config(**values):
     """The ``cfg`` port's value (an int) with the fields named (others 0);
     an unknown name or a value too wide raises naming it."""
     layout = config_layout()
+    fields = {f.name: f for f in CONFIG}
     for name, value in values.items():
         if name not in layout.members:
             raise ValueError(f"config has no field {name!r}; it has {list(layout.members)}")
-        if not 0 <= value < 1 << layout.members[name]:
-            raise ValueError(f"config.{name}: {value} does not fit "
-                             f"{layout.members[name]} bits")
+        f = fields[name]
+        entries = list(value) if f.elements and not isinstance(value, int) else [value]
+        if f.elements and len(entries) not in (1, len(f.elements)):
+            raise ValueError(f"config.{name}: {len(entries)} values, not {len(f.elements)}")
+        for v in entries:
+            if not 0 <= v < 1 << f.width:
+                raise ValueError(f"config.{name}: {v} does not fit {f.width} bits")
+    values = {name: [v] * len(fields[name].elements)
+              if fields[name].elements and isinstance(v, int) else v
+              for name, v in values.items()}
     return layout.const(values).as_bits()
 
 

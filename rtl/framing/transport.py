@@ -87,9 +87,11 @@ class ChecksumBases(wiring.Component):
     ``~fold(base + L)``: one adder at the descriptor's handshake and one
     increment after it (:class:`~tlpoe.rtl.framing.framer.Framer`).
 
-    A pipeline of one adder per stage (the configuration changes seldom;
-    its ``init`` values are every register's reset, so the first cycles
-    after reset show the reset configuration)."""
+    A pipeline of one adder per stage (the configuration changes seldom).
+    Its registers have no reset: they follow ``config`` through a reset, so
+    a frame sent just after one carries the configuration set during it;
+    their power-on values are ``init``'s (the first cycles after power-on
+    show the reset configuration)."""
 
     #: The IPv4 header's constant words, for ``L`` = 0: version/IHL 0x45
     #: with TOS 0, total length 20 + 8 + 26 + 4, identification 0, Don't
@@ -124,7 +126,7 @@ class ChecksumBases(wiring.Component):
         cfg = self.config
 
         def stage(value, name, reset):
-            sig = Signal(len(value), name=name, init=reset)
+            sig = Signal(len(value), name=name, init=reset, reset_less=True)
             m.d.sync += sig.eq(value)
             return sig
 
@@ -151,7 +153,7 @@ class ChecksumBases(wiring.Component):
         # the configuration, delayed as the bases are: delays[i] is i cycles late
         delays = [cfg]
         for i in range(CHECKSUM_LAG):
-            nxt = Signal(UdpConfigLayout(), name=f"cfg_d{i + 1}", init=init)
+            nxt = Signal(UdpConfigLayout(), name=f"cfg_d{i + 1}", init=init, reset_less=True)
             m.d.sync += nxt.eq(delays[-1])
             delays.append(nxt)
         m.d.comb += self.config_out.eq(delays[CHECKSUM_LAG])
