@@ -22,7 +22,7 @@ from .wire import (
 )
 
 __all__ = [
-    "DropReason", "FrameError", "Frame", "CHECK_ORDER", "CREDIT_FIELDS",
+    "DropReason", "FrameError", "Frame", "CHECK_ORDER", "ETH_REASONS", "CREDIT_FIELDS",
     "FLAG_ACK_VALID", "FLAG_CREDITS_VALID", "DEFAULT_DST_MAC", "DEFAULT_SRC_MAC",
     "PREAMBLE_SFD_LEN", "FCS_LEN", "IFG_LEN",
     "encode_frame", "decode_frame", "pad_to_minimum", "frame_crc", "keepalive_credits",
@@ -95,6 +95,11 @@ CHECK_ORDER = (
     (DropReason.OVERSIZE, f"an MTU is configured and the frame is longer than "
                           f"{ETH_LEN} + MTU bytes"),
 )
+
+
+#: The reasons the ``eth`` transport's checks give (those of
+#: :data:`CHECK_ORDER`); IP_HEADER and NOT_OURS are the ``udp`` transport's.
+ETH_REASONS = tuple(sorted({r for r, _ in CHECK_ORDER}))
 
 
 class FrameError(ValueError):

@@ -186,7 +186,7 @@ minimum):
 
 def _drops():
     meanings = {}
-    for reason, condition in fm.CHECK_ORDER:
+    for reason, condition in fm.CHECK_ORDER + tp.UDP_CHECK_ORDER:
         meanings.setdefault(reason, []).append(condition)
     enum_rows = [(r.value, f"`{r.name}`", "; or ".join(meanings[r])) for r in fm.DropReason]
     order_rows = [(i, f"`{r.name}`", c) for i, (r, c) in enumerate(fm.CHECK_ORDER, 1)]
@@ -211,7 +211,20 @@ of the frame) and a priority encoder picks the first (`L` = `payload_length`):
 
 Frames of type ACK, NAK, CREDIT and KEEPALIVE pass with no TLPs; a DATA frame
 with no TLPs is `EMPTY_DATA`. Reserved fields and reserved `flags` bits are
-ignored on receive; the MAC addresses are filtered by the MAC, not here.""")
+ignored on receive; the MAC addresses are filtered by the MAC, not here.
+
+On the `udp` transport (below) the headers before the TLP area are 68
+bytes, so check 1 asks for 72; check 2 asks for EtherType 0x0800 (IPv4);
+and between checks 2 and 3 come the IPv4 and UDP checks
+(`models/transport.py` `receive`, which the RTL Deframer matches):
+
+"""
+            + _table(["#", "Reason", "Condition"],
+                     [(f"2.{i}", f"`{r.name}`", c)
+                      for i, (r, c) in enumerate(tp.UDP_CHECK_ORDER, 1)])
+            + """
+
+`OVERSIZE` still compares the whole frame with 14 + MTU bytes.""")
 
 
 def example_tlps():
@@ -306,10 +319,23 @@ an IPv4 header without options, a UDP header to port {tp.UDP_PORT}
 zero, which IPv4 allows (RFC 768): the bridge writes the header before the
 payload streams through, a UDP checksum would need the whole datagram
 first, and the bridge's own CRC already covers its header and TLPs end to
-end (RoCEv2 and VXLAN, RFC 7348, send zero too). DSCP comes from the TLP
-traffic class of the frame (`UdpConfig.dscp`, one per TC), ECN is sent as
-ECT(0) (ECN-capable, RFC 3168) and a switch may mark CE; the UDP source
-port is the link's ECMP entropy.
+end (RoCEv2 and VXLAN, RFC 7348, send zero too). A DATA frame's DSCP is
+that of its first TLP's traffic class (`UdpConfig.dscp`, one per TC);
+frames without TLPs (ACK, NAK, CREDIT, KEEPALIVE) take `control_dscp`, so
+that a network can queue the link's acknowledgements apart from bulk data.
+ECN is sent as ECT(0) (ECN-capable, RFC 3168) and a switch may mark CE; the
+UDP source port is the link's ECMP entropy. The TLP area starts at byte 68
+(whole DWs, as on `eth`) and a frame carries 28 bytes less of it at the
+same MTU. The receiver takes a datagram only from the peer's address to its
+own on the configured port (`NOT_OURS` otherwise).
+
+In the RTL, `Bridge(transport="udp")`: the addresses, ports, TTL and DSCPs
+are `cfg` fields (`docs/csr.md`: `src_ip`, `dst_ip`, `src_port`,
+`dst_port`, `ttl`, `control_dscp`, `dscp[8]`); the framer takes a change
+7 cycles later (it works the IPv4 checksum's per-class bases out of them in
+a pipeline of one adder per stage, and adds the frame's length at the
+descriptor's handshake), and the deframer sums the received header's ten
+words over four stages.
 
 {_layout_table(tp.IPV4, ip_at)}
 

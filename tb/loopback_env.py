@@ -20,7 +20,7 @@ import cocotb
 from pyuvm import uvm_component, uvm_env
 
 from ..models import wire
-from ..models.frame import DropReason, encode_frame
+from ..models.frame import ETH_REASONS, DropReason, encode_frame
 from ..models.tlp import payload_size_from_header
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
@@ -150,7 +150,7 @@ class FrameForwarder(uvm_component):
         self.forwarded = 0
         self.injected = collections.Counter()
         self.control = 0
-        self._reasons = list(DropReason)
+        self._reasons = list(ETH_REASONS)       # the Loopback's transport is eth
 
     def write(self, item):
         if self.inject_every and self.forwarded % self.inject_every == self.inject_every - 1:

@@ -23,7 +23,7 @@ import pytest
 from tlpoe.models import frame as fm
 from tlpoe.models import tlp as tm
 from tlpoe.models import wire
-from tlpoe.models.frame import DropReason, FrameError, decode_frame, encode_frame
+from tlpoe.models.frame import ETH_REASONS, FrameError, decode_frame, encode_frame
 from tlpoe.models.pcap import read_pcap, write_pcap
 from tlpoe.models.tlp import (Attr, CplStatus, MsgRouting, PcieId, ReservedTypeError, Tlp,
                               TlpError, TlpType)
@@ -332,7 +332,7 @@ def model_frames():
                                      reserved_ka=0b10000 if state == 3 else 0)))
         for state in range(4)]
     good = frames[1]
-    for reason in DropReason:
+    for reason in ETH_REASONS:
         for _ in range(3):
             frames.append(malformed_frame(reason, good, rng, mtu=1500))
     return frames
@@ -352,7 +352,7 @@ def model_capture(tmp_path_factory):
 
 def test_model_frames_cover_every_type_and_reason():
     verdicts = {model_verdict(f, 1500) for f in model_frames()}
-    assert verdicts == set(DropReason) | {None}
+    assert verdicts == set(ETH_REASONS) | {None}
     kinds = {decode_frame(f).frame_type for f in model_frames() if model_verdict(f, 1500) is None}
     assert kinds == set(wire.FrameType)
 

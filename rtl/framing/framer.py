@@ -314,7 +314,8 @@ class Framer(wiring.Component):
             new.seq.eq(desc.seq),
         ]
 
-        head = SimpleNamespace(entry=Signal(entry_layout, name="head"), valid=Signal(name="head_valid"),
+        head = SimpleNamespace(entry=Signal(entry_layout, name="head"),
+                               valid=Signal(name="head_valid"),
                                pop=Signal(name="head_pop"))
         spare = Signal(entry_layout)                   # the second entry, behind the head
         count = Signal(range(3))
