@@ -99,13 +99,13 @@ ones; it piggy-backs the ack), then a due ACK.
 from collections import deque
 from dataclasses import dataclass, field, fields
 
+from . import transport as _transport
 from .frame import (
-    FLAG_ACK_VALID, DropReason, FrameError, decode_frame, encode_frame, frame_crc,
-    keepalive_credits, largest_tlp,
+    FLAG_ACK_VALID, DropReason, FrameError, encode_frame, frame_crc, keepalive_credits,
 )
 from .wire import (
     BRIDGE_HEADER, BRIDGE_LEN, CRC_LEN, ETH_LEN, ETHERTYPE, HEADER_LEN, MIN_TLP, PREFIX_LEN,
-    FrameType, LinkState, body_capacity,
+    FrameType, LinkState,
 )
 
 __all__ = [
@@ -168,6 +168,12 @@ class LinkConfig:
     dead_ns: float | None = None
     #: The endpoint's first incarnation (32 bits); each :meth:`LinkEndpoint.reset` adds 1.
     incarnation: int = 1
+    #: What carries the frames (:mod:`tlpoe.models.transport`): ``"eth"`` or
+    #: ``"udp"``, with ``udp`` this endpoint's
+    #: :class:`~tlpoe.models.transport.UdpConfig` (None: the default; the
+    #: peer's is its ``peer()``).
+    transport: str = "eth"
+    udp: object = None
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -196,6 +202,7 @@ class LinkConfig:
                                  f"({self.keepalive_ns}): a quiet but healthy peer sends a "
                                  "KEEPALIVE every keepalive_ns")
         _check_int("incarnation", self.incarnation, 0, 0xFFFFFFFF)
+        _transport.Transport(self.transport)
 
     @property
     def modulus(self):
@@ -293,9 +300,9 @@ class LinkSender:
     def __init__(self, config, counters):
         self.config, self.counters = config, counters
         self._mask = config.modulus - 1
-        self._capacity = body_capacity(config.mtu)
+        self._capacity = _transport.body_capacity(config.mtu, config.transport)
         self._max_group = config.max_tlps_per_frame or self._capacity
-        self._largest = largest_tlp(config.mtu)
+        self._largest = (self._capacity - PREFIX_LEN) // 4 * 4
         self.reset()
 
     def reset(self):
@@ -797,6 +804,8 @@ class LinkEndpoint:
         frame = self._poll(now)
         if frame is not None:
             self.last_sent = now
+            if self.config.transport != "eth":
+                frame = _transport.encode(frame, self.config.transport, self.config.udp)
         return frame
 
     def _poll(self, now):
@@ -834,7 +843,8 @@ class LinkEndpoint:
         if self.down and not self.stateful:
             return []
         try:
-            frame = decode_frame(data, ethertype=self.config.ethertype, mtu=self.config.mtu)
+            frame = _transport.receive(data, self.config.transport, self.config.udp,
+                                       ethertype=self.config.ethertype, mtu=self.config.mtu)
         except FrameError as error:
             self.counters.drops[error.reason.name] += 1
             return []

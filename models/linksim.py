@@ -40,6 +40,7 @@ import math
 import random
 import struct
 from collections import namedtuple
+from dataclasses import replace
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from .events import EventKernel
 from .frame import wire_bytes
 from .link import LinkConfig, LinkEndpoint
 from .phy import phy_from_params
+from .transport import UdpConfig
 from .wire import CRC_LEN, HEADER_LEN, PREFIX_LEN
 
 __all__ = [
@@ -232,6 +234,7 @@ DEFAULTS = {
     "interval_ns": 0.0,       # one TLP every interval_ns; 0: saturating
     "queue_tlps": 256,        # saturating: ingress queue depth kept full
     "max_time_ns": None,      # simulated-time limit (None: derived, generous)
+    "transport": "eth",       # models/transport.py: eth or udp (A's addresses the defaults)
 }
 
 
@@ -269,7 +272,8 @@ def _config(p):
                       ack_every=p["ack_every"], ack_delay_ns=p["ack_delay_ns"],
                       replay_timeout_ns=timeout, nak_timeout_ns=nak_timeout,
                       max_retries=p["max_retries"], mtu=p["mtu"],
-                      max_tlps_per_frame=p["max_tlps_per_frame"])
+                      max_tlps_per_frame=p["max_tlps_per_frame"], transport=p["transport"],
+                      udp=UdpConfig())
 
 
 # --- the simulation -------------------------------------------------------------
@@ -355,8 +359,8 @@ def run_point(params, seed):
     rate = p["rate_gbps"]
     ns_per_byte = 8.0 / rate
     down = []
-    endpoints = [LinkEndpoint(config, on_link_down=down.append),
-                 LinkEndpoint(config, on_link_down=down.append)]
+    endpoints = [LinkEndpoint(config, on_link_down=down.append),     # B: A's addresses mirrored
+                 LinkEndpoint(replace(config, udp=config.udp.peer()), on_link_down=down.append)]
     channels = [make_channel(p, seed, "ab"), make_channel(p, seed, "ba")]
     streams = [_Stream(make_tlps(p["tlps"], p["tlp_payload"], seed), p["interval_ns"],
                        p["queue_tlps"]),

@@ -83,7 +83,7 @@ def test_the_clock_bounds_the_datapath_in_the_explanation():
 @pytest.mark.sim
 @pytest.mark.skipif("verilator" not in simulators(), reason="make e2e runs on Verilator")
 def test_quick_report(tmp_path):
-    """The short mode end to end: local slot and two RTL runs, every row
+    """The short mode end to end: local slot and one RTL run, every row
     with the fields the issue asks for, the disaggregated path slower than
     the local slot wherever it was simulated, and the files written."""
     assert e2e.main(["--quick", "--out", str(tmp_path)]) == 0

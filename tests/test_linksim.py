@@ -187,3 +187,22 @@ def test_speed():
     rate = record["tlps_delivered"] / (time.perf_counter() - start)
     assert errors(record) == ZERO_ERRORS
     assert rate > 5_000, f"{rate:.0f} TLPs/s"
+
+
+def test_the_udp_transport_costs_its_headers_and_loses_nothing():
+    """The reference link on the ``udp`` transport: the steady goodput is
+    the ``eth`` goodput scaled by the two transports' wire efficiencies
+    (28 more bytes a frame, fewer TLPs a frame); under bit errors handed
+    up by the NIC, corrupted IPv4 headers are dropped as IP_HEADER, the
+    rest as CRC, and nothing is lost, duplicated or corrupted."""
+    from tlpoe.models import transport as tp
+    eth = run_point(dict(tlps=3000), 1)
+    udp = run_point(dict(tlps=3000, transport="udp"), 1)
+    assert eth["lost"] == udp["lost"] == 0
+    ratio = tp.wire_efficiency(272, 1500, "udp") / tp.wire_efficiency(272, 1500, "eth")
+    assert udp["goodput_fraction"] / eth["goodput_fraction"] == pytest.approx(ratio, rel=2e-3)
+    noisy = run_point(dict(tlps=3000, transport="udp", channel="phy", ber=1e-5,
+                           deliver_bad_fcs=True), 2)
+    assert noisy["lost"] == noisy["duplicated"] == noisy["corrupted"] == 0
+    drops = noisy["counters_b"]["drops"]
+    assert drops["IP_HEADER"] > 0 and drops["CRC"] > drops["IP_HEADER"]
