@@ -51,8 +51,8 @@ rdl: ## rtl/csr/bridge.rdl and the field table of docs/csr.md, from rtl/bridge/r
 csr: ## from rtl/csr/*.rdl into build/csr/: HTML register docs (peakrdl-html), C headers (peakrdl-cheader), pyuvm register models (peakrdl-pyuvm), Markdown maps
 	$(PY) -m tlpoe.sim.csr --out build/csr
 
-ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points
-	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS))
+ber: ## BER and frame-drop sweep of the reliable link (RTL, model, analytical) in build/reports/ber/; QUICK=1: the short mode; RESUME=1 keeps finished points; TRANSPORTS="eth udp" (the default): the transports swept
+	$(PY) -m tlpoe.sim.ber $(if $(QUICK),--quick) $(if $(RESUME),--resume) $(if $(BER_JOBS),--jobs $(BER_JOBS)) --transports $(or $(TRANSPORTS),eth udp)
 
 faults: ## link faults mid-traffic both ways (flaps of 1 us, 100 us, 10 ms; a peer reset; a switch reboot; a cable cut; a silent peer) on two RTL bridges with the link state machine, on Verilator: detect and recover times, TLPs lost, duplicated and corrupted, a timeline, in build/reports/faults/; QUICK=1: the short form; FAULTS_SIMS="verilator icarus": both simulators
 	$(PY) -m tlpoe.sim.faults $(if $(QUICK),--quick) $(if $(FAULTS_JOBS),--jobs $(FAULTS_JOBS)) $(if $(FAULTS_SIMS),--sims $(FAULTS_SIMS))

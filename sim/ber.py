@@ -15,6 +15,12 @@ Bridge's ``mode``; engines of the latter end in ``-sr``):
 ``analytical``
     Go-back-N with a NAK timer and selective repeat (:mod:`tlpoe.models.gbn`).
 
+With ``--transports`` (``make ber TRANSPORTS=...``; default ``eth``) the
+points also run on another transport (``udp``: the frames in IPv4 and UDP,
+engines ending in ``-udp``, each against its own framing limit); the
+report's "Transports" table gives each one's bytes of overhead per frame and
+goodput at BER 1e-12.
+
 Each point is a pure function of its parameters and seed (:func:`run_task`)
 that returns one JSON record; points run in a process pool and each record
 is written on its own (``points/``), so a cluster engine can run the same
@@ -30,7 +36,8 @@ handed up by a cut-through NIC (``deliver_bad_fcs``), so the bridge's own
 CRC must catch every corrupted frame; drops model congestion.
 
 Usage: ``python -m tlpoe.sim.ber [--quick] [--out DIR] [--jobs N]
-[--sims verilator icarus] [--modes gbn sr] [--tlps N] [--resume]``; exits 1
+[--sims verilator icarus] [--modes gbn sr] [--transports eth udp] [--tlps N]
+[--resume]``; exits 1
 when an acceptance check fails (the report is still written), 2 on a bad
 argument. ``--resume`` keeps the records already written and runs the rest.
 """
@@ -46,6 +53,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from ..models import gbn
+from ..models import transport as tp
 from ..models.frame import wire_bytes
 from ..models.linksim import default_nak_timeout_ns, default_replay_timeout_ns, run_point
 from ..models.phy import GilbertElliott
@@ -143,7 +151,7 @@ def available_modes():
     return MODES if "mode" in inspect.signature(Bridge).parameters else ("gbn",)
 
 
-def _pair(mode="gbn"):
+def _pair(mode="gbn", transport="eth"):
     from ..rtl.bridge.bridge import Bridge
     from ..tb.tops import Pair
     kw = dict(window=SETUP["window"], seq_bits=SETUP["seq_bits"],
@@ -151,24 +159,32 @@ def _pair(mode="gbn"):
               queue_tlps=SETUP["queue_tlps"], queue_depth=SETUP["queue_depth"])
     if mode != "gbn":
         kw["mode"] = mode
+    if transport != "eth":
+        kw["transport"] = transport
     return Pair(Bridge(SETUP["width"], **kw), Bridge(SETUP["width"], **kw))
 
 
-def engine_name(kind, mode, sim=None):
-    """``rtl-<sim>`` or ``model``, with ``-sr`` for selective repeat."""
-    return (f"rtl-{sim}" if kind == "rtl" else "model") + ("" if mode == "gbn" else f"-{mode}")
+#: The transports a point runs on (models/transport.py; those the RTL has).
+TRANSPORTS = ("eth", "udp")
+
+
+def engine_name(kind, mode, sim=None, transport="eth"):
+    """``rtl-<sim>`` or ``model``, with ``-sr`` for selective repeat and
+    ``-<transport>`` for a transport other than ``eth``."""
+    return ((f"rtl-{sim}" if kind == "rtl" else "model") + ("" if mode == "gbn" else f"-{mode}")
+            + ("" if transport == "eth" else f"-{transport}"))
 
 
 def _cycles(ns):
     return max(1, math.ceil(ns / SETUP["clock_ns"]))
 
 
-def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn"):
-    """Run ``point`` on the RTL in ``mode``: returns the testbench's record
-    (see ``LinkTest.record`` in ``tb/test_link.py``)."""
+def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn", transport="eth"):
+    """Run ``point`` on the RTL in ``mode`` on ``transport``: returns the
+    testbench's record (see ``LinkTest.record`` in ``tb/test_link.py``)."""
     from .runner import run_cocotb
     s = SETUP
-    engine = engine_name("rtl", mode, sim)
+    engine = engine_name("rtl", mode, sim, transport)
     report = Path(out_dir).resolve() / "runs" / f"{_slug(point['name'])}-{engine}-s{seed}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     line_ns = wire_bytes(s["mtu"] + 14) * 8 / s["rate_gbps"] / 5
@@ -184,26 +200,39 @@ def rtl_point(point, seed, sim, tlps, out_dir, mode="gbn"):
         "ack_delay": _cycles(s["ack_delay_ns"]),
         "phy": _network(point), "mac_fifo_bytes": s["mac_fifo_bytes"],
         "drain_us": drain_us, "report": str(report),
+        "bridge": {} if transport == "eth" else {"transport": transport},
     }
-    suffix = "" if mode == "gbn" else f"-{mode}"
-    run_cocotb(sim, lambda: _pair(mode), "pair", "tlpoe.tb.test_link",
+    suffix = ("" if mode == "gbn" else f"-{mode}") + ("" if transport == "eth" else f"-{transport}")
+    run_cocotb(sim, lambda: _pair(mode, transport), "pair", "tlpoe.tb.test_link",
                build_key=f"pair-w{s['width']}-s{s['seq_bits']}-win{s['window']}-q{s['queue_tlps']}{suffix}",
                testcase="LinkRandomTest", seed=seed,
                run_name=f"ber-{_slug(point['name'])}{suffix}-s{seed}", params=params)
     return json.loads(report.read_text())
 
 
-def model_point(point, seed, tlps, mode="gbn"):
-    """Run ``point`` on the reference model (:func:`linksim.run_point`) in ``mode``."""
+def framing(transport="eth"):
+    """``(efficiency, tlps_per_frame, frame_bytes)`` of full DATA frames of
+    the sweep's MWr TLPs on ``transport`` (:func:`~tlpoe.models.gbn.framing_efficiency`
+    on ``eth``): the framing-limited goodput, and the frame as handed to the MAC."""
     s = SETUP
-    tlps_per_frame = gbn.framing_efficiency(s["tlp_payload"], s["mtu"])[1]
+    tlp = 16 + s["tlp_payload"]
+    n = tp.body_capacity(s["mtu"], transport) // (4 + tlp)
+    frame = tp.frame_overhead_bytes(n, transport) + n * tlp
+    return n * s["tlp_payload"] / wire_bytes(frame), n, frame
+
+
+def model_point(point, seed, tlps, mode="gbn", transport="eth"):
+    """Run ``point`` on the reference model (:func:`linksim.run_point`) in
+    ``mode`` on ``transport``."""
+    s = SETUP
+    tlps_per_frame = framing(transport)[1]
     return run_point({
         "rate_gbps": float(s["rate_gbps"]), "latency_ns": s["latency_ns"], "channel": "phy",
         **{k: v for k, v in _network(point).items() if k not in ("rate_gbps", "latency_ns")},
         "mode": mode, "window": s["window"], "seq_bits": s["seq_bits"],
         "ack_every": s["ack_every"], "ack_delay_ns": s["ack_delay_ns"],
         "replay_timeout_ns": _timers(s)[0], "nak_timeout_ns": _timers(s)[1],
-        "max_retries": s["max_retries"], "mtu": s["mtu"],
+        "max_retries": s["max_retries"], "mtu": s["mtu"], "transport": transport,
         "tlps": tlps, "tlp_payload": s["tlp_payload"],
         # the ingress holds about one frame of TLPs, as the RTL's packer does:
         # latency then counts the link, not a deep queue in front of it
@@ -211,7 +240,7 @@ def model_point(point, seed, tlps, mode="gbn"):
     }, seed)
 
 
-def analytical_point(point):
+def analytical_point(point, transport="eth"):
     """Go-back-N (with the NAK timer) and selective-repeat goodput, and a
     latency estimate, for ``point`` (see :mod:`tlpoe.models.gbn`).
 
@@ -225,7 +254,7 @@ def analytical_point(point):
     serialisation; ``latency_p99_ns`` adds one NAK recovery (``K`` frame
     times) once more than 1% of TLPs sit behind a loss (``p * K > 0.01``)."""
     s = SETUP
-    efficiency, per_frame, frame_bytes = gbn.framing_efficiency(s["tlp_payload"], s["mtu"])
+    efficiency, per_frame, frame_bytes = framing(transport)
     bits = 8 * (frame_bytes + 4)
     p_bits = gbn.frame_error_probability(point["ber"], frame_bytes + 4)
     if point["burst"] is not None:
@@ -248,32 +277,52 @@ def _slug(name):
     return "".join(c if c.isalnum() or c in ".-" else "_" for c in name)
 
 
-def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",)):
-    """Every (engine, mode, point, seed, tlps) of the sweep; ``engine`` is
-    ``"rtl-<sim>"`` or ``"model"``, with ``-sr`` in selective repeat
-    (:func:`engine_name`). Analytical values are added to each record: they
-    cost nothing. In ``quick`` mode, Icarus runs only ``ICARUS_POINTS`` and
-    selective repeat only ``QUICK_SR_POINTS``, on ``QUICK_SR_SIM`` when it
-    is among ``sims``."""
+def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",),
+          transports=("eth",)):
+    """Every (engine, mode, transport, point, seed, tlps) of the sweep;
+    ``engine`` is ``"rtl-<sim>"`` or ``"model"``, with ``-sr`` in selective
+    repeat and ``-<transport>`` off ``eth`` (:func:`engine_name`).
+    Analytical values are added to each record: they cost nothing. In
+    ``quick`` mode, Icarus runs only ``ICARUS_POINTS``, selective repeat
+    only ``QUICK_SR_POINTS``, on ``QUICK_SR_SIM`` when it is among
+    ``sims``, and a transport other than ``eth`` only ``QUICK_TRANSPORT_POINTS``
+    in go-back-N, on Verilator."""
     out = []
     for mode in modes:
-        for point in points(quick):
-            if quick and mode != "gbn" and point["name"] not in QUICK_SR_POINTS:
+        for transport in transports:
+            if quick and transport != "eth" and mode != "gbn":
                 continue
-            full = point["tlps"] or FULL_TLPS
-            if mode != "gbn":
-                full = min(full, OTHER_MODE_TLPS)
-            for sim in sims:
-                if quick and sim == "icarus" and point["name"] not in ICARUS_POINTS:
-                    continue
-                if quick and mode != "gbn" and QUICK_SR_SIM in sims and sim != QUICK_SR_SIM:
-                    continue
-                n = tlps or (QUICK_TLPS[sim] if quick else full)
-                out.append({"engine": engine_name("rtl", mode, sim), "mode": mode,
-                            "point": point, "seed": seed, "tlps": n})
-            n = tlps or (QUICK_TLPS["model"] if quick else full)
-            out.append({"engine": engine_name("model", mode), "mode": mode, "point": point,
-                        "seed": seed, "tlps": n})
+            out += _tasks(quick, sims, tlps, seed, mode, transport)
+    return out
+
+
+#: The points a transport other than ``eth`` runs in --quick: its goodput at
+#: 1e-12 (against its own framing limit) and no loss under bit errors.
+QUICK_TRANSPORT_POINTS = ["ber 1e-12", "ber 1e-05"]
+
+
+def _tasks(quick, sims, tlps, seed, mode, transport):
+    out = []
+    other = transport != "eth"
+    for point in points(quick):
+        if quick and other and point["name"] not in QUICK_TRANSPORT_POINTS:
+            continue
+        if quick and mode != "gbn" and point["name"] not in QUICK_SR_POINTS:
+            continue
+        full = point["tlps"] or FULL_TLPS
+        if mode != "gbn":
+            full = min(full, OTHER_MODE_TLPS)
+        for sim in sims:
+            if quick and sim == "icarus" and (other or point["name"] not in ICARUS_POINTS):
+                continue
+            if quick and mode != "gbn" and QUICK_SR_SIM in sims and sim != QUICK_SR_SIM:
+                continue
+            n = tlps or (QUICK_TLPS[sim] if quick else full)
+            out.append({"engine": engine_name("rtl", mode, sim, transport), "mode": mode,
+                        "transport": transport, "point": point, "seed": seed, "tlps": n})
+        n = tlps or (QUICK_TLPS["model"] if quick else full)
+        out.append({"engine": engine_name("model", mode, transport=transport), "mode": mode,
+                    "transport": transport, "point": point, "seed": seed, "tlps": n})
     return out
 
 
@@ -291,13 +340,15 @@ def _record_path(task, out_dir):
 def run_task(task, out_dir):
     """Run one task; returns its record (a pure function of the task)."""
     point, seed, tlps = task["point"], task["seed"], task["tlps"]
-    mode = task.get("mode", "gbn")
+    mode, transport = task.get("mode", "gbn"), task.get("transport", "eth")
     start = time.monotonic()
     if task["engine"].startswith("model"):
-        raw = model_point(point, seed, tlps, mode)
+        raw = model_point(point, seed, tlps, mode, transport)
     else:
-        raw = rtl_point(point, seed, task["engine"].split("-")[1], tlps, out_dir, mode)
-    record = {"engine": task["engine"], "mode": mode, "point": point["name"],
+        raw = rtl_point(point, seed, task["engine"].split("-")[1], tlps, out_dir, mode,
+                        transport)
+    record = {"engine": task["engine"], "mode": mode, "transport": transport,
+              "point": point["name"],
               "burst": point["burst"],
               "seed": seed, "wall_s": round(time.monotonic() - start, 2),
               **{k: raw.get(k) for k in FIELDS if k not in ("ber", "drop_rate")},
@@ -305,7 +356,7 @@ def run_task(task, out_dir):
               "replays_nak": raw.get("replays_nak"), "replays_timeout": raw.get("replays_timeout"),
               "frames_retransmitted": raw.get("frames_retransmitted"),
               "wraps": raw.get("wraps"), "elapsed_ns": raw.get("elapsed_ns")}
-    record["analytical"] = analytical_point(point)
+    record["analytical"] = analytical_point(point, transport)
     path = _record_path(task, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -380,9 +431,31 @@ def markdown(records, checks, quick):
             f"| {a['goodput_sr_fraction']:.4f} | {_fmt(r['latency_p50_ns'], ',.0f')} "
             f"| {_fmt(r['latency_p99_ns'], ',.0f')} | {r['link_down_events']} | {r['wall_s']} |")
     lines += ["", "Goodput is TLP payload bits over the line rate in the steady state "
-              "(first delivery to last). The framing limit for these frames is "
-              f"{records[0]['analytical']['framing_limit']:.4f}." if records else "", ""]
+              "(first delivery to last), against the framing limit of full frames of "
+              "these TLPs on each transport (below).", ""]
+    lines += transport_table(records)
     return "\n".join(lines)
+
+
+def transport_table(records):
+    """The Markdown table of each transport in ``records``: its bytes of
+    overhead per full DATA frame (headers, prefixes and CRC as handed to
+    the MAC, then preamble, FCS and gap on the wire), TLPs per frame, the
+    framing limit, and each engine's goodput at BER 1e-12."""
+    s = SETUP
+    out = ["## Transports", "",
+           "| Transport | overhead bytes per frame (to the MAC) | + wire (preamble, FCS, IFG) "
+           "| TLPs per frame | framing limit | goodput at BER 1e-12 |",
+           "|---|---|---|---|---|---|"]
+    for transport in sorted({r.get("transport", "eth") for r in records},
+                            key=TRANSPORTS.index):
+        efficiency, n, frame = framing(transport)
+        overhead = frame - n * (16 + s["tlp_payload"])
+        clean = [f"{r['engine']} {_fmt(r['goodput_fraction'], '.4f')}" for r in records
+                 if r.get("transport", "eth") == transport and r["point"] == "ber 1e-12"]
+        out.append(f"| `{transport}` | {overhead} | {wire_bytes(frame) - frame} | {n} "
+                   f"| {efficiency:.4f} | {', '.join(clean) or '—'} |")
+    return out + [""]
 
 
 def plots(records, out_dir):
@@ -460,6 +533,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--modes", nargs="+", choices=MODES,
                         help="link modes (default: every mode the RTL implements)")
+    parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, default=["eth"],
+                        help="what carries the frames (models/transport.py; default: eth)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the records already in OUT/points instead of running them again")
     args = parser.parse_args(argv)
@@ -474,14 +549,15 @@ def main(argv=None):
         parser.error(f"--modes {' '.join(unsupported)}: the RTL Bridge has no such mode")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = tasks(args.quick, sims, args.tlps, args.seed, modes)
+    todo = tasks(args.quick, sims, args.tlps, args.seed, modes, args.transports)
     records = []
     if args.resume:
         done_before = [t for t in todo if _record_path(t, out_dir).exists()]
         records = [json.loads(_record_path(t, out_dir).read_text()) for t in done_before]
         todo = [t for t in todo if t not in done_before]
         print(f"ber: {len(records)} records reused from {out_dir}/points", flush=True)
-    print(f"ber: {len(todo)} runs ({len(points(args.quick))} points, modes {', '.join(modes)}) "
+    print(f"ber: {len(todo)} runs ({len(points(args.quick))} points, modes {', '.join(modes)}, "
+          f"transports {', '.join(args.transports)}) "
           f"on {args.jobs} worker(s), writing {out_dir}/", flush=True)
     failed, start = [], time.monotonic()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

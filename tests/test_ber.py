@@ -115,6 +115,26 @@ def test_cli_rejects_bad_arguments(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_transport_runs_its_own_engines_and_framing_limit():
+    """``--transports udp``: its points on engines of their own (``-udp``),
+    in --quick its goodput at 1e-12 and no loss at 1e-5 in go-back-N on
+    Verilator; the framing limit is the transport's (28 bytes a frame
+    more: below eth's) and the model runs the transport (its frames decode
+    only as udp). The udp RTL at 64 bits under bit errors and drops runs
+    in tests/test_transport_sim.py; this sweep's udp points, a 512-bit pair
+    of their own to build, in ``make ber QUICK=1``."""
+    quick = ber.tasks(True, ("verilator", "icarus"), None, 1, ("gbn", "sr"), ("eth", "udp"))
+    udp = [t for t in quick if t["transport"] == "udp"]
+    assert {(t["engine"], t["point"]["name"]) for t in udp} == {
+        (e, p) for e in ("rtl-verilator-udp", "model-udp") for p in ber.QUICK_TRANSPORT_POINTS}
+    eth_limit, udp_limit = ber.framing("eth")[0], ber.framing("udp")[0]
+    assert udp_limit < eth_limit and ber.framing("udp")[2] - ber.framing("eth")[2] == 28
+    point = ber.points(True)[0]
+    record = ber.model_point(point, 1, 300, "gbn", "udp")
+    assert record["lost"] == 0 and record["goodput_fraction"] == pytest.approx(udp_limit, rel=2e-3)
+    assert ber.analytical_point(point, "udp")["framing_limit"] == udp_limit
+
+
 @pytest.mark.sim
 def test_quick_sweep(tmp_path):
     """``make ber QUICK=1`` in go-back-N: every quick point on the RTL
