@@ -286,7 +286,7 @@ def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",),
     ``quick`` mode, Icarus runs only ``ICARUS_POINTS``, selective repeat
     only ``QUICK_SR_POINTS``, on ``QUICK_SR_SIM`` when it is among
     ``sims``, and a transport other than ``eth`` only ``QUICK_TRANSPORT_POINTS``
-    in go-back-N, on Verilator."""
+    in go-back-N, on Verilator (in the full sweep, ``TRANSPORT_POINTS``)."""
     out = []
     for mode in modes:
         for transport in transports:
@@ -299,13 +299,17 @@ def tasks(quick=False, sims=("verilator",), tlps=None, seed=1, modes=("gbn",),
 #: The points a transport other than ``eth`` runs in --quick: its goodput at
 #: 1e-12 (against its own framing limit) and no loss under bit errors.
 QUICK_TRANSPORT_POINTS = ["ber 1e-12", "ber 1e-05"]
+#: ... and in the full sweep: the same link layer under another header, so
+#: the clean line, the range of the acceptance's edge, a burst and drops.
+TRANSPORT_POINTS = ["ber 1e-12", "ber 1e-06", "ber 1e-05", "burst 1e-05/100b", "drop 0.01"]
 
 
 def _tasks(quick, sims, tlps, seed, mode, transport):
     out = []
     other = transport != "eth"
     for point in points(quick):
-        if quick and other and point["name"] not in QUICK_TRANSPORT_POINTS:
+        if other and point["name"] not in (QUICK_TRANSPORT_POINTS if quick else
+                                           TRANSPORT_POINTS):
             continue
         if quick and mode != "gbn" and point["name"] not in QUICK_SR_POINTS:
             continue
