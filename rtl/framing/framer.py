@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,17 +36,15 @@ def _geometry(width, length, area_at):
 
 
 class _Entry(data.StructLayout):
-    """A descriptor accepted and waiting: the frame's header bytes (Ethernet,
-    the transport's and the bridge header, the configuration sampled at the
-    handshake; on ``udp`` the IPv4 checksum left zero, its sum before the
-    last fold in ``ip_sum``) and its geometry."""
+    """A descriptor accepted: the frame's header bytes (Ethernet, the
+    transport's and the bridge header, the configuration sampled at the
+    handshake, the IPv4 checksum on ``udp``) and its geometry."""
 
     def __init__(self, width, seq_bits, area_at):
         D = width // 32
         beats_max = -(-(area_at + 0xFFFF + wire.CRC_LEN) // (width // 8))
         super().__init__({
             "header": 8 * area_at,
-            "ip_sum": 17,               # udp: the IPv4 header's sum, one fold to go
             "has_body": 1,
             "beats": range(beats_max + 1),
             "crc_dw": range(D),
@@ -70,7 +68,8 @@ class Framer(wiring.Component):
     ``credits_valid`` is set every frame carries them with ``flags`` bit 1
     (credit fields valid) set.
 
-    Pipeline: a two-entry descriptor queue (``desc.ready`` is "not full"),
+    Pipeline: a two-entry descriptor queue (``desc.ready`` is "not full"; three
+    slots in a ring with the frame being sent, whose header is read in place),
     a sequencer that issues one beat per cycle, the CRC
     (:class:`~tlpoe.rtl.framing.crc.Crc32Pipelined`, :attr:`crc_latency` cycles)
     beside a delay line of the same length, the CRC inserted into the last
@@ -147,7 +146,12 @@ class Framer(wiring.Component):
 
         # --- sequencer: one beat per cycle from the head descriptor and the words ----
         body_first = geo.area_at // Wb              # beats before the first body word
-        header = Signal(8 * geo.area_at)            # shifts one beat out per beat
+        # The header is read where the descriptor's slot holds it (no copy at
+        # a load, whose enable depends on the words' valid), word by word: the
+        # slot and the word from registers.
+        hb = -(-geo.area_at // Wb)                  # beats that carry header bytes
+        cur = Signal(range(3))                      # the current frame's slot
+        hk = Signal(range(hb + 1))                  # its header word next (hb: none)
         eth_bytes = Signal(geo.bridge_at)           # bytes of this beat outside the CRC
         pre_body = Signal(max(1, body_first))       # bit 0: this beat takes no body word
         busy, first, is_last, has_body = Signal(), Signal(), Signal(), Signal()
@@ -168,8 +172,11 @@ class Framer(wiring.Component):
             head.pop.eq(load),
             self.words.ready.eq(busy & (credit != 0) & from_words),
         ]
+        header_words = Array(
+            Array([*(slot.header[W * k:W * (k + 1)] for k in range(hb)), Const(0, W)])
+            for slot in head.slots)
         beat_data = Signal(W)
-        m.d.comb += beat_data.eq(header[:W] | Mux(from_words, self.words.payload, 0))
+        m.d.comb += beat_data.eq(header_words[cur][hk] | Mux(from_words, self.words.payload, 0))
         outside_crc = Signal(W)                     # the Ethernet header's bits in this beat
         m.d.comb += outside_crc.eq(Cat(eth_bytes[b].replicate(8)
                                        for b in range(min(geo.bridge_at, Wb))))
@@ -177,17 +184,10 @@ class Framer(wiring.Component):
         m.d.comb += crc_data.eq(beat_data & ~outside_crc)
 
         entry = head.entry
-        loaded = entry.header
-        if self.transport is tp.Transport.UDP:
-            # the IPv4 checksum: the last fold of the sum, complemented
-            at = wire.ETH_LEN + tp.IPV4["checksum"].offset
-            checksum = ~(entry.ip_sum[:16] + entry.ip_sum[16])[:16]
-            loaded = Cat(entry.header[:8 * at], be_bytes(checksum, 2),
-                         entry.header[8 * (at + 2):])
         with m.If(load):
             m.d.sync += [
                 busy.eq(1), first.eq(1),
-                header.eq(loaded),
+                cur.eq(head.slot), hk.eq(0),
                 eth_bytes.eq((1 << geo.bridge_at) - 1),
                 pre_body.eq((1 << body_first) - 1),
                 left.eq(entry.beats),
@@ -200,7 +200,7 @@ class Framer(wiring.Component):
         with m.Elif(advance):
             m.d.sync += [
                 first.eq(0),
-                header.eq(header >> W),
+                hk.eq(Mux(hk == hb, hb, hk + 1)),
                 eth_bytes.eq(eth_bytes >> Wb),
                 pre_body.eq(pre_body >> 1),
                 left.eq(left - 1),
@@ -296,9 +296,14 @@ class Framer(wiring.Component):
                             src_ip=cfg.src_ip, dst_ip=cfg.dst_ip)
             udp = pack_bytes(tp.UDP, src_port=cfg.src_port, dst_port=cfg.dst_port,
                              length=desc.length + (tp.UDP.length + after_udp))
+            # the checksum: the base plus L, folded once (a carry select: both
+            # sums at once), complemented
+            base = Mux(is_data, bases.bases[desc.tc], bases.control_base)
+            plain, plus_one = base + desc.length, base + desc.length + 1
+            checksum = ~Mux(plain[16], plus_one[:16], plain[:16])
+            at = tp.IPV4["checksum"].offset
+            ip = Cat(ip[:8 * at], be_bytes(checksum, 2), ip[8 * (at + 2):])
             headers = Cat(eth, ip, udp, bridge)
-            m.d.comb += new.ip_sum.eq(Mux(is_data, bases.bases[desc.tc], bases.control_base) +
-                                      desc.length)
         else:
             headers = Cat(pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
                                      ethertype=self.ethertype), bridge)
@@ -314,27 +319,23 @@ class Framer(wiring.Component):
             new.seq.eq(desc.seq),
         ]
 
-        head = SimpleNamespace(entry=Signal(entry_layout, name="head"),
-                               valid=Signal(name="head_valid"),
-                               pop=Signal(name="head_pop"))
-        spare = Signal(entry_layout)                   # the second entry, behind the head
-        count = Signal(range(3))
+        # Three slots in a ring: up to two descriptors waiting and the frame
+        # being sent, read where it is (a slot is written only at a push,
+        # never while its frame is sent: at most two wait beside it).
+        slots = [Signal(entry_layout, name=f"slot{i}") for i in range(3)]
+        wp, rp = Signal(range(3)), Signal(range(3))     # the next to write; the oldest waiting
+        count = Signal(range(3))                        # descriptors waiting
+        head = SimpleNamespace(slots=slots, slot=rp, entry=Array(slots)[rp],
+                               valid=Signal(name="head_valid"), pop=Signal(name="head_pop"))
         m.d.comb += self.desc.ready.eq(count != 2)
         push = Signal()
         m.d.comb += [push.eq(self.desc.valid & self.desc.ready), head.valid.eq(count != 0)]
         m.d.sync += count.eq(count + push - head.pop)
-        # The head is the older entry; a push goes to the head when it is free
-        # (empty, or popped with no spare behind it), else to the spare.
+        with m.If(push):
+            m.d.sync += wp.eq(Mux(wp == 2, 0, wp + 1))
+            for i, slot in enumerate(slots):
+                with m.If(wp == i):
+                    m.d.sync += slot.eq(new)
         with m.If(head.pop):
-            with m.If(count == 2):
-                m.d.sync += head.entry.eq(spare)
-            with m.Elif(push):
-                m.d.sync += head.entry.eq(new)
-            with m.If(push & (count == 2)):
-                m.d.sync += spare.eq(new)
-        with m.Elif(push):
-            with m.If(count == 0):
-                m.d.sync += head.entry.eq(new)
-            with m.Else():
-                m.d.sync += spare.eq(new)
+            m.d.sync += rp.eq(Mux(rp == 2, 0, rp + 1))
         return head
