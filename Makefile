@@ -66,8 +66,8 @@ coverage: ## Verilator line/toggle coverage per RTL block and functional coverag
 perf: ## simulation speed (cycles/s) of the loopback, link and translator benches on Icarus and Verilator side by side, and the models' throughput, in build/reports/perf/; QUICK=1: the short mode
 	$(PY) -m tlpoe.sim.perf $(if $(QUICK),--quick)
 
-e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode; CLOCK_MHZ=f: the bridges' clock (default 250)
-	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ))
+e2e: ## a GPU on a local slot vs across the bridge (RTL on Verilator + models): MMIO latency, DMA 4 KiB-16 MiB, SAXPY, GEMM, in build/reports/e2e/; QUICK=1: the short mode; CLOCK_MHZ=f: the bridges' clock (default 250); TRANSPORT=udp: the bridges' frames in IPv4/UDP
+	$(PY) -m tlpoe.sim.e2e $(if $(QUICK),--quick) $(if $(CLOCK_MHZ),--clock-mhz $(CLOCK_MHZ)) $(if $(TRANSPORT),--transport $(TRANSPORT))
 
 interop: ## cocotbext-pcie's RootComplex and endpoint through two bridges (Verilator) vs joined straight: enumeration, BAR sizing, MMIO of every size 1..512, DMA with MPS/MRRS/RCB splits, MSI, in build/reports/interop/; QUICK=1: the short form make test runs
 	$(PY) -m tlpoe.sim.interop $(if $(QUICK),--quick)

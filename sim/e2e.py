@@ -145,10 +145,14 @@ def _point_params(point):
                    models={"vram_size": 32 << 20, "host_mem_size": 32 << 20}), **point}
 
 
-def disaggregated_point(name, point, sim="verilator", width=WIDTH, clock_ns=CLOCK_NS):
-    """Host 0's measurements of one point on the RTL (host 1 idle)."""
+def disaggregated_point(name, point, sim="verilator", width=WIDTH, clock_ns=CLOCK_NS,
+                        transport="eth"):
+    """Host 0's measurements of one point on the RTL (host 1 idle), the
+    bridges on ``transport``."""
+    extra = None if transport == "eth" else {"transport": transport}
     with tempfile.TemporaryDirectory() as tmp:
-        record = run_system(sim, f"e2e-{name}", _point_params(point), tmp, width, clock_ns)
+        record = run_system(sim, f"e2e-{name}", _point_params(point), tmp, width, clock_ns,
+                            extra)
     return dict(name=name, point=point, host0=record["host0"], end_ns=record["end_ns"],
                 counters=record["counters"])
 
@@ -315,7 +319,8 @@ def _plots(out, table, local, remote):
 
 def _markdown(table, meta):
     lines = ["# End to end: local slot vs disaggregated", "",
-             f"Disaggregated: bridges at {meta['width']} bits, {1000 / meta['clock_ns']:.0f} MHz; "
+             f"Disaggregated: bridges at {meta['width']} bits, {1000 / meta['clock_ns']:.0f} MHz, "
+             f"frames on the `{meta.get('transport', 'eth')}` transport; "
              f"{meta['net']['rate_gbps']} GbE, {meta['net']['cable_ns']:.0f} ns per hop, "
              f"{meta['net']['switch_mode']} switch ({meta['net']['switch_latency_ns']:.0f} ns). "
              f"Local: PCIe Gen3 x16 through the same PCIe switch model. Simulated up to "
@@ -349,6 +354,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tlpoe.sim.e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the short mode `make test` runs")
     parser.add_argument("--out", default="build/reports/e2e", help="report folder")
+    parser.add_argument("--transport", default="eth", choices=("eth", "udp"),
+                        help="what carries the bridges' frames (models/transport.py)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="simulations at once (default 2)")
     parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"),
@@ -387,7 +394,8 @@ def main(argv=None):
     records, failed = [], []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {name: pool.submit(functools.partial(disaggregated_point, sim=args.sim,
-                                                       width=width, clock_ns=clock_ns),
+                                                       width=width, clock_ns=clock_ns,
+                                                       transport=args.transport),
                                      name, point) for name, point in points.items()}
         for name, future in futures.items():
             try:
@@ -405,7 +413,8 @@ def main(argv=None):
         return 1
     remote = _merge(records)
     table = rows(local, remote, max(sim_sizes), net_round_trip_ns(), width, clock_ns)
-    meta = dict(width=width, clock_ns=clock_ns, bridge=bridge_params(width), net=NET, seed=SEED,
+    meta = dict(width=width, clock_ns=clock_ns, transport=args.transport,
+                bridge=bridge_params(width), net=NET, seed=SEED,
                 quick=args.quick, simulated_max=max(sim_sizes), sim=args.sim,
                 dxpu_overhead=DXPU_OVERHEAD, net_round_trip_ns=net_round_trip_ns())
     (out / "e2e.json").write_text(json.dumps(dict(meta=meta, rows=table, local=local,

@@ -59,6 +59,16 @@ def device_mac(i):
     return bytes([0x02, 0x74, 0x6C, 0x70, 0x01, i])
 
 
+def link_addresses(i, side):
+    """The ``udp`` transport's configuration of host link ``i``'s bridge on
+    ``side`` (``"host"`` or ``"device"``): its IPv4 address (hosts
+    10.0.1.i, the chassis' device bridges 10.0.2.i), the peer's, and a UDP
+    source port of the link's own (ECMP entropy). Harmless on ``eth``."""
+    host, device = 0x0A00_0100 + i, 0x0A00_0200 + i
+    ours, peer = (host, device) if side == "host" else (device, host)
+    return dict(src_ip=ours, dst_ip=peer, src_port=0xC000 + 2 * i + (side == "device"))
+
+
 class ModelTime:
     """Runs ``kernel`` up to the simulation time at every rising edge of
     ``clock``, after the ``hooks`` (callables of the time in ns)."""

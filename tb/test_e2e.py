@@ -72,9 +72,11 @@ from tlpoe.sim.pool import Bar, CsrWriter, Gpu, HostLink, PoolManager
 from tlpoe.tb.bfm import reset, start_clock, wait_cycles
 from tlpoe.tb.csr_bus import AxilCsr
 from tlpoe.tb.e2e_env import (
-    BoundaryChecker, EthernetNetwork, ModelTime, RtlTlpPort, device_mac, host_mac, pcie_link,
+    BoundaryChecker, EthernetNetwork, ModelTime, RtlTlpPort, device_mac, host_mac,
+    link_addresses, pcie_link,
 )
 from tlpoe.tb.bridge_ports import BridgePorts
+from tlpoe.rtl.framing.transport import CHECKSUM_LAG
 from tlpoe.tb.bridge_twin import BridgeTwin, bridge_model
 from tlpoe.tb.link_env import configure_bridge
 from tlpoe.tb.params import tb_params
@@ -360,13 +362,17 @@ class E2eTest(uvm_test):
         start_clock(dut.clk, p["clock_ns"])
         self.build_system(dut)
         for i in range(p["hosts"]):
-            configure_bridge(dut, f"h{i}", device_mac(i), host_mac(i), p)
-            configure_bridge(dut, f"d{i}", host_mac(i), device_mac(i), p)
+            configure_bridge(dut, f"h{i}", device_mac(i), host_mac(i), p,
+                             **link_addresses(i, "host"))
+            configure_bridge(dut, f"d{i}", host_mac(i), device_mac(i), p,
+                             **link_addresses(i, "device"))
         self.twins = [BridgeTwin(dut, side, bridge_model(p["width"], **p["bridge"]),
                                  name=f"twin_{side}")
                       for i in range(p["hosts"]) for side in (f"h{i}", f"d{i}")
                       ] if p["twin"] else []      # created before the reset
-        await reset(dut.clk, dut.rst)
+        # on udp the configuration's pipeline has no reset: a reset as long fills it
+        udp = p["bridge"].get("transport", "eth") != "eth"
+        await reset(dut.clk, dut.rst, cycles=CHECKSUM_LAG + 2 if udp else 4)
         self.start_pool()
         t0 = get_sim_time("ns")
         first = await self.assign([("gpu0", "host0"), ("gpu1", "host1")])
