@@ -296,13 +296,15 @@ class Framer(wiring.Component):
                             src_ip=cfg.src_ip, dst_ip=cfg.dst_ip)
             udp = pack_bytes(tp.UDP, src_port=cfg.src_port, dst_port=cfg.dst_port,
                              length=desc.length + (tp.UDP.length + after_udp))
-            # the checksum: the base plus L, folded once (a carry select: both
-            # sums at once), complemented
-            base = Mux(is_data, bases.bases[desc.tc], bases.control_base)
-            plain, plus_one = base + desc.length, base + desc.length + 1
-            checksum = ~Mux(plain[16], plus_one[:16], plain[:16])
-            at = tp.IPV4["checksum"].offset
-            ip = Cat(ip[:8 * at], be_bytes(checksum, 2), ip[8 * (at + 2):])
+            # The checksum, a cycle after the handshake: the class's base and L
+            # registered, then added and folded once (a carry select: both sums
+            # at once), complemented, into the slot's bytes 24-25. The slot's
+            # frame starts at the earliest the cycle after next (head_valid,
+            # then the load), so its first beat finds the checksum there.
+            ck_base, ck_length = Signal(16), Signal(16)
+            ck_valid, ck_slot = Signal(), Signal(range(3))
+            m.d.sync += [ck_valid.eq(0)]
+            ck_at = wire.ETH_LEN + tp.IPV4["checksum"].offset
             headers = Cat(eth, ip, udp, bridge)
         else:
             headers = Cat(pack_bytes(wire.ETHERNET, dst_mac=self.dst_mac, src_mac=self.src_mac,
@@ -338,4 +340,14 @@ class Framer(wiring.Component):
                     m.d.sync += slot.eq(new)
         with m.If(head.pop):
             m.d.sync += rp.eq(Mux(rp == 2, 0, rp + 1))
+        if self.transport is tp.Transport.UDP:
+            with m.If(push):
+                m.d.sync += [ck_valid.eq(1), ck_slot.eq(wp), ck_length.eq(desc.length),
+                             ck_base.eq(Mux(is_data, bases.bases[desc.tc], bases.control_base))]
+            plain, plus_one = ck_base + ck_length, ck_base + ck_length + 1
+            checksum = be_bytes(~Mux(plain[16], plus_one[:16], plain[:16]), 2)
+            with m.If(ck_valid):
+                for i, slot in enumerate(slots):
+                    with m.If(ck_slot == i):
+                        m.d.sync += slot.header[8 * ck_at:8 * (ck_at + 2)].eq(checksum)
         return head
