@@ -96,7 +96,9 @@ class Framer(wiring.Component):
     ports, TTL and DSCPs come from ``udp`` (:class:`UdpConfigLayout`), which
     acts :data:`~tlpoe.rtl.framing.transport.CHECKSUM_LAG` cycles after it
     changes (the IPv4 checksum's bases are worked out from it in a pipeline,
-    :class:`~tlpoe.rtl.framing.transport.ChecksumBases`). A DATA frame takes
+    :class:`~tlpoe.rtl.framing.transport.ChecksumBases`; a frame's length is
+    added to its base and the sum folded in the cycle after its
+    descriptor's handshake, into its slot). A DATA frame takes
     the DSCP of ``desc.tc`` (its first TLP's traffic class), other frames
     ``control_dscp``. ``ethertype`` is the ``eth`` transport's.
     """
