@@ -8,7 +8,6 @@ from amaranth.lib.wiring import In, Out
 
 from ...models import transport as tp
 from ...models import wire
-from ..framing.transport import geometry
 from ..streams import FrameDesc, TxDesc, check_width
 from .link_common import LinkFeedback, check_mode, check_window, first_of
 
@@ -92,7 +91,7 @@ class ReplayBuffer(wiring.Component):
         check_mode(mode)
         check_width(width)
         #: The TLP area's first byte in a frame (the transport's headers before it).
-        self.area_at = geometry(transport).area_at
+        self.area_at = tp.area_offset(transport)
         if mtu not in wire.MTUS:
             raise ValueError(f"mtu must be one of {wire.MTUS}, not {mtu!r}")
         if not 2 <= seq_bits <= 32:

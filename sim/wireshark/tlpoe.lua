@@ -85,6 +85,8 @@ local W = {
       [5] = "COUNT_MISMATCH",
       [6] = "EMPTY_DATA",
       [7] = "OVERSIZE",
+      [8] = "IP_HEADER",
+      [9] = "NOT_OURS",
     },
     -- TLP header layouts (models.tlp.HEADER_LAYOUTS)
     TLP_HEADERS = {
