@@ -35,7 +35,8 @@ Plain Python, no simulator.
 from dataclasses import dataclass
 
 __all__ = ["FULL", "ALPHA_ONE", "DcqcnParams", "ReactionPoint", "NotificationPoint",
-           "TokenBucket"]
+           "TokenBucket", "cut_rate", "raised_alpha", "decayed_alpha", "raised_target",
+           "halfway"]
 
 #: The whole line rate, in the rate registers' units.
 FULL = 1 << 16
@@ -73,6 +74,38 @@ class DcqcnParams:
                 raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
 
 
+def cut_rate(rc, alpha, params):
+    """The rate after a CNP: ``rc * (1 - alpha / 2)``, not below the floor."""
+    return max(params.min_rate, rc - (rc * alpha >> 11))
+
+
+def raised_alpha(alpha, params):
+    """``alpha`` after a CNP: ``(1 - g) * alpha + g``."""
+    return alpha - (alpha >> params.g_shift) + (ALPHA_ONE >> params.g_shift)
+
+
+def decayed_alpha(alpha, params):
+    """``alpha`` after an ``alpha_timer`` without a CNP: ``(1 - g) * alpha``."""
+    return alpha - (alpha >> params.g_shift)
+
+
+def raised_target(rt, timer_stage, byte_stage, params):
+    """The target rate after an increase event at these stage counts: fast
+    recovery (unchanged) while both are below F, hyper increase once both
+    exceed it, additive increase otherwise."""
+    low, high = sorted((timer_stage, byte_stage))
+    if high < params.fast_recovery:
+        return rt
+    if low > params.fast_recovery:
+        return min(FULL, rt + (low - params.fast_recovery) * params.hai_rate)
+    return min(FULL, rt + params.ai_rate)
+
+
+def halfway(rt, rc):
+    """The current rate after an increase event: halfway to the target."""
+    return (rt + rc + 1) >> 1
+
+
 class ReactionPoint:
     """DCQCN's sender side: the current and target rates and ``alpha``,
     stepped one tick at a time (:meth:`tick`), with :meth:`cnp` (a
@@ -96,8 +129,8 @@ class ReactionPoint:
         p = self.params
         self.cnps += 1
         self.rt = self.rc
-        self.rc = max(p.min_rate, self.rc - (self.rc * self.alpha >> 11))
-        self.alpha = self.alpha - (self.alpha >> p.g_shift) + (ALPHA_ONE >> p.g_shift)
+        self.rc = cut_rate(self.rc, self.alpha, p)
+        self.alpha = raised_alpha(self.alpha, p)
         self.alpha_count = self.timer_count = self.bytes_count = 0
         self.timer_stage = self.byte_stage = 0
 
@@ -116,7 +149,7 @@ class ReactionPoint:
         self.alpha_count += 1
         if self.alpha_count >= p.alpha_timer:
             self.alpha_count = 0
-            self.alpha -= self.alpha >> p.g_shift
+            self.alpha = decayed_alpha(self.alpha, p)
         self.timer_count += 1
         if self.timer_count >= p.increase_timer:
             self.timer_count = 0
@@ -124,15 +157,8 @@ class ReactionPoint:
             self._increase()
 
     def _increase(self):
-        p = self.params
-        low, high = sorted((self.timer_stage, self.byte_stage))
-        if high < p.fast_recovery:
-            pass                                        # fast recovery: towards rt
-        elif low > p.fast_recovery:
-            self.rt = min(FULL, self.rt + (low - p.fast_recovery) * p.hai_rate)
-        else:
-            self.rt = min(FULL, self.rt + p.ai_rate)
-        self.rc = (self.rt + self.rc + 1) >> 1
+        self.rt = raised_target(self.rt, self.timer_stage, self.byte_stage, self.params)
+        self.rc = halfway(self.rt, self.rc)
 
 
 class NotificationPoint:
