@@ -39,6 +39,7 @@ which the RTL imports.
 """
 
 from collections import deque, namedtuple
+from types import SimpleNamespace
 
 from . import wire
 from .deframing_cycles import (CycleDeframer, CycleReorderBuffer, CycleUnpacker, ReorderDesc,
@@ -50,6 +51,8 @@ from .credits_cycles import (CycleCreditAdvertiser, CycleCreditReturn, CyclePeer
 from .cpl_gate_cycles import CycleCompletionGate, CycleRequestTap
 from .cpl_tracker_cycles import COUNTERS as TRACKER_COUNTERS
 from .cpl_tracker_cycles import CycleCplTracker, header_tlp, ur_completion
+from .dcqcn import DcqcnParams
+from .dcqcn_cycles import CnpCycles, RateLimiterCycles, wire_bytes_of
 from .frame import keepalive_credits
 from .link_cycles import CycleConfig, CycleEndpoint, RxFrame
 from .link_state_cycles import CycleLinkState
@@ -102,9 +105,10 @@ def decap_depths(width, mtu, window=None):
 #: beat offered, ``(data, keep, last, stamp)``, or None), ``desc`` (the
 #: deframer's verdict this cycle, an ``RxDesc``, or None: what a verdict
 #: stage judges), ``credits`` (while ``credits_update``), the counters and
-#: ``keepalive`` (a KEEPALIVE's link-state fields with its ``desc``, else None).
+#: ``keepalive`` (a KEEPALIVE's link-state fields with its ``desc``, else None)
+#: and ``ce`` (the frame of ``desc`` passed and arrived marked ECN-CE).
 DecapCycle = namedtuple("DecapCycle", "frame_ready tlp desc credits drops good_frames "
-                                      "control_frames overflows tlps_out keepalive")
+                                      "control_frames overflows tlps_out keepalive ce")
 
 
 class CycleDecapsulator:
@@ -147,7 +151,7 @@ class CycleDecapsulator:
         d, u = self.deframer.outputs(), self.unpacker.outputs()
         return DecapCycle(not self.hold or self.in_frame or self.room, u.tlp, d.desc, d.credits,
                           d.drops, d.good_frames, d.control_frames, d.overflows, u.tlps_out,
-                          d.keepalive)
+                          d.keepalive, d.ce)
 
     def step(self, *, beat=None, tlp_ready=False, verdict=None, udp=None):
         """One clock cycle; returns the :class:`DecapCycle` shown before the edge.
@@ -214,11 +218,15 @@ class LinkPath:
     ``ack_delay`` and ``framer`` (a :class:`FramerConfig`: MAC addresses,
     channel, and the credits every frame carries). ``state``: the link
     state machine (a :class:`~tlpoe.models.link_state_cycles.CycleLinkState`),
-    or None: the link goes down for good at the replay limit (a latch)."""
+    or None: the link goes down for good at the replay limit (a latch).
+    ``congestion``: DCQCN's blocks (``ecn``), a
+    :class:`~tlpoe.models.dcqcn_cycles.RateLimiterCycles` and a
+    :class:`~tlpoe.models.dcqcn_cycles.CnpCycles`, or None."""
 
-    def __init__(self, config=None, state=None):
+    def __init__(self, config=None, state=None, congestion=None):
         self.config = config = config if config is not None else BridgeConfig()
         self.state = state
+        self.rate, self.cnp = congestion if congestion is not None else (None, None)
         link = config.link
         self.width = link.width
         transport = link.transport
@@ -248,8 +256,9 @@ class LinkPath:
         """``rst``: every register and counter back to its initial value."""
         for block in (self.packer, self.endpoint, self.framer, self.decap):
             block.reset()
-        if self.state is not None:
-            self.state.reset()
+        for block in (self.state, self.rate, self.cnp):
+            if block is not None:
+                block.reset()
         self._heard = (False, None)     # the frame checked a cycle before, registered
         self._clear_bodies()
 
@@ -284,6 +293,11 @@ class LinkPath:
         else:
             out["link_status"] = self.state.state
             out.update(self.state.counts)
+        if self.rate is not None:
+            r, c = self.rate, self.cnp
+            out.update(rate_current=r.rc, rate_target=r.rt, rate_alpha=r.alpha,
+                       cnps_received=r.cnps_received, throttled_cycles=r.throttled_cycles,
+                       ce_frames=c.ce_frames, cnps_sent=c.cnps_sent)
         return out
 
     def step(self, *, tlp_in=None, frame_out_ready=False, frame_in=None, tlp_out_ready=False,
@@ -313,10 +327,19 @@ class LinkPath:
             up=state.up, rewind=state.rewind, drop=state.restart,
             keepalive_due=state.keepalive_due, adopt=state.adopt,
             adopt_base=state.adopt_base & ((1 << self.config.link.seq_bits) - 1))
+        congestion = {} if self.rate is None else dict(echo=self.cnp.echo,
+                                                       rate_ok=self.rate.rate_ok())
         cycle = self.endpoint.step(
             received=received, desc=packer.desc, words_valid=packer.word is not None,
             tx_ready=framer.desc_ready, tx_words_ready=framer.words_ready,
-            data_sent=data_sent, send_credit=send_credit, **link_state)
+            data_sent=data_sent, send_credit=send_credit, **link_state, **congestion)
+        if self.rate is not None:
+            # the rate limiter: the peer's echoes, each DATA frame taken
+            sent = None
+            if cycle.taken and cycle.tx.frame_type == wire.FrameType.DATA:
+                sent = wire_bytes_of(self.framer.area_at, cycle.tx.length) & 0x3FFF
+            self.rate.step(cnp=cycle.feedback.echo_in, sent_bytes=sent)
+            self.cnp.step(ce=decap.ce, echo_sent=cycle.echo_sent)
         keepalive = cycle.tx is not None and cycle.tx.frame_type == wire.FrameType.KEEPALIVE
         # a KEEPALIVE carries its link-state fields in the credit bytes, not
         # marked valid, and is no credit advertisement
@@ -424,6 +447,12 @@ BridgeOutputs = namedtuple("BridgeOutputs", "tlp_in_ready frame_out tlp_out link
 #: (a string: the Bridge parameter of that name).
 #: The ``cfg`` fields of the ``udp`` transport (``rtl/bridge/registers.py`` UDP_CONFIG).
 UDP_NAMES = ("src_ip", "dst_ip", "src_port", "dst_port", "ttl", "control_dscp", "dscp")
+#: The ``cfg`` fields of the rate limiter's DCQCN parameters (``DCQCN_CONFIG``).
+DCQCN_PARAMS = ("g_shift", "alpha_timer", "increase_timer", "byte_counter", "fast_recovery",
+                "ai_rate", "hai_rate", "min_rate")
+#: The congestion-control stats (0 without ``ecn``).
+DCQCN_STATS = ("rate_current", "rate_target", "rate_alpha", "ce_frames", "cnps_sent",
+               "cnps_received", "throttled_cycles")
 CONFIG_RESET = dict(channel=0, flush_timeout="flush_timeout", replay_timeout="replay_timeout",
                     nak_timeout="nak_timeout", ack_delay="ack_delay",
                     credit_delay="credit_delay", credit_refresh="credit_refresh",
@@ -432,7 +461,10 @@ CONFIG_RESET = dict(channel=0, flush_timeout="flush_timeout", replay_timeout="re
                     cpl_timeout="cpl_timeout", hold_time="hold_time",
                     completer_id="completer_id", dst_mac=0, src_mac=0,
                     **{name: getattr(UdpConfig(), name) for name in UDP_NAMES[:-1]},
-                    dscp=list(UdpConfig().dscp))
+                    dscp=list(UdpConfig().dscp),
+                    ecn_enable="ecn", cnp_interval=DcqcnParams().cnp_interval,
+                    **{name: getattr(DcqcnParams(), name) for name in DCQCN_PARAMS},
+                    line_bytes="line_bytes", burst=1538)
 #: Cycles per tick of ``hold_time`` (the RTL's ``HOLD_TICK``).
 HOLD_TICK = 1024
 _TAP_COUNTERS = ("posted_dropped", "np_contained", "cpl_dropped")
@@ -457,7 +489,7 @@ class BridgeModel:
     def __init__(self, config=None, *, queue_depth=None, queue_tlps=32, tx_queue_depth=None,
                  credit_delay=256, credit_refresh=None, reorder_illegally=False,
                  link_state=False, keepalive=2500, dead=None, tracker=False, tag_bits=10,
-                 cpl_timeout=4883, hold_time=2441, completer_id=0):
+                 cpl_timeout=4883, hold_time=2441, completer_id=0, ecn=False, line_bytes=None):
         self.config = config = config if config is not None else BridgeConfig()
         link = config.link
         self.width, self.mode = link.width, link.mode
@@ -471,10 +503,16 @@ class BridgeModel:
                                credit_refresh=sizes.credit_refresh, keepalive=keepalive,
                                dead=3 * keepalive if dead is None else dead,
                                cpl_timeout=cpl_timeout, hold_time=hold_time,
-                               completer_id=completer_id)
+                               completer_id=completer_id, ecn=int(ecn),
+                               line_bytes=link.width // 8 << 8 if line_bytes is None
+                               else line_bytes)
         dead = self.parameters["dead"]
+        congestion = None
+        if ecn:
+            congestion = (RateLimiterCycles(line_bytes=self.parameters["line_bytes"]),
+                          CnpCycles())
         self.link = LinkPath(config, CycleLinkState(keepalive=keepalive, dead=dead)
-                             if link_state else None)
+                             if link_state else None, congestion)
         self.tx_queues = CycleClassQueues(link.width, depth=sizes.tx_queue_depth,
                                           tlps=sizes.tx_tlps, max_credits=sizes.max_credits,
                                           reorder_illegally=reorder_illegally)
@@ -543,7 +581,7 @@ class BridgeModel:
         for name, value in c.items():
             stats[name] = value
         for name in ("out_of_order_buffered", "containment", "outstanding") + \
-                TRACKER_COUNTERS + _TAP_COUNTERS:
+                TRACKER_COUNTERS + _TAP_COUNTERS + DCQCN_STATS:
             stats.setdefault(name, 0)       # 0 in sr only / without the tracker
         stats.update(credit_frames=self.advertiser.frames, credits_invalid=self.peer.invalid,
                      credit_stall_cycles=list(tx_q.credit_stall_cycles),
@@ -593,6 +631,8 @@ class BridgeModel:
         if link.state is not None:
             for name in ("keepalive", "dead", "incarnation"):
                 setattr(link.state, name, cfg[name])
+        if link.rate is not None:
+            self._dcqcn_config(link.rate, link.cnp)
         ln = link.step(tlp_in=tx_o, frame_out_ready=frame_out_ready, frame_in=frame_in,
                        tlp_out_ready=rx_i_ready, send_credit=send_credit)
         # the class queues both ways
@@ -636,6 +676,19 @@ class BridgeModel:
         self.advertiser.step(limit, link.sent, link.send_ack)
         return BridgeOutputs(int(tlp_in_ready), ln.frame_out, tlp_out,
                              int(ln.link_down), int(to.irq or ro.irq), stats)
+
+    def _dcqcn_config(self, rate, cnp):
+        """The rate limiter's and the CNP generator's registers from ``cfg``
+        (the parameters as a plain namespace: the RTL takes any value a
+        register holds, which DcqcnParams would refuse)."""
+        cfg = self.cfg
+        key = tuple(cfg[name] for name in DCQCN_PARAMS)
+        if key != getattr(self, "_dcqcn_key", None):
+            self._dcqcn_key = key
+            rate.params = SimpleNamespace(**dict(zip(DCQCN_PARAMS, key)))
+        rate.enable = cnp.enable = bool(cfg["ecn_enable"])
+        rate.line_bytes, rate.burst = cfg["line_bytes"], cfg["burst"]
+        cnp.cnp_interval = cfg["cnp_interval"]
 
     def _offers(self, tap_in):
         """What the tracker's two ports are offered this cycle, and what the

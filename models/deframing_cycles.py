@@ -50,10 +50,11 @@ RxDesc = namedtuple("RxDesc", "good count words area ok frame_type flags seq ack
 #: frame's six credit fields, by name, while ``credits_update``, else None),
 #: the counters (``drops`` a list by :class:`DropReason`) and ``keepalive``
 #: (a KEEPALIVE's link-state fields, a dict, with ``desc`` when it passed
-#: every check, else None).
+#: every check, else None) and ``ce`` (with ``desc``: it passed every check
+#: and arrived marked ECN-CE; ``udp`` only).
 DeframerCycle = namedtuple("DeframerCycle",
                            "word desc credits drops good_frames control_frames overflows "
-                           "keepalive")
+                           "keepalive ce")
 
 
 def frame_words(width, mtu):
@@ -78,7 +79,7 @@ def _keep_bytes(keep, n):
 
 
 class _Verdict:
-    __slots__ = ("adm", "desc", "reason", "is_data", "credits")
+    __slots__ = ("adm", "desc", "reason", "is_data", "credits", "ce")
 
 
 class CycleDeframer:
@@ -107,6 +108,7 @@ class CycleDeframer:
     def reset(self):
         self.drops = [0] * len(DropReason)
         self.good_frames = self.control_frames = self.overflows = 0
+        self.ce_frames = 0                      # (not an RTL counter: the benches')
         self.j, self.admitted = 0, False
         self.bytes = bytearray()
         self.word = None                        # stage 1: the word pushed
@@ -115,14 +117,16 @@ class CycleDeframer:
     def outputs(self):
         v = self.line[-1]
         desc = credits = keepalive = None
+        ce = False
         if v is not None and v.adm:
+            ce = v.ce
             desc = v.desc
             if v.desc.ok and carries_credits(v.desc.frame_type, v.desc.flags):
                 credits = v.credits
             if v.desc.ok and v.desc.frame_type == wire.FrameType.KEEPALIVE:
                 keepalive = keepalive_fields(v.credits)
         return DeframerCycle(self.word, desc, credits, list(self.drops), self.good_frames,
-                             self.control_frames, self.overflows, keepalive)
+                             self.control_frames, self.overflows, keepalive, ce)
 
     def _judge(self, frame, adm, words):
         """The verdict on ``frame`` (its bytes as the RTL counts them), with
@@ -142,6 +146,8 @@ class CycleDeframer:
             ok = True
         except FrameError as error:
             v.reason, ok = error.reason, False
+        v.ce = ok and self.transport is tp.Transport.UDP and \
+            tp.IPV4["ecn"].get(frame, wire.ETH_LEN) == tp.CE
         v.desc = RxDesc(int(ok and v.is_data), count, words, area, int(ok),
                         fields["frame_type"], fields["flags"], fields["seq"], fields["ack"])
         return v
@@ -158,6 +164,7 @@ class CycleDeframer:
         shown = self.outputs()
         v = self.line[-1]
         if v is not None:
+            self.ce_frames += bool(v.adm and v.ce)
             if not v.adm:
                 self.overflows += 1
             elif v.reason is not None:

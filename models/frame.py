@@ -23,7 +23,7 @@ from .wire import (
 
 __all__ = [
     "DropReason", "FrameError", "Frame", "CHECK_ORDER", "ETH_REASONS", "CREDIT_FIELDS",
-    "FLAG_ACK_VALID", "FLAG_CREDITS_VALID", "DEFAULT_DST_MAC", "DEFAULT_SRC_MAC",
+    "FLAG_ACK_VALID", "FLAG_CREDITS_VALID", "FLAG_ECN_ECHO", "DEFAULT_DST_MAC", "DEFAULT_SRC_MAC",
     "PREAMBLE_SFD_LEN", "FCS_LEN", "IFG_LEN",
     "encode_frame", "decode_frame", "pad_to_minimum", "frame_crc", "keepalive_credits",
     "keepalive_fields", "carries_credits",
@@ -35,6 +35,9 @@ __all__ = [
 FLAG_ACK_VALID = 1 << 0
 #: ``flags`` bit 1: the six credit fields are valid.
 FLAG_CREDITS_VALID = 1 << 1
+#: ``flags`` bit 2: congestion echo: frames of ours arrived marked ECN-CE (a
+#: DCQCN CNP riding on the next frame to the peer; docs/transports.md).
+FLAG_ECN_ECHO = 1 << 2
 #: The credit fields of :data:`~tlpoe.models.wire.BRIDGE_HEADER`, in layout order.
 CREDIT_FIELDS = tuple(f.name for f in BRIDGE_HEADER if f.name.startswith("credit_"))
 

@@ -34,6 +34,7 @@ One cycle (the order of the RTL's combinational paths):
 from collections import namedtuple
 from dataclasses import dataclass, fields
 
+from .frame import FLAG_ECN_ECHO
 from .framing_cycles import WIDTHS
 from .link import MODES
 from . import transport as _transport
@@ -149,13 +150,16 @@ Verdict = namedtuple("Verdict", "good store release")
 #: What the receiver tells the sender in a cycle: the cumulative ack every
 #: frame carries (``rx_ack``, ``rx_ack_valid``), the peer's ack and NAK
 #: (``ack_in``, ``nak_in``: a sequence number, or None), and the requests
-#: ``send_ack`` (bool) and ``send_nak`` (the NAK's ``seq``, or None).
-Feedback = namedtuple("Feedback", "rx_ack rx_ack_valid ack_in nak_in send_ack send_nak")
+#: ``send_ack`` (bool) and ``send_nak`` (the NAK's ``seq``, or None);
+#: ``echo_in``: the frame taken carries the peer's ECN echo (a CNP).
+Feedback = namedtuple("Feedback", "rx_ack rx_ack_valid ack_in nak_in send_ack send_nak echo_in",
+                      defaults=(False,))
 #: What the endpoint shows in one cycle: ``tx`` (a :class:`TxFrame` offered,
 #: or None), ``taken`` (the framer took it), ``tx_words_valid``,
 #: ``store_ready`` (the packer's ``words``/``desc`` ready), ``verdict`` (for
-#: the frame received, or None) and ``feedback``.
-Cycle = namedtuple("Cycle", "tx taken tx_words_valid store_ready verdict feedback")
+#: the frame received, or None), ``feedback`` and ``echo_sent`` (the frame
+#: taken carries our ECN echo).
+Cycle = namedtuple("Cycle", "tx taken tx_words_valid store_ready verdict feedback echo_sent")
 
 
 class CycleReceiver:
@@ -231,8 +235,9 @@ class CycleReceiver:
         send_ack = self.ack_valid and (
             self.dup_ack or self.pending >= self.config.ack_every or
             (self.pending != 0 and self.age >= self.ack_delay))
+        echo_in = frame is not None and bool(frame.ok) and bool(frame.flags & FLAG_ECN_ECHO)
         return Feedback((self.expected - 1) & self._mask, self.ack_valid, ack_in, nak_in,
-                        send_ack, self._nak_wanted())
+                        send_ack, self._nak_wanted(), echo_in)
 
     def _nak_wanted(self):
         if self.config.mode == "gbn":
@@ -399,7 +404,7 @@ class CycleSender:
             self._slot(self.committed.seq) == tail)
         return not self.at_window and not reading
 
-    def offer(self, fb, up=True, drop=False):
+    def offer(self, fb, up=True, drop=False, echo=False):
         """The frame offered to the framer this cycle (a :class:`TxFrame`),
         or None, and whether a NAK offered is stale (the receiver no longer
         asks for it: it goes as an ACK frame). While not ``up`` only a
@@ -413,11 +418,13 @@ class CycleSender:
         frame_type, seq = (FrameType.ACK, 0) if stale else (held.frame_type, held.seq)
         if held.frame_type == FrameType.KEEPALIVE:
             seq = self.tail if drop else self.head
-        return TxFrame(frame_type, int(fb.rx_ack_valid), seq, fb.rx_ack, held.count,
+        flags = int(fb.rx_ack_valid) | (FLAG_ECN_ECHO if echo else 0)
+        return TxFrame(frame_type, flags, seq, fb.rx_ack, held.count,
                        held.length, held.tc), stale
 
     def clock(self, fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit,
-              up=True, rewind=False, drop=False, keepalive_due=False):
+              up=True, rewind=False, drop=False, keepalive_due=False, echo=False,
+              rate_ok=True):
         """Move the registers across the edge (the arguments as in
         :meth:`CycleEndpoint.step`; ``fb`` this cycle's feedback, ``taken``
         and ``stale`` from :meth:`offer`). Returns whether ``desc`` was
@@ -488,7 +495,7 @@ class CycleSender:
         load = held is None and not self.replaying
         nak_now = r.send_nak is not None and up
         ack_now = r.send_ack and up
-        commit_data = load and not nak_now and have_data and up
+        commit_data = load and not nak_now and have_data and up and rate_ok
         committed = held
         if load and (nak_now or commit_data or ack_now or keepalive_due):
             if nak_now:
@@ -563,7 +570,7 @@ class CycleSender:
         if taken and held.frame_type == FrameType.NAK:
             send_nak = None
         self.fb = Feedback(fb.rx_ack, fb.rx_ack_valid, fb.ack_in, fb.nak_in,
-                           (fb.send_ack or send_credit) and not taken, send_nak)
+                           (fb.send_ack or send_credit or echo) and not taken, send_nak)
         rewinding = rewind and gbn      # a go-back-N replay to head
         self.replaying = event or rewinding
         self.replay_to = r.nak_in if nak_ok and not rewinding else head
@@ -632,7 +639,8 @@ class CycleEndpoint:
 
     def step(self, *, received=None, desc=None, words_valid=False, tx_ready=False,
              tx_words_ready=False, data_sent=None, send_credit=False, up=None, rewind=False,
-             drop=False, keepalive_due=False, adopt=False, adopt_base=0):
+             drop=False, keepalive_due=False, adopt=False, adopt_base=0, echo=False,
+             rate_ok=True):
         """One clock cycle. Inputs:
 
         * ``received``: the :class:`RxFrame` the receiver takes this cycle
@@ -648,7 +656,11 @@ class CycleEndpoint:
           the latch ``link_down``, to the receiver 1), ``rewind``, ``drop``,
           ``keepalive_due`` to the sender, ``adopt`` and ``adopt_base`` to
           the receiver (which, while not up or adopting, judges a frame as
-          one that failed its checks).
+          one that failed its checks);
+        * congestion control (docs/transports.md): ``echo`` (the CNP
+          generator's: the frame taken carries FLAG_ECN_ECHO; an ACK frame
+          when nothing else goes) and ``rate_ok`` (the rate limiter's: a
+          DATA frame may be committed).
 
         Returns the :class:`Cycle` the RTL shows before the edge."""
         rx, tx = self.receiver, self.sender
@@ -659,12 +671,13 @@ class CycleEndpoint:
             up = not self.link_down
         verdict, kind, distance = rx.judge(judged)
         fb = rx.feedback(judged)
-        offered, stale = tx.offer(fb, up, drop)
+        offered, stale = tx.offer(fb, up, drop, echo)
         taken = offered is not None and bool(tx_ready)
         sent_nak = taken and tx.committed.frame_type == FrameType.NAK and not stale
-        cycle = Cycle(offered, taken, tx.out_valid, tx.store_ready(), verdict, fb)
+        cycle = Cycle(offered, taken, tx.out_valid, tx.store_ready(), verdict, fb,
+                      taken and bool(echo))
         tx.clock(fb, taken, stale, desc, words_valid, tx_words_ready, data_sent, send_credit,
-                 up, rewind, drop, keepalive_due)
+                 up, rewind, drop, keepalive_due, echo, rate_ok)
         self.link_down |= tx.retry_limit
         rx.clock(verdict or Verdict(0, 0, 0), kind, distance, taken, sent_nak)
         if adopt:

@@ -133,7 +133,7 @@ ETHERNET = Layout("ethernet", 14, [
 BRIDGE_HEADER = Layout("bridge", 26, [
     Field("version", 0, 1, f"format version, {VERSION}", bits=4, shift=4),
     Field("frame_type", 0, 1, "DATA 0, ACK 1, NAK 2, CREDIT 3, KEEPALIVE 4", bits=4, shift=0),
-    Field("flags", 1, 1, "bit 0: `ack` valid; bit 1: credit fields valid; others 0"),
+    Field("flags", 1, 1, "bit 0: `ack` valid; bit 1: credit fields valid; bit 2: ECN echo (a CNP); others 0"),
     Field("channel", 2, 2, "link / channel id: which bridge pair and which link"),
     Field("seq", 4, 4, "sequence number of this frame (DATA); the link layer "
                        "uses its low `seq_bits` bits and wraps"),

@@ -55,7 +55,7 @@ _LINK = ("mode", "window", "seq_bits", "max_retries", "replay_timeout", "nak_tim
 _CONFIG = ("mtu", "flush_timeout", "ethertype")
 _MODEL = ("queue_depth", "queue_tlps", "tx_queue_depth", "credit_delay", "credit_refresh",
           "reorder_illegally", "link_state", "keepalive", "dead", "tracker", "tag_bits",
-          "cpl_timeout", "hold_time", "completer_id")
+          "cpl_timeout", "hold_time", "completer_id", "ecn", "line_bytes")
 #: Every parameter of a Bridge besides ``width``, which :func:`bridge_model` takes.
 BRIDGE_PARAMETERS = _LINK + _CONFIG + _MODEL
 

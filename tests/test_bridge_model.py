@@ -17,8 +17,10 @@ import random
 import pytest
 
 from tlpoe.models.bridge import BridgeConfig, BridgeModel
-from tlpoe.models.frame import (CREDIT_FIELDS, DropReason, encode_frame, keepalive_credits,
-                               pad_to_minimum)
+from tlpoe.models.dcqcn import FULL
+from tlpoe.models.frame import (CREDIT_FIELDS, FLAG_ECN_ECHO, DropReason, encode_frame,
+                               keepalive_credits, pad_to_minimum)
+from tlpoe.models.transport import mark_ce
 from tlpoe.models.link_cycles import CycleConfig
 from tlpoe.rtl.bridge.bridge import Bridge
 from tlpoe.rtl.bridge.registers import CONFIG, decode_stats
@@ -58,6 +60,7 @@ class BridgePeer:
         # now and then) and KEEPALIVEs that mostly name ours
         self.link_state = model.link.state is not None
         self.incarnation = rng.getrandbits(32) if self.link_state else 0
+        self.ce_rate = self.echo_rate = 0.2             # congestion both ways (ecn)
 
     def credits(self):
         rng, q = self.rng, self.model.tx_queues
@@ -82,6 +85,8 @@ class BridgePeer:
                            rng.randrange(1 << 32)), (progress, 0.97 - progress, 0.03))[0]
         ack &= self.mask
         flags = rng.choice((3, 3, 3, 1, 2))
+        if self.model.link.rate is not None and rng.random() < self.echo_rate:
+            flags |= FLAG_ECN_ECHO                      # the peer saw our frames marked
         credits = self.credits()
         if kind == 0:
             in_order = self.rates[5]
@@ -107,6 +112,8 @@ class BridgePeer:
             frame = hostile_frame(rng, frame, mtu=1500).data if kind == 0 else frame[:-1]
         if self.model.config.link.transport == "udp":     # from the peer, now and then faulty
             frame = in_udp(rng, frame, self.model._udp_config().peer(), faults=0.05)
+            if self.model.link.rate is not None and rng.random() < self.ce_rate:
+                frame = mark_ce(frame) or frame         # a congested switch on the way
         return pad_to_minimum(frame)
 
     def keepalive(self, ack, flags):
@@ -155,6 +162,10 @@ class BridgePeer:
             if model.tracker is not None:
                 cfg.update(cpl_timeout=rng.choice((0, 1, 2)), hold_time=rng.choice((0, 1)),
                            completer_id=rng.getrandbits(16))
+            if model.link.rate is not None:
+                cfg.update(dcqcn_registers(rng))
+                self.ce_rate, self.echo_rate = rng.choice(((0.2, 0.2), (0.0, 0.0), (0.5, 0.05),
+                                                           (0.05, 0.5)))
             if model.config.link.transport == "udp":
                 cfg.update(ttl=rng.getrandbits(8), control_dscp=rng.getrandbits(6),
                            dscp=[rng.getrandbits(6) for _ in range(8)],
@@ -176,6 +187,17 @@ class BridgePeer:
     def after(self, inputs, out):
         if inputs["tlp_in"] is not None and out.tlp_in_ready:
             self.tlp.pop(0)
+
+
+def dcqcn_registers(rng):
+    """DCQCN's registers for a short run: timers of tens of cycles, a byte
+    counter of a few frames, the gate on now and then off."""
+    return dict(ecn_enable=int(rng.random() < 0.9), g_shift=rng.randint(1, 10),
+                fast_recovery=rng.randint(1, 5), cnp_interval=rng.choice((0, 30, 300)),
+                alpha_timer=rng.randint(20, 300), increase_timer=rng.randint(20, 300),
+                byte_counter=rng.randint(2000, 20000), ai_rate=rng.randint(0, 3000),
+                hai_rate=rng.randint(0, 9000), min_rate=rng.randint(1, 4000),
+                line_bytes=rng.choice((8 << 8, 3 << 8, 200)), burst=rng.choice((1538, 300, 9000)))
 
 
 def configure(ctx, dut, model, inputs):
@@ -235,6 +257,8 @@ def run_bridge_model(mode, seed, cycles, *, break_model=None, transport="eth", *
                  transport=transport, **params)
     model = BridgeModel(config, **params)
     model.cfg.update(dst_mac=rng.getrandbits(48), src_mac=rng.getrandbits(48))
+    if params.get("ecn"):
+        model.cfg.update(dcqcn_registers(rng), ecn_enable=1)
     if break_model:
         break_model(model)
     peer = BridgePeer(rng, model)
@@ -298,6 +322,30 @@ def test_bridge_model_agrees_on_the_udp_transport(mode):
             stats["drops"][DropReason.NOT_OURS]
     assert {"frames_sent", "good_frames", "tlps_out", "replays_nak", "drops"} <= hit
     assert transport_drops > 0
+
+
+@pytest.mark.parametrize("mode", ["gbn", "sr"])
+def test_bridge_model_agrees_with_congestion_control(mode):
+    """``ecn``: frames from the peer marked CE and carrying its echo, the
+    DCQCN registers rewritten under the traffic (the gate on and off);
+    every cycle equal, and the rate cut, throttled and echoed."""
+    hit, lowest = set(), FULL
+    for seed in range(2):
+        model = run_bridge_model(mode, seed, 3000, transport="udp", ecn=True)
+        stats = model.step().stats
+        hit |= moved(stats)
+        lowest = min(lowest, model.link.rate.rc)
+    assert {"ce_frames", "cnps_sent", "cnps_received", "throttled_cycles", "tlps_out",
+            "frames_sent"} <= hit, hit
+    assert lowest < FULL
+
+
+def test_the_bench_catches_a_rate_limiter_that_spends_no_tokens():
+    def free(model):
+        step = model.link.rate.step
+        model.link.rate.step = lambda *, cnp=False, sent_bytes=None: step(cnp=cnp)
+    with pytest.raises(AssertionError, match="RTL"):
+        run_bridge_model("gbn", 0, 3000, transport="udp", ecn=True, break_model=free)
 
 
 #: ... with the link state machine (its own counters and the replay

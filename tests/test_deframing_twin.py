@@ -57,6 +57,8 @@ def random_frame(rng, mtu=1500, transport="eth"):
             frame = hostile_frame(rng, frame, mtu=mtu).data
     if transport == "udp":
         frame = in_udp(rng, frame, PEER)
+        if rng.random() < 0.3:          # a congested switch on the way
+            frame = tp.mark_ce(frame) or frame
     return pad_to_minimum(frame) if rng.random() < 0.5 else frame
 
 
@@ -123,7 +125,7 @@ def deframer_observe(ctx, dut):
     return dict(word=ctx.get(dut.words.payload) if ctx.get(dut.words.valid) else None,
                 desc=desc, credits=credits, drops=list(ctx.get(dut.drops)),
                 good_frames=ctx.get(dut.good_frames), control_frames=ctx.get(dut.control_frames),
-                overflows=ctx.get(dut.overflows), keepalive=keepalive)
+                overflows=ctx.get(dut.overflows), keepalive=keepalive, ce=ctx.get(dut.ce))
 
 
 def deframer_predict(model, inputs):
@@ -173,6 +175,7 @@ def test_udp_deframer_twin_agrees_with_the_rtl_in_every_cycle(width):
     against the twin, which judges with the transport model."""
     model = run_deframer_twin(width, 5, 4000, transport="udp")
     drops = model.drops
+    assert model.ce_frames > 3
     assert drops[DropReason.IP_HEADER] > 2 and drops[DropReason.NOT_OURS] > 2, drops
     assert drops[DropReason.ETHERTYPE] and model.good_frames > 5 and model.control_frames
 

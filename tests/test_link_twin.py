@@ -15,6 +15,7 @@ from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
+from tlpoe.models.frame import FLAG_ECN_ECHO
 from tlpoe.models.link_cycles import CHOICES, WIDTHS, CycleConfig, CycleEndpoint, RxFrame, TxFrame
 from tlpoe.models.wire import HEADER_LEN, FrameType
 from tlpoe.rtl.link.link_rx import LinkReceiver
@@ -86,6 +87,7 @@ class Stimulus:
         self.packer = []                # words still to offer, then the desc
         self.body = []                  # DATA frames taken: [seq, body words left]
         self.on_wire = []               # ... whose last word left: data_sent to come
+        self.echo, self.rate_ok = False, True
 
     def peer_frame(self):
         rng, cfg = self.rng, self.config
@@ -104,8 +106,9 @@ class Stimulus:
         if kind == FrameType.NAK and rng.random() < 0.5:
             ack = seq - 1               # a conforming NAK
         ok = int(rng.random() < 0.95)
+        flags = int(rng.random() < 0.9) | (FLAG_ECN_ECHO if rng.random() < 0.1 else 0)
         return RxFrame(ok, int(ok and kind == FrameType.DATA), int(kind),
-                       int(rng.random() < 0.9), seq & self.mask, ack & self.mask)
+                       flags, seq & self.mask, ack & self.mask)
 
     def next(self):
         """This cycle's inputs: the frame offered to the receiver (or None),
@@ -131,6 +134,13 @@ class Stimulus:
             desc=offer if isinstance(offer, tuple) else None, words_valid=offer == "word",
             tx_ready=rng.random() < 0.6, tx_words_ready=rng.random() < 0.7,
             data_sent=data_sent, send_credit=rng.random() < 0.02)
+        # congestion control: an echo due now and then (until sent, mostly),
+        # the rate limiter closing the gate in spells
+        if rng.random() < 0.01:
+            self.echo = True
+        if rng.random() < 0.02:
+            self.rate_ok = not self.rate_ok if self.rate_ok else True
+        inputs.update(echo=self.echo, rate_ok=self.rate_ok)
         if self.link_state:
             inputs.update(self.link_inputs())
         return self.rx_frame, rx_ready, inputs
@@ -159,6 +169,8 @@ class Stimulus:
         """Bookkeeping with what happened in the cycle (after the model's step)."""
         if rx_ready:
             self.rx_frame = None
+        if cycle.echo_sent and self.rng.random() < 0.9:
+            self.echo = False
         if self.packer and cycle.store_ready:
             self.packer.pop(0)
         if cycle.taken and cycle.tx.frame_type == FrameType.DATA:
@@ -188,6 +200,8 @@ def drive(ctx, dut, frame, rx_ready, inputs):
     ctx.set(tx.data_sent, inputs["data_sent"] is not None)
     ctx.set(tx.data_sent_seq, inputs["data_sent"] or 0)
     ctx.set(tx.send_credit, inputs["send_credit"])
+    ctx.set(tx.echo, inputs["echo"])
+    ctx.set(tx.rate_ok, inputs["rate_ok"])
     if dut.link_state:
         for name in ("up", "rewind", "drop", "keepalive_due"):
             ctx.set(getattr(tx, name), inputs[name])
@@ -207,6 +221,7 @@ def observe(ctx, dut, counters, received):
         link_down=ctx.get(dut.link_down), unacked=ctx.get(tx.unacked),
         rx_ack=(ctx.get(fb.rx_ack), ctx.get(fb.rx_ack_valid)), send_ack=ctx.get(fb.send_ack),
         send_nak=ctx.get(fb.nak_from) if ctx.get(fb.send_nak) else None,
+        echo_in=ctx.get(fb.echo_in), echo_sent=ctx.get(tx.echo_sent),
         counters={name: ctx.get(getattr(block, name)) for name, block in counters.items()})
     if received:
         out = ctx.get(dut.rx.out.payload)
@@ -229,7 +244,8 @@ def predict(model, received, inputs):
         tx=step.tx, tx_words_valid=step.tx_words_valid, store_ready=step.store_ready,
         link_down=down, unacked=unacked,
         rx_ack=(step.feedback.rx_ack, step.feedback.rx_ack_valid),
-        send_ack=step.feedback.send_ack, send_nak=step.feedback.send_nak, counters=counters)
+        send_ack=step.feedback.send_ack, send_nak=step.feedback.send_nak,
+        echo_in=step.feedback.echo_in, echo_sent=step.echo_sent, counters=counters)
     if received is not None:
         want["verdict"] = tuple(step.verdict)
     return {key: _norm(value) for key, value in want.items()}, step
@@ -303,6 +319,13 @@ def _events(model, committed, step, inputs):
         yield "sequence numbers wrapped"
     if step.taken and step.tx.frame_type == FrameType.ACK and not step.feedback.send_ack:
         yield "ACK frame for the credit loop"
+    if step.echo_sent:
+        yield f"ECN echo on {step.tx.frame_type.name}"
+    if step.feedback.echo_in:
+        yield "ECN echo received"
+    if committed is None and model.sender.committed is None and not inputs.get("rate_ok", True) \
+            and model.sender.send_ptr != model.sender.tail:
+        yield "DATA held by the rate limiter"
 
 
 SEEDS, CYCLES = 8, 3000
@@ -312,6 +335,8 @@ COVER = {mode: {
     "naks_sent", "window_full_cycles", "acks_invalid", "naks_invalid", "frames_accepted",
     "duplicates", "out_of_order", "naks_repeated", "stale NAK sent as an ACK",
     "DATA frame withdrawn", "sequence numbers wrapped", "ACK frame for the credit loop",
+    "ECN echo on DATA", "ECN echo on ACK", "ECN echo received",
+    "DATA held by the rate limiter",
     *(("out_of_order_buffered", "held frames released") if mode == "sr" else ()),
 } for mode in ("gbn", "sr")}
 

@@ -16,7 +16,7 @@ from .registers import CONFIG, MACS, STATS, config_init, config_layout, stats_la
 __all__ = ["Bridge", "STREAMS", "INTERRUPTS"]
 
 #: The ports that join the two paths inside the bridge.
-JOINS = ("feedback", "credits", "link", "egress_tap", "opposite", "requests")
+JOINS = ("feedback", "credits", "link", "congestion", "egress_tap", "opposite", "requests")
 #: The bridge's streams and its interrupt outputs (levels), ports of their own.
 STREAMS = ("tlp_in", "frame_out", "frame_in", "tlp_out")
 INTERRUPTS = ("link_down", "order_irq", "containment")
@@ -63,7 +63,14 @@ class Bridge(wiring.Component):
     request is dropped; ticks of 1024 cycles); ``transport`` (``"eth"``, or
     ``"udp"``: IPv4 and UDP headers before the bridge header, addresses,
     ports, TTL and DSCPs from the ``cfg`` fields of
-    :data:`~tlpoe.rtl.bridge.registers.UDP_CONFIG`; docs/wire-format.md).
+    :data:`~tlpoe.rtl.bridge.registers.UDP_CONFIG`; docs/wire-format.md);
+    ``ecn`` (``udp`` only; docs/transports.md, "Congestion control"):
+    DCQCN, a :class:`~tlpoe.rtl.link.dcqcn.CnpGenerator` echoing the CE
+    marks of frames received to the peer and a
+    :class:`~tlpoe.rtl.link.dcqcn.RateLimiter` pacing our DATA frames by
+    the peer's echoes, with ``line_bytes`` (the line's bytes per cycle in
+    1/256; default the datapath's) and the registers of
+    :data:`~tlpoe.rtl.bridge.registers.DCQCN_CONFIG`.
 
     Ports: the four streams; ``dst_mac`` and ``src_mac``; ``cfg`` (in:
     the run-time settings, reset to the parameters) and ``stats`` (out:
@@ -88,10 +95,21 @@ class Bridge(wiring.Component):
                  queue_tlps=32, tx_queue_depth=None, credit_delay=256, credit_refresh=None,
                  reorder_illegally=False, link_state=False, keepalive=2500, dead=None,
                  tracker=False, tag_bits=10, cpl_timeout=4883, hold_time=2441,
-                 completer_id=0, transport="eth"):
+                 completer_id=0, transport="eth", ecn=False, line_bytes=None):
         check_mode(mode)
         check_width(width)
         self.transport = check_transport(transport)
+        if not isinstance(ecn, bool):
+            raise ValueError(f"ecn must be True or False, not {ecn!r}")
+        if ecn and self.transport == "eth":
+            raise ValueError("ecn needs a routed transport (transport='udp'): ECN marks ride "
+                             "in the IPv4 header")
+        if line_bytes is None:
+            line_bytes = width // 8 << 8
+        if type(line_bytes) is not int or not 1 <= line_bytes < 1 << 16:
+            raise ValueError(f"line_bytes must be 1..65535 (1/256 bytes a cycle), "
+                             f"not {line_bytes!r}")
+        self.ecn = ecn
         if dead is None:
             dead = 3 * keepalive            # BFD's detection multiplier (RFC 5880, 6.8.1)
         self.width, self.mode, self.link_state, self.tracker = width, mode, link_state, tracker
@@ -108,7 +126,7 @@ class Bridge(wiring.Component):
                                credit_delay=credit_delay, credit_refresh=credit_refresh,
                                reorder_illegally=reorder_illegally, link_state=link_state,
                                keepalive=keepalive, dead=dead, tracker=tracker,
-                               hold_time=hold_time)
+                               hold_time=hold_time, ecn=ecn, line_bytes=line_bytes)
         self.rx = ReceivePath(width, **link, ack_every=ack_every, ack_delay=ack_delay,
                               nak_timeout=nak_timeout, queue_depth=queue_depth,
                               queue_tlps=queue_tlps, tracker=tracker, tag_bits=tag_bits,
@@ -117,7 +135,8 @@ class Bridge(wiring.Component):
                                nak_timeout=nak_timeout, ack_delay=ack_delay,
                                credit_delay=credit_delay, credit_refresh=credit_refresh,
                                keepalive=keepalive, dead=dead, cpl_timeout=cpl_timeout,
-                               hold_time=hold_time, completer_id=completer_id)
+                               hold_time=hold_time, completer_id=completer_id,
+                               ecn=int(ecn), line_bytes=line_bytes)
         self._check_described()
         members = {name: member for path in (self.tx, self.rx)
                    for name, member in exposed_members(path).items() if name in STREAMS}
@@ -146,6 +165,7 @@ class Bridge(wiring.Component):
         connect(m, rx.feedback, tx.feedback)
         connect(m, rx.credits, tx.credits)
         connect(m, rx.link, tx.link)
+        connect(m, rx.congestion, tx.congestion)
         connect(m, tx.egress_tap, rx.opposite)      # each checker sees the other way's requests
         connect(m, rx.egress_tap, tx.opposite)
         if self.tracker:

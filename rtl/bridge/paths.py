@@ -40,6 +40,7 @@ from ...models.wire import FrameType, LinkState
 from ..framing.decapsulator import Decapsulator
 from ..framing.deframer import frame_words
 from ..framing.encapsulator import Encapsulator
+from ..link.dcqcn import CnpGenerator, RateLimiter
 from ..link.link_common import LinkFeedback, LinkStatePort
 from ..link.link_rx import LinkReceiver
 from ..link.link_state import LinkStateMachine, credits_from_keepalive, keepalive_from_credits
@@ -52,7 +53,8 @@ from ..queues.credits import CreditAdvertiser, CreditLoop, CreditReturn, Limits,
 from ..queues.order_check import OrderChecker
 from ..streams import SkidBuffer, TlpBeat, connect_tlp, frame_stream, tlp_stream
 from ..tlp_header import CLASSES
-from .registers import UDP_FIELDS
+from ...models.dcqcn_cycles import wire_bytes_of
+from .registers import DCQCN_CONFIG, DCQCN_FIELDS, UDP_FIELDS
 
 __all__ = ["TransmitPath", "ReceivePath", "EgressTap", "TrackerPort", "TX_COUNTERS",
            "RX_COUNTERS", "SR_COUNTERS", "TAP_COUNTERS", "TRACKER_COUNTERS", "ORDER_OUTPUTS",
@@ -105,6 +107,21 @@ class TrackerPort(wiring.Signature):
     def __init__(self):
         super().__init__({"req_valid": Out(1), "req_header": Out(128), "req_ready": In(1),
                           "hold": Out(1)})
+
+
+class CongestionPort(wiring.Signature):
+    """From the receive path to the transmit path's CNP generator: ``ce``,
+    a frame that passed every check arrived marked ECN-CE (one cycle)."""
+
+    def __init__(self):
+        super().__init__({"ce": Out(1)})
+
+
+#: The transmit path's congestion-control outputs (with ``ecn``): the
+#: register field and the block's port.
+DCQCN_OUTPUTS = (("rate_current", "rc"), ("rate_target", "rt"), ("rate_alpha", "alpha"),
+                 ("cnps_received", "cnps_received"), ("throttled_cycles", "throttled_cycles"),
+                 ("ce_frames", "ce_frames"), ("cnps_sent", "cnps_sent"))
 
 
 def _checker(width, queues, prefix):
@@ -191,7 +208,8 @@ class TransmitPath(wiring.Component):
     def __init__(self, width, *, mtu, window, seq_bits, max_retries, replay_timeout,
                  flush_timeout, ethertype, mode, queue_depth, queue_tlps, buffers,
                  credit_delay, credit_refresh, reorder_illegally=False, link_state=False,
-                 keepalive=2500, dead=7500, tracker=False, hold_time=2441, transport="eth"):
+                 keepalive=2500, dead=7500, tracker=False, hold_time=2441, transport="eth",
+                 ecn=False, line_bytes=None):
         self.queues = ClassQueues(width, depth=queue_depth, tlps=queue_tlps, policy="oldest",
                                   max_credits=tx_max_credits(mtu),
                                   reorder_illegally=reorder_illegally)
@@ -211,6 +229,23 @@ class TransmitPath(wiring.Component):
         if tracker and (type(hold_time) is not int or not 0 <= hold_time < 2 ** 16):
             raise ValueError(f"hold_time must be 0..2**16-1 ticks, not {hold_time!r}")
         self.tap = RequestTap(width) if tracker else None
+        self.area_at = self.replay.area_at
+        if ecn:
+            line_bytes = width // 8 << 8 if line_bytes is None else line_bytes
+            self.rate = RateLimiter(line_bytes=line_bytes, enable=True)
+            self.cnp_gen = CnpGenerator(enable=True)
+            inits = {**{f.name: f.init for f in DCQCN_CONFIG}, "ecn_enable": 1,
+                     "line_bytes": line_bytes}
+            congestion = {
+                **{f.name: In(f.shape, init=inits[f.name]) for f in DCQCN_CONFIG},
+                **{name: Out(self.rate.signature.members[port].shape
+                             if port in self.rate.signature.members
+                             else self.cnp_gen.signature.members[port].shape)
+                   for name, port in DCQCN_OUTPUTS},
+            }
+        else:
+            self.rate = self.cnp_gen = None
+            congestion = {}
         tracking = {} if not tracker else {
             "requests": Out(TrackerPort()),
             "hold_time": In(16, init=hold_time),
@@ -223,6 +258,7 @@ class TransmitPath(wiring.Component):
             "feedback": In(LinkFeedback(seq_bits)),
             "credits": In(CreditLoop()),
             "link": In(LinkStatePort(seq_bits)),
+            "congestion": In(CongestionPort()),
             "egress_tap": Out(EgressTap(width)),
             "opposite": In(EgressTap(width)),
             # configuration
@@ -257,6 +293,7 @@ class TransmitPath(wiring.Component):
             "tlps_sent": Out(data.ArrayLayout(32, 3)),
             **order,
             **tracking,
+            **congestion,
         })
 
     def elaborate(self, platform):
@@ -323,7 +360,36 @@ class TransmitPath(wiring.Component):
             *(getattr(self, name).eq(getattr(replay, name)) for name in TX_COUNTERS),
         ]
         self._link(m, replay, framer, advertiser, queues, peer)
+        if self.rate is not None:
+            self._congestion(m, replay, framer)
         return m
+
+    def _congestion(self, m, replay, framer):
+        """DCQCN (docs/transports.md): the CNP generator echoes the CE marks
+        the receive path saw on the next frame taken; the rate limiter takes
+        the peer's echoes and each DATA frame taken (its wire bytes), and
+        gates the replay buffer's DATA commits."""
+        rate, cnp = self.rate, self.cnp_gen
+        m.submodules.rate_limiter = rate
+        m.submodules.cnp_generator = cnp
+        desc = framer.desc
+        m.d.comb += [
+            cnp.ce.eq(self.congestion.ce),
+            cnp.echo_sent.eq(replay.echo_sent),
+            cnp.enable.eq(self.ecn_enable),
+            cnp.cnp_interval.eq(self.cnp_interval),
+            replay.echo.eq(cnp.echo),
+            rate.cnp.eq(self.feedback.echo_in),
+            rate.sent.eq(desc.valid & desc.ready & (desc.payload.frame_type == FrameType.DATA)),
+            rate.sent_bytes.eq(desc.payload.length + wire_bytes_of(self.area_at, 0)),
+            rate.enable.eq(self.ecn_enable),
+            *(getattr(rate, name).eq(getattr(self, name))
+              for name in DCQCN_FIELDS if name not in ("ecn_enable", "cnp_interval")),
+            replay.rate_ok.eq(rate.rate_ok),
+        ]
+        for name, port in DCQCN_OUTPUTS:
+            block = rate if port in rate.signature.members else cnp
+            m.d.comb += getattr(self, name).eq(getattr(block, port))
 
     def _tap(self, m, queues):
         """``tlp_in`` → a register slice → :class:`RequestTap` → the class
@@ -461,6 +527,7 @@ class ReceivePath(wiring.Component):
             "feedback": Out(LinkFeedback(seq_bits)),
             "credits": Out(CreditLoop()),
             "link": Out(LinkStatePort(seq_bits)),
+            "congestion": Out(CongestionPort()),
             "egress_tap": Out(EgressTap(width)),
             "opposite": In(EgressTap(width)),
             # configuration
@@ -521,6 +588,7 @@ class ReceivePath(wiring.Component):
             self.credits.limit.eq(credit_return.limit),
             self.credits.peer_update.eq(decap.credits_update),
             self.credits.peer_limit.eq(decap.credits),
+            self.congestion.ce.eq(decap.ce),
             link_rx.up.eq(self.link.up),
             link_rx.adopt.eq(self.link.adopt),
             link_rx.adopt_base.eq(self.link.adopt_base),

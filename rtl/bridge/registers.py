@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from amaranth.hdl import Value
 from amaranth.lib import data
 
+from ...models.dcqcn import DcqcnParams
 from ...models.frame import DropReason
 from ...models.transport import UdpConfig
 from ..queues.credits import Limits
@@ -35,7 +36,7 @@ from ..queues.order_check import CELLS
 from ..streams import DATA_BITS, HDR_BITS
 from ..tlp_header import CLASSES
 
-__all__ = ["Field", "CONFIG", "MACS", "STATS", "config_layout", "stats_layout", "rdl",
+__all__ = ["Field", "CONFIG", "MACS", "STATS", "DCQCN_CONFIG", "DCQCN_STATS", "DCQCN_FIELDS", "config_layout", "stats_layout", "rdl",
            "markdown", "decode_stats", "encode_config", "config_init", "bind", "csr_ports",
            "RDL_PARAMETERS"]
 
@@ -115,6 +116,48 @@ UDP_CONFIG = (
 #: The fields of :data:`UDP_CONFIG`, as the framing blocks take them (UdpConfigLayout).
 UDP_FIELDS = tuple(f.name for f in UDP_CONFIG)
 
+_DC = DcqcnParams()
+#: Congestion control (docs/transports.md): the CNP generator's and the rate
+#: limiter's registers (DCQCN's parameters, in :mod:`tlpoe.models.dcqcn`'s
+#: units); a Bridge built without ``ecn`` has them but nothing reads them.
+DCQCN_CONFIG = (
+    Field("ecn_enable", "config",
+          "Congestion control on: frames arriving marked ECN-CE are echoed to the peer "
+          "(FLAG_ECN_ECHO, at most one per cnp_interval) and the peer's echoes cut our "
+          "rate (udp transport; reset: the Bridge's ecn parameter).", 1, init="ecn",
+          reg="DCQCN_CONTROL"),
+    Field("g_shift", "config", "DCQCN's g = 2**-g_shift, alpha's gain (1..10).", 4,
+          init=_DC.g_shift, reg="DCQCN_CONTROL"),
+    Field("fast_recovery", "config",
+          "DCQCN's F: increase events of fast recovery before additive increase.", 8,
+          init=_DC.fast_recovery, reg="DCQCN_CONTROL"),
+    Field("cnp_interval", "config",
+          "Cycles between two echoes at least (the notification point's CNP interval).", 24,
+          init=_DC.cnp_interval),
+    Field("alpha_timer", "config", "Cycles without an echo after which alpha decays.", 24,
+          init=_DC.alpha_timer),
+    Field("increase_timer", "config", "Cycles per timer increase event of the rate.", 24,
+          init=_DC.increase_timer),
+    Field("byte_counter", "config",
+          "Wire bytes sent per byte-counter increase event of the rate (at least the "
+          "largest frame's).", 32, init=_DC.byte_counter),
+    Field("ai_rate", "config",
+          "Additive increase of the target rate, in 1/65536 of the line.", 17,
+          init=_DC.ai_rate),
+    Field("hai_rate", "config",
+          "Hyper increase step of the target rate, in 1/65536 of the line.", 17,
+          init=_DC.hai_rate),
+    Field("min_rate", "config", "The rate's floor, in 1/65536 of the line (at least 1).", 17,
+          init=_DC.min_rate),
+    Field("line_bytes", "config",
+          "The line's bytes per cycle in 1/256 (the token bucket earns the rate's share "
+          "of it; 100 GbE at 322.27 MHz: 9930).", 16, init="line_bytes", reg="DCQCN_BUCKET"),
+    Field("burst", "config", "The token bucket's depth (bytes).", 16, init=1538,
+          reg="DCQCN_BUCKET"),
+)
+#: The fields of :data:`DCQCN_CONFIG` (the transmit path's ports).
+DCQCN_FIELDS = tuple(f.name for f in DCQCN_CONFIG)
+
 #: The run-time configuration (the ``cfg`` port), in register order.
 CONFIG = (
     Field("channel", "config", "Channel number carried in the bridge header.", 16),
@@ -166,7 +209,7 @@ CONFIG = (
           init="completer_id"),
     Field("order_irq_clear", "strobe",
           "Write 1: clear the ordering interrupt (both checkers').", 1),
-) + UDP_CONFIG
+) + UDP_CONFIG + DCQCN_CONFIG
 
 #: The MAC addresses: ports of their own, registers like the configuration's.
 MACS = (
@@ -211,6 +254,26 @@ def _order_counters(prefix, where):
               "I/O or Configuration Writes of two requesters with one tag outstanding at once."),
     )
 
+
+#: Congestion control's status and counters (0 without ``ecn``).
+DCQCN_STATS = (
+    Field("rate_current", "status",
+          "The rate limiter's current rate (DCQCN's RC), in 1/65536 of the line.", 17,
+          needs="ecn"),
+    Field("rate_target", "status",
+          "The rate limiter's target rate (DCQCN's RT), in 1/65536 of the line.", 17,
+          needs="ecn"),
+    Field("rate_alpha", "status", "DCQCN's alpha, in 1/1024.", 11, needs="ecn"),
+    Field("ce_frames", "counter",
+          "Frames received marked ECN-CE (congestion on the way from the peer).",
+          needs="ecn"),
+    Field("cnps_sent", "counter", "Frames sent carrying the ECN echo (CNPs).", needs="ecn"),
+    Field("cnps_received", "counter",
+          "Frames received carrying the peer's ECN echo, each a cut of the rate.", needs="ecn"),
+    Field("throttled_cycles", "counter",
+          "Cycles the rate limiter held DATA frames back (its token bucket empty).",
+          needs="ecn"),
+)
 
 #: Every counter and status value (the ``stats`` port), in register order.
 STATS = (
@@ -306,7 +369,7 @@ STATS = (
           limits=True),
     Field("credits_advertised", "status", "Our credit limits as last sent to the peer.",
           limits=True),
-)
+) + DCQCN_STATS
 
 #: The RDL parameters: a reset value per config field that takes a Bridge parameter.
 RDL_PARAMETERS = tuple(f.init for f in CONFIG if isinstance(f.init, str))
@@ -333,10 +396,13 @@ def config_init(parameters):
 
 #: The register sections: (title, base address).
 SECTIONS = (("configuration", 0x000), ("status", 0x080), ("counters", 0x100),
-            ("arrays of counters", 0x200), ("credit limits", 0x300))
+            ("arrays of counters", 0x200), ("credit limits", 0x300),
+            ("congestion control", 0x400))
 
 
 def _section(field):
+    if field in DCQCN_CONFIG or field in DCQCN_STATS:
+        return "congestion control"
     if field in CONFIG or field in MACS:
         return "configuration"
     if field.limits:
@@ -441,6 +507,9 @@ def _defaults():
         out["credit_refresh"] = out["replay_timeout"]
     if out.get("dead") is None:                 # dead defaults to 3 x keepalive
         out["dead"] = 3 * out["keepalive"]
+    if out.get("line_bytes") is None:           # line_bytes defaults to the datapath's
+        out["line_bytes"] = params["width"].default // 8 << 8
+    out["ecn"] = int(out["ecn"])
     return out
 
 

@@ -91,6 +91,7 @@ class Decapsulator(wiring.Component):
             "tlps_out": Out(32),
             "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credits_update": Out(1),
+            "ce": Out(1),               # a frame that passed arrived marked ECN-CE
             # every verdict on a frame that passed the checks (one cycle), for
             # the link state: its type and seq (``credits`` holds the bytes a
             # KEEPALIVE's link-state fields use)
@@ -171,6 +172,7 @@ class Decapsulator(wiring.Component):
             self.tlps_out.eq(unpacker.tlps_out),
             self.credits.eq(deframer.credits),
             self.credits_update.eq(deframer.credits_update),
+            self.ce.eq(deframer.ce),
             self.checked.eq(deframer.desc.valid & deframer.desc.payload.ok),
             self.checked_type.eq(deframer.desc.payload.frame_type),
             self.checked_seq.eq(deframer.desc.payload.seq),

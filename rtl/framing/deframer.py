@@ -81,7 +81,10 @@ class Deframer(wiring.Component):
     checksum summed over stages 3 to 6; NOT_OURS against ``udp``'s
     ``src_ip`` (ours), ``dst_ip`` (the peer's) and ``dst_port``, as they are
     three cycles after the frame's last beat); the bridge header at byte
-    42, the TLP area at 68, the CRC over bytes 42 onwards.
+    42, the TLP area at 68, the CRC over bytes 42 onwards. ``ce`` pulses
+    with the descriptor of a frame that passed every check and arrived
+    marked ECN-CE (a congested switch on the way: the CNP generator's
+    input).
     """
 
     def __init__(self, width, *, mtu=1500, ethertype=wire.ETHERTYPE, transport="eth",
@@ -111,6 +114,7 @@ class Deframer(wiring.Component):
             "overflows": Out(32),
             "credits": Out(data.ArrayLayout(CreditLimit(), 3)),
             "credits_update": Out(1),
+            "ce": Out(1),
         })
 
     def elaborate(self, platform):
@@ -391,6 +395,9 @@ class Deframer(wiring.Component):
             self.credits_update.eq(done & adm & ~failed_e & flags[1] &
                                    (at("frame_type", E) != wire.FrameType.KEEPALIVE)),
         ]
+        if self.transport is tp.Transport.UDP:
+            # ECN: a frame that passed every check arrived marked CE
+            m.d.comb += self.ce.eq(done & adm & ~failed_e & at("ip_ce", E))
         for k, name in enumerate(CLASSES):
             m.d.comb += [self.credits[k].hdr.eq(at(f"credit_{name}_hdr", E)),
                          self.credits[k].data.eq(at(f"credit_{name}_data", E))]
@@ -425,6 +432,7 @@ class Deframer(wiring.Component):
                      "dst_ip"):
             reg(f"ip_{name}", ip(name), 3)
         reg("udp_length", udp("length"), 3)
+        reg("ip_ce", ip("ecn") == tp.CE, 3)
         reg("udp_port", udp("dst_port"), 3)
         words = [be_field(hdr_reg, ip_at + 2 * k, 2) for k in range(tp.IPV4.length // 2)]
         pairs = [reg(f"ck_a{k}", words[2 * k] + words[2 * k + 1], 3) for k in range(5)]

@@ -29,12 +29,16 @@ class LinkFeedback(wiring.Signature):
       carries (the receiver's state, read when a frame is taken);
     * ``ack_in`` / ``ack_seq``, ``nak_in`` / ``nak_seq``: one-cycle pulses
       from each checked frame of the peer: its cumulative ack, its NAK;
+    * ``echo_in``: a one-cycle pulse from each checked frame of the peer
+      carrying ``FLAG_ECN_ECHO`` (congestion on our frames: a CNP for the
+      rate limiter, docs/transports.md);
     * ``send_ack``, ``send_nak`` / ``nak_from``: requests for an ACK frame
       (when no DATA frame carries the ack) and for a NAK frame, held until
       ``sent_ack`` / ``sent_nak`` pulse back (a frame carrying the ack, or
       the NAK, was taken by the framer).
 
-    The sender registers every input but ``rx_ack`` / ``rx_ack_valid``: an
+    The sender registers every input but ``rx_ack`` / ``rx_ack_valid``
+    (``echo_in`` goes to the rate limiter): an
     ACK or NAK acts one cycle after the frame that carried it, and the
     receive path's checks never chain into the transmit path's choices.
     """
@@ -45,6 +49,7 @@ class LinkFeedback(wiring.Signature):
             "rx_ack": Out(n), "rx_ack_valid": Out(1),
             "ack_in": Out(1), "ack_seq": Out(n),
             "nak_in": Out(1), "nak_seq": Out(n),
+            "echo_in": Out(1),
             "send_ack": Out(1), "send_nak": Out(1), "nak_from": Out(n),
             "sent_ack": In(1), "sent_nak": In(1),
         })

@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...models import wire
+from ...models.frame import FLAG_ECN_ECHO
 from ..streams import RxDesc, ReorderDesc
 from .link_common import LinkFeedback, check_mode, check_window, first_of
 
@@ -147,6 +148,7 @@ class LinkReceiver(wiring.Component):
             fb.ack_seq.eq(desc.ack[:n]),
             fb.nak_in.eq(take & ok & (desc.frame_type == wire.FrameType.NAK)),
             fb.nak_seq.eq(desc.seq[:n]),
+            fb.echo_in.eq(take & ok & desc.flags[FLAG_ECN_ECHO.bit_length() - 1]),
             fb.rx_ack.eq(expected - 1),
         ]
         if gbn:

@@ -13,7 +13,7 @@ from .link_common import LinkFeedback, check_mode, check_window, first_of
 
 __all__ = ["ReplayBuffer"]
 
-FLAG_ACK_VALID = 1
+from ...models.frame import FLAG_ACK_VALID, FLAG_ECN_ECHO
 
 
 class ReplayBuffer(wiring.Component):
@@ -81,6 +81,13 @@ class ReplayBuffer(wiring.Component):
     ``frame_sent`` and ``keepalive_sent`` pulse when the framer takes a
     frame, a KEEPALIVE frame.
 
+    Congestion control (docs/transports.md): a DATA frame (new or resent)
+    is committed only while ``rate_ok`` (the rate limiter's token bucket);
+    ``echo`` (the CNP generator: our peer's frames arrived marked CE) sets
+    ``FLAG_ECN_ECHO`` in the frame the framer takes, asks for an ACK frame
+    when no other frame is committed, and ``echo_sent`` pulses when a frame
+    carrying it is taken.
+
     Sequence numbers are ``seq_bits`` wide and wrap; ``window`` (a power of two
     below ``2**(seq_bits-1)``, at least 2 in selective repeat) is the replay
     buffer depth in frames.
@@ -121,6 +128,9 @@ class ReplayBuffer(wiring.Component):
             "rewind": In(1),            # the link came up: resend what is not acknowledged
             "drop": In(1),              # the peer restarted: forget the frames stored
             "keepalive_due": In(1),     # a KEEPALIVE frame is due
+            "rate_ok": In(1, init=1),   # the rate limiter lets a DATA frame be committed
+            "echo": In(1),              # a congestion echo is due (the CNP generator)
+            "echo_sent": Out(1),        # the framer took a frame carrying it
             "retry_limit": Out(1),      # the last of max_retries expiries (a pulse)
             "frame_sent": Out(1),       # the framer took a frame ...
             "keepalive_sent": Out(1),   # ... a KEEPALIVE frame
@@ -213,12 +223,14 @@ class ReplayBuffer(wiring.Component):
             # it (after a drop in this cycle: the tail)
             self.tx_desc.payload.seq.eq(Mux(held_ka, Mux(self.drop, tail, head),
                                             Mux(stale_nak, 0, held.seq))),
-            self.tx_desc.payload.flags.eq(Mux(fb.rx_ack_valid, FLAG_ACK_VALID, 0)),
+            self.tx_desc.payload.flags.eq(Mux(fb.rx_ack_valid, FLAG_ACK_VALID, 0) |
+                                          Mux(self.echo, FLAG_ECN_ECHO, 0)),
             self.tx_desc.payload.ack.eq(fb.rx_ack),
             self.tx_desc.valid.eq(held_valid & reader_idle & (self.up | held_ka)),
             taken.eq(self.tx_desc.valid & self.tx_desc.ready),
             self.frame_sent.eq(taken),
             self.keepalive_sent.eq(taken & held_ka),
+            self.echo_sent.eq(taken & self.echo),
             fb.sent_ack.eq(taken),
             fb.sent_nak.eq(taken & held_nak & ~stale_nak),
         ]
@@ -231,7 +243,7 @@ class ReplayBuffer(wiring.Component):
         m.d.sync += [
             ack_in.eq(fb.ack_in), ack_seq.eq(fb.ack_seq),
             nak_in.eq(fb.nak_in), nak_seq.eq(fb.nak_seq),
-            send_ack.eq((fb.send_ack | self.send_credit) & ~taken),
+            send_ack.eq((fb.send_ack | self.send_credit | self.echo) & ~taken),
             send_nak.eq(fb.send_nak & ~(taken & held_nak)),
             nak_from.eq(fb.nak_from),
         ]
@@ -364,7 +376,7 @@ class ReplayBuffer(wiring.Component):
         nak_now, ack_now = Signal(), Signal()
         m.d.comb += [nak_now.eq(send_nak & self.up), ack_now.eq(send_ack & self.up),
                      load.eq(~held_valid & ~replaying),
-                     commit_data.eq(load & ~nak_now & have_data & self.up)]
+                     commit_data.eq(load & ~nak_now & have_data & self.up & self.rate_ok)]
         with m.If(load & (nak_now | commit_data | ack_now | self.keepalive_due)):
             m.d.sync += [held_valid.eq(1), held_nak.eq(nak_now), held_data.eq(commit_data),
                          held_resend.eq(resend_now),

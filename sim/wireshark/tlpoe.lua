@@ -33,7 +33,7 @@ local W = {
     BRIDGE_HEADER = {
       { name = "version", offset = 0, size = 1, bits = 4, shift = 4, whole = false, doc = "format version, 1" },
       { name = "frame_type", offset = 0, size = 1, bits = 4, shift = 0, whole = false, doc = "DATA 0, ACK 1, NAK 2, CREDIT 3, KEEPALIVE 4" },
-      { name = "flags", offset = 1, size = 1, bits = 8, shift = 0, whole = true, doc = "bit 0: `ack` valid; bit 1: credit fields valid; others 0" },
+      { name = "flags", offset = 1, size = 1, bits = 8, shift = 0, whole = true, doc = "bit 0: `ack` valid; bit 1: credit fields valid; bit 2: ECN echo (a CNP); others 0" },
       { name = "channel", offset = 2, size = 2, bits = 16, shift = 0, whole = true, doc = "link / channel id: which bridge pair and which link" },
       { name = "seq", offset = 4, size = 4, bits = 32, shift = 0, whole = true, doc = "sequence number of this frame (DATA); the link layer uses its low `seq_bits` bits and wraps" },
       { name = "ack", offset = 8, size = 4, bits = 32, shift = 0, whole = true, doc = "cumulative ACK: every frame up to this sequence was received" },
@@ -54,6 +54,7 @@ local W = {
     FLAGS = {
       { name = "ack_valid", mask = 0x01 },
       { name = "credits_valid", mask = 0x02 },
+      { name = "ecn_echo", mask = 0x04 },
     },
     FRAME_TYPES = {
       [0] = "DATA",
