@@ -33,7 +33,7 @@ from pyuvm import uvm_analysis_port, uvm_component, uvm_env
 from ..models.frame import DEFAULT_DST_MAC, DEFAULT_SRC_MAC, DropReason, FrameError, decode_frame
 from ..models.phy import Fate, phy_from_params
 from ..models.tlp import Tlp
-from ..models.transport import UdpConfig, receive
+from ..models.transport import UdpConfig, mark_ce, receive
 from .agents import StreamAgent
 from .bfm import StreamDriver, StreamLayout, StreamMonitor
 from .capture import link_capture
@@ -60,7 +60,8 @@ COUNTERS = ("frames_sent", "good_frames", "control_frames", "overflows", "tlps_o
             "peer_restarts", "keepalives_sent", "keepalives_received", "replays_link",
             "frames_dropped", "tracked", "matched", "late_completions", "timeouts",
             "link_down_completions", "restart_completions", "evicted", "posted_dropped",
-            "np_contained", "cpl_dropped", "outstanding", "containment")
+            "np_contained", "cpl_dropped", "outstanding", "containment", "ce_frames",
+            "cnps_sent", "cnps_received", "throttled_cycles", "rate_current")
 #: Per-class counters (P, NP, CPL), read as ``<name>_p`` ... ``<name>_cpl``.
 CLASS_COUNTERS = ("credit_stall_cycles", "tlps_sent")
 #: The counters a selective-repeat bridge (``mode="sr"``) adds.
@@ -70,11 +71,20 @@ SR_COUNTERS = ("out_of_order_buffered",)
 class NetworkWire(uvm_component):
     """One direction of the network: frames from ``frame_export`` through
     ``phy`` to ``driver`` (the far bridge's ``frame_in``), at their arrival
-    time. Each frame handed to ``driver`` is also written to ``handed_ap``."""
+    time. Each frame handed to ``driver`` is also written to ``handed_ap``.
 
-    def __init__(self, name, parent, phy, driver, mac_fifo_bytes=4096, decode=decode_frame):
+    ``ecn_threshold_bytes`` (None: no marking): the sending MAC's FIFO
+    stands for a switch's egress queue into a slower line; a frame that
+    finds more than that many bytes queued before it is marked ECN-CE
+    (:func:`~tlpoe.models.transport.mark_ce`, an IPv4 frame only;
+    ``ce_marked`` counts them), as a DCTCP/DCQCN switch marks."""
+
+    def __init__(self, name, parent, phy, driver, mac_fifo_bytes=4096, decode=decode_frame,
+                 ecn_threshold_bytes=None):
         super().__init__(name, parent)
         self.phy = phy
+        self.ecn_threshold_bytes = ecn_threshold_bytes
+        self.ce_marked = 0
         self.decode = decode        # the receiving bridge's checks (its transport's)
         self.driver = driver
         self.mac_fifo_ns = mac_fifo_bytes * 8 / phy.rate_gbps
@@ -103,12 +113,18 @@ class NetworkWire(uvm_component):
             self.malformed.append(f"{get_sim_time('ns')} ns: {e}: {item.data[:48].hex()}")
             if len(self.malformed) <= 3:
                 self.logger.error(f"bridge sent a malformed frame: {self.malformed[-1]}")
-        delivery = self.phy.transmit(item.data, get_sim_time("ns"))
+        data = item.data
+        if self.ecn_threshold_bytes is not None:
+            queued = (self.phy.free_ns - get_sim_time("ns")) * self.phy.rate_gbps / 8
+            marked = mark_ce(data) if queued > self.ecn_threshold_bytes else None
+            if marked is not None:
+                data, self.ce_marked = marked, self.ce_marked + 1
+        delivery = self.phy.transmit(data, get_sim_time("ns"))
         self.fates[delivery.fate.value] = self.fates.get(delivery.fate.value, 0) + 1
         reason = None
         if delivery.fate is Fate.CORRUPTED:
             reason = model_verdict(delivery.frame, mtu=None, decode=self.decode)
-            if reason is None and delivery.frame[12:len(item.data)] != item.data[12:]:
+            if reason is None and delivery.frame[12:len(data)] != data[12:]:
                 self.malformed.append("corruption inside the frame passed the model's checks")
             # else: only the MAC addresses (a hop's business: the FCS covers them, the
             # end-to-end CRC does not) or the MAC's padding after the frame were hit
@@ -173,7 +189,9 @@ class LinkEnv(uvm_env):
     ``window``, ``valid_gap``, ``backpressure``, ``bidirectional``, ``phy``
     (settings of :func:`~tlpoe.models.phy.phy_from_params`, both
     directions), ``phy_a_to_b`` / ``phy_b_to_a`` (overrides),
-    ``mac_fifo_bytes``, ``seed``, ``coverage_file`` (where
+    ``mac_fifo_bytes``, ``ecn_threshold_bytes`` (the wires mark CE above
+    it: :class:`NetworkWire`), ``cfg`` (config fields set on both bridges
+    after the others), ``seed``, ``coverage_file`` (where
     :class:`~tlpoe.tb.link_coverage.LinkCoverage` writes; empty: nowhere);
     ``twin`` (true: each bridge's cycle twin, a
     :class:`~tlpoe.tb.bridge_twin.BridgeTwin`, in ``twins[side]``), ``bridge``
@@ -230,7 +248,8 @@ class LinkEnv(uvm_env):
                                   seed=p["seed"] * 2 + index)
             driver = StreamDriver(dut, f"{dst}_frame_in", dut.clk, frame)
             wire = NetworkWire(f"wire_{src}{dst}", self, phy, driver, p["mac_fifo_bytes"],
-                               decode=decoders[dst])
+                               decode=decoders[dst],
+                               ecn_threshold_bytes=p.get("ecn_threshold_bytes"))
             self.wires[src + dst] = wire
             out = StreamAgent(f"{src}_wire", self, monitor_bfm=StreamMonitor(
                 dut, f"{src}_frame_out", dut.clk, frame, drive_ready=True,
@@ -341,6 +360,7 @@ def receivers(transport):
 def configure(dut, params):
     """Set both bridges' run-time inputs (side b with side a's IPv4
     addresses swapped); returns their :class:`BridgePorts`."""
-    return {"a": configure_bridge(dut, "a", DEFAULT_DST_MAC, DEFAULT_SRC_MAC, params),
+    extra = params.get("cfg", {})
+    return {"a": configure_bridge(dut, "a", DEFAULT_DST_MAC, DEFAULT_SRC_MAC, params, **extra),
             "b": configure_bridge(dut, "b", DEFAULT_SRC_MAC, DEFAULT_DST_MAC, params,
-                                  **_B_ADDRESSES)}
+                                  **_B_ADDRESSES, **extra)}

@@ -36,6 +36,8 @@ from tlpoe.tb.ordering_coverage import sample_cells
 from tlpoe.tb.params import tb_params
 from tlpoe.tb.sequences import StreamSequence
 
+#: Congestion control's counters and the rate in the record.
+ECN_STATS = ("ce_frames", "cnps_sent", "cnps_received", "throttled_cycles", "rate_current")
 #: The completion tracker's counters in the record.
 TRACKER_STATS = ("tracked", "matched", "late_completions", "timeouts", "link_down_completions",
                  "restart_completions", "evicted", "posted_dropped", "np_contained",
@@ -49,7 +51,7 @@ P = tb_params(width=64, mtu=1500, seq_bits=6, window=8, mode="gbn", seed=1, coun
               backpressure=0.1, bidirectional=False,
               flush_timeout=32, replay_timeout=1500, nak_timeout=1000, ack_delay=50,
               phy={"rate_gbps": 10, "latency_ns": 1000.0}, phy_a_to_b={}, phy_b_to_a={},
-              mac_fifo_bytes=4096, credits=1, credit_delay=200, credit_refresh=None,
+              mac_fifo_bytes=4096, ecn_threshold_bytes=None, cfg={}, credits=1, credit_delay=200, credit_refresh=None,
               np_block_cycles=0, expect_order_violations=False, expect_overrun=False, ido=0.1,
               expect_nonzero=[], expect_zero=[], expect_link_down=(), min_wraps=0,
               drain_us=2000, progress_us=0, peer_reset_us=0, timeline=False,
@@ -403,6 +405,8 @@ class LinkTest(uvm_test):
             "transactions": {side: checker.summary() for side, checker in
                              getattr(self.env, "checkers", {}).items()},
             "tracker": {side: {k: c[side][k] for k in TRACKER_STATS} for side in ("a", "b")},
+            "ecn": {"ce_marked": {k: w.ce_marked for k, w in self.env.wires.items()},
+                    **{side: {k: c[side][k] for k in ECN_STATS} for side in ("a", "b")}},
         }
 
     def report_phase(self):
