@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from amaranth.hdl import Module, ResetInserter, Signal
 
-from tlpoe.models.dcqcn import ALPHA_ONE, FULL, DcqcnParams, ReactionPoint
+from tlpoe.models.dcqcn import FULL, DcqcnParams, ReactionPoint
 from tlpoe.models.dcqcn_cycles import CnpCycles, RateLimiterCycles, wire_bytes_of
 from tlpoe.rtl.link.dcqcn import CnpGenerator, RateLimiter
 

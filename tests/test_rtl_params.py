@@ -32,6 +32,9 @@ from tlpoe.rtl.framing.packer import TlpPacker
     (lambda: Bridge(64, tx_queue_depth=10), "tx_queue_depth"),
     (lambda: Bridge(64, credit_delay=0), "credit_delay"),
     (lambda: Bridge(64, credit_refresh=2 ** 24), "credit_refresh"),
+    (lambda: Bridge(64, ecn=True), "ecn"),
+    (lambda: Bridge(64, transport="udp", ecn=1), "ecn"),
+    (lambda: Bridge(64, transport="udp", ecn=True, line_bytes=0), "line_bytes"),
 ])
 def test_bad_parameter_names_itself(make, name):
     with pytest.raises(ValueError, match=name):
