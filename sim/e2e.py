@@ -21,10 +21,19 @@ above the largest simulated one are **extrapolated** from the two largest
 simulated sizes (a fixed cost plus size over the steady bandwidth) and
 marked ``simulated: false``.
 
+The incast (``--incast``, on by default, off with ``--quick``): both hosts
+copy into their GPUs at once through the chassis' one uplink, the bridges
+on ``udp`` with ``ecn``, once with the switch marking ECN-CE and once
+without; the report gives each run's goodput and the hosts' shares, the
+uplink queue's p50/p99/max, the switch's drops, the frames resent and the
+marks and CNPs, and checks the issue's acceptance (:func:`incast_verdict`;
+a failed check makes the exit status 1).
+
 Outputs in ``build/reports/e2e/``: ``e2e.json`` (``rows``: for each
 workload ``workload``, ``local_ns``, ``disaggregated_ns``,
 ``overhead_fraction``, ``simulated``, ``under_dxpu_10pct``, ``why``; plus
-the runs' records and the parameters), ``e2e.md``, ``overhead.png`` and
+the runs' records and the parameters; ``incast``: its runs and verdict),
+``e2e.md``, ``overhead.png`` and
 ``dma_bandwidth.png``. ``--quick`` (in ``make test``) runs one small
 point. Exits 1 when a run fails, 2 on a bad argument.
 """
@@ -99,6 +108,28 @@ POINTS = {
     # the compute-bound case: a GEMM on operands resident in VRAM
     "gemm_resident": dict(mmio_probes=1, dma_sizes=[], gemm_resident_n=1024),
 }
+#: The incast (issue 20): both hosts copy into their GPUs at once, their
+#: host bridges' completions meeting in the chassis' one uplink. On 25 GbE:
+#: at 256 bits and 250 MHz the chassis' one PCIe port of the fabric carries
+#: 64 Gb/s, less than a 100 GbE uplink, so on 100 GbE the fabric, not the
+#: switch, would be the bottleneck (measured: 27.6 Gb/s a host, the
+#: switch's queue never past 16 KB); on 25 GbE two hosts' 25 Gb/s meet in
+#: one 25 Gb/s uplink, 2:1. A shallow switch buffer (48 KiB on the uplink:
+#: less than the two bridges' windows, 2 x 32 frames, can put there) and,
+#: with ECN, step marking at 12 KiB; the bridges on ``udp`` with ``ecn``,
+#: DCQCN's timers scaled to a run of a few hundred microseconds (a CNP at
+#: most every 4 us, alpha and the increase timer every 10 us, additive
+#: increase 1% and hyper increase 5% of the line).
+INCAST_NET = {**NET, "rate_gbps": 25}
+INCAST_QUEUE_BYTES = 48 << 10
+INCAST_ECN_BYTES = 12 << 10
+INCAST_CFG = dict(cnp_interval=1000, alpha_timer=2500, increase_timer=2500,
+                  byte_counter=256 << 10, g_shift=4, fast_recovery=5, ai_rate=655,
+                  hai_rate=3277, min_rate=1024)
+INCAST_US, QUICK_INCAST_US = 400, 120
+#: Each copy: large enough that a host's copies run at the line's
+#: bandwidth, not at the commands' fixed costs.
+INCAST_BYTES = 256 << 10
 #: --quick: one run (one bring-up, the costliest part of a short run) with
 #: every measurement the report's rows need
 QUICK_POINTS = {
@@ -155,6 +186,94 @@ def disaggregated_point(name, point, sim="verilator", width=WIDTH, clock_ns=CLOC
                             extra)
     return dict(name=name, point=point, host0=record["host0"], end_ns=record["end_ns"],
                 counters=record["counters"])
+
+
+def line_bytes(clock_ns, net=NET):
+    """The line's bytes per bridge cycle, in 1/256 (the rate limiter's
+    ``line_bytes``): 100 GbE at 250 MHz is 50 bytes, 12,800."""
+    return round(net["rate_gbps"] * clock_ns / 8 * 256)
+
+
+#: The incast's Bridge parameters besides :func:`bridge_params` (the line's
+#: bytes per cycle are a register: ``line_bytes`` in the run's ``cfg``).
+INCAST_EXTRA = {"transport": "udp", "ecn": True}
+
+
+def incast_point(ecn, sim="verilator", width=WIDTH, clock_ns=CLOCK_NS, incast_us=INCAST_US,
+                 report_dir=None, incast_bytes=INCAST_BYTES):
+    """One incast run (``ecn``: the switch marks; else the same bridges, no
+    marks: DCQCN never acts); returns the run's ``incast`` record with
+    ``ecn`` and the bandwidth-delay product (bytes) of the network."""
+    net = {**INCAST_NET, "switch_queue_bytes": INCAST_QUEUE_BYTES,
+           "ecn_threshold_bytes": INCAST_ECN_BYTES if ecn else None}
+    params = _point_params(dict(mmio_probes=1, dma_sizes=[], incast_us=incast_us, net=net,
+                                cfg={**INCAST_CFG, "line_bytes": line_bytes(clock_ns, net)},
+                                incast_bytes=incast_bytes))
+    # 10-bit tags: the GPUs keep enough reads outstanding for a round trip
+    # across the network (with 32, each host's copies ran at 28 Gb/s)
+    params["models"] = {**params["models"], "ten_bit_tags": True}
+    name = f"e2e-incast-{'ecn' if ecn else 'no-ecn'}"
+    with tempfile.TemporaryDirectory() as tmp:
+        record = run_system(sim, name, params, report_dir or tmp, width, clock_ns,
+                            INCAST_EXTRA)
+    bdp = net["rate_gbps"] * net_round_trip_ns(net) / 8
+    return dict(record["incast"], ecn=ecn, bdp_bytes=round(bdp),
+                threshold_bytes=INCAST_ECN_BYTES if ecn else None,
+                queue_bytes=INCAST_QUEUE_BYTES, end_ns=record["end_ns"])
+
+
+def incast_verdict(runs):
+    """The incast's acceptance (issue 20) from its two runs
+    (:func:`incast_point`'s records): with ECN no switch drop, the p99
+    queue below the marking threshold plus one bandwidth-delay product, the
+    hosts' shares within 10% of each other; without ECN the drops and
+    replays that it prevents. Returns ``{check: (passed, what)}``."""
+    out = {}
+    by = {r["ecn"]: r for r in runs}
+    if True in by:
+        r = by[True]
+        shares = [h["share"] for h in r["hosts"].values()]
+        limit = r["threshold_bytes"] + r["bdp_bytes"]
+        out["ecn: no switch drop"] = (r["switch_drops"] == 0, f"{r['switch_drops']} dropped")
+        out["ecn: p99 queue below threshold + BDP"] = (
+            r["queue_p99_bytes"] < limit, f"p99 {r['queue_p99_bytes']:,.0f} B, limit {limit:,} B")
+        spread = max(shares) - min(shares)
+        out["ecn: shares within 10%"] = (spread <= 0.10 * max(shares),
+                                         "shares " + ", ".join(f"{x:.3f}" for x in shares))
+        out["ecn: marks echoed and acted on"] = (
+            r["cnps_received"] > 0 and r["throttled_cycles"] > 0,
+            f"{r['cnps_sent']} CNPs sent, {r['cnps_received']} received")
+    if False in by:
+        r = by[False]
+        out["no ecn: drops and replays"] = (
+            r["switch_drops"] > 0 and r["frames_retransmitted"] > 0,
+            f"{r['switch_drops']} dropped, {r['frames_retransmitted']} retransmitted")
+    return out
+
+
+def _incast_markdown(runs, verdict):
+    lines = ["", "## Incast: both hosts into the chassis uplink", "",
+             f"Both hosts copy {INCAST_BYTES >> 10} KiB buffers into their GPUs back to back; "
+             f"their host bridges' completions share the chassis' one {INCAST_NET['rate_gbps']} "
+             "GbE uplink (2:1). Goodput: the completion bytes that reach each GPU while both "
+             "copy. "
+             f"The switch's uplink queue holds {INCAST_QUEUE_BYTES >> 10} KiB; with ECN it marks "
+             f"CE above {INCAST_ECN_BYTES >> 10} KiB and the bridges run DCQCN "
+             "(docs/transports.md). Queue depth sampled every 100 ns while both copy.", "",
+             "| ECN | goodput Gb/s | host shares | queue p50 B | queue p99 B | queue max B | "
+             "switch drops | frames resent | replays | CE marks | CNPs |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: not r["ecn"]):
+        shares = ", ".join(f"{h['share']:.3f}" for h in r["hosts"].values())
+        lines.append(f"| {'on' if r['ecn'] else 'off'} | {r['goodput_gbps']:.1f} | {shares} | "
+                     f"{r['queue_p50_bytes']:,.0f} | {r['queue_p99_bytes']:,.0f} | "
+                     f"{r['queue_max_bytes']:,} | {r['switch_drops']} | "
+                     f"{r['frames_retransmitted']} | {r['replays']} | "
+                     f"{r['uplink'].get('ecn_marked', 0)} | {r['cnps_sent']} |")
+    lines += ["", "| check | | measured |", "|---|---|---|"]
+    lines += [f"| {k} | {'pass' if ok else 'FAIL'} | {what} |"
+              for k, (ok, what) in verdict.items()]
+    return "\n".join(lines) + "\n"
 
 
 def local_point(sizes, saxpy_n, gemm_n, probes, seed=1, gemm_resident_n=0):
@@ -356,6 +475,9 @@ def main(argv=None):
     parser.add_argument("--out", default="build/reports/e2e", help="report folder")
     parser.add_argument("--transport", default="eth", choices=("eth", "udp"),
                         help="what carries the bridges' frames (models/transport.py)")
+    parser.add_argument("--incast", action=argparse.BooleanOptionalAction, default=None,
+                        help="the incast runs, with and without ECN (default: on, off with "
+                             "--quick)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="simulations at once (default 2)")
     parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"),
@@ -391,16 +513,23 @@ def main(argv=None):
     print(f"e2e: {len(points)} disaggregated runs on {args.sim} at {width} bits "
           f"({args.jobs} at once) ...",
           flush=True)
-    records, failed = [], []
+    incast = (not args.quick) if args.incast is None else args.incast
+    records, incasts, failed = [], [], []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {name: pool.submit(functools.partial(disaggregated_point, sim=args.sim,
                                                        width=width, clock_ns=clock_ns,
                                                        transport=args.transport),
                                      name, point) for name, point in points.items()}
+        if incast:
+            for ecn in (True, False):
+                futures[f"incast-{'ecn' if ecn else 'no-ecn'}"] = pool.submit(
+                    incast_point, ecn, args.sim, WIDTH, clock_ns,
+                    QUICK_INCAST_US if args.quick else INCAST_US)
         for name, future in futures.items():
             try:
-                records.append(future.result())
-                print(f"e2e: {name} done (simulated {records[-1]['end_ns'] / 1000:.0f} us)",
+                result = future.result()
+                (incasts if name.startswith("incast") else records).append(result)
+                print(f"e2e: {name} done (simulated {result['end_ns'] / 1000:.0f} us)",
                       flush=True)
             except Exception as err:           # a failed run is reported, the rest go on
                 failed.append(name)
@@ -417,13 +546,22 @@ def main(argv=None):
                 bridge=bridge_params(width), net=NET, seed=SEED,
                 quick=args.quick, simulated_max=max(sim_sizes), sim=args.sim,
                 dxpu_overhead=DXPU_OVERHEAD, net_round_trip_ns=net_round_trip_ns())
-    (out / "e2e.json").write_text(json.dumps(dict(meta=meta, rows=table, local=local,
-                                                  disaggregated=remote, runs=records,
-                                                  failed=failed), indent=1, default=str))
-    (out / "e2e.md").write_text(_markdown(table, meta))
+    verdict = incast_verdict(incasts) if incasts else {}
+    (out / "e2e.json").write_text(json.dumps(dict(
+        meta=meta, rows=table, local=local, disaggregated=remote, runs=records,
+        incast=dict(runs=incasts, verdict={k: dict(passed=ok, measured=what)
+                                          for k, (ok, what) in verdict.items()}),
+        failed=failed), indent=1, default=str))
+    md = _markdown(table, meta)
+    if incasts:
+        md += _incast_markdown(incasts, verdict)
+    (out / "e2e.md").write_text(md)
     _plots(out, table, local, remote)
     print(f"e2e: report {out / 'e2e.md'}")
-    return 1 if failed else 0
+    bad = [k for k, (ok, _) in verdict.items() if not ok]
+    if bad:
+        print(f"e2e: incast checks failed: {bad}", file=sys.stderr)
+    return 1 if failed or bad else 0
 
 
 if __name__ == "__main__":

@@ -135,16 +135,22 @@ class EthernetNetwork:
     """The frames' path between the bridges (see the module doc). ``net``:
     ``rate_gbps``, ``cable_ns`` (each Phy's latency: cable, PCS and FEC),
     ``ber`` (every Phy, both directions), ``switch_mode``,
-    ``switch_latency_ns``, ``switch_queue_bytes``, ``mac_fifo_bytes``;
-    ``seed`` seeds each Phy's errors."""
+    ``switch_latency_ns``, ``switch_queue_bytes``, ``mac_fifo_bytes``,
+    ``ecn_threshold_bytes`` (optional: the switch marks CE on a frame that
+    finds more queued before it); ``seed`` seeds each Phy's errors.
+    :meth:`sample` records the chassis uplink's egress queue (bytes) while
+    ``sampling``."""
 
     def __init__(self, dut, clock, width, hosts, net, seed):
         self.hosts = hosts
         rate = net["rate_gbps"]
         uplink = hosts                                   # the chassis' switch port
+        self.uplink = uplink
         self.switch = EthernetSwitch(hosts + 1, rate, mode=net["switch_mode"],
                                      latency_ns=net["switch_latency_ns"],
-                                     queue_bytes=net["switch_queue_bytes"])
+                                     queue_bytes=net["switch_queue_bytes"],
+                                     ecn_threshold_bytes=net.get("ecn_threshold_bytes"))
+        self.sampling, self.samples = False, []
         for i in range(hosts):
             self.switch.add_static(host_mac(i), i)
             self.switch.add_static(device_mac(i), uplink)
@@ -214,6 +220,11 @@ class EthernetNetwork:
             _, _, driver, frame = heapq.heappop(handover)
             driver.send_nowait(frame)
             self.counters["frames_delivered"] += 1
+
+    def sample(self, now):
+        """The uplink's egress queue now (bytes), kept while ``sampling``."""
+        if self.sampling:
+            self.samples.append(self.switch.occupancy(self.uplink, now))
 
     @property
     def phy_counters(self):

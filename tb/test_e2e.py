@@ -23,6 +23,16 @@ One run (``E2eTest``), each phase chosen by a parameter:
 5. **Reassign** (``reassign``): both GPUs are released and swapped; each
    host maps its new GPU and runs SAXPY on it.
 
+With ``incast_us``, step 3 is instead an incast: once both hosts have
+their GPU, each copies ``incast_bytes`` from its memory into VRAM (the GPU
+reads host memory: the completions cross from both host bridges into the
+chassis' one uplink) back to back for ``incast_us``. The record's
+``incast`` gives each host's bytes and goodput and its share of the sum,
+the window in which both copy: the completion bytes that reach each GPU
+in it (each host's goodput and share), the uplink's egress queue sampled
+every ``queue_sample_ns`` (p50, p99, max); the switch's drops and ECN marks, and the bridges' replays and
+congestion-control counters.
+
 With ``faults`` (``[[after_us, for_us], ...]``, bridges built with the link
 state machine and the completion tracker), host 0's work in step 3 is
 instead a run across its own cable's outages: ``after_us`` after the
@@ -95,13 +105,19 @@ P = tb_params(
     mmio_probes=4, dma_sizes=[4096, 65536], saxpy_n=1024, gemm_n=0, gemm_resident_n=0,
     peer_saxpy_n=1024,
     congestion=False, congestion_bytes=65536, attacks=True, reassign=True,
+    # incast: both hosts copy incast_bytes host -> VRAM back to back for
+    # incast_us through the chassis uplink, its queue sampled every
+    # queue_sample_ns (the module doc)
+    incast_us=0, incast_bytes=65536, queue_sample_ns=100.0,
     # host 0's cable out mid-work (see the module doc); times in us
     faults=[], fault_bytes=65536, fault_lead_us=2.0, watchdog_us=300.0, recover_poll_us=20.0,
     recover_give_up_us=3000.0,
     timeout_us=2000, report="",
     # each bridge's cycle twin (tb/bridge_twin.py), built from ``bridge``: the
     # Bridges' parameters besides width (sim/e2e.py ``bridge_params``)
-    twin=False, bridge={})
+    twin=False, bridge={},
+    # config fields set on every bridge after the others (DCQCN's registers)
+    cfg={})
 
 #: the resilient bridges' statistics in the record (when built with them)
 RESILIENT_STATS = ("link_down_events", "link_up_events", "peer_restarts", "timeouts",
@@ -197,7 +213,17 @@ class E2eTest(uvm_test):
             self.hosts.append(host)
             self.host_ports.append(port)
         self.network = EthernetNetwork(dut, dut.clk, p["width"], p["hosts"], p["net"], p["seed"])
-        self.time = ModelTime(fabric.kernel, dut.clk, hooks=[self.network.tick])
+        hooks = [self.network.tick]
+        if p["incast_us"]:
+            every = max(1, round(p["queue_sample_ns"] / p["clock_ns"]))
+            edges = [0]
+
+            def sample(now):
+                edges[0] += 1
+                if edges[0] % every == 0:
+                    self.network.sample(now)
+            hooks.append(sample)
+        self.time = ModelTime(fabric.kernel, dut.clk, hooks=hooks)
         # the pool: each GPU with its real BARs, each host link with its aperture
         self.pool_gpus = [Gpu(f"gpu{i}", int(h.id), (Bar(0, h.bar0, h.bar0_size),
                                                        Bar(1, h.vram, h.vram_size)))
@@ -211,6 +237,17 @@ class E2eTest(uvm_test):
         self.regmap = load("fabric", HOSTS=p["hosts"], WINDOWS=p["windows"],
                            FUNCTIONS=p["functions"])
         chassis_port.taps.append(lambda tlp, t: self.boundary.into_chassis(tlp, t))
+        # the incast's goodput: completion bytes into the chassis per GPU
+        # (each host's copies) while both hosts copy
+        self.window_bytes = [0] * p["hosts"]
+        gpu_index = {int(h.id): i for i, h in enumerate(self.templates)}
+
+        def count(tlp, t):
+            if self.network.sampling and tlp.type.is_completion:
+                i = gpu_index.get(int(tlp.requester_id))
+                if i is not None:
+                    self.window_bytes[i] += len(tlp.data or b"")
+        chassis_port.taps.append(count)
         for i, port in enumerate(self.host_ports):
             port.taps.append(lambda tlp, t, i=i: self.boundary.into_host(i, tlp, t))
 
@@ -306,6 +343,31 @@ class E2eTest(uvm_test):
         out["saxpy"] = yield from saxpy(gpu, mem, rng, p["saxpy_n"])
         return out
 
+    def incast_work(self, i, assignment, flag):
+        """Host ``i`` in the incast: copies into VRAM for ``incast_us``, from
+        the moment both hosts have their GPU."""
+        p, mem = P, self.hosts[i].memory
+        gpu = yield from attach(self.pool_links[i], assignment, gpu_settings(self.mp))
+        flag["ready"] += 1
+        while flag["ready"] < p["hosts"]:
+            yield Sleep(200.0)
+        size = p["incast_bytes"]
+        mem[BUF_BASE:BUF_BASE + size] = np.random.default_rng(p["seed"] + i).integers(
+            0, 256, size, dtype=np.uint8)
+        t0 = yield Now()
+        if not self.network.sampling:       # the window: both copying
+            self.network.sampling, self.window = True, [t0, None]
+        copies = 0
+        while (yield Now()) < t0 + p["incast_us"] * 1000.0:
+            yield from run_command(gpu, Opcode.COPY_H2D, host=BUF_BASE, a=0, size=size)
+            copies += 1
+        t1 = yield Now()
+        flag["done"] += 1
+        if flag["done"] == 1:
+            self.network.sampling, self.window[1] = False, t1
+        return dict(copies=copies, bytes=copies * size, start_ns=t0, end_ns=t1,
+                    gbps=copies * size * 8 / (t1 - t0))
+
     def peer_work(self, i, assignment, flag):
         """Host ``i``: SAXPY, or bulk DMA round trips until ``flag["stop"]``."""
         mem = self.hosts[i].memory
@@ -363,9 +425,9 @@ class E2eTest(uvm_test):
         self.build_system(dut)
         for i in range(p["hosts"]):
             configure_bridge(dut, f"h{i}", device_mac(i), host_mac(i), p,
-                             **link_addresses(i, "host"))
+                             **link_addresses(i, "host"), **p["cfg"])
             configure_bridge(dut, f"d{i}", host_mac(i), device_mac(i), p,
-                             **link_addresses(i, "device"))
+                             **link_addresses(i, "device"), **p["cfg"])
         self.twins = [BridgeTwin(dut, side, bridge_model(p["width"], **p["bridge"]),
                                  name=f"twin_{side}")
                       for i in range(p["hosts"]) for side in (f"h{i}", f"d{i}")
@@ -378,14 +440,19 @@ class E2eTest(uvm_test):
         first = await self.assign([("gpu0", "host0"), ("gpu1", "host1")])
         self.record["assign_ns"] = get_sim_time("ns") - t0
 
-        flag = {"stop": False}
+        flag = {"stop": False, "ready": 0, "done": 0}
 
         def main():
             work = self.fault_work if p["faults"] else self.main_work
             out = yield from work(0, first["gpu0"])
             flag["stop"] = True
             return out
-        results = await self.run_drivers({0: main(), 1: self.peer_work(1, first["gpu1"], flag)})
+        if p["incast_us"]:
+            results = await self.run_drivers({i: self.incast_work(i, first[f"gpu{i}"], flag)
+                                              for i in range(p["hosts"])})
+        else:
+            results = await self.run_drivers({0: main(),
+                                              1: self.peer_work(1, first["gpu1"], flag)})
         self.record["host0"], self.record["host1"] = results[0], results[1]
 
         if p["attacks"]:
@@ -398,11 +465,39 @@ class E2eTest(uvm_test):
         self.record["network"] = dict(self.network.counters)
         self.record["phy"] = self.network.phy_counters
         self.record["switch"] = self.network.switch.counters.as_dict()
+        if p["incast_us"]:
+            self.record["incast"] = self.incast_record(results)
         self.record["end_ns"] = get_sim_time("ns")
         self.record["boundary_checked"] = dict(self.boundary.checked)
         self.record["twins"] = {t.name: dict(cycles=t.cycles, seconds=round(t.seconds, 1))
                                 for t in self.twins}
         self.drop_objection()
+
+    def incast_record(self, results):
+        """The incast's figures (see the module doc)."""
+        c, net = self.record["counters"], self.network
+        samples = np.array(net.samples or [0])
+        span = self.window[1] - self.window[0]
+        for i, r in results.items():
+            r["window_bytes"] = self.window_bytes[i]
+            r["window_gbps"] = self.window_bytes[i] * 8 / span
+        total = sum(r["window_gbps"] for r in results.values())
+        port = net.switch.ports[net.uplink].as_dict()
+        sides = [f"{k}{i}" for i in range(P["hosts"]) for k in ("h", "d")]
+        return dict(
+            hosts={f"host{i}": dict(r, share=r["window_gbps"] / total if total else 0.0)
+                   for i, r in results.items()},
+            goodput_gbps=total, window_ns=[self.window[0], self.window[1]],
+            queue_p50_bytes=float(np.percentile(samples, 50)),
+            queue_p99_bytes=float(np.percentile(samples, 99)),
+            queue_max_bytes=int(samples.max()), queue_samples=len(net.samples),
+            switch_drops=self.record["switch"]["dropped"],
+            uplink=port,
+            replays=sum(c.get(f"{s}_{k}", 0) for s in sides
+                        for k in ("replays_nak", "replays_timeout")),
+            frames_retransmitted=sum(c.get(f"{s}_frames_retransmitted", 0) for s in sides),
+            **{k: sum(c.get(f"{s}_{k}", 0) for s in sides)
+               for k in ("ce_frames", "cnps_sent", "cnps_received", "throttled_cycles")})
 
     async def attack_phase(self, first):
         gpu1 = self.gpu_models[1]
@@ -450,7 +545,9 @@ class E2eTest(uvm_test):
                 stats = BridgePorts(dut, side).stats()
                 for name in ("frames_sent", "replays_nak", "replays_timeout",
                              "frames_retransmitted", "tlps_out", "order_violations",
-                             "tx_order_violations", *RESILIENT_STATS):
+                             "tx_order_violations", "ce_frames", "cnps_sent",
+                             "cnps_received", "throttled_cycles", "rate_current",
+                             *RESILIENT_STATS):
                     if name in stats:
                         out[f"{side}_{name}"] = stats[name]
         return out

@@ -98,3 +98,29 @@ def test_quick_report(tmp_path):
     for name in ("e2e.md", "overhead.png", "dma_bandwidth.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "DxPU" in (tmp_path / "e2e.md").read_text()
+
+
+def _incast(ecn, drops=0, p99=9000.0, shares=(0.5, 0.5), resent=0, cnps=5):
+    return dict(ecn=ecn, hosts={f"host{i}": dict(share=s, gbps=40 * s) for i, s in
+                                enumerate(shares)},
+                goodput_gbps=80.0, queue_p50_bytes=2000.0, queue_p99_bytes=p99,
+                queue_max_bytes=int(p99) + 100, switch_drops=drops, replays=resent,
+                frames_retransmitted=resent, cnps_sent=cnps, cnps_received=cnps,
+                throttled_cycles=100 if cnps else 0, uplink={"ecn_marked": 40},
+                threshold_bytes=e2e.INCAST_ECN_BYTES if ecn else None, bdp_bytes=20336)
+
+
+@pytest.mark.parametrize("runs, failing", [
+    ([_incast(True), _incast(False, drops=30, p99=48000.0, resent=40, cnps=0)], set()),
+    ([_incast(True, drops=1)], {"ecn: no switch drop"}),
+    ([_incast(True, p99=12288 + 20336 + 1)], {"ecn: p99 queue below threshold + BDP"}),
+    ([_incast(True, shares=(0.44, 0.56))], {"ecn: shares within 10%"}),
+    ([_incast(True, cnps=0)], {"ecn: marks echoed and acted on"}),
+    ([_incast(False, drops=0, resent=0, cnps=0)], {"no ecn: drops and replays"}),
+])
+def test_the_incast_verdict_is_the_issues_acceptance(runs, failing):
+    verdict = e2e.incast_verdict(runs)
+    assert {k for k, (ok, _) in verdict.items() if not ok} == failing
+    text = e2e._incast_markdown(runs, verdict)
+    assert text.count("| on |") + text.count("| off |") == len(runs)
+    assert ("FAIL" in text) == bool(failing)
