@@ -29,7 +29,10 @@ from test_transport import GOOD, NOT_PRESENT, experts
 
 SEED = 20261207
 WIDTH, SEQ_BITS, WINDOW = 64, 6, 8
-BRIDGE = {"max_retries": 6, "transport": "udp"}
+#: One build for every run here: congestion control built in (without
+#: marks on the wire it never acts: the rate stays the line's).
+BRIDGE = {"max_retries": 6, "transport": "udp", "ecn": True}
+BUILD_KEY = f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-udp-ecn"
 
 
 def pair():
@@ -38,11 +41,11 @@ def pair():
 
 
 def run_udp_link(sim, name, **params):
-    return run_cocotb(sim, pair, "pair", "tlpoe.tb.test_link",
-                      build_key=f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-udp",
+    params.setdefault("twin", True)
+    return run_cocotb(sim, pair, "pair", "tlpoe.tb.test_link", build_key=BUILD_KEY,
                       testcase="LinkRandomTest", seed=SEED, run_name=name,
                       params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
-                              "bridge": BRIDGE, "twin": True, **params})
+                              "bridge": BRIDGE, **params})
 
 
 #: Congestion control on the udp link: a line of 10 Gb/s under a datapath of
@@ -50,20 +53,9 @@ def run_udp_link(sim, name, **params):
 #: queue) fills and the wire marks CE above 400 bytes; each bridge's rate
 #: limiter knows the line (5 bytes a cycle) and runs DCQCN with timers of
 #: microseconds (the run is a few hundred).
-ECN_BRIDGE = {**BRIDGE, "ecn": True, "line_bytes": 5 << 8}
-ECN_CFG = {"cnp_interval": 500, "alpha_timer": 2000, "increase_timer": 2000,
-           "byte_counter": 30000, "ai_rate": 1300, "hai_rate": 6500, "min_rate": 1024}
-
-
-def run_ecn_link(sim, name, **params):
-    def ecn_pair():
-        kw = dict(window=WINDOW, seq_bits=SEQ_BITS, **ECN_BRIDGE)
-        return Pair(Bridge(WIDTH, **kw), Bridge(WIDTH, **kw))
-    return run_cocotb(sim, ecn_pair, "pair", "tlpoe.tb.test_link",
-                      build_key=f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-udp-ecn",
-                      testcase="LinkRandomTest", seed=SEED, run_name=name,
-                      params={"width": WIDTH, "seq_bits": SEQ_BITS, "window": WINDOW,
-                              "bridge": ECN_BRIDGE, "twin": True, "cfg": ECN_CFG, **params})
+ECN_CFG = {"line_bytes": 5 << 8, "cnp_interval": 500, "alpha_timer": 2000,
+           "increase_timer": 2000, "byte_counter": 30000, "ai_rate": 1300, "hai_rate": 6500,
+           "min_rate": 1024}
 
 
 def tshark_json(tshark, pcap):
@@ -87,7 +79,7 @@ def test_a_udp_link_under_errors_and_its_captures_in_tshark(sim, monkeypatch, tm
                  phy={"rate_gbps": 10, "latency_ns": 1000.0, "ber": 2e-5,
                       "deliver_bad_fcs": True, "drop_rate": 0.02},
                  expect_nonzero=["a.replays_nak", "b.drops_CRC"])
-    folder = tmp_path / sim / f"pair-w{WIDTH}-s{SEQ_BITS}-win{WINDOW}-udp" / "udp-ber-drop"
+    folder = tmp_path / sim / BUILD_KEY / "udp-ber-drop"
     ours = {"a_to_b": tp.UdpConfig(), "b_to_a": tp.UdpConfig().peer()}
     kinds = set()
     for direction, sender in ours.items():
@@ -131,8 +123,8 @@ def test_ecn_marks_are_echoed_and_the_sender_slows(sim, tmp_path):
     # (the twins on Verilator: on Icarus they would take most of the run's
     # time, and the RTL they check is the same Verilog)
     twin = sim == "verilator"
-    run_ecn_link(sim, "udp-ecn", count=400 if twin else 100, twin=twin, bidirectional=True,
-                 workload="mwr",
+    run_udp_link(sim, "udp-ecn", count=400 if twin else 100, twin=twin, bidirectional=True,
+                 workload="mwr", cfg=ECN_CFG,
                  tlp_payload=256, ecn_threshold_bytes=400, clock_ns=4.0,
                  phy={"rate_gbps": 10, "latency_ns": 1000.0}, report=str(report),
                  expect_nonzero=["b.ce_frames", "b.cnps_sent", "a.cnps_received",
