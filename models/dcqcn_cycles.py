@@ -13,20 +13,25 @@ The rate limiter's rules (docs/transports.md, "Congestion control"):
   absorbs a second event of its kind. The timers count cycles up to their
   period (``alpha_timer``, ``increase_timer``); the byte counter keeps
   what is left over its ``byte_counter``.
-* **the engine** serves one pending event at a time in three cycles:
+* **the engine** serves one pending event at a time in five cycles:
   IDLE picks the first of CNP, alpha, increase timer, byte counter (an
-  increase event raises its stage count as it is picked); MUL registers
-  the products (``rc * alpha``, the hyper increase) and the new target;
-  APPLY writes ``rc``, ``rt`` and ``alpha`` with the arithmetic of
-  :mod:`tlpoe.models.dcqcn`. A CNP applied also restarts both timers, the
-  byte counter and the stage counts, and discards the pending alpha and
-  increase events (they counted from before the cut).
+  increase event raises its stage count as it is picked); three cycles
+  work out the new rates a step a cycle, each registered (S1: the stage
+  counts' minimum and maximum against ``fast_recovery``, ``rc * alpha``;
+  S2: the increase step with ``ai_rate`` or ``hai_rate``, ``rc`` less
+  its cut; S3: the target, the cut held at ``min_rate``), each step
+  reading the registers it names in its own cycle; APPLY writes ``rc``,
+  ``rt`` and ``alpha`` with the arithmetic of :mod:`tlpoe.models.dcqcn`.
+  A CNP applied also restarts both timers, the byte counter and the stage
+  counts, and discards the pending alpha and increase events (they
+  counted from before the cut).
 * **the token bucket** (1/256 bytes): each cycle earns the rate of the
   cycle before times ``line_bytes`` (``rc * line_bytes >> 16``, a
   registered product) up to ``burst`` bytes, and a DATA frame taken
-  spends its wire bytes. ``rate_ok`` (a DATA frame may be committed) is
-  the bucket not negative; while the limiter is off (``enable`` 0) or the
-  rate is the whole line the bucket stays full and ``rate_ok`` is 1.
+  spends its wire bytes a cycle later (registered). ``rate_ok`` (a DATA
+  frame may be committed) is the bucket not negative; while the limiter
+  is off (``enable`` 0) or the rate is the whole line the bucket stays
+  full and ``rate_ok`` is 1.
 
 The notification point: ``echo`` (the next frame sent carries
 ``FLAG_ECN_ECHO``) is set when a frame marked CE arrives ``cnp_interval``
@@ -38,8 +43,7 @@ from collections import namedtuple
 
 from .frame import wire_bytes
 from .wire import CRC_LEN
-from .dcqcn import (ALPHA_ONE, FULL, DcqcnParams, cut_rate, decayed_alpha, halfway,
-                    raised_alpha, raised_target)
+from .dcqcn import ALPHA_ONE, FULL, DcqcnParams, decayed_alpha, halfway, raised_alpha
 
 __all__ = ["TIMER_BITS", "OPS", "RateLimiterCycles", "RateCycle", "CnpCycles", "CnpCycle",
            "wire_bytes_of"]
@@ -49,7 +53,7 @@ TIMER_BITS = 24
 _TIMER_MAX = (1 << TIMER_BITS) - 1
 #: The engine's operations, in priority order.
 OPS = ("cnp", "alpha", "timer", "byte")
-IDLE, MUL, APPLY = range(3)
+IDLE, S1, S2, S3, APPLY = range(5)
 
 RateCycle = namedtuple("RateCycle", "rate_ok rc rt alpha tokens cnps_received "
                                     "throttled_cycles")
@@ -85,7 +89,10 @@ class RateLimiterCycles:
         self.pending = dict.fromkeys(OPS, False)
         self.state, self.op = IDLE, "cnp"
         self.cut = self.target = 0
-        self.earn = 0
+        # the engine's registers between its steps
+        self.k = self.product = self.step_ = self.less = 0
+        self.hyper = self.fast = False
+        self.earn = self.spend = 0
         # the bucket's reset is the burst's reset value (the register's init)
         self.tokens = self.burst_init << 8
         self.cnps_received = self.throttled_cycles = 0
@@ -112,10 +119,9 @@ class RateLimiterCycles:
         if self.bypass():
             tokens = self.burst << 8
         else:
-            tokens = min(self.burst << 8, self.tokens + self.earn)
-            if sent_bytes is not None:
-                tokens -= sent_bytes << 8
+            tokens = min(self.burst << 8, self.tokens + self.earn) - self.spend
         earn = self.rc * self.line_bytes >> 16
+        spend = 0 if sent_bytes is None else sent_bytes << 8
 
         # the counters' events
         applying = self.state == APPLY
@@ -146,14 +152,26 @@ class RateLimiterCycles:
             first = next((k for k in OPS if pending[k]), None)
             if first is not None:
                 pending[first] = False
-                state, op = MUL, first
+                state, op = S1, first
                 if first == "timer":
                     timer_stage = min(timer_stage + 1, 255)
                 elif first == "byte":
                     byte_stage = min(byte_stage + 1, 255)
-        elif self.state == MUL:
-            cut = cut_rate(self.rc, self.alpha, p)
-            target = raised_target(self.rt, self.timer_stage, self.byte_stage, p)
+        elif self.state == S1:
+            low, high = sorted((self.timer_stage, self.byte_stage))
+            F = p.fast_recovery
+            self.fast, self.hyper = high < F, low > F
+            self.k = (low - F) & 0xFF
+            self.product = self.rc * self.alpha
+            state = S2
+        elif self.state == S2:
+            self.step_ = self.k * p.hai_rate if self.hyper else p.ai_rate
+            self.less = self.rc - (self.product >> 11)
+            state = S3
+        elif self.state == S3:
+            # (raised_target's and cut_rate's arithmetic, a step a cycle)
+            target = self.rt if self.fast else min(FULL, self.rt + self.step_)
+            cut = max(p.min_rate, self.less)
             state = APPLY
         else:
             if self.op == "cnp":
@@ -169,7 +187,7 @@ class RateLimiterCycles:
         if cut_applied:
             pending["alpha"] = pending["timer"] = pending["byte"] = False
 
-        self.tokens, self.earn = tokens, earn
+        self.tokens, self.earn, self.spend = tokens, earn, spend
         self.alpha_count, self.timer_count, self.bytes_count = alpha_count, timer_count, bytes_count
         self.rc, self.rt, self.alpha = rc, rt, alpha
         self.timer_stage, self.byte_stage = timer_stage, byte_stage

@@ -22,7 +22,7 @@ RATE_BITS = FULL.bit_length()
 ALPHA_BITS = ALPHA_ONE.bit_length()
 SENT_BITS = 14
 _TIMER_MAX = (1 << TIMER_BITS) - 1
-IDLE, MUL, APPLY = range(3)
+IDLE, S1, S2, S3, APPLY = range(5)
 
 
 def _check(name, value, low, high):
@@ -48,10 +48,13 @@ class RateLimiter(wiring.Component):
     ``alpha`` (1/1024), counters ``cnps_received`` and
     ``throttled_cycles`` (cycles with ``rate_ok`` 0).
 
-    Events set pending bits served one at a time by a three-cycle engine
-    (pick, multiply, apply: the products of ``rc`` are registered, a
-    DSP block's pipeline); the token bucket earns the rate of the cycle
-    before. The rules are the twin's (models/dcqcn_cycles.py)."""
+    Events set pending bits served one at a time by a five-cycle engine
+    (pick; three steps of the arithmetic, each registered: the products
+    of ``rc`` have registers before and after, a DSP block's pipeline, and
+    no carry chain follows another in a cycle; apply); the token bucket
+    earns the rate of the cycle before and spends a frame's bytes a cycle
+    after the framer took it. The rules are the twin's
+    (models/dcqcn_cycles.py)."""
 
     def __init__(self, params=None, *, line_bytes=64 << 8, burst=1538, enable=False):
         params = params or DcqcnParams()
@@ -96,25 +99,29 @@ class RateLimiter(wiring.Component):
         # --- the token bucket (1/256 bytes) ---------------------------------------------
         tokens = Signal(signed(27), init=self._burst_init << 8)
         earn = Signal(RATE_BITS)            # rc * line_bytes >> 16, from the cycle before
+        spend = Signal(SENT_BITS + 8)       # the frame taken in the cycle before
         bypass = Signal()
         m.d.comb += [bypass.eq(~self.enable | rc[RATE_BITS - 1]),
                      self.rate_ok.eq(bypass | ~tokens[-1])]
         with m.If(~self.rate_ok):
             m.d.sync += self.throttled_cycles.eq(self.throttled_cycles + 1)
-        m.d.sync += earn.eq((rc * self.line_bytes) >> 16)
+        m.d.sync += [earn.eq((rc * self.line_bytes) >> 16),
+                     spend.eq(Mux(self.sent, Cat(Const(0, 8), self.sent_bytes), 0))]
+        # min(full, tokens + earn) - spend as two carry chains in a row: the
+        # cap's compare (tokens > full - earn) beside the sums
         full = Signal(25)
         m.d.comb += full.eq(Cat(Const(0, 8), self.burst))
-        earned = Signal(signed(28))
-        m.d.comb += earned.eq(tokens + earn)
-        capped = Signal(signed(28))
-        m.d.comb += capped.eq(Mux(earned > full, full, earned))
+        headroom, net = Signal(signed(27)), Signal(signed(27))
+        m.d.comb += [headroom.eq(full - earn), net.eq(earn - spend)]
         with m.If(bypass):
             m.d.sync += tokens.eq(full)
+        with m.Elif(tokens > headroom):
+            m.d.sync += tokens.eq(full - spend)
         with m.Else():
-            m.d.sync += tokens.eq(capped - Mux(self.sent, Cat(Const(0, 8), self.sent_bytes), 0))
+            m.d.sync += tokens.eq(tokens + net)
 
         # --- the events ------------------------------------------------------------------
-        state = Signal(range(3))
+        state = Signal(range(5))
         op = Signal(range(len(OPS)))
         applying_cut = Signal()
         m.d.comb += applying_cut.eq((state == APPLY) & (op == OPS.index("cnp")))
@@ -144,36 +151,41 @@ class RateLimiter(wiring.Component):
         timer_stage, byte_stage = Signal(8), Signal(8)
         cut = Signal(RATE_BITS)
         target = Signal(RATE_BITS)
+        # the engine's registers between its steps
+        fast, hyper = Signal(), Signal()
+        stage_k = Signal(8)              # the smaller stage count less F
+        product = Signal(RATE_BITS + ALPHA_BITS)
+        step = Signal(RATE_BITS + 8)
+        less = Signal(RATE_BITS)
         g = self.g_shift
         with m.Switch(state):
             with m.Case(IDLE):
                 for k, name in enumerate(OPS):
                     with (m.If if k == 0 else m.Elif)(pending[k]):
                         m.d.comb += picked[k].eq(1)
-                        m.d.sync += [state.eq(MUL), op.eq(k)]
+                        m.d.sync += [state.eq(S1), op.eq(k)]
                         if name == "timer":
                             m.d.sync += timer_stage.eq(timer_stage + (timer_stage != 255))
                         elif name == "byte":
                             m.d.sync += byte_stage.eq(byte_stage + (byte_stage != 255))
-            with m.Case(MUL):
-                less = Signal(RATE_BITS)
-                m.d.comb += less.eq(rc - ((rc * alpha) >> 11))
-                m.d.sync += cut.eq(Mux(less < self.min_rate, self.min_rate, less))
-                low, high = Signal(8), Signal(8)
-                m.d.comb += [low.eq(Mux(timer_stage < byte_stage, timer_stage, byte_stage)),
-                             high.eq(Mux(timer_stage < byte_stage, byte_stage, timer_stage))]
-                step = Signal(RATE_BITS + 8)
-                with m.If(low > self.fast_recovery):
-                    m.d.comb += step.eq((low - self.fast_recovery)[:8] * self.hai_rate)
-                with m.Else():
-                    m.d.comb += step.eq(self.ai_rate)
+            with m.Case(S1):
+                # the stage counts against F; rc * alpha (registered in and out)
+                ordered = timer_stage < byte_stage
+                low = Mux(ordered, timer_stage, byte_stage)
+                high = Mux(ordered, byte_stage, timer_stage)
+                m.d.sync += [fast.eq(high < self.fast_recovery),
+                             hyper.eq(low > self.fast_recovery),
+                             stage_k.eq(low - self.fast_recovery),
+                             product.eq(rc * alpha), state.eq(S2)]
+            with m.Case(S2):
+                m.d.sync += [step.eq(Mux(hyper, stage_k * self.hai_rate, self.ai_rate)),
+                             less.eq(rc - (product >> 11)), state.eq(S3)]
+            with m.Case(S3):
                 raised = Signal(RATE_BITS + 9)
                 m.d.comb += raised.eq(rt + step)
-                with m.If(high < self.fast_recovery):
-                    m.d.sync += target.eq(rt)
-                with m.Else():
-                    m.d.sync += target.eq(Mux(raised > FULL, FULL, raised))
-                m.d.sync += state.eq(APPLY)
+                m.d.sync += [target.eq(Mux(fast, rt, Mux(raised > FULL, FULL, raised))),
+                             cut.eq(Mux(less < self.min_rate, self.min_rate, less)),
+                             state.eq(APPLY)]
             with m.Case(APPLY):
                 with m.Switch(op):
                     with m.Case(OPS.index("cnp")):
