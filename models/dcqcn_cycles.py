@@ -28,7 +28,8 @@ The rate limiter's rules (docs/transports.md, "Congestion control"):
 * **the token bucket** (1/256 bytes): each cycle earns the rate of the
   cycle before times ``line_bytes`` (``rc * line_bytes >> 16``, a
   registered product) up to ``burst`` bytes, and a DATA frame taken
-  spends its wire bytes a cycle later (registered). ``rate_ok`` (a DATA
+  spends its wire bytes a cycle later (registered; the byte counter
+  counts them in that cycle too). ``rate_ok`` (a DATA
   frame may be committed) is the bucket not negative; while the limiter
   is off (``enable`` 0) or the rate is the whole line the bucket stays
   full and ``rate_ok`` is 1.
@@ -93,6 +94,7 @@ class RateLimiterCycles:
         self.k = self.product = self.step_ = self.less = 0
         self.hyper = self.fast = False
         self.earn = self.spend = 0
+        self.counted = None             # the frame taken in the cycle before
         # the bucket's reset is the burst's reset value (the register's init)
         self.tokens = self.burst_init << 8
         self.cnps_received = self.throttled_cycles = 0
@@ -122,6 +124,7 @@ class RateLimiterCycles:
             tokens = min(self.burst << 8, self.tokens + self.earn) - self.spend
         earn = self.rc * self.line_bytes >> 16
         spend = 0 if sent_bytes is None else sent_bytes << 8
+        counted, self.counted = self.counted, sent_bytes       # registered
 
         # the counters' events
         applying = self.state == APPLY
@@ -138,8 +141,8 @@ class RateLimiterCycles:
             if timer_count >= p.increase_timer:
                 timer_count, fired["timer"] = 0, True
             bytes_count = self.bytes_count
-            if sent_bytes is not None:
-                bytes_count += sent_bytes
+            if counted is not None:
+                bytes_count += counted
                 if bytes_count >= p.byte_counter:
                     bytes_count, fired["byte"] = bytes_count - p.byte_counter, True
 

@@ -131,9 +131,11 @@ INCAST_CFG = dict(cnp_interval=1000, alpha_timer=500, increase_timer=500,
                   byte_counter=10_000_000, g_shift=8, fast_recovery=5, ai_rate=330,
                   hai_rate=1000, min_rate=1024)
 INCAST_US, QUICK_INCAST_US = 400, 120
-#: Each copy: large enough that a host's copies run at the line's
-#: bandwidth, not at the commands' fixed costs.
-INCAST_BYTES = 256 << 10
+#: Each copy: large enough that a host's copies run near its share of the
+#: line (at 12.5 Gb/s the command's fixed costs are a sixth of a 64 KiB
+#: copy), small enough that a copy under congestion collapse (no ECN:
+#: go-back-N resending whole windows into a full buffer) still ends.
+INCAST_BYTES = 64 << 10
 #: --quick: one run (one bring-up, the costliest part of a short run) with
 #: every measurement the report's rows need
 QUICK_POINTS = {

@@ -91,7 +91,7 @@ def decap_observe(ctx, dut):
     return dict(frame_ready=ctx.get(dut.frame.ready), tlp=tlp, credits=credits,
                 drops=list(ctx.get(dut.drops)), good_frames=ctx.get(dut.good_frames),
                 control_frames=ctx.get(dut.control_frames), overflows=ctx.get(dut.overflows),
-                tlps_out=ctx.get(dut.tlps_out), keepalive=keepalive)
+                tlps_out=ctx.get(dut.tlps_out), keepalive=keepalive, ce=ctx.get(dut.ce))
 
 
 def decap_predict(model, inputs):

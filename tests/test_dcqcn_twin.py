@@ -124,7 +124,7 @@ def test_a_twin_earning_this_cycles_rate_fails():
 
 def test_the_twin_moves_the_rates_as_the_reaction_point_does():
     """CNPs and sends far apart: after each, the twin's rates and alpha
-    are the algorithm's (three cycles later)."""
+    are the algorithm's (a few cycles later)."""
     p = DcqcnParams(alpha_timer=10**6, increase_timer=10**6, byte_counter=20_000,
                     fast_recovery=1, ai_rate=500, hai_rate=2000)
     twin = RateLimiterCycles(p, line_bytes=LINE, enable=True)
@@ -139,7 +139,7 @@ def test_the_twin_moves_the_rates_as_the_reaction_point_does():
             n = rng.randrange(1000, 9000)
             twin.step(sent_bytes=n)
             rp.sent(n)
-        for _ in range(5):
+        for _ in range(8):             # the event's cycle, then the engine's five
             twin.step()
         assert (twin.rc, twin.rt, twin.alpha) == (rp.rc, rp.rt, rp.alpha)
         lowest = min(lowest, rp.rc)

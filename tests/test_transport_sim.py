@@ -123,7 +123,7 @@ def test_ecn_marks_are_echoed_and_the_sender_slows(sim, tmp_path):
     # (the twins on Verilator: on Icarus they would take most of the run's
     # time, and the RTL they check is the same Verilog)
     twin = sim == "verilator"
-    run_udp_link(sim, "udp-ecn", count=400 if twin else 100, twin=twin, bidirectional=True,
+    run_udp_link(sim, "udp-ecn", count=250 if twin else 100, twin=twin, bidirectional=True,
                  workload="mwr", cfg=ECN_CFG,
                  tlp_payload=256, ecn_threshold_bytes=400, clock_ns=4.0,
                  phy={"rate_gbps": 10, "latency_ns": 1000.0}, report=str(report),

@@ -52,8 +52,8 @@ class RateLimiter(wiring.Component):
     (pick; three steps of the arithmetic, each registered: the products
     of ``rc`` have registers before and after, a DSP block's pipeline, and
     no carry chain follows another in a cycle; apply); the token bucket
-    earns the rate of the cycle before and spends a frame's bytes a cycle
-    after the framer took it. The rules are the twin's
+    earns the rate of the cycle before; a frame's bytes are spent and
+    counted a cycle after the framer took it (registered). The rules are the twin's
     (models/dcqcn_cycles.py)."""
 
     def __init__(self, params=None, *, line_bytes=64 << 8, burst=1538, enable=False):
@@ -99,14 +99,19 @@ class RateLimiter(wiring.Component):
         # --- the token bucket (1/256 bytes) ---------------------------------------------
         tokens = Signal(signed(27), init=self._burst_init << 8)
         earn = Signal(RATE_BITS)            # rc * line_bytes >> 16, from the cycle before
-        spend = Signal(SENT_BITS + 8)       # the frame taken in the cycle before
+        # the frame the framer took, registered: its bytes count from the
+        # next cycle (the replay buffer's descriptor -> the byte counter's
+        # compare was the 64-bit udp+ecn Bridge's critical path)
+        sent, sent_bytes = Signal(), Signal(SENT_BITS)
+        m.d.sync += [sent.eq(self.sent), sent_bytes.eq(self.sent_bytes)]
+        spend = Signal(SENT_BITS + 8)
         bypass = Signal()
         m.d.comb += [bypass.eq(~self.enable | rc[RATE_BITS - 1]),
                      self.rate_ok.eq(bypass | ~tokens[-1])]
         with m.If(~self.rate_ok):
             m.d.sync += self.throttled_cycles.eq(self.throttled_cycles + 1)
-        m.d.sync += [earn.eq((rc * self.line_bytes) >> 16),
-                     spend.eq(Mux(self.sent, Cat(Const(0, 8), self.sent_bytes), 0))]
+        m.d.sync += earn.eq((rc * self.line_bytes) >> 16)
+        m.d.comb += spend.eq(Mux(sent, Cat(Const(0, 8), sent_bytes), 0))
         # min(full, tokens + earn) - spend as two carry chains in a row: the
         # cap's compare (tokens > full - earn) beside the sums
         full = Signal(25)
@@ -133,10 +138,10 @@ class RateLimiter(wiring.Component):
         t1 = Signal(TIMER_BITS + 1)
         b1 = Signal(33)
         m.d.comb += [a1.eq(alpha_count + 1), t1.eq(timer_count + 1),
-                     b1.eq(bytes_count + Mux(self.sent, self.sent_bytes, 0))]
+                     b1.eq(bytes_count + Mux(sent, sent_bytes, 0))]
         fire_a, fire_t, fire_b = Signal(), Signal(), Signal()
         m.d.comb += [fire_a.eq(a1 >= self.alpha_timer), fire_t.eq(t1 >= self.increase_timer),
-                     fire_b.eq(self.sent & (b1 >= self.byte_counter))]
+                     fire_b.eq(sent & (b1 >= self.byte_counter))]
         with m.If(applying_cut):
             m.d.sync += [alpha_count.eq(0), timer_count.eq(0), bytes_count.eq(0)]
         with m.Else():
